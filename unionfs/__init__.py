@@ -1,0 +1,14 @@
+"""unionfs: Linux overlayfs semantics for PyFilesystem2.
+
+``OverlayFS(lowers, upper)`` layers one writable upper filesystem over read-only
+lower filesystems: reads see the topmost entry, writes copy up into the upper, and
+deletions of lower entries become whiteouts recorded in the upper's sidecar.
+"""
+
+from . import _compat  # noqa: F401  (first: imports fs without pkg_resources warnings)
+from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer
+from .overlay import OverlayFS
+
+__version__ = "0.1.0"
+
+__all__ = ["OverlayFS", "IllegalDestination", "ReservedPath", "SidecarError", "UnsupportedLayer", "__version__"]

@@ -1,0 +1,51 @@
+"""Attributes of merged entries (the kernel's ``inode.c``).
+
+Metadata of an entry, a merged directory included, comes from its topmost layer.
+Copy-up carries over whatever metadata the upper can hold: times, permissions and
+ownership where the upper supports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+from . import _compat  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.info import Info
+
+#: the namespaces copy-up reads from the lower entry
+COPIED_NAMESPACES = ("details", "access")
+
+
+def copyable_metadata(info: Info) -> Dict[str, Dict[str, Any]]:
+    """The parts of ``info`` worth giving to the copy-up, in ``setinfo`` form."""
+    raw = info.raw
+    details = raw.get("details") or {}
+    access = raw.get("access") or {}
+    result: Dict[str, Dict[str, Any]] = {}
+    times = {key: details[key] for key in ("modified", "accessed") if details.get(key) is not None}
+    if times:
+        result["details"] = times
+    kept = {key: access[key] for key in ("permissions", "uid", "gid") if access.get(key) is not None}
+    if kept:
+        result["access"] = kept
+    return result
+
+
+def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+    """Give ``path`` the metadata, namespace by namespace, skipping what the target cannot hold."""
+    for namespace, values in metadata.items():
+        try:
+            target.setinfo(path, {namespace: dict(values)})
+        except (errors.Unsupported, errors.PermissionDenied, errors.OperationFailed, ValueError, TypeError):
+            continue
+
+
+def root_info(info: Info) -> Info:
+    """The root's info names it ``""`` whatever the layer says."""
+    if info.name == "":
+        return info
+    raw = {namespace: dict(values) for namespace, values in info.raw.items()}
+    raw.setdefault("basic", {})["name"] = ""
+    return Info(raw)

@@ -1,0 +1,34 @@
+"""Exceptions of unionfs; each is an ``fs.errors`` class so callers can keep catching those."""
+
+from __future__ import annotations
+
+from . import _compat  # noqa: F401
+from fs import errors
+
+
+class ReservedPath(errors.PermissionDenied):
+    """The caller addressed the name reserved for the sidecar (``/.unionfs``)."""
+
+    default_message = "path '{path}' is reserved for the unionfs sidecar"
+
+
+class IllegalDestination(errors.ResourceInvalid):
+    """A directory would be moved or copied into itself (the kernel answers EINVAL)."""
+
+    default_message = "cannot move or copy a directory into itself: '{path}'"
+
+
+class SidecarError(errors.ResourceError):
+    """A layer's sidecar is missing a piece, of an unknown version, or hand-edited into nonsense."""
+
+    default_message = "corrupt unionfs sidecar at '{path}': {reason}"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(path)
+
+
+class UnsupportedLayer(errors.CreateFailed):
+    """A layer could not be opened or is not usable in the position asked for."""
+
+    default_message = "cannot use layer: {details}"

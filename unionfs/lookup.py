@@ -1,0 +1,137 @@
+"""Path lookup across the layers (the kernel's ``namei.c``).
+
+Lookup goes top-down, one path component at a time: the topmost layer that has the
+name wins; directories of consecutive layers merge until a non-directory, a whiteout
+or an opaque directory; a non-directory hides everything below it. The result of a
+lookup is a :class:`Node`, cached per path until the upper changes at that path.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import attr
+
+from . import _compat  # noqa: F401
+from fs import errors
+from fs.path import basename, dirname, join
+
+from .layers import Layer
+from .sidecar import is_reserved
+
+
+@attr.s(frozen=True, slots=True)
+class Node:
+    """A path as the merged view sees it."""
+
+    path: str = attr.ib()
+    is_dir: bool = attr.ib()
+    #: the layers that make up this entry, topmost first; a file has exactly one
+    layers: Tuple[Layer, ...] = attr.ib()
+    #: some lower layer has an entry here, so removing it from the view needs a whiteout
+    lower_positive: bool = attr.ib()
+
+    @property
+    def top(self) -> Layer:
+        """The layer whose entry wins: data and metadata come from here."""
+        return self.layers[0]
+
+    @property
+    def in_upper(self) -> bool:
+        return self.layers[0].is_upper
+
+    @property
+    def is_merged(self) -> bool:
+        """A directory made of more than one layer."""
+        return len(self.layers) > 1
+
+
+_MISSING = object()
+
+
+def resolve_child(parent: Node, name: str) -> Optional[Node]:
+    """Look ``name`` up in the directory ``parent`` by the kernel's rules."""
+    path = join(parent.path, name)
+    found: List[Layer] = []
+    top_is_dir = False
+    merging = True  # can deeper layers still add to the entry?
+    lower_positive = False
+    for layer in parent.layers:
+        index = layer.dir(parent.path)
+        if index is None:  # the layer's listing vanished under us; treat it as empty
+            continue
+        is_dir = index.entries.get(name)
+        if is_dir is None:
+            if name in index.whiteouts:
+                if not layer.is_upper:
+                    break  # a lower whiteout hides this name in every layer below it
+                merging = False  # the upper whiteout hides the lowers from the view only
+            continue
+        if not layer.is_upper:
+            lower_positive = True
+        if merging:
+            if not found:
+                found.append(layer)
+                top_is_dir = is_dir
+                merging = is_dir and name not in index.opaque
+            elif top_is_dir and is_dir:
+                found.append(layer)
+                merging = name not in index.opaque
+            else:
+                merging = False
+        if not merging and lower_positive:
+            break
+    if not found:
+        return None
+    return Node(path, top_is_dir, tuple(found), lower_positive)
+
+
+class Lookup:
+    """Resolves paths of the merged view and caches the answers."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.layers = tuple(layers)
+        self.root = Node("/", True, self.layers, lower_positive=any(not layer.is_upper for layer in layers))
+        self._nodes: Dict[str, Optional[Node]] = {"/": self.root}
+
+    def node(self, path: str) -> Optional[Node]:
+        """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""
+        cached = self._nodes.get(path, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        if is_reserved(path):
+            return None
+        parent = self.node(dirname(path))
+        if parent is None or not parent.is_dir:
+            node = None
+        else:
+            node = resolve_child(parent, basename(path))
+        self._nodes[path] = node
+        return node
+
+    def child(self, parent: Node, name: str) -> Optional[Node]:
+        return self.node(join(parent.path, name))
+
+    def missing(self, path: str, want_dir: bool = False) -> errors.FSError:
+        """The error for a path that does not resolve: an ancestor that is a file makes it
+        ENOTDIR (``DirectoryExpected`` for directory operations), anything else ENOENT."""
+        if want_dir:
+            ancestor = dirname(path)
+            while ancestor != "/":
+                node = self.node(ancestor)
+                if node is not None:
+                    if not node.is_dir:
+                        return errors.DirectoryExpected(path)
+                    break
+                ancestor = dirname(ancestor)
+        return errors.ResourceNotFound(path)
+
+    def forget(self, path: str, subtree: bool = False) -> None:
+        """Drop cached answers for ``path`` (and everything below it when ``subtree``)."""
+        self._nodes.pop(path, None)
+        if subtree:
+            prefix = path.rstrip("/") + "/"
+            for cached in [p for p in self._nodes if p.startswith(prefix)]:
+                del self._nodes[cached]
+        if path == "/":
+            self._nodes["/"] = self.root

@@ -1,0 +1,160 @@
+"""Namespace operations (the kernel's ``dir.c``): create, remove, rename, hide, make opaque.
+
+Each function assumes the caller (:class:`unionfs.OverlayFS`) validated the path,
+holds the lock and checked the kernel's error conditions; it performs the change in
+an order that keeps the view atomic. The rule that makes that possible: within one
+layer an entry wins over a whiteout record of the same name, so a record is added
+*before* the entry it replaces is removed, and removed *after* the entry that
+replaces it exists. A crash between two steps shows the view before or after the
+operation, never a mix; what such a crash leaves (a stale record, a staging file)
+hides nothing and is cleaned by ``fsck``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, List, Optional, Tuple
+
+from . import _compat  # noqa: F401
+from fs import errors
+from fs.path import dirname, join, relpath
+from fs.permissions import Permissions
+
+from .attributes import apply_metadata
+from .copy_up import copy_up, copy_up_parents
+from .lookup import Lookup, Node
+from .readdir import visible_children
+from .upper import Upper
+
+
+def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
+    """Open a new file at ``path`` (nothing is visible there); it replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    handle = upper.openbin(path, mode, buffering, **options)
+    upper.remove_whiteout(path)
+    return handle
+
+
+def install_file(lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None) -> None:
+    """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
+    into place over whatever file or whiteout was there."""
+    copy_up_parents(lookup, upper, path)
+    staged = upper.stage(source)
+    if metadata:
+        apply_metadata(upper.fs, staged, metadata)
+    upper.remove_opaque(path)
+    upper.install(staged, path)
+    upper.remove_whiteout(path)
+
+
+def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Permissions] = None) -> None:
+    """mkdir: over a whiteout of the upper the new directory is opaque, elsewhere it is not."""
+    copy_up_parents(lookup, upper, path)
+    if upper.has_whiteout(path):
+        upper.add_opaque(path)
+        upper.makedir(path, permissions)
+        upper.remove_whiteout(path)
+    else:
+        upper.remove_opaque(path)
+        upper.makedir(path, permissions)
+
+
+def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
+    """Take ``node`` (a file or a whole tree) out of the view: a whiteout iff a lower has
+    something there, then the upper's own copy and its records go."""
+    copy_up_parents(lookup, upper, node.path)
+    if node.lower_positive:
+        upper.add_whiteout(node.path)
+    if node.in_upper:
+        if node.is_dir:
+            upper.remove_dir(node.path)
+        else:
+            upper.remove_file(node.path)
+    if node.is_dir:
+        upper.drop_records_below(node.path)
+    upper.remove_opaque(node.path)
+
+
+def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory at ``path`` (creating it if need be) opaque in the upper."""
+    node = lookup.node(path)
+    if node is None:
+        make_dir(lookup, upper, path)
+        node = lookup.node(path)
+        assert node is not None
+    copy_up(lookup, upper, node)
+    if not upper.has_opaque(path):
+        upper.add_opaque(path)
+    upper.drop_records_below(path)
+
+
+def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """rename(2) of a non-directory: copy up, move within the upper, whiteout the old name
+    iff a lower has it, and drop any whiteout at the new name."""
+    copy_up(lookup, upper, src)
+    copy_up_parents(lookup, upper, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.remove_opaque(dst)
+    upper.move_file(src.path, dst)
+    upper.remove_whiteout(dst)
+
+
+def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
+    """Every entry below ``top`` in the merged view, parents before children, as (relative path, node)."""
+    found: List[Tuple[str, Node]] = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        for child in visible_children(lookup, directory):
+            found.append((relpath(child.path[len(top.path):]) if top.path != "/" else relpath(child.path), child))
+            if child.is_dir:
+                pending.append(child)
+    found.sort(key=lambda item: item[0].count("/"))
+    return found
+
+
+def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """Move the contents of directory ``src`` into directory ``dst`` (created if missing), then
+    remove ``src``: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which
+    itself answers EXDEV for a lower or merged directory. Type clashes are refused up front."""
+    entries = _walk(lookup, src)
+    for rel, node in entries:
+        existing = lookup.node(join(dst, rel))
+        if existing is not None and existing.is_dir != node.is_dir:
+            error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
+            raise error(join(dst, rel))
+    target = lookup.node(dst)
+    if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
+        _rename_upper_dir(lookup, upper, src, dst)
+        return
+    if target is None:
+        make_dir(lookup, upper, dst)
+    for rel, node in entries:
+        current = lookup.node(node.path)
+        assert current is not None
+        destination = join(dst, rel)
+        if current.is_dir:
+            if lookup.node(destination) is None:
+                make_dir(lookup, upper, destination)
+        else:
+            rename_file(lookup, upper, current, destination)
+    remaining = lookup.node(src.path)
+    if remaining is not None:
+        vanish(lookup, upper, remaining)
+
+
+def _needs_opaque(lookup: Lookup, upper: Upper, dst: str) -> bool:
+    """A directory moved to ``dst`` must be opaque when lowers could show through it."""
+    parent = lookup.node(dirname(dst))
+    return upper.has_whiteout(dst) or (parent is not None and any(not layer.is_upper for layer in parent.layers))
+
+
+def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """A directory that only the upper has moves by one rename, records and all."""
+    copy_up_parents(lookup, upper, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.move_dir(src.path, dst)
+    upper.remove_opaque(src.path)
+    upper.drop_records_below(src.path)

@@ -1,0 +1,401 @@
+"""``OverlayFS``: the PyFilesystem2 API over the overlay's lookup, readdir, copy-up and
+namespace modules. Each method validates its path once, takes the lock, checks the
+kernel's error conditions in the kernel's order, and delegates."""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _compat  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.info import Info
+from fs.mode import Mode
+from fs.path import abspath, basename, dirname, isbase, normpath
+from fs.permissions import Permissions
+from fs.subfs import SubFS
+
+from . import namespace, readdir
+from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
+from .copy_up import copy_up
+from .errors import IllegalDestination, ReservedPath
+from .layers import Layer, LayerSource, open_layers
+from .lookup import Lookup, Node
+from .sidecar import is_reserved
+from .upper import Upper
+
+
+class OverlayFS(FS):
+    """A writable ``upper`` filesystem over read-only ``lowers``, with Linux overlayfs semantics.
+
+    ``lowers`` is one FS or FS URL, or a sequence of them with the topmost first (the
+    order of the kernel's ``lowerdir=``). ``upper`` is a writable FS or FS URL, or
+    ``None`` for a read-only overlay. Layers given as URLs are opened, owned and closed
+    by the overlay; layers given as FS objects stay open when the overlay closes.
+    """
+
+    def __init__(
+        self,
+        lowers: Union[LayerSource, Sequence[LayerSource]],
+        upper: Optional[LayerSource] = None,
+    ) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+        layers = open_layers(lowers, upper)
+        self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
+        self._layers: Tuple[Layer, ...] = tuple(layers)
+        self._lookup = Lookup(layers)
+        self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        self._meta = _merged_meta(self._layers, read_only=self._upper is None)
+        self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
+
+    def __repr__(self) -> str:
+        upper = self._upper.fs if self._upper is not None else None
+        return "OverlayFS(%r, upper=%r)" % ([layer.fs for layer in self._lower_layers()], upper)
+
+    def _lower_layers(self) -> List[Layer]:
+        return [layer for layer in self._layers if not layer.is_upper]
+
+    # -- path handling ------------------------------------------------------------------------------
+
+    def validatepath(self, path: str) -> str:
+        if isinstance(path, bytes):
+            raise TypeError("paths must be unicode (not str)")
+        self.check()
+        if not self._invalid_chars.isdisjoint(path):
+            raise errors.InvalidCharsInPath(path)
+        return abspath(normpath(path))
+
+    def _node(self, path: str, want_dir: bool = False) -> Node:
+        node = self._lookup.node(path)
+        if node is None:
+            raise self._lookup.missing(path, want_dir)
+        return node
+
+    def _parent(self, path: str, want_dir: bool = False) -> Node:
+        """The directory that will hold a new entry at ``path``."""
+        parent = self._lookup.node(dirname(path))
+        if parent is None:
+            raise self._lookup.missing(path, want_dir)
+        if not parent.is_dir:
+            raise errors.DirectoryExpected(path) if want_dir else errors.ResourceNotFound(path)
+        return parent
+
+    def _writable(self, path: str) -> Upper:
+        if self._upper is None:
+            raise errors.ResourceReadOnly(path)
+        if is_reserved(path):
+            raise ReservedPath(path)
+        return self._upper
+
+    # -- the essential methods ---------------------------------------------------------------------
+
+    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path)
+            info = node.top.fs.getinfo(_path, namespaces)
+        return root_info(info) if _path == "/" else info
+
+    def listdir(self, path: str) -> List[str]:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
+
+    def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            node = self._lookup.node(_path)
+            if node is not None:
+                if recreate and node.is_dir:
+                    return self.opendir(_path)
+                raise errors.DirectoryExists(path)
+            self._parent(_path, want_dir=True)
+            namespace.make_dir(self._lookup, upper, _path, permissions)
+            return self.opendir(_path)
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
+        _mode = Mode(mode)
+        _mode.validate_bin()
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._lookup.node(_path)
+            if node is not None and node.is_dir:
+                raise errors.FileExpected(path)
+            if not (_mode.writing or _mode.truncate):
+                if node is None:
+                    raise self._lookup.missing(_path)
+                return node.top.fs.openbin(_path, mode, buffering, **options)
+            upper = self._writable(_path)
+            if node is None:
+                if not _mode.create:
+                    raise self._lookup.missing(_path)
+                self._parent(_path)
+                return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
+            if _mode.exclusive:
+                raise errors.FileExists(path)
+            copy_up(self._lookup, upper, node, with_data=not _mode.truncate)
+            return upper.openbin(_path, mode, buffering, **options)
+
+    def remove(self, path: str) -> None:
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            node = self._node(_path)
+            if node.is_dir:
+                raise errors.FileExpected(path)
+            namespace.vanish(self._lookup, upper, node)
+
+    def removedir(self, path: str) -> None:
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            if _path == "/":
+                raise errors.RemoveRootError(path)
+            node = self._node(_path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            if not readdir.is_empty(self._lookup, node):
+                raise errors.DirectoryNotEmpty(path)
+            namespace.vanish(self._lookup, upper, node)
+
+    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            node = self._node(_path)
+            if not info:
+                return
+            copy_up(self._lookup, upper, node)
+            upper.setinfo(_path, info)
+
+    # -- overrides: correct and fast for an overlay --------------------------------------------------
+
+    def scandir(
+        self,
+        path: str,
+        namespaces: Optional[Collection[str]] = None,
+        page: Optional[Tuple[int, int]] = None,
+    ) -> Iterator[Info]:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            return iter(list(readdir.scan(self._lookup, node, namespaces, page)))
+
+    def exists(self, path: str) -> bool:
+        _path = self.validatepath(path)
+        with self._lock:
+            return self._lookup.node(_path) is not None
+
+    def isdir(self, path: str) -> bool:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._lookup.node(_path)
+            return node is not None and node.is_dir
+
+    def isfile(self, path: str) -> bool:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._lookup.node(_path)
+            return node is not None and not node.is_dir
+
+    def _file_node(self, path: str, display: str) -> Node:
+        node = self._node(path)
+        if node.is_dir:
+            raise errors.FileExpected(display)
+        return node
+
+    def readbytes(self, path: str) -> bytes:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._file_node(_path, path)
+            return node.top.fs.readbytes(_path)
+
+    def download(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._file_node(_path, path)
+            node.top.fs.download(_path, file, chunk_size=chunk_size, **options)
+
+    def writebytes(self, path: str, contents: bytes) -> None:
+        if not isinstance(contents, bytes):
+            raise TypeError("contents must be bytes")
+        self.upload(path, io.BytesIO(contents))
+
+    def upload(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
+        """Write a whole file atomically: staged in the upper, then renamed into place. An
+        existing file keeps its permissions and owner, as an ``O_TRUNC`` open would."""
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            node = self._lookup.node(_path)
+            if node is None:
+                self._parent(_path)
+                kept = None
+            elif node.is_dir:
+                raise errors.FileExpected(path)
+            else:
+                kept = _kept_on_truncate(node)
+            namespace.install_file(self._lookup, upper, _path, file, kept)
+
+    def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            upper = self._writable(_dst)
+            src = self._file_node(_src, src_path)
+            target = self._lookup.node(_dst)
+            if target is not None:
+                if not overwrite:
+                    raise errors.DestinationExists(dst_path)
+                if target.is_dir:
+                    raise errors.FileExpected(dst_path)
+            else:
+                self._parent(_dst)
+            metadata: Dict[str, Any] = {}
+            if preserve_time:
+                metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
+            with src.top.fs.openbin(_src, "r") as source:
+                namespace.install_file(self._lookup, upper, _dst, source, metadata)
+
+    def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            upper = self._writable(_src)
+            self._writable(_dst)
+            src = self._file_node(_src, src_path)
+            target = self._lookup.node(_dst)
+            if target is not None:
+                if not overwrite:
+                    raise errors.DestinationExists(dst_path)
+                if target.is_dir:
+                    raise errors.FileExpected(dst_path)
+                if _src == _dst:
+                    return  # rename(x, x) changes nothing, not even a copy-up
+            else:
+                self._parent(_dst)
+            namespace.rename_file(self._lookup, upper, src, _dst)
+
+    def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
+        """Move the contents of ``src_path`` into ``dst_path`` and remove ``src_path``.
+
+        Works for lower and merged directories too, where the kernel answers EXDEV:
+        the result is what ``cp -a src/. dst && rm -rf src`` gives on the kernel."""
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            upper = self._writable(_src)
+            self._writable(_dst)
+            src = self._node(_src, want_dir=True)
+            if not src.is_dir:
+                raise errors.DirectoryExpected(src_path)
+            target = self._lookup.node(_dst)
+            if target is None:
+                if not create:
+                    raise errors.ResourceNotFound(dst_path)
+                self._parent(_dst, want_dir=True)
+            elif not target.is_dir:
+                raise errors.DirectoryExpected(dst_path)
+            if isbase(_src, _dst):
+                raise IllegalDestination(dst_path)
+            namespace.move_tree(self._lookup, upper, src, _dst)
+
+    def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            self._writable(_dst)
+            if isbase(_src, _dst) and self.isdir(_src):
+                raise IllegalDestination(dst_path)
+            super().copydir(_src, _dst, create=create, preserve_time=preserve_time)
+
+    def removetree(self, dir_path: str) -> None:
+        _path = self.validatepath(dir_path)
+        with self._lock:
+            upper = self._writable(_path)
+            node = self._node(_path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(dir_path)
+            if _path == "/":
+                for child in readdir.visible_children(self._lookup, node):
+                    namespace.vanish(self._lookup, upper, child)
+            else:
+                namespace.vanish(self._lookup, upper, node)
+
+    def getmeta(self, namespace: str = "standard") -> Mapping[str, object]:
+        return dict(self._meta) if namespace == "standard" else {}
+
+    def getsyspath(self, path: str) -> str:
+        """Never a system path: one would let callers (``fs.move`` among them) bypass the overlay."""
+        raise errors.NoSysPath(path=path)
+
+    def close(self) -> None:
+        """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
+        every operation wrote its data and records when it returned."""
+        if not self.isclosed():
+            for layer_fs in self._owned:
+                layer_fs.close()
+        super().close()
+
+    # -- explicit control ---------------------------------------------------------------------------
+
+    def hide(self, path: str) -> None:
+        """Whiteout whatever the view has at ``path`` (a file or a whole tree) without copying
+        anything, like a whiteout made by hand in a kernel upperdir."""
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            if _path == "/":
+                raise errors.RemoveRootError(path)
+            namespace.vanish(self._lookup, upper, self._node(_path))
+
+    def make_opaque(self, path: str) -> None:
+        """Create the directory ``path``, or mark it, opaque in the upper: nothing of the lowers
+        shows through it any more (``setfattr -n trusted.overlay.opaque -v y`` on a kernel upper)."""
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path)
+            if _path == "/":
+                raise errors.OperationFailed(path, msg="the root cannot be made opaque; removetree('/') hides every lower entry")
+            node = self._lookup.node(_path)
+            if node is None:
+                self._parent(_path, want_dir=True)
+            elif not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            namespace.make_opaque(self._lookup, upper, _path)
+
+
+def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:
+    lower_list = [lowers] if isinstance(lowers, (FS, str)) else list(lowers)
+    return ([upper] if upper is not None else []) + lower_list
+
+
+def _kept_on_truncate(node: Node) -> Dict[str, Any]:
+    """What a file keeps when its content is replaced: permissions and owner, not times."""
+    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    metadata.pop("details", None)
+    return metadata
+
+
+def _merged_meta(layers: Sequence[Layer], read_only: bool) -> Dict[str, object]:
+    """The overlay's ``getmeta``: what holds for every path, whichever layer serves it."""
+    metas = [layer.fs.getmeta() for layer in layers]
+    lengths = [meta.get("max_path_length") for meta in metas if meta.get("max_path_length")]
+    invalid = sorted(set("".join(str(meta.get("invalid_path_chars") or "") for meta in metas)) | {"\0"})
+    return {
+        "case_insensitive": any(meta.get("case_insensitive", False) for meta in metas),
+        "invalid_path_chars": "".join(invalid),
+        "max_path_length": min(lengths) if lengths else None,
+        "max_sys_path_length": None,
+        "network": any(meta.get("network", False) for meta in metas),
+        "read_only": read_only,
+        "supports_rename": False,
+        "thread_safe": True,
+        "unicode_paths": all(meta.get("unicode_paths", True) for meta in metas),
+        "virtual": True,
+    }

@@ -1,0 +1,150 @@
+"""The writable upper layer: every change to it goes through :class:`Upper`.
+
+Each method makes one change to the upper filesystem or its sidecar and then tells
+the layer cache and the lookup cache exactly what changed, so cached answers are
+never stale after a write through the overlay.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO, Mapping, Optional
+
+from . import _compat  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.path import basename, dirname
+from fs.permissions import Permissions
+
+from .layers import Layer
+from .lookup import Lookup
+from .sidecar import Sidecar
+
+
+class Upper:
+    """The upper layer with its sidecar; keeps :class:`Layer` and :class:`Lookup` caches true."""
+
+    def __init__(self, layer: Layer, lookup: Lookup) -> None:
+        assert layer.is_upper and layer.sidecar is not None
+        self.layer = layer
+        self.fs: FS = layer.fs
+        self.sidecar: Sidecar = layer.sidecar
+        self.lookup = lookup
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def has(self, path: str) -> bool:
+        """Whether the upper itself holds an entry at ``path``."""
+        node = self.lookup.node(path)
+        return node is not None and node.in_upper
+
+    def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
+        self.fs.makedir(path, permissions=permissions)
+        self.layer.note_entry(path, True, new_dir=True)
+        self.lookup.forget(path)
+
+    def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
+        """Open a file of the upper; a file it creates joins the view at once."""
+        index = self.layer.dir(dirname(path))
+        created = index is None or basename(path) not in index.entries
+        handle = self.fs.openbin(path, mode, buffering=buffering, **options)
+        if created:
+            self.layer.note_entry(path, False)
+            self.lookup.forget(path)
+        return handle
+
+    def stage(self, source: Optional[BinaryIO], chunk_size: int = 1024 * 1024) -> str:
+        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
+        staged = self.sidecar.staging_path()
+        with self.fs.openbin(staged, "w") as out:
+            if source is not None:
+                while True:
+                    chunk = source.read(chunk_size)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+        return staged
+
+    def install(self, staged: str, path: str) -> None:
+        """Atomically put a staged file at ``path`` (a rename within the upper)."""
+        self.fs.move(staged, path, overwrite=True)
+        self.layer.note_entry(path, False)
+        self.lookup.forget(path)
+
+    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
+        self.fs.setinfo(path, info)
+
+    def remove_file(self, path: str) -> None:
+        self.fs.remove(path)
+        self.layer.note_entry(path, None)
+        self.lookup.forget(path)
+
+    def remove_dir(self, path: str) -> None:
+        """Take a directory tree out of the upper in one rename, then delete it at leisure."""
+        trash = self.sidecar.staging_path()
+        self._rename_dir(path, trash)
+        self.layer.note_entry(path, None)
+        self.lookup.forget(path, subtree=True)
+        self.fs.removetree(trash)
+
+    def move_file(self, src: str, dst: str) -> None:
+        self.fs.move(src, dst, overwrite=True)
+        self.layer.note_entry(src, None)
+        self.layer.note_entry(dst, False)
+        self.lookup.forget(src)
+        self.lookup.forget(dst)
+
+    def move_dir(self, src: str, dst: str) -> None:
+        """Rename a directory of the upper; ``dst`` must not exist in the upper."""
+        self._rename_dir(src, dst)
+        self.layer.note_entry(src, None)
+        self.layer.note_entry(dst, True)
+        self.lookup.forget(src, subtree=True)
+        self.lookup.forget(dst, subtree=True)
+
+    def _rename_dir(self, src: str, dst: str) -> None:
+        try:
+            os.rename(self.fs.getsyspath(src), self.fs.getsyspath(dst))
+            return
+        except (errors.NoSysPath, OSError):
+            pass
+        # MemoryFS (also behind WrapFS/SubFS) moves the entry itself; others copy then delete.
+        self.fs.movedir(src, dst, create=True)
+
+    # -- records ------------------------------------------------------------------------------
+
+    def has_whiteout(self, path: str) -> bool:
+        index = self.layer.dir(dirname(path))
+        return index is not None and basename(path) in index.whiteouts
+
+    def add_whiteout(self, path: str) -> None:
+        self.sidecar.add_whiteout(path)
+        self.layer.note_marker(path, "whiteout", True)
+        self.lookup.forget(path, subtree=True)
+
+    def remove_whiteout(self, path: str) -> None:
+        if self.has_whiteout(path):
+            self.sidecar.remove_whiteout(path)
+            self.layer.note_marker(path, "whiteout", False)
+            self.lookup.forget(path, subtree=True)
+
+    def has_opaque(self, path: str) -> bool:
+        index = self.layer.dir(dirname(path))
+        return index is not None and basename(path) in index.opaque
+
+    def add_opaque(self, path: str) -> None:
+        self.sidecar.add_opaque(path)
+        self.layer.note_marker(path, "opaque", True)
+        self.lookup.forget(path, subtree=True)
+
+    def remove_opaque(self, path: str) -> None:
+        if self.has_opaque(path):
+            self.sidecar.remove_opaque(path)
+            self.layer.note_marker(path, "opaque", False)
+            self.lookup.forget(path, subtree=True)
+
+    def drop_records_below(self, path: str) -> None:
+        """Forget every whiteout and opaque record inside the directory ``path``."""
+        self.sidecar.drop_records_below(path)
+        self.layer.forget_records_below(path)
+        self.lookup.forget(path, subtree=True)
