@@ -112,19 +112,20 @@ class Lookup:
     def child(self, parent: Node, name: str) -> Optional[Node]:
         return self.node(join(parent.path, name))
 
-    def missing(self, path: str, want_dir: bool = False) -> errors.FSError:
-        """The error for a path that does not resolve: an ancestor that is a file makes it
-        ENOTDIR (``DirectoryExpected`` for directory operations), anything else ENOENT."""
+    def missing(self, path: str, display: str, want_dir: bool = False) -> errors.FSError:
+        """The error for a ``path`` that does not resolve, naming the caller's ``display`` path:
+        an ancestor that is a file makes it ENOTDIR (``DirectoryExpected`` for directory
+        operations), anything else ENOENT."""
         if want_dir:
             ancestor = dirname(path)
             while ancestor != "/":
                 node = self.node(ancestor)
                 if node is not None:
                     if not node.is_dir:
-                        return errors.DirectoryExpected(path)
+                        return errors.DirectoryExpected(display)
                     break
                 ancestor = dirname(ancestor)
-        return errors.ResourceNotFound(path)
+        return errors.ResourceNotFound(display)
 
     def forget(self, path: str, subtree: bool = False) -> None:
         """Drop cached answers for ``path`` (and everything below it when ``subtree``)."""
