@@ -21,7 +21,7 @@ from fs.base import FS
 from fs.path import basename, dirname
 
 from .errors import UnsupportedLayer
-from .sidecar import RESERVED_NAME, Sidecar
+from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
 
 LayerSource = Union[FS, str]
 
@@ -33,6 +33,10 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+
+    def records(self, kind: str) -> Set[str]:
+        """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""
+        return self.whiteouts if kind == WHITEOUT else self.opaque
 
 
 class Layer:
@@ -97,12 +101,12 @@ class Layer:
         else:
             self._dirs.pop(path, None)
 
-    def note_marker(self, path: str, kind: str, present: bool) -> None:
+    def note_record(self, path: str, kind: str, present: bool) -> None:
         """Record that the whiteout or opaque record of ``path`` was added or removed."""
         parent = self._parent_index(path)
         if parent is None:
             return
-        names = parent.whiteouts if kind == "whiteout" else parent.opaque
+        names = parent.records(kind)
         if present:
             names.add(basename(path))
         else:

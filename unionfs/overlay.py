@@ -85,6 +85,18 @@ class OverlayFS(FS):
             raise errors.DirectoryExpected(display) if want_dir else errors.ResourceNotFound(display)
         return parent
 
+    def _file_destination(self, path: str, display: str, overwrite: bool) -> bool:
+        """Check the target of a file copy or move; whether something is there to replace."""
+        target = self._lookup.node(path)
+        if target is None:
+            self._parent(path, display)
+            return False
+        if not overwrite:
+            raise errors.DestinationExists(display)
+        if target.is_dir:
+            raise errors.FileExpected(display)
+        return True
+
     def _writable(self, path: str, display: str) -> Upper:
         if self._upper is None:
             raise errors.ResourceReadOnly(display)
@@ -253,14 +265,7 @@ class OverlayFS(FS):
         with self._lock:
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            target = self._lookup.node(_dst)
-            if target is not None:
-                if not overwrite:
-                    raise errors.DestinationExists(dst_path)
-                if target.is_dir:
-                    raise errors.FileExpected(dst_path)
-            else:
-                self._parent(_dst, dst_path)
+            self._file_destination(_dst, dst_path, overwrite)
             metadata: Dict[str, Any] = {}
             if preserve_time:
                 metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
@@ -273,16 +278,8 @@ class OverlayFS(FS):
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            target = self._lookup.node(_dst)
-            if target is not None:
-                if not overwrite:
-                    raise errors.DestinationExists(dst_path)
-                if target.is_dir:
-                    raise errors.FileExpected(dst_path)
-                if _src == _dst:
-                    return  # rename(x, x) changes nothing, not even a copy-up
-            else:
-                self._parent(_dst, dst_path)
+            if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
+                return  # rename(x, x) changes nothing, not even a copy-up
             namespace.rename_file(self._lookup, upper, src, _dst)
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
