@@ -552,3 +552,8 @@ def test_errors_name_the_callers_path(overlay):
     with pytest.raises(errors.ResourceNotFound) as caught:
         overlay.readbytes("a/missing")
     assert caught.value.path == "a/missing"
+
+
+def test_upper_cannot_be_one_of_its_lowers(lower):
+    with pytest.raises(unionfs.UnsupportedLayer):
+        OverlayFS(lower, lower)

@@ -153,6 +153,8 @@ def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Option
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
     for position, source in enumerate(lowers):
         lower_fs = _open_fs(source, False, "lower %d" % position)
+        if layers and lower_fs is layers[0].fs:
+            raise UnsupportedLayer(msg="the upper cannot also be lower %d" % position)
         layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
     return layers
 
