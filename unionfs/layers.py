@@ -145,16 +145,16 @@ def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Option
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
+    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    lower_fss = [_open_fs(source, False, "lower %d" % position) for position, source in enumerate(lowers)]
     layers: List[Layer] = []
-    if upper is not None:
-        upper_fs = _open_fs(upper, True, "the upper")
+    if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if any(lower_fs is upper_fs for lower_fs in lower_fss):
+            raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
-    for position, source in enumerate(lowers):
-        lower_fs = _open_fs(source, False, "lower %d" % position)
-        if layers and lower_fs is layers[0].fs:
-            raise UnsupportedLayer(msg="the upper cannot also be lower %d" % position)
+    for position, lower_fs in enumerate(lower_fss):
         layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
     return layers
 
