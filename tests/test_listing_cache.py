@@ -10,6 +10,7 @@ import pytest
 import unionfs  # noqa: F401
 from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
@@ -96,3 +97,19 @@ def test_warm_listdir_reads_no_layer_index(guard_lower, monkeypatch):
     overlay.writetext("m/late", "l")  # a change drops the listing: it is merged again
     assert sorted(overlay.listdir("m")) == sorted(first + ["late"])
     assert calls
+
+
+def test_basic_scandir_reads_no_layer_and_matches_the_layers(guard_lower, tmp_path):
+    disk = tmp_path / "lower"
+    (disk / "m" / "sub").mkdir(parents=True)
+    (disk / "m" / "disk-file").write_text("d")
+    lowers = [CountingFS(layer) for layer in build(guard_lower)] + [CountingFS(OSFS(str(disk)))]
+    overlay = OverlayFS(lowers, upper=MemoryFS())
+    expected = {info.name: info.raw for layer in reversed(lowers) for info in layer.delegate_fs().scandir("m")}
+    overlay.listdir("m")  # layer indexes and listing cached
+    before = [layer.scans for layer in lowers]
+    scanned = {info.name: info.raw for info in overlay.scandir("m")}
+    assert [layer.scans for layer in lowers] == before  # basic infos come from the listing
+    assert scanned == expected  # and are what the winning layer itself says
+    assert next(iter(overlay.scandir("m", ["details"]))).has_namespace("details")
+    assert [layer.scans for layer in lowers] != before  # other namespaces are read from the layers

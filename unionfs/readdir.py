@@ -18,6 +18,9 @@ from fs.path import join
 from .layers import Layer
 from .lookup import Lookup, Node
 
+#: namespace requests a listing answers by itself
+BASIC_ONLY = frozenset({"basic"})
+
 
 def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
     """The nodes of the entries of ``directory`` in the merged view (cached by the lookup)."""
@@ -53,6 +56,11 @@ def scan(
         start, end = page
         names, children = names[start:end], children[start:end]
     wanted = tuple(namespaces or ())
+    if BASIC_ONLY.issuperset(wanted):
+        # name and type are all the basic namespace holds, and the listing knows both: no layer is read
+        for name, child in zip(names, children):
+            yield Info({"basic": {"name": name, "is_dir": child.is_dir}})
+        return
     by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}
     for name, child in zip(names, children):
