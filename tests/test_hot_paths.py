@@ -10,6 +10,7 @@ from fs.memoryfs import MemoryFS
 from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
+from unionfs.layers import Layer
 
 
 class CallLog(WrapFS):
@@ -47,3 +48,21 @@ def test_a_whiteout_beside_others_is_one_upper_call(guard_lower):
     assert upper.calls == ["openbin"]  # no makedirs, no existence check: the record file only
     assert sorted(overlay.listdir("d/sub")) == ["f2"]
     assert sorted(OverlayFS(lower, upper=upper).listdir("d/sub")) == ["f2"]  # recorded, not just cached
+
+
+def test_a_cold_listing_reads_each_layer_index_a_bounded_number_of_times(guard_lower, monkeypatch):
+    top, bottom = MemoryFS(), MemoryFS()
+    for index in range(60):
+        (top if index % 2 else bottom).makedirs("m", recreate=True)
+        (top if index % 2 else bottom).writetext("m/f%d" % index, "f")
+    upper = MemoryFS()
+    overlay = OverlayFS([guard_lower(top), guard_lower(bottom)], upper=upper)
+    overlay.writetext("m/up", "u")
+    overlay.remove("m/f0")
+    cold = OverlayFS([top, bottom], upper=upper)
+    calls: List[str] = []
+    original = Layer.dir
+    monkeypatch.setattr(Layer, "dir", lambda self, path: calls.append(path) or original(self, path))
+    names = cold.listdir("m")
+    assert sorted(names) == sorted(["up"] + ["f%d" % index for index in range(1, 60)])
+    assert 0 < calls.count("/m") <= 2 * 3  # per layer, not per name and layer
