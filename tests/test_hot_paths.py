@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import List
 
-import unionfs  # noqa: F401
+import pytest
+
+import unionfs.overlay as overlay_module
+from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.wrapfs import WrapFS
@@ -66,3 +69,25 @@ def test_a_cold_listing_reads_each_layer_index_a_bounded_number_of_times(guard_l
     names = cold.listdir("m")
     assert sorted(names) == sorted(["up"] + ["f%d" % index for index in range(1, 60)])
     assert 0 < calls.count("/m") <= 2 * 3  # per layer, not per name and layer
+
+
+def test_paths_are_validated_once_and_still_refused_every_time(guard_lower, monkeypatch):
+    lower = MemoryFS()
+    lower.makedirs("a/b")
+    lower.writetext("a/b/f", "f")
+    overlay = OverlayFS(guard_lower(lower), upper=MemoryFS())
+    normalised: List[str] = []
+    original = overlay_module.normpath
+    monkeypatch.setattr(overlay_module, "normpath", lambda path: normalised.append(path) or original(path))
+    for _ in range(3):
+        assert overlay.getinfo("a/./b//f").name == "f"
+        assert overlay.readtext("/a/b/f") == "f"
+    assert sorted(normalised) == ["/a/b/f", "a/./b//f"]  # once per spelling
+    for _ in range(2):  # refusals are never remembered
+        with pytest.raises(errors.InvalidCharsInPath):
+            overlay.exists("a/\0")
+        with pytest.raises(TypeError):
+            overlay.exists(b"a/b/f")
+    overlay.close()
+    with pytest.raises(errors.FilesystemClosed):
+        overlay.getinfo("a/./b//f")
