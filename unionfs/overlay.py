@@ -127,7 +127,8 @@ class OverlayFS(FS):
         with self._lock:
             node = self._lookup.node(_path)
             if node is not None and node.is_dir:
-                raise errors.FileExpected(path)
+                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory too
+                raise errors.FileExists(path) if _mode.exclusive else errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path)
