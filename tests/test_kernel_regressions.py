@@ -89,3 +89,16 @@ def test_exclusive_create_over_directory_is_file_exists(pair: Callable[..., Pair
     whatever the type of what exists; FileExpected would claim the mode was wrong."""
     both = pair({"/a": Entry(DIR)})
     both.run("create_exclusive", "/a", b"")
+
+
+def test_move_file_onto_its_own_ancestor_is_directory_not_empty(pair: Callable[..., Pair]) -> None:
+    """rename(/a/a, /a): the VFS finds the target is an ancestor of the source and answers
+    ENOTEMPTY before it ever looks at the types (which would give EISDIR)."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(FILE, b"")})
+    both.run("move", "/a/a", "/a", True)
+
+
+def test_move_file_onto_itself_changes_nothing(pair: Callable[..., Pair]) -> None:
+    """rename(x, x) is a no-op, even though x is (trivially) "below" itself."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(FILE, b"x")})
+    both.run("move", "/a/a", "/a/a", True)

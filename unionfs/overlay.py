@@ -276,6 +276,8 @@ class OverlayFS(FS):
             if target is not None:
                 if not overwrite:
                     raise errors.DestinationExists(dst_path)
+                if _dst != _src and isbase(_dst, _src):
+                    raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY over an ancestor
                 if target.is_dir:
                     raise errors.FileExpected(dst_path)
                 if _src == _dst:
