@@ -38,8 +38,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from conftest import LowerGuard, kernel_overlay_available
-from kernel_oracle import (
+from .conftest import LowerGuard, kernel_overlay_available
+from .kernel_oracle import (
     DIR,
     FILE,
     OPAQUE,

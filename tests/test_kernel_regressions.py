@@ -11,7 +11,7 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 
 import pytest
 
-from kernel_oracle import (
+from .kernel_oracle import (
     DIR,
     FILE,
     OPAQUE,
