@@ -20,6 +20,7 @@ from fs import errors
 from fs.base import FS
 from fs.path import basename, dirname
 
+from .archives import as_lower
 from .errors import UnsupportedLayer
 from .sidecar import RESERVED_NAME, Sidecar
 
@@ -148,7 +149,7 @@ def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Option
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
     for position, source in enumerate(lowers):
-        lower_fs = _open_fs(source, False, "lower %d" % position)
+        lower_fs = _open_fs(as_lower(source), False, "lower %d" % position)
         layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
     return layers
 
