@@ -43,6 +43,7 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
+        self._owned: List[FS] = []  # set first: close() runs from __del__ even when opening failed
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
