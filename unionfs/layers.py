@@ -18,6 +18,7 @@ from . import _compat  # noqa: F401
 import fs
 from fs import errors
 from fs.base import FS
+from fs.opener.errors import OpenerError
 from fs.path import basename, dirname
 
 from .archives import as_lower
@@ -130,7 +131,7 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
     if isinstance(source, str):
         try:
             return fs.open_fs(source, writeable=writeable, create=writeable)
-        except errors.FSError as error:
+        except (errors.FSError, OpenerError) as error:
             raise UnsupportedLayer(msg="cannot open %s %r: %s" % (what, source, error)) from error
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
