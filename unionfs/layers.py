@@ -75,6 +75,10 @@ class Layer:
             index.opaque = set(self.sidecar.opaque_names(path))
         return index
 
+    def reset(self) -> None:
+        """Forget every cached listing (after the layer changed behind the overlay's back)."""
+        self._dirs.clear()
+
     def cached_dirs(self) -> List[str]:
         return [path for path, index in self._dirs.items() if index is not None]
 
