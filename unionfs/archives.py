@@ -37,6 +37,7 @@ from fs import errors
 from fs.base import FS
 from fs.enums import ResourceType
 from fs.info import Info
+from fs.opener.parse import parse_fs_url
 from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
@@ -45,8 +46,6 @@ from .errors import UnsupportedLayer
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
-#: file name endings recognised as archives when a lower is given as a plain path
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 _MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
 
 
@@ -563,11 +562,6 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
     return None
 
 
-def looks_like_archive(path: str) -> bool:
-    """Whether ``path`` names an existing regular file with an archive's name ending."""
-    return path.lower().endswith(ARCHIVE_SUFFIXES) and os.path.isfile(path)
-
-
 def as_lower(source: Any) -> Any:
     """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
     zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged."""
@@ -575,16 +569,11 @@ def as_lower(source: Any) -> Any:
         return archive_from_fs(source) or source
     if isinstance(source, str):
         if "://" in source:
-            protocol, _, rest = source.partition("://")
-            if protocol in ("tar", "zip") and "!" not in rest:
-                return open_archive(_unquote(rest))
+            parsed = parse_fs_url(source)
+            if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:
+                return open_archive(parsed.resource)
             return source
         if os.path.isfile(source):
             return open_archive(source)
     return source
 
-
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)
