@@ -352,7 +352,10 @@ def _check_into_lower(change_set: ChangeSet, lowers: Sequence[Layer], position: 
     only where plain files can express the result (no whiteout of a deeper lower's entry)."""
     label = lowers[position].label
     if not into_lower:
-        raise errors.OperationFailed(msg="the commit target is %s of this overlay; pass into_lower=True to rewrite it" % label)
+        raise errors.OperationFailed(
+            msg="the commit target is %s of this overlay; ask for it explicitly to rewrite it "
+            "(into_lower=True; --into-lower on the command line)" % label
+        )
     if position != 0:
         raise errors.OperationFailed(msg="cannot commit into %s: only the topmost lower can take the changes" % label)
     deeper = Lookup(list(lowers[1:])) if len(lowers) > 1 else None
