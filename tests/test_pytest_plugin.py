@@ -180,3 +180,27 @@ def test_setup_and_teardown_cost_do_not_grow_with_the_template(pytester):
         """,
     )
     result.assert_outcomes(passed=4)
+
+
+def readme_example() -> str:
+    """The complete example of README.rst's fixture section, as written there."""
+    import pathlib
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.rst").read_text()
+    after = readme.split("A complete example, ``tests/test_config.py``:", 1)[1]
+    block = after.split(".. code-block:: python", 1)[1].split("\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines)
+
+
+def test_the_readme_example_passes(pytester):
+    (pytester.path / "tests" / "data").mkdir(parents=True)
+    build(str(pytester.path / "tests" / "data" / "site-template.tar.gz"),
+          {"var/log/app.log": b"log\n", "etc/site.conf": b"x\n"}, "tar.gz")
+    pytester.makepyfile(**{"tests/test_config": readme_example()})
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
