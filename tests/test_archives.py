@@ -21,7 +21,7 @@ from fs.zipfs import ZipFS
 from unionfs import OverlayFS
 from unionfs.archives import ArchiveFS, UnsafeArchive, open_archive
 
-from archive_builders import FORMATS, PatternStream, add_tar_member, build, build_tar
+from .archive_builders import FORMATS, PatternStream, add_tar_member, build, build_tar
 
 SAMPLE = {"a/b/f.txt": b"archive f", "a/g.txt": b"archive g", "top.txt": b"archive top"}
 

@@ -12,7 +12,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
-from archive_builders import build
+from .archive_builders import build
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

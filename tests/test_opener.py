@@ -12,7 +12,7 @@ from fs.osfs import OSFS
 from unionfs import OverlayFS
 from unionfs.opener import overlay_url, parse_overlay_url
 
-from archive_builders import build
+from .archive_builders import build
 
 
 @pytest.fixture

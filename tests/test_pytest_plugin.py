@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from archive_builders import build
+from .archive_builders import build
 
 pytest_plugins = ["pytester"]
 
