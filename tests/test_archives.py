@@ -324,3 +324,39 @@ def test_archive_layer_is_read_only_and_closes(archive_dir, guard_lower):
     layer.close()
     with pytest.raises(errors.FilesystemClosed):
         layer.listdir("/")
+
+
+def test_a_tarred_upper_is_a_lower_with_its_whiteouts(tmp_path, archive_dir, guard_lower):
+    """Layer rotation through an archive: tar up an upper (sidecar included) and stack it."""
+    base = MemoryFS()
+    base.makedirs("etc")
+    base.writetext("etc/keep", "keep")
+    base.writetext("etc/gone", "gone")
+    guard_lower(base)
+    upper_dir = tmp_path / "upper"
+    with OverlayFS(base, upper=str(upper_dir)) as overlay:
+        overlay.remove("etc/gone")
+        overlay.writetext("etc/new", "new")
+        merged = sorted(overlay.listdir("etc"))
+    layer_path = str(archive_dir / "layer.tar.gz")
+    with tarfile.open(layer_path, "w:gz") as archive:
+        for name in sorted(os.listdir(upper_dir)):
+            archive.add(str(upper_dir / name), arcname=name)
+    guarded(guard_lower, layer_path)
+    with OverlayFS([layer_path, base], upper=MemoryFS()) as stacked:
+        assert sorted(stacked.listdir("etc")) == merged == ["keep", "new"]
+
+
+def test_encrypted_zip_members_are_left_out(archive_dir, guard_lower):
+    path = archive_dir / "secret.zip"
+    with zipfile.ZipFile(str(path), "w") as archive:
+        archive.writestr("secret.txt", b"hidden")
+        archive.writestr("plain.txt", b"plain")
+    data = bytearray(path.read_bytes())
+    central = data.index(b"PK\x01\x02")  # the central directory entry of secret.txt
+    data[central + 8] |= 0x1  # its "encrypted" flag
+    path.write_bytes(bytes(data))
+    guarded(guard_lower, str(path))
+    with open_archive(str(path)) as layer:
+        assert layer.listdir("/") == ["plain.txt"]
+        assert [(s.member, s.reason) for s in layer.skipped] == [("secret.txt", "is an encrypted member, which a layer cannot hold")]

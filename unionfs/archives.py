@@ -240,7 +240,8 @@ class ArchiveFS(FS):
             elif kind in ("file", "directory"):
                 self._add(_Member(path, kind == "directory", **fields))
             else:
-                self._reject(raw_name, "is a %s, which a layer cannot hold" % kind, unsafe=False)
+                article = "an" if kind[0] in "aeiou" else "a"
+                self._reject(raw_name, "is %s %s, which a layer cannot hold" % (article, kind), unsafe=False)
                 self._ensure_dir(dirname(path))  # the member still implies its directory
         for path, (raw_name, kind, fields) in links.items():
             if not self._add_link(path, raw_name, kind, fields, final):
@@ -354,7 +355,8 @@ class ArchiveFS(FS):
         assert member.opener is not None
         with self._lock:
             inner = member.opener()
-        return _MemberFile(inner, self._lock, member.path)  # type: ignore[return-value]
+        raw = _MemberFile(inner, self._lock, member.path)
+        return io.BufferedReader(raw, buffer_size=io.DEFAULT_BUFFER_SIZE if buffering < 2 else buffering)  # type: ignore[return-value]
 
     def _read_only(self, path: str, *args: Any, **kwargs: Any) -> Any:
         self.check()
@@ -454,7 +456,9 @@ def _zip_members(archive: zipfile.ZipFile) -> List[_Raw]:
     for info in archive.infolist():
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         is_dir = info.is_dir() or stat.S_ISDIR(mode)
-        if stat.S_ISLNK(mode):
+        if info.flag_bits & 0x1:
+            kind = "encrypted member"
+        elif stat.S_ISLNK(mode):
             kind = "symlink"
         else:
             kind = "directory" if is_dir else "file"
