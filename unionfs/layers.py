@@ -18,8 +18,10 @@ from . import _compat  # noqa: F401
 import fs
 from fs import errors
 from fs.base import FS
+from fs.opener.errors import OpenerError
 from fs.path import basename, dirname
 
+from .archives import as_lower
 from .errors import UnsupportedLayer
 from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
 
@@ -77,6 +79,10 @@ class Layer:
             index.opaque = set(self.sidecar.opaque_names(path))
         return index
 
+    def reset(self) -> None:
+        """Forget every cached listing (after the layer changed behind the overlay's back)."""
+        self._dirs.clear()
+
     def cached_dirs(self) -> List[str]:
         return [path for path, index in self._dirs.items() if index is not None]
 
@@ -133,7 +139,7 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
     if isinstance(source, str):
         try:
             return fs.open_fs(source, writeable=writeable, create=writeable)
-        except errors.FSError as error:
+        except (errors.FSError, OpenerError) as error:
             raise UnsupportedLayer(msg="cannot open %s %r: %s" % (what, source, error)) from error
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
@@ -146,7 +152,7 @@ def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Option
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
     upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
-    lower_fss = [_open_fs(source, False, "lower %d" % position) for position, source in enumerate(lowers)]
+    lower_fss = [_open_fs(as_lower(source), False, "lower %d" % position) for position, source in enumerate(lowers)]
     layers: List[Layer] = []
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):

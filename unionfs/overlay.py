@@ -17,7 +17,8 @@ from fs.path import abspath, basename, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import namespace, readdir
+from . import changes, namespace, readdir
+from .changes import ChangeSet
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
@@ -43,7 +44,7 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._owned: List[FS] = []
+        self._owned: List[FS] = []  # set first: close() runs from __del__ even when opening failed
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
@@ -344,6 +345,47 @@ class OverlayFS(FS):
             for layer_fs in self._owned:
                 layer_fs.close()
         super().close()
+
+    # -- change set, commit, discard (logic in unionfs.changes) -----------------------------------------
+
+    def changes(self) -> ChangeSet:
+        """What the upper changes relative to the lowers, read from the upper and its sidecar."""
+        self.check()
+        with self._lock:
+            if self._upper is None:
+                return ChangeSet(())
+            return changes.compute(self._upper.layer, self._lower_layers())
+
+    def commit(
+        self,
+        target: Union[FS, str],
+        only_changes: bool = False,
+        into_lower: bool = False,
+        progress: Optional[changes.ProgressCallback] = None,
+    ) -> ChangeSet:
+        """Write the merged view (or with ``only_changes`` the change set) into ``target``, an FS
+        or FS URL, streaming, calling ``progress`` as it goes. A target that is the topmost
+        lower takes the changes only with ``into_lower=True``, and the upper is then discarded."""
+        self.check()
+        with self._lock:
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has nothing to commit")
+            change_set, rewrote_lower = changes.commit(
+                self, self._upper.layer, self._lower_layers(), target, only_changes, into_lower, progress
+            )
+            if rewrote_lower:
+                self.discard()
+            return change_set
+
+    def discard(self) -> None:
+        """Throw away every change: empty the upper and its sidecar, so the view is the lowers'."""
+        self.check()
+        with self._lock:
+            upper = self._writable("/", "/")
+            changes.empty_upper(upper.fs)
+            for layer in self._layers:
+                layer.reset()
+            self._lookup.forget("/", subtree=True)
 
     # -- explicit control ---------------------------------------------------------------------------
 
