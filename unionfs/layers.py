@@ -134,8 +134,11 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
 
-def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[Layer]:
-    """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order."""
+def open_layers(
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+) -> List[Layer]:
+    """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
@@ -148,6 +151,11 @@ def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Option
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
     for position, source in enumerate(lowers):
+        if isinstance(source, Layer):  # ready-made: a marker format of its own (OCI tar, kernel dir)
+            if source.is_upper:
+                raise UnsupportedLayer(msg="lower %d is an upper layer" % position)
+            layers.append(source)
+            continue
         lower_fs = _open_fs(source, False, "lower %d" % position)
         layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
     return layers
