@@ -160,6 +160,7 @@ class _IndexBuilder:
         self.root: Optional[TarEntry] = None
         self.whiteouts: Dict[str, Set[str]] = {}
         self.opaque_dirs: Set[str] = set()
+        self.count = 0
 
     def _ensure_dir(self, path: str, ghost: bool) -> None:
         """Make ``path`` and its ancestors directories of this layer (implicitly if needed);
@@ -177,9 +178,12 @@ class _IndexBuilder:
             path = dirname(path)
 
     def add(self, member: tarfile.TarInfo) -> None:
+        self.count += 1
         path = member_path(member.name, self.label)
         name = basename(path)
         parent = dirname(path)
+        if any(part.startswith(META_PREFIX) for part in iteratepath(parent)):
+            return  # inside aufs metadata (.wh..wh.plnk/...): not part of the view
         if name.startswith(WHITEOUT_PREFIX):
             self._ensure_dir(parent, ghost=True)
             if name == OPAQUE_MARKER:
@@ -274,6 +278,22 @@ def _drop_dir(index: LayerIndex, path: str) -> None:
         parent.opaque.discard(basename(path))
 
 
+class _DamagedHeader(Exception):
+    pass
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Python's tarfile ends an archive quietly at a damaged or truncated header after the
+    first; a layer that does so is corrupt, not shorter."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as error:  # type: ignore[attr-defined]
+            raise _DamagedHeader(str(error)) from None
+
+
 def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
     """Read a layer tar once: its members, markers, digest and diff_id (checked if known)."""
     algorithm = algorithm_of(blob.digest, blob.label) if blob.digest else "sha256"
@@ -283,11 +303,13 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
             raw = HashingReader(raw_handle, algorithm)
             plain = HashingReader(decompressed(raw, compression, blob.label))  # type: ignore[arg-type]
             builder = _IndexBuilder(blob.label)
-            with tarfile.open(fileobj=plain, mode="r|") as archive:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
                 for member in archive:
                     builder.add(member)
             plain.drain()
             raw.drain()
+    except _DamagedHeader as error:
+        raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
     except (tarfile.TarError, EOFError, OSError) as error:
         raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
     check_digest(blob.label, blob.digest, raw.digest)
