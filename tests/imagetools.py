@@ -58,7 +58,7 @@ def snapshot_fs(view: FS, with_times: bool = True) -> Dict[str, Entry]:
                 what = "symlink:" + str(info.get("link", "target"))
             else:
                 what = "file:" + hashlib.sha256(view.readbytes(child)).hexdigest()
-            mode = "%o" % info.permissions.mode if info.permissions is not None else "?"
+            mode = "%o" % info.permissions.mode if info.has_namespace("access") and info.permissions else "?"
             owner = "%s:%s" % (info.get("access", "uid"), info.get("access", "gid"))
             mtime = str(int(info.get("details", "modified") or 0)) if with_times and not kind == ResourceType.symlink else ""
             result[child] = (what, mode if kind != ResourceType.symlink else "", owner, mtime)

@@ -151,6 +151,14 @@ class LayerIndex:
     compression: str = attr.ib(default="")
 
 
+def _self_and_ancestors(path: str) -> List[str]:
+    paths = []
+    while path != "/":
+        paths.append(path)
+        path = dirname(path)
+    return paths
+
+
 class _IndexBuilder:
     """Collects the members of one layer tar, then resolves the marker rules."""
 
@@ -162,20 +170,25 @@ class _IndexBuilder:
         self.opaque_dirs: Set[str] = set()
         self.count = 0
 
-    def _ensure_dir(self, path: str, ghost: bool) -> None:
+    def _ensure_dir(self, path: str, ghost: bool) -> bool:
         """Make ``path`` and its ancestors directories of this layer (implicitly if needed);
-        ``ghost``: only markers lie inside."""
+        ``ghost``: only markers lie inside. False if a non-directory of this layer is in the
+        way of a marker (umoci writes such markers; the non-directory hides all below anyway)."""
+        blocker = next((p for p in _self_and_ancestors(path) if p in self.entries and not self.entries[p].is_dir), None)
+        if blocker is not None:
+            if ghost:
+                return False
+            raise LayerFormatError("%s: %r is a %s but members lie inside it" % (self.label, blocker, self.entries[blocker].kind.name))
         while path != "/":
             entry = self.entries.get(path)
             if entry is not None:
-                if not entry.is_dir:
-                    raise LayerFormatError("%s: %r is a %s but members lie inside it" % (self.label, path, entry.kind.name))
                 if ghost or not entry.ghost:
-                    return
+                    return True
                 self.entries[path] = attr.evolve(entry, ghost=False)
             else:
                 self.entries[path] = _implicit_dir(basename(path), ghost)
             path = dirname(path)
+        return True
 
     def add(self, member: tarfile.TarInfo) -> None:
         self.count += 1
@@ -185,7 +198,8 @@ class _IndexBuilder:
         if any(part.startswith(META_PREFIX) for part in iteratepath(parent)):
             return  # inside aufs metadata (.wh..wh.plnk/...): not part of the view
         if name.startswith(WHITEOUT_PREFIX):
-            self._ensure_dir(parent, ghost=True)
+            if not self._ensure_dir(parent, ghost=True):
+                return
             if name == OPAQUE_MARKER:
                 self.opaque_dirs.add(parent)
             elif name.startswith(META_PREFIX):
