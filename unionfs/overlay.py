@@ -391,14 +391,18 @@ class OverlayFS(FS):
         (:class:`unionfs.DigestMismatch` on a mismatch)."""
         from .oci import image_stack
 
-        stack = image_stack(source, ref=ref, index=index, verify=verify)
+        return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
+
+    @classmethod
+    def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
+        """An overlay over layers it opened itself, and so closes."""
         try:
-            overlay = cls(stack, upper)
+            overlay = cls(layers, upper)
         except BaseException:
-            for layer in stack:
+            for layer in layers:
                 layer.fs.close()
             raise
-        overlay._owned.extend(layer.fs for layer in stack)
+        overlay._owned.extend(layer.fs for layer in layers)
         return overlay
 
     def export_layer(
@@ -425,6 +429,34 @@ class OverlayFS(FS):
             self.check()
             upper = self._upper.layer if self._upper is not None else None
             return export(upper, self._lower_layers(), dest, gzip, opaque, mtime, layout, ref, base_ref)
+
+    @classmethod
+    def from_kernel(
+        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = None
+    ) -> "OverlayFS":
+        """An overlay over directories in the kernel's overlayfs format, topmost first as in
+        ``lowerdir=`` (a former upperdir, a container engine's layers): 0/0 character devices
+        and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
+        ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
+        ``False`` only ``trusted.``."""
+        from .kernel_format import kernel_layers
+
+        return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
+
+    def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
+        """Write the upper (entries, whiteouts, opaque directories) to the empty or new
+        directory ``dest_dir`` in the kernel's format: mounted as ``upperdir=`` (or as the
+        top ``lowerdir=``) over the same lowers, the kernel shows this overlay's view.
+        ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
+        ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
+        uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
+        from .kernel_format import export_upper
+
+        with self._lock:
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
+            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout)
 
 
 def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:
