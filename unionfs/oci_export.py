@@ -9,14 +9,16 @@ every directory of the upper is written, so each entry has its parents.
 
 from __future__ import annotations
 
+import datetime
 import gzip
+import hashlib
 import io
 import json
 import os
-import platform
+import shutil
 import tarfile
 import tempfile
-from typing import Any, BinaryIO, Dict, List, Optional, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import attr
 
@@ -30,7 +32,7 @@ from .changes import Change, lower_names, upper_changes
 from .layers import Layer
 from .lookup import Lookup
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
-from .oci_image import REF_ANNOTATION, MEDIA_MANIFEST, BlobStore, PathLike
+from .oci_image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, host_architecture, ref_names
 
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = MEDIA_LAYER + "+gzip"
@@ -142,8 +144,6 @@ def _blob_path(layout: str, digest: str) -> str:
 
 
 def _put_blob(layout: str, data: bytes) -> Dict[str, Any]:
-    import hashlib
-
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     _install(_blob_path(layout, digest), data)
     return {"digest": digest, "size": len(data)}
@@ -158,20 +158,23 @@ def _install(path: str, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _base_image(store: BlobStore, base_ref: Optional[str]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+def _base_image(store: BlobStore, base_ref: Optional[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The manifest and config of the image the new one builds on (empty ones if none)."""
     if base_ref is None:
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        arch = host_architecture()
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "layers": []}
         return manifest, {"architecture": arch, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
-    from .oci_image import _choose, _ref_names  # the same selection rule as reading
-
     top = store.json("index.json")
     manifests = [m for m in top.get("manifests") or [] if isinstance(m, dict)]
-    descriptor = _choose(manifests, [_ref_names(m) for m in manifests], base_ref, None, store.root)
+    descriptor = choose(manifests, [ref_names(m) for m in manifests], base_ref, None, store.root)
     manifest_blob, manifest = store.descriptor_json(descriptor, store.root)
     _, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
     return manifest, config
+
+
+def _check_layout(root: str) -> None:
+    if not os.path.isfile(os.path.join(root, "oci-layout")) or not os.path.isfile(os.path.join(root, "index.json")):
+        raise LayerFormatError("%s is not an OCI image layout (no oci-layout or index.json file)" % root)
 
 
 def add_to_layout(
@@ -179,8 +182,7 @@ def add_to_layout(
 ) -> str:
     """Store the layer blob and a new image (config, manifest, index entry named ``ref``)."""
     root = os.fspath(layout)
-    if not os.path.isfile(os.path.join(root, "oci-layout")):
-        raise LayerFormatError("%s is not an OCI image layout (no oci-layout file)" % root)
+    _check_layout(root)
     store = BlobStore(root)
     manifest, config = _base_image(store, base_ref)
     blob_path = _blob_path(root, exported.digest)
@@ -227,6 +229,7 @@ def export(
     if dest is None and layout is None:
         raise ValueError("export_layer needs dest=, layout= (with ref=), or both")
     if layout is not None:
+        _check_layout(os.fspath(layout))
         os.makedirs(os.path.join(os.fspath(layout), "blobs", "sha256"), exist_ok=True)
         handle, staged = tempfile.mkstemp(dir=os.path.join(os.fspath(layout), "blobs", "sha256"), prefix=".unionfs-")
         try:
@@ -247,8 +250,6 @@ def export(
 
 
 def _copy_file(source: str, dest: Union[PathLike, BinaryIO]) -> None:
-    import shutil
-
     with open(source, "rb") as data:
         if isinstance(dest, (str, os.PathLike)):
             with open(dest, "wb") as out:
@@ -258,6 +259,4 @@ def _copy_file(source: str, dest: Union[PathLike, BinaryIO]) -> None:
 
 
 def _rfc3339(timestamp: int) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -102,7 +102,7 @@ def _tar_members(path: str) -> Dict[str, Tuple[int, int]]:
         raise LayerFormatError("%s is not a plain (uncompressed) tar archive: %s" % (path, error)) from error
 
 
-def _ref_names(descriptor: Dict[str, Any]) -> List[str]:
+def ref_names(descriptor: Dict[str, Any]) -> List[str]:
     annotations = descriptor.get("annotations") or {}
     names = [annotations.get(REF_ANNOTATION), annotations.get(CONTAINERD_NAME)]
     return [name for name in names if isinstance(name, str)]
@@ -113,7 +113,7 @@ def _matches(ref: str, names: Sequence[str]) -> bool:
     return any(name == ref or name.endswith("/" + ref) for name in names)
 
 
-def _choose(candidates: List[Any], names: List[List[str]], ref: Optional[str], index: Optional[int], where: str) -> Any:
+def choose(candidates: List[Any], names: List[List[str]], ref: Optional[str], index: Optional[int], where: str) -> Any:
     if ref is not None:
         chosen = [c for c, n in zip(candidates, names) if _matches(ref, n)]
         if len(chosen) != 1:
@@ -134,6 +134,12 @@ def _choose(candidates: List[Any], names: List[List[str]], ref: Optional[str], i
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
+def host_architecture() -> str:
+    """This machine's architecture in OCI (GOARCH) spelling."""
+    machine = platform.machine().lower()
+    return _ARCHES.get(machine, machine)
+
+
 def _platform_manifest(store: BlobStore, descriptor: Dict[str, Any], where: str) -> Dict[str, Any]:
     """Follow nested indexes down to one manifest, picking this machine's platform."""
     for _ in range(8):
@@ -141,7 +147,7 @@ def _platform_manifest(store: BlobStore, descriptor: Dict[str, Any], where: str)
             return descriptor
         _, nested = store.descriptor_json(descriptor, where)
         manifests = [m for m in nested.get("manifests") or [] if isinstance(m, dict)]
-        arch = _ARCHES.get(platform.machine().lower(), platform.machine().lower())
+        arch = host_architecture()
         fitting = [m for m in manifests if (m.get("platform") or {}).get("os", "linux") == "linux" and (m.get("platform") or {}).get("architecture", arch) == arch]
         if not fitting:
             raise LayerFormatError("%s: no manifest for linux/%s in nested index %s" % (where, arch, descriptor["digest"]))
@@ -154,7 +160,7 @@ def layout_layers(store: BlobStore, ref: Optional[str], index: Optional[int]) ->
     where = store.root
     top = store.json("index.json")
     manifests = [m for m in (top.get("manifests") or []) if isinstance(m, dict)]
-    descriptor = _platform_manifest(store, _choose(manifests, [_ref_names(m) for m in manifests], ref, index, where), where)
+    descriptor = _platform_manifest(store, choose(manifests, [ref_names(m) for m in manifests], ref, index, where), where)
     manifest_blob, manifest = store.descriptor_json(descriptor, where)
     _, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
     layers = tuple(store.by_digest(layer, manifest_blob.label) for layer in manifest.get("layers") or [])
@@ -173,7 +179,7 @@ def docker_layers(store: BlobStore, ref: Optional[str], index: Optional[int]) ->
     """The chosen image of a (pre-OCI) ``docker save`` archive, from its ``manifest.json``."""
     where = store.root
     entries = [e for e in store.json("manifest.json") if isinstance(e, dict)]
-    entry = _choose(entries, [list(e.get("RepoTags") or []) for e in entries], ref, index, where)
+    entry = choose(entries, [list(e.get("RepoTags") or []) for e in entries], ref, index, where)
     config = store.json(entry["Config"])
     layers = tuple(store.blob(name) for name in entry.get("Layers") or [])
     return ImageLayers(layers, _diff_ids(config, len(layers), store.blob(entry["Config"]).label))
