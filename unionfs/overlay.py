@@ -415,6 +415,95 @@ class OverlayFS(FS):
             namespace.make_opaque(self._lookup, upper, _path)
 
 
+    # -- container images and kernel layers (unionfs.oci*, unionfs.kernel_format) -------------------
+
+    @classmethod
+    def from_oci(
+        cls,
+        source: Any,
+        upper: Optional[LayerSource] = None,
+        *,
+        ref: Optional[str] = None,
+        index: Optional[int] = None,
+        verify: bool = True,
+    ) -> "OverlayFS":
+        """An overlay whose lowers are the layers of a container image, read in place.
+
+        ``source``: an OCI image layout directory, a ``docker save`` archive (either
+        format), or a sequence of layer tar files (plain, gzip, zstd where available) in
+        image order, base first. ``ref``/``index`` choose the image of a layout or
+        archive. With ``verify``, digests and diff_ids the image states are checked
+        (:class:`unionfs.DigestMismatch` on a mismatch)."""
+        from .oci import image_stack
+
+        return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
+
+    @classmethod
+    def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
+        """An overlay over layers it opened itself, and so closes."""
+        try:
+            overlay = cls(layers, upper)
+        except BaseException:
+            for layer in layers:
+                layer.fs.close()
+            raise
+        overlay._owned.extend(layer.fs for layer in layers)
+        return overlay
+
+    def export_layer(
+        self,
+        dest: Any = None,
+        *,
+        gzip: bool = False,
+        opaque: str = "marker",
+        mtime: Optional[int] = None,
+        layout: Any = None,
+        ref: Optional[str] = None,
+        base_ref: Optional[str] = None,
+    ) -> Any:
+        """Write the upper's changes as an OCI layer tar to ``dest`` (a path or binary file).
+
+        ``opaque="marker"`` writes opaque directories as ``.wh..wh..opq``; ``"whiteouts"``
+        as one ``.wh.`` entry per name the lowers have there. ``mtime`` gives every entry
+        that timestamp (reproducible layers). With ``layout`` and ``ref``, the layer is also
+        stored in that OCI layout as a new image ``ref`` on top of image ``base_ref`` (or
+        alone). Returns a :class:`unionfs.oci_export.ExportedLayer` (diff_id, digest, ...)."""
+        from .oci_export import export
+
+        with self._lock:
+            self.check()
+            upper = self._upper.layer if self._upper is not None else None
+            return export(upper, self._lower_layers(), dest, gzip, opaque, mtime, layout, ref, base_ref)
+
+    @classmethod
+    def from_kernel(
+        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = None
+    ) -> "OverlayFS":
+        """An overlay over directories in the kernel's overlayfs format, topmost first as in
+        ``lowerdir=`` (a former upperdir, a container engine's layers): 0/0 character devices
+        and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
+        ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
+        ``False`` only ``trusted.``."""
+        from .kernel_format import kernel_layers
+
+        return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
+
+    def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
+        """Write the upper (entries, whiteouts, opaque directories) to the empty or new
+        directory ``dest_dir`` in the kernel's format: mounted as ``upperdir=`` (or as the
+        top ``lowerdir=``) over the same lowers, the kernel shows this overlay's view.
+        ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
+        ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
+        uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
+        from .kernel_format import export_upper
+
+        with self._lock:
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
+            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout)
+
+
 def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:
     lower_list = [lowers] if isinstance(lowers, (FS, str)) else list(lowers)
     return ([upper] if upper is not None else []) + lower_list
