@@ -17,10 +17,11 @@ from fs.path import abspath, basename, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import namespace, readdir
+from . import fsck, namespace, readdir
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
+from .fsck import FsckReport
 from .layers import Layer, LayerSource, open_layers
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
@@ -43,11 +44,14 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
+        self._owned: List[FS] = []  # set before anything can fail: close() runs even then
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        #: operations an earlier, interrupted overlay left in the journal and this one finished
+        self.recovered = namespace.recover(self._lookup, self._upper) if self._upper is not None else []
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
 
@@ -88,6 +92,7 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly(path)
         if is_reserved(path):
             raise ReservedPath(path)
+        self.recovered.extend(namespace.recover(self._lookup, self._upper))
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -322,8 +327,7 @@ class OverlayFS(FS):
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
-                for child in readdir.visible_children(self._lookup, node):
-                    namespace.vanish(self._lookup, upper, child)
+                namespace.remove_children(self._lookup, upper, node)
             else:
                 namespace.vanish(self._lookup, upper, node)
 
@@ -343,6 +347,18 @@ class OverlayFS(FS):
         super().close()
 
     # -- explicit control ---------------------------------------------------------------------------
+
+    def fsck(self, repair: bool = True) -> FsckReport:
+        """Find, and unless ``repair`` is False remove, what interrupted operations left in
+        the upper (staging files, records that hide nothing, finished journal entries).
+        The merged view is the same afterwards; the report says what was changed."""
+        with self._lock:
+            if self._upper is None:
+                return FsckReport((), repaired=repair)
+            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            if repair:
+                self.recovered = []
+            return report
 
     def hide(self, path: str) -> None:
         """Whiteout whatever the view has at ``path`` (a file or a whole tree) without copying

@@ -10,6 +10,15 @@ under one reserved directory at the root of the layer, ``/.unionfs``. Format ver
     M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
+    /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
+
+A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
+``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
+``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
+finishes (rolls forward) every pending entry before anything else. While an entry is
+pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
+newer instead of showing the half-done operation; readers of version 2 roll forward
+and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
 
 Records, containers and child names live in separate sub-directories, so any user
 name maps to a record without escaping. Every record is one file: creating or
@@ -34,9 +43,12 @@ RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
 FORMAT_PATH = SIDECAR_DIR + "/FORMAT"
 FORMAT_VERSION = 1
+#: the version FORMAT reads while an operation is pending in the journal
+JOURNAL_FORMAT_VERSION = 2
 FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
+JOURNAL_DIR = SIDECAR_DIR + "/journal"
 
 WHITEOUTS = "w"
 OPAQUE = "o"
@@ -56,8 +68,10 @@ def is_reserved(path: str) -> bool:
 class Sidecar:
     """Reads, and for the upper writes, the records of one layer."""
 
-    def __init__(self, layer_fs: FS) -> None:
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
         self.fs = layer_fs
+        #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
+        self.version = version
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -67,10 +81,16 @@ class Sidecar:
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
-            cls._check_format(layer_fs)
+            version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
-            return cls(layer_fs)
+            if version == JOURNAL_FORMAT_VERSION and not create:
+                raise SidecarError(
+                    JOURNAL_DIR,
+                    "an interrupted operation is pending in the journal of this read-only layer; "
+                    "open it once as the upper of an overlay to finish it",
+                )
+            return cls(layer_fs, version)
         if not create:
             return None
         layer_fs.makedir(SIDECAR_DIR)
@@ -81,7 +101,7 @@ class Sidecar:
         return cls(layer_fs)
 
     @staticmethod
-    def _check_format(layer_fs: FS) -> None:
+    def _check_format(layer_fs: FS) -> int:
         try:
             text = layer_fs.readtext(FORMAT_PATH)
         except errors.ResourceNotFound:
@@ -91,11 +111,23 @@ class Sidecar:
         words = text.split()
         if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
             raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
-        if int(words[1]) > FORMAT_VERSION:
+        if int(words[1]) < 1:
+            raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
+        if int(words[1]) > JOURNAL_FORMAT_VERSION:
             raise SidecarError(
                 FORMAT_PATH,
-                "format version %s is newer than this unionfs (%d)" % (words[1], FORMAT_VERSION),
+                "format version %s is newer than this unionfs (%d)" % (words[1], JOURNAL_FORMAT_VERSION),
             )
+        return int(words[1])
+
+    def set_version(self, version: int) -> None:
+        """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
+        if version == self.version:
+            return
+        staged = self.staging_path()
+        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
+        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self.version = version
 
     # -- reading -----------------------------------------------------------------------------
 
