@@ -31,7 +31,7 @@ from fs import errors
 from fs.path import join
 
 from .journal import Intent
-from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUTS
+from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
 
@@ -121,7 +121,7 @@ def _records(upper: Upper, dir_path: str, record_dir: str, opaque: bool) -> Iter
         return
     for part in parts:
         where = join(record_dir, part.name)
-        if part.name not in (WHITEOUTS, OPAQUE, CHILDREN) or not part.is_dir:
+        if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
             yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
             continue
         for record in upper.fs.scandir(where):
@@ -134,7 +134,7 @@ def _records(upper: Upper, dir_path: str, record_dir: str, opaque: bool) -> Iter
                     yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, record.is_dir
             elif part.name == OPAQUE and index.entries.get(record.name) is not True:
                 yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
-            elif part.name == WHITEOUTS and record.name in index.entries:
+            elif part.name == WHITEOUT and record.name in index.entries:
                 yield Finding("overridden-whiteout", path, "whiteout record beside an upper entry"), record_path, False
-            elif part.name == WHITEOUTS and opaque:
+            elif part.name == WHITEOUT and opaque:
                 yield Finding("whiteout-in-opaque", path, "whiteout inside an opaque directory"), record_path, False
