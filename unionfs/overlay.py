@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _compat  # noqa: F401
@@ -17,11 +18,12 @@ from fs.path import abspath, basename, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import fsck, namespace, readdir
+from . import fsck, namespace, readdir, sharing
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
 from .fsck import FsckReport
+from .journal import Intent
 from .layers import Layer, LayerSource, open_layers
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
@@ -45,13 +47,21 @@ class OverlayFS(FS):
         super().__init__()
         self._lock = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs even then
+        self._shared: Optional[sharing.SharedUpper] = None
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
         #: operations an earlier, interrupted overlay left in the journal and this one finished
-        self.recovered = namespace.recover(self._lookup, self._upper) if self._upper is not None else []
+        self.recovered: List[Intent] = []
+        if self._upper is not None:
+            self._shared = sharing.join(self._upper.fs)
+            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
+            with self._lock:
+                self.recovered = namespace.recover(self._lookup, self._upper)
+                self._lock.wrote = bool(self.recovered)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
 
@@ -106,6 +116,7 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly(display)
         if is_reserved(path):
             raise ReservedPath(display)
+        self._lock.wrote = True
         self.recovered.extend(namespace.recover(self._lookup, self._upper))
         return self._upper
 
@@ -341,6 +352,8 @@ class OverlayFS(FS):
         """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
         every operation wrote its data and records when it returned."""
         if not self.isclosed():
+            if self._shared is not None:
+                self._leave()
             for layer_fs in self._owned:
                 layer_fs.close()
         super().close()

@@ -11,6 +11,7 @@ under one reserved directory at the root of the layer, ``/.unionfs``. Format ver
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
     /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
+    /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
 
 A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
 ``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
@@ -49,6 +50,7 @@ FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
 JOURNAL_DIR = SIDECAR_DIR + "/journal"
+LOCK_PATH = SIDECAR_DIR + "/lock"
 
 WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
