@@ -128,7 +128,9 @@ def _records(upper: Upper, dir_path: str, record_dir: str, opaque: bool) -> Iter
             path = join(dir_path, record.name)
             record_path = join(where, record.name)
             if part.name == CHILDREN:
-                if record.is_dir and _is_upper_dir(upper, path):
+                if not record.is_dir:
+                    yield Finding("junk", record_path, "a record directory that is a file"), record_path, False
+                elif _is_upper_dir(upper, path):
                     yield from _records(upper, path, record_path, opaque=record.name in index.opaque)
                 else:
                     yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, record.is_dir

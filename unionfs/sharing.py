@@ -101,12 +101,13 @@ def _this_process() -> Tuple[int, str]:
 
 
 def _read_record(upper_fs: FS) -> Optional[Tuple[int, str]]:
+    """The (pid, host) of the lock record; ``(0, "")`` for one that was never completed."""
     try:
         words = upper_fs.readtext(LOCK_PATH).split()
     except errors.ResourceNotFound:
         return None
     if len(words) != 2 or not words[0].isdigit():
-        return (-1, "?")
+        return 0, ""
     return int(words[0]), words[1]
 
 
@@ -125,7 +126,8 @@ def _take_record(upper_fs: FS) -> None:
     holder = _read_record(upper_fs)
     if holder is not None:
         holder_pid, holder_host = holder
-        stale = holder_host == host and (holder_pid == pid or holder_pid <= 0 or not _alive(holder_pid))
+        unfinished = holder == (0, "")  # a crash between creating the record and writing it
+        stale = unfinished or (holder_host == host and (holder_pid == pid or not _alive(holder_pid)))
         if not stale:
             raise UpperInUse(
                 msg="the upper %r is in use by process %d on %s (lock record %s); close that overlay "

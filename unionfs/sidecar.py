@@ -86,6 +86,11 @@ class Sidecar:
             version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
+            for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
+                if layer_fs.exists(where) and not layer_fs.isdir(where):
+                    raise SidecarError(where, "%s is a file, not a directory" % what)
+            if layer_fs.isdir(LOCK_PATH):
+                raise SidecarError(LOCK_PATH, "the lock record is a directory")
             if version == JOURNAL_FORMAT_VERSION and not create:
                 raise SidecarError(
                     JOURNAL_DIR,
