@@ -83,6 +83,8 @@ class Sidecar:
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
+            if create and cls._never_completed(layer_fs):
+                return cls._create(layer_fs)
             version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
@@ -100,12 +102,27 @@ class Sidecar:
             return cls(layer_fs, version)
         if not create:
             return None
-        layer_fs.makedir(SIDECAR_DIR)
-        layer_fs.makedir(TREE_DIR)
-        layer_fs.makedir(STAGING_DIR)
-        # FORMAT last: a sidecar without it was never completed and is re-created.
-        layer_fs.writetext(FORMAT_PATH, FORMAT_TEXT)
-        return cls(layer_fs)
+        return cls._create(layer_fs)
+
+    @classmethod
+    def _create(cls, layer_fs: FS) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
+        place, so a sidecar without it was never completed and is made again."""
+        for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
+            layer_fs.makedir(directory, recreate=True)
+        sidecar = cls(layer_fs)
+        staged = sidecar.staging_path()
+        layer_fs.writetext(staged, FORMAT_TEXT)
+        layer_fs.move(staged, FORMAT_PATH)
+        return sidecar
+
+    @staticmethod
+    def _never_completed(layer_fs: FS) -> bool:
+        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
+        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+            return False
+        return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
 
     @staticmethod
     def _check_format(layer_fs: FS) -> int:

@@ -176,3 +176,27 @@ def _file_entry(data: bytes, modified: float):
     import hashlib
 
     return ("file", hashlib.sha256(data).hexdigest()[:16], modified)
+
+
+def test_crash_while_the_first_overlay_creates_the_sidecar(lowers):
+    """The sidecar's creation can be interrupted at each step; the next open finishes it."""
+    counting = FaultyFS(MemoryFS())
+    expected = view(OverlayFS(list(lowers), counting))
+    points = counting.calls
+    problems = []
+    for mode in MODES:
+        for fail_at in range(1, points + 1):
+            upper = MemoryFS()
+            with pytest.raises(InjectedFault):
+                OverlayFS(list(lowers), FaultyFS(upper, fail_at, mode))
+            try:
+                reopened = OverlayFS(list(lowers), upper)
+            except errors.FSError as error:
+                problems.append("%s@%d: reopening raised %r" % (mode, fail_at, error))
+                continue
+            if view(reopened) != expected:
+                problems.append("%s@%d: wrong view" % (mode, fail_at))
+            reopened.fsck()
+            problems += ["%s@%d: %s" % (mode, fail_at, p) for p in invariant_problems(reopened, lowers, upper)]
+    INJECTION_POINTS["create the sidecar (first open)"] = (points, len(MODES))
+    assert not problems, "\n".join(problems)
