@@ -99,6 +99,8 @@ OPERATIONS = {
     "removetree root": lambda o: o.removetree("/"),
     "make_opaque merged": lambda o: o.make_opaque("m"),
     "hide": lambda o: o.hide("a/b"),
+    "truncating open of lower file": lambda o: o.openbin("a/b/c/deep.txt", "w").close(),
+    "copy lower file": lambda o: o.copy("a/b/c/deep.txt", "m/sub/copy", preserve_time=True),
 }
 
 
@@ -170,6 +172,15 @@ def test_writes_through_an_open_file_are_each_durable(lowers, monkeypatch):
         return states + [after]
 
     _exercise("writes through an open file", lowers, _open_and_write, monkeypatch, prefixes)
+
+
+def test_makedirs_makes_each_level_atomically(lowers, monkeypatch):
+    """makedirs is mkdir -p: one makedir per level, so a crash may leave the first levels."""
+
+    def levels(before, after):
+        return [before, {path: entry for path, entry in after.items() if path != "/a/b/c/n1/n2"}, after]
+
+    _exercise("makedirs through lower dirs", lowers, lambda o: o.makedirs("a/b/c/n1/n2"), monkeypatch, levels)
 
 
 def _file_entry(data: bytes, modified: float):
