@@ -11,9 +11,14 @@ reproducible; lower mtimes stay real, so a copy-up that lost its metadata shows.
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence
+from typing import Callable, List, Sequence, Tuple
+from unittest import mock
+
+import hashlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fs import errors
 from fs.base import FS
@@ -104,13 +109,16 @@ OPERATIONS = {
 }
 
 
-def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, fail_at: int, mode: str, outcomes, monkeypatch) -> List[str]:
+def _frozen_clock():
+    return mock.patch.object(fs.memoryfs, "time", _FrozenClock)
+
+
+def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, fail_at: int, mode: str, outcomes) -> List[str]:
     """One run of ``operation`` with a fault at ``fail_at``; the problems it shows."""
     upper = clone(base)
     faulty = FaultyFS(upper, fail_at, mode)
     overlay = OverlayFS(list(lowers), faulty)
-    with monkeypatch.context() as patch:
-        patch.setattr(fs.memoryfs, "time", _FrozenClock)
+    with _frozen_clock():
         try:
             operation(overlay)
         except InjectedFault:
@@ -134,32 +142,37 @@ def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, f
     return ["%s@%d: %s" % (mode, fail_at, problem) for problem in problems]
 
 
-def _exercise(name: str, lowers: Sequence[FS], operation: Operation, monkeypatch, outcomes_of=None) -> None:
-    base = MemoryFS()
-    _prepare(OverlayFS(list(lowers), base))
+def injection_problems(lowers: Sequence[FS], base: MemoryFS, operation: Operation, outcomes_of=None) -> Tuple[int, List[str]]:
+    """Run ``operation`` on copies of the upper ``base`` once per write-side call it makes, in
+    both modes; return the number of calls and every problem seen."""
     before = view(OverlayFS(list(lowers), clone(base)))
     counting = FaultyFS(clone(base))
-    with monkeypatch.context() as patch:
-        patch.setattr(fs.memoryfs, "time", _FrozenClock)
+    with _frozen_clock():
         operation(OverlayFS(list(lowers), counting))
         after = view(OverlayFS(list(lowers), counting))
     outcomes = outcomes_of(before, after) if outcomes_of else [before, after]
-    points = counting.calls
-    assert points > 0
     problems: List[str] = []
     for mode in MODES:
-        for fail_at in range(1, points + 1):
-            problems += _injection_run(lowers, base, operation, fail_at, mode, outcomes, monkeypatch)
+        for fail_at in range(1, counting.calls + 1):
+            problems += _injection_run(lowers, base, operation, fail_at, mode, outcomes)
+    return counting.calls, problems
+
+
+def _exercise(name: str, lowers: Sequence[FS], operation: Operation, outcomes_of=None) -> None:
+    base = MemoryFS()
+    _prepare(OverlayFS(list(lowers), base))
+    points, problems = injection_problems(lowers, base, operation, outcomes_of)
+    assert points > 0
     INJECTION_POINTS[name] = (points, len(MODES))
     assert not problems, "%d of %d runs broke:\n%s" % (len(problems), points * len(MODES), "\n".join(problems[:20]))
 
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
-def test_crash_at_every_write(name, lowers, monkeypatch):
-    _exercise(name, lowers, OPERATIONS[name], monkeypatch)
+def test_crash_at_every_write(name, lowers):
+    _exercise(name, lowers, OPERATIONS[name])
 
 
-def test_writes_through_an_open_file_are_each_durable(lowers, monkeypatch):
+def test_writes_through_an_open_file_are_each_durable(lowers):
     """Interrupted after the k-th write, the file holds exactly the first k writes (a write
     through an open file is in place, as on the kernel; only copy-up is atomic)."""
 
@@ -171,21 +184,19 @@ def test_writes_through_an_open_file_are_each_durable(lowers, monkeypatch):
             states.append(state)
         return states + [after]
 
-    _exercise("writes through an open file", lowers, _open_and_write, monkeypatch, prefixes)
+    _exercise("writes through an open file", lowers, _open_and_write, prefixes)
 
 
-def test_makedirs_makes_each_level_atomically(lowers, monkeypatch):
+def test_makedirs_makes_each_level_atomically(lowers):
     """makedirs is mkdir -p: one makedir per level, so a crash may leave the first levels."""
 
     def levels(before, after):
         return [before, {path: entry for path, entry in after.items() if path != "/a/b/c/n1/n2"}, after]
 
-    _exercise("makedirs through lower dirs", lowers, lambda o: o.makedirs("a/b/c/n1/n2"), monkeypatch, levels)
+    _exercise("makedirs through lower dirs", lowers, lambda o: o.makedirs("a/b/c/n1/n2"), levels)
 
 
 def _file_entry(data: bytes, modified: float):
-    import hashlib
-
     return ("file", hashlib.sha256(data).hexdigest()[:16], modified)
 
 
@@ -211,3 +222,67 @@ def test_crash_while_the_first_overlay_creates_the_sidecar(lowers):
             problems += ["%s@%d: %s" % (mode, fail_at, p) for p in invariant_problems(reopened, lowers, upper)]
     INJECTION_POINTS["create the sidecar (first open)"] = (points, len(MODES))
     assert not problems, "\n".join(problems)
+
+
+# -- random states and operations ------------------------------------------------------------
+
+PATHS = ["a", "a/b", "a/b/f.txt", "a/g.txt", "a/b/c", "m", "m/sub", "m/lo.txt", "m/up.txt", "x", "x/y", "top.txt", "lf", "opaq"]
+RANDOM_OPERATIONS = {
+    "writebytes": lambda o, p, q: o.writebytes(p, b"w:" + q.encode()),
+    "remove": lambda o, p, q: o.remove(p),
+    "removedir": lambda o, p, q: o.removedir(p),
+    "removetree": lambda o, p, q: o.removetree(p),
+    "makedir": lambda o, p, q: o.makedir(p),
+    "move": lambda o, p, q: o.move(p, q, overwrite=True),
+    "movedir": lambda o, p, q: o.movedir(p, q, create=True),
+    "copy": lambda o, p, q: o.copy(p, q, overwrite=True),
+    "make_opaque": lambda o, p, q: o.make_opaque(p),
+    "hide": lambda o, p, q: o.hide(p),
+    "setinfo": lambda o, p, q: o.setinfo(p, {"details": {"modified": 4242.0}}),
+    "append": lambda o, p, q: _append_if_file(o, p),
+}
+
+
+def _append_if_file(overlay: OverlayFS, path: str) -> None:
+    with overlay.openbin(path, "r+") as handle:
+        handle.seek(0, 2)
+        handle.write(b"+")
+
+
+def _tolerant(name: str, path: str, other: str) -> Operation:
+    """The operation, with its own legitimate refusals (not injected faults) swallowed:
+    a refused operation must leave the view as it was."""
+
+    def run(overlay: OverlayFS) -> None:
+        try:
+            RANDOM_OPERATIONS[name](overlay, path, other)
+        except InjectedFault:
+            raise
+        except (errors.FSError, errors.IllegalBackReference):
+            pass
+
+    return run
+
+
+_step = st.tuples(st.sampled_from(sorted(RANDOM_OPERATIONS)), st.sampled_from(PATHS), st.sampled_from(PATHS))
+
+
+@settings(max_examples=min(settings.default.max_examples, 150), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(setup=st.lists(_step, max_size=8), data=st.data())
+def test_crash_anywhere_in_random_operations_on_random_states(lowers, setup, data):
+    """Any operation, from any state a few random operations reach, on an entry that state
+    has, interrupted at any of its write-side calls: before or after, never a mix (the
+    lowers fixture's guard checks the lowers across all examples)."""
+    base = MemoryFS()
+    prepared = OverlayFS(list(lowers), base)
+    for step in setup:
+        _tolerant(*step)(prepared)
+    existing = sorted(path.lstrip("/") for path in view(prepared))
+    name = data.draw(st.sampled_from(sorted(RANDOM_OPERATIONS)), label="operation")
+    path = data.draw(st.sampled_from(existing or PATHS), label="path")
+    other = data.draw(st.sampled_from(PATHS + ["new", "m/new", "x/new"]), label="other")
+    points, problems = injection_problems(lowers, base, _tolerant(name, path, other))
+    tally = "random operations (hypothesis)"
+    total, modes = INJECTION_POINTS.get(tally, (0, len(MODES)))
+    INJECTION_POINTS[tally] = (total + points, modes)
+    assert not problems, "%s(%s, %s) after %s:\n%s" % (name, path, other, setup, "\n".join(problems[:10]))
