@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs
 from fs import errors
 from fs.base import FS
@@ -123,6 +123,10 @@ class Layer:
         prefix = path.rstrip("/") + "/"
         for cached in [p for p in self._dirs if p.startswith(prefix)]:
             del self._dirs[cached]
+
+    def forget_all(self) -> None:
+        """Drop every cached listing: the layer's filesystem changed behind the cache's back."""
+        self._dirs.clear()
 
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""

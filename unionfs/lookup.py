@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, join
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import io
 import threading
+import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
@@ -17,11 +18,13 @@ from fs.path import abspath, basename, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import changes, namespace, readdir
+from . import changes, fsck, namespace, readdir, sharing
 from .changes import ChangeSet
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
+from .fsck import FsckReport
+from .journal import Intent
 from .layers import Layer, LayerSource, open_layers
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
@@ -44,12 +47,22 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._owned: List[FS] = []  # set first: close() runs from __del__ even when opening failed
+        self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
+        self._shared: Optional[sharing.SharedUpper] = None
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        #: operations an earlier, interrupted overlay left in the journal and this one finished
+        self.recovered: List[Intent] = []
+        if self._upper is not None:
+            self._shared = sharing.join(self._upper.fs)
+            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
+            with self._lock:
+                self.recovered = namespace.recover(self._lookup, self._upper)
+                self._lock.wrote = bool(self.recovered)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
 
@@ -104,6 +117,8 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly(display)
         if is_reserved(path):
             raise ReservedPath(display)
+        self._lock.wrote = True
+        self.recovered.extend(namespace.recover(self._lookup, self._upper))
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -326,8 +341,7 @@ class OverlayFS(FS):
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
-                for child in readdir.visible_children(self._lookup, node):
-                    namespace.vanish(self._lookup, upper, child)
+                namespace.remove_children(self._lookup, upper, node)
             else:
                 namespace.vanish(self._lookup, upper, node)
 
@@ -342,6 +356,8 @@ class OverlayFS(FS):
         """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
         every operation wrote its data and records when it returned."""
         if not self.isclosed():
+            if self._shared is not None:
+                self._leave()
             for layer_fs in self._owned:
                 layer_fs.close()
         super().close()
@@ -388,6 +404,18 @@ class OverlayFS(FS):
             self._lookup.forget("/", subtree=True)
 
     # -- explicit control ---------------------------------------------------------------------------
+
+    def fsck(self, repair: bool = True) -> FsckReport:
+        """Find, and unless ``repair`` is False remove, what interrupted operations left in
+        the upper (staging files, records that hide nothing, finished journal entries).
+        The merged view is the same afterwards; the report says what was changed."""
+        with self._lock:
+            if self._upper is None:
+                return FsckReport((), repaired=repair)
+            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            if repair:
+                self.recovered = []
+            return report
 
     def hide(self, path: str) -> None:
         """Whiteout whatever the view has at ``path`` (a file or a whole tree) without copying
