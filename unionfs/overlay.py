@@ -14,7 +14,7 @@ from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
-from fs.path import abspath, basename, dirname, isbase, normpath
+from fs.path import abspath, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
@@ -136,7 +136,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
+            return list(self._lookup.listing(node).names)
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         _path = self.validatepath(path)

@@ -184,8 +184,11 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
-        self.fs.makedirs(dirname(record), recreate=True)
-        self.fs.create(record, wipe=False)
+        try:  # one call when the record directory exists, as it does for all but the first
+            self.fs.openbin(record, "w").close()
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.openbin(record, "w").close()
 
     def remove_record(self, path: str, kind: str) -> None:
         try:
