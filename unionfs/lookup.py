@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, join
 
@@ -190,9 +190,8 @@ class Lookup:
             return
         self._listings.pop(dirname(path), None)
         self._nodes.pop(path, None)
-        siblings = self._cached_children.get(dirname(path))
-        if siblings is not None:
-            siblings.discard(path)
+        # ``path`` stays in its parent's set: answers cached below it must stay reachable
+        # for a later subtree forget of an ancestor
         if subtree:
             pending = [path]
             while pending:

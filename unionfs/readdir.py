@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Collection, Dict, Iterator, List, Optional, Tuple
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.info import Info
 from fs.path import join
