@@ -29,6 +29,9 @@ from unionfs.sidecar import Sidecar
 from .systems import Stack, System, View
 
 CHUNK = 1024 * 1024
+#: a warm sample is the best of this many back-to-back passes: bursts of load from other
+#: processes hit single passes, and the median over repeats absorbs the rest
+WARM_PASSES = 3
 Data = Union[bytes, int]  # content, or a size to fill with a fixed pattern
 LayerFiles = List[Tuple[str, Data]]
 
@@ -206,7 +209,8 @@ def _victim(ctx: Context, index: int) -> str:
 
 
 def _max_rounds(sizes: Sizes) -> int:
-    return 2 * sizes.repeats + 2
+    """Rounds a system runs a warm workload in: a warm-up and the passes, per repeat."""
+    return (WARM_PASSES + 1) * sizes.repeats + 2
 
 
 def build_whited(count: int, sizes: Sizes, scratch: str, os_systems: Sequence[str]) -> Stack:
