@@ -45,6 +45,13 @@ class Result:
     def median(self) -> Optional[float]:
         return statistics.median(self.samples) if self.samples and not self.note else None
 
+    @property
+    def best(self) -> Optional[float]:
+        """The best sample (least time, most throughput): the noise-robust supplement."""
+        if not self.samples or self.note:
+            return None
+        return max(self.samples) if self.unit == "B/s" else min(self.samples)
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
