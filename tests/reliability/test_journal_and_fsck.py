@@ -127,3 +127,24 @@ def test_fsck_finds_and_repairs_every_leftover_without_changing_the_view(lowers)
 
 def test_fsck_of_a_read_only_overlay_is_clean(lowers):
     assert OverlayFS(lowers + [MemoryFS()]).fsck().clean
+
+
+def test_a_crash_during_the_roll_forward_is_rolled_forward_again(lowers):
+    """Recovery runs the same idempotent steps: interrupting it anywhere changes nothing."""
+    from reliability_support import clone
+
+    crashed = _crash_inside_movedir(lowers)
+    def shape(overlay):  # directories made by the roll-forward get the time of making
+        return {path: entry[:-1] for path, entry in view(overlay).items()}
+
+    expected = shape(OverlayFS(lowers, clone(crashed)))
+    counting = FaultyFS(clone(crashed))
+    OverlayFS(lowers, counting)
+    assert counting.calls > 5
+    for fail_at in range(1, counting.calls + 1):
+        upper = clone(crashed)
+        with pytest.raises(InjectedFault):
+            OverlayFS(lowers, FaultyFS(upper, fail_at, "crash"))
+        overlay = OverlayFS(lowers, upper)
+        assert shape(overlay) == expected, fail_at
+        assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
