@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Any, Callable, Dict, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import attr
 
@@ -30,6 +30,7 @@ from .sidecar import LOCK_PATH
 
 _registry: Dict[Hashable, "SharedUpper"] = {}
 _registry_lock = threading.Lock()
+_pending_leaves: List["SharedUpper"] = []  # leaves that found the registry busy
 
 
 @attr.s(eq=False)
@@ -69,6 +70,8 @@ def join(upper_fs: FS) -> SharedUpper:
     """Register one more overlay over ``upper_fs``; the first of a process takes the lock record."""
     key = upper_key(upper_fs)
     with _registry_lock:
+        while _pending_leaves:
+            _leave_locked(_pending_leaves.pop())
         shared = _registry.get(key)
         if shared is None:
             shared = SharedUpper(key)
@@ -81,19 +84,33 @@ def join(upper_fs: FS) -> SharedUpper:
 
 
 def leave(shared: SharedUpper) -> None:
-    """One overlay fewer; the last one removes the lock record."""
-    with _registry_lock:
-        shared.users -= 1
-        if shared.users > 0:
-            return
-        if _registry.get(shared.key) is shared:
-            del _registry[shared.key]
-        if shared.record_fs is not None:
-            try:
-                if _read_record(shared.record_fs) == _this_process():
-                    shared.record_fs.remove(LOCK_PATH)
-            except errors.FSError:
-                pass  # the upper is closed or gone; the record is stale and will be taken over
+    """One overlay fewer; the last one removes the lock record. Also the finalizer of an
+    overlay that was never closed: garbage collection may run it anywhere, even inside
+    :func:`join` of this thread, so when the registry is busy the leave waits for the next
+    :func:`join` or :func:`leave` instead of deadlocking."""
+    if not _registry_lock.acquire(blocking=False):
+        _pending_leaves.append(shared)
+        return
+    try:
+        _leave_locked(shared)
+        while _pending_leaves:
+            _leave_locked(_pending_leaves.pop())
+    finally:
+        _registry_lock.release()
+
+
+def _leave_locked(shared: SharedUpper) -> None:
+    shared.users -= 1
+    if shared.users > 0:
+        return
+    if _registry.get(shared.key) is shared:
+        del _registry[shared.key]
+    if shared.record_fs is not None:
+        try:
+            if _read_record(shared.record_fs) == _this_process():
+                shared.record_fs.remove(LOCK_PATH)
+        except errors.FSError:
+            pass  # the upper is closed or gone; the record is stale and will be taken over
 
 
 def _this_process() -> Tuple[int, str]:

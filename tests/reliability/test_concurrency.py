@@ -210,3 +210,27 @@ def test_two_overlays_of_one_process_over_one_directory_share_it(tmp_path):
     assert (tmp_path / ".unionfs" / "lock").exists()  # the second still holds it
     second.close()
     assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_an_overlay_that_is_never_closed_releases_the_upper_when_collected(tmp_path):
+    import gc
+
+    overlay = OverlayFS(MemoryFS(), OSFS(str(tmp_path)))
+    assert (tmp_path / ".unionfs" / "lock").exists()
+    del overlay
+    gc.collect()
+    assert not (tmp_path / ".unionfs" / "lock").exists()
+    assert _open_in_child(str(tmp_path)).returncode == 0
+
+
+def test_a_leave_that_finds_the_registry_busy_is_finished_by_the_next_join(tmp_path):
+    """What a garbage-collection finalizer inside join() would meet: no deadlock, no lost leave."""
+    from unionfs import sharing
+
+    upper = OSFS(str(tmp_path))
+    overlay = OverlayFS(MemoryFS(), upper)
+    with sharing._registry_lock:
+        overlay.close()  # the registry is busy: the leave is deferred, not deadlocked
+        assert (tmp_path / ".unionfs" / "lock").exists()
+    OverlayFS(MemoryFS(), MemoryFS()).close()  # any join or leave finishes it
+    assert not (tmp_path / ".unionfs" / "lock").exists()
