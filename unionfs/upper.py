@@ -160,7 +160,7 @@ class Upper:
     def forget_all(self) -> None:
         """Drop every cached answer about the upper: after a failed write whose effect is
         unknown, or a change made by someone else."""
-        self.layer.forget_all()
+        self.layer.reset()
         self.lookup.forget("/", subtree=True)
 
     def drop_records_below(self, path: str) -> None:

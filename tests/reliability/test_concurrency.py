@@ -37,7 +37,10 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "removedir": (lambda o, p, q, r: o.removedir(p), NOT_FOUND + (errors.DirectoryExpected, errors.DirectoryNotEmpty)),
     "removetree": (lambda o, p, q, r: o.removetree(p), NOT_FOUND + (errors.DirectoryExpected,)),
     "listdir": (lambda o, p, q, r: o.listdir(p), NOT_FOUND + (errors.DirectoryExpected,)),
-    "move": (lambda o, p, q, r: o.move(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected,)),
+    "move": (  # onto an ancestor of the source: ENOTEMPTY, as the VFS answers
+        lambda o, p, q, r: o.move(p, q, overwrite=True),
+        NOT_FOUND + (errors.FileExpected, errors.DirectoryNotEmpty),
+    ),
     "movedir": (
         lambda o, p, q, r: o.movedir(p, q, create=True),
         NOT_FOUND + (errors.DirectoryExpected, errors.FileExpected, IllegalDestination),
