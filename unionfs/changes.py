@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequ
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _compat as _fs_quietly  # noqa: F401  (not "_compat": attrs reprs look that name up here)
 from fs import errors
 from fs.base import FS
 from fs.info import Info
@@ -304,9 +304,10 @@ def empty_upper(upper_fs: FS) -> None:
             continue
         _remove(upper_fs, "/" + info.name)
     for folder in (TREE_DIR, STAGING_DIR):
-        if upper_fs.exists(folder):
-            upper_fs.removetree(folder)
-        upper_fs.makedir(folder)
+        # emptied, not removed and made again: a crash in between must not lose the folder
+        upper_fs.makedir(folder, recreate=True)
+        for name in upper_fs.listdir(folder):
+            _remove(upper_fs, join(folder, name))
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:

@@ -398,7 +398,7 @@ class OverlayFS(FS):
         self.check()
         with self._lock:
             upper = self._writable("/", "/")
-            changes.empty_upper(upper.fs)
+            namespace.journaled(self._lookup, upper, Intent("discard", "/"))  # atomic: rolled forward
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)

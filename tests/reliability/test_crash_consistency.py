@@ -26,7 +26,7 @@ from fs.memoryfs import MemoryFS
 import fs.memoryfs
 
 from unionfs import OverlayFS
-from unionfs.testing.faults import MODES, FaultyFS, InjectedFault
+from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
 
 from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
 
@@ -106,6 +106,7 @@ OPERATIONS = {
     "hide": lambda o: o.hide("a/b"),
     "truncating open of lower file": lambda o: o.openbin("a/b/c/deep.txt", "w").close(),
     "copy lower file": lambda o: o.copy("a/b/c/deep.txt", "m/sub/copy", preserve_time=True),
+    "discard": lambda o: o.discard(),
 }
 
 
@@ -286,3 +287,79 @@ def test_crash_anywhere_in_random_operations_on_random_states(lowers, setup, dat
     total, modes = INJECTION_POINTS.get(tally, (0, len(MODES)))
     INJECTION_POINTS[tally] = (total + points, modes)
     assert not problems, "%s(%s, %s) after %s:\n%s" % (name, path, other, setup, "\n".join(problems[:10]))
+
+
+
+# -- commit --------------------------------------------------------------------------------------
+
+
+def _single_lower() -> MemoryFS:
+    layer = MemoryFS()
+    layer.makedirs("a/b")
+    layer.writetext("a/b/f.txt", "lower f")
+    layer.writetext("a/g.txt", "lower g")
+    layer.makedirs("m/sub")
+    layer.writetext("m/sub/x.txt", "x")
+    layer.writetext("m/lo.txt", "lo")
+    layer.writetext("lf", "lower file")
+    layer.makedir("opaq")
+    layer.writetext("opaq/hidden", "hidden by the opaque dir")
+    return layer
+
+
+def _shape(overlay: FS):
+    """The view without mtimes: committing into a lower makes its directories anew."""
+    return {path: entry[:-1] for path, entry in view(overlay).items()}
+
+
+def test_commit_into_the_lower_at_every_write():
+    """commit(into_lower=True) rewrites the topmost lower, then discards the upper. Faults hit
+    the lower and the upper as one system; the merged view (content and types) must stay what
+    it was whatever the interruption, since the upper keeps shadowing the half-rewritten lower
+    and the discard is journaled."""
+    base_lower = _single_lower()
+    base_upper = MemoryFS()
+    _prepare(OverlayFS(clone(base_lower), base_upper))
+    expected = _shape(OverlayFS(clone(base_lower), clone(base_upper)))
+
+    def run(plan):
+        lower, upper = clone(base_lower), clone(base_upper)
+        faulty_lower = FaultyFS(lower, plan=plan)
+        try:
+            OverlayFS(faulty_lower, FaultyFS(upper, plan=plan)).commit(faulty_lower, into_lower=True)
+        except InjectedFault:
+            pass
+        return lower, upper
+
+    counting = FaultPlan()
+    lower, upper = run(counting)
+    assert _shape(OverlayFS(lower, upper)) == expected and upper.listdir("/") == [".unionfs"]
+    problems = []
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            lower, upper = run(FaultPlan(fail_at, mode))
+            reopened = OverlayFS(lower, upper)
+            if _shape(reopened) != expected:
+                problems.append("%s@%d: %s" % (mode, fail_at, describe_difference(_shape(reopened), [expected])))
+            reopened.fsck()
+            problems += ["%s@%d: %s" % (mode, fail_at, p) for p in invariant_problems(reopened, [lower], upper)]
+    INJECTION_POINTS["commit into the lower"] = (counting.calls, len(MODES))
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_commit_to_another_fs_never_touches_the_overlay(lowers):
+    """A commit into another filesystem interrupted anywhere leaves the overlay exactly as it
+    was (the target is then incomplete: commit again)."""
+    base = MemoryFS()
+    _prepare(OverlayFS(list(lowers), base))
+    before = view(OverlayFS(list(lowers), clone(base)))
+    counting = FaultyFS(MemoryFS())
+    OverlayFS(list(lowers), clone(base)).commit(counting)
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            upper = clone(base)
+            with pytest.raises(InjectedFault):
+                OverlayFS(list(lowers), upper).commit(FaultyFS(MemoryFS(), fail_at, mode))
+            assert view(OverlayFS(list(lowers), upper)) == before
+            assert invariant_problems(OverlayFS(list(lowers), upper), lowers, upper) == []
+    INJECTION_POINTS["commit to another FS"] = (counting.calls, len(MODES))

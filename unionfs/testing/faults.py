@@ -39,23 +39,19 @@ class InjectedFault(errors.OperationFailed):
     default_message = "injected fault at write-side call"
 
 
-class FaultyFS(WrapFS):
-    """Wraps ``wrap_fs``; fails (``mode="fail"``) or crashes (``mode="crash"``) at the
-    ``fail_at``-th write-side call. ``calls`` counts the calls made, ``log`` names them."""
+class FaultPlan:
+    """Where to inject: counts write-side calls (of one or several :class:`FaultyFS`, which
+    then fail as one system) and raises at the ``fail_at``-th. ``log`` names every call."""
 
-    def __init__(self, wrap_fs: FS, fail_at: Optional[int] = None, mode: str = "fail") -> None:
+    def __init__(self, fail_at: Optional[int] = None, mode: str = "fail") -> None:
         if mode not in MODES:
             raise ValueError("mode must be one of %s, not %r" % (MODES, mode))
-        super().__init__(wrap_fs)
         self.fail_at = fail_at
         self.mode = mode
         self.calls = 0
         self.crashed = False
         self.log: List[Tuple[str, str]] = []
-        self._count_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return "FaultyFS(%r, fail_at=%r, mode=%r)" % (self._wrap_fs, self.fail_at, self.mode)
+        self._lock = threading.Lock()
 
     @property
     def fired(self) -> bool:
@@ -64,7 +60,7 @@ class FaultyFS(WrapFS):
 
     def tick(self, operation: str, path: str) -> None:
         """Count one write-side call; raise :class:`InjectedFault` where one is due."""
-        with self._count_lock:
+        with self._lock:
             if self.crashed:
                 raise InjectedFault(path, msg="injected crash: %s %s refused" % (operation, path))
             self.calls += 1
@@ -72,6 +68,38 @@ class FaultyFS(WrapFS):
             if self.calls == self.fail_at:
                 self.crashed = self.mode == "crash"
                 raise InjectedFault(path, msg="injected fault at write-side call %d: %s %s" % (self.calls, operation, path))
+
+
+class FaultyFS(WrapFS):
+    """Wraps ``wrap_fs``; fails (``mode="fail"``) or crashes (``mode="crash"``) at the
+    ``fail_at``-th write-side call. Give several wrappers one ``plan`` to count their calls
+    together (a crash then stops all of them)."""
+
+    def __init__(self, wrap_fs: FS, fail_at: Optional[int] = None, mode: str = "fail", plan: Optional[FaultPlan] = None) -> None:
+        super().__init__(wrap_fs)
+        self.plan = plan if plan is not None else FaultPlan(fail_at, mode)
+
+    def __repr__(self) -> str:
+        return "FaultyFS(%r, fail_at=%r, mode=%r)" % (self._wrap_fs, self.plan.fail_at, self.plan.mode)
+
+    @property
+    def calls(self) -> int:
+        return self.plan.calls
+
+    @property
+    def log(self) -> List[Tuple[str, str]]:
+        return self.plan.log
+
+    @property
+    def crashed(self) -> bool:
+        return self.plan.crashed
+
+    @property
+    def fired(self) -> bool:
+        return self.plan.fired
+
+    def tick(self, operation: str, path: str) -> None:
+        self.plan.tick(operation, path)
 
     # -- primitives: one call each --------------------------------------------------------------
 
