@@ -138,10 +138,12 @@ class Lookup:
                 self._cached_children = {}
             return
         self._nodes.pop(path, None)
-        siblings = self._cached_children.get(dirname(path))
-        if siblings is not None:
-            siblings.discard(path)
+        # ``path`` stays in its parent's index even when only it is forgotten: answers below
+        # it may still be cached, and a later subtree forget of an ancestor must reach them
         if subtree:
+            siblings = self._cached_children.get(dirname(path))
+            if siblings is not None:
+                siblings.discard(path)
             pending = [path]
             while pending:
                 for child in self._cached_children.pop(pending.pop(), ()):
