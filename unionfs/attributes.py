@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info

@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Optional, Tuple
 
 import attr
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 
 #: opens a fresh, seekable binary handle on a blob (the caller closes it)

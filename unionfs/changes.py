@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequ
 
 import attr
 
-from . import _compat as _fs_quietly  # noqa: F401  (not "_compat": attrs reprs look that name up here)
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs.path import dirname
 
 from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata

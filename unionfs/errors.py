@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 
 

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, List, Tuple
 
 import attr
 
-from . import _compat as _fs_quietly  # noqa: F401  (not "_compat": attrs reprs look that name up here)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import join
 

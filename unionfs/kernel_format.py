@@ -18,7 +18,7 @@ import os
 import stat
 from typing import List, Optional, Sequence, Tuple
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import attr
 
-from . import _compat as _fs_quietly  # noqa: F401  (not "_compat": attrs reprs look that name up here)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs
 from fs import errors
 from fs.base import FS

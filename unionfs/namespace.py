@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO, List, Optional, Tuple
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.path import dirname, join, relpath
 from fs.permissions import Permissions

@@ -9,12 +9,12 @@ import threading
 import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
-from fs.path import abspath, basename, dirname, isbase, normpath
+from fs.path import abspath, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
@@ -47,7 +47,7 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._owned: List[FS] = []  # set first: close() runs from __del__ even when opening failed
+        self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
@@ -136,7 +136,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
+            return list(self._lookup.listing(node).names)
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         _path = self.validatepath(path)

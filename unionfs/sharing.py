@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import attr
 
-from . import _compat as _fs_quietly  # noqa: F401  (not "_compat": attrs reprs look that name up here)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.base import FS
 from fs.wrapfs import WrapFS

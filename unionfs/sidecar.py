@@ -33,7 +33,7 @@ from __future__ import annotations
 import uuid
 from typing import FrozenSet, Optional
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.path import basename, dirname, iteratepath
@@ -184,8 +184,11 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
-        self.fs.makedirs(dirname(record), recreate=True)
-        self.fs.create(record, wipe=False)
+        try:  # one call when the record directory exists, as it does for all but the first
+            self.fs.openbin(record, "w").close()
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.openbin(record, "w").close()
 
     def remove_record(self, path: str, kind: str) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Mapping, Optional
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.path import basename, dirname

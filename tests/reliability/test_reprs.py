@@ -1,5 +1,5 @@
 """repr() of the attrs records works (attrs' generated __repr__ looks up the name
-``_compat`` in the class's module, which ``from . import _compat`` used to shadow)."""
+``_compat`` in the class's module, which our old ``unionfs._compat`` module used to shadow)."""
 
 from __future__ import annotations
 

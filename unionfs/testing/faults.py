@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from typing import Any, BinaryIO, Iterable, List, Optional, Tuple
 
-from .. import _compat  # noqa: F401
+from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.mode import Mode
