@@ -13,13 +13,15 @@ step of them is an injection point of its own. At the ``fail_at``-th call it rai
   had died there (reads still work, so the caller can unwind).
 
 ``move`` and ``movedir`` are single calls, so the wrapped FS must rename atomically
-(MemoryFS and OSFS do). ``getsyspath`` is refused so no caller can bypass the count
+(MemoryFS does; for a filesystem with system paths, such as OSFS, ``movedir`` uses
+``os.rename`` as unionfs itself does there). ``getsyspath`` is refused so no caller can bypass the count
 with ``os`` calls. Typical use: run an operation once with ``fail_at=None`` to learn
 its number of calls ``K``, then once per ``fail_at`` in ``1..K``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, BinaryIO, Iterable, List, Optional, Tuple
 
@@ -121,6 +123,11 @@ class FaultyFS(WrapFS):
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         self.tick("movedir", src_path)
+        try:  # a directory on disk moves by rename(2), as unionfs moves it without the wrapper
+            os.rename(self._wrap_fs.getsyspath(src_path), self._wrap_fs.getsyspath(dst_path))
+            return
+        except (errors.NoSysPath, OSError):
+            pass
         super().movedir(src_path, dst_path, create=create, preserve_time=preserve_time)
 
     def setinfo(self, path: str, info: Any) -> None:
