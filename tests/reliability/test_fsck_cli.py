@@ -10,12 +10,12 @@ from unionfs import OverlayFS
 from unionfs.cli import main
 
 
-def _damaged(tmp_path):
+def _damaged(tmp_path, guard_lower):
     lower, upper = tmp_path / "lower", tmp_path / "upper"
     (lower / "d").mkdir(parents=True)
     (lower / "d" / "f").write_text("lower")
     upper.mkdir()
-    overlay = OverlayFS(OSFS(str(lower)), OSFS(str(upper)))
+    overlay = OverlayFS(guard_lower(OSFS(str(lower))), OSFS(str(upper)))
     overlay.remove("d/f")
     overlay.close()
     (upper / ".unionfs" / "tmp" / "half-a-copy-up").write_text("x")
@@ -24,16 +24,16 @@ def _damaged(tmp_path):
     return str(lower), str(upper)
 
 
-def test_fsck_dry_run_reports_and_changes_nothing(tmp_path, capsys):
-    lower, upper = _damaged(tmp_path)
+def test_fsck_dry_run_reports_and_changes_nothing(tmp_path, capsys, guard_lower):
+    lower, upper = _damaged(tmp_path, guard_lower)
     assert main(["fsck", "-l", lower, "-u", upper, "--dry-run", "--json"]) == 4
     findings = json.loads(capsys.readouterr().out)
     assert sorted(f["kind"] for f in findings) == ["staging", "stray-opaque"]
     assert (tmp_path / "upper" / ".unionfs" / "tmp" / "half-a-copy-up").exists()
 
 
-def test_fsck_repairs_then_finds_nothing(tmp_path, capsys):
-    lower, upper = _damaged(tmp_path)
+def test_fsck_repairs_then_finds_nothing(tmp_path, capsys, guard_lower):
+    lower, upper = _damaged(tmp_path, guard_lower)
     assert main(["fsck", "-l", lower, "-u", upper]) == 0
     out = capsys.readouterr().out
     assert out.startswith("repaired 2 problem(s):") and "half-a-copy-up" in out
@@ -44,8 +44,8 @@ def test_fsck_repairs_then_finds_nothing(tmp_path, capsys):
     assert overlay.listdir("d") == []  # the whiteout that hides something stayed
 
 
-def test_fsck_of_a_corrupt_sidecar_is_one_error_line(tmp_path, capsys):
-    lower, upper = _damaged(tmp_path)
+def test_fsck_of_a_corrupt_sidecar_is_one_error_line(tmp_path, capsys, guard_lower):
+    lower, upper = _damaged(tmp_path, guard_lower)
     (tmp_path / "upper" / ".unionfs" / "FORMAT").write_text("garbage")
     assert main(["fsck", "-l", lower, "-u", upper]) == 1
     err = capsys.readouterr().err

@@ -186,3 +186,29 @@ def test_lookalike_names_are_ordinary(sandbox, name):
     overlay.removetree(where)
     assert not overlay.exists(where)
     assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+
+
+def test_symlinks_in_a_lower_never_lead_writes_out_of_the_upper(tmp_path, guard_lower):
+    """A lower's symbolic links to a directory and a file outside every layer: reading goes
+    through them, writing copies up into real upper entries and never reaches the targets."""
+    outside = tmp_path / "elsewhere"
+    (outside / "etc").mkdir(parents=True)
+    (outside / "etc" / "passwd").write_text("root:x:0:0")
+    lower_dir, upper_dir = tmp_path / "lower", tmp_path / "upper"
+    lower_dir.mkdir()
+    upper_dir.mkdir()
+    os.symlink(str(outside / "etc"), str(lower_dir / "evil"))
+    os.symlink(str(outside / "etc" / "passwd"), str(lower_dir / "pw"))
+    lower = guard_lower(OSFS(str(lower_dir)))
+    before = _tree_hash(str(outside), str(upper_dir))
+    overlay = OverlayFS(lower, OSFS(str(upper_dir)))
+    assert overlay.readtext("evil/passwd") == "root:x:0:0" == overlay.readtext("pw")
+    overlay.writetext("evil/passwd", "owned")
+    overlay.writetext("evil/new", "new")
+    with overlay.openbin("pw", "r+") as handle:
+        handle.write(b"OWNED")
+    overlay.remove("evil/passwd")
+    overlay.close()
+    assert _tree_hash(str(outside), str(upper_dir)) == before
+    assert (upper_dir / "evil").is_dir() and not (upper_dir / "evil").is_symlink()
+    assert (upper_dir / "pw").read_text() == "OWNEDx:0:0" and not (upper_dir / "pw").is_symlink()
