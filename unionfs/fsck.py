@@ -12,8 +12,10 @@ operation (see :mod:`unionfs.namespace`); what it can leave behind hides nothing
 - ``whiteout-in-opaque``: a whiteout inside an opaque directory (nothing below shows
   through it anyway);
 - ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``d``;
-- ``journal``: an operation pending in the journal (the overlay finishes those when it
-  opens; the report lists them too).
+- ``journal``: an operation pending in the journal.
+
+Opening an overlay, like mounting one, already finishes the journal's operations and
+empties the staging area; the first report lists what that removed too.
 
 Repairing removes exactly these, so the merged view is the same before and after.
 Whiteouts that hide nothing *now* are kept on purpose: as in the kernel, they keep
@@ -72,10 +74,27 @@ def find(upper: Upper) -> List[Tuple[Finding, str, bool]]:
     return found
 
 
-def fsck(upper: Upper, recovered: Iterable[Intent] = (), repair: bool = True) -> FsckReport:
+def clear_staging(upper: Upper) -> List[Finding]:
+    """Empty the staging area, as the kernel empties its workdir at mount: only an operation
+    in progress uses it, and none is while the overlay opens. Returns what was removed."""
+    cleared = []
+    for finding, where, is_dir in _staging(upper):
+        if is_dir:
+            upper.fs.removetree(where)
+        else:
+            upper.fs.remove(where)
+        cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
+    return cleared
+
+
+def fsck(
+    upper: Upper, recovered: Iterable[Intent] = (), cleared: Iterable[Finding] = (), repair: bool = True
+) -> FsckReport:
     """Find the leftovers of interrupted operations in ``upper`` and, if ``repair``, remove
-    them. ``recovered``: the journal entries the overlay already rolled forward."""
+    them. ``recovered`` and ``cleared``: what the overlay already did when it opened (journal
+    entries rolled forward, staging emptied); they are reported too."""
     finished = [Finding("journal", intent.src, "finished an interrupted %s" % _describe(intent)) for intent in recovered]
+    finished += list(cleared)
     found = find(upper)
     if repair and found:
         for _finding, where, is_dir in found:

@@ -148,3 +148,15 @@ def test_a_crash_during_the_roll_forward_is_rolled_forward_again(lowers):
         overlay = OverlayFS(lowers, upper)
         assert shape(overlay) == expected, fail_at
         assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+
+
+def test_opening_empties_the_staging_area_and_fsck_reports_it_once(lowers):
+    upper = MemoryFS()
+    OverlayFS(lowers, upper).close()
+    upper.makedirs(STAGING_DIR + "/half-copied-dir/x")
+    upper.writetext(STAGING_DIR + "/half-copied-file", "partial")
+    second = OverlayFS(lowers, upper)
+    assert upper.listdir(STAGING_DIR) == []
+    assert sorted(f.path for f in second.fsck().findings) == [
+        STAGING_DIR + "/half-copied-dir", STAGING_DIR + "/half-copied-file"]
+    assert second.fsck().clean
