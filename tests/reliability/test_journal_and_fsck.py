@@ -160,3 +160,29 @@ def test_opening_empties_the_staging_area_and_fsck_reports_it_once(lowers):
     assert sorted(f.path for f in second.fsck().findings) == [
         STAGING_DIR + "/half-copied-dir", STAGING_DIR + "/half-copied-file"]
     assert second.fsck().clean
+
+
+def test_a_failure_while_emptying_the_trash_does_not_fail_a_done_removal(guard_lower):
+    """removetree takes the tree out of the upper by one rename; deleting the renamed tree
+    afterwards is housekeeping: failing there must not report a removal that happened as failed."""
+    lower = MemoryFS()
+    lower.makedirs("d")
+    lower.writetext("d/f", "lower")
+    guard_lower(lower)
+
+    def prepared():
+        upper = MemoryFS()
+        overlay = OverlayFS([lower], upper)
+        overlay.writetext("d/g", "upper")
+        return upper
+
+    counting = FaultyFS(prepared())
+    OverlayFS([lower], counting).removetree("d")
+    trash_steps = [n for n, (op, path) in enumerate(counting.log, 1) if op in ("remove", "removedir") and path.startswith(STAGING_DIR)]
+    assert trash_steps
+    for fail_at in trash_steps:
+        upper = prepared()
+        overlay = OverlayFS([lower], FaultyFS(upper, fail_at, "fail"))
+        overlay.removetree("d")  # no error: the tree is gone
+        assert not overlay.exists("d")
+        assert not OverlayFS([lower], upper).exists("d") and upper.listdir(STAGING_DIR) == []
