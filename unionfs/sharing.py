@@ -160,17 +160,20 @@ def _take_record(upper_fs: FS) -> None:
 
 class InstanceLock:
     """One overlay's view of the shared lock: entering it drops the overlay's caches if
-    another overlay changed the upper; leaving it after a write tells the others."""
+    another overlay changed the upper; leaving it after a write tells the others. On the
+    path of every call, so kept to a lock acquisition and one comparison."""
 
     def __init__(self, shared: SharedUpper, on_stale: Callable[[], None]) -> None:
         self.shared = shared
         self._on_stale = on_stale
         self._seen = shared.generation
+        self._acquire = shared.lock.acquire
+        self._release = shared.lock.release
         #: set by a writing operation; the release that follows tells the other overlays
         self.wrote = False
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self.shared.lock.acquire(blocking, timeout):
+        if not self._acquire(blocking, timeout):
             return False
         if self._seen != self.shared.generation:
             self._on_stale()
@@ -182,10 +185,13 @@ class InstanceLock:
             self.wrote = False
             self.shared.generation += 1
             self._seen = self.shared.generation
-        self.shared.lock.release()
+        self._release()
 
     def __enter__(self) -> "InstanceLock":
-        self.acquire()
+        self._acquire()
+        if self._seen != self.shared.generation:
+            self._on_stale()
+            self._seen = self.shared.generation
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
