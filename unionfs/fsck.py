@@ -70,7 +70,7 @@ class FsckReport:
 def find(upper: Upper) -> List[Tuple[Finding, str, bool]]:
     """Every leftover, as (finding, sidecar path to delete, whether it is a directory)."""
     found = list(_staging(upper))
-    found += list(_records(upper, "/", TREE_DIR, opaque=False))
+    found += list(_records(upper))
     return found
 
 
@@ -130,32 +130,35 @@ def _is_upper_dir(upper: Upper, path: str) -> bool:
     return index is not None
 
 
-def _records(upper: Upper, dir_path: str, record_dir: str, opaque: bool) -> Iterator[Tuple[Finding, str, bool]]:
-    """The leftovers among the records of ``dir_path`` (whose record directory is ``record_dir``)."""
-    index = upper.layer.dir(dir_path)
-    assert index is not None
-    try:
-        parts = list(upper.fs.scandir(record_dir))
-    except errors.ResourceNotFound:
-        return
-    for part in parts:
-        where = join(record_dir, part.name)
-        if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
-            yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
+def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
+    """The leftovers in the record tree, walked with a stack (trees may be very deep)."""
+    pending = [("/", TREE_DIR, False)]  # (directory, its record directory, whether it is opaque)
+    while pending:
+        dir_path, record_dir, opaque = pending.pop()
+        index = upper.layer.dir(dir_path)
+        assert index is not None
+        try:
+            parts = list(upper.fs.scandir(record_dir))
+        except errors.ResourceNotFound:
             continue
-        for record in upper.fs.scandir(where):
-            path = join(dir_path, record.name)
-            record_path = join(where, record.name)
-            if part.name == CHILDREN:
-                if not record.is_dir:
-                    yield Finding("junk", record_path, "a record directory that is a file"), record_path, False
-                elif _is_upper_dir(upper, path):
-                    yield from _records(upper, path, record_path, opaque=record.name in index.opaque)
-                else:
-                    yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, record.is_dir
-            elif part.name == OPAQUE and index.entries.get(record.name) is not True:
-                yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
-            elif part.name == WHITEOUT and record.name in index.entries:
-                yield Finding("overridden-whiteout", path, "whiteout record beside an upper entry"), record_path, False
-            elif part.name == WHITEOUT and opaque:
-                yield Finding("whiteout-in-opaque", path, "whiteout inside an opaque directory"), record_path, False
+        for part in parts:
+            where = join(record_dir, part.name)
+            if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
+                yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
+                continue
+            for record in upper.fs.scandir(where):
+                path = join(dir_path, record.name)
+                record_path = join(where, record.name)
+                if part.name == CHILDREN:
+                    if not record.is_dir:
+                        yield Finding("junk", record_path, "a record directory that is a file"), record_path, False
+                    elif _is_upper_dir(upper, path):
+                        pending.append((path, record_path, record.name in index.opaque))
+                    else:
+                        yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, True
+                elif part.name == OPAQUE and index.entries.get(record.name) is not True:
+                    yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
+                elif part.name == WHITEOUT and record.name in index.entries:
+                    yield Finding("overridden-whiteout", path, "whiteout record beside an upper entry"), record_path, False
+                elif part.name == WHITEOUT and opaque:
+                    yield Finding("whiteout-in-opaque", path, "whiteout inside an opaque directory"), record_path, False

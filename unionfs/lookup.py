@@ -113,11 +113,19 @@ class Lookup:
             return cached  # type: ignore[return-value]
         if is_reserved(path):
             return None
-        parent_path = dirname(path)
-        parent = self.node(parent_path)
-        node = None if parent is None or not parent.is_dir else resolve_child(parent, basename(path))
-        self._remember(parent_path, path, node)
-        return node
+        # up to the nearest cached ancestor, then down one component at a time: a loop, not
+        # recursion, so a path of thousands of components is an answer, not a RecursionError
+        unresolved = [path]
+        parent = self._nodes.get(dirname(path), _MISSING)
+        while parent is _MISSING:
+            unresolved.append(dirname(unresolved[-1]))
+            parent = self._nodes.get(dirname(unresolved[-1]), _MISSING)
+        node = parent
+        for current in reversed(unresolved):
+            parent_node = node
+            node = None if parent_node is None or not parent_node.is_dir else resolve_child(parent_node, basename(current))  # type: ignore[union-attr]
+            self._remember(dirname(current), current, node)
+        return node  # type: ignore[return-value]
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
         self._nodes[path] = node

@@ -212,3 +212,33 @@ def test_symlinks_in_a_lower_never_lead_writes_out_of_the_upper(tmp_path, guard_
     assert _tree_hash(str(outside), str(upper_dir)) == before
     assert (upper_dir / "evil").is_dir() and not (upper_dir / "evil").is_symlink()
     assert (upper_dir / "pw").read_text() == "OWNEDx:0:0" and not (upper_dir / "pw").is_symlink()
+
+
+def test_deep_paths_are_walked_with_loops_not_recursion(guard_lower):
+    """Lookup and fsck walk paths with loops, so depth is bounded by memory, not by Python's
+    recursion limit: here the limit is lowered to 150 frames above this test and paths are
+    300 components deep (a 5000-deep lookup is checked at the normal limit)."""
+    import inspect
+    import sys
+
+    from fs.memoryfs import MemoryFS
+
+    deep = "/".join(["d"] * 300)
+    lower = MemoryFS()
+    lower.makedirs(deep)
+    lower.writetext(deep + "/f", "deep lower")
+    overlay = OverlayFS(guard_lower(lower), MemoryFS())
+    assert not overlay.exists("/".join(["x"] * 5000))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        assert overlay.readtext(deep + "/f") == "deep lower"
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.listdir(deep + "/nothing/" + deep)
+        overlay.remove(deep + "/f")  # copies 300 parents up and records a whiteout 300 levels down
+        overlay.makedirs(deep + "/e/x")
+        overlay.writetext(deep + "/e/x/g", "made")
+        assert overlay.fsck(repair=False).clean
+        assert OverlayFS(lower, overlay._upper.fs).listdir(deep) == ["e"]
+    finally:
+        sys.setrecursionlimit(limit)
