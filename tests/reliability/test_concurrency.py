@@ -48,7 +48,15 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected,)),
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
+    "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),
+    "fsck finds nothing between two operations": (lambda o, p, q, r: _assert_clean(o), ()),
 }
+
+
+def _assert_clean(overlay: OverlayFS) -> None:
+    report = overlay.fsck(repair=False)
+    if not report.clean:
+        raise AssertionError("fsck between operations: %s" % report)
 
 
 def _append(overlay: OverlayFS, path: str) -> None:
