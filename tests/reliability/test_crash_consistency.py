@@ -243,6 +243,9 @@ RANDOM_OPERATIONS = {
     "hide": lambda o, p, q: o.hide(p),
     "setinfo": lambda o, p, q: o.setinfo(p, {"details": {"modified": 4242.0}}),
     "append": lambda o, p, q: _append_if_file(o, p),
+    "truncate": lambda o, p, q: o.openbin(p, "w").close(),
+    "removetree root": lambda o, p, q: o.removetree("/"),
+    "discard": lambda o, p, q: o.discard(),
 }
 
 
