@@ -116,16 +116,13 @@ class Lookup:
         # up to the nearest cached ancestor, then down one component at a time: a loop, not
         # recursion, so a path of thousands of components is an answer, not a RecursionError
         unresolved = [path]
-        parent = self._nodes.get(dirname(path), _MISSING)
-        while parent is _MISSING:
+        while dirname(unresolved[-1]) not in self._nodes:
             unresolved.append(dirname(unresolved[-1]))
-            parent = self._nodes.get(dirname(unresolved[-1]), _MISSING)
-        node = parent
+        node = self._nodes[dirname(unresolved[-1])]
         for current in reversed(unresolved):
-            parent_node = node
-            node = None if parent_node is None or not parent_node.is_dir else resolve_child(parent_node, basename(current))  # type: ignore[union-attr]
+            node = resolve_child(node, basename(current)) if node is not None and node.is_dir else None
             self._remember(dirname(current), current, node)
-        return node  # type: ignore[return-value]
+        return node
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
         self._nodes[path] = node
