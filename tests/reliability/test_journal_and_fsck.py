@@ -25,13 +25,19 @@ def lowers(guard_lower):
     return [guard_lower(layer)]
 
 
+def _journal_entry_written(log):
+    """The number of the write-side call that renames the journal entry into place: the
+    first rename after the journal directory is made."""
+    made = next(n for n, (op, path) in enumerate(log, 1) if op == "makedir" and path == JOURNAL_DIR)
+    return next(n for n, (op, _) in enumerate(log, 1) if n > made and op == "move")
+
+
 def _crash_inside_movedir(lowers):
     """An upper whose movedir src -> dst crashed after its journal entry and two moves."""
     upper = MemoryFS()
     counting = FaultyFS(MemoryFS())
     OverlayFS(lowers, counting).movedir("src", "dst")
-    # the journal's first two renames: FORMAT to version 2, then the entry into place
-    entry_written = [n for n, (op, _) in enumerate(counting.log, 1) if op == "move"][1]
+    entry_written = _journal_entry_written(counting.log)
     faulty = FaultyFS(upper, entry_written + 8, "crash")
     with pytest.raises(InjectedFault):
         OverlayFS(lowers, faulty).movedir("src", "dst")
@@ -186,3 +192,23 @@ def test_a_failure_while_emptying_the_trash_does_not_fail_a_done_removal(guard_l
         overlay.removetree("d")  # no error: the tree is gone
         assert not overlay.exists("d")
         assert not OverlayFS([lower], upper).exists("d") and upper.listdir(STAGING_DIR) == []
+
+
+@pytest.mark.parametrize("name", ["new\nline", "caf\u00e9 \u2603", "quote\"and\\backslash", "{\"json\": 1}"])
+def test_journal_entries_carry_any_name(guard_lower, name):
+    """Intents are JSON: a crashed movedir of a directory with any name rolls forward."""
+    lower = MemoryFS()
+    lower.makedirs(name + "/sub")
+    lower.writetext(name + "/sub/f", "f")
+    lower.writetext(name + "/g", "g")
+    guard_lower(lower)
+    counting = FaultyFS(MemoryFS())
+    OverlayFS([lower], counting).movedir(name, name + " moved", create=True)
+    entry_written = _journal_entry_written(counting.log)
+    upper = MemoryFS()
+    with pytest.raises(InjectedFault):
+        OverlayFS([lower], FaultyFS(upper, entry_written + 3, "crash")).movedir(name, name + " moved", create=True)
+    overlay = OverlayFS([lower], upper)
+    assert [(i.src, i.dst) for i in overlay.recovered] == [("/" + name, "/" + name + " moved")]
+    assert not overlay.exists(name)
+    assert overlay.readtext(name + " moved/sub/f") == "f" and overlay.readtext(name + " moved/g") == "g"
