@@ -14,9 +14,10 @@ step of them is an injection point of its own. At the ``fail_at``-th call it rai
 
 ``move`` and ``movedir`` are single calls, so the wrapped FS must rename atomically
 (MemoryFS does; for a filesystem with system paths, such as OSFS, ``movedir`` uses
-``os.rename`` as unionfs itself does there). ``getsyspath`` is refused so no caller can bypass the count
-with ``os`` calls. Typical use: run an operation once with ``fail_at=None`` to learn
-its number of calls ``K``, then once per ``fail_at`` in ``1..K``.
+``os.rename`` as unionfs itself does there). ``getsyspath`` is refused so no caller can
+bypass the count with ``os`` calls. Several wrappers given one :class:`FaultPlan` count
+(and crash) together. Typical use: run an operation once with ``fail_at=None`` to learn
+its number of calls ``K``, then once per ``fail_at`` in ``1..K`` and mode.
 """
 
 from __future__ import annotations
