@@ -145,6 +145,10 @@ class Sidecar:
             )
         return int(words[1])
 
+    def reread_version(self) -> None:
+        """Read FORMAT again: another overlay of the upper may have left a journal entry."""
+        self.version = self._check_format(self.fs)
+
     def set_version(self, version: int) -> None:
         """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
         if version == self.version:

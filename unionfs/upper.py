@@ -162,10 +162,11 @@ class Upper:
         self._set(path, OPAQUE, False)
 
     def forget_all(self) -> None:
-        """Drop every cached answer about the upper: after a failed write whose effect is
-        unknown, or a change made by someone else."""
+        """Drop every cached answer about the upper, the sidecar's version included: after a
+        failed write whose effect is unknown, or a change made by another overlay."""
         self.layer.reset()
         self.lookup.forget("/", subtree=True)
+        self.sidecar.reread_version()
 
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""

@@ -245,3 +245,31 @@ def test_a_leave_that_finds_the_registry_busy_is_finished_by_the_next_join(tmp_p
         assert (tmp_path / ".unionfs" / "lock").exists()
     OverlayFS(MemoryFS(), MemoryFS()).close()  # any join or leave finishes it
     assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_an_overlay_finishes_what_another_overlay_of_the_upper_left_in_the_journal(guard_lower):
+    """Overlay B's movedir fails twice (a crash in its process's view of the upper) and leaves
+    its intent pending; overlay A over the same upper must finish it before A's next write,
+    not write into the half-moved tree."""
+    from unionfs.testing.faults import FaultyFS, InjectedFault
+
+    lower = MemoryFS()
+    lower.makedirs("src/deep")
+    for name in ("one", "two", "deep/three"):
+        lower.writetext("src/" + name, name)
+    guard_lower(lower)
+    upper = MemoryFS()
+    first = OverlayFS([lower], upper)
+    assert sorted(first.listdir("src")) == ["deep", "one", "two"]
+    with_sidecar = MemoryFS()
+    OverlayFS([lower], with_sidecar).close()
+    counting = FaultyFS(with_sidecar)
+    OverlayFS([lower], counting).movedir("src", "dst", create=True)
+    second = OverlayFS([lower], FaultyFS(upper, counting.calls // 2, "crash"))
+    with pytest.raises(InjectedFault):
+        second.movedir("src", "dst", create=True)
+    with pytest.raises(errors.ResourceNotFound):
+        first.writetext("src/late", "would land in a tree that is moving away")
+    assert [(i.operation, i.src) for i in first.recovered] == [("movedir", "/src")]
+    assert not first.exists("src") and first.readtext("dst/deep/three") == "deep/three"
+    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
