@@ -176,9 +176,18 @@ class InstanceLock:
         if not self._acquire(blocking, timeout):
             return False
         if self._seen != self.shared.generation:
-            self._on_stale()
-            self._seen = self.shared.generation
+            self._catch_up()
         return True
+
+    def _catch_up(self) -> None:
+        """Drop the stale caches; if that fails (a sidecar made unreadable), give the lock
+        back before raising, or every other thread would wait for ever."""
+        try:
+            self._on_stale()
+        except BaseException:
+            self._release()
+            raise
+        self._seen = self.shared.generation
 
     def release(self) -> None:
         if self.wrote:
@@ -190,8 +199,7 @@ class InstanceLock:
     def __enter__(self) -> "InstanceLock":
         self._acquire()
         if self._seen != self.shared.generation:
-            self._on_stale()
-            self._seen = self.shared.generation
+            self._catch_up()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -273,3 +273,22 @@ def test_an_overlay_finishes_what_another_overlay_of_the_upper_left_in_the_journ
     assert [(i.operation, i.src) for i in first.recovered] == [("movedir", "/src")]
     assert not first.exists("src") and first.readtext("dst/deep/three") == "deep/three"
     assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+
+
+def test_a_sidecar_broken_behind_an_overlays_back_is_an_error_not_a_deadlock(guard_lower):
+    """When another overlay wrote, the next call re-reads FORMAT; if someone garbled it in
+    between, that call raises SidecarError and the shared lock is free for everyone else."""
+    from unionfs import SidecarError
+
+    lower = guard_lower(MemoryFS())
+    upper = MemoryFS()
+    first, second = OverlayFS([lower], upper), OverlayFS([lower], upper)
+    second.writetext("x", "x")
+    upper.writetext("/.unionfs/FORMAT", "garbage")
+    with pytest.raises(SidecarError):
+        first.listdir("/")
+    done = []
+    worker = threading.Thread(target=lambda: done.append(second.readtext("x")))
+    worker.start()
+    worker.join(timeout=30)
+    assert done == ["x"]
