@@ -288,7 +288,7 @@ def test_a_sidecar_broken_behind_an_overlays_back_is_an_error_not_a_deadlock(gua
     with pytest.raises(SidecarError):
         first.listdir("/")
     done = []
-    worker = threading.Thread(target=lambda: done.append(second.readtext("x")))
+    worker = threading.Thread(target=lambda: done.append(second.readtext("x")), daemon=True)
     worker.start()
     worker.join(timeout=30)
     assert done == ["x"]
