@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Any, Callable, Dict, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import attr
 
@@ -69,6 +69,7 @@ def join(upper_fs: FS) -> SharedUpper:
     """Register one more overlay over ``upper_fs``; the first of a process takes the lock record."""
     key = upper_key(upper_fs)
     with _registry_lock:
+        _finish_leaves()
         shared = _registry.get(key)
         if shared is None:
             shared = SharedUpper(key)
@@ -80,12 +81,31 @@ def join(upper_fs: FS) -> SharedUpper:
         return shared
 
 
+#: overlays that left while the registry was busy; the next join or leave finishes them
+_leaving: List[SharedUpper] = []
+
+
 def leave(shared: SharedUpper) -> None:
-    """One overlay fewer; the last one removes the lock record."""
-    with _registry_lock:
+    """One overlay fewer; the last one removes the lock record.
+
+    This runs from a finalizer too, which the garbage collector may start at any point of
+    the same thread, ``join`` included: it never waits for the registry lock, it queues
+    the departure for whoever holds the lock next."""
+    _leaving.append(shared)
+    if not _registry_lock.acquire(blocking=False):
+        return
+    try:
+        _finish_leaves()
+    finally:
+        _registry_lock.release()
+
+
+def _finish_leaves() -> None:
+    while _leaving:
+        shared = _leaving.pop()
         shared.users -= 1
         if shared.users > 0:
-            return
+            continue
         if _registry.get(shared.key) is shared:
             del _registry[shared.key]
         if shared.record_fs is not None:

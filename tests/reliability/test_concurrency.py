@@ -210,3 +210,39 @@ def test_two_overlays_of_one_process_over_one_directory_share_it(tmp_path):
     assert (tmp_path / ".unionfs" / "lock").exists()  # the second still holds it
     second.close()
     assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_a_finalizer_running_inside_join_does_not_deadlock(tmp_path, monkeypatch, guard_lower):
+    """Regression: the garbage collector may finalize an unreachable overlay (its ``leave``)
+    while the same thread is inside ``sharing.join``; that used to wait forever for the
+    registry lock the thread itself held."""
+    import gc
+    import threading
+
+    from fs.osfs import OSFS
+
+    from unionfs import sharing
+
+    lower = guard_lower(MemoryFS())
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    garbage = OverlayFS(lower, OSFS(str(tmp_path / "first")))
+    garbage.cycle = garbage  # only the cyclic collector can free it
+    del garbage
+    has_syspath = sharing._has_syspath
+
+    def collecting(upper_fs):
+        gc.collect()  # runs the finalizer of the overlay above, inside join()
+        return has_syspath(upper_fs)
+
+    monkeypatch.setattr(sharing, "_has_syspath", collecting)
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(OverlayFS(lower, OSFS(str(tmp_path / "second")))))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "OverlayFS() deadlocked in sharing.join"
+    monkeypatch.setattr(sharing, "_has_syspath", has_syspath)
+    # the queued departure was finished by the next registry call: the first upper is free again
+    OverlayFS(lower, OSFS(str(tmp_path / "first"))).close()
+    assert not (tmp_path / "first" / ".unionfs" / "lock").exists()
