@@ -15,7 +15,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
-from imagetools import snapshot_dir, snapshot_fs
+from .imagetools import snapshot_dir, snapshot_fs
 
 
 @contextlib.contextmanager

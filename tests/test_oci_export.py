@@ -16,8 +16,8 @@ from fs.memoryfs import MemoryFS
 from unionfs import OverlayFS
 from unionfs.blobs import LayerFormatError
 
-from imagetools import snapshot_fs, tar_entry as E, write_tar
-from test_oci_read import make_layout
+from .imagetools import snapshot_fs, tar_entry as E, write_tar
+from .test_oci_read import make_layout
 
 
 def base_tar(tmp_path) -> str:

@@ -16,7 +16,7 @@ from fs.memoryfs import MemoryFS
 from unionfs import OverlayFS
 from unionfs.blobs import DigestMismatch, LayerFormatError
 
-from imagetools import tar_entry as E, write_tar
+from .imagetools import tar_entry as E, write_tar
 
 
 def stack(tmp_path, *layers: List, compression: str = "") -> List[str]:

@@ -21,7 +21,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
-from imagetools import add_layer, new_layout, require_umoci, snapshot_dir, snapshot_fs, tar_entry, unpack, umoci, write_tar
+from .imagetools import add_layer, new_layout, require_umoci, snapshot_dir, snapshot_fs, tar_entry, unpack, umoci, write_tar
 
 CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 

@@ -21,7 +21,7 @@ from fs.base import FS
 from fs.path import basename, dirname
 
 from .errors import UnsupportedLayer
-from .sidecar import RESERVED_NAME, Sidecar
+from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
 
 LayerSource = Union[FS, str]
 
@@ -33,6 +33,10 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+
+    def records(self, kind: str) -> Set[str]:
+        """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""
+        return self.whiteouts if kind == WHITEOUT else self.opaque
 
 
 class Layer:
@@ -97,12 +101,12 @@ class Layer:
         else:
             self._dirs.pop(path, None)
 
-    def note_marker(self, path: str, kind: str, present: bool) -> None:
+    def note_record(self, path: str, kind: str, present: bool) -> None:
         """Record that the whiteout or opaque record of ``path`` was added or removed."""
         parent = self._parent_index(path)
         if parent is None:
             return
-        names = parent.whiteouts if kind == "whiteout" else parent.opaque
+        names = parent.records(kind)
         if present:
             names.add(basename(path))
         else:
@@ -144,19 +148,21 @@ def open_layers(
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
+    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    lower_fss = [source.fs if isinstance(source, Layer) else _open_fs(source, False, "lower %d" % position) for position, source in enumerate(lowers)]
     layers: List[Layer] = []
-    if upper is not None:
-        upper_fs = _open_fs(upper, True, "the upper")
+    if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if any(lower_fs is upper_fs for lower_fs in lower_fss):
+            raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
-    for position, source in enumerate(lowers):
+    for position, (source, lower_fs) in enumerate(zip(lowers, lower_fss)):
         if isinstance(source, Layer):  # ready-made: a marker format of its own (OCI tar, kernel dir)
             if source.is_upper:
                 raise UnsupportedLayer(msg="lower %d is an upper layer" % position)
             layers.append(source)
             continue
-        lower_fs = _open_fs(source, False, "lower %d" % position)
         layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
     return layers
 

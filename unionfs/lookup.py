@@ -8,7 +8,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 
@@ -93,6 +93,8 @@ class Lookup:
         self.layers = tuple(layers)
         self.root = Node("/", True, self.layers, lower_positive=any(not layer.is_upper for layer in layers))
         self._nodes: Dict[str, Optional[Node]] = {"/": self.root}
+        # cached paths by parent, so forgetting a subtree costs the size of what is cached in it
+        self._cached_children: Dict[str, Set[str]] = {}
 
     def node(self, path: str) -> Optional[Node]:
         """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""
@@ -107,31 +109,41 @@ class Lookup:
         else:
             node = resolve_child(parent, basename(path))
         self._nodes[path] = node
+        self._cached_children.setdefault(dirname(path), set()).add(path)
         return node
 
     def child(self, parent: Node, name: str) -> Optional[Node]:
         return self.node(join(parent.path, name))
 
-    def missing(self, path: str, want_dir: bool = False) -> errors.FSError:
-        """The error for a path that does not resolve: an ancestor that is a file makes it
-        ENOTDIR (``DirectoryExpected`` for directory operations), anything else ENOENT."""
+    def missing(self, path: str, display: str, want_dir: bool = False) -> errors.FSError:
+        """The error for a ``path`` that does not resolve, naming the caller's ``display`` path:
+        an ancestor that is a file makes it ENOTDIR (``DirectoryExpected`` for directory
+        operations), anything else ENOENT."""
         if want_dir:
             ancestor = dirname(path)
             while ancestor != "/":
                 node = self.node(ancestor)
                 if node is not None:
                     if not node.is_dir:
-                        return errors.DirectoryExpected(path)
+                        return errors.DirectoryExpected(display)
                     break
                 ancestor = dirname(ancestor)
-        return errors.ResourceNotFound(path)
+        return errors.ResourceNotFound(display)
 
     def forget(self, path: str, subtree: bool = False) -> None:
         """Drop cached answers for ``path`` (and everything below it when ``subtree``)."""
-        self._nodes.pop(path, None)
-        if subtree:
-            prefix = path.rstrip("/") + "/"
-            for cached in [p for p in self._nodes if p.startswith(prefix)]:
-                del self._nodes[cached]
         if path == "/":
-            self._nodes["/"] = self.root
+            if subtree:
+                self._nodes = {"/": self.root}
+                self._cached_children = {}
+            return
+        self._nodes.pop(path, None)
+        siblings = self._cached_children.get(dirname(path))
+        if siblings is not None:
+            siblings.discard(path)
+        if subtree:
+            pending = [path]
+            while pending:
+                for child in self._cached_children.pop(pending.pop(), ()):
+                    self._nodes.pop(child, None)
+                    pending.append(child)

@@ -43,6 +43,7 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
+        self._owned: List[FS] = []
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
@@ -68,26 +69,40 @@ class OverlayFS(FS):
             raise errors.InvalidCharsInPath(path)
         return abspath(normpath(path))
 
-    def _node(self, path: str, want_dir: bool = False) -> Node:
+    # Each helper takes the normalised path and the caller's spelling of it, which errors name.
+
+    def _node(self, path: str, display: str, want_dir: bool = False) -> Node:
         node = self._lookup.node(path)
         if node is None:
-            raise self._lookup.missing(path, want_dir)
+            raise self._lookup.missing(path, display, want_dir)
         return node
 
-    def _parent(self, path: str, want_dir: bool = False) -> Node:
+    def _parent(self, path: str, display: str, want_dir: bool = False) -> Node:
         """The directory that will hold a new entry at ``path``."""
         parent = self._lookup.node(dirname(path))
         if parent is None:
-            raise self._lookup.missing(path, want_dir)
+            raise self._lookup.missing(path, display, want_dir)
         if not parent.is_dir:
-            raise errors.DirectoryExpected(path) if want_dir else errors.ResourceNotFound(path)
+            raise errors.DirectoryExpected(display) if want_dir else errors.ResourceNotFound(display)
         return parent
 
-    def _writable(self, path: str) -> Upper:
+    def _file_destination(self, path: str, display: str, overwrite: bool) -> bool:
+        """Check the target of a file copy or move; whether something is there to replace."""
+        target = self._lookup.node(path)
+        if target is None:
+            self._parent(path, display)
+            return False
+        if not overwrite:
+            raise errors.DestinationExists(display)
+        if target.is_dir:
+            raise errors.FileExpected(display)
+        return True
+
+    def _writable(self, path: str, display: str) -> Upper:
         if self._upper is None:
-            raise errors.ResourceReadOnly(path)
+            raise errors.ResourceReadOnly(display)
         if is_reserved(path):
-            raise ReservedPath(path)
+            raise ReservedPath(display)
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -95,14 +110,14 @@ class OverlayFS(FS):
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path)
+            node = self._node(_path, path)
             info = node.top.fs.getinfo(_path, namespaces)
         return root_info(info) if _path == "/" else info
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, want_dir=True)
+            node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
             return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
@@ -110,13 +125,13 @@ class OverlayFS(FS):
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             node = self._lookup.node(_path)
             if node is not None:
                 if recreate and node.is_dir:
                     return self.opendir(_path)
                 raise errors.DirectoryExists(path)
-            self._parent(_path, want_dir=True)
+            self._parent(_path, path, want_dir=True)
             namespace.make_dir(self._lookup, upper, _path, permissions)
             return self.opendir(_path)
 
@@ -130,13 +145,13 @@ class OverlayFS(FS):
                 raise errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
-                    raise self._lookup.missing(_path)
+                    raise self._lookup.missing(_path, path)
                 return node.top.fs.openbin(_path, mode, buffering, **options)
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             if node is None:
                 if not _mode.create:
-                    raise self._lookup.missing(_path)
-                self._parent(_path)
+                    raise self._lookup.missing(_path, path)
+                self._parent(_path, path)
                 return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
             if _mode.exclusive:
                 raise errors.FileExists(path)
@@ -146,8 +161,8 @@ class OverlayFS(FS):
     def remove(self, path: str) -> None:
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
-            node = self._node(_path)
+            upper = self._writable(_path, path)
+            node = self._node(_path, path)
             if node.is_dir:
                 raise errors.FileExpected(path)
             namespace.vanish(self._lookup, upper, node)
@@ -155,10 +170,10 @@ class OverlayFS(FS):
     def removedir(self, path: str) -> None:
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            node = self._node(_path, want_dir=True)
+            node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
             if not readdir.is_empty(self._lookup, node):
@@ -168,8 +183,8 @@ class OverlayFS(FS):
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
-            node = self._node(_path)
+            upper = self._writable(_path, path)
+            node = self._node(_path, path)
             if not info:
                 return
             copy_up(self._lookup, upper, node)
@@ -185,7 +200,7 @@ class OverlayFS(FS):
     ) -> Iterator[Info]:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, want_dir=True)
+            node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
             return iter(list(readdir.scan(self._lookup, node, namespaces, page)))
@@ -208,7 +223,7 @@ class OverlayFS(FS):
             return node is not None and not node.is_dir
 
     def _file_node(self, path: str, display: str) -> Node:
-        node = self._node(path)
+        node = self._node(path, display)
         if node.is_dir:
             raise errors.FileExpected(display)
         return node
@@ -235,10 +250,10 @@ class OverlayFS(FS):
         existing file keeps its permissions and owner, as an ``O_TRUNC`` open would."""
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             node = self._lookup.node(_path)
             if node is None:
-                self._parent(_path)
+                self._parent(_path, path)
                 kept = None
             elif node.is_dir:
                 raise errors.FileExpected(path)
@@ -249,16 +264,9 @@ class OverlayFS(FS):
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
-            upper = self._writable(_dst)
+            upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            target = self._lookup.node(_dst)
-            if target is not None:
-                if not overwrite:
-                    raise errors.DestinationExists(dst_path)
-                if target.is_dir:
-                    raise errors.FileExpected(dst_path)
-            else:
-                self._parent(_dst)
+            self._file_destination(_dst, dst_path, overwrite)
             metadata: Dict[str, Any] = {}
             if preserve_time:
                 metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
@@ -268,19 +276,11 @@ class OverlayFS(FS):
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
-            upper = self._writable(_src)
-            self._writable(_dst)
+            upper = self._writable(_src, src_path)
+            self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            target = self._lookup.node(_dst)
-            if target is not None:
-                if not overwrite:
-                    raise errors.DestinationExists(dst_path)
-                if target.is_dir:
-                    raise errors.FileExpected(dst_path)
-                if _src == _dst:
-                    return  # rename(x, x) changes nothing, not even a copy-up
-            else:
-                self._parent(_dst)
+            if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
+                return  # rename(x, x) changes nothing, not even a copy-up
             namespace.rename_file(self._lookup, upper, src, _dst)
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
@@ -290,16 +290,16 @@ class OverlayFS(FS):
         the result is what ``cp -a src/. dst && rm -rf src`` gives on the kernel."""
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
-            upper = self._writable(_src)
-            self._writable(_dst)
-            src = self._node(_src, want_dir=True)
+            upper = self._writable(_src, src_path)
+            self._writable(_dst, dst_path)
+            src = self._node(_src, src_path, want_dir=True)
             if not src.is_dir:
                 raise errors.DirectoryExpected(src_path)
             target = self._lookup.node(_dst)
             if target is None:
                 if not create:
                     raise errors.ResourceNotFound(dst_path)
-                self._parent(_dst, want_dir=True)
+                self._parent(_dst, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
             if isbase(_src, _dst):
@@ -309,7 +309,7 @@ class OverlayFS(FS):
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
-            self._writable(_dst)
+            self._writable(_dst, dst_path)
             if isbase(_src, _dst) and self.isdir(_src):
                 raise IllegalDestination(dst_path)
             super().copydir(_src, _dst, create=create, preserve_time=preserve_time)
@@ -317,8 +317,8 @@ class OverlayFS(FS):
     def removetree(self, dir_path: str) -> None:
         _path = self.validatepath(dir_path)
         with self._lock:
-            upper = self._writable(_path)
-            node = self._node(_path, want_dir=True)
+            upper = self._writable(_path, dir_path)
+            node = self._node(_path, dir_path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
@@ -349,22 +349,22 @@ class OverlayFS(FS):
         anything, like a whiteout made by hand in a kernel upperdir."""
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            namespace.vanish(self._lookup, upper, self._node(_path))
+            namespace.vanish(self._lookup, upper, self._node(_path, path))
 
     def make_opaque(self, path: str) -> None:
         """Create the directory ``path``, or mark it, opaque in the upper: nothing of the lowers
         shows through it any more (``setfattr -n trusted.overlay.opaque -v y`` on a kernel upper)."""
         _path = self.validatepath(path)
         with self._lock:
-            upper = self._writable(_path)
+            upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.OperationFailed(path, msg="the root cannot be made opaque; removetree('/') hides every lower entry")
             node = self._lookup.node(_path)
             if node is None:
-                self._parent(_path, want_dir=True)
+                self._parent(_path, path, want_dir=True)
             elif not node.is_dir:
                 raise errors.DirectoryExpected(path)
             namespace.make_opaque(self._lookup, upper, _path)

@@ -38,7 +38,7 @@ FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
 
-WHITEOUTS = "w"
+WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
 CHILDREN = "d"
 
@@ -114,7 +114,7 @@ class Sidecar:
 
     def whiteouts(self, dir_path: str) -> FrozenSet[str]:
         """Names whited out in ``dir_path`` of this layer."""
-        return self._names(dir_path, WHITEOUTS)
+        return self._names(dir_path, WHITEOUT)
 
     def opaque_names(self, dir_path: str) -> FrozenSet[str]:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
@@ -125,28 +125,23 @@ class Sidecar:
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
 
-    def _add(self, path: str, kind: str) -> None:
+    def add_record(self, path: str, kind: str) -> None:
+        """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
         self.fs.makedirs(dirname(record), recreate=True)
         self.fs.create(record, wipe=False)
 
-    def _discard(self, path: str, kind: str) -> None:
+    def remove_record(self, path: str, kind: str) -> None:
         try:
             self.fs.remove(self._record_path(path, kind))
         except errors.ResourceNotFound:
             pass
 
     def add_whiteout(self, path: str) -> None:
-        self._add(path, WHITEOUTS)
-
-    def remove_whiteout(self, path: str) -> None:
-        self._discard(path, WHITEOUTS)
+        self.add_record(path, WHITEOUT)
 
     def add_opaque(self, path: str) -> None:
-        self._add(path, OPAQUE)
-
-    def remove_opaque(self, path: str) -> None:
-        self._discard(path, OPAQUE)
+        self.add_record(path, OPAQUE)
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""

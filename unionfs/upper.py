@@ -18,7 +18,7 @@ from fs.permissions import Permissions
 
 from .layers import Layer
 from .lookup import Lookup
-from .sidecar import Sidecar
+from .sidecar import OPAQUE, WHITEOUT, Sidecar
 
 
 class Upper:
@@ -113,35 +113,38 @@ class Upper:
 
     # -- records ------------------------------------------------------------------------------
 
-    def has_whiteout(self, path: str) -> bool:
+    def _has(self, path: str, kind: str) -> bool:
         index = self.layer.dir(dirname(path))
-        return index is not None and basename(path) in index.whiteouts
+        return index is not None and basename(path) in index.records(kind)
+
+    def _set(self, path: str, kind: str, present: bool) -> None:
+        """Add or remove one record; a record already in the wanted state costs nothing."""
+        if self._has(path, kind) == present:
+            return
+        if present:
+            self.sidecar.add_record(path, kind)
+        else:
+            self.sidecar.remove_record(path, kind)
+        self.layer.note_record(path, kind, present)
+        self.lookup.forget(path, subtree=True)
+
+    def has_whiteout(self, path: str) -> bool:
+        return self._has(path, WHITEOUT)
 
     def add_whiteout(self, path: str) -> None:
-        self.sidecar.add_whiteout(path)
-        self.layer.note_marker(path, "whiteout", True)
-        self.lookup.forget(path, subtree=True)
+        self._set(path, WHITEOUT, True)
 
     def remove_whiteout(self, path: str) -> None:
-        if self.has_whiteout(path):
-            self.sidecar.remove_whiteout(path)
-            self.layer.note_marker(path, "whiteout", False)
-            self.lookup.forget(path, subtree=True)
+        self._set(path, WHITEOUT, False)
 
     def has_opaque(self, path: str) -> bool:
-        index = self.layer.dir(dirname(path))
-        return index is not None and basename(path) in index.opaque
+        return self._has(path, OPAQUE)
 
     def add_opaque(self, path: str) -> None:
-        self.sidecar.add_opaque(path)
-        self.layer.note_marker(path, "opaque", True)
-        self.lookup.forget(path, subtree=True)
+        self._set(path, OPAQUE, True)
 
     def remove_opaque(self, path: str) -> None:
-        if self.has_opaque(path):
-            self.sidecar.remove_opaque(path)
-            self.layer.note_marker(path, "opaque", False)
-            self.lookup.forget(path, subtree=True)
+        self._set(path, OPAQUE, False)
 
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""
