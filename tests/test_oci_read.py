@@ -13,8 +13,7 @@ from typing import List
 import pytest
 from fs.memoryfs import MemoryFS
 
-from unionfs import OverlayFS
-from unionfs.blobs import DigestMismatch, LayerFormatError
+from unionfs import DigestMismatch, LayerFormatError, OverlayFS
 
 from .imagetools import tar_entry as E, write_tar
 
