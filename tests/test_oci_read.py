@@ -14,6 +14,7 @@ import pytest
 from fs.memoryfs import MemoryFS
 
 from unionfs import DigestMismatch, LayerFormatError, OverlayFS
+from unionfs.oci_image import host_architecture
 
 from .imagetools import tar_entry as E, write_tar
 
@@ -290,3 +291,44 @@ def test_missing_sources_are_clear_errors(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayerFormatError, match="neither an OCI image layout nor a docker save archive"):
         OverlayFS.from_oci(str(tmp_path / "empty"))
+
+
+def test_hard_links_read_their_target(tmp_path) -> None:
+    link = tarfile.TarInfo("d/hard")
+    link.type = tarfile.LNKTYPE
+    link.linkname = "d/data"
+    tars = stack(tmp_path, [E("d/", kind="dir"), E("d/data", b"shared bytes"), (link, None)])
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.readbytes("d/hard") == b"shared bytes"
+        assert overlay.getinfo("d/hard", ["details"]).size == len(b"shared bytes")
+    dangling = [write_tar(str(tmp_path / "dangling.tar"), [E("d/", kind="dir"), (link, None)])]
+    with pytest.raises(LayerFormatError, match="hard link '/d/hard' points to '/d/data'"):
+        OverlayFS.from_oci(dangling)
+
+
+def test_nested_indexes_and_containerd_names(tmp_path) -> None:
+    layout = make_layout(tmp_path, {"v2": IMAGES["v2"]})
+    index = json.loads((layout / "index.json").read_text())
+    image = index["manifests"][0]
+    other = dict(image, platform={"os": "linux", "architecture": "riscv-imaginary"})
+    ours = dict(image, platform={"os": "linux", "architecture": host_architecture()})
+    nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [other, ours]}
+    descriptor = dict(put(layout, json.dumps(nested).encode()), mediaType="application/vnd.oci.image.index.v1+json",
+                      annotations={"io.containerd.image.name": "docker.io/library/app:2"})
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    with OverlayFS.from_oci(str(layout), ref="library/app:2") as overlay:
+        assert overlay.readtext("app/run") == "v2"
+    nested["manifests"] = [other]
+    descriptor.update(put(layout, json.dumps(nested).encode()))
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    with pytest.raises(LayerFormatError, match="no manifest for linux/%s" % host_architecture()):
+        OverlayFS.from_oci(str(layout))
+
+
+def test_a_compressed_outer_archive_is_refused_clearly(tmp_path) -> None:
+    layout = make_layout(tmp_path, IMAGES)
+    archive = str(tmp_path / "image.tar.gz")
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(str(layout), arcname=".")
+    with pytest.raises(LayerFormatError, match="image.tar.gz is not a plain \\(uncompressed\\) tar archive"):
+        OverlayFS.from_oci(archive)
