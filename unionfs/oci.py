@@ -39,12 +39,13 @@ from .blobs import (
     HashingReader,
     LayerFormatError,
     MemberReader,
+    Sequential,
     SharedStream,
     algorithm_of,
     check_digest,
     compression_of,
-    decompressed,
     peek,
+    random_access,
     seek_reader,
 )
 from .layers import DirIndex, Layer
@@ -149,6 +150,9 @@ class LayerIndex:
     digest: str = attr.ib(default="")  # of the blob as stored (compressed or not)
     diff_id: str = attr.ib(default="")  # of the uncompressed tar
     compression: str = attr.ib(default="")
+    #: offset reads into the uncompressed tar (compressed layers only; gzip keeps the
+    #: checkpoints the indexing pass left)
+    stream: Optional[SharedStream] = attr.ib(default=None)
 
 
 def _self_and_ancestors(path: str) -> List[str]:
@@ -315,13 +319,16 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
         compression = compression_of(peek(blob.opener))
         with blob.opener() as raw_handle:
             raw = HashingReader(raw_handle, algorithm)
-            plain = HashingReader(decompressed(raw, compression, blob.label))  # type: ignore[arg-type]
+            stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
+            plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
             builder = _IndexBuilder(blob.label)
             with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
                 for member in archive:
                     builder.add(member)
             plain.drain()
             raw.drain()
+            if stream is not None:
+                stream.close()  # its handle closes with this block; later reads reopen the blob
     except _DamagedHeader as error:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
     except (tarfile.TarError, EOFError, OSError) as error:
@@ -329,7 +336,7 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
     index = builder.finish()
-    index.digest, index.diff_id, index.compression = raw.digest, plain.digest, compression
+    index.digest, index.diff_id, index.compression, index.stream = raw.digest, plain.digest, compression, stream
     return index
 
 
@@ -357,7 +364,7 @@ class TarLayerFS(FS):
         #: the view of the image's layers below this one: where an implied directory's
         #: metadata comes from (unpacking such a layer leaves the directory as it was)
         self.below: Optional[Lookup] = None
-        self._shared = SharedStream(blob.opener, self.index.compression, blob.label) if self.index.compression else None
+        self._shared = self.index.stream
 
     def __repr__(self) -> str:
         return "TarLayerFS(%r)" % (self.blob.label,)
