@@ -11,6 +11,7 @@ import tarfile
 from typing import List
 
 import pytest
+from fs import errors
 from fs.memoryfs import MemoryFS
 
 from unionfs import DigestMismatch, LayerFormatError, OverlayFS
@@ -332,3 +333,23 @@ def test_a_compressed_outer_archive_is_refused_clearly(tmp_path) -> None:
         out.add(str(layout), arcname=".")
     with pytest.raises(LayerFormatError, match="image.tar.gz is not a plain \\(uncompressed\\) tar archive"):
         OverlayFS.from_oci(archive)
+
+
+def test_symlinks_read_through_to_files_of_the_image(tmp_path) -> None:
+    tars = stack(
+        tmp_path,
+        [E("usr/", kind="dir"), E("usr/lib/", kind="dir"), E("usr/lib/os-release", b"ID=test"),
+         E("etc/", kind="dir"), E("etc/os-release", kind="symlink", target="../usr/lib/os-release")],
+        [E("etc/", kind="dir"), E("etc/alias", kind="symlink", target="/etc/os-release"),
+         E("etc/up", kind="symlink", target="../../../usr/lib/os-release"), E("etc/dangling", kind="symlink", target="nowhere"),
+         E("etc/loop", kind="symlink", target="loop")],
+    )
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.readtext("etc/os-release") == "ID=test"
+        assert overlay.readtext("etc/alias") == "ID=test"  # absolute, through a link of the layer below
+        assert overlay.readtext("etc/up") == "ID=test"  # '..' stops at the image root
+        info = overlay.getinfo("etc/alias", ["link", "details"])
+        assert info.target == "/etc/os-release" and info.is_link
+        for broken in ("etc/dangling", "etc/loop"):
+            with pytest.raises(errors.ResourceNotFound, match="does not lead to a file"):
+                overlay.readtext(broken)

@@ -124,14 +124,17 @@ def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
     return TarEntry(name, ResourceType.directory, 0o755, 0, 0, "", "", 0.0, 0, 0, implicit=True, ghost=ghost)
 
 
-def member_path(raw_name: str, label: str) -> str:
-    """The absolute, normalised path of a tar member name; ``..`` escapes are refused."""
+def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
+    """The absolute, normalised path of a tar member name; ``..`` escapes are refused
+    (or, with ``clamp``, stay at the root, as in a symlink target inside a root filesystem)."""
     parts: List[str] = []
     for part in raw_name.replace("\\", "/").split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
+                if clamp:
+                    continue
                 raise LayerFormatError("%s: member %r escapes the layer root" % (label, raw_name))
             parts.pop()
             continue
@@ -364,6 +367,8 @@ class TarLayerFS(FS):
         #: the view of the image's layers below this one: where an implied directory's
         #: metadata comes from (unpacking such a layer leaves the directory as it was)
         self.below: Optional[Lookup] = None
+        #: the image as of this layer (this one over those below): where symlinks resolve
+        self.view: Optional[Lookup] = None
         self._shared = self.index.stream
 
     def __repr__(self) -> str:
@@ -426,12 +431,29 @@ class TarLayerFS(FS):
             raise errors.ResourceNotFound(path)
         if entry.is_dir:
             raise errors.FileExpected(path)
+        if entry.kind == ResourceType.symlink:
+            return self._open_link(_path, entry, path)
         if self._shared is not None:
             reader = MemberReader(self._shared.read_at, entry.data_offset, entry.size)
         else:
             read_at, close = seek_reader(self.blob.opener)
             reader = MemberReader(read_at, entry.data_offset, entry.size, close)
         return io_buffered(reader, buffering)  # type: ignore[return-value]
+
+    def _open_link(self, path: str, entry: TarEntry, shown: str, depth: int = 0) -> BinaryIO:
+        """Read through a symlink, resolved in the image as of this layer (this layer over
+        the ones below it); a link through a symlinked directory is not followed."""
+        target = entry.link_target or ""
+        resolved = member_path(target if target.startswith("/") else dirname(path) + "/" + target, self.blob.label, clamp=True)
+        node = self.view.node(resolved) if self.view is not None and depth < 40 else None
+        if node is None or node.is_dir:
+            raise errors.ResourceNotFound(shown, msg="%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target))
+        top = node.top.fs
+        if isinstance(top, TarLayerFS):
+            link = top._entry(resolved)
+            if link is not None and link.kind == ResourceType.symlink:
+                return top._open_link(resolved, link, shown, depth + 1)
+        return top.openbin(resolved, "r")
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         raise errors.ResourceReadOnly(path)
@@ -470,6 +492,7 @@ class TarLayer(Layer):
         only where that view has a directory (unpacking creates none), and implied
         directories take their metadata from it."""
         self.tar_fs.below = below
+        self.tar_fs.view = Lookup([self] + list(below.layers))
         index = self.tar_fs.index
         for path in sorted(p for p, e in index.entries.items() if e.ghost):
             if path in index.entries:  # not dropped with a ghost parent
