@@ -169,3 +169,13 @@ def test_export_kernel_refuses_a_non_empty_destination(tmp_path) -> None:
     with OverlayFS(MemoryFS(), upper=MemoryFS()) as overlay:
         with pytest.raises(DirectoryNotEmpty):
             overlay.export_kernel(str(tmp_path / "dest"))
+
+
+def test_export_kernel_refuses_special_files_by_name(tmp_path) -> None:
+    from fs.errors import Unsupported
+
+    os.makedirs(str(tmp_path / "upper" / "run"))
+    os.mkfifo(str(tmp_path / "upper" / "run" / "pipe"))  # an upper directory made by other tools
+    with OverlayFS(MemoryFS(), upper=OSFS(str(tmp_path / "upper"))) as overlay:
+        with pytest.raises(Unsupported, match="cannot export /run/pipe: a fifo"):
+            overlay.export_kernel(str(tmp_path / "dest"))

@@ -135,3 +135,15 @@ def test_appending_to_a_layout_makes_a_new_image_and_keeps_the_old(tmp_path) -> 
         with pytest.raises(LayerFormatError, match="empty is not an OCI image layout"):
             overlay.export_layer(layout=str(tmp_path / "empty"), ref="x")
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_special_files_in_the_upper_are_refused_by_name(tmp_path) -> None:
+    import os
+
+    from fs.osfs import OSFS
+
+    os.makedirs(str(tmp_path / "upper" / "run"))
+    os.mkfifo(str(tmp_path / "upper" / "run" / "pipe"))  # an upper directory made by other tools
+    with OverlayFS.from_oci([base_tar(tmp_path)], upper=OSFS(str(tmp_path / "upper"))) as overlay:
+        with pytest.raises(errors.Unsupported, match="cannot export /run/pipe: a fifo"):
+            overlay.export_layer(io.BytesIO())

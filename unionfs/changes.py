@@ -13,6 +13,8 @@ from typing import Iterator, List, Optional
 import attr
 
 from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from fs import errors
+from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import join
 
@@ -32,6 +34,20 @@ class Change:
     kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
     info: Optional[Info] = attr.ib(default=None, eq=False)
     opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+
+
+def link_target(change: Change) -> Optional[str]:
+    """The target if the non-directory ``change`` is a symlink, ``None`` for a regular file;
+    other kinds (FIFOs, devices an other tool left in an upper directory) cannot be exported."""
+    info = change.info
+    assert info is not None
+    kind = info.get("details", "type", int(ResourceType.file))
+    target = info.get("link", "target")
+    if kind == int(ResourceType.symlink) or target:
+        return str(target or "")
+    if kind not in (int(ResourceType.file), int(ResourceType.unknown)):
+        raise errors.Unsupported(change.path, msg="cannot export %s: a %s, not a file" % (change.path, ResourceType(kind).name))
+    return None
 
 
 def upper_changes(upper: Layer) -> Iterator[Change]:

@@ -22,7 +22,7 @@ from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-g
 from fs import errors
 from fs.osfs import OSFS
 
-from .changes import Change, upper_changes
+from .changes import Change, link_target, upper_changes
 from .layers import DirIndex, Layer
 
 WHITEOUT_STYLES = ("device", "xattr")
@@ -142,8 +142,8 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
                 os.setxattr(target, namespace + ".overlay.opaque", b"y")
             directories.append((target, change))
         else:
-            link = change.info.get("link", "target") if change.info is not None else None
-            if link:
+            link = link_target(change)
+            if link is not None:
                 os.symlink(link, target)
                 _apply_metadata(target, change, is_link=True)
                 continue

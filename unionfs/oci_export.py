@@ -24,11 +24,10 @@ import attr
 
 from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
 from fs import errors
-from fs.enums import ResourceType
 from fs.info import Info
 
 from .blobs import HashingWriter, LayerFormatError
-from .changes import Change, lower_names, upper_changes
+from .changes import Change, link_target, lower_names, upper_changes
 from .layers import Layer
 from .lookup import Lookup
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
@@ -98,16 +97,13 @@ def _write_entries(
 
 
 def _write_file(archive: tarfile.TarFile, upper: Layer, change: Change, mtime: Optional[int]) -> None:
-    info = change.info
-    assert info is not None
-    kind = info.get("details", "type", int(ResourceType.file))
-    target = info.get("link", "target")
-    if kind == int(ResourceType.symlink) or target:
-        entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, info, mtime)
-        entry.linkname = target or ""
+    target = link_target(change)
+    if target is not None:
+        entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, change.info, mtime)
+        entry.linkname = target
         archive.addfile(entry)
         return
-    entry = _tarinfo(_archive_name(change.path, False), tarfile.REGTYPE, info, mtime)
+    entry = _tarinfo(_archive_name(change.path, False), tarfile.REGTYPE, change.info, mtime)
     with upper.fs.openbin(change.path, "r") as data:
         data.seek(0, io.SEEK_END)
         entry.size = data.tell()
@@ -155,6 +151,7 @@ def _install(path: str, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".unionfs-")
     with os.fdopen(handle, "wb") as out:
         out.write(data)
+    os.chmod(temporary, 0o644)
     os.replace(temporary, path)
 
 
@@ -187,6 +184,7 @@ def add_to_layout(
     manifest, config = _base_image(store, base_ref)
     blob_path = _blob_path(root, exported.digest)
     os.makedirs(os.path.dirname(blob_path), exist_ok=True)
+    os.chmod(staged_layer, 0o644)
     os.replace(staged_layer, blob_path)
     config = dict(config)
     rootfs = dict(config.get("rootfs") or {"type": "layers"})
