@@ -5,8 +5,8 @@ lower filesystems: reads see the topmost entry, writes copy up into the upper, a
 deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
-from . import _compat  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer
+from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
+from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
 from .blobs import DigestMismatch, LayerFormatError
 from .overlay import OverlayFS
 
@@ -20,5 +20,6 @@ __all__ = [
     "ReservedPath",
     "SidecarError",
     "UnsupportedLayer",
+    "UpperInUse",
     "__version__",
 ]

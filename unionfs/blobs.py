@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 import attr
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 
 #: opens a fresh, seekable binary handle on a blob (the caller closes it)

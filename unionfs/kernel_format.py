@@ -18,11 +18,11 @@ import os
 import stat
 from typing import List, Optional, Sequence, Tuple
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 
-from .changes import Change, link_target, upper_changes
+from .changes import UpperEntry, link_target, upper_entries
 from .layers import DirIndex, Layer
 
 WHITEOUT_STYLES = ("device", "xattr")
@@ -92,7 +92,7 @@ def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) ->
 # -- export ----------------------------------------------------------------------------------------
 
 
-def _apply_metadata(path: str, change: Change, is_link: bool = False) -> None:
+def _apply_metadata(path: str, change: UpperEntry, is_link: bool = False) -> None:
     info = change.info
     raw = info.raw if info is not None else {}
     access = raw.get("access") or {}
@@ -131,8 +131,8 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
         os.makedirs(dest_dir)
     namespace = "user" if userxattr else "trusted"
     marked_dirs: set = set()
-    directories: List[Tuple[str, Change]] = []
-    for change in upper_changes(upper):
+    directories: List[Tuple[str, UpperEntry]] = []
+    for change in upper_entries(upper):
         target = os.path.join(dest_dir, change.path.lstrip("/"))
         if change.kind == "whiteout":
             _whiteout(target, whiteout, namespace, marked_dirs)

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Se
 
 import attr
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.base import FS
 from fs.enums import ResourceType

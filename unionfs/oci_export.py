@@ -22,12 +22,12 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import attr
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.info import Info
 
 from .blobs import HashingWriter, LayerFormatError
-from .changes import Change, link_target, lower_names, upper_changes
+from .changes import UpperEntry, link_target, lower_names, upper_entries
 from .layers import Layer
 from .lookup import Lookup
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
@@ -77,7 +77,7 @@ def _write_entries(
     archive: tarfile.TarFile, upper: Layer, lowers: Lookup, opaque: str, mtime: Optional[int]
 ) -> None:
     marker_time = mtime if mtime is not None else 0
-    for change in upper_changes(upper):
+    for change in upper_entries(upper):
         parent, _, name = change.path.rpartition("/")
         if change.kind == "whiteout":
             archive.addfile(_tarinfo(_archive_name(parent + "/" + WHITEOUT_PREFIX + name, False), tarfile.REGTYPE, None, marker_time))
@@ -96,7 +96,7 @@ def _write_entries(
         _write_file(archive, upper, change, mtime)
 
 
-def _write_file(archive: tarfile.TarFile, upper: Layer, change: Change, mtime: Optional[int]) -> None:
+def _write_file(archive: tarfile.TarFile, upper: Layer, change: UpperEntry, mtime: Optional[int]) -> None:
     target = link_target(change)
     if target is not None:
         entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, change.info, mtime)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import attr
 
-from . import _compat as _quiet_fs_import  # noqa: F401  (not "_compat": attrs-generated methods use that global name)
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 
 from .blobs import Blob, LayerFormatError, file_opener, read_verified, window_opener
 

@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import io
 import threading
+import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
-from fs.path import abspath, basename, dirname, isbase, normpath
+from fs.path import abspath, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import namespace, readdir
+from . import changes, fsck, namespace, readdir, sharing
+from .changes import ChangeSet
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
+from .fsck import FsckReport
+from .journal import Intent
 from .layers import Layer, LayerSource, open_layers
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
@@ -43,12 +47,22 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._owned: List[FS] = []
+        self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
+        self._shared: Optional[sharing.SharedUpper] = None
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        #: operations an earlier, interrupted overlay left in the journal and this one finished
+        self.recovered: List[Intent] = []
+        if self._upper is not None:
+            self._shared = sharing.join(self._upper.fs)
+            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
+            with self._lock:
+                self.recovered = namespace.recover(self._lookup, self._upper)
+                self._lock.wrote = bool(self.recovered)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
 
@@ -103,6 +117,8 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly(display)
         if is_reserved(path):
             raise ReservedPath(display)
+        self._lock.wrote = True
+        self.recovered.extend(namespace.recover(self._lookup, self._upper))
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -120,7 +136,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
+            return list(self._lookup.listing(node).names)
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         _path = self.validatepath(path)
@@ -142,7 +158,8 @@ class OverlayFS(FS):
         with self._lock:
             node = self._lookup.node(_path)
             if node is not None and node.is_dir:
-                raise errors.FileExpected(path)
+                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory too
+                raise errors.FileExists(path) if _mode.exclusive else errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path, path)
@@ -279,6 +296,8 @@ class OverlayFS(FS):
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
+            if overwrite and _src != _dst and isbase(_dst, _src):
+                raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
                 return  # rename(x, x) changes nothing, not even a copy-up
             namespace.rename_file(self._lookup, upper, src, _dst)
@@ -322,8 +341,7 @@ class OverlayFS(FS):
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
-                for child in readdir.visible_children(self._lookup, node):
-                    namespace.vanish(self._lookup, upper, child)
+                namespace.remove_children(self._lookup, upper, node)
             else:
                 namespace.vanish(self._lookup, upper, node)
 
@@ -338,11 +356,66 @@ class OverlayFS(FS):
         """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
         every operation wrote its data and records when it returned."""
         if not self.isclosed():
+            if self._shared is not None:
+                self._leave()
             for layer_fs in self._owned:
                 layer_fs.close()
         super().close()
 
+    # -- change set, commit, discard (logic in unionfs.changes) -----------------------------------------
+
+    def changes(self) -> ChangeSet:
+        """What the upper changes relative to the lowers, read from the upper and its sidecar."""
+        self.check()
+        with self._lock:
+            if self._upper is None:
+                return ChangeSet(())
+            return changes.compute(self._upper.layer, self._lower_layers())
+
+    def commit(
+        self,
+        target: Union[FS, str],
+        only_changes: bool = False,
+        into_lower: bool = False,
+        progress: Optional[changes.ProgressCallback] = None,
+    ) -> ChangeSet:
+        """Write the merged view (or with ``only_changes`` the change set) into ``target``, an FS
+        or FS URL, streaming, calling ``progress`` as it goes. A target that is the topmost
+        lower takes the changes only with ``into_lower=True``, and the upper is then discarded."""
+        self.check()
+        with self._lock:
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has nothing to commit")
+            change_set, rewrote_lower = changes.commit(
+                self, self._upper.layer, self._lower_layers(), target, only_changes, into_lower, progress
+            )
+            if rewrote_lower:
+                self.discard()
+            return change_set
+
+    def discard(self) -> None:
+        """Throw away every change: empty the upper and its sidecar, so the view is the lowers'."""
+        self.check()
+        with self._lock:
+            upper = self._writable("/", "/")
+            changes.empty_upper(upper.fs)
+            for layer in self._layers:
+                layer.reset()
+            self._lookup.forget("/", subtree=True)
+
     # -- explicit control ---------------------------------------------------------------------------
+
+    def fsck(self, repair: bool = True) -> FsckReport:
+        """Find, and unless ``repair`` is False remove, what interrupted operations left in
+        the upper (staging files, records that hide nothing, finished journal entries).
+        The merged view is the same afterwards; the report says what was changed."""
+        with self._lock:
+            if self._upper is None:
+                return FsckReport((), repaired=repair)
+            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            if repair:
+                self.recovered = []
+            return report
 
     def hide(self, path: str) -> None:
         """Whiteout whatever the view has at ``path`` (a file or a whole tree) without copying
