@@ -179,3 +179,31 @@ def test_export_kernel_refuses_special_files_by_name(tmp_path) -> None:
     with OverlayFS(MemoryFS(), upper=OSFS(str(tmp_path / "upper"))) as overlay:
         with pytest.raises(Unsupported, match="cannot export /run/pipe: a fifo"):
             overlay.export_kernel(str(tmp_path / "dest"))
+
+
+@pytest.mark.parametrize("feature", ["redirect_dir=on", "metacopy=on"])
+def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, kernel_overlay, feature) -> None:
+    from unionfs import UnsupportedLayer
+
+    lowers = make_lowers(tmp_path)
+    upperdir = str(tmp_path / "kupper")
+    os.mkdir(upperdir)
+    options = feature + (",redirect_dir=on" if feature == "metacopy=on" else "")
+    try:
+        manager = mounted(tmp_path, lowers, upper=upperdir, options=options)
+        merged = manager.__enter__()
+    except subprocess.CalledProcessError:
+        pytest.skip("this kernel does not mount with " + feature)
+    try:
+        if feature == "redirect_dir=on":
+            os.rename(os.path.join(merged, "var/log"), os.path.join(merged, "var/logs"))
+            culprit = "var/logs"
+        else:
+            os.chmod(os.path.join(merged, "usr/lib/x.so"), 0o600)
+            culprit = "usr/lib/x.so"
+    finally:
+        manager.__exit__(None, None, None)
+    with pytest.raises(UnsupportedLayer, match="kernel lower 0 .*: %s is a" % culprit):
+        with OverlayFS.from_kernel([upperdir] + lowers) as ours:
+            for _ in ours.walk.files():
+                pass
