@@ -353,3 +353,12 @@ def test_symlinks_read_through_to_files_of_the_image(tmp_path) -> None:
         for broken in ("etc/dangling", "etc/loop"):
             with pytest.raises(errors.ResourceNotFound, match="does not lead to a file"):
                 overlay.readtext(broken)
+
+
+def test_the_root_without_a_header_has_default_or_lower_metadata(tmp_path) -> None:
+    tars = stack(tmp_path, [E("./", kind="dir", mode=0o700, mtime=77), E("f", b"x")], [E("g", b"y")])
+    with OverlayFS.from_oci(tars[1:]) as alone:
+        assert alone.getinfo("/", ["access"]).permissions.mode == 0o755
+    with OverlayFS.from_oci(tars) as overlay:
+        info = overlay.getinfo("/", ["access", "details"])
+        assert (info.name, info.permissions.mode, int(info.modified.timestamp())) == ("", 0o700, 77)

@@ -383,7 +383,7 @@ class TarLayerFS(FS):
         """The entry's info; an implied directory shows the one below it, if any."""
         if entry.implicit and self.below is not None:
             node = self.below.node(path)
-            if node is not None and node.is_dir:
+            if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
                 info = node.top.fs.getinfo(path, ("details", "access", "link"))
                 info.raw["basic"]["name"] = entry.name
                 return info
