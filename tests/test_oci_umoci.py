@@ -60,6 +60,8 @@ def populate(rootfs: str) -> None:
     os.chmod(os.path.join(rootfs, "usr/lib/mod"), 0o700)
     os.chown(os.path.join(rootfs, "opt/app/bin"), 1000, 100)
     os.symlink("../etc/passwd", os.path.join(rootfs, "opt/passwd-link"))
+    os.symlink("../usr/lib", os.path.join(rootfs, "opt/lib-link"))  # a symlink to a directory
+    os.link(os.path.join(rootfs, "etc/passwd"), os.path.join(rootfs, "opt/hard"))  # umoci writes a hard link
 
 
 def delete_things(rootfs: str) -> None:
@@ -87,6 +89,7 @@ def test_an_image_umoci_built_with_deletions_and_opaque_dirs(layout, tmp_path) -
     with OverlayFS.from_oci(layout, ref="base") as overlay:
         assert_same_tree(expected, snapshot_fs(overlay))
         assert overlay.listdir("etc") == ["conf.d"] and overlay.listdir("etc/conf.d") == ["b"]
+        assert overlay.readtext("opt/hard") == "root:x:0:0"  # its target is hidden by now, its data is not
 
 
 # -- random layer stacks --------------------------------------------------------------------------
