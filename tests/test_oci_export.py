@@ -147,3 +147,10 @@ def test_special_files_in_the_upper_are_refused_by_name(tmp_path) -> None:
     with OverlayFS.from_oci([base_tar(tmp_path)], upper=OSFS(str(tmp_path / "upper"))) as overlay:
         with pytest.raises(errors.Unsupported, match="cannot export /run/pipe: a fifo"):
             overlay.export_layer(io.BytesIO())
+
+
+def test_names_that_read_as_markers_cannot_be_exported(tmp_path) -> None:
+    with OverlayFS.from_oci([base_tar(tmp_path)], upper=MemoryFS()) as overlay:
+        overlay.writetext("etc/.wh.sneaky", "not a whiteout")
+        with pytest.raises(errors.Unsupported, match="cannot export /etc/.wh.sneaky"):
+            overlay.export_layer(io.BytesIO())

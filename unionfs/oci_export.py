@@ -73,12 +73,19 @@ def _archive_name(path: str, is_dir: bool) -> str:
     return path.lstrip("/") + ("/" if is_dir else "")
 
 
+def _representable(path: str) -> None:
+    """A layer tar cannot hold a name that reads as a marker."""
+    if path.rpartition("/")[2].startswith(WHITEOUT_PREFIX):
+        raise errors.Unsupported(path, msg="cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path)
+
+
 def _write_entries(
     archive: tarfile.TarFile, upper: Layer, lowers: Lookup, opaque: str, mtime: Optional[int]
 ) -> None:
     marker_time = mtime if mtime is not None else 0
     for change in upper_entries(upper):
         parent, _, name = change.path.rpartition("/")
+        _representable(change.path)
         if change.kind == "whiteout":
             archive.addfile(_tarinfo(_archive_name(parent + "/" + WHITEOUT_PREFIX + name, False), tarfile.REGTYPE, None, marker_time))
             continue
@@ -89,7 +96,10 @@ def _write_entries(
                 if opaque == "marker":
                     names = [OPAQUE_MARKER]
                 else:
-                    names = [WHITEOUT_PREFIX + hidden for hidden in lower_names(lowers, change.path)]
+                    hidden = lower_names(lowers, change.path)
+                    for hidden_name in hidden:
+                        _representable(change.path + "/" + hidden_name)
+                    names = [WHITEOUT_PREFIX + hidden_name for hidden_name in hidden]
                 for marker in names:
                     archive.addfile(_tarinfo(_archive_name(change.path + "/" + marker, False), tarfile.REGTYPE, None, marker_time))
             continue
