@@ -362,3 +362,17 @@ def test_the_root_without_a_header_has_default_or_lower_metadata(tmp_path) -> No
     with OverlayFS.from_oci(tars) as overlay:
         info = overlay.getinfo("/", ["access", "details"])
         assert (info.name, info.permissions.mode, int(info.modified.timestamp())) == ("", 0o700, 77)
+
+
+def test_a_descriptor_size_that_does_not_match_is_an_error(tmp_path) -> None:
+    layout = make_layout(tmp_path, {"v1": IMAGES["v1"]})
+    index = json.loads((layout / "index.json").read_text())
+    manifest_path = layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(manifest_path.read_text())
+    manifest["layers"][0]["size"] += 1
+    index["manifests"][0].update(put(layout, json.dumps(manifest).encode()))
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DigestMismatch, match="size mismatch: the descriptor says"):
+        OverlayFS.from_oci(str(layout))
+    with OverlayFS.from_oci(str(layout), verify=False) as overlay:
+        assert overlay.readtext("app/run") == "v1"

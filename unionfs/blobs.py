@@ -50,6 +50,7 @@ class Blob:
     label: str = attr.ib()  # a path a human can find, for error messages
     opener: Opener = attr.ib(repr=False)
     digest: Optional[str] = attr.ib(default=None)
+    size: Optional[int] = attr.ib(default=None)  # the size its descriptor states, if any
 
 
 def file_opener(path: str) -> Opener:
@@ -114,6 +115,7 @@ class HashingReader(io.RawIOBase):
         self._handle = handle
         self.algorithm = algorithm
         self._hash = hashlib.new(algorithm)
+        self.size = 0
 
     def readable(self) -> bool:
         return True
@@ -121,6 +123,7 @@ class HashingReader(io.RawIOBase):
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         data = self._handle.read(len(buffer))
         self._hash.update(data)
+        self.size += len(data)
         buffer[: len(data)] = data
         return len(data)
 
@@ -169,6 +172,11 @@ def check_digest(label: str, expected: Optional[str], actual: str, what: str = "
         raise DigestMismatch("%s: %s mismatch: expected %s, content hashes to %s" % (label, what, expected, actual))
 
 
+def check_size(blob: Blob, actual: int) -> None:
+    if blob.size is not None and blob.size != actual:
+        raise DigestMismatch("%s: size mismatch: the descriptor says %d bytes, the blob has %d" % (blob.label, blob.size, actual))
+
+
 def read_verified(blob: Blob, limit: int = 64 * 1024 * 1024) -> bytes:
     """The whole (small) blob, checked against its digest."""
     try:
@@ -178,6 +186,7 @@ def read_verified(blob: Blob, limit: int = 64 * 1024 * 1024) -> bytes:
         raise LayerFormatError("cannot read %s: %s" % (blob.label, error)) from error
     if len(data) > limit:
         raise LayerFormatError("%s is larger than %d bytes" % (blob.label, limit))
+    check_size(blob, len(data))
     if blob.digest is not None:
         algorithm = algorithm_of(blob.digest, blob.label)
         check_digest(blob.label, blob.digest, "%s:%s" % (algorithm, hashlib.new(algorithm, data).hexdigest()))

@@ -43,6 +43,7 @@ from .blobs import (
     SharedStream,
     algorithm_of,
     check_digest,
+    check_size,
     compression_of,
     peek,
     random_access,
@@ -336,6 +337,7 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
     except (tarfile.TarError, EOFError, OSError) as error:
         raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
+    check_size(blob, raw.size)
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
     index = builder.finish()
@@ -521,7 +523,7 @@ def image_stack(
     try:
         for position, (blob, diff_id) in enumerate(zip(image.layers, image.diff_ids)):
             if not verify:
-                blob, diff_id = attr.evolve(blob, digest=None), None
+                blob, diff_id = attr.evolve(blob, digest=None, size=None), None
             opened.append(TarLayer(TarLayerFS(blob, diff_id), "layer %d (%s)" % (position, blob.label)))
     except BaseException:
         for layer in opened:

@@ -53,17 +53,17 @@ class BlobStore:
             return os.path.isfile(os.path.join(self.root, name))
         return name in self._members
 
-    def blob(self, name: str, digest: Optional[str] = None) -> Blob:
+    def blob(self, name: str, digest: Optional[str] = None, size: Optional[int] = None) -> Blob:
         label = "%s/%s" % (self.root.rstrip("/"), name) if self._members is None else "%s!%s" % (self.root, name)
         if self._members is None:
             path = os.path.join(self.root, name)
             if not os.path.isfile(path):
                 raise LayerFormatError("%s is missing" % label)
-            return Blob(label, file_opener(path), digest)
+            return Blob(label, file_opener(path), digest, size)
         if name not in self._members:
             raise LayerFormatError("%s is missing" % label)
-        offset, size = self._members[name]
-        return Blob(label, window_opener(file_opener(self.root), offset, size), digest)
+        offset, stored = self._members[name]
+        return Blob(label, window_opener(file_opener(self.root), offset, stored), digest, size)
 
     def json(self, name: str, digest: Optional[str] = None) -> Any:
         return parse_json(self.blob(name, digest))
@@ -79,7 +79,8 @@ class BlobStore:
         if not isinstance(digest, str) or ":" not in digest:
             raise LayerFormatError("%s: descriptor without a valid digest: %r" % (context, descriptor))
         algorithm, _, hex_part = digest.partition(":")
-        return self.blob("blobs/%s/%s" % (algorithm, hex_part), digest)
+        size = descriptor.get("size")
+        return self.blob("blobs/%s/%s" % (algorithm, hex_part), digest, size if isinstance(size, int) else None)
 
 
 def parse_json(blob: Blob) -> Any:
