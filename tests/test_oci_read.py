@@ -376,3 +376,20 @@ def test_a_descriptor_size_that_does_not_match_is_an_error(tmp_path) -> None:
         OverlayFS.from_oci(str(layout))
     with OverlayFS.from_oci(str(layout), verify=False) as overlay:
         assert overlay.readtext("app/run") == "v1"
+
+
+def test_a_docker_save_archive_naming_layers_through_symlinks(tmp_path) -> None:
+    raw = open(write_tar(str(tmp_path / "d.tar"), IMAGES["v1"][0]), "rb").read()
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha256(raw)]}}).encode()
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["app:1"], "Layers": ["abc/layer.tar"]}]).encode()
+    archive = str(tmp_path / "saved.tar")
+    with tarfile.open(archive, "w") as out:
+        for name, data in (("0123.tar", raw), ("c.json", config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("abc/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../0123.tar"
+        out.addfile(link)
+    with OverlayFS.from_oci(archive) as overlay:
+        assert overlay.readtext("app/run") == "v1"

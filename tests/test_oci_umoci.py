@@ -21,7 +21,19 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
-from .imagetools import add_layer, new_layout, require_umoci, snapshot_dir, snapshot_fs, tar_entry, unpack, umoci, write_tar
+from .imagetools import (
+    add_layer,
+    new_layout,
+    require_skopeo,
+    require_umoci,
+    skopeo_copy,
+    snapshot_dir,
+    snapshot_fs,
+    tar_entry,
+    umoci,
+    unpack,
+    write_tar,
+)
 
 CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 
@@ -90,6 +102,20 @@ def test_an_image_umoci_built_with_deletions_and_opaque_dirs(layout, tmp_path) -
         assert_same_tree(expected, snapshot_fs(overlay))
         assert overlay.listdir("etc") == ["conf.d"] and overlay.listdir("etc/conf.d") == ["b"]
         assert overlay.readtext("opt/hard") == "root:x:0:0"  # its target is hidden by now, its data is not
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_archives_written_by_skopeo(layout, tmp_path, transport) -> None:
+    """``docker save``'s format and a tarred layout, as an independent tool writes them."""
+    require_skopeo()
+    repack(layout, tmp_path, populate)
+    repack(layout, tmp_path, delete_things)
+    add_layer(layout, "base", write_tar(str(tmp_path / "opaque.tar"), [tar_entry("usr/", kind="dir"), tar_entry("usr/.wh..wh..opq")]))
+    expected = snapshot_dir(unpack(layout, "base", str(tmp_path / "bundle")))
+    archive = str(tmp_path / "saved.tar")
+    skopeo_copy("oci:%s:base" % layout, "%s:%s:example.org/app:1" % (transport, archive))
+    with OverlayFS.from_oci(archive, ref="app:1" if transport == "docker-archive" else None) as overlay:
+        assert_same_tree(expected, snapshot_fs(overlay))
 
 
 # -- random layer stacks --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import posixpath
 import tarfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -91,16 +92,24 @@ def parse_json(blob: Blob) -> Any:
 
 
 def _tar_members(path: str) -> Dict[str, Tuple[int, int]]:
-    """Member name -> (data offset, size) of the regular files of a plain tar archive."""
+    """Member name -> (data offset, size) of the regular files of a plain tar archive; a
+    symlink member (skopeo's ``<id>/layer.tar``) names its target's data."""
     try:
         with tarfile.open(path, mode="r:") as archive:
-            return {
-                os.path.normpath(member.name).lstrip("/"): (member.offset_data, member.size)
-                for member in archive
-                if member.isfile()
-            }
+            members = list(archive)
     except (tarfile.TarError, OSError) as error:
         raise LayerFormatError("%s is not a plain (uncompressed) tar archive: %s" % (path, error)) from error
+    found = {_archive_path(m.name): (m.offset_data, m.size) for m in members if m.isfile()}
+    for member in members:
+        if member.issym():
+            target = _archive_path(posixpath.join(posixpath.dirname(_archive_path(member.name)), member.linkname))
+            if target in found:
+                found[_archive_path(member.name)] = found[target]
+    return found
+
+
+def _archive_path(name: str) -> str:
+    return posixpath.normpath(name).lstrip("/")
 
 
 def ref_names(descriptor: Dict[str, Any]) -> List[str]:
