@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
+import tempfile
 from typing import Iterator, List, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
@@ -207,3 +211,47 @@ def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, kernel_
         with OverlayFS.from_kernel([upperdir] + lowers) as ours:
             for _ in ours.walk.files():
                 pass
+
+
+KERNEL_PATHS = ["etc", "etc/passwd", "etc/hosts", "etc/conf.d", "etc/conf.d/a", "usr/lib", "usr/lib/x.so", "var/log",
+                "var/log/old", "shared", "shared/from-top", "new", "new/f", "top-only", "file-or-dir"]
+
+
+def kernel_apply(merged: str, operation: str, path: str) -> None:
+    full = os.path.join(merged, path)
+    try:
+        if operation == "write":
+            with open(full, "w") as out:
+                out.write("written " + path)
+        elif operation == "unlink":
+            os.unlink(full)
+        elif operation == "rmtree":
+            shutil.rmtree(full)
+        elif operation == "mkdir":
+            os.mkdir(full)
+        elif operation == "chmod":
+            os.chmod(full, 0o751)
+        else:
+            os.rename(full, full + ".moved")
+    except OSError:
+        pass  # not applicable here (ENOENT, EISDIR, EXDEV for lower directories, ...)
+
+
+@settings(max_examples=40 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 10, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["write", "unlink", "rmtree", "mkdir", "chmod", "rename"]),
+                          st.sampled_from(KERNEL_PATHS)), max_size=12))
+def test_from_kernel_reads_random_upperdirs_the_kernel_wrote(kernel_overlay, operations) -> None:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="unionfs-kernel-"))
+    try:
+        lowers = make_lowers(tmp)
+        upperdir = str(tmp / "kupper")
+        os.mkdir(upperdir)
+        with mounted(tmp, lowers, upper=upperdir) as merged:
+            for operation, path in operations:
+                kernel_apply(merged, operation, path)
+        with mounted(tmp, [upperdir] + lowers) as merged:
+            expected = snapshot_dir(merged)
+        with OverlayFS.from_kernel([upperdir] + lowers) as ours:
+            assert snapshot_fs(ours) == expected
+    finally:
+        shutil.rmtree(str(tmp))
