@@ -231,6 +231,11 @@ def kernel_apply(merged: str, operation: str, path: str) -> None:
             os.mkdir(full)
         elif operation == "chmod":
             os.chmod(full, 0o751)
+        elif operation == "recreate":  # rm -rf d; mkdir d: the kernel makes d opaque
+            shutil.rmtree(full)
+            os.mkdir(full)
+            with open(os.path.join(full, "inner"), "w") as out:
+                out.write("inner")
         else:
             os.rename(full, full + ".moved")
     except OSError:
@@ -238,7 +243,7 @@ def kernel_apply(merged: str, operation: str, path: str) -> None:
 
 
 @settings(max_examples=40 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 10, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["write", "unlink", "rmtree", "mkdir", "chmod", "rename"]),
+@given(st.lists(st.tuples(st.sampled_from(["write", "unlink", "rmtree", "mkdir", "chmod", "rename", "recreate"]),
                           st.sampled_from(KERNEL_PATHS)), max_size=12))
 def test_from_kernel_reads_random_upperdirs_the_kernel_wrote(kernel_overlay, operations) -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="unionfs-kernel-"))
