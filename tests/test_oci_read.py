@@ -393,3 +393,11 @@ def test_a_docker_save_archive_naming_layers_through_symlinks(tmp_path) -> None:
         out.addfile(link)
     with OverlayFS.from_oci(archive) as overlay:
         assert overlay.readtext("app/run") == "v1"
+
+
+def test_a_marker_only_directory_under_an_opaque_one_is_gone(tmp_path) -> None:
+    # found by the umoci oracle: the opaque marker of a/ hides the lower a/c, and a marker
+    # inside a/c does not bring it back
+    tars = stack(tmp_path, [E("a/", kind="dir"), E("a/c/", kind="dir")], [E("a/c/.wh.f"), E("a/.wh..wh..opq"), E("a/", kind="dir")])
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.listdir("a") == []

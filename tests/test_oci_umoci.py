@@ -122,7 +122,7 @@ def test_archives_written_by_skopeo(layout, tmp_path, transport) -> None:
 
 PATHS = ["a", "a/f", "a/c", "a/c/f", "a/g", "b", "b/f", "f", "l"]
 DIRS = {"a", "a/c", "b"}
-STATES = ["absent", "file", "dir", "whiteout", "opaque", "symlink"]
+STATES = ["absent", "file", "dir", "whiteout", "opaque", "symlink", "replaced"]  # replaced: whiteout + entry
 
 
 def _ancestors(path: str) -> List[str]:
@@ -138,9 +138,9 @@ def _legal(path: str, state: str, layer: Dict[str, str]) -> str:
         state = "symlink" if path == "l" else "file"
     if state == "symlink" and path != "l":
         state = "file"
-    if state in ("file", "dir", "opaque", "symlink"):
+    if state in ("file", "dir", "opaque", "symlink", "replaced"):
         for ancestor in _ancestors(path):
-            if layer[ancestor] not in ("dir", "opaque"):
+            if layer[ancestor] not in ("dir", "opaque", "replaced"):  # (ancestors are all in DIRS)
                 layer[ancestor] = "dir"  # a real entry comes with its parent directory entries
     return state
 
@@ -162,6 +162,12 @@ def layer_stacks(draw) -> List[List[Tuple]]:
                 members.append(tar_entry(path, draw(st.binary(max_size=20)), **meta))
             elif state == "symlink":
                 members.append(tar_entry(path, kind="symlink", target=draw(st.sampled_from(["f", "a/f", "/b"]))))
+            elif state == "replaced":  # the whiteout hides the layers below only, never this entry
+                members.append(tar_entry(os.path.join(name, ".wh." + base)))
+                if path in DIRS:
+                    members.append(tar_entry(path + "/", kind="dir", **meta))
+                else:
+                    members.append(tar_entry(path, draw(st.binary(max_size=20)), **meta))
             elif state in ("dir", "opaque"):
                 members.append(tar_entry(path + "/", kind="dir", **meta))
                 if state == "opaque":

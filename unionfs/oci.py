@@ -499,9 +499,19 @@ class TarLayer(Layer):
         for path in sorted(p for p, e in index.entries.items() if e.ghost):
             if path in index.entries:  # not dropped with a ghost parent
                 node = below.node(path)
-                if node is None or not node.is_dir:
+                if node is None or not node.is_dir or self._inside_own_opaque(path):
                     _drop_dir(index, path)
         self._dirs.clear()
+
+    def _inside_own_opaque(self, path: str) -> bool:
+        """Whether an ancestor of ``path`` is opaque in this layer: then the layers below show
+        nothing at ``path`` for a marker-only directory to stand on."""
+        index = self.tar_fs.index
+        for ancestor in _self_and_ancestors(dirname(path)):
+            parent = index.dirs.get(dirname(ancestor))
+            if parent is not None and basename(ancestor) in parent.opaque:
+                return True
+        return False
 
     @property
     def root_opaque(self) -> bool:
