@@ -63,6 +63,15 @@ def make_lowers(tmp_path) -> List[str]:
     return [top, base]
 
 
+@pytest.fixture
+def lowers(tmp_path, guard_lower) -> List[str]:
+    """:func:`make_lowers`, guarded against any change (the kernel mounts included)."""
+    made = make_lowers(tmp_path)
+    for lower in made:
+        guard_lower(OSFS(lower))
+    return made
+
+
 def change(overlay: OverlayFS) -> None:
     overlay.remove("etc/passwd")
     overlay.writetext("etc/hosts", "changed")
@@ -79,10 +88,7 @@ def change(overlay: OverlayFS) -> None:
     overlay.makedirs("brand/new")
 
 
-def test_export_kernel_mounts_to_the_same_view(tmp_path, kernel_overlay, guard_lower) -> None:
-    lowers = make_lowers(tmp_path)
-    for lower in lowers:
-        guard_lower(OSFS(lower))
+def test_export_kernel_mounts_to_the_same_view(tmp_path, lowers, kernel_overlay) -> None:
     upper = OSFS(str(tmp_path / "ours"), create=True)
     with OverlayFS([OSFS(d) for d in lowers], upper=upper) as overlay:
         change(overlay)
@@ -95,8 +101,7 @@ def test_export_kernel_mounts_to_the_same_view(tmp_path, kernel_overlay, guard_l
         assert snapshot_dir(merged) == view
 
 
-def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, lowers, kernel_overlay) -> None:
     with OverlayFS([OSFS(d) for d in lowers], upper=MemoryFS()) as overlay:
         change(overlay)
         names = sorted(overlay.walk.files()) + sorted(overlay.walk.dirs())
@@ -110,8 +115,7 @@ def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, kernel_overlay)
         assert sorted(ours.walk.files()) + sorted(ours.walk.dirs()) == names
 
 
-def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, lowers, kernel_overlay) -> None:
     upperdir = str(tmp_path / "kupper")
     os.mkdir(upperdir)
     with mounted(tmp_path, lowers, upper=upperdir) as merged:
@@ -133,8 +137,7 @@ def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, kernel_overlay
 
 
 @pytest.mark.parametrize("namespace", ["trusted", "user"])
-def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, kernel_overlay, namespace) -> None:
-    lowers = make_lowers(tmp_path)
+def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, lowers, kernel_overlay, namespace) -> None:
     layer = str(tmp_path / "hand")
     write(layer, "etc/conf.d/b", "b")
     os.setxattr(os.path.join(layer, "etc/conf.d"), namespace + ".overlay.opaque", b"y")
@@ -152,8 +155,7 @@ def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, kernel_overlay, n
         assert other.exists("etc/conf.d/a")  # the other namespace is not honoured
 
 
-def test_round_trip_kernel_to_kernel(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_round_trip_kernel_to_kernel(tmp_path, lowers, kernel_overlay) -> None:
     upper = OSFS(str(tmp_path / "ours"), create=True)
     with OverlayFS.from_kernel(lowers, upper=upper) as overlay:
         change(overlay)
@@ -186,10 +188,9 @@ def test_export_kernel_refuses_special_files_by_name(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("feature", ["redirect_dir=on", "metacopy=on"])
-def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, kernel_overlay, feature) -> None:
+def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, lowers, kernel_overlay, feature) -> None:
     from unionfs import UnsupportedLayer
 
-    lowers = make_lowers(tmp_path)
     upperdir = str(tmp_path / "kupper")
     os.mkdir(upperdir)
     options = feature + (",redirect_dir=on" if feature == "metacopy=on" else "")
