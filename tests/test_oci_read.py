@@ -292,6 +292,9 @@ def test_missing_sources_are_clear_errors(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayerFormatError, match="neither an OCI image layout nor a docker save archive"):
         OverlayFS.from_oci(str(tmp_path / "empty"))
+    layer = write_tar(str(tmp_path / "layer.tar"), [E("f", b"x")])
+    with pytest.raises(LayerFormatError, match=r"layer tars are given as a list, base first: from_oci\(\['.*layer.tar'\]\)"):
+        OverlayFS.from_oci(layer)
 
 
 def test_hard_links_read_their_target(tmp_path) -> None:
@@ -331,7 +334,7 @@ def test_a_compressed_outer_archive_is_refused_clearly(tmp_path) -> None:
     archive = str(tmp_path / "image.tar.gz")
     with tarfile.open(archive, "w:gz") as out:
         out.add(str(layout), arcname=".")
-    with pytest.raises(LayerFormatError, match="image.tar.gz is not a plain \\(uncompressed\\) tar archive"):
+    with pytest.raises(LayerFormatError, match="image.tar.gz is compressed: an image archive must be a plain tar"):
         OverlayFS.from_oci(archive)
 
 

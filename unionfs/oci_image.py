@@ -20,7 +20,7 @@ import attr
 
 from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 
-from .blobs import Blob, LayerFormatError, file_opener, read_verified, window_opener
+from .blobs import Blob, LayerFormatError, compression_of, file_opener, peek, read_verified, window_opener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -205,12 +205,20 @@ def image_layers(source: Union[PathLike, Sequence[PathLike]], ref: Optional[str]
         root = os.fspath(source)
         if not os.path.exists(root):
             raise LayerFormatError("%s does not exist" % root)
+        if os.path.isfile(root) and compression_of(peek(file_opener(root))):
+            raise LayerFormatError(
+                "%s is compressed: an image archive must be a plain tar (layer tars are given as a "
+                "list, base first: from_oci([%r]))" % (root, root)
+            )
         store = BlobStore(root)
         if store.exists("index.json"):
             return layout_layers(store, ref, index)
         if store.exists("manifest.json"):
             return docker_layers(store, ref, index)
-        raise LayerFormatError("%s is neither an OCI image layout nor a docker save archive (no index.json or manifest.json)" % root)
+        raise LayerFormatError(
+            "%s is neither an OCI image layout nor a docker save archive (no index.json or "
+            "manifest.json); layer tars are given as a list, base first: from_oci([%r])" % (root, root)
+        )
     if ref is not None or index is not None:
         raise LayerFormatError("ref= and index= choose an image of a layout or archive, not of a list of layer tars")
     paths = [os.fspath(path) for path in source]
