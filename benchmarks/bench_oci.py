@@ -1,4 +1,5 @@
-"""Image-layer costs: indexing a large layer (plain and gzip), lazy member reads, export.
+"""Layer-format costs: indexing a large image layer (plain and gzip), lazy member reads,
+export as a layer; reading and exporting kernel-format directories.
 
 Run: ``.venv/bin/python benchmarks/bench_oci.py [files]``. Prints seconds; asserts nothing.
 """
@@ -15,6 +16,7 @@ import time
 
 import unionfs  # noqa: F401
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
@@ -57,6 +59,19 @@ def main(files: int) -> None:
                 overlay.writetext(name, "changed")
             timed("  export_layer of %d changed files" % (files // 10), lambda: overlay.export_layer(io.BytesIO(), mtime=0))
             overlay.close()
+        kernel_dir = os.path.join(work, "kernel-lower")
+        with OverlayFS.from_oci([os.path.join(work, "layer.tar")], upper=OSFS(kernel_dir, create=True)) as flat:
+            for name in flat.listdir("/"):
+                flat.makedir(name, recreate=True)  # copy-up the directories; files follow
+            for name in ["d%04d/f%03d" % (n // 100, n % 100) for n in range(files)]:
+                flat.copy(name, name, overwrite=True)
+        os.rename(os.path.join(kernel_dir, ".unionfs"), os.path.join(work, "sidecar-aside"))
+        overlay = timed("from_kernel over %d files" % files, lambda: OverlayFS.from_kernel([kernel_dir], upper=MemoryFS()))
+        timed("  walk every entry", lambda: sum(1 for _ in overlay.walk.files()))
+        for name in list(overlay.walk.files())[: files // 10]:
+            overlay.remove(name)
+        timed("  export_kernel with %d whiteouts" % (files // 10), lambda: overlay.export_kernel(os.path.join(work, "kupper")))
+        overlay.close()
 
 
 if __name__ == "__main__":

@@ -440,7 +440,7 @@ class TarLayerFS(FS):
         else:
             read_at, close = seek_reader(self.blob.opener)
             reader = MemberReader(read_at, entry.data_offset, entry.size, close)
-        return io_buffered(reader, buffering)  # type: ignore[return-value]
+        return _buffered(reader, buffering)  # type: ignore[return-value]
 
     def _open_link(self, path: str, entry: TarEntry, shown: str, depth: int = 0) -> BinaryIO:
         """Read through a symlink, resolved in the image as of this layer (this layer over
@@ -475,7 +475,7 @@ class TarLayerFS(FS):
         super().close()
 
 
-def io_buffered(reader: MemberReader, buffering: int) -> Any:
+def _buffered(reader: MemberReader, buffering: int) -> Any:
     return io.BufferedReader(reader, buffer_size=buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
 
 
