@@ -261,3 +261,15 @@ def test_from_kernel_reads_random_upperdirs_the_kernel_wrote(kernel_overlay, ope
             assert snapshot_fs(ours) == expected
     finally:
         shutil.rmtree(str(tmp))
+
+
+def test_export_kernel_for_userxattr_mounts(tmp_path, lowers, kernel_overlay) -> None:
+    with OverlayFS([OSFS(d) for d in lowers], upper=OSFS(str(tmp_path / "ours"), create=True)) as overlay:
+        change(overlay)
+        view = snapshot_fs(overlay)
+        overlay.export_kernel(str(tmp_path / "upperdir"), userxattr=True)
+    assert os.getxattr(str(tmp_path / "upperdir/var/log"), "user.overlay.opaque") == b"y"
+    with mounted(tmp_path, lowers, upper=str(tmp_path / "upperdir"), options="userxattr") as merged:
+        assert snapshot_dir(merged) == view
+    with OverlayFS.from_kernel([str(tmp_path / "upperdir")] + lowers, userxattr=True) as again:
+        assert snapshot_fs(again) == view
