@@ -401,6 +401,9 @@ class KernelView:
     def appendbytes(self, path: str, data: bytes) -> None:
         self._write(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, data)
 
+    def write_streamed(self, path: str, data: bytes) -> None:
+        self._write(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, data)
+
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)
 
@@ -568,6 +571,11 @@ class LibraryView:
 
     def appendbytes(self, path: str, data: bytes) -> None:
         self.fs.appendbytes(path, data)
+
+    def write_streamed(self, path: str, data: bytes) -> None:
+        """Through an open file (``openbin("w+")``), not the atomic whole-file ``writebytes``."""
+        with self.fs.openbin(path, "w+") as handle:
+            handle.write(data)
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         with self.fs.openbin(path, "r+") as handle:

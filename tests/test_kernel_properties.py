@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
+from fs.path import join
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from .conftest import LowerGuard, kernel_overlay_available
@@ -72,7 +73,6 @@ if _UNAVAILABLE:
 #: A three-letter alphabet and at most three levels: the same names keep colliding.
 NAMES = "abc"
 paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
-dir_paths = st.one_of(st.just("/"), paths)
 contents = st.binary(max_size=6)
 small = st.integers(min_value=0, max_value=8)
 times = st.integers(min_value=0, max_value=2_000_000_000)
@@ -114,6 +114,9 @@ class KernelMachine(RuleBasedStateMachine):
         self.upper: Optional[FS] = None
         self.guard = LowerGuard()
         self.scratch: List[str] = []
+        self.visible: List[str] = []  # the merged tree's paths after the last step
+        self.visible_dirs: List[str] = ["/"]
+        self.visible_files: List[str] = []
 
     # -- set-up and tear-down ---------------------------------------------------------------------
 
@@ -155,90 +158,127 @@ class KernelMachine(RuleBasedStateMachine):
     def same_tree(self) -> None:
         if self.overlay is None or self.kernel is None:
             return
-        assert_same_tree(LibraryView(self.overlay).tree(), KernelView(self.kernel.merged).tree())
+        kernel_tree = KernelView(self.kernel.merged).tree()
+        assert_same_tree(LibraryView(self.overlay).tree(), kernel_tree)
+        self.visible = sorted(kernel_tree)
+        self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
+        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
+
+    def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
+        """Mostly a path of the view (of ``kind`` "file" or "dir" if given) or a new name in one
+        of its directories, so operations tend to do something; else any path of the
+        alphabet. The root only if ``root``."""
+        existing = self.visible + ["/"] if root else self.visible
+        preferred = {"file": self.visible_files, "dir": self.visible_dirs if root else self.visible_dirs[1:]}.get(kind)
+        choices = [paths, st.builds(join, st.sampled_from(self.visible_dirs), st.sampled_from(NAMES))]
+        choices += [st.sampled_from(found) for found in (existing, preferred) if found]
+        return data.draw(st.one_of(choices), label=label)
 
     # -- files ---------------------------------------------------------------------------------------
 
-    @rule(path=paths, data=contents)
-    def write(self, path: str, data: bytes) -> None:
-        self.both("writebytes", path, data, paths=[path])
+    @rule(data=st.data(), payload=contents)
+    def write(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.both("writebytes", path, payload, paths=[path])
 
-    @rule(path=paths, data=contents)
-    def append(self, path: str, data: bytes) -> None:
-        self.both("appendbytes", path, data, paths=[path])
+    @rule(data=st.data(), payload=contents)
+    def write_streamed(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.both("write_streamed", path, payload, paths=[path])
 
-    @rule(path=paths, offset=small, data=contents)
-    def write_at(self, path: str, offset: int, data: bytes) -> None:
-        self.both("write_at", path, offset, data, paths=[path])
+    @rule(data=st.data(), payload=contents)
+    def append(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data, kind="file")
+        self.both("appendbytes", path, payload, paths=[path])
 
-    @rule(path=paths, data=contents)
-    def create_exclusive(self, path: str, data: bytes) -> None:
-        self.both("create_exclusive", path, data, paths=[path])
+    @rule(data=st.data(), offset=small, payload=contents)
+    def write_at(self, data: st.DataObject, offset: int, payload: bytes) -> None:
+        path = self.path(data, kind="file")
+        self.both("write_at", path, offset, payload, paths=[path])
 
-    @rule(path=paths, size=small)
-    def truncate(self, path: str, size: int) -> None:
+    @rule(data=st.data(), payload=contents)
+    def create_exclusive(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.both("create_exclusive", path, payload, paths=[path])
+
+    @rule(data=st.data(), size=small)
+    def truncate(self, data: st.DataObject, size: int) -> None:
+        path = self.path(data, kind="file")
         self.both("truncate", path, size, paths=[path])
 
-    @rule(path=paths)
-    def read(self, path: str) -> None:
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        path = self.path(data, kind="file")
         self.both("readbytes", path, paths=[path])
 
-    @rule(path=paths)
-    def remove(self, path: str) -> None:
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        path = self.path(data, kind="file")
         self.both("remove", path, paths=[path])
 
-    @rule(src=paths, dst=paths, overwrite=st.booleans())
-    def move(self, src: str, dst: str, overwrite: bool) -> None:
+    @rule(data=st.data(), overwrite=st.booleans())
+    def move(self, data: st.DataObject, overwrite: bool) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
         self.both("move", src, dst, overwrite, paths=[src, dst])
 
-    @rule(src=paths, dst=paths, overwrite=st.booleans())
-    def copy(self, src: str, dst: str, overwrite: bool) -> None:
+    @rule(data=st.data(), overwrite=st.booleans())
+    def copy(self, data: st.DataObject, overwrite: bool) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
         self.both("copy", src, dst, overwrite, paths=[src, dst])
 
-    @rule(path=dir_paths, accessed=times, modified=times)
-    def settimes(self, path: str, accessed: int, modified: int) -> None:
-        if path == "/" and self.upper_kind == "memory":
-            return  # MemoryFS cannot set its own root's times at all (see docs/semantics.rst)
+    @rule(data=st.data(), accessed=times, modified=times)
+    def settimes(self, data: st.DataObject, accessed: int, modified: int) -> None:
+        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst)
+        path = self.path(data, root=self.upper_kind != "memory")
         self.both("settimes", path, accessed, modified, paths=[path])
 
     # -- directories ---------------------------------------------------------------------------------
 
-    @rule(path=dir_paths)
-    def removedir(self, path: str) -> None:
+    @rule(data=st.data())
+    def removedir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
         self.both("removedir", path, paths=[path])
 
-    @rule(path=paths)
-    def makedir(self, path: str) -> None:
+    @rule(data=st.data())
+    def makedir(self, data: st.DataObject) -> None:
+        path = self.path(data)
         self.both("makedir", path, paths=[path])
 
-    @rule(path=paths, recreate=st.booleans())
-    def makedirs(self, path: str, recreate: bool) -> None:
+    @rule(data=st.data(), recreate=st.booleans())
+    def makedirs(self, data: st.DataObject, recreate: bool) -> None:
+        path = self.path(data)
         self.both("makedirs", path, recreate, paths=[path])
 
-    @rule(path=dir_paths)
-    def removetree(self, path: str) -> None:
+    @rule(data=st.data())
+    def removetree(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
         self.both("removetree", path, paths=[path])
 
-    @rule(src=paths, dst=paths, create=st.booleans())
-    def movedir(self, src: str, dst: str, create: bool) -> None:
+    @rule(data=st.data(), create=st.booleans())
+    def movedir(self, data: st.DataObject, create: bool) -> None:
+        src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
         self.both("movedir", src, dst, create, paths=[src, dst])
 
     # -- queries -------------------------------------------------------------------------------------
 
-    @rule(path=dir_paths)
-    def listdir(self, path: str) -> None:
+    @rule(data=st.data())
+    def listdir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
         self.both("listdir", path, paths=[path])
 
-    @rule(path=dir_paths)
-    def scandir(self, path: str) -> None:
+    @rule(data=st.data())
+    def scandir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
         self.both("scandir", path, paths=[path])
 
-    @rule(path=dir_paths)
-    def getinfo(self, path: str) -> None:
+    @rule(data=st.data())
+    def getinfo(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
         self.both("getinfo", path, paths=[path])
 
-    @rule(path=dir_paths)
-    def exists(self, path: str) -> None:
+    @rule(data=st.data())
+    def exists(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
         self.both("exists", path, paths=[path])
 
     # -- structure -----------------------------------------------------------------------------------
