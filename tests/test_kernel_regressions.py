@@ -7,7 +7,7 @@ trees, exactly as the state machine does; the docstring gives the kernel's answe
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -21,6 +21,7 @@ from .kernel_oracle import (
     KernelView,
     LayerSpec,
     LibraryView,
+    assert_same_file_times,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
@@ -28,10 +29,6 @@ from .kernel_oracle import (
 )
 from fs.memoryfs import MemoryFS
 from unionfs import OverlayFS
-
-#: one step: (operation name of the views, its arguments, the caller's paths)
-Step = Tuple[str, tuple]
-
 
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
@@ -50,7 +47,11 @@ class Pair:
         self.check_tree()
 
     def check_tree(self) -> None:
-        assert_same_tree(LibraryView(self.overlay).tree(), KernelView(self.kernel.merged).tree())
+        library_times: Dict[str, int] = {}
+        kernel_times: Dict[str, int] = {}
+        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
+        assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
+        assert_same_file_times(library_times, kernel_times)
 
     def reopen(self) -> None:
         self.overlay.close()
