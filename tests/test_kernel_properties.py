@@ -36,7 +36,7 @@ import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from fs.path import join
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -315,10 +315,12 @@ class KernelMachine(RuleBasedStateMachine):
         self.kernel.stack()
 
 
-def _examples(default: Optional[int]) -> dict:
-    """Per-class settings: the profile's, unless UNIONFS_KERNEL_EXAMPLES says otherwise."""
+def _settings() -> settings:
+    """The profile's settings (``HYPOTHESIS_PROFILE``), with ``UNIONFS_KERNEL_EXAMPLES``
+    overriding the number of sequences; health checks off, as for any state machine."""
     override = os.environ.get("UNIONFS_KERNEL_EXAMPLES")
-    return {"max_examples": int(override)} if override else {}
+    extra = {"max_examples": int(override)} if override else {}
+    return settings(settings.default, suppress_health_check=list(HealthCheck), **extra)
 
 
 class OSFSUpperMachine(KernelMachine):
@@ -326,6 +328,6 @@ class OSFSUpperMachine(KernelMachine):
 
 
 TestKernelMemoryUpper = KernelMachine.TestCase
-TestKernelMemoryUpper.settings = settings(settings.default, **_examples(None))
+TestKernelMemoryUpper.settings = _settings()
 TestKernelOSFSUpper = OSFSUpperMachine.TestCase
-TestKernelOSFSUpper.settings = settings(settings.default, **_examples(None))
+TestKernelOSFSUpper.settings = _settings()
