@@ -1,0 +1,8 @@
+"""``python -m unionfs``: the command line of :mod:`unionfs.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""What an overlay's upper changes, and what to do with it: the change set, commit, discard.
+
+The change set is read from the upper and its sidecar alone: the upper's directory
+tree is walked, and each entry found there is looked up (never walked) in a stack of
+the lowers only, to tell an addition from a modification. Files of equal size are
+compared by streaming both, so "modified" means the bytes differ and "metadata"
+means only times, permissions or ownership do.
+
+:func:`upper_entries` is the raw form both exports (OCI layer, kernel upperdir) write:
+every entry and record of the upper in a fixed, reproducible order.
+
+``commit`` writes either the merged view or only the change set into another FS,
+file by file and chunk by chunk, reporting progress; ``discard`` empties the upper
+so the overlay shows the pristine lowers again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import attr
+
+from . import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.info import Info
+from fs.path import dirname, join
+
+from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .layers import Layer
+from .lookup import Lookup, Node
+from .readdir import visible_children
+from .sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
+
+ADDED = "added"
+MODIFIED = "modified"
+METADATA = "metadata"
+DELETED = "deleted"
+OPAQUE = "opaque"
+KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE)
+
+_CHUNK = 1024 * 1024
+#: the metadata that counts for "metadata-only" (directory times change with every child, so not those)
+_FILE_FIELDS = (("details", "modified"), ("access", "permissions"), ("access", "uid"), ("access", "gid"))
+_DIR_FIELDS = (("access", "permissions"), ("access", "uid"), ("access", "gid"))
+
+
+@attr.s(frozen=True, slots=True)
+class Change:
+    """One path the upper changes: ``kind`` is one of :data:`KINDS`."""
+
+    path: str = attr.ib()
+    kind: str = attr.ib()
+    is_dir: bool = attr.ib()
+
+
+@attr.s(frozen=True, slots=True)
+class ChangeSet:
+    """The changes of an upper relative to its lowers, parents before children.
+
+    ``added``: new in the upper; ``modified``: content or type differs from the lowers;
+    ``metadata``: same content, other times/permissions/owner; ``deleted``: whited out;
+    ``opaque``: a directory whose lower contents are all hidden (its upper entries are
+    then listed as added)."""
+
+    changes: Tuple[Change, ...] = attr.ib(converter=tuple)
+
+    def paths(self, kind: str) -> Tuple[str, ...]:
+        return tuple(change.path for change in self.changes if change.kind == kind)
+
+    added = property(lambda self: self.paths(ADDED))
+    modified = property(lambda self: self.paths(MODIFIED))
+    metadata = property(lambda self: self.paths(METADATA))
+    deleted = property(lambda self: self.paths(DELETED))
+    opaque = property(lambda self: self.paths(OPAQUE))
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def as_dict(self) -> Dict[str, List[str]]:
+        """``{kind: [paths]}`` for every kind, for printing and comparing."""
+        return {kind: list(self.paths(kind)) for kind in KINDS}
+
+
+@attr.s(frozen=True, slots=True)
+class Progress:
+    """Where a commit is: reported after each chunk and each entry."""
+
+    path: str = attr.ib()
+    files_done: int = attr.ib()
+    files_total: int = attr.ib()
+    bytes_done: int = attr.ib()
+    bytes_total: int = attr.ib()
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# -- the change set ---------------------------------------------------------------------------------
+
+
+def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
+    """The change set of ``upper`` over ``lowers`` (topmost first)."""
+    lower_view = Lookup(list(lowers))
+    return ChangeSet(_changes_in(upper, lower_view, "/", lowers_visible=True))
+
+
+def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible: bool) -> Iterator[Change]:
+    index = upper.dir(directory)
+    if index is None:
+        return
+    entries = dict(index.entries)
+    if directory == "/":
+        entries.pop(RESERVED_NAME, None)
+    for name in sorted(set(entries) | index.whiteouts):
+        path = join(directory, name)
+        lower = lower_view.node(path) if lowers_visible else None
+        if name not in entries:
+            if lower is not None:
+                yield Change(path, DELETED, lower.is_dir)
+            continue
+        is_dir = entries[name]
+        kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque)
+        if kind is not None:
+            yield Change(path, kind, is_dir)
+        if is_dir:
+            below_visible = lower is not None and lower.is_dir and kind != OPAQUE
+            yield from _changes_in(upper, lower_view, path, below_visible)
+
+
+def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool) -> Optional[str]:
+    if lower is None:
+        return ADDED
+    if lower.is_dir != is_dir:
+        return MODIFIED
+    if is_dir:
+        if opaque:
+            return OPAQUE
+        return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _DIR_FIELDS) else None
+    if not _same_bytes(upper.fs, lower.top.fs, path):
+        return MODIFIED
+    return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _FILE_FIELDS) else None
+
+
+def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tuple[str, str]]) -> bool:
+    """Whether a field both layers report differs (a field one side cannot hold is not a change)."""
+    mine = upper_fs.getinfo(path, COPIED_NAMESPACES).raw
+    theirs = lower_fs.getinfo(path, COPIED_NAMESPACES).raw
+    for namespace, key in fields:
+        a = (mine.get(namespace) or {}).get(key)
+        b = (theirs.get(namespace) or {}).get(key)
+        if a is None or b is None:
+            continue
+        if key == "modified":
+            if int(a) != int(b):  # some filesystems keep whole seconds only
+                return True
+        elif key == "permissions":
+            if sorted(a) != sorted(b):
+                return True
+        elif a != b:
+            return True
+    return False
+
+
+def _same_bytes(upper_fs: FS, lower_fs: FS, path: str) -> bool:
+    if upper_fs.getinfo(path, ["details"]).size != lower_fs.getinfo(path, ["details"]).size:
+        return False
+    with upper_fs.openbin(path) as mine, lower_fs.openbin(path) as theirs:
+        while True:
+            a, b = mine.read(_CHUNK), theirs.read(_CHUNK)
+            if a != b:
+                return False
+            if not a:
+                return True
+
+
+# -- commit -------------------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Counts what a commit has written and tells the callback."""
+
+    def __init__(self, callback: Optional[ProgressCallback], files_total: int, bytes_total: int) -> None:
+        self.callback = callback
+        self.files_total, self.bytes_total = files_total, bytes_total
+        self.files_done = self.bytes_done = 0
+
+    def report(self, path: str) -> None:
+        if self.callback is not None:
+            self.callback(Progress(path, self.files_done, self.files_total, self.bytes_done, self.bytes_total))
+
+
+class _CountingReader(io.RawIOBase):
+    """A source file that reports every chunk read from it."""
+
+    def __init__(self, source: BinaryIO, path: str, reporter: _Reporter) -> None:
+        super().__init__()
+        self._source, self._path, self._reporter = source, path, reporter
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(_CHUNK if size is None or size < 0 else size)
+        self._reporter.bytes_done += len(data)
+        self._reporter.report(self._path)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+    """Put the view's ``path`` (a directory alone, or a file streamed) into ``target``, replacing
+    an entry of the other type there, and give it the view's metadata."""
+    if target.exists(path) and target.isdir(path) != is_dir:
+        _remove(target, path)
+    if is_dir:
+        target.makedirs(path, recreate=True)
+    else:
+        target.makedirs(dirname(path), recreate=True)
+        with view.openbin(path) as source:
+            target.upload(path, _CountingReader(source, path, reporter), chunk_size=_CHUNK)
+        reporter.files_done += 1
+    apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+    reporter.report(path)
+
+
+def _remove(target: FS, path: str) -> None:
+    if target.isdir(path):
+        target.removetree(path)
+    else:
+        target.remove(path)
+
+
+def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
+    """Every entry of ``view`` as (path, is_dir, size), parents first."""
+    found: List[Tuple[str, bool, int]] = []
+    pending = ["/"]
+    while pending:
+        directory = pending.pop()
+        for info in sorted(view.scandir(directory, ["details"]), key=lambda item: item.name):
+            path = join(directory, info.name)
+            found.append((path, info.is_dir, 0 if info.is_dir else info.size))
+            if info.is_dir:
+                pending.append(path)
+    return found
+
+
+def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback]) -> None:
+    """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries)."""
+    entries = _walk_view(view)
+    reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
+    for path, is_dir, _size in entries:
+        _copy_entry(view, target, path, is_dir, reporter)
+
+
+def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
+    """Make ``target`` (a copy of the lowers' view) into the merged view by applying ``changes``."""
+    copied = [c for c in changes if c.kind in (ADDED, MODIFIED) and not c.is_dir]
+    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
+    reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    for change in changes:
+        path = change.path
+        if change.kind == DELETED:
+            if target.exists(path):
+                _remove(target, path)
+            reporter.report(path)
+        elif change.kind == OPAQUE:
+            _copy_entry(view, target, path, True, reporter)
+            for name in target.listdir(path):
+                _remove(target, join(path, name))
+        elif change.kind == METADATA and target.exists(path):
+            apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+            reporter.report(path)
+        else:
+            _copy_entry(view, target, path, change.is_dir, reporter)
+
+
+def same_fs(a: FS, b: FS) -> bool:
+    """Whether two FS objects are one filesystem: the same object, or the same OS directory."""
+    if a is b:
+        return True
+    try:
+        return os.path.samefile(a.getsyspath("/"), b.getsyspath("/"))
+    except (errors.NoSysPath, OSError):
+        return False
+
+
+# -- discard -------------------------------------------------------------------------------------------
+
+
+def empty_upper(upper_fs: FS) -> None:
+    """Remove every entry of the upper and every sidecar record, keeping an empty sidecar."""
+    for info in list(upper_fs.scandir("/")):
+        if info.name == RESERVED_NAME:
+            continue
+        _remove(upper_fs, "/" + info.name)
+    for folder in (TREE_DIR, STAGING_DIR):
+        if upper_fs.exists(folder):
+            upper_fs.removetree(folder)
+        upper_fs.makedir(folder)
+
+
+def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
+    """The commit target as an FS, and whether we opened it (and so must close it)."""
+    if isinstance(target, FS):
+        return target, False
+    import fs as _fs
+    from fs.opener.errors import OpenerError
+
+    try:
+        return _fs.open_fs(target, writeable=True, create=True), True
+    except (errors.FSError, OpenerError) as error:
+        raise errors.CreateFailed(msg="cannot open commit target %r: %s" % (target, error)) from error
+
+
+def commit(
+    view: FS,
+    upper: Layer,
+    lowers: Sequence[Layer],
+    target: Union[FS, str],
+    only_changes: bool,
+    into_lower: bool,
+    progress: Optional[ProgressCallback],
+) -> Tuple[ChangeSet, bool]:
+    """Write ``view`` (or only its changes) into ``target``; return the change set and whether
+    the target was the topmost lower (the caller must then discard the upper)."""
+    target_fs, opened = open_target(target)
+    try:
+        if same_fs(target_fs, upper.fs):
+            raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
+        position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
+        change_set = compute(upper, lowers)
+        if position is not None:
+            _check_into_lower(change_set, lowers, position, into_lower)
+            apply_changes(view, change_set, target_fs, progress)
+        elif only_changes:
+            apply_changes(view, change_set, target_fs, progress)
+        else:
+            commit_merged(view, target_fs, progress)
+        return change_set, position is not None
+    finally:
+        if opened:
+            target_fs.close()
+
+
+def _check_into_lower(change_set: ChangeSet, lowers: Sequence[Layer], position: int, into_lower: bool) -> None:
+    """Committing into a lower rewrites it in place: only on request, only the topmost, and
+    only where plain files can express the result (no whiteout of a deeper lower's entry)."""
+    label = lowers[position].label
+    if not into_lower:
+        raise errors.OperationFailed(
+            msg="the commit target is %s of this overlay; ask for it explicitly to rewrite it "
+            "(into_lower=True; --into-lower on the command line)" % label
+        )
+    if position != 0:
+        raise errors.OperationFailed(msg="cannot commit into %s: only the topmost lower can take the changes" % label)
+    deeper = Lookup(list(lowers[1:])) if len(lowers) > 1 else None
+    if deeper is None:
+        return
+    for change in change_set:
+        if change.kind in (DELETED, OPAQUE) and deeper.node(change.path) is not None:
+            raise errors.OperationFailed(
+                msg="cannot commit into %s: %r is %s but a deeper lower still has it" % (label, change.path, change.kind)
+            )
+
+
+# -- the raw upper, in export order ----------------------------------------------------------------
+
+#: the namespaces exports need of an upper entry
+EXPORT_NAMESPACES = ("details", "access", "link")
+
+
+@attr.s(frozen=True, slots=True)
+class UpperEntry:
+    """One entry of the upper as exports write it: a directory, a non-directory, or a whiteout."""
+
+    path: str = attr.ib()
+    kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
+    info: Optional[Info] = attr.ib(default=None, eq=False)
+    opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+
+
+def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
+    """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
+    yield from _walk(upper, "/")
+
+
+def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
+    index = upper.dir(path)
+    if index is None:
+        return
+    for name in sorted(index.whiteouts - set(index.entries)):
+        yield UpperEntry(join(path, name), "whiteout")
+    for name in sorted(index.entries):
+        child = join(path, name)
+        info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
+        if index.entries[name]:
+            yield UpperEntry(child, "dir", info, opaque=name in index.opaque)
+            yield from _walk(upper, child)
+        else:
+            yield UpperEntry(child, "file", info)
+
+
+def lower_names(lowers: Lookup, path: str) -> List[str]:
+    """The names a view of the lowers alone shows in the directory ``path`` (none if it is not one)."""
+    lookup = lowers
+    node = lookup.node(path)
+    if node is None or not node.is_dir:
+        return []
+    return sorted(child.path.rsplit("/", 1)[1] for child in visible_children(lookup, node))
