@@ -5,10 +5,10 @@ lower filesystems: reads see the topmost entry, writes copy up into the upper, a
 deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
-from . import _compat  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer
+from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
+from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"
 
-__all__ = ["OverlayFS", "IllegalDestination", "ReservedPath", "SidecarError", "UnsupportedLayer", "__version__"]
+__all__ = ["OverlayFS", "IllegalDestination", "ReservedPath", "SidecarError", "UnsupportedLayer", "UpperInUse", "__version__"]

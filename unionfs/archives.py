@@ -32,7 +32,7 @@ from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.enums import ResourceType

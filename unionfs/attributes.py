@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
@@ -34,11 +34,13 @@ def copyable_metadata(info: Info) -> Dict[str, Dict[str, Any]]:
 
 
 def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
-    """Give ``path`` the metadata, namespace by namespace, skipping what the target cannot hold."""
+    """Give ``path`` the metadata, namespace by namespace, skipping what the target cannot
+    hold. Any other failure (an I/O error) propagates: a copy-up must not silently lose
+    the metadata it exists to preserve."""
     for namespace, values in metadata.items():
         try:
             target.setinfo(path, {namespace: dict(values)})
-        except (errors.Unsupported, errors.PermissionDenied, errors.OperationFailed, ValueError, TypeError):
+        except (errors.Unsupported, errors.PermissionDenied, ValueError, TypeError):
             continue
 
 

@@ -6,6 +6,9 @@ the lowers only, to tell an addition from a modification. Files of equal size ar
 compared by streaming both, so "modified" means the bytes differ and "metadata"
 means only times, permissions or ownership do.
 
+:func:`upper_entries` is the raw form both exports (OCI layer, kernel upperdir) write:
+every entry and record of the upper in a fixed, reproducible order.
+
 ``commit`` writes either the merged view or only the change set into another FS,
 file by file and chunk by chunk, reporting progress; ``discard`` empties the upper
 so the overlay shows the pristine lowers again.
@@ -19,14 +22,16 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequ
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.info import Info
 from fs.path import dirname, join
 
 from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .layers import Layer
 from .lookup import Lookup, Node
+from .readdir import visible_children
 from .sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
 
 ADDED = "added"
@@ -366,3 +371,49 @@ def _check_into_lower(change_set: ChangeSet, lowers: Sequence[Layer], position: 
             raise errors.OperationFailed(
                 msg="cannot commit into %s: %r is %s but a deeper lower still has it" % (label, change.path, change.kind)
             )
+
+
+# -- the raw upper, in export order ----------------------------------------------------------------
+
+#: the namespaces exports need of an upper entry
+EXPORT_NAMESPACES = ("details", "access", "link")
+
+
+@attr.s(frozen=True, slots=True)
+class UpperEntry:
+    """One entry of the upper as exports write it: a directory, a non-directory, or a whiteout."""
+
+    path: str = attr.ib()
+    kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
+    info: Optional[Info] = attr.ib(default=None, eq=False)
+    opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+
+
+def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
+    """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
+    yield from _walk(upper, "/")
+
+
+def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
+    index = upper.dir(path)
+    if index is None:
+        return
+    for name in sorted(index.whiteouts - set(index.entries)):
+        yield UpperEntry(join(path, name), "whiteout")
+    for name in sorted(index.entries):
+        child = join(path, name)
+        info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
+        if index.entries[name]:
+            yield UpperEntry(child, "dir", info, opaque=name in index.opaque)
+            yield from _walk(upper, child)
+        else:
+            yield UpperEntry(child, "file", info)
+
+
+def lower_names(lowers: Lookup, path: str) -> List[str]:
+    """The names a view of the lowers alone shows in the directory ``path`` (none if it is not one)."""
+    lookup = lowers
+    node = lookup.node(path)
+    if node is None or not node.is_dir:
+        return []
+    return sorted(child.path.rsplit("/", 1)[1] for child in visible_children(lookup, node))

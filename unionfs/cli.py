@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.opener.errors import OpenerError

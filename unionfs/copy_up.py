@@ -2,15 +2,16 @@
 
 A file is streamed into a staging file inside the upper's sidecar, given the lower
 entry's metadata, and renamed into place, so a half-made copy is never visible, not
-even after a crash. A directory is copied alone (not its contents), with its
-metadata. Missing parents are copied up first, top-down.
+even after a crash. A directory is copied alone (not its contents): made and given
+its metadata in the staging area too, then renamed into place. Missing parents are
+copied up first, top-down.
 """
 
 from __future__ import annotations
 
 from typing import List
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs.path import dirname
 
 from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
@@ -47,8 +48,7 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) ->
 
 def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
-    upper.makedir(node.path)
-    apply_metadata(upper.fs, node.path, copyable_metadata(info))
+    upper.install_dir(node.path, copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:

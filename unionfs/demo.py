@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs.base import FS
 from fs.osfs import OSFS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 
 
@@ -39,3 +39,7 @@ class UnsupportedLayer(errors.CreateFailed):
     """A layer could not be opened or is not usable in the position asked for."""
 
     default_message = "cannot use layer: {details}"
+
+
+class UpperInUse(UnsupportedLayer):
+    """Another process has an overlay open over the same upper (its lock record says which)."""

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs
 from fs import errors
 from fs.base import FS
@@ -124,6 +124,10 @@ class Layer:
         for cached in [p for p in self._dirs if p.startswith(prefix)]:
             del self._dirs[cached]
 
+    def forget_all(self) -> None:
+        """Drop every cached listing: the layer's filesystem changed behind the cache's back."""
+        self._dirs.clear()
+
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""
         prefix = path.rstrip("/") + "/"
@@ -144,24 +148,36 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
 
-def open_layers(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[Layer]:
-    """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order."""
+def open_layers(
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+) -> List[Layer]:
+    """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
     upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
-    lower_fss = [_open_fs(as_lower(source), False, "lower %d" % position) for position, source in enumerate(lowers)]
+    # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
+    opened: List[Union[Layer, FS]] = [
+        source if isinstance(source, Layer) else _open_fs(as_lower(source), False, "lower %d" % position)
+        for position, source in enumerate(lowers)
+    ]
     layers: List[Layer] = []
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
-        if any(lower_fs is upper_fs for lower_fs in lower_fss):
+        if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
-    for position, lower_fs in enumerate(lower_fss):
-        layers.append(Layer(lower_fs, "lower %d" % position, False, Sidecar.open(lower_fs, create=False)))
+    for position, item in enumerate(opened):
+        if isinstance(item, Layer):
+            if item.is_upper:
+                raise UnsupportedLayer(msg="lower %d is an upper layer" % position)
+            layers.append(item)
+        else:
+            layers.append(Layer(item, "lower %d" % position, False, Sidecar.open(item, create=False)))
     return layers
 
 

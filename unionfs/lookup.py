@@ -12,11 +12,11 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, join
 
-from .layers import Layer
+from .layers import Layer, all_names
 from .sidecar import is_reserved
 
 
@@ -44,6 +44,14 @@ class Node:
     def is_merged(self) -> bool:
         """A directory made of more than one layer."""
         return len(self.layers) > 1
+
+
+@attr.s(frozen=True, slots=True)
+class Listing:
+    """The visible entries of a merged directory, in listing order."""
+
+    names: Tuple[str, ...] = attr.ib()
+    nodes: Tuple[Node, ...] = attr.ib()
 
 
 _MISSING = object()
@@ -95,6 +103,8 @@ class Lookup:
         self._nodes: Dict[str, Optional[Node]] = {"/": self.root}
         # cached paths by parent, so forgetting a subtree costs the size of what is cached in it
         self._cached_children: Dict[str, Set[str]] = {}
+        # merged listings by directory path; dropped with the directory's node or any child's
+        self._listings: Dict[str, Listing] = {}
 
     def node(self, path: str) -> Optional[Node]:
         """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""
@@ -103,14 +113,37 @@ class Lookup:
             return cached  # type: ignore[return-value]
         if is_reserved(path):
             return None
-        parent = self.node(dirname(path))
-        if parent is None or not parent.is_dir:
-            node = None
-        else:
-            node = resolve_child(parent, basename(path))
-        self._nodes[path] = node
-        self._cached_children.setdefault(dirname(path), set()).add(path)
+        parent_path = dirname(path)
+        parent = self.node(parent_path)
+        node = None if parent is None or not parent.is_dir else resolve_child(parent, basename(path))
+        self._remember(parent_path, path, node)
         return node
+
+    def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
+        self._nodes[path] = node
+        self._cached_children.setdefault(parent_path, set()).add(path)
+
+    def listing(self, directory: Node) -> Listing:
+        """The visible entries of the merged ``directory``, cached until one of them changes."""
+        listing = self._listings.get(directory.path)
+        if listing is not None:
+            return listing
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        names: List[str] = []
+        nodes: List[Node] = []
+        for name in all_names(directory.layers, directory.path):
+            path = prefix + name
+            child = self._nodes.get(path, _MISSING)
+            if child is _MISSING:  # resolved here, not by node(): the parent is in hand
+                child = resolve_child(directory, name)
+                self._remember(directory.path, path, child)  # type: ignore[arg-type]
+            if child is not None:
+                names.append(name)
+                nodes.append(child)  # type: ignore[arg-type]
+        listing = Listing(tuple(names), tuple(nodes))
+        if self._nodes.get(directory.path) is directory:  # never cache a listing of a stale node
+            self._listings[directory.path] = listing
+        return listing
 
     def child(self, parent: Node, name: str) -> Optional[Node]:
         return self.node(join(parent.path, name))
@@ -131,12 +164,16 @@ class Lookup:
         return errors.ResourceNotFound(display)
 
     def forget(self, path: str, subtree: bool = False) -> None:
-        """Drop cached answers for ``path`` (and everything below it when ``subtree``)."""
+        """Drop cached answers for ``path`` (and everything below it when ``subtree``), with the
+        listings of ``path`` and of its parent."""
+        self._listings.pop(path, None)
         if path == "/":
             if subtree:
                 self._nodes = {"/": self.root}
                 self._cached_children = {}
+                self._listings = {}
             return
+        self._listings.pop(dirname(path), None)
         self._nodes.pop(path, None)
         siblings = self._cached_children.get(dirname(path))
         if siblings is not None:
@@ -146,4 +183,5 @@ class Lookup:
             while pending:
                 for child in self._cached_children.pop(pending.pop(), ()):
                     self._nodes.pop(child, None)
+                    self._listings.pop(child, None)
                     pending.append(child)

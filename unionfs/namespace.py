@@ -7,18 +7,21 @@ layer an entry wins over a whiteout record of the same name, so a record is adde
 *before* the entry it replaces is removed, and removed *after* the entry that
 replaces it exists. A crash between two steps shows the view before or after the
 operation, never a mix; what such a crash leaves (a stale record, a staging file)
-hides nothing and is cleaned by ``fsck``.
+hides nothing and is cleaned by ``fsck``. The two operations no ordering can make
+atomic, ``movedir`` of a merged tree and ``removetree("/")``, go through the intent
+journal (:mod:`unionfs.journal`): they are rolled forward after a crash.
 """
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO, List, Optional, Tuple
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.path import dirname, join, relpath
 from fs.permissions import Permissions
 
+from . import journal
 from .attributes import apply_metadata
 from .copy_up import copy_up, copy_up_parents
 from .lookup import Lookup, Node
@@ -128,20 +131,69 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
         _rename_upper_dir(lookup, upper, src, dst)
         return
-    if target is None:
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
+
+
+def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
+    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    if lookup.node(dst) is None:
         make_dir(lookup, upper, dst)
-    for rel, node in entries:
-        current = lookup.node(node.path)
-        assert current is not None
+    for rel, node in _walk(lookup, src):
         destination = join(dst, rel)
-        if current.is_dir:
+        if node.is_dir:
             if lookup.node(destination) is None:
                 make_dir(lookup, upper, destination)
         else:
-            rename_file(lookup, upper, current, destination)
+            rename_file(lookup, upper, node, destination)
     remaining = lookup.node(src.path)
     if remaining is not None:
         vanish(lookup, upper, remaining)
+
+
+def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
+    """Take every entry of ``directory`` out of the view (``removetree("/")``), journaled."""
+    journaled(lookup, upper, journal.Intent("removetree", directory.path))
+
+
+def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Run the steps of ``intent`` from wherever the view stands (nothing, if all are done)."""
+    node = lookup.node(intent.src)
+    if node is None or not node.is_dir:
+        return
+    if intent.operation == "movedir":
+        assert intent.dst is not None
+        _move_contents(lookup, upper, node, intent.dst)
+    else:
+        for child in visible_children(lookup, node):
+            vanish(lookup, upper, child)
+
+
+def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Record ``intent``, run its steps, forget it. A step that fails is retried once on
+    fresh caches (every step is idempotent); if that fails too the entry stays, and the
+    overlay finishes it before its next write or on the next open."""
+    entry = journal.begin(upper.sidecar, intent)
+    try:
+        _replay(lookup, upper, intent)
+    except errors.FSError:
+        upper.forget_all()
+        _replay(lookup, upper, intent)
+    journal.finish(upper.sidecar, entry)
+
+
+def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
+    """Finish (roll forward) every operation pending in the journal; return them."""
+    if upper.sidecar.version == journal.FORMAT_VERSION:
+        return []
+    upper.forget_all()
+    finished = []
+    for entry, intent in journal.pending(upper.sidecar):
+        _replay(lookup, upper, intent)
+        journal.finish(upper.sidecar, entry)
+        finished.append(intent)
+    journal.finish(upper.sidecar)
+    return finished
 
 
 def _needs_opaque(lookup: Lookup, upper: Upper, dst: str) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote, unquote
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.opener import Opener

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import io
 import threading
+import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
-from fs.path import abspath, basename, dirname, isbase, normpath
+from fs.path import abspath, dirname, isbase, normpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import changes, namespace, readdir
+from . import changes, fsck, namespace, readdir, sharing
 from .changes import ChangeSet
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
+from .fsck import FsckReport
+from .journal import Intent
 from .layers import Layer, LayerSource, open_layers
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
@@ -44,12 +47,22 @@ class OverlayFS(FS):
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
-        self._owned: List[FS] = []  # set first: close() runs from __del__ even when opening failed
+        self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
+        self._shared: Optional[sharing.SharedUpper] = None
         layers = open_layers(lowers, upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        #: operations an earlier, interrupted overlay left in the journal and this one finished
+        self.recovered: List[Intent] = []
+        if self._upper is not None:
+            self._shared = sharing.join(self._upper.fs)
+            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
+            with self._lock:
+                self.recovered = namespace.recover(self._lookup, self._upper)
+                self._lock.wrote = bool(self.recovered)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
 
@@ -104,6 +117,8 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly(display)
         if is_reserved(path):
             raise ReservedPath(display)
+        self._lock.wrote = True
+        self.recovered.extend(namespace.recover(self._lookup, self._upper))
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -121,7 +136,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            return [basename(child.path) for child in readdir.visible_children(self._lookup, node)]
+            return list(self._lookup.listing(node).names)
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         _path = self.validatepath(path)
@@ -143,7 +158,8 @@ class OverlayFS(FS):
         with self._lock:
             node = self._lookup.node(_path)
             if node is not None and node.is_dir:
-                raise errors.FileExpected(path)
+                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory too
+                raise errors.FileExists(path) if _mode.exclusive else errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path, path)
@@ -282,6 +298,8 @@ class OverlayFS(FS):
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
+            if overwrite and _src != _dst and isbase(_dst, _src):
+                raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
                 return  # rename(x, x) changes nothing, not even a copy-up
             namespace.rename_file(self._lookup, upper, src, _dst)
@@ -327,8 +345,7 @@ class OverlayFS(FS):
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
-                for child in readdir.visible_children(self._lookup, node):
-                    namespace.vanish(self._lookup, upper, child)
+                namespace.remove_children(self._lookup, upper, node)
             else:
                 namespace.vanish(self._lookup, upper, node)
 
@@ -343,6 +360,8 @@ class OverlayFS(FS):
         """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
         every operation wrote its data and records when it returned."""
         if not self.isclosed():
+            if self._shared is not None:
+                self._leave()
             for layer_fs in self._owned:
                 layer_fs.close()
         super().close()
@@ -390,6 +409,18 @@ class OverlayFS(FS):
 
     # -- explicit control ---------------------------------------------------------------------------
 
+    def fsck(self, repair: bool = True) -> FsckReport:
+        """Find, and unless ``repair`` is False remove, what interrupted operations left in
+        the upper (staging files, records that hide nothing, finished journal entries).
+        The merged view is the same afterwards; the report says what was changed."""
+        with self._lock:
+            if self._upper is None:
+                return FsckReport((), repaired=repair)
+            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            if repair:
+                self.recovered = []
+            return report
+
     def hide(self, path: str) -> None:
         """Whiteout whatever the view has at ``path`` (a file or a whole tree) without copying
         anything, like a whiteout made by hand in a kernel upperdir."""
@@ -414,6 +445,95 @@ class OverlayFS(FS):
             elif not node.is_dir:
                 raise errors.DirectoryExpected(path)
             namespace.make_opaque(self._lookup, upper, _path)
+
+
+    # -- container images and kernel layers (unionfs.oci*, unionfs.kernel_format) -------------------
+
+    @classmethod
+    def from_oci(
+        cls,
+        source: Any,
+        upper: Optional[LayerSource] = None,
+        *,
+        ref: Optional[str] = None,
+        index: Optional[int] = None,
+        verify: bool = True,
+    ) -> "OverlayFS":
+        """An overlay whose lowers are the layers of a container image, read in place.
+
+        ``source``: an OCI image layout directory, a ``docker save`` archive (either
+        format), or a sequence of layer tar files (plain, gzip, zstd where available) in
+        image order, base first. ``ref``/``index`` choose the image of a layout or
+        archive. With ``verify``, digests and diff_ids the image states are checked
+        (:class:`unionfs.DigestMismatch` on a mismatch)."""
+        from .oci import image_stack
+
+        return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
+
+    @classmethod
+    def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
+        """An overlay over layers it opened itself, and so closes."""
+        try:
+            overlay = cls(layers, upper)
+        except BaseException:
+            for layer in layers:
+                layer.fs.close()
+            raise
+        overlay._owned.extend(layer.fs for layer in layers)
+        return overlay
+
+    def export_layer(
+        self,
+        dest: Any = None,
+        *,
+        gzip: bool = False,
+        opaque: str = "marker",
+        mtime: Optional[int] = None,
+        layout: Any = None,
+        ref: Optional[str] = None,
+        base_ref: Optional[str] = None,
+    ) -> Any:
+        """Write the upper's changes as an OCI layer tar to ``dest`` (a path or binary file).
+
+        ``opaque="marker"`` writes opaque directories as ``.wh..wh..opq``; ``"whiteouts"``
+        as one ``.wh.`` entry per name the lowers have there. ``mtime`` gives every entry
+        that timestamp (reproducible layers). With ``layout`` and ``ref``, the layer is also
+        stored in that OCI layout as a new image ``ref`` on top of image ``base_ref`` (or
+        alone). Returns a :class:`unionfs.oci_export.ExportedLayer` (diff_id, digest, ...)."""
+        from .oci_export import export
+
+        with self._lock:
+            self.check()
+            upper = self._upper.layer if self._upper is not None else None
+            return export(upper, self._lower_layers(), dest, gzip, opaque, mtime, layout, ref, base_ref)
+
+    @classmethod
+    def from_kernel(
+        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = None
+    ) -> "OverlayFS":
+        """An overlay over directories in the kernel's overlayfs format, topmost first as in
+        ``lowerdir=`` (a former upperdir, a container engine's layers): 0/0 character devices
+        and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
+        ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
+        ``False`` only ``trusted.``."""
+        from .kernel_format import kernel_layers
+
+        return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
+
+    def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
+        """Write the upper (entries, whiteouts, opaque directories) to the empty or new
+        directory ``dest_dir`` in the kernel's format: mounted as ``upperdir=`` (or as the
+        top ``lowerdir=``) over the same lowers, the kernel shows this overlay's view.
+        ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
+        ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
+        uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
+        from .kernel_format import export_upper
+
+        with self._lock:
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
+            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout)
 
 
 def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:

@@ -10,31 +10,26 @@ from __future__ import annotations
 
 from typing import Collection, Dict, Iterator, List, Optional, Tuple
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.info import Info
 from fs.path import join
 
-from .layers import Layer, all_names
+from .layers import Layer
 from .lookup import Lookup, Node
 
+#: namespace requests a listing answers by itself
+BASIC_ONLY = frozenset({"basic"})
 
-def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
-    """The nodes of the entries of ``directory`` in the merged view."""
-    children = []
-    for name in all_names(directory.layers, directory.path):
-        child = lookup.node(join(directory.path, name))
-        if child is not None:
-            children.append(child)
-    return children
+
+def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
+    """The nodes of the entries of ``directory`` in the merged view (cached by the lookup)."""
+    return lookup.listing(directory).nodes
 
 
 def is_empty(lookup: Lookup, directory: Node) -> bool:
     """Emptiness on the merged listing: whited-out entries do not count."""
-    for name in all_names(directory.layers, directory.path):
-        if lookup.node(join(directory.path, name)) is not None:
-            return False
-    return True
+    return not lookup.listing(directory).names
 
 
 def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
@@ -55,23 +50,29 @@ def scan(
 ) -> Iterator[Info]:
     """Infos of the merged listing, each from the layer that wins the entry; ``page`` slices
     the merged list, so only the page's infos are read."""
-    children = visible_children(lookup, directory)
+    listing = lookup.listing(directory)
+    names, children = listing.names, listing.nodes
     if page is not None:
         start, end = page
-        children = children[start:end]
+        names, children = names[start:end], children[start:end]
     wanted = tuple(namespaces or ())
-    by_layer: Dict[int, List[Node]] = {}
+    if BASIC_ONLY.issuperset(wanted):
+        # name and type are all the basic namespace holds, and the listing knows both: no layer is read
+        for name, child in zip(names, children):
+            yield Info({"basic": {"name": name, "is_dir": child.is_dir}})
+        return
+    by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}
-    for child in children:
-        by_layer.setdefault(id(child.top), []).append(child)
+    for name, child in zip(names, children):
+        by_layer.setdefault(id(child.top), []).append(name)
         layer_of[id(child.top)] = child.top
     infos: Dict[str, Info] = {}
-    for key, nodes in by_layer.items():
+    for key, layer_names in by_layer.items():
         try:
-            infos.update(_bulk_infos(layer_of[key], directory.path, [n.path.rsplit("/", 1)[1] for n in nodes], wanted))
+            infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
         except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
             continue
-    for child in children:
-        info = infos.get(child.path.rsplit("/", 1)[1])
+    for name in names:
+        info = infos.get(name)
         if info is not None:
             yield info

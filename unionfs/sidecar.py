@@ -10,6 +10,16 @@ under one reserved directory at the root of the layer, ``/.unionfs``. Format ver
     M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
+    /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
+    /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
+
+A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
+``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
+``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
+finishes (rolls forward) every pending entry before anything else. While an entry is
+pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
+newer instead of showing the half-done operation; readers of version 2 roll forward
+and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
 
 Records, containers and child names live in separate sub-directories, so any user
 name maps to a record without escaping. Every record is one file: creating or
@@ -23,7 +33,7 @@ from __future__ import annotations
 import uuid
 from typing import FrozenSet, Optional
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.path import basename, dirname, iteratepath
@@ -34,9 +44,13 @@ RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
 FORMAT_PATH = SIDECAR_DIR + "/FORMAT"
 FORMAT_VERSION = 1
+#: the version FORMAT reads while an operation is pending in the journal
+JOURNAL_FORMAT_VERSION = 2
 FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
+JOURNAL_DIR = SIDECAR_DIR + "/journal"
+LOCK_PATH = SIDECAR_DIR + "/lock"
 
 WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
@@ -56,8 +70,10 @@ def is_reserved(path: str) -> bool:
 class Sidecar:
     """Reads, and for the upper writes, the records of one layer."""
 
-    def __init__(self, layer_fs: FS) -> None:
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
         self.fs = layer_fs
+        #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
+        self.version = version
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -67,21 +83,49 @@ class Sidecar:
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
-            cls._check_format(layer_fs)
+            if create and cls._never_completed(layer_fs):
+                return cls._create(layer_fs)
+            version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
-            return cls(layer_fs)
+            for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
+                if layer_fs.exists(where) and not layer_fs.isdir(where):
+                    raise SidecarError(where, "%s is a file, not a directory" % what)
+            if layer_fs.isdir(LOCK_PATH):
+                raise SidecarError(LOCK_PATH, "the lock record is a directory")
+            if version == JOURNAL_FORMAT_VERSION and not create:
+                raise SidecarError(
+                    JOURNAL_DIR,
+                    "an interrupted operation is pending in the journal of this read-only layer; "
+                    "open it once as the upper of an overlay to finish it",
+                )
+            return cls(layer_fs, version)
         if not create:
             return None
-        layer_fs.makedir(SIDECAR_DIR)
-        layer_fs.makedir(TREE_DIR)
-        layer_fs.makedir(STAGING_DIR)
-        # FORMAT last: a sidecar without it was never completed and is re-created.
-        layer_fs.writetext(FORMAT_PATH, FORMAT_TEXT)
-        return cls(layer_fs)
+        return cls._create(layer_fs)
+
+    @classmethod
+    def _create(cls, layer_fs: FS) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
+        place, so a sidecar without it was never completed and is made again."""
+        for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
+            layer_fs.makedir(directory, recreate=True)
+        sidecar = cls(layer_fs)
+        staged = sidecar.staging_path()
+        layer_fs.writetext(staged, FORMAT_TEXT)
+        layer_fs.move(staged, FORMAT_PATH)
+        return sidecar
 
     @staticmethod
-    def _check_format(layer_fs: FS) -> None:
+    def _never_completed(layer_fs: FS) -> bool:
+        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
+        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+            return False
+        return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
+
+    @staticmethod
+    def _check_format(layer_fs: FS) -> int:
         try:
             text = layer_fs.readtext(FORMAT_PATH)
         except errors.ResourceNotFound:
@@ -91,11 +135,23 @@ class Sidecar:
         words = text.split()
         if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
             raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
-        if int(words[1]) > FORMAT_VERSION:
+        if int(words[1]) < 1:
+            raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
+        if int(words[1]) > JOURNAL_FORMAT_VERSION:
             raise SidecarError(
                 FORMAT_PATH,
-                "format version %s is newer than this unionfs (%d)" % (words[1], FORMAT_VERSION),
+                "format version %s is newer than this unionfs (%d)" % (words[1], JOURNAL_FORMAT_VERSION),
             )
+        return int(words[1])
+
+    def set_version(self, version: int) -> None:
+        """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
+        if version == self.version:
+            return
+        staged = self.staging_path()
+        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
+        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self.version = version
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -128,8 +184,11 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
-        self.fs.makedirs(dirname(record), recreate=True)
-        self.fs.create(record, wipe=False)
+        try:  # one call when the record directory exists, as it does for all but the first
+            self.fs.openbin(record, "w").close()
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.openbin(record, "w").close()
 
     def remove_record(self, path: str, kind: str) -> None:
         try:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Mapping, Optional
 
-from . import _compat  # noqa: F401
+from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.path import basename, dirname
 from fs.permissions import Permissions
 
+from .attributes import apply_metadata
 from .layers import Layer
 from .lookup import Lookup
 from .sidecar import OPAQUE, WHITEOUT, Sidecar
@@ -40,6 +41,16 @@ class Upper:
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self.fs.makedir(path, permissions=permissions)
+        self.layer.note_entry(path, True, new_dir=True)
+        self.lookup.forget(path)
+
+    def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        """Make the directory ``path`` with ``metadata`` atomically: made and given its metadata
+        in the staging area, then renamed into place (a copy-up never shows half-made)."""
+        staged = self.sidecar.staging_path()
+        self.fs.makedir(staged)
+        apply_metadata(self.fs, staged, metadata)
+        self._rename_dir(staged, path)
         self.layer.note_entry(path, True, new_dir=True)
         self.lookup.forget(path)
 
@@ -145,6 +156,12 @@ class Upper:
 
     def remove_opaque(self, path: str) -> None:
         self._set(path, OPAQUE, False)
+
+    def forget_all(self) -> None:
+        """Drop every cached answer about the upper: after a failed write whose effect is
+        unknown, or a change made by someone else."""
+        self.layer.forget_all()
+        self.lookup.forget("/", subtree=True)
 
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""

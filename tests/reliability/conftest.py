@@ -1,0 +1,16 @@
+"""Reliability suite: prints how many injection points each crash test exercised."""
+
+from __future__ import annotations
+
+from reliability_support import INJECTION_POINTS
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: D103
+    if not INJECTION_POINTS:
+        return
+    terminalreporter.section("crash consistency: injection points per operation")
+    total = 0
+    for operation, (points, modes) in INJECTION_POINTS.items():
+        terminalreporter.write_line("%-28s %4d points x %d modes" % (operation, points, modes))
+        total += points * modes
+    terminalreporter.write_line("%-28s %4d runs" % ("total", total))

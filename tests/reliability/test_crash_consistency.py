@@ -1,0 +1,288 @@
+"""Crash consistency at every write-side call of the upper.
+
+Each multi-step operation runs once per injection point N (1..K, K = the write-side calls
+it makes) in both fault modes of :class:`unionfs.testing.faults.FaultyFS`. Then a new
+overlay over the same upper (no wrapper: the crash is over) must show exactly the view
+before or the view after the operation, fsck must leave that view unchanged and a second
+fsck must find nothing. In "fail" mode the live overlay must also agree with the new one
+(no stale cache). MemoryFS's clock is frozen during operations so the "after" view is
+reproducible; lower mtimes stay real, so a copy-up that lost its metadata shows.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence, Tuple
+from unittest import mock
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fs import errors
+from fs.base import FS
+from fs.memoryfs import MemoryFS
+import fs.memoryfs
+
+from unionfs import OverlayFS
+from unionfs.testing.faults import MODES, FaultyFS, InjectedFault
+
+from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
+
+Operation = Callable[[OverlayFS], None]
+
+
+class _FrozenClock:
+    """Stands in for the ``time`` module inside ``fs.memoryfs``."""
+
+    @staticmethod
+    def time() -> float:
+        return 2000000000.0
+
+
+@pytest.fixture
+def lowers(guard_lower) -> List[FS]:
+    top, bottom = MemoryFS(), MemoryFS()
+    top.makedirs("a/b/c")
+    top.writetext("a/b/f.txt", "lower f")
+    top.writetext("a/b/c/deep.txt", "deep")
+    top.writetext("a/g.txt", "lower g")
+    top.writetext("top.txt", "lower top")
+    top.makedirs("m/sub")
+    top.writetext("m/lo.txt", "lo")
+    top.writetext("m/sub/x.txt", "x")
+    top.writetext("lf", "lower file")
+    top.makedir("empty")
+    bottom.makedirs("a/b")
+    bottom.writetext("a/h.txt", "bottom h")
+    bottom.writetext("a/b/f.txt", "hidden by top")
+    bottom.makedirs("m")
+    bottom.writetext("m/lo2.txt", "lo2")
+    return [guard_lower(top), guard_lower(bottom)]
+
+
+def _prepare(overlay: OverlayFS) -> None:
+    """An upper with every kind of state: copied-up and pure-upper files, whiteouts in a
+    merged dir, a whiteout of a file, a pure-upper tree, an opaque dir."""
+    overlay.writetext("m/up.txt", "upper file")
+    overlay.remove("m/sub/x.txt")
+    overlay.remove("lf")
+    overlay.makedirs("newdir/inner")
+    overlay.writetext("newdir/inner/n.txt", "pure upper")
+    overlay.writetext("top.txt", "changed top")
+    overlay.make_opaque("opaq")
+    overlay.writetext("opaq/o.txt", "in opaque")
+
+
+def _open_and_write(overlay: OverlayFS) -> None:
+    with overlay.openbin("a/b/f.txt", "r+") as handle:
+        handle.seek(0, 2)
+        handle.write(b" one")
+        handle.write(b" two")
+        handle.write(b" three")
+
+
+OPERATIONS = {
+    "copy-up file and parents": lambda o: o.openbin("a/b/c/deep.txt", "r+").close(),
+    "setinfo (copy-up)": lambda o: o.setinfo("a/b/c/deep.txt", {"details": {"modified": 1234567.0}}),
+    "remove with whiteout": lambda o: o.remove("a/b/f.txt"),
+    "remove copied-up file": lambda o: o.remove("top.txt"),
+    "remove pure-upper file": lambda o: o.remove("m/up.txt"),
+    "removedir with whiteouts": lambda o: o.removedir("m/sub"),
+    "removedir lower dir": lambda o: o.removedir("empty"),
+    "makedir over whiteout": lambda o: o.makedir("lf"),
+    "makedir in lower dir": lambda o: o.makedir("a/b/c/new"),
+    "writebytes over lower": lambda o: o.writebytes("a/g.txt", b"new g"),
+    "create file in lower dir": lambda o: o.writebytes("a/b/c/brand_new", b"fresh"),
+    "move lower file": lambda o: o.move("a/g.txt", "m/g2.txt"),
+    "move over existing": lambda o: o.move("a/h.txt", "m/lo.txt", overwrite=True),
+    "movedir merged tree": lambda o: o.movedir("a", "moved", create=True),
+    "movedir into merged dir": lambda o: o.movedir("a/b", "m"),
+    "movedir pure-upper": lambda o: o.movedir("newdir", "m/newdir", create=True),
+    "removetree merged": lambda o: o.removetree("a"),
+    "removetree root": lambda o: o.removetree("/"),
+    "make_opaque merged": lambda o: o.make_opaque("m"),
+    "hide": lambda o: o.hide("a/b"),
+    "truncating open of lower file": lambda o: o.openbin("a/b/c/deep.txt", "w").close(),
+    "copy lower file": lambda o: o.copy("a/b/c/deep.txt", "m/sub/copy", preserve_time=True),
+}
+
+
+def _frozen_clock():
+    return mock.patch.object(fs.memoryfs, "time", _FrozenClock)
+
+
+def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, fail_at: int, mode: str, outcomes) -> List[str]:
+    """One run of ``operation`` with a fault at ``fail_at``; the problems it shows."""
+    upper = clone(base)
+    faulty = FaultyFS(upper, fail_at, mode)
+    overlay = OverlayFS(list(lowers), faulty)
+    with _frozen_clock():
+        try:
+            operation(overlay)
+        except InjectedFault:
+            pass
+        problems = []
+        if not faulty.fired:
+            problems.append("the fault never fired")
+        if mode == "fail":
+            live = view(overlay)
+            if live != view(OverlayFS(list(lowers), upper)):
+                problems.append("live overlay disagrees with a new one after a failed call")
+        reopened = OverlayFS(list(lowers), upper)
+        got = view(reopened)
+        if got not in outcomes:
+            problems.append("view is neither before nor after: " + describe_difference(got, outcomes))
+        problems += sidecar_problems(upper)
+        reopened.fsck()
+        if view(reopened) != got:
+            problems.append("fsck changed the view")
+        problems += invariant_problems(reopened, lowers, upper)
+    return ["%s@%d: %s" % (mode, fail_at, problem) for problem in problems]
+
+
+def injection_problems(lowers: Sequence[FS], base: MemoryFS, operation: Operation, outcomes_of=None) -> Tuple[int, List[str]]:
+    """Run ``operation`` on copies of the upper ``base`` once per write-side call it makes, in
+    both modes; return the number of calls and every problem seen."""
+    before = view(OverlayFS(list(lowers), clone(base)))
+    counting = FaultyFS(clone(base))
+    with _frozen_clock():
+        operation(OverlayFS(list(lowers), counting))
+        after = view(OverlayFS(list(lowers), counting))
+    outcomes = outcomes_of(before, after) if outcomes_of else [before, after]
+    problems: List[str] = []
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            problems += _injection_run(lowers, base, operation, fail_at, mode, outcomes)
+    return counting.calls, problems
+
+
+def _exercise(name: str, lowers: Sequence[FS], operation: Operation, outcomes_of=None) -> None:
+    base = MemoryFS()
+    _prepare(OverlayFS(list(lowers), base))
+    points, problems = injection_problems(lowers, base, operation, outcomes_of)
+    assert points > 0
+    INJECTION_POINTS[name] = (points, len(MODES))
+    assert not problems, "%d of %d runs broke:\n%s" % (len(problems), points * len(MODES), "\n".join(problems[:20]))
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_crash_at_every_write(name, lowers):
+    _exercise(name, lowers, OPERATIONS[name])
+
+
+def test_writes_through_an_open_file_are_each_durable(lowers):
+    """Interrupted after the k-th write, the file holds exactly the first k writes (a write
+    through an open file is in place, as on the kernel; only copy-up is atomic)."""
+
+    def prefixes(before, after):
+        states = [before]
+        for text in (b"lower f one", b"lower f one two"):
+            state = dict(after)
+            state["/a/b/f.txt"] = _file_entry(text, after["/a/b/f.txt"][2])
+            states.append(state)
+        return states + [after]
+
+    _exercise("writes through an open file", lowers, _open_and_write, prefixes)
+
+
+def test_makedirs_makes_each_level_atomically(lowers):
+    """makedirs is mkdir -p: one makedir per level, so a crash may leave the first levels."""
+
+    def levels(before, after):
+        return [before, {path: entry for path, entry in after.items() if path != "/a/b/c/n1/n2"}, after]
+
+    _exercise("makedirs through lower dirs", lowers, lambda o: o.makedirs("a/b/c/n1/n2"), levels)
+
+
+def _file_entry(data: bytes, modified: float):
+    return ("file", hashlib.sha256(data).hexdigest()[:16], modified)
+
+
+def test_crash_while_the_first_overlay_creates_the_sidecar(lowers):
+    """The sidecar's creation can be interrupted at each step; the next open finishes it."""
+    counting = FaultyFS(MemoryFS())
+    expected = view(OverlayFS(list(lowers), counting))
+    points = counting.calls
+    problems = []
+    for mode in MODES:
+        for fail_at in range(1, points + 1):
+            upper = MemoryFS()
+            with pytest.raises(InjectedFault):
+                OverlayFS(list(lowers), FaultyFS(upper, fail_at, mode))
+            try:
+                reopened = OverlayFS(list(lowers), upper)
+            except errors.FSError as error:
+                problems.append("%s@%d: reopening raised %r" % (mode, fail_at, error))
+                continue
+            if view(reopened) != expected:
+                problems.append("%s@%d: wrong view" % (mode, fail_at))
+            reopened.fsck()
+            problems += ["%s@%d: %s" % (mode, fail_at, p) for p in invariant_problems(reopened, lowers, upper)]
+    INJECTION_POINTS["create the sidecar (first open)"] = (points, len(MODES))
+    assert not problems, "\n".join(problems)
+
+
+# -- random states and operations ------------------------------------------------------------
+
+PATHS = ["a", "a/b", "a/b/f.txt", "a/g.txt", "a/b/c", "m", "m/sub", "m/lo.txt", "m/up.txt", "x", "x/y", "top.txt", "lf", "opaq"]
+RANDOM_OPERATIONS = {
+    "writebytes": lambda o, p, q: o.writebytes(p, b"w:" + q.encode()),
+    "remove": lambda o, p, q: o.remove(p),
+    "removedir": lambda o, p, q: o.removedir(p),
+    "removetree": lambda o, p, q: o.removetree(p),
+    "makedir": lambda o, p, q: o.makedir(p),
+    "move": lambda o, p, q: o.move(p, q, overwrite=True),
+    "movedir": lambda o, p, q: o.movedir(p, q, create=True),
+    "copy": lambda o, p, q: o.copy(p, q, overwrite=True),
+    "make_opaque": lambda o, p, q: o.make_opaque(p),
+    "hide": lambda o, p, q: o.hide(p),
+    "setinfo": lambda o, p, q: o.setinfo(p, {"details": {"modified": 4242.0}}),
+    "append": lambda o, p, q: _append_if_file(o, p),
+}
+
+
+def _append_if_file(overlay: OverlayFS, path: str) -> None:
+    with overlay.openbin(path, "r+") as handle:
+        handle.seek(0, 2)
+        handle.write(b"+")
+
+
+def _tolerant(name: str, path: str, other: str) -> Operation:
+    """The operation, with its own legitimate refusals (not injected faults) swallowed:
+    a refused operation must leave the view as it was."""
+
+    def run(overlay: OverlayFS) -> None:
+        try:
+            RANDOM_OPERATIONS[name](overlay, path, other)
+        except InjectedFault:
+            raise
+        except (errors.FSError, errors.IllegalBackReference):
+            pass
+
+    return run
+
+
+_step = st.tuples(st.sampled_from(sorted(RANDOM_OPERATIONS)), st.sampled_from(PATHS), st.sampled_from(PATHS))
+
+
+@settings(max_examples=min(settings.default.max_examples, 150), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(setup=st.lists(_step, max_size=8), data=st.data())
+def test_crash_anywhere_in_random_operations_on_random_states(lowers, setup, data):
+    """Any operation, from any state a few random operations reach, on an entry that state
+    has, interrupted at any of its write-side calls: before or after, never a mix (the
+    lowers fixture's guard checks the lowers across all examples)."""
+    base = MemoryFS()
+    prepared = OverlayFS(list(lowers), base)
+    for step in setup:
+        _tolerant(*step)(prepared)
+    existing = sorted(path.lstrip("/") for path in view(prepared))
+    name = data.draw(st.sampled_from(sorted(RANDOM_OPERATIONS)), label="operation")
+    path = data.draw(st.sampled_from(existing or PATHS), label="path")
+    other = data.draw(st.sampled_from(PATHS + ["new", "m/new", "x/new"]), label="other")
+    points, problems = injection_problems(lowers, base, _tolerant(name, path, other))
+    tally = "random operations (hypothesis)"
+    total, modes = INJECTION_POINTS.get(tally, (0, len(MODES)))
+    INJECTION_POINTS[tally] = (total + points, modes)
+    assert not problems, "%s(%s, %s) after %s:\n%s" % (name, path, other, setup, "\n".join(problems[:10]))

@@ -1,0 +1,104 @@
+"""Divergences from the kernel that the property suite found, one named test each.
+
+Every test builds the minimal layers of its failing sequence, runs the sequence on the
+library and on a kernel overlay mount of the same layers, and compares outcomes and merged
+trees, exactly as the state machine does; the docstring gives the kernel's answer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, List, Sequence, Tuple
+
+import pytest
+
+from .kernel_oracle import (
+    DIR,
+    FILE,
+    OPAQUE,
+    WHITEOUT,
+    Entry,
+    KernelOverlay,
+    KernelView,
+    LayerSpec,
+    LibraryView,
+    assert_same_outcome,
+    assert_same_tree,
+    build_library_layer,
+    outcome,
+)
+from fs.memoryfs import MemoryFS
+from unionfs import OverlayFS
+
+#: one step: (operation name of the views, its arguments, the caller's paths)
+Step = Tuple[str, tuple]
+
+
+class Pair:
+    """The library and the kernel over the same lowers, compared after every step."""
+
+    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable) -> None:
+        self.kernel = kernel
+        self.lowers = [guard_lower(build_library_layer(layer)) for layer in layers]
+        self.upper = MemoryFS()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+
+    def run(self, operation: str, *args: object) -> None:
+        paths = [arg for arg in args if isinstance(arg, str)]
+        library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
+        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged), operation)(*args))
+        assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
+        self.check_tree()
+
+    def check_tree(self) -> None:
+        assert_same_tree(LibraryView(self.overlay).tree(), KernelView(self.kernel.merged).tree())
+
+    def reopen(self) -> None:
+        self.overlay.close()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.kernel.reopen()
+        self.check_tree()
+
+    def stack(self, guard_lower: Callable) -> None:
+        self.overlay.close()
+        self.lowers.insert(0, guard_lower(self.upper))
+        self.upper = MemoryFS()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.kernel.stack()
+        self.check_tree()
+
+
+@pytest.fixture
+def pair(kernel_overlay: None, guard_lower: Callable) -> Iterator[Callable[..., Pair]]:
+    """``pair(layer, ...)``: library and kernel over the given lowers (topmost first)."""
+    mounts: List[KernelOverlay] = []
+
+    def make(*layers: LayerSpec) -> Pair:
+        kernel = KernelOverlay(layers).__enter__()
+        mounts.append(kernel)
+        made = Pair(layers, kernel, guard_lower)
+        made.check_tree()
+        return made
+
+    yield make
+    for kernel in mounts:
+        kernel.close()
+
+
+def test_exclusive_create_over_directory_is_file_exists(pair: Callable[..., Pair]) -> None:
+    """open(O_CREAT|O_EXCL) of an existing directory: the kernel says EEXIST (FileExists),
+    whatever the type of what exists; FileExpected would claim the mode was wrong."""
+    both = pair({"/a": Entry(DIR)})
+    both.run("create_exclusive", "/a", b"")
+
+
+def test_move_file_onto_its_own_ancestor_is_directory_not_empty(pair: Callable[..., Pair]) -> None:
+    """rename(/a/a, /a): the VFS finds the target is an ancestor of the source and answers
+    ENOTEMPTY before it ever looks at the types (which would give EISDIR)."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(FILE, b"")})
+    both.run("move", "/a/a", "/a", True)
+
+
+def test_move_file_onto_itself_changes_nothing(pair: Callable[..., Pair]) -> None:
+    """rename(x, x) is a no-op, even though x is (trivially) "below" itself."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(FILE, b"x")})
+    both.run("move", "/a/a", "/a/a", True)

@@ -1,0 +1,1 @@
+"""Helpers for testing code that uses unionfs (and unionfs itself): fault injection."""
