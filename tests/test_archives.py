@@ -407,7 +407,7 @@ def test_any_member_list_gives_a_consistent_tree_or_a_clear_error(tmp_path_facto
         try:
             layer = open_archive(path, unsafe=policy)
         except UnsafeArchive as error:
-            assert policy == "error" and error.member in [name for name, _ in raw]
+            assert policy == "error" and error.member.rstrip("/") in [name.rstrip("/") for name, _ in raw]
             continue
         with layer:
             expected = {}
