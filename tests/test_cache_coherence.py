@@ -138,3 +138,17 @@ class WarmVersusCold(RuleBasedStateMachine):
 
 
 TestWarmVersusCold = WarmVersusCold.TestCase
+
+
+def test_cache_movedir_forgets_answers_below_copied_up_directories(guard_lower):
+    """Regression (found by the kernel suite): copy-up of ``/c/a`` during a movedir used to
+    detach the cached answers below it, so ``/c/a/c`` still existed after ``/c`` was gone."""
+    bottom = MemoryFS()
+    bottom.makedirs("c/a/c")
+    bottom.writetext("c/a/a", "")
+    overlay = OverlayFS([guard_lower(bottom)], MemoryFS())
+    overlay.makedir("/a")
+    assert overlay.exists("/c/a/c")
+    overlay.movedir("/c", "/a")
+    assert not overlay.exists("/c/a/c") and not overlay.exists("/c")
+    assert sorted(overlay.walk.dirs("/")) == ["/a", "/a/a", "/a/a/c"]

@@ -175,9 +175,8 @@ class Lookup:
             return
         self._listings.pop(dirname(path), None)
         self._nodes.pop(path, None)
-        siblings = self._cached_children.get(dirname(path))
-        if siblings is not None:
-            siblings.discard(path)
+        # ``path`` stays in its parent's set: answers cached below it must stay reachable
+        # for a later subtree forget of an ancestor
         if subtree:
             pending = [path]
             while pending:
