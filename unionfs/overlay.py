@@ -284,6 +284,8 @@ class OverlayFS(FS):
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
             self._file_destination(_dst, dst_path, overwrite)
+            if _src == _dst:
+                raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
             metadata: Dict[str, Any] = {}
             if preserve_time:
                 metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
@@ -321,6 +323,8 @@ class OverlayFS(FS):
                 self._parent(_dst, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
+            if _src == _dst:
+                return  # rename(d, d) changes nothing, as in the kernel
             if isbase(_src, _dst):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)

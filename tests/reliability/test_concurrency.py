@@ -42,7 +42,7 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
         lambda o, p, q, r: o.movedir(p, q, create=True),
         NOT_FOUND + (errors.DirectoryExpected, errors.FileExpected, IllegalDestination),
     ),
-    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected,)),
+    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
 }
