@@ -305,9 +305,10 @@ def empty_upper(upper_fs: FS) -> None:
             continue
         _remove(upper_fs, "/" + info.name)
     for folder in (TREE_DIR, STAGING_DIR):
-        if upper_fs.exists(folder):
-            upper_fs.removetree(folder)
-        upper_fs.makedir(folder)
+        # emptied, not removed and made again: a crash in between must not lose the folder
+        upper_fs.makedir(folder, recreate=True)
+        for name in upper_fs.listdir(folder):
+            _remove(upper_fs, join(folder, name))
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
