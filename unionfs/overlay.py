@@ -31,6 +31,10 @@ from .sidecar import is_reserved
 from .upper import Upper
 
 
+#: how many validated paths an overlay remembers before it starts afresh
+VALID_PATHS_KEPT = 1 << 16
+
+
 class OverlayFS(FS):
     """A writable ``upper`` filesystem over read-only ``lowers``, with Linux overlayfs semantics.
 
@@ -67,6 +71,8 @@ class OverlayFS(FS):
                 self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
+        #: caller's path -> validated absolute normal path (a pure function of the path)
+        self._valid_paths: Dict[str, str] = {}
 
     def __repr__(self) -> str:
         upper = self._upper.fs if self._upper is not None else None
@@ -81,9 +87,16 @@ class OverlayFS(FS):
         if isinstance(path, bytes):
             raise TypeError("paths must be unicode (not str)")
         self.check()
+        valid = self._valid_paths.get(path)  # every operation starts here: remember the answers
+        if valid is not None:
+            return valid
         if not self._invalid_chars.isdisjoint(path):
             raise errors.InvalidCharsInPath(path)
-        return abspath(normpath(path))
+        valid = abspath(normpath(path))
+        if len(self._valid_paths) >= VALID_PATHS_KEPT:
+            self._valid_paths.clear()
+        self._valid_paths[path] = valid
+        return valid
 
     # Each helper takes the normalised path and the caller's spelling of it, which errors name.
 
@@ -286,6 +299,8 @@ class OverlayFS(FS):
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
             self._file_destination(_dst, dst_path, overwrite)
+            if _src == _dst:
+                raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
             metadata: Dict[str, Any] = {}
             if preserve_time:
                 metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
@@ -323,6 +338,8 @@ class OverlayFS(FS):
                 self._parent(_dst, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
+            if _src == _dst:
+                return  # rename(d, d) changes nothing, as in the kernel
             if isbase(_src, _dst):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)

@@ -45,7 +45,7 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
         lambda o, p, q, r: o.movedir(p, q, create=True),
         NOT_FOUND + (errors.DirectoryExpected, errors.FileExpected, IllegalDestination),
     ),
-    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected,)),
+    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
     "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),
@@ -221,6 +221,42 @@ def test_two_overlays_of_one_process_over_one_directory_share_it(tmp_path):
     assert (tmp_path / ".unionfs" / "lock").exists()  # the second still holds it
     second.close()
     assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_a_finalizer_running_inside_join_does_not_deadlock(tmp_path, monkeypatch, guard_lower):
+    """Regression: the garbage collector may finalize an unreachable overlay (its ``leave``)
+    while the same thread is inside ``sharing.join``; that used to wait forever for the
+    registry lock the thread itself held."""
+    import gc
+    import threading
+
+    from fs.osfs import OSFS
+
+    from unionfs import sharing
+
+    lower = guard_lower(MemoryFS())
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    garbage = OverlayFS(lower, OSFS(str(tmp_path / "first")))
+    garbage.cycle = garbage  # only the cyclic collector can free it
+    del garbage
+    has_syspath = sharing._has_syspath
+
+    def collecting(upper_fs):
+        gc.collect()  # runs the finalizer of the overlay above, inside join()
+        return has_syspath(upper_fs)
+
+    monkeypatch.setattr(sharing, "_has_syspath", collecting)
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(OverlayFS(lower, OSFS(str(tmp_path / "second")))))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "OverlayFS() deadlocked in sharing.join"
+    monkeypatch.setattr(sharing, "_has_syspath", has_syspath)
+    # the queued departure was finished by the next registry call: the first upper is free again
+    OverlayFS(lower, OSFS(str(tmp_path / "first"))).close()
+    assert not (tmp_path / "first" / ".unionfs" / "lock").exists()
 
 
 def test_an_overlay_that_is_never_closed_releases_the_upper_when_collected(tmp_path):
