@@ -68,7 +68,9 @@ class Layer:
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         try:
-            entries = {info.name: info.is_dir for info in self.fs.scandir(path)}
+            # the basic namespace's raw dict: Info's properties cost more than the scan itself
+            basics = (info.raw["basic"] for info in self.fs.scandir(path))
+            entries = {basic["name"]: basic.get("is_dir", False) for basic in basics}
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
         if path == "/":
@@ -123,10 +125,6 @@ class Layer:
         prefix = path.rstrip("/") + "/"
         for cached in [p for p in self._dirs if p.startswith(prefix)]:
             del self._dirs[cached]
-
-    def forget_all(self) -> None:
-        """Drop every cached listing: the layer's filesystem changed behind the cache's back."""
-        self._dirs.clear()
 
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""

@@ -16,7 +16,7 @@ from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, join
 
-from .layers import Layer, all_names
+from .layers import DirIndex, Layer, all_names
 from .sidecar import is_reserved
 
 
@@ -59,15 +59,28 @@ _MISSING = object()
 
 def resolve_child(parent: Node, name: str) -> Optional[Node]:
     """Look ``name`` up in the directory ``parent`` by the kernel's rules."""
-    path = join(parent.path, name)
+    return resolve_in(layer_indexes(parent), name, join(parent.path, name))
+
+
+def layer_indexes(directory: Node) -> List[Tuple[Layer, DirIndex]]:
+    """Each layer of the merged ``directory`` with its index there, topmost first; a layer whose
+    listing vanished under us counts as empty and is left out."""
+    indexes = []
+    for layer in directory.layers:
+        index = layer.dir(directory.path)
+        if index is not None:
+            indexes.append((layer, index))
+    return indexes
+
+
+def resolve_in(indexes: Sequence[Tuple[Layer, DirIndex]], name: str, path: str) -> Optional[Node]:
+    """Resolve ``name`` (at ``path``) in a directory given by its :func:`layer_indexes`; a
+    listing resolves every name against the same indexes."""
     found: List[Layer] = []
     top_is_dir = False
     merging = True  # can deeper layers still add to the entry?
     lower_positive = False
-    for layer in parent.layers:
-        index = layer.dir(parent.path)
-        if index is None:  # the layer's listing vanished under us; treat it as empty
-            continue
+    for layer, index in indexes:
         is_dir = index.entries.get(name)
         if is_dir is None:
             if name in index.whiteouts:
@@ -113,10 +126,15 @@ class Lookup:
             return cached  # type: ignore[return-value]
         if is_reserved(path):
             return None
-        parent_path = dirname(path)
-        parent = self.node(parent_path)
-        node = None if parent is None or not parent.is_dir else resolve_child(parent, basename(path))
-        self._remember(parent_path, path, node)
+        # up to the nearest cached ancestor, then down one component at a time: a loop, not
+        # recursion, so a path of thousands of components is an answer, not a RecursionError
+        unresolved = [path]
+        while dirname(unresolved[-1]) not in self._nodes:
+            unresolved.append(dirname(unresolved[-1]))
+        node = self._nodes[dirname(unresolved[-1])]
+        for current in reversed(unresolved):
+            node = resolve_child(node, basename(current)) if node is not None and node.is_dir else None
+            self._remember(dirname(current), current, node)
         return node
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
@@ -129,14 +147,16 @@ class Lookup:
         if listing is not None:
             return listing
         prefix = directory.path if directory.path == "/" else directory.path + "/"
+        indexes = layer_indexes(directory)
+        cached, siblings = self._nodes, self._cached_children.setdefault(directory.path, set())
         names: List[str] = []
         nodes: List[Node] = []
         for name in all_names(directory.layers, directory.path):
             path = prefix + name
-            child = self._nodes.get(path, _MISSING)
-            if child is _MISSING:  # resolved here, not by node(): the parent is in hand
-                child = resolve_child(directory, name)
-                self._remember(directory.path, path, child)  # type: ignore[arg-type]
+            child = cached.get(path, _MISSING)
+            if child is _MISSING:  # resolved here, not by node(): the parent and its indexes are in hand
+                child = cached[path] = resolve_in(indexes, name, path)
+                siblings.add(path)
             if child is not None:
                 names.append(name)
                 nodes.append(child)  # type: ignore[arg-type]

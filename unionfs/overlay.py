@@ -31,6 +31,10 @@ from .sidecar import is_reserved
 from .upper import Upper
 
 
+#: how many validated paths an overlay remembers before it starts afresh
+VALID_PATHS_KEPT = 1 << 16
+
+
 class OverlayFS(FS):
     """A writable ``upper`` filesystem over read-only ``lowers``, with Linux overlayfs semantics.
 
@@ -56,15 +60,19 @@ class OverlayFS(FS):
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
         #: operations an earlier, interrupted overlay left in the journal and this one finished
         self.recovered: List[Intent] = []
+        self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
         if self._upper is not None:
             self._shared = sharing.join(self._upper.fs)
             self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
             with self._lock:
                 self.recovered = namespace.recover(self._lookup, self._upper)
-                self._lock.wrote = bool(self.recovered)
+                self._cleared = fsck.clear_staging(self._upper)
+                self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
+        #: caller's path -> validated absolute normal path (a pure function of the path)
+        self._valid_paths: Dict[str, str] = {}
 
     def __repr__(self) -> str:
         upper = self._upper.fs if self._upper is not None else None
@@ -79,9 +87,16 @@ class OverlayFS(FS):
         if isinstance(path, bytes):
             raise TypeError("paths must be unicode (not str)")
         self.check()
+        valid = self._valid_paths.get(path)  # every operation starts here: remember the answers
+        if valid is not None:
+            return valid
         if not self._invalid_chars.isdisjoint(path):
             raise errors.InvalidCharsInPath(path)
-        return abspath(normpath(path))
+        valid = abspath(normpath(path))
+        if len(self._valid_paths) >= VALID_PATHS_KEPT:
+            self._valid_paths.clear()
+        self._valid_paths[path] = valid
+        return valid
 
     # Each helper takes the normalised path and the caller's spelling of it, which errors name.
 
@@ -402,7 +417,7 @@ class OverlayFS(FS):
         self.check()
         with self._lock:
             upper = self._writable("/", "/")
-            changes.empty_upper(upper.fs)
+            namespace.journaled(self._lookup, upper, Intent("discard", "/"))  # atomic: rolled forward
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)
@@ -411,14 +426,15 @@ class OverlayFS(FS):
 
     def fsck(self, repair: bool = True) -> FsckReport:
         """Find, and unless ``repair`` is False remove, what interrupted operations left in
-        the upper (staging files, records that hide nothing, finished journal entries).
-        The merged view is the same afterwards; the report says what was changed."""
+        the upper (records that hide nothing, junk), plus what opening already did (journal
+        entries finished, staging emptied). The merged view is the same afterwards; the
+        report says what was changed."""
         with self._lock:
             if self._upper is None:
                 return FsckReport((), repaired=repair)
-            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair)
             if repair:
-                self.recovered = []
+                self.recovered, self._cleared = [], []
             return report
 
     def hide(self, path: str) -> None:

@@ -96,8 +96,9 @@ class Sidecar:
             if version == JOURNAL_FORMAT_VERSION and not create:
                 raise SidecarError(
                     JOURNAL_DIR,
-                    "an interrupted operation is pending in the journal of this read-only layer; "
-                    "open it once as the upper of an overlay to finish it",
+                    "an interrupted operation is pending in the journal of this read-only layer "
+                    "(or one is running in another process); open it once as the upper of an "
+                    "overlay to finish it",
                 )
             return cls(layer_fs, version)
         if not create:

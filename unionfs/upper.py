@@ -91,12 +91,16 @@ class Upper:
         self.lookup.forget(path)
 
     def remove_dir(self, path: str) -> None:
-        """Take a directory tree out of the upper in one rename, then delete it at leisure."""
+        """Take a directory tree out of the upper in one rename, then delete it at leisure: if
+        deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         self._rename_dir(path, trash)
         self.layer.note_entry(path, None)
         self.lookup.forget(path, subtree=True)
-        self.fs.removetree(trash)
+        try:
+            self.fs.removetree(trash)
+        except errors.FSError:
+            pass
 
     def move_file(self, src: str, dst: str) -> None:
         self.fs.move(src, dst, overwrite=True)
@@ -160,7 +164,7 @@ class Upper:
     def forget_all(self) -> None:
         """Drop every cached answer about the upper: after a failed write whose effect is
         unknown, or a change made by someone else."""
-        self.layer.forget_all()
+        self.layer.reset()
         self.lookup.forget("/", subtree=True)
 
     def drop_records_below(self, path: str) -> None:

@@ -37,7 +37,10 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "removedir": (lambda o, p, q, r: o.removedir(p), NOT_FOUND + (errors.DirectoryExpected, errors.DirectoryNotEmpty)),
     "removetree": (lambda o, p, q, r: o.removetree(p), NOT_FOUND + (errors.DirectoryExpected,)),
     "listdir": (lambda o, p, q, r: o.listdir(p), NOT_FOUND + (errors.DirectoryExpected,)),
-    "move": (lambda o, p, q, r: o.move(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, errors.DirectoryNotEmpty)),  # onto an ancestor: ENOTEMPTY
+    "move": (  # onto an ancestor of the source: ENOTEMPTY, as the VFS answers
+        lambda o, p, q, r: o.move(p, q, overwrite=True),
+        NOT_FOUND + (errors.FileExpected, errors.DirectoryNotEmpty),
+    ),
     "movedir": (
         lambda o, p, q, r: o.movedir(p, q, create=True),
         NOT_FOUND + (errors.DirectoryExpected, errors.FileExpected, IllegalDestination),
@@ -45,7 +48,15 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
+    "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),
+    "fsck finds nothing between two operations": (lambda o, p, q, r: _assert_clean(o), ()),
 }
+
+
+def _assert_clean(overlay: OverlayFS) -> None:
+    report = overlay.fsck(repair=False)
+    if not report.clean:
+        raise AssertionError("fsck between operations: %s" % report)
 
 
 def _append(overlay: OverlayFS, path: str) -> None:
@@ -209,4 +220,64 @@ def test_two_overlays_of_one_process_over_one_directory_share_it(tmp_path):
     first.close()
     assert (tmp_path / ".unionfs" / "lock").exists()  # the second still holds it
     second.close()
+    assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_a_finalizer_running_inside_join_does_not_deadlock(tmp_path, monkeypatch, guard_lower):
+    """Regression: the garbage collector may finalize an unreachable overlay (its ``leave``)
+    while the same thread is inside ``sharing.join``; that used to wait forever for the
+    registry lock the thread itself held."""
+    import gc
+    import threading
+
+    from fs.osfs import OSFS
+
+    from unionfs import sharing
+
+    lower = guard_lower(MemoryFS())
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    garbage = OverlayFS(lower, OSFS(str(tmp_path / "first")))
+    garbage.cycle = garbage  # only the cyclic collector can free it
+    del garbage
+    has_syspath = sharing._has_syspath
+
+    def collecting(upper_fs):
+        gc.collect()  # runs the finalizer of the overlay above, inside join()
+        return has_syspath(upper_fs)
+
+    monkeypatch.setattr(sharing, "_has_syspath", collecting)
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(OverlayFS(lower, OSFS(str(tmp_path / "second")))))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "OverlayFS() deadlocked in sharing.join"
+    monkeypatch.setattr(sharing, "_has_syspath", has_syspath)
+    # the queued departure was finished by the next registry call: the first upper is free again
+    OverlayFS(lower, OSFS(str(tmp_path / "first"))).close()
+    assert not (tmp_path / "first" / ".unionfs" / "lock").exists()
+
+
+def test_an_overlay_that_is_never_closed_releases_the_upper_when_collected(tmp_path):
+    import gc
+
+    overlay = OverlayFS(MemoryFS(), OSFS(str(tmp_path)))
+    assert (tmp_path / ".unionfs" / "lock").exists()
+    del overlay
+    gc.collect()
+    assert not (tmp_path / ".unionfs" / "lock").exists()
+    assert _open_in_child(str(tmp_path)).returncode == 0
+
+
+def test_a_leave_that_finds_the_registry_busy_is_finished_by_the_next_join(tmp_path):
+    """What a garbage-collection finalizer inside join() would meet: no deadlock, no lost leave."""
+    from unionfs import sharing
+
+    upper = OSFS(str(tmp_path))
+    overlay = OverlayFS(MemoryFS(), upper)
+    with sharing._registry_lock:
+        overlay.close()  # the registry is busy: the leave is deferred, not deadlocked
+        assert (tmp_path / ".unionfs" / "lock").exists()
+    OverlayFS(MemoryFS(), MemoryFS()).close()  # any join or leave finishes it
     assert not (tmp_path / ".unionfs" / "lock").exists()

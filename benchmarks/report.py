@@ -1,0 +1,209 @@
+"""Turning results into tables, target verdicts, JSON and the plot of the scaling curves.
+
+Ratios are *cost* ratios against the reference of the same run, so ``1.20`` means 20%
+slower whatever the unit: time per op divided by the reference's, or the reference's
+throughput divided by the system's. The reference is the raw system of the same family
+(``raw[mem]`` for MemoryFS-backed systems, ``raw[os]`` for everything on disk); for
+copy-up the raw system runs ``fs.copy.copy_file`` between the same filesystems.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+
+from .systems import System
+
+Verdict = Dict[str, Any]
+
+
+def _key(result) -> Tuple[str, str, str]:
+    return result.workload.name, result.metric, result.system.name
+
+
+def _index(results) -> Dict[Tuple[str, str, str], Any]:
+    return {_key(result): result for result in results}
+
+
+def reference_name(system: System) -> str:
+    return "raw[mem]" if system.family == "mem" else "raw[os]"
+
+
+def cost_ratio(result, reference) -> Optional[float]:
+    """How many times costlier ``result`` is than ``reference`` (None where undefined)."""
+    if reference is None or result.median is None or reference.median is None or result.unit == "MiB":
+        return None
+    if result.unit == "B/s":
+        return reference.median / result.median if result.median else None
+    return result.median / reference.median if reference.median else None
+
+
+def _value(index, workload: str, metric: str, system: str) -> Optional[float]:
+    result = index.get((workload, metric, system))
+    return None if result is None else result.median
+
+
+def _verdict(name: str, value: Optional[float], limit: float, detail: str, higher_is_better: bool = False) -> Verdict:
+    if value is None:
+        status = "N/A"
+    elif higher_is_better:
+        status = "PASS" if value >= limit else "MISS"
+    else:
+        status = "PASS" if value <= limit else "MISS"
+    return {"target": name, "value": value, "limit": limit, "status": status, "detail": detail}
+
+
+def targets(results) -> List[Verdict]:
+    """The targets of issue 6, each PASS, MISS or N/A (not measured in this run)."""
+    index = _index(results)
+    verdicts: List[Verdict] = []
+    reads = (("lookup.getinfo", "getinfo"), ("lookup.exists", "exists"), ("read.small", "readbytes"),
+             ("read.large", "throughput"))
+    for family in ("mem", "os"):
+        unionfs, raw, multi = "unionfs[%s]" % family, "raw[%s]" % family, "multifs[%s]" % family
+        for workload, metric in reads:
+            result = index.get((workload, metric, unionfs))
+            ratio = cost_ratio(result, index.get((workload, metric, raw))) if result else None
+            verdicts.append(_verdict("%s %s <= 1.3x %s" % (workload, unionfs, raw), ratio, 1.3, "cost ratio"))
+            versus = cost_ratio(result, index.get((workload, metric, multi))) if result else None
+            verdicts.append(_verdict("%s %s no slower than %s" % (workload, unionfs, multi), versus, 1.0,
+                                     "cost ratio against MultiFS"))
+        for workload in ("walk.warm", "walk.cold"):
+            result = index.get((workload, "walk", unionfs))
+            ratio = cost_ratio(result, index.get((workload, "walk", raw))) if result else None
+            verdicts.append(_verdict("%s %s <= 1.5x walking the layers raw" % (workload, unionfs), ratio, 1.5,
+                                     "cost ratio"))
+        lowers = _series(results, "lowers.warm", "lookup", unionfs)
+        if len(lowers) >= 2:
+            (low_x, low), (high_x, high) = lowers[0], lowers[-1]
+            verdicts.append(_verdict("warm lookups %s: %d lowers <= 2x %d lower" % (unionfs, high_x, low_x),
+                                     high / low, 2.0, "time per op at %d / at %d" % (high_x, low_x)))
+        for metric in ("lookup", "remove"):
+            points = _series(results, "whiteouts", metric, unionfs)
+            if len(points) >= 2:
+                values = [value for _, value in points]
+                verdicts.append(_verdict(
+                    "whiteouts %s %s flat %d..%d (max/min <= 1.5)" % (metric, unionfs, points[0][0], points[-1][0]),
+                    max(values) / min(values), 1.5, "max/min time per op over the points"))
+    peak = _value(index, "copyup", "peak_memory", "unionfs[os]")
+    verdicts.append(_verdict("copyup unionfs[os] peak memory < 64 MiB above baseline", peak, 64.0, "MiB"))
+    mine, theirs = _value(index, "copyup", "throughput", "unionfs[os]"), _value(index, "copyup", "throughput", "raw[os]")
+    verdicts.append(_verdict("copyup unionfs[os] throughput >= 0.8x fs.copy.copy_file",
+                             mine / theirs if mine and theirs else None, 0.8, "throughput ratio",
+                             higher_is_better=True))
+    return verdicts
+
+
+def _series(results, series: str, metric: str, system: str) -> List[Tuple[int, float]]:
+    points = [(result.workload.x, result.median) for result in results
+              if result.workload.series == series and result.metric == metric and result.system.name == system
+              and result.median is not None]
+    return sorted(points)
+
+
+def _format(value: Optional[float], unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s/op":
+        for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+            if value >= scale or suffix == "µs":
+                return "%.3g %s" % (value / scale, suffix)
+    if unit == "B/s":
+        return "%.0f MiB/s" % (value / 2 ** 20)
+    return "%.1f MiB" % value
+
+
+def markdown(results, verdicts: List[Verdict], meta: Dict[str, Any], systems: Sequence[System]) -> str:
+    """The report: one table per workload (median, cost ratio against raw), then the targets."""
+    index = _index(results)
+    lines = ["# unionfs benchmarks (`%s`)" % meta["command"], "",
+             "%(date_utc)s UTC, %(cpus)s CPUs, Python %(python)s, Linux %(kernel)s; run took %(seconds)ss." % meta,
+             "Medians of %d repeats (copy-up: at most 3), systems interleaved within each repeat; a warm"
+             " sample is the best of 3 back-to-back passes on one view, a cold one a single pass on a fresh"
+             " view. Ratio = cost against the raw system of the same family (>1 is slower)."
+             % meta["sizes"]["repeats"], ""]
+    absent = [system for system in systems if system.unavailable]
+    for system in absent:
+        lines.append("- %s not run: %s" % (system.name, system.unavailable))
+    if absent:
+        lines.append("")
+    seen: List[Tuple[str, str]] = []
+    for result in results:
+        if (result.workload.name, result.metric) not in seen:
+            seen.append((result.workload.name, result.metric))
+    lines += ["| workload | metric | system | median | x raw |", "|---|---|---|---|---|"]
+    for workload_name, metric in seen:
+        rows = [r for r in results if r.workload.name == workload_name and r.metric == metric]
+        first = True
+        for result in rows:
+            reference = index.get((workload_name, metric, reference_name(result.system)))
+            ratio = cost_ratio(result, reference)
+            label = "%s (%s)" % (workload_name, result.workload.title) if first else ""
+            cell = result.note if result.note else _format(result.median, result.unit)
+            lines.append("| %s | %s | %s | %s | %s |" % (label, metric if first else "", result.system.name, cell,
+                                                          "%.2f" % ratio if ratio is not None else ""))
+            first = False
+    lines += ["", "## Targets", "", "| status | target | value |", "|---|---|---|"]
+    for verdict in verdicts:
+        value = "-" if verdict["value"] is None else "%.2f" % verdict["value"]
+        lines.append("| %s | %s | %s (%s) |" % (verdict["status"], verdict["target"], value, verdict["detail"]))
+    counts = {status: sum(1 for v in verdicts if v["status"] == status) for status in ("PASS", "MISS", "N/A")}
+    lines += ["", "%(PASS)d PASS, %(MISS)d MISS, %(N/A)d not measured." % counts, ""]
+    return "\n".join(lines)
+
+
+def as_json(results, verdicts: List[Verdict], meta: Dict[str, Any], systems: Sequence[System]) -> Dict[str, Any]:
+    index = _index(results)
+    rows = []
+    for result in results:
+        reference = index.get((result.workload.name, result.metric, reference_name(result.system)))
+        rows.append({
+            "workload": result.workload.name, "title": result.workload.title, "metric": result.metric,
+            "unit": result.unit, "system": result.system.name, "family": result.system.family,
+            "series": result.workload.series, "x": result.workload.x, "samples": result.samples,
+            "median": result.median, "ratio_vs_raw": cost_ratio(result, reference), "note": result.note,
+        })
+    return {
+        "meta": meta,
+        "systems": [{"name": s.name, "family": s.family, "kind": s.kind, "unavailable": s.unavailable}
+                    for s in systems],
+        "results": rows,
+        "targets": verdicts,
+    }
+
+
+def plot(results, path: str) -> bool:
+    """The scaling curves as a PNG; False (and no file) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = [("lowers.warm", "lookup", "warm lookups vs number of lowers"),
+              ("lowers.cold", "lookup", "cold lookups vs number of lowers"),
+              ("whiteouts", "lookup", "lookups vs whiteouts in the dir"),
+              ("whiteouts", "remove", "remove vs whiteouts in the dir")]
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for axis, (series, metric, title) in zip(axes.flat, panels):
+        names = sorted({r.system.name for r in results if r.workload.series == series})
+        for name in names:
+            points = _series(results, series, metric, name)
+            if points:
+                axis.plot([x for x, _ in points], [y * 1e6 for _, y in points], marker="o", label=name)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xlabel("lowers" if series.startswith("lowers") else "whiteouts")
+        axis.set_ylabel("µs per operation")
+        axis.grid(True, which="both", alpha=0.3)
+        if names:
+            axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+
