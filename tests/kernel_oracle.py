@@ -495,6 +495,8 @@ class KernelView:
         data = self.readbytes(src)
         if not overwrite and self.exists(dst):
             raise errors.DestinationExists(dst)
+        if src == dst:
+            raise IllegalDestination(dst)  # PyFilesystem2's contract, as cp: 'x' and 'x' are the same file
         self.writebytes(dst, data)
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
@@ -515,7 +517,9 @@ class KernelView:
                 raise errors.DirectoryExpected(dst)
         elif not stat.S_ISDIR(os.lstat(self._real(dst)).st_mode):
             raise errors.DirectoryExpected(dst)
-        if dst == src or dst.startswith(src.rstrip("/") + "/"):
+        if dst == src:
+            return  # PyFilesystem2's contract: moving a directory onto itself changes nothing
+        if dst.startswith(src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
         clashes = {}
         for relative, is_dir in self._walk(src):

@@ -18,7 +18,9 @@ the kernel's answer:
   ``cp -a src/. dst`` then ``rm -rf src`` (``KernelView.movedir``) and the trees must match.
 * ``move`` of a directory is refused with ``FileExpected`` by PyFilesystem2's contract
   (``FS.move`` moves files); the kernel side applies the same check before rename(2).
-* ``copy`` has no system call: the kernel side reads the source and writes the destination.
+* ``copy`` has no system call: the kernel side reads the source and writes the destination;
+  ``copy(x, x)`` raises ``IllegalDestination`` and ``movedir(d, d)`` changes nothing, as the
+  conformance suite of fs-next (the maintained PyFilesystem2) demands.
 * ``makedirs``' refusal of a file on the way (``DirectoryExpected``, even for the last
   component) and ``removetree('/')`` emptying the root are PyFilesystem2's contract,
   reproduced with lstat on the kernel side.

@@ -104,11 +104,6 @@ def test_move_file_onto_itself_changes_nothing(pair: Callable[..., Pair]) -> Non
     both.run("move", "/a/a", "/a/a", True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design-level, not fixed: a read handle keeps the layer file it was opened on "
-    "(see docs/semantics.rst, 'Read handles opened before a copy-up')",
-)
 def test_read_handle_opened_before_copy_up_sees_the_new_data(pair: Callable[..., Pair]) -> None:
     """Since Linux 4.19 (stacked file operations) an fd opened read-only on a lower file
     reads the upper copy once the file is copied up and written through another fd."""

@@ -581,3 +581,23 @@ def test_copy_up_preserves_mode_and_owner_on_disk(tmp_path, guard_lower):
     assert oct(copied.stat().st_mode & 0o777) == oct(0o600)
     if os.geteuid() == 0:
         assert (copied.stat().st_uid, copied.stat().st_gid) == (1000, 1000)
+
+
+def test_copy_up_read_handle_opened_before_follows_the_copy(overlay, upper):
+    """Kernel 4.19+: an fd opened read-only on a lower file reads the upper copy after a
+    copy-up, from the offset it had reached."""
+    reader = overlay.openbin("a/g.txt", "r")
+    assert reader.read(2) == b"lo"
+    with overlay.openbin("a/g.txt", "r+") as writer:
+        writer.write(b"LOWER")
+    assert reader.read() == b"WER g"
+    reader.seek(0)
+    assert reader.read() == b"LOWER g"
+    reader.close()
+
+
+def test_copy_up_read_handle_of_a_removed_file_keeps_the_lower_data(overlay):
+    reader = overlay.openbin("top.txt", "r")
+    overlay.remove("top.txt")
+    assert reader.read() == b"lower top"
+    reader.close()

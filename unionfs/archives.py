@@ -6,11 +6,12 @@ fine for extracting a file or two, but not as overlay lowers:
 - ReadTarFS declares itself ``case_insensitive`` (it is not), which would make the
   whole overlay claim case-insensitivity; its ``isdir``/``listdir`` scan every
   member on each call; hard links are typed as symlinks and cannot be opened; a
-  file that is also used as a parent directory makes both unusable; members with
-  ``..`` are dropped without a word.
-- ReadZipFS builds its directory tree in a MemoryFS and fails to open at all on a
-  member named with ``..`` or a file/directory clash; absolute member names are
-  listed but cannot be read.
+  file that other members use as a directory is a file whose children can be read
+  but not listed; members with ``..`` are dropped without a word.
+- ReadZipFS builds its directory tree in a MemoryFS on first use, and that first
+  listing fails (``IllegalBackReference``, ``DirectoryExpected``) for a member named
+  with ``..`` or a file/directory clash; absolute member names are listed, but
+  reading them raises a bare ``KeyError``.
 
 :class:`ArchiveFS` reads the member table once into a normalised index (implied
 directories included), serves listings from it, and streams member data straight

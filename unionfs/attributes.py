@@ -36,13 +36,15 @@ def copyable_metadata(info: Info) -> Dict[str, Dict[str, Any]]:
 
 
 def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
-    """Give ``path`` the metadata, namespace by namespace, skipping what the target cannot hold."""
+    """Give ``path`` the metadata, namespace by namespace, skipping what the target cannot
+    hold. Any other failure (an I/O error) propagates: a copy-up must not silently lose
+    the metadata it exists to preserve."""
     for namespace, values in metadata.items():
         if namespace == "access" and _apply_access_on_disk(target, path, values):
             continue
         try:
             target.setinfo(path, {namespace: dict(values)})
-        except (errors.Unsupported, errors.PermissionDenied, errors.OperationFailed, ValueError, TypeError):
+        except (errors.Unsupported, errors.PermissionDenied, ValueError, TypeError):
             continue
 
 

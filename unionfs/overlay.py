@@ -178,7 +178,10 @@ class OverlayFS(FS):
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path, path)
-                return node.top.fs.openbin(_path, mode, buffering, **options)
+                if node.in_upper or self._upper is None:
+                    return node.top.fs.openbin(_path, mode, buffering, **options)
+                # a lower file: the handle follows a later copy-up, as the kernel's does
+                return self._upper.readers.open(node.top.fs, _path, mode, buffering=buffering, **options)
             upper = self._writable(_path, path)
             if node is None:
                 if not _mode.create:

@@ -17,6 +17,7 @@ from fs.path import basename, dirname
 from fs.permissions import Permissions
 
 from .attributes import apply_metadata
+from .file import FollowingReaders
 from .layers import Layer
 from .lookup import Lookup
 from .sidecar import OPAQUE, WHITEOUT, Sidecar
@@ -31,6 +32,8 @@ class Upper:
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
+        #: read handles opened on lower files, which move to the upper copy at copy-up
+        self.readers = FollowingReaders()
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -81,6 +84,7 @@ class Upper:
         self.fs.move(staged, path, overwrite=True)
         self.layer.note_entry(path, False)
         self.lookup.forget(path)
+        self.readers.copied_up(self.fs, path)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
         self.fs.setinfo(path, info)
