@@ -48,9 +48,19 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
+    "read through a held handle": (lambda o, p, q, r: _read_slowly(o, p), NOT_FOUND + (errors.FileExpected,)),
     "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),
     "fsck finds nothing between two operations": (lambda o, p, q, r: _assert_clean(o), ()),
 }
+
+
+def _read_slowly(overlay: OverlayFS, path: str) -> None:
+    """A read handle held while other threads copy the file up, rewrite or remove it: every
+    read returns bytes (what they are depends on the race), none raises."""
+    with overlay.openbin(path) as handle:
+        handle.read(1)
+        handle.seek(0)
+        handle.read()
 
 
 def _assert_clean(overlay: OverlayFS) -> None:
