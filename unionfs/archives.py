@@ -44,6 +44,7 @@ from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
 from .errors import UnsupportedLayer
+from .streams import READ_ONLY_ARCHIVE_META, LockedReader
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
@@ -118,49 +119,12 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-class _MemberFile(io.RawIOBase):
+class _MemberFile(LockedReader):
     """A read-only stream of one member; every read and seek holds the archive's lock,
     because all members share the archive's one file position."""
 
     def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
-        super().__init__()
-        self._inner = inner
-        self._lock = lock
-        self.name = name
-        self.mode = "rb"
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._inner.seekable()
-
-    def read(self, size: int = -1) -> bytes:
-        with self._lock:  # straight through: no intermediate buffer copy
-            return self._inner.read(size)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        with self._lock:
-            data = self._inner.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        with self._lock:
-            return self._inner.seek(offset, whence)
-
-    def tell(self) -> int:
-        with self._lock:
-            return self._inner.tell()
-
-    def close(self) -> None:
-        if not self.closed:
-            with self._lock:
-                self._inner.close()
-        super().close()
+        super().__init__(inner, name, lock)
 
 
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
@@ -183,16 +147,7 @@ class ArchiveFS(FS):
       with ``unsafe="skip"``.
     """
 
-    _meta = {
-        "case_insensitive": False,
-        "invalid_path_chars": "\0",
-        "network": False,
-        "read_only": True,
-        "supports_rename": False,
-        "thread_safe": True,
-        "unicode_paths": True,
-        "virtual": False,
-    }
+    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(self, label: str, raw_members: List[_Raw], unsafe: str, closer: Optional[Callable[[], None]]) -> None:
         super().__init__()

@@ -9,7 +9,6 @@ copy, at the same offset, the moment the copy-up lands.
 
 from __future__ import annotations
 
-import io
 import threading
 import weakref
 from typing import Any, BinaryIO, Dict, Optional
@@ -17,61 +16,33 @@ from typing import Any, BinaryIO, Dict, Optional
 from . import _fsimport  # noqa: F401
 from fs.base import FS
 
+from .streams import LockedReader
 
-class FollowingReader(io.RawIOBase):
+
+class FollowingReader(LockedReader):
     """A read-only handle that reads the lower file until a copy-up, the upper copy after."""
 
     def __init__(self, handle: BinaryIO, path: str, readers: "FollowingReaders") -> None:
-        super().__init__()
-        self._handle = handle
-        self._switch_lock = threading.Lock()
+        super().__init__(handle, path)
         self._readers = readers
-        self.name = path
-        self.mode = "rb"
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        with self._switch_lock:
-            data = self._handle.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: Optional[int] = -1) -> bytes:
-        with self._switch_lock:
-            return self._handle.read(-1 if size is None else size)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        with self._switch_lock:
-            return self._handle.seek(offset, whence)
-
-    def tell(self) -> int:
-        with self._switch_lock:
-            return self._handle.tell()
-
     def close(self) -> None:
         if not self.closed:
             self._readers.forget(self)
-            with self._switch_lock:
-                self._handle.close()
         super().close()
 
     def follow(self, upper_fs: FS, path: str) -> None:
         """Continue on the upper copy at ``path``, at the offset reached so far."""
-        with self._switch_lock:
+        with self._lock:
             if self.closed:
                 return
-            offset = self._handle.tell()
+            offset = self._inner.tell()
             copy = upper_fs.openbin(path, "r")
             copy.seek(offset)
-            previous, self._handle = self._handle, copy
+            previous, self._inner = self._inner, copy
         previous.close()
 
 

@@ -50,6 +50,7 @@ from .blobs import (
     seek_reader,
 )
 from .layers import DirIndex, Layer
+from .streams import READ_ONLY_ARCHIVE_META
 from .lookup import Lookup
 from .oci_image import PathLike, image_layers
 
@@ -348,18 +349,7 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
 class TarLayerFS(FS):
     """A read-only FS over one indexed layer tar. Markers are not part of it."""
 
-    _meta = {
-        "case_insensitive": False,
-        "invalid_path_chars": "\0",
-        "max_path_length": None,
-        "max_sys_path_length": None,
-        "network": False,
-        "read_only": True,
-        "supports_rename": False,
-        "thread_safe": True,
-        "unicode_paths": True,
-        "virtual": False,
-    }
+    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(self, blob: Blob, diff_id: Optional[str] = None) -> None:
         super().__init__()
