@@ -107,6 +107,21 @@ def require_umoci() -> str:
     return found
 
 
+def require_skopeo() -> None:
+    """skopeo writes the archive formats (``docker save``'s, a tarred layout); skips where it is
+    missing (fails in CI, which installs it)."""
+    if shutil.which("skopeo") is None:
+        if os.environ.get("UNIONFS_REQUIRE_UMOCI") == "1":
+            pytest.fail("skopeo required (UNIONFS_REQUIRE_UMOCI=1) but not installed")
+        pytest.skip("skopeo is not installed")
+
+
+def skopeo_copy(source: str, destination: str) -> None:
+    done = subprocess.run(["skopeo", "copy", "--quiet", source, destination], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError("skopeo copy %s %s failed: %s" % (source, destination, done.stderr.strip()))
+
+
 def umoci(*args: str) -> str:
     done = subprocess.run(["umoci", *args], capture_output=True, text=True)
     if done.returncode != 0:

@@ -65,6 +65,12 @@ class Entry:
 
 LayerSpec = Dict[str, Entry]
 
+#: The modification time of every file in a built lower layer, long before any test runs:
+#: a file that shows it has not had its data changed since (copy-up and rename keep it).
+LOWER_MTIME = 500_000_000
+#: Times at or after this count as "set by the run"; older ones were copied or set explicitly.
+RECENT = 1_000_000_000
+
 
 def add_entry(layer: LayerSpec, path: str, entry: Entry) -> bool:
     """Add ``entry`` at ``path`` with plain directories for missing ancestors; refuse (False)
@@ -135,6 +141,7 @@ def build_kernel_layer(layer: LayerSpec, root: str) -> None:
         elif entry.kind == FILE:
             with open(real, "wb") as handle:
                 handle.write(entry.data)
+            os.utime(real, (LOWER_MTIME, LOWER_MTIME))
         else:
             os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
@@ -150,6 +157,7 @@ def build_library_layer(layer: LayerSpec) -> MemoryFS:
             layer_fs.makedir(path)
         elif entry.kind == FILE:
             layer_fs.writebytes(path, entry.data)
+            layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
         if sidecar is not None and entry.kind == OPAQUE:
             sidecar.add_opaque(path)
         elif sidecar is not None and entry.kind == WHITEOUT:
@@ -365,21 +373,24 @@ class KernelView:
             finally:
                 os.close(descriptor)
 
-    def tree(self) -> Tree:
+    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
         result: Tree = {}
         pending = ["/"]
         while pending:
             directory = pending.pop()
             for entry in os.scandir(self._real(directory)):
                 path = directory.rstrip("/") + "/" + entry.name
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode):
+                status = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(status.st_mode):
                     result[path] = ("dir",)
                     pending.append(path)
-                elif stat.S_ISREG(mode):
+                elif stat.S_ISREG(status.st_mode):
                     result[path] = ("file", self.readbytes(path))
+                    if times is not None:
+                        times[path] = int(status.st_mtime)
                 else:
-                    result[path] = ("other", stat.filemode(mode))
+                    result[path] = ("other", stat.filemode(status.st_mode))
         return result
 
     # -- writing ---------------------------------------------------------------------------------
@@ -400,6 +411,9 @@ class KernelView:
 
     def appendbytes(self, path: str, data: bytes) -> None:
         self._write(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, data)
+
+    def write_streamed(self, path: str, data: bytes) -> None:
+        self._write(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, data)
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)
@@ -481,6 +495,8 @@ class KernelView:
         data = self.readbytes(src)
         if not overwrite and self.exists(dst):
             raise errors.DestinationExists(dst)
+        if src == dst:
+            raise IllegalDestination(dst)  # PyFilesystem2's contract, as cp: 'x' and 'x' are the same file
         self.writebytes(dst, data)
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
@@ -501,7 +517,9 @@ class KernelView:
                 raise errors.DirectoryExpected(dst)
         elif not stat.S_ISDIR(os.lstat(self._real(dst)).st_mode):
             raise errors.DirectoryExpected(dst)
-        if dst == src or dst.startswith(src.rstrip("/") + "/"):
+        if dst == src:
+            return  # PyFilesystem2's contract: moving a directory onto itself changes nothing
+        if dst.startswith(src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
         clashes = {}
         for relative, is_dir in self._walk(src):
@@ -549,18 +567,21 @@ class LibraryView:
     def readbytes(self, path: str) -> bytes:
         return self.fs.readbytes(path)
 
-    def tree(self) -> Tree:
+    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
         result: Tree = {}
         pending = ["/"]
         while pending:
             directory = pending.pop()
-            for info in self.fs.scandir(directory):
+            for info in self.fs.scandir(directory, ["details"]):
                 path = directory.rstrip("/") + "/" + info.name
                 if info.is_dir:
                     result[path] = ("dir",)
                     pending.append(path)
                 else:
                     result[path] = ("file", self.fs.readbytes(path))
+                    if times is not None:
+                        times[path] = int(info.raw["details"]["modified"])
         return result
 
     def writebytes(self, path: str, data: bytes) -> None:
@@ -568,6 +589,11 @@ class LibraryView:
 
     def appendbytes(self, path: str, data: bytes) -> None:
         self.fs.appendbytes(path, data)
+
+    def write_streamed(self, path: str, data: bytes) -> None:
+        """Through an open file (``openbin("w+")``), not the atomic whole-file ``writebytes``."""
+        with self.fs.openbin(path, "w+") as handle:
+            handle.write(data)
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         with self.fs.openbin(path, "r+") as handle:
@@ -677,3 +703,14 @@ def assert_same_tree(library: Tree, kernel: Tree) -> None:
         [(p, kernel[p]) for p in only_kernel],
         [(p, library[p], kernel[p]) for p in different],
     )
+
+
+def assert_same_file_times(library: Dict[str, int], kernel: Dict[str, int]) -> None:
+    """Where the kernel shows an old time (kept by copy-up and rename, or set by utimes) the
+    library shows the same; where the kernel shows a time of this run, so does the library."""
+    wrong = {
+        path: (library.get(path), kernel_time)
+        for path, kernel_time in kernel.items()
+        if (library.get(path) != kernel_time if kernel_time < RECENT else (library.get(path) or 0) < RECENT)
+    }
+    assert not wrong, "file modification times differ (library, kernel): %r" % (wrong,)

@@ -11,6 +11,7 @@ import tracemalloc
 import zipfile
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import unionfs
 from fs import errors
@@ -360,3 +361,65 @@ def test_encrypted_zip_members_are_left_out(archive_dir, guard_lower):
     with open_archive(str(path)) as layer:
         assert layer.listdir("/") == ["plain.txt"]
         assert [(s.member, s.reason) for s in layer.skipped] == [("secret.txt", "is an encrypted member, which a layer cannot hold")]
+
+
+def test_concurrent_reads_of_one_archive(archive_dir, guard_lower):
+    import threading
+
+    members = {"m%d/data.bin" % n: bytes([n]) * (300_000 + n) for n in range(6)}
+    path = guarded(guard_lower, build(str(archive_dir / "many.tar.gz"), members, "tar.gz"))
+    failures: list = []
+    with OverlayFS(path) as overlay:
+
+        def read(name: str, expected: bytes) -> None:
+            for _ in range(3):
+                with overlay.openbin(name) as handle:
+                    data = b"".join(iter(lambda: handle.read(4096), b""))
+                if data != expected:
+                    failures.append(name)
+
+        threads = [threading.Thread(target=read, args=item) for item in members.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
+MEMBER_NAMES = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(["a", "b", "..", ".", "", "c\udce9"]), min_size=1, max_size=4).map("/".join),
+        st.sampled_from([b"1", b"22", None]),
+    ),
+    max_size=8,
+)
+
+
+@given(entries=MEMBER_NAMES, absolute=st.booleans())
+@settings(deadline=None)
+def test_any_member_list_gives_a_consistent_tree_or_a_clear_error(tmp_path_factory, entries, absolute):
+    """Whatever names an archive holds, the layer either refuses it with UnsafeArchive or
+    shows a tree in which every file holds the content of the last member of its name."""
+    path = str(tmp_path_factory.mktemp("fuzz") / "fuzz.tar")
+    raw = [(("/" if absolute else "") + name, content) for name, content in entries]
+    build_tar(path, [(name, content) for name, content in raw])
+    for policy in ("error", "skip"):
+        try:
+            layer = open_archive(path, unsafe=policy)
+        except UnsafeArchive as error:
+            assert policy == "error" and error.member.rstrip("/") in [name.rstrip("/") for name, _ in raw]
+            continue
+        with layer:
+            expected = {}
+            for name, content in raw:
+                parts = [p for p in name.replace("\udce9", "\\xe9").split("/") if p not in ("", ".")]
+                if ".." in parts or not parts:
+                    continue
+                expected["/" + "/".join(parts)] = content
+            for member_path, info in layer.walk.info():
+                assert member_path.count("/") >= 1 and ".." not in member_path.split("/")
+                if not info.is_dir:
+                    assert layer.readbytes(member_path) == expected[member_path]
+            for member_path, content in expected.items():
+                if content is not None and layer.isfile(member_path):
+                    assert layer.readbytes(member_path) == content

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
+import tempfile
 from typing import Iterator, List, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
@@ -59,6 +63,15 @@ def make_lowers(tmp_path) -> List[str]:
     return [top, base]
 
 
+@pytest.fixture
+def lowers(tmp_path, guard_lower) -> List[str]:
+    """:func:`make_lowers`, guarded against any change (the kernel mounts included)."""
+    made = make_lowers(tmp_path)
+    for lower in made:
+        guard_lower(OSFS(lower))
+    return made
+
+
 def change(overlay: OverlayFS) -> None:
     overlay.remove("etc/passwd")
     overlay.writetext("etc/hosts", "changed")
@@ -75,10 +88,7 @@ def change(overlay: OverlayFS) -> None:
     overlay.makedirs("brand/new")
 
 
-def test_export_kernel_mounts_to_the_same_view(tmp_path, kernel_overlay, guard_lower) -> None:
-    lowers = make_lowers(tmp_path)
-    for lower in lowers:
-        guard_lower(OSFS(lower))
+def test_export_kernel_mounts_to_the_same_view(tmp_path, lowers, kernel_overlay) -> None:
     upper = OSFS(str(tmp_path / "ours"), create=True)
     with OverlayFS([OSFS(d) for d in lowers], upper=upper) as overlay:
         change(overlay)
@@ -91,8 +101,7 @@ def test_export_kernel_mounts_to_the_same_view(tmp_path, kernel_overlay, guard_l
         assert snapshot_dir(merged) == view
 
 
-def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, lowers, kernel_overlay) -> None:
     with OverlayFS([OSFS(d) for d in lowers], upper=MemoryFS()) as overlay:
         change(overlay)
         names = sorted(overlay.walk.files()) + sorted(overlay.walk.dirs())
@@ -106,8 +115,7 @@ def test_export_kernel_with_xattr_whiteouts_as_a_lower(tmp_path, kernel_overlay)
         assert sorted(ours.walk.files()) + sorted(ours.walk.dirs()) == names
 
 
-def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, lowers, kernel_overlay) -> None:
     upperdir = str(tmp_path / "kupper")
     os.mkdir(upperdir)
     with mounted(tmp_path, lowers, upper=upperdir) as merged:
@@ -129,8 +137,7 @@ def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, kernel_overlay
 
 
 @pytest.mark.parametrize("namespace", ["trusted", "user"])
-def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, kernel_overlay, namespace) -> None:
-    lowers = make_lowers(tmp_path)
+def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, lowers, kernel_overlay, namespace) -> None:
     layer = str(tmp_path / "hand")
     write(layer, "etc/conf.d/b", "b")
     os.setxattr(os.path.join(layer, "etc/conf.d"), namespace + ".overlay.opaque", b"y")
@@ -148,8 +155,7 @@ def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, kernel_overlay, n
         assert other.exists("etc/conf.d/a")  # the other namespace is not honoured
 
 
-def test_round_trip_kernel_to_kernel(tmp_path, kernel_overlay) -> None:
-    lowers = make_lowers(tmp_path)
+def test_round_trip_kernel_to_kernel(tmp_path, lowers, kernel_overlay) -> None:
     upper = OSFS(str(tmp_path / "ours"), create=True)
     with OverlayFS.from_kernel(lowers, upper=upper) as overlay:
         change(overlay)
@@ -169,3 +175,101 @@ def test_export_kernel_refuses_a_non_empty_destination(tmp_path) -> None:
     with OverlayFS(MemoryFS(), upper=MemoryFS()) as overlay:
         with pytest.raises(DirectoryNotEmpty):
             overlay.export_kernel(str(tmp_path / "dest"))
+
+
+def test_export_kernel_refuses_special_files_by_name(tmp_path) -> None:
+    from fs.errors import Unsupported
+
+    os.makedirs(str(tmp_path / "upper" / "run"))
+    os.mkfifo(str(tmp_path / "upper" / "run" / "pipe"))  # an upper directory made by other tools
+    with OverlayFS(MemoryFS(), upper=OSFS(str(tmp_path / "upper"))) as overlay:
+        with pytest.raises(Unsupported, match="cannot export /run/pipe: a fifo"):
+            overlay.export_kernel(str(tmp_path / "dest"))
+
+
+@pytest.mark.parametrize("feature", ["redirect_dir=on", "metacopy=on"])
+def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, lowers, kernel_overlay, feature) -> None:
+    from unionfs import UnsupportedLayer
+
+    upperdir = str(tmp_path / "kupper")
+    os.mkdir(upperdir)
+    options = feature + (",redirect_dir=on" if feature == "metacopy=on" else "")
+    try:
+        manager = mounted(tmp_path, lowers, upper=upperdir, options=options)
+        merged = manager.__enter__()
+    except subprocess.CalledProcessError:
+        pytest.skip("this kernel does not mount with " + feature)
+    try:
+        if feature == "redirect_dir=on":
+            os.rename(os.path.join(merged, "var/log"), os.path.join(merged, "var/logs"))
+            culprit = "var/logs"
+        else:
+            os.chmod(os.path.join(merged, "usr/lib/x.so"), 0o600)
+            culprit = "usr/lib/x.so"
+    finally:
+        manager.__exit__(None, None, None)
+    with pytest.raises(UnsupportedLayer, match="kernel lower 0 .*: %s is a" % culprit):
+        with OverlayFS.from_kernel([upperdir] + lowers) as ours:
+            for _ in ours.walk.files():
+                pass
+
+
+KERNEL_PATHS = ["etc", "etc/passwd", "etc/hosts", "etc/conf.d", "etc/conf.d/a", "usr/lib", "usr/lib/x.so", "var/log",
+                "var/log/old", "shared", "shared/from-top", "new", "new/f", "top-only", "file-or-dir"]
+
+
+def kernel_apply(merged: str, operation: str, path: str) -> None:
+    full = os.path.join(merged, path)
+    try:
+        if operation == "write":
+            with open(full, "w") as out:
+                out.write("written " + path)
+        elif operation == "unlink":
+            os.unlink(full)
+        elif operation == "rmtree":
+            shutil.rmtree(full)
+        elif operation == "mkdir":
+            os.mkdir(full)
+        elif operation == "chmod":
+            os.chmod(full, 0o751)
+        elif operation == "recreate":  # rm -rf d; mkdir d: the kernel makes d opaque
+            shutil.rmtree(full)
+            os.mkdir(full)
+            with open(os.path.join(full, "inner"), "w") as out:
+                out.write("inner")
+        else:
+            os.rename(full, full + ".moved")
+    except OSError:
+        pass  # not applicable here (ENOENT, EISDIR, EXDEV for lower directories, ...)
+
+
+@settings(max_examples=40 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 10, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["write", "unlink", "rmtree", "mkdir", "chmod", "rename", "recreate"]),
+                          st.sampled_from(KERNEL_PATHS)), max_size=12))
+def test_from_kernel_reads_random_upperdirs_the_kernel_wrote(kernel_overlay, operations) -> None:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="unionfs-kernel-"))
+    try:
+        lowers = make_lowers(tmp)
+        upperdir = str(tmp / "kupper")
+        os.mkdir(upperdir)
+        with mounted(tmp, lowers, upper=upperdir) as merged:
+            for operation, path in operations:
+                kernel_apply(merged, operation, path)
+        with mounted(tmp, [upperdir] + lowers) as merged:
+            expected = snapshot_dir(merged)
+        with OverlayFS.from_kernel([upperdir] + lowers) as ours:
+            assert snapshot_fs(ours) == expected
+    finally:
+        shutil.rmtree(str(tmp))
+
+
+def test_export_kernel_for_userxattr_mounts(tmp_path, lowers, kernel_overlay) -> None:
+    with OverlayFS([OSFS(d) for d in lowers], upper=OSFS(str(tmp_path / "ours"), create=True)) as overlay:
+        change(overlay)
+        view = snapshot_fs(overlay)
+        overlay.export_kernel(str(tmp_path / "upperdir"), userxattr=True)
+    assert os.getxattr(str(tmp_path / "upperdir/var/log"), "user.overlay.opaque") == b"y"
+    with mounted(tmp_path, lowers, upper=str(tmp_path / "upperdir"), options="userxattr") as merged:
+        assert snapshot_dir(merged) == view
+    with OverlayFS.from_kernel([str(tmp_path / "upperdir")] + lowers, userxattr=True) as again:
+        assert snapshot_fs(again) == view

@@ -7,20 +7,20 @@ trees, exactly as the state machine does; the docstring gives the kernel's answe
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Sequence, Tuple
+import os
+from typing import Callable, Dict, Iterator, List, Sequence
 
 import pytest
 
 from .kernel_oracle import (
     DIR,
     FILE,
-    OPAQUE,
-    WHITEOUT,
     Entry,
     KernelOverlay,
     KernelView,
     LayerSpec,
     LibraryView,
+    assert_same_file_times,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
@@ -28,10 +28,6 @@ from .kernel_oracle import (
 )
 from fs.memoryfs import MemoryFS
 from unionfs import OverlayFS
-
-#: one step: (operation name of the views, its arguments, the caller's paths)
-Step = Tuple[str, tuple]
-
 
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
@@ -50,7 +46,11 @@ class Pair:
         self.check_tree()
 
     def check_tree(self) -> None:
-        assert_same_tree(LibraryView(self.overlay).tree(), KernelView(self.kernel.merged).tree())
+        library_times: Dict[str, int] = {}
+        kernel_times: Dict[str, int] = {}
+        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
+        assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
+        assert_same_file_times(library_times, kernel_times)
 
     def reopen(self) -> None:
         self.overlay.close()
@@ -102,3 +102,19 @@ def test_move_file_onto_itself_changes_nothing(pair: Callable[..., Pair]) -> Non
     """rename(x, x) is a no-op, even though x is (trivially) "below" itself."""
     both = pair({"/a": Entry(DIR), "/a/a": Entry(FILE, b"x")})
     both.run("move", "/a/a", "/a/a", True)
+
+
+def test_read_handle_opened_before_copy_up_sees_the_new_data(pair: Callable[..., Pair]) -> None:
+    """Since Linux 4.19 (stacked file operations) an fd opened read-only on a lower file
+    reads the upper copy once the file is copied up and written through another fd."""
+    both = pair({"/a": Entry(FILE, b"old")})
+    descriptor = os.open(both.kernel.merged + "/a", os.O_RDONLY)
+    handle = both.overlay.openbin("/a", "r")
+    try:
+        both.run("write_at", "/a", 0, b"new")
+        assert os.pread(descriptor, 16, 0) == b"new"  # the kernel's answer
+        handle.seek(0)
+        assert handle.read() == os.pread(descriptor, 16, 0)
+    finally:
+        handle.close()
+        os.close(descriptor)

@@ -12,6 +12,7 @@ import tarfile
 import pytest
 from fs import errors
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 from unionfs.blobs import LayerFormatError
@@ -26,6 +27,15 @@ def base_tar(tmp_path) -> str:
         E("opq/", kind="dir"), E("opq/a", b"a"), E("opq/b/", kind="dir"), E("opq/b/c", b"c"),
         E("var/", kind="dir"), E("var/tmp/", kind="dir"), E("var/tmp/t", b"t"),
     ])
+
+
+@pytest.fixture
+def base(tmp_path, guard_lower) -> str:
+    """The base layer tar, in a directory guarded against any change."""
+    (tmp_path / "lowers").mkdir()
+    path = base_tar(tmp_path / "lowers")
+    guard_lower(OSFS(str(tmp_path / "lowers")))
+    return path
 
 
 def make_changes(overlay: OverlayFS) -> None:
@@ -43,8 +53,8 @@ def members(data: bytes) -> list:
         return [(m.name, m.type, m.uname, m.gname, m.mtime) for m in archive]
 
 
-def test_the_layer_holds_the_changes_in_order_with_parents_and_markers(tmp_path) -> None:
-    with OverlayFS.from_oci([base_tar(tmp_path)], upper=MemoryFS()) as overlay:
+def test_the_layer_holds_the_changes_in_order_with_parents_and_markers(tmp_path, base) -> None:
+    with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
         make_changes(overlay)
         out = io.BytesIO()
         overlay.export_layer(out, mtime=1000)
@@ -57,8 +67,8 @@ def test_the_layer_holds_the_changes_in_order_with_parents_and_markers(tmp_path)
     assert {(m[2], m[3], m[4]) for m in members(out.getvalue())} == {("", "", 1000)}  # numeric owners, fixed time
 
 
-def test_opaque_directories_as_explicit_whiteouts(tmp_path) -> None:
-    with OverlayFS.from_oci([base_tar(tmp_path)], upper=MemoryFS()) as overlay:
+def test_opaque_directories_as_explicit_whiteouts(tmp_path, base) -> None:
+    with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
         make_changes(overlay)
         out = io.BytesIO()
         overlay.export_layer(out, opaque="whiteouts")
@@ -69,8 +79,7 @@ def test_opaque_directories_as_explicit_whiteouts(tmp_path) -> None:
 
 @pytest.mark.parametrize("opaque", ["marker", "whiteouts"])
 @pytest.mark.parametrize("compress", [False, True])
-def test_the_exported_layer_over_the_same_lowers_gives_the_same_view(tmp_path, opaque, compress) -> None:
-    base = base_tar(tmp_path)
+def test_the_exported_layer_over_the_same_lowers_gives_the_same_view(tmp_path, base, opaque, compress) -> None:
     with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
         make_changes(overlay)
         view = snapshot_fs(overlay, with_times=False)
@@ -85,8 +94,7 @@ def test_the_exported_layer_over_the_same_lowers_gives_the_same_view(tmp_path, o
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_layers_are_reproducible_byte_for_byte(tmp_path, compress) -> None:
-    base = base_tar(tmp_path)
+def test_layers_are_reproducible_byte_for_byte(tmp_path, base, compress) -> None:
     outputs = []
     for attempt in range(2):
         with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
@@ -100,16 +108,16 @@ def test_layers_are_reproducible_byte_for_byte(tmp_path, compress) -> None:
     assert outputs[0] == outputs[1]
 
 
-def test_a_read_only_overlay_has_nothing_to_export(tmp_path) -> None:
-    with OverlayFS.from_oci([base_tar(tmp_path)]) as overlay:
+def test_a_read_only_overlay_has_nothing_to_export(tmp_path, base) -> None:
+    with OverlayFS.from_oci([base]) as overlay:
         with pytest.raises(errors.ResourceReadOnly):
             overlay.export_layer(io.BytesIO())
         with pytest.raises(errors.ResourceReadOnly):
             overlay.export_kernel(str(tmp_path / "k"))
 
 
-def test_bad_arguments(tmp_path) -> None:
-    with OverlayFS.from_oci([base_tar(tmp_path)], upper=MemoryFS()) as overlay:
+def test_bad_arguments(tmp_path, base) -> None:
+    with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
         with pytest.raises(ValueError, match="opaque must be one of"):
             overlay.export_layer(io.BytesIO(), opaque="nope")
         with pytest.raises(ValueError, match="layout= and ref= go together"):
@@ -135,3 +143,20 @@ def test_appending_to_a_layout_makes_a_new_image_and_keeps_the_old(tmp_path) -> 
         with pytest.raises(LayerFormatError, match="empty is not an OCI image layout"):
             overlay.export_layer(layout=str(tmp_path / "empty"), ref="x")
     assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_special_files_in_the_upper_are_refused_by_name(tmp_path, base) -> None:
+    import os
+
+    os.makedirs(str(tmp_path / "upper" / "run"))
+    os.mkfifo(str(tmp_path / "upper" / "run" / "pipe"))  # an upper directory made by other tools
+    with OverlayFS.from_oci([base], upper=OSFS(str(tmp_path / "upper"))) as overlay:
+        with pytest.raises(errors.Unsupported, match="cannot export /run/pipe: a fifo"):
+            overlay.export_layer(io.BytesIO())
+
+
+def test_names_that_read_as_markers_cannot_be_exported(tmp_path, base) -> None:
+    with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
+        overlay.writetext("etc/.wh.sneaky", "not a whiteout")
+        with pytest.raises(errors.Unsupported, match="cannot export /etc/.wh.sneaky"):
+            overlay.export_layer(io.BytesIO())

@@ -11,10 +11,11 @@ import tarfile
 from typing import List
 
 import pytest
+from fs import errors
 from fs.memoryfs import MemoryFS
 
-from unionfs import OverlayFS
-from unionfs.blobs import DigestMismatch, LayerFormatError
+from unionfs import DigestMismatch, LayerFormatError, OverlayFS
+from unionfs.oci_image import host_architecture
 
 from .imagetools import tar_entry as E, write_tar
 
@@ -291,3 +292,115 @@ def test_missing_sources_are_clear_errors(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayerFormatError, match="neither an OCI image layout nor a docker save archive"):
         OverlayFS.from_oci(str(tmp_path / "empty"))
+    layer = write_tar(str(tmp_path / "layer.tar"), [E("f", b"x")])
+    with pytest.raises(LayerFormatError, match=r"layer tars are given as a list, base first: from_oci\(\['.*layer.tar'\]\)"):
+        OverlayFS.from_oci(layer)
+
+
+def test_hard_links_read_their_target(tmp_path) -> None:
+    link = tarfile.TarInfo("d/hard")
+    link.type = tarfile.LNKTYPE
+    link.linkname = "d/data"
+    tars = stack(tmp_path, [E("d/", kind="dir"), E("d/data", b"shared bytes"), (link, None)])
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.readbytes("d/hard") == b"shared bytes"
+        assert overlay.getinfo("d/hard", ["details"]).size == len(b"shared bytes")
+    dangling = [write_tar(str(tmp_path / "dangling.tar"), [E("d/", kind="dir"), (link, None)])]
+    with pytest.raises(LayerFormatError, match="hard link '/d/hard' points to '/d/data'"):
+        OverlayFS.from_oci(dangling)
+
+
+def test_nested_indexes_and_containerd_names(tmp_path) -> None:
+    layout = make_layout(tmp_path, {"v2": IMAGES["v2"]})
+    index = json.loads((layout / "index.json").read_text())
+    image = index["manifests"][0]
+    other = dict(image, platform={"os": "linux", "architecture": "riscv-imaginary"})
+    ours = dict(image, platform={"os": "linux", "architecture": host_architecture()})
+    nested = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [other, ours]}
+    descriptor = dict(put(layout, json.dumps(nested).encode()), mediaType="application/vnd.oci.image.index.v1+json",
+                      annotations={"io.containerd.image.name": "docker.io/library/app:2"})
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    with OverlayFS.from_oci(str(layout), ref="library/app:2") as overlay:
+        assert overlay.readtext("app/run") == "v2"
+    nested["manifests"] = [other]
+    descriptor.update(put(layout, json.dumps(nested).encode()))
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
+    with pytest.raises(LayerFormatError, match="no manifest for linux/%s" % host_architecture()):
+        OverlayFS.from_oci(str(layout))
+
+
+def test_a_compressed_outer_archive_is_refused_clearly(tmp_path) -> None:
+    layout = make_layout(tmp_path, IMAGES)
+    archive = str(tmp_path / "image.tar.gz")
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(str(layout), arcname=".")
+    with pytest.raises(LayerFormatError, match="image.tar.gz is compressed: an image archive must be a plain tar"):
+        OverlayFS.from_oci(archive)
+
+
+def test_symlinks_read_through_to_files_of_the_image(tmp_path) -> None:
+    tars = stack(
+        tmp_path,
+        [E("usr/", kind="dir"), E("usr/lib/", kind="dir"), E("usr/lib/os-release", b"ID=test"),
+         E("etc/", kind="dir"), E("etc/os-release", kind="symlink", target="../usr/lib/os-release")],
+        [E("etc/", kind="dir"), E("etc/alias", kind="symlink", target="/etc/os-release"),
+         E("etc/up", kind="symlink", target="../../../usr/lib/os-release"), E("etc/dangling", kind="symlink", target="nowhere"),
+         E("etc/loop", kind="symlink", target="loop")],
+    )
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.readtext("etc/os-release") == "ID=test"
+        assert overlay.readtext("etc/alias") == "ID=test"  # absolute, through a link of the layer below
+        assert overlay.readtext("etc/up") == "ID=test"  # '..' stops at the image root
+        info = overlay.getinfo("etc/alias", ["link", "details"])
+        assert info.target == "/etc/os-release" and info.is_link
+        for broken in ("etc/dangling", "etc/loop"):
+            with pytest.raises(errors.ResourceNotFound, match="does not lead to a file"):
+                overlay.readtext(broken)
+
+
+def test_the_root_without_a_header_has_default_or_lower_metadata(tmp_path) -> None:
+    tars = stack(tmp_path, [E("./", kind="dir", mode=0o700, mtime=77), E("f", b"x")], [E("g", b"y")])
+    with OverlayFS.from_oci(tars[1:]) as alone:
+        assert alone.getinfo("/", ["access"]).permissions.mode == 0o755
+    with OverlayFS.from_oci(tars) as overlay:
+        info = overlay.getinfo("/", ["access", "details"])
+        assert (info.name, info.permissions.mode, int(info.modified.timestamp())) == ("", 0o700, 77)
+
+
+def test_a_descriptor_size_that_does_not_match_is_an_error(tmp_path) -> None:
+    layout = make_layout(tmp_path, {"v1": IMAGES["v1"]})
+    index = json.loads((layout / "index.json").read_text())
+    manifest_path = layout / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(manifest_path.read_text())
+    manifest["layers"][0]["size"] += 1
+    index["manifests"][0].update(put(layout, json.dumps(manifest).encode()))
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DigestMismatch, match="size mismatch: the descriptor says"):
+        OverlayFS.from_oci(str(layout))
+    with OverlayFS.from_oci(str(layout), verify=False) as overlay:
+        assert overlay.readtext("app/run") == "v1"
+
+
+def test_a_docker_save_archive_naming_layers_through_symlinks(tmp_path) -> None:
+    raw = open(write_tar(str(tmp_path / "d.tar"), IMAGES["v1"][0]), "rb").read()
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha256(raw)]}}).encode()
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["app:1"], "Layers": ["abc/layer.tar"]}]).encode()
+    archive = str(tmp_path / "saved.tar")
+    with tarfile.open(archive, "w") as out:
+        for name, data in (("0123.tar", raw), ("c.json", config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("abc/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../0123.tar"
+        out.addfile(link)
+    with OverlayFS.from_oci(archive) as overlay:
+        assert overlay.readtext("app/run") == "v1"
+
+
+def test_a_marker_only_directory_under_an_opaque_one_is_gone(tmp_path) -> None:
+    # found by the umoci oracle: the opaque marker of a/ hides the lower a/c, and a marker
+    # inside a/c does not bring it back
+    tars = stack(tmp_path, [E("a/", kind="dir"), E("a/c/", kind="dir")], [E("a/c/.wh.f"), E("a/.wh..wh..opq"), E("a/", kind="dir")])
+    with OverlayFS.from_oci(tars) as overlay:
+        assert overlay.listdir("a") == []

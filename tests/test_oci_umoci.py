@@ -21,7 +21,19 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
-from .imagetools import add_layer, new_layout, require_umoci, snapshot_dir, snapshot_fs, tar_entry, unpack, umoci, write_tar
+from .imagetools import (
+    add_layer,
+    new_layout,
+    require_skopeo,
+    require_umoci,
+    skopeo_copy,
+    snapshot_dir,
+    snapshot_fs,
+    tar_entry,
+    umoci,
+    unpack,
+    write_tar,
+)
 
 CI = os.environ.get("HYPOTHESIS_PROFILE") == "ci"
 
@@ -60,6 +72,8 @@ def populate(rootfs: str) -> None:
     os.chmod(os.path.join(rootfs, "usr/lib/mod"), 0o700)
     os.chown(os.path.join(rootfs, "opt/app/bin"), 1000, 100)
     os.symlink("../etc/passwd", os.path.join(rootfs, "opt/passwd-link"))
+    os.symlink("../usr/lib", os.path.join(rootfs, "opt/lib-link"))  # a symlink to a directory
+    os.link(os.path.join(rootfs, "etc/passwd"), os.path.join(rootfs, "opt/hard"))  # umoci writes a hard link
 
 
 def delete_things(rootfs: str) -> None:
@@ -87,13 +101,28 @@ def test_an_image_umoci_built_with_deletions_and_opaque_dirs(layout, tmp_path) -
     with OverlayFS.from_oci(layout, ref="base") as overlay:
         assert_same_tree(expected, snapshot_fs(overlay))
         assert overlay.listdir("etc") == ["conf.d"] and overlay.listdir("etc/conf.d") == ["b"]
+        assert overlay.readtext("opt/hard") == "root:x:0:0"  # its target is hidden by now, its data is not
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_archives_written_by_skopeo(layout, tmp_path, transport) -> None:
+    """``docker save``'s format and a tarred layout, as an independent tool writes them."""
+    require_skopeo()
+    repack(layout, tmp_path, populate)
+    repack(layout, tmp_path, delete_things)
+    add_layer(layout, "base", write_tar(str(tmp_path / "opaque.tar"), [tar_entry("usr/", kind="dir"), tar_entry("usr/.wh..wh..opq")]))
+    expected = snapshot_dir(unpack(layout, "base", str(tmp_path / "bundle")))
+    archive = str(tmp_path / "saved.tar")
+    skopeo_copy("oci:%s:base" % layout, "%s:%s:example.org/app:1" % (transport, archive))
+    with OverlayFS.from_oci(archive, ref="app:1" if transport == "docker-archive" else None) as overlay:
+        assert_same_tree(expected, snapshot_fs(overlay))
 
 
 # -- random layer stacks --------------------------------------------------------------------------
 
 PATHS = ["a", "a/f", "a/c", "a/c/f", "a/g", "b", "b/f", "f", "l"]
 DIRS = {"a", "a/c", "b"}
-STATES = ["absent", "file", "dir", "whiteout", "opaque", "symlink"]
+STATES = ["absent", "file", "dir", "whiteout", "opaque", "symlink", "replaced"]  # replaced: whiteout + entry
 
 
 def _ancestors(path: str) -> List[str]:
@@ -109,9 +138,9 @@ def _legal(path: str, state: str, layer: Dict[str, str]) -> str:
         state = "symlink" if path == "l" else "file"
     if state == "symlink" and path != "l":
         state = "file"
-    if state in ("file", "dir", "opaque", "symlink"):
+    if state in ("file", "dir", "opaque", "symlink", "replaced"):
         for ancestor in _ancestors(path):
-            if layer[ancestor] not in ("dir", "opaque"):
+            if layer[ancestor] not in ("dir", "opaque", "replaced"):  # (ancestors are all in DIRS)
                 layer[ancestor] = "dir"  # a real entry comes with its parent directory entries
     return state
 
@@ -133,6 +162,12 @@ def layer_stacks(draw) -> List[List[Tuple]]:
                 members.append(tar_entry(path, draw(st.binary(max_size=20)), **meta))
             elif state == "symlink":
                 members.append(tar_entry(path, kind="symlink", target=draw(st.sampled_from(["f", "a/f", "/b"]))))
+            elif state == "replaced":  # the whiteout hides the layers below only, never this entry
+                members.append(tar_entry(os.path.join(name, ".wh." + base)))
+                if path in DIRS:
+                    members.append(tar_entry(path + "/", kind="dir", **meta))
+                else:
+                    members.append(tar_entry(path, draw(st.binary(max_size=20)), **meta))
             elif state in ("dir", "opaque"):
                 members.append(tar_entry(path + "/", kind="dir", **meta))
                 if state == "opaque":

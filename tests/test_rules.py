@@ -557,3 +557,47 @@ def test_errors_name_the_callers_path(overlay):
 def test_upper_cannot_be_one_of_its_lowers(lower):
     with pytest.raises(unionfs.UnsupportedLayer):
         OverlayFS(lower, lower)
+
+
+def test_copy_up_preserves_mode_and_owner_on_disk(tmp_path, guard_lower):
+    """On an OSFS upper a copy-up keeps the lower's mode and owner, as the kernel does."""
+    import os
+
+    from fs.osfs import OSFS
+
+    (tmp_path / "lower" / "private").mkdir(parents=True)
+    (tmp_path / "lower" / "private" / "secret").write_text("s")
+    os.chmod(tmp_path / "lower" / "private", 0o700)
+    os.chmod(tmp_path / "lower" / "private" / "secret", 0o600)
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "lower" / "private" / "secret", 1000, 1000)
+    (tmp_path / "upper").mkdir()
+    lower = guard_lower(OSFS(str(tmp_path / "lower")))
+    overlay = OverlayFS(lower, OSFS(str(tmp_path / "upper")))
+    overlay.appendtext("private/secret", "!")
+    copied = tmp_path / "upper" / "private" / "secret"
+    assert copied.read_text() == "s!"
+    assert oct((tmp_path / "upper" / "private").stat().st_mode & 0o777) == oct(0o700)
+    assert oct(copied.stat().st_mode & 0o777) == oct(0o600)
+    if os.geteuid() == 0:
+        assert (copied.stat().st_uid, copied.stat().st_gid) == (1000, 1000)
+
+
+def test_copy_up_read_handle_opened_before_follows_the_copy(overlay, upper):
+    """Kernel 4.19+: an fd opened read-only on a lower file reads the upper copy after a
+    copy-up, from the offset it had reached."""
+    reader = overlay.openbin("a/g.txt", "r")
+    assert reader.read(2) == b"lo"
+    with overlay.openbin("a/g.txt", "r+") as writer:
+        writer.write(b"LOWER")
+    assert reader.read() == b"WER g"
+    reader.seek(0)
+    assert reader.read() == b"LOWER g"
+    reader.close()
+
+
+def test_copy_up_read_handle_of_a_removed_file_keeps_the_lower_data(overlay):
+    reader = overlay.openbin("top.txt", "r")
+    overlay.remove("top.txt")
+    assert reader.read() == b"lower top"
+    reader.close()

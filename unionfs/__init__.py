@@ -7,8 +7,19 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
 from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
+from .blobs import DigestMismatch, LayerFormatError
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"
 
-__all__ = ["OverlayFS", "IllegalDestination", "ReservedPath", "SidecarError", "UnsupportedLayer", "UpperInUse", "__version__"]
+__all__ = [
+    "OverlayFS",
+    "DigestMismatch",
+    "IllegalDestination",
+    "LayerFormatError",
+    "ReservedPath",
+    "SidecarError",
+    "UnsupportedLayer",
+    "UpperInUse",
+    "__version__",
+]

@@ -6,11 +6,12 @@ fine for extracting a file or two, but not as overlay lowers:
 - ReadTarFS declares itself ``case_insensitive`` (it is not), which would make the
   whole overlay claim case-insensitivity; its ``isdir``/``listdir`` scan every
   member on each call; hard links are typed as symlinks and cannot be opened; a
-  file that is also used as a parent directory makes both unusable; members with
-  ``..`` are dropped without a word.
-- ReadZipFS builds its directory tree in a MemoryFS and fails to open at all on a
-  member named with ``..`` or a file/directory clash; absolute member names are
-  listed but cannot be read.
+  file that other members use as a directory is a file whose children can be read
+  but not listed; members with ``..`` are dropped without a word.
+- ReadZipFS builds its directory tree in a MemoryFS on first use, and that first
+  listing fails (``IllegalBackReference``, ``DirectoryExpected``) for a member named
+  with ``..`` or a file/directory clash; absolute member names are listed, but
+  reading them raises a bare ``KeyError``.
 
 :class:`ArchiveFS` reads the member table once into a normalised index (implied
 directories included), serves listings from it, and streams member data straight
@@ -43,6 +44,7 @@ from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
 from .errors import UnsupportedLayer
+from .streams import READ_ONLY_ARCHIVE_META, LockedReader
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
@@ -117,49 +119,12 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-class _MemberFile(io.RawIOBase):
+class _MemberFile(LockedReader):
     """A read-only stream of one member; every read and seek holds the archive's lock,
     because all members share the archive's one file position."""
 
     def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
-        super().__init__()
-        self._inner = inner
-        self._lock = lock
-        self.name = name
-        self.mode = "rb"
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._inner.seekable()
-
-    def read(self, size: int = -1) -> bytes:
-        with self._lock:  # straight through: no intermediate buffer copy
-            return self._inner.read(size)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        with self._lock:
-            data = self._inner.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        with self._lock:
-            return self._inner.seek(offset, whence)
-
-    def tell(self) -> int:
-        with self._lock:
-            return self._inner.tell()
-
-    def close(self) -> None:
-        if not self.closed:
-            with self._lock:
-                self._inner.close()
-        super().close()
+        super().__init__(inner, name, lock)
 
 
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
@@ -182,16 +147,7 @@ class ArchiveFS(FS):
       with ``unsafe="skip"``.
     """
 
-    _meta = {
-        "case_insensitive": False,
-        "invalid_path_chars": "\0",
-        "network": False,
-        "read_only": True,
-        "supports_rename": False,
-        "thread_safe": True,
-        "unicode_paths": True,
-        "virtual": False,
-    }
+    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(self, label: str, raw_members: List[_Raw], unsafe: str, closer: Optional[Callable[[], None]]) -> None:
         super().__init__()

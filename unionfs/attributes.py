@@ -7,12 +7,14 @@ ownership where the upper supports them.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Mapping
 
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.info import Info
+from fs.permissions import Permissions
 
 #: the namespaces copy-up reads from the lower entry
 COPIED_NAMESPACES = ("details", "access")
@@ -38,10 +40,30 @@ def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, An
     hold. Any other failure (an I/O error) propagates: a copy-up must not silently lose
     the metadata it exists to preserve."""
     for namespace, values in metadata.items():
+        if namespace == "access" and _apply_access_on_disk(target, path, values):
+            continue
         try:
             target.setinfo(path, {namespace: dict(values)})
         except (errors.Unsupported, errors.PermissionDenied, ValueError, TypeError):
             continue
+
+
+def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
+    """Mode and owner through the OS where the target has system paths: ``OSFS.setinfo``
+    ignores the ``access`` namespace. Whether the target was such a filesystem."""
+    try:
+        sys_path = target.getsyspath(path)
+    except errors.NoSysPath:
+        return False
+    try:
+        if access.get("permissions") is not None:
+            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode)
+        uid, gid = access.get("uid"), access.get("gid")
+        if uid is not None or gid is not None:
+            os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid)
+    except (OSError, ValueError, TypeError):
+        pass  # not ours to give (not root, or no such id here): best effort, like cp -p
+    return True
 
 
 def root_info(info: Info) -> Info:

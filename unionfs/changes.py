@@ -25,6 +25,7 @@ import attr
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
@@ -304,9 +305,10 @@ def empty_upper(upper_fs: FS) -> None:
             continue
         _remove(upper_fs, "/" + info.name)
     for folder in (TREE_DIR, STAGING_DIR):
-        if upper_fs.exists(folder):
-            upper_fs.removetree(folder)
-        upper_fs.makedir(folder)
+        # emptied, not removed and made again: a crash in between must not lose the folder
+        upper_fs.makedir(folder, recreate=True)
+        for name in upper_fs.listdir(folder):
+            _remove(upper_fs, join(folder, name))
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
@@ -387,6 +389,20 @@ class UpperEntry:
     kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
     info: Optional[Info] = attr.ib(default=None, eq=False)
     opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+
+
+def link_target(entry: UpperEntry) -> Optional[str]:
+    """The target if the non-directory ``entry`` is a symlink, ``None`` for a regular file;
+    other kinds (FIFOs, devices an other tool left in an upper directory) cannot be exported."""
+    info = entry.info
+    assert info is not None
+    kind = info.get("details", "type", int(ResourceType.file))
+    target = info.get("link", "target")
+    if kind == int(ResourceType.symlink) or target:
+        return str(target or "")
+    if kind not in (int(ResourceType.file), int(ResourceType.unknown)):
+        raise errors.Unsupported(entry.path, msg="cannot export %s: a %s, not a file" % (entry.path, ResourceType(kind).name))
+    return None
 
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:

@@ -246,6 +246,28 @@ def commit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fsck_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="only report; exit 4 if anything needs repair")
+    parser.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+
+
+@command(
+    "fsck",
+    "find and repair what interrupted operations left in the upper (give the same lowers: "
+    "opening finishes journaled operations)",
+    _fsck_arguments,
+)
+def fsck_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        report = overlay.fsck(repair=not args.dry_run)
+    if args.json:
+        print(json.dumps([attr.asdict(finding) for finding in report.findings], indent=2))
+    else:
+        print(report)
+    return 4 if args.dry_run and not report.clean else 0
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it, instead of a temporary one")
 

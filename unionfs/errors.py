@@ -12,10 +12,17 @@ class ReservedPath(errors.PermissionDenied):
     default_message = "path '{path}' is reserved for the unionfs sidecar"
 
 
-class IllegalDestination(errors.ResourceInvalid):
-    """A directory would be moved or copied into itself (the kernel answers EINVAL)."""
+#: fs-next (and PyFilesystem2 after 2.4.16) has its own IllegalDestination, which callers catch;
+#: fs 2.4.16 has none, and ResourceInvalid is the closest
+_ILLEGAL_DESTINATION_BASE = getattr(errors, "IllegalDestination", errors.ResourceInvalid)
 
-    default_message = "cannot move or copy a directory into itself: '{path}'"
+
+class IllegalDestination(_ILLEGAL_DESTINATION_BASE):  # type: ignore[misc,valid-type]
+    """A directory would be moved or copied into itself (the kernel answers EINVAL), or a file
+    copied onto itself. An ``fs.errors.IllegalDestination`` where ``fs`` has that class, else
+    an ``fs.errors.ResourceInvalid``."""
+
+    default_message = "cannot move or copy into or onto itself: '{path}'"
 
 
 class SidecarError(errors.ResourceError):

@@ -12,8 +12,10 @@ operation (see :mod:`unionfs.namespace`); what it can leave behind hides nothing
 - ``whiteout-in-opaque``: a whiteout inside an opaque directory (nothing below shows
   through it anyway);
 - ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``d``;
-- ``journal``: an operation pending in the journal (the overlay finishes those when it
-  opens; the report lists them too).
+- ``journal``: an operation pending in the journal.
+
+Opening an overlay, like mounting one, already finishes the journal's operations and
+empties the staging area; the first report lists what that removed too.
 
 Repairing removes exactly these, so the merged view is the same before and after.
 Whiteouts that hide nothing *now* are kept on purpose: as in the kernel, they keep
@@ -68,14 +70,31 @@ class FsckReport:
 def find(upper: Upper) -> List[Tuple[Finding, str, bool]]:
     """Every leftover, as (finding, sidecar path to delete, whether it is a directory)."""
     found = list(_staging(upper))
-    found += list(_records(upper, "/", TREE_DIR, opaque=False))
+    found += list(_records(upper))
     return found
 
 
-def fsck(upper: Upper, recovered: Iterable[Intent] = (), repair: bool = True) -> FsckReport:
+def clear_staging(upper: Upper) -> List[Finding]:
+    """Empty the staging area, as the kernel empties its workdir at mount: only an operation
+    in progress uses it, and none is while the overlay opens. Returns what was removed."""
+    cleared = []
+    for finding, where, is_dir in _staging(upper):
+        if is_dir:
+            upper.fs.removetree(where)
+        else:
+            upper.fs.remove(where)
+        cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
+    return cleared
+
+
+def fsck(
+    upper: Upper, recovered: Iterable[Intent] = (), cleared: Iterable[Finding] = (), repair: bool = True
+) -> FsckReport:
     """Find the leftovers of interrupted operations in ``upper`` and, if ``repair``, remove
-    them. ``recovered``: the journal entries the overlay already rolled forward."""
+    them. ``recovered`` and ``cleared``: what the overlay already did when it opened (journal
+    entries rolled forward, staging emptied); they are reported too."""
     finished = [Finding("journal", intent.src, "finished an interrupted %s" % _describe(intent)) for intent in recovered]
+    finished += list(cleared)
     found = find(upper)
     if repair and found:
         for _finding, where, is_dir in found:
@@ -111,32 +130,35 @@ def _is_upper_dir(upper: Upper, path: str) -> bool:
     return index is not None
 
 
-def _records(upper: Upper, dir_path: str, record_dir: str, opaque: bool) -> Iterator[Tuple[Finding, str, bool]]:
-    """The leftovers among the records of ``dir_path`` (whose record directory is ``record_dir``)."""
-    index = upper.layer.dir(dir_path)
-    assert index is not None
-    try:
-        parts = list(upper.fs.scandir(record_dir))
-    except errors.ResourceNotFound:
-        return
-    for part in parts:
-        where = join(record_dir, part.name)
-        if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
-            yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
+def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
+    """The leftovers in the record tree, walked with a stack (trees may be very deep)."""
+    pending = [("/", TREE_DIR, False)]  # (directory, its record directory, whether it is opaque)
+    while pending:
+        dir_path, record_dir, opaque = pending.pop()
+        index = upper.layer.dir(dir_path)
+        assert index is not None
+        try:
+            parts = list(upper.fs.scandir(record_dir))
+        except errors.ResourceNotFound:
             continue
-        for record in upper.fs.scandir(where):
-            path = join(dir_path, record.name)
-            record_path = join(where, record.name)
-            if part.name == CHILDREN:
-                if not record.is_dir:
-                    yield Finding("junk", record_path, "a record directory that is a file"), record_path, False
-                elif _is_upper_dir(upper, path):
-                    yield from _records(upper, path, record_path, opaque=record.name in index.opaque)
-                else:
-                    yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, record.is_dir
-            elif part.name == OPAQUE and index.entries.get(record.name) is not True:
-                yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
-            elif part.name == WHITEOUT and record.name in index.entries:
-                yield Finding("overridden-whiteout", path, "whiteout record beside an upper entry"), record_path, False
-            elif part.name == WHITEOUT and opaque:
-                yield Finding("whiteout-in-opaque", path, "whiteout inside an opaque directory"), record_path, False
+        for part in parts:
+            where = join(record_dir, part.name)
+            if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
+                yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
+                continue
+            for record in upper.fs.scandir(where):
+                path = join(dir_path, record.name)
+                record_path = join(where, record.name)
+                if part.name == CHILDREN:
+                    if not record.is_dir:
+                        yield Finding("junk", record_path, "a record directory that is a file"), record_path, False
+                    elif _is_upper_dir(upper, path):
+                        pending.append((path, record_path, record.name in index.opaque))
+                    else:
+                        yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, True
+                elif part.name == OPAQUE and index.entries.get(record.name) is not True:
+                    yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
+                elif part.name == WHITEOUT and record.name in index.entries:
+                    yield Finding("overridden-whiteout", path, "whiteout record beside an upper entry"), record_path, False
+                elif part.name == WHITEOUT and opaque:
+                    yield Finding("whiteout-in-opaque", path, "whiteout inside an opaque directory"), record_path, False

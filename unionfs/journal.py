@@ -22,12 +22,13 @@ from fs import errors
 from .errors import SidecarError
 from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, Sidecar
 
-OPERATIONS = ("movedir", "removetree")
+OPERATIONS = ("movedir", "removetree", "discard")
 
 
 @attr.s(frozen=True, slots=True)
 class Intent:
-    """One operation to finish: ``movedir`` of ``src`` into ``dst``, or ``removetree`` of ``src``."""
+    """One operation to finish: ``movedir`` of ``src`` into ``dst``, ``removetree`` of ``src``,
+    or ``discard`` (``src`` is ``/``) of every change in the upper."""
 
     operation: str = attr.ib(validator=attr.validators.in_(OPERATIONS))
     src: str = attr.ib()

@@ -22,7 +22,8 @@ from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 
-from .changes import UpperEntry, upper_entries
+from .errors import UnsupportedLayer
+from .changes import UpperEntry, link_target, upper_entries
 from .layers import DirIndex, Layer
 
 WHITEOUT_STYLES = ("device", "xattr")
@@ -70,6 +71,7 @@ class KernelLayer(Layer):
                 index.entries[entry.name] = True
                 if _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
                     index.opaque.add(entry.name)
+                self._refuse(entry.path, "redirect", "a renamed directory (redirect_dir=on)")
             elif (
                 xattr_whiteouts
                 and stat.S_ISREG(st.st_mode)
@@ -78,8 +80,18 @@ class KernelLayer(Layer):
             ):
                 index.whiteouts.add(entry.name)
             else:
+                if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                    self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")
                 index.entries[entry.name] = False
         return index
+
+    def _refuse(self, path: str, xattr: str, what: str) -> None:
+        """Redirects and metacopy need the lower layers' file handles to follow: a layer using
+        them is refused rather than shown wrongly."""
+        if _overlay_xattr(path, xattr, self.namespaces) is not None:
+            raise UnsupportedLayer(
+                msg="%s: %s is %s, which unionfs cannot follow" % (self.label, os.path.relpath(path, self.root), what)
+            )
 
 
 def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) -> List[Layer]:
@@ -142,8 +154,8 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
                 os.setxattr(target, namespace + ".overlay.opaque", b"y")
             directories.append((target, change))
         else:
-            link = change.info.get("link", "target") if change.info is not None else None
-            if link:
+            link = link_target(change)
+            if link is not None:
                 os.symlink(link, target)
                 _apply_metadata(target, change, is_link=True)
                 continue

@@ -126,10 +126,6 @@ class Layer:
         for cached in [p for p in self._dirs if p.startswith(prefix)]:
             del self._dirs[cached]
 
-    def forget_all(self) -> None:
-        """Drop every cached listing: the layer's filesystem changed behind the cache's back."""
-        self._dirs.clear()
-
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""
         prefix = path.rstrip("/") + "/"

@@ -126,10 +126,15 @@ class Lookup:
             return cached  # type: ignore[return-value]
         if is_reserved(path):
             return None
-        parent_path = dirname(path)
-        parent = self.node(parent_path)
-        node = None if parent is None or not parent.is_dir else resolve_child(parent, basename(path))
-        self._remember(parent_path, path, node)
+        # up to the nearest cached ancestor, then down one component at a time: a loop, not
+        # recursion, so a path of thousands of components is an answer, not a RecursionError
+        unresolved = [path]
+        while dirname(unresolved[-1]) not in self._nodes:
+            unresolved.append(dirname(unresolved[-1]))
+        node = self._nodes[dirname(unresolved[-1])]
+        for current in reversed(unresolved):
+            node = resolve_child(node, basename(current)) if node is not None and node.is_dir else None
+            self._remember(dirname(current), current, node)
         return node
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:

@@ -7,8 +7,8 @@ layer an entry wins over a whiteout record of the same name, so a record is adde
 *before* the entry it replaces is removed, and removed *after* the entry that
 replaces it exists. A crash between two steps shows the view before or after the
 operation, never a mix; what such a crash leaves (a stale record, a staging file)
-hides nothing and is cleaned by ``fsck``. The two operations no ordering can make
-atomic, ``movedir`` of a merged tree and ``removetree("/")``, go through the intent
+hides nothing and is cleaned by ``fsck``. The operations no ordering can make
+atomic, ``movedir`` of a merged tree, ``removetree("/")`` and ``discard``, go through the intent
 journal (:mod:`unionfs.journal`): they are rolled forward after a crash.
 """
 
@@ -23,6 +23,7 @@ from fs.permissions import Permissions
 
 from . import journal
 from .attributes import apply_metadata
+from .changes import empty_upper
 from .copy_up import copy_up, copy_up_parents
 from .lookup import Lookup, Node
 from .readdir import visible_children
@@ -158,6 +159,10 @@ def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
 
 def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
     """Run the steps of ``intent`` from wherever the view stands (nothing, if all are done)."""
+    if intent.operation == "discard":
+        empty_upper(upper.fs)
+        upper.forget_all()
+        return
     node = lookup.node(intent.src)
     if node is None or not node.is_dir:
         return

@@ -39,15 +39,18 @@ from .blobs import (
     HashingReader,
     LayerFormatError,
     MemberReader,
+    Sequential,
     SharedStream,
     algorithm_of,
     check_digest,
+    check_size,
     compression_of,
-    decompressed,
     peek,
+    random_access,
     seek_reader,
 )
 from .layers import DirIndex, Layer
+from .streams import READ_ONLY_ARCHIVE_META
 from .lookup import Lookup
 from .oci_image import PathLike, image_layers
 
@@ -123,14 +126,17 @@ def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
     return TarEntry(name, ResourceType.directory, 0o755, 0, 0, "", "", 0.0, 0, 0, implicit=True, ghost=ghost)
 
 
-def member_path(raw_name: str, label: str) -> str:
-    """The absolute, normalised path of a tar member name; ``..`` escapes are refused."""
+def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
+    """The absolute, normalised path of a tar member name; ``..`` escapes are refused
+    (or, with ``clamp``, stay at the root, as in a symlink target inside a root filesystem)."""
     parts: List[str] = []
     for part in raw_name.replace("\\", "/").split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
+                if clamp:
+                    continue
                 raise LayerFormatError("%s: member %r escapes the layer root" % (label, raw_name))
             parts.pop()
             continue
@@ -149,6 +155,9 @@ class LayerIndex:
     digest: str = attr.ib(default="")  # of the blob as stored (compressed or not)
     diff_id: str = attr.ib(default="")  # of the uncompressed tar
     compression: str = attr.ib(default="")
+    #: offset reads into the uncompressed tar (compressed layers only; gzip keeps the
+    #: checkpoints the indexing pass left)
+    stream: Optional[SharedStream] = attr.ib(default=None)
 
 
 def _self_and_ancestors(path: str) -> List[str]:
@@ -315,39 +324,32 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
         compression = compression_of(peek(blob.opener))
         with blob.opener() as raw_handle:
             raw = HashingReader(raw_handle, algorithm)
-            plain = HashingReader(decompressed(raw, compression, blob.label))  # type: ignore[arg-type]
+            stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
+            plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
             builder = _IndexBuilder(blob.label)
             with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
                 for member in archive:
                     builder.add(member)
             plain.drain()
             raw.drain()
+            if stream is not None:
+                stream.close()  # its handle closes with this block; later reads reopen the blob
     except _DamagedHeader as error:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
     except (tarfile.TarError, EOFError, OSError) as error:
         raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
+    check_size(blob, raw.size)
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
     index = builder.finish()
-    index.digest, index.diff_id, index.compression = raw.digest, plain.digest, compression
+    index.digest, index.diff_id, index.compression, index.stream = raw.digest, plain.digest, compression, stream
     return index
 
 
 class TarLayerFS(FS):
     """A read-only FS over one indexed layer tar. Markers are not part of it."""
 
-    _meta = {
-        "case_insensitive": False,
-        "invalid_path_chars": "\0",
-        "max_path_length": None,
-        "max_sys_path_length": None,
-        "network": False,
-        "read_only": True,
-        "supports_rename": False,
-        "thread_safe": True,
-        "unicode_paths": True,
-        "virtual": False,
-    }
+    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(self, blob: Blob, diff_id: Optional[str] = None) -> None:
         super().__init__()
@@ -357,7 +359,9 @@ class TarLayerFS(FS):
         #: the view of the image's layers below this one: where an implied directory's
         #: metadata comes from (unpacking such a layer leaves the directory as it was)
         self.below: Optional[Lookup] = None
-        self._shared = SharedStream(blob.opener, self.index.compression, blob.label) if self.index.compression else None
+        #: the image as of this layer (this one over those below): where symlinks resolve
+        self.view: Optional[Lookup] = None
+        self._shared = self.index.stream
 
     def __repr__(self) -> str:
         return "TarLayerFS(%r)" % (self.blob.label,)
@@ -371,7 +375,7 @@ class TarLayerFS(FS):
         """The entry's info; an implied directory shows the one below it, if any."""
         if entry.implicit and self.below is not None:
             node = self.below.node(path)
-            if node is not None and node.is_dir:
+            if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
                 info = node.top.fs.getinfo(path, ("details", "access", "link"))
                 info.raw["basic"]["name"] = entry.name
                 return info
@@ -419,12 +423,29 @@ class TarLayerFS(FS):
             raise errors.ResourceNotFound(path)
         if entry.is_dir:
             raise errors.FileExpected(path)
+        if entry.kind == ResourceType.symlink:
+            return self._open_link(_path, entry, path)
         if self._shared is not None:
             reader = MemberReader(self._shared.read_at, entry.data_offset, entry.size)
         else:
             read_at, close = seek_reader(self.blob.opener)
             reader = MemberReader(read_at, entry.data_offset, entry.size, close)
-        return io_buffered(reader, buffering)  # type: ignore[return-value]
+        return _buffered(reader, buffering)  # type: ignore[return-value]
+
+    def _open_link(self, path: str, entry: TarEntry, shown: str, depth: int = 0) -> BinaryIO:
+        """Read through a symlink, resolved in the image as of this layer (this layer over
+        the ones below it); a link through a symlinked directory is not followed."""
+        target = entry.link_target or ""
+        resolved = member_path(target if target.startswith("/") else dirname(path) + "/" + target, self.blob.label, clamp=True)
+        node = self.view.node(resolved) if self.view is not None and depth < 40 else None
+        if node is None or node.is_dir:
+            raise errors.ResourceNotFound(shown, msg="%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target))
+        top = node.top.fs
+        if isinstance(top, TarLayerFS):
+            link = top._entry(resolved)
+            if link is not None and link.kind == ResourceType.symlink:
+                return top._open_link(resolved, link, shown, depth + 1)
+        return top.openbin(resolved, "r")
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
         raise errors.ResourceReadOnly(path)
@@ -444,7 +465,7 @@ class TarLayerFS(FS):
         super().close()
 
 
-def io_buffered(reader: MemberReader, buffering: int) -> Any:
+def _buffered(reader: MemberReader, buffering: int) -> Any:
     return io.BufferedReader(reader, buffer_size=buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
 
 
@@ -463,13 +484,24 @@ class TarLayer(Layer):
         only where that view has a directory (unpacking creates none), and implied
         directories take their metadata from it."""
         self.tar_fs.below = below
+        self.tar_fs.view = Lookup([self] + list(below.layers))
         index = self.tar_fs.index
         for path in sorted(p for p, e in index.entries.items() if e.ghost):
             if path in index.entries:  # not dropped with a ghost parent
                 node = below.node(path)
-                if node is None or not node.is_dir:
+                if node is None or not node.is_dir or self._inside_own_opaque(path):
                     _drop_dir(index, path)
         self._dirs.clear()
+
+    def _inside_own_opaque(self, path: str) -> bool:
+        """Whether an ancestor of ``path`` is opaque in this layer: then the layers below show
+        nothing at ``path`` for a marker-only directory to stand on."""
+        index = self.tar_fs.index
+        for ancestor in _self_and_ancestors(dirname(path)):
+            parent = index.dirs.get(dirname(ancestor))
+            if parent is not None and basename(ancestor) in parent.opaque:
+                return True
+        return False
 
     @property
     def root_opaque(self) -> bool:
@@ -491,7 +523,7 @@ def image_stack(
     try:
         for position, (blob, diff_id) in enumerate(zip(image.layers, image.diff_ids)):
             if not verify:
-                blob, diff_id = attr.evolve(blob, digest=None), None
+                blob, diff_id = attr.evolve(blob, digest=None, size=None), None
             opened.append(TarLayer(TarLayerFS(blob, diff_id), "layer %d (%s)" % (position, blob.label)))
     except BaseException:
         for layer in opened:

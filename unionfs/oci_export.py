@@ -24,11 +24,10 @@ import attr
 
 from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
-from fs.enums import ResourceType
 from fs.info import Info
 
 from .blobs import HashingWriter, LayerFormatError
-from .changes import UpperEntry, lower_names, upper_entries
+from .changes import UpperEntry, link_target, lower_names, upper_entries
 from .layers import Layer
 from .lookup import Lookup
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
@@ -74,12 +73,19 @@ def _archive_name(path: str, is_dir: bool) -> str:
     return path.lstrip("/") + ("/" if is_dir else "")
 
 
+def _representable(path: str) -> None:
+    """A layer tar cannot hold a name that reads as a marker."""
+    if path.rpartition("/")[2].startswith(WHITEOUT_PREFIX):
+        raise errors.Unsupported(path, msg="cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path)
+
+
 def _write_entries(
     archive: tarfile.TarFile, upper: Layer, lowers: Lookup, opaque: str, mtime: Optional[int]
 ) -> None:
     marker_time = mtime if mtime is not None else 0
     for change in upper_entries(upper):
         parent, _, name = change.path.rpartition("/")
+        _representable(change.path)
         if change.kind == "whiteout":
             archive.addfile(_tarinfo(_archive_name(parent + "/" + WHITEOUT_PREFIX + name, False), tarfile.REGTYPE, None, marker_time))
             continue
@@ -90,7 +96,10 @@ def _write_entries(
                 if opaque == "marker":
                     names = [OPAQUE_MARKER]
                 else:
-                    names = [WHITEOUT_PREFIX + hidden for hidden in lower_names(lowers, change.path)]
+                    hidden = lower_names(lowers, change.path)
+                    for hidden_name in hidden:
+                        _representable(change.path + "/" + hidden_name)
+                    names = [WHITEOUT_PREFIX + hidden_name for hidden_name in hidden]
                 for marker in names:
                     archive.addfile(_tarinfo(_archive_name(change.path + "/" + marker, False), tarfile.REGTYPE, None, marker_time))
             continue
@@ -98,16 +107,13 @@ def _write_entries(
 
 
 def _write_file(archive: tarfile.TarFile, upper: Layer, change: UpperEntry, mtime: Optional[int]) -> None:
-    info = change.info
-    assert info is not None
-    kind = info.get("details", "type", int(ResourceType.file))
-    target = info.get("link", "target")
-    if kind == int(ResourceType.symlink) or target:
-        entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, info, mtime)
-        entry.linkname = target or ""
+    target = link_target(change)
+    if target is not None:
+        entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, change.info, mtime)
+        entry.linkname = target
         archive.addfile(entry)
         return
-    entry = _tarinfo(_archive_name(change.path, False), tarfile.REGTYPE, info, mtime)
+    entry = _tarinfo(_archive_name(change.path, False), tarfile.REGTYPE, change.info, mtime)
     with upper.fs.openbin(change.path, "r") as data:
         data.seek(0, io.SEEK_END)
         entry.size = data.tell()
@@ -155,6 +161,7 @@ def _install(path: str, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".unionfs-")
     with os.fdopen(handle, "wb") as out:
         out.write(data)
+    os.chmod(temporary, 0o644)
     os.replace(temporary, path)
 
 
@@ -187,6 +194,7 @@ def add_to_layout(
     manifest, config = _base_image(store, base_ref)
     blob_path = _blob_path(root, exported.digest)
     os.makedirs(os.path.dirname(blob_path), exist_ok=True)
+    os.chmod(staged_layer, 0o644)
     os.replace(staged_layer, blob_path)
     config = dict(config)
     rootfs = dict(config.get("rootfs") or {"type": "layers"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import posixpath
 import tarfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,7 +20,7 @@ import attr
 
 from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 
-from .blobs import Blob, LayerFormatError, file_opener, read_verified, window_opener
+from .blobs import Blob, LayerFormatError, compression_of, file_opener, peek, read_verified, window_opener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -53,17 +54,17 @@ class BlobStore:
             return os.path.isfile(os.path.join(self.root, name))
         return name in self._members
 
-    def blob(self, name: str, digest: Optional[str] = None) -> Blob:
+    def blob(self, name: str, digest: Optional[str] = None, size: Optional[int] = None) -> Blob:
         label = "%s/%s" % (self.root.rstrip("/"), name) if self._members is None else "%s!%s" % (self.root, name)
         if self._members is None:
             path = os.path.join(self.root, name)
             if not os.path.isfile(path):
                 raise LayerFormatError("%s is missing" % label)
-            return Blob(label, file_opener(path), digest)
+            return Blob(label, file_opener(path), digest, size)
         if name not in self._members:
             raise LayerFormatError("%s is missing" % label)
-        offset, size = self._members[name]
-        return Blob(label, window_opener(file_opener(self.root), offset, size), digest)
+        offset, stored = self._members[name]
+        return Blob(label, window_opener(file_opener(self.root), offset, stored), digest, size)
 
     def json(self, name: str, digest: Optional[str] = None) -> Any:
         return parse_json(self.blob(name, digest))
@@ -79,7 +80,8 @@ class BlobStore:
         if not isinstance(digest, str) or ":" not in digest:
             raise LayerFormatError("%s: descriptor without a valid digest: %r" % (context, descriptor))
         algorithm, _, hex_part = digest.partition(":")
-        return self.blob("blobs/%s/%s" % (algorithm, hex_part), digest)
+        size = descriptor.get("size")
+        return self.blob("blobs/%s/%s" % (algorithm, hex_part), digest, size if isinstance(size, int) else None)
 
 
 def parse_json(blob: Blob) -> Any:
@@ -90,16 +92,24 @@ def parse_json(blob: Blob) -> Any:
 
 
 def _tar_members(path: str) -> Dict[str, Tuple[int, int]]:
-    """Member name -> (data offset, size) of the regular files of a plain tar archive."""
+    """Member name -> (data offset, size) of the regular files of a plain tar archive; a
+    symlink member (skopeo's ``<id>/layer.tar``) names its target's data."""
     try:
         with tarfile.open(path, mode="r:") as archive:
-            return {
-                os.path.normpath(member.name).lstrip("/"): (member.offset_data, member.size)
-                for member in archive
-                if member.isfile()
-            }
+            members = list(archive)
     except (tarfile.TarError, OSError) as error:
         raise LayerFormatError("%s is not a plain (uncompressed) tar archive: %s" % (path, error)) from error
+    found = {_archive_path(m.name): (m.offset_data, m.size) for m in members if m.isfile()}
+    for member in members:
+        if member.issym():
+            target = _archive_path(posixpath.join(posixpath.dirname(_archive_path(member.name)), member.linkname))
+            if target in found:
+                found[_archive_path(member.name)] = found[target]
+    return found
+
+
+def _archive_path(name: str) -> str:
+    return posixpath.normpath(name).lstrip("/")
 
 
 def ref_names(descriptor: Dict[str, Any]) -> List[str]:
@@ -195,12 +205,20 @@ def image_layers(source: Union[PathLike, Sequence[PathLike]], ref: Optional[str]
         root = os.fspath(source)
         if not os.path.exists(root):
             raise LayerFormatError("%s does not exist" % root)
+        if os.path.isfile(root) and compression_of(peek(file_opener(root))):
+            raise LayerFormatError(
+                "%s is compressed: an image archive must be a plain tar (layer tars are given as a "
+                "list, base first: from_oci([%r]))" % (root, root)
+            )
         store = BlobStore(root)
         if store.exists("index.json"):
             return layout_layers(store, ref, index)
         if store.exists("manifest.json"):
             return docker_layers(store, ref, index)
-        raise LayerFormatError("%s is neither an OCI image layout nor a docker save archive (no index.json or manifest.json)" % root)
+        raise LayerFormatError(
+            "%s is neither an OCI image layout nor a docker save archive (no index.json or "
+            "manifest.json); layer tars are given as a list, base first: from_oci([%r])" % (root, root)
+        )
     if ref is not None or index is not None:
         raise LayerFormatError("ref= and index= choose an image of a layout or archive, not of a list of layer tars")
     paths = [os.fspath(path) for path in source]

@@ -60,13 +60,15 @@ class OverlayFS(FS):
         self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
         #: operations an earlier, interrupted overlay left in the journal and this one finished
         self.recovered: List[Intent] = []
+        self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
         if self._upper is not None:
             self._shared = sharing.join(self._upper.fs)
             self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
             with self._lock:
                 self.recovered = namespace.recover(self._lookup, self._upper)
-                self._lock.wrote = bool(self.recovered)
+                self._cleared = fsck.clear_staging(self._upper)
+                self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
         #: caller's path -> validated absolute normal path (a pure function of the path)
@@ -176,7 +178,10 @@ class OverlayFS(FS):
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path, path)
-                return node.top.fs.openbin(_path, mode, buffering, **options)
+                if node.in_upper or self._upper is None:
+                    return node.top.fs.openbin(_path, mode, buffering, **options)
+                # a lower file: the handle follows a later copy-up, as the kernel's does
+                return self._upper.readers.open(node.top.fs, _path, mode, buffering=buffering, **options)
             upper = self._writable(_path, path)
             if node is None:
                 if not _mode.create:
@@ -297,6 +302,8 @@ class OverlayFS(FS):
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
             self._file_destination(_dst, dst_path, overwrite)
+            if _src == _dst:
+                raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
             metadata: Dict[str, Any] = {}
             if preserve_time:
                 metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
@@ -334,6 +341,8 @@ class OverlayFS(FS):
                 self._parent(_dst, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
+            if _src == _dst:
+                return  # rename(d, d) changes nothing, as in the kernel
             if isbase(_src, _dst):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)
@@ -411,7 +420,7 @@ class OverlayFS(FS):
         self.check()
         with self._lock:
             upper = self._writable("/", "/")
-            changes.empty_upper(upper.fs)
+            namespace.journaled(self._lookup, upper, Intent("discard", "/"))  # atomic: rolled forward
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)
@@ -420,14 +429,15 @@ class OverlayFS(FS):
 
     def fsck(self, repair: bool = True) -> FsckReport:
         """Find, and unless ``repair`` is False remove, what interrupted operations left in
-        the upper (staging files, records that hide nothing, finished journal entries).
-        The merged view is the same afterwards; the report says what was changed."""
+        the upper (records that hide nothing, junk), plus what opening already did (journal
+        entries finished, staging emptied). The merged view is the same afterwards; the
+        report says what was changed."""
         with self._lock:
             if self._upper is None:
                 return FsckReport((), repaired=repair)
-            report = fsck.fsck(self._upper, self.recovered, repair=repair)
+            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair)
             if repair:
-                self.recovered = []
+                self.recovered, self._cleared = [], []
             return report
 
     def hide(self, path: str) -> None:

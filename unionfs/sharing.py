@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Any, Callable, Dict, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import attr
 
@@ -30,6 +30,7 @@ from .sidecar import LOCK_PATH
 
 _registry: Dict[Hashable, "SharedUpper"] = {}
 _registry_lock = threading.Lock()
+_pending_leaves: List["SharedUpper"] = []  # leaves that found the registry busy
 
 
 @attr.s(eq=False)
@@ -69,6 +70,8 @@ def join(upper_fs: FS) -> SharedUpper:
     """Register one more overlay over ``upper_fs``; the first of a process takes the lock record."""
     key = upper_key(upper_fs)
     with _registry_lock:
+        while _pending_leaves:
+            _leave_locked(_pending_leaves.pop())
         shared = _registry.get(key)
         if shared is None:
             shared = SharedUpper(key)
@@ -81,19 +84,33 @@ def join(upper_fs: FS) -> SharedUpper:
 
 
 def leave(shared: SharedUpper) -> None:
-    """One overlay fewer; the last one removes the lock record."""
-    with _registry_lock:
-        shared.users -= 1
-        if shared.users > 0:
-            return
-        if _registry.get(shared.key) is shared:
-            del _registry[shared.key]
-        if shared.record_fs is not None:
-            try:
-                if _read_record(shared.record_fs) == _this_process():
-                    shared.record_fs.remove(LOCK_PATH)
-            except errors.FSError:
-                pass  # the upper is closed or gone; the record is stale and will be taken over
+    """One overlay fewer; the last one removes the lock record. Also the finalizer of an
+    overlay that was never closed: garbage collection may run it anywhere, even inside
+    :func:`join` of this thread, so when the registry is busy the leave waits for the next
+    :func:`join` or :func:`leave` instead of deadlocking."""
+    if not _registry_lock.acquire(blocking=False):
+        _pending_leaves.append(shared)
+        return
+    try:
+        _leave_locked(shared)
+        while _pending_leaves:
+            _leave_locked(_pending_leaves.pop())
+    finally:
+        _registry_lock.release()
+
+
+def _leave_locked(shared: SharedUpper) -> None:
+    shared.users -= 1
+    if shared.users > 0:
+        return
+    if _registry.get(shared.key) is shared:
+        del _registry[shared.key]
+    if shared.record_fs is not None:
+        try:
+            if _read_record(shared.record_fs) == _this_process():
+                shared.record_fs.remove(LOCK_PATH)
+        except errors.FSError:
+            pass  # the upper is closed or gone; the record is stale and will be taken over
 
 
 def _this_process() -> Tuple[int, str]:
@@ -143,32 +160,46 @@ def _take_record(upper_fs: FS) -> None:
 
 class InstanceLock:
     """One overlay's view of the shared lock: entering it drops the overlay's caches if
-    another overlay changed the upper; leaving it after a write tells the others."""
+    another overlay changed the upper; leaving it after a write tells the others. On the
+    path of every call, so kept to a lock acquisition and one comparison."""
 
     def __init__(self, shared: SharedUpper, on_stale: Callable[[], None]) -> None:
         self.shared = shared
         self._on_stale = on_stale
         self._seen = shared.generation
+        self._acquire = shared.lock.acquire
+        self._release = shared.lock.release
         #: set by a writing operation; the release that follows tells the other overlays
         self.wrote = False
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self.shared.lock.acquire(blocking, timeout):
+        if not self._acquire(blocking, timeout):
             return False
         if self._seen != self.shared.generation:
-            self._on_stale()
-            self._seen = self.shared.generation
+            self._catch_up()
         return True
+
+    def _catch_up(self) -> None:
+        """Drop the stale caches; if that fails (a sidecar made unreadable), give the lock
+        back before raising, or every other thread would wait for ever."""
+        try:
+            self._on_stale()
+        except BaseException:
+            self._release()
+            raise
+        self._seen = self.shared.generation
 
     def release(self) -> None:
         if self.wrote:
             self.wrote = False
             self.shared.generation += 1
             self._seen = self.shared.generation
-        self.shared.lock.release()
+        self._release()
 
     def __enter__(self) -> "InstanceLock":
-        self.acquire()
+        self._acquire()
+        if self._seen != self.shared.generation:
+            self._catch_up()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

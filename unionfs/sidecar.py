@@ -96,8 +96,9 @@ class Sidecar:
             if version == JOURNAL_FORMAT_VERSION and not create:
                 raise SidecarError(
                     JOURNAL_DIR,
-                    "an interrupted operation is pending in the journal of this read-only layer; "
-                    "open it once as the upper of an overlay to finish it",
+                    "an interrupted operation is pending in the journal of this read-only layer "
+                    "(or one is running in another process); open it once as the upper of an "
+                    "overlay to finish it",
                 )
             return cls(layer_fs, version)
         if not create:
@@ -143,6 +144,10 @@ class Sidecar:
                 "format version %s is newer than this unionfs (%d)" % (words[1], JOURNAL_FORMAT_VERSION),
             )
         return int(words[1])
+
+    def reread_version(self) -> None:
+        """Read FORMAT again: another overlay of the upper may have left a journal entry."""
+        self.version = self._check_format(self.fs)
 
     def set_version(self, version: int) -> None:
         """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""

@@ -17,6 +17,7 @@ from fs.path import basename, dirname
 from fs.permissions import Permissions
 
 from .attributes import apply_metadata
+from .file import FollowingReaders
 from .layers import Layer
 from .lookup import Lookup
 from .sidecar import OPAQUE, WHITEOUT, Sidecar
@@ -31,6 +32,8 @@ class Upper:
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
+        #: read handles opened on lower files, which move to the upper copy at copy-up
+        self.readers = FollowingReaders()
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -81,6 +84,7 @@ class Upper:
         self.fs.move(staged, path, overwrite=True)
         self.layer.note_entry(path, False)
         self.lookup.forget(path)
+        self.readers.copied_up(self.fs, path)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
         self.fs.setinfo(path, info)
@@ -91,12 +95,16 @@ class Upper:
         self.lookup.forget(path)
 
     def remove_dir(self, path: str) -> None:
-        """Take a directory tree out of the upper in one rename, then delete it at leisure."""
+        """Take a directory tree out of the upper in one rename, then delete it at leisure: if
+        deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         self._rename_dir(path, trash)
         self.layer.note_entry(path, None)
         self.lookup.forget(path, subtree=True)
-        self.fs.removetree(trash)
+        try:
+            self.fs.removetree(trash)
+        except errors.FSError:
+            pass
 
     def move_file(self, src: str, dst: str) -> None:
         self.fs.move(src, dst, overwrite=True)
@@ -158,10 +166,11 @@ class Upper:
         self._set(path, OPAQUE, False)
 
     def forget_all(self) -> None:
-        """Drop every cached answer about the upper: after a failed write whose effect is
-        unknown, or a change made by someone else."""
-        self.layer.forget_all()
+        """Drop every cached answer about the upper, the sidecar's version included: after a
+        failed write whose effect is unknown, or a change made by another overlay."""
+        self.layer.reset()
         self.lookup.forget("/", subtree=True)
+        self.sidecar.reread_version()
 
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""

@@ -11,6 +11,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     terminalreporter.section("crash consistency: injection points per operation")
     total = 0
     for operation, (points, modes) in INJECTION_POINTS.items():
-        terminalreporter.write_line("%-28s %4d points x %d modes" % (operation, points, modes))
+        terminalreporter.write_line("%-40s %4d points x %d modes" % (operation, points, modes))
         total += points * modes
-    terminalreporter.write_line("%-28s %4d runs" % ("total", total))
+    terminalreporter.write_line("%-40s %4d runs" % ("total", total))

@@ -13,7 +13,9 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS
-from unionfs.sidecar import FORMAT_PATH, FORMAT_TEXT, JOURNAL_DIR, SIDECAR_DIR, STAGING_DIR, TREE_DIR
+from unionfs.sidecar import (
+    FORMAT_PATH, FORMAT_TEXT, JOURNAL_DIR, RESERVED_NAME, SIDECAR_DIR, STAGING_DIR, TREE_DIR, WHITEOUT, record_dir,
+)
 
 #: operation name -> (injection points, modes), filled by the crash tests, printed at the end
 INJECTION_POINTS: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()
@@ -83,16 +85,51 @@ def sidecar_problems(upper: FS) -> List[str]:
     return problems
 
 
+def upper_rule_problems(upper: FS, state: View) -> List[str]:
+    """Checked from the raw upper, independently of unionfs's lookup: every upper entry is in
+    the view with the upper's type and bytes (the upper always wins), and every whiteout
+    record without an entry beside it hides its name."""
+    problems = []
+    pending = ["/"]
+    while pending:
+        directory = pending.pop()
+        names = set()
+        for info in upper.scandir(directory):
+            if directory == "/" and info.name == RESERVED_NAME:
+                continue
+            names.add(info.name)
+            path = directory.rstrip("/") + "/" + info.name
+            shown = state.get(path)
+            if info.is_dir:
+                pending.append(path)
+                if shown is None or shown[0] != "dir":
+                    problems.append("upper directory %s is not a directory of the view" % path)
+            else:
+                digest = hashlib.sha256(upper.readbytes(path)).hexdigest()[:16]
+                if shown is None or shown[:2] != ("file", digest):
+                    problems.append("upper file %s is not what the view shows" % path)
+        try:
+            whiteouts = upper.listdir(record_dir(directory) + "/" + WHITEOUT)
+        except errors.ResourceNotFound:
+            whiteouts = []
+        for name in set(whiteouts) - names:
+            if directory.rstrip("/") + "/" + name in state:
+                problems.append("whited-out %s is visible" % (directory.rstrip("/") + "/" + name))
+    return problems
+
+
 def invariant_problems(overlay: OverlayFS, lowers: Sequence[FS], upper: FS) -> List[str]:
     """The invariants of a quiescent overlay: a fresh overlay over the same layers shows the
-    same view (no stale cache), the sidecar is well formed and fsck finds nothing to repair,
-    and every listed entry can be read as its type says."""
+    same view (no stale cache), the upper's own entries and whiteouts are what the view shows,
+    the sidecar is well formed and fsck finds nothing to repair, and every listed entry can be
+    read as its type says."""
     problems = sidecar_problems(upper)
     live = view(overlay)
     fresh_overlay = OverlayFS(list(lowers), upper)
     fresh = view(fresh_overlay)
     if live != fresh:
         problems.append("live view differs from a fresh overlay: " + describe_difference(live, [fresh]))
+    problems += upper_rule_problems(upper, fresh)
     report = fresh_overlay.fsck(repair=False)
     if not report.clean:
         problems.append("fsck finds: %s" % report)

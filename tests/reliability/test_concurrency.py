@@ -37,15 +37,36 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     "removedir": (lambda o, p, q, r: o.removedir(p), NOT_FOUND + (errors.DirectoryExpected, errors.DirectoryNotEmpty)),
     "removetree": (lambda o, p, q, r: o.removetree(p), NOT_FOUND + (errors.DirectoryExpected,)),
     "listdir": (lambda o, p, q, r: o.listdir(p), NOT_FOUND + (errors.DirectoryExpected,)),
-    "move": (lambda o, p, q, r: o.move(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, errors.DirectoryNotEmpty)),  # onto an ancestor: ENOTEMPTY
+    "move": (  # onto an ancestor of the source: ENOTEMPTY, as the VFS answers
+        lambda o, p, q, r: o.move(p, q, overwrite=True),
+        NOT_FOUND + (errors.FileExpected, errors.DirectoryNotEmpty),
+    ),
     "movedir": (
         lambda o, p, q, r: o.movedir(p, q, create=True),
         NOT_FOUND + (errors.DirectoryExpected, errors.FileExpected, IllegalDestination),
     ),
-    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected,)),
+    "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
+    "read through a held handle": (lambda o, p, q, r: _read_slowly(o, p), NOT_FOUND + (errors.FileExpected,)),
+    "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),
+    "fsck finds nothing between two operations": (lambda o, p, q, r: _assert_clean(o), ()),
 }
+
+
+def _read_slowly(overlay: OverlayFS, path: str) -> None:
+    """A read handle held while other threads copy the file up, rewrite or remove it: every
+    read returns bytes (what they are depends on the race), none raises."""
+    with overlay.openbin(path) as handle:
+        handle.read(1)
+        handle.seek(0)
+        handle.read()
+
+
+def _assert_clean(overlay: OverlayFS) -> None:
+    report = overlay.fsck(repair=False)
+    if not report.clean:
+        raise AssertionError("fsck between operations: %s" % report)
 
 
 def _append(overlay: OverlayFS, path: str) -> None:
@@ -210,3 +231,110 @@ def test_two_overlays_of_one_process_over_one_directory_share_it(tmp_path):
     assert (tmp_path / ".unionfs" / "lock").exists()  # the second still holds it
     second.close()
     assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_a_finalizer_running_inside_join_does_not_deadlock(tmp_path, monkeypatch, guard_lower):
+    """Regression: the garbage collector may finalize an unreachable overlay (its ``leave``)
+    while the same thread is inside ``sharing.join``; that used to wait forever for the
+    registry lock the thread itself held."""
+    import gc
+    import threading
+
+    from fs.osfs import OSFS
+
+    from unionfs import sharing
+
+    lower = guard_lower(MemoryFS())
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    garbage = OverlayFS(lower, OSFS(str(tmp_path / "first")))
+    garbage.cycle = garbage  # only the cyclic collector can free it
+    del garbage
+    has_syspath = sharing._has_syspath
+
+    def collecting(upper_fs):
+        gc.collect()  # runs the finalizer of the overlay above, inside join()
+        return has_syspath(upper_fs)
+
+    monkeypatch.setattr(sharing, "_has_syspath", collecting)
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(OverlayFS(lower, OSFS(str(tmp_path / "second")))))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "OverlayFS() deadlocked in sharing.join"
+    monkeypatch.setattr(sharing, "_has_syspath", has_syspath)
+    # the queued departure was finished by the next registry call: the first upper is free again
+    OverlayFS(lower, OSFS(str(tmp_path / "first"))).close()
+    assert not (tmp_path / "first" / ".unionfs" / "lock").exists()
+
+
+def test_an_overlay_that_is_never_closed_releases_the_upper_when_collected(tmp_path):
+    import gc
+
+    overlay = OverlayFS(MemoryFS(), OSFS(str(tmp_path)))
+    assert (tmp_path / ".unionfs" / "lock").exists()
+    del overlay
+    gc.collect()
+    assert not (tmp_path / ".unionfs" / "lock").exists()
+    assert _open_in_child(str(tmp_path)).returncode == 0
+
+
+def test_a_leave_that_finds_the_registry_busy_is_finished_by_the_next_join(tmp_path):
+    """What a garbage-collection finalizer inside join() would meet: no deadlock, no lost leave."""
+    from unionfs import sharing
+
+    upper = OSFS(str(tmp_path))
+    overlay = OverlayFS(MemoryFS(), upper)
+    with sharing._registry_lock:
+        overlay.close()  # the registry is busy: the leave is deferred, not deadlocked
+        assert (tmp_path / ".unionfs" / "lock").exists()
+    OverlayFS(MemoryFS(), MemoryFS()).close()  # any join or leave finishes it
+    assert not (tmp_path / ".unionfs" / "lock").exists()
+
+
+def test_an_overlay_finishes_what_another_overlay_of_the_upper_left_in_the_journal(guard_lower):
+    """Overlay B's movedir fails twice (a crash in its process's view of the upper) and leaves
+    its intent pending; overlay A over the same upper must finish it before A's next write,
+    not write into the half-moved tree."""
+    from unionfs.testing.faults import FaultyFS, InjectedFault
+
+    lower = MemoryFS()
+    lower.makedirs("src/deep")
+    for name in ("one", "two", "deep/three"):
+        lower.writetext("src/" + name, name)
+    guard_lower(lower)
+    upper = MemoryFS()
+    first = OverlayFS([lower], upper)
+    assert sorted(first.listdir("src")) == ["deep", "one", "two"]
+    with_sidecar = MemoryFS()
+    OverlayFS([lower], with_sidecar).close()
+    counting = FaultyFS(with_sidecar)
+    OverlayFS([lower], counting).movedir("src", "dst", create=True)
+    second = OverlayFS([lower], FaultyFS(upper, counting.calls // 2, "crash"))
+    with pytest.raises(InjectedFault):
+        second.movedir("src", "dst", create=True)
+    with pytest.raises(errors.ResourceNotFound):
+        first.writetext("src/late", "would land in a tree that is moving away")
+    assert [(i.operation, i.src) for i in first.recovered] == [("movedir", "/src")]
+    assert not first.exists("src") and first.readtext("dst/deep/three") == "deep/three"
+    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+
+
+def test_a_sidecar_broken_behind_an_overlays_back_is_an_error_not_a_deadlock(guard_lower):
+    """When another overlay wrote, the next call re-reads FORMAT; if someone garbled it in
+    between, that call raises SidecarError and the shared lock is free for everyone else."""
+    from unionfs import SidecarError
+
+    lower = guard_lower(MemoryFS())
+    upper = MemoryFS()
+    first, second = OverlayFS([lower], upper), OverlayFS([lower], upper)
+    second.writetext("x", "x")
+    upper.writetext("/.unionfs/FORMAT", "garbage")
+    with pytest.raises(SidecarError):
+        first.listdir("/")
+    done = []
+    worker = threading.Thread(target=lambda: done.append(second.readtext("x")), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done == ["x"]

@@ -15,6 +15,7 @@ from typing import Callable, List, Sequence, Tuple
 from unittest import mock
 
 import hashlib
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,10 +24,11 @@ from hypothesis import strategies as st
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 import fs.memoryfs
 
 from unionfs import OverlayFS
-from unionfs.testing.faults import MODES, FaultyFS, InjectedFault
+from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
 
 from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
 
@@ -106,6 +108,7 @@ OPERATIONS = {
     "hide": lambda o: o.hide("a/b"),
     "truncating open of lower file": lambda o: o.openbin("a/b/c/deep.txt", "w").close(),
     "copy lower file": lambda o: o.copy("a/b/c/deep.txt", "m/sub/copy", preserve_time=True),
+    "discard": lambda o: o.discard(),
 }
 
 
@@ -240,6 +243,9 @@ RANDOM_OPERATIONS = {
     "hide": lambda o, p, q: o.hide(p),
     "setinfo": lambda o, p, q: o.setinfo(p, {"details": {"modified": 4242.0}}),
     "append": lambda o, p, q: _append_if_file(o, p),
+    "truncate": lambda o, p, q: o.openbin(p, "w").close(),
+    "removetree root": lambda o, p, q: o.removetree("/"),
+    "discard": lambda o, p, q: o.discard(),
 }
 
 
@@ -286,3 +292,125 @@ def test_crash_anywhere_in_random_operations_on_random_states(lowers, setup, dat
     total, modes = INJECTION_POINTS.get(tally, (0, len(MODES)))
     INJECTION_POINTS[tally] = (total + points, modes)
     assert not problems, "%s(%s, %s) after %s:\n%s" % (name, path, other, setup, "\n".join(problems[:10]))
+
+
+
+# -- commit --------------------------------------------------------------------------------------
+
+
+def _single_lower() -> MemoryFS:
+    layer = MemoryFS()
+    layer.makedirs("a/b")
+    layer.writetext("a/b/f.txt", "lower f")
+    layer.writetext("a/g.txt", "lower g")
+    layer.makedirs("m/sub")
+    layer.writetext("m/sub/x.txt", "x")
+    layer.writetext("m/lo.txt", "lo")
+    layer.writetext("lf", "lower file")
+    layer.makedir("opaq")
+    layer.writetext("opaq/hidden", "hidden by the opaque dir")
+    return layer
+
+
+def _shape(overlay: FS):
+    """The view without mtimes: committing into a lower makes its directories anew."""
+    return {path: entry[:-1] for path, entry in view(overlay).items()}
+
+
+def test_commit_into_the_lower_at_every_write():
+    """commit(into_lower=True) rewrites the topmost lower, then discards the upper. Faults hit
+    the lower and the upper as one system; the merged view (content and types) must stay what
+    it was whatever the interruption, since the upper keeps shadowing the half-rewritten lower
+    and the discard is journaled."""
+    base_lower = _single_lower()
+    base_upper = MemoryFS()
+    _prepare(OverlayFS(clone(base_lower), base_upper))
+    expected = _shape(OverlayFS(clone(base_lower), clone(base_upper)))
+
+    def run(plan):
+        lower, upper = clone(base_lower), clone(base_upper)
+        faulty_lower = FaultyFS(lower, plan=plan)
+        try:
+            OverlayFS(faulty_lower, FaultyFS(upper, plan=plan)).commit(faulty_lower, into_lower=True)
+        except InjectedFault:
+            pass
+        return lower, upper
+
+    counting = FaultPlan()
+    lower, upper = run(counting)
+    assert _shape(OverlayFS(lower, upper)) == expected and upper.listdir("/") == [".unionfs"]
+    problems = []
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            lower, upper = run(FaultPlan(fail_at, mode))
+            reopened = OverlayFS(lower, upper)
+            if _shape(reopened) != expected:
+                problems.append("%s@%d: %s" % (mode, fail_at, describe_difference(_shape(reopened), [expected])))
+            reopened.fsck()
+            problems += ["%s@%d: %s" % (mode, fail_at, p) for p in invariant_problems(reopened, [lower], upper)]
+    INJECTION_POINTS["commit into the lower"] = (counting.calls, len(MODES))
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_commit_to_another_fs_never_touches_the_overlay(lowers):
+    """A commit into another filesystem interrupted anywhere leaves the overlay exactly as it
+    was (the target is then incomplete: commit again)."""
+    base = MemoryFS()
+    _prepare(OverlayFS(list(lowers), base))
+    before = view(OverlayFS(list(lowers), clone(base)))
+    counting = FaultyFS(MemoryFS())
+    OverlayFS(list(lowers), clone(base)).commit(counting)
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            upper = clone(base)
+            with pytest.raises(InjectedFault):
+                OverlayFS(list(lowers), upper).commit(FaultyFS(MemoryFS(), fail_at, mode))
+            assert view(OverlayFS(list(lowers), upper)) == before
+            assert invariant_problems(OverlayFS(list(lowers), upper), lowers, upper) == []
+    INJECTION_POINTS["commit to another FS"] = (counting.calls, len(MODES))
+
+
+# -- an upper on disk ------------------------------------------------------------------------------
+
+OSFS_OPERATIONS = ["copy-up file and parents", "remove with whiteout", "move over existing", "movedir merged tree",
+                   "removetree root", "makedir over whiteout", "discard"]
+
+
+@pytest.mark.parametrize("name", OSFS_OPERATIONS)
+def test_crash_at_every_write_with_an_upper_on_disk(name, lowers, tmp_path):
+    """The same on OSFS, where renames are rename(2) and directories change mtime when their
+    entries do (so views are compared without mtimes)."""
+    base = tmp_path / "base"
+    base.mkdir()
+    prepared = OverlayFS(list(lowers), OSFS(str(base)))
+    _prepare(prepared)
+    prepared.close()  # releases the lock record: the copies must not inherit it
+
+    def fresh(label: str) -> OSFS:
+        target = tmp_path / label
+        shutil.copytree(str(base), str(target))
+        return OSFS(str(target))
+
+    before = _shape(OverlayFS(list(lowers), fresh("before")))
+    counting = FaultyFS(fresh("counting"))
+    OPERATIONS[name](OverlayFS(list(lowers), counting))
+    after = _shape(OverlayFS(list(lowers), counting))
+    problems = []
+    for mode in MODES:
+        for fail_at in range(1, counting.calls + 1):
+            upper = fresh("%s-%d" % (mode, fail_at))
+            overlay = OverlayFS(list(lowers), FaultyFS(upper, fail_at, mode))
+            try:
+                OPERATIONS[name](overlay)
+            except InjectedFault:
+                pass
+            overlay.close()
+            reopened = OverlayFS(list(lowers), upper)
+            got = _shape(reopened)
+            if got not in (before, after):
+                problems.append("%s@%d: %s" % (mode, fail_at, describe_difference(got, [before, after])))
+            reopened.fsck()
+            problems += ["%s@%d: %s" % (mode, fail_at, p) for p in sidecar_problems(upper)]
+            reopened.close()
+    INJECTION_POINTS["%s (OSFS upper)" % name] = (counting.calls, len(MODES))
+    assert not problems, "\n".join(problems[:20])

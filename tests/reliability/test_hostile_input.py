@@ -186,3 +186,59 @@ def test_lookalike_names_are_ordinary(sandbox, name):
     overlay.removetree(where)
     assert not overlay.exists(where)
     assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+
+
+def test_symlinks_in_a_lower_never_lead_writes_out_of_the_upper(tmp_path, guard_lower):
+    """A lower's symbolic links to a directory and a file outside every layer: reading goes
+    through them, writing copies up into real upper entries and never reaches the targets."""
+    outside = tmp_path / "elsewhere"
+    (outside / "etc").mkdir(parents=True)
+    (outside / "etc" / "passwd").write_text("root:x:0:0")
+    lower_dir, upper_dir = tmp_path / "lower", tmp_path / "upper"
+    lower_dir.mkdir()
+    upper_dir.mkdir()
+    os.symlink(str(outside / "etc"), str(lower_dir / "evil"))
+    os.symlink(str(outside / "etc" / "passwd"), str(lower_dir / "pw"))
+    lower = guard_lower(OSFS(str(lower_dir)))
+    before = _tree_hash(str(outside), str(upper_dir))
+    overlay = OverlayFS(lower, OSFS(str(upper_dir)))
+    assert overlay.readtext("evil/passwd") == "root:x:0:0" == overlay.readtext("pw")
+    overlay.writetext("evil/passwd", "owned")
+    overlay.writetext("evil/new", "new")
+    with overlay.openbin("pw", "r+") as handle:
+        handle.write(b"OWNED")
+    overlay.remove("evil/passwd")
+    overlay.close()
+    assert _tree_hash(str(outside), str(upper_dir)) == before
+    assert (upper_dir / "evil").is_dir() and not (upper_dir / "evil").is_symlink()
+    assert (upper_dir / "pw").read_text() == "OWNEDx:0:0" and not (upper_dir / "pw").is_symlink()
+
+
+def test_deep_paths_are_walked_with_loops_not_recursion(guard_lower):
+    """Lookup and fsck walk paths with loops, so depth is bounded by memory, not by Python's
+    recursion limit: here the limit is lowered to 150 frames above this test and paths are
+    300 components deep (a 5000-deep lookup is checked at the normal limit)."""
+    import inspect
+    import sys
+
+    from fs.memoryfs import MemoryFS
+
+    deep = "/".join(["d"] * 300)
+    lower = MemoryFS()
+    lower.makedirs(deep)
+    lower.writetext(deep + "/f", "deep lower")
+    overlay = OverlayFS(guard_lower(lower), MemoryFS())
+    assert not overlay.exists("/".join(["x"] * 5000))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        assert overlay.readtext(deep + "/f") == "deep lower"
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.listdir(deep + "/nothing/" + deep)
+        overlay.remove(deep + "/f")  # copies 300 parents up and records a whiteout 300 levels down
+        overlay.makedirs(deep + "/e/x")
+        overlay.writetext(deep + "/e/x/g", "made")
+        assert overlay.fsck(repair=False).clean
+        assert OverlayFS(lower, overlay._upper.fs).listdir(deep) == ["e"]
+    finally:
+        sys.setrecursionlimit(limit)

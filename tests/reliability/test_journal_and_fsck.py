@@ -25,13 +25,19 @@ def lowers(guard_lower):
     return [guard_lower(layer)]
 
 
+def _journal_entry_written(log):
+    """The number of the write-side call that renames the journal entry into place: the
+    first rename after the journal directory is made."""
+    made = next(n for n, (op, path) in enumerate(log, 1) if op == "makedir" and path == JOURNAL_DIR)
+    return next(n for n, (op, _) in enumerate(log, 1) if n > made and op == "move")
+
+
 def _crash_inside_movedir(lowers):
     """An upper whose movedir src -> dst crashed after its journal entry and two moves."""
     upper = MemoryFS()
     counting = FaultyFS(MemoryFS())
     OverlayFS(lowers, counting).movedir("src", "dst")
-    # the journal's first two renames: FORMAT to version 2, then the entry into place
-    entry_written = [n for n, (op, _) in enumerate(counting.log, 1) if op == "move"][1]
+    entry_written = _journal_entry_written(counting.log)
     faulty = FaultyFS(upper, entry_written + 8, "crash")
     with pytest.raises(InjectedFault):
         OverlayFS(lowers, faulty).movedir("src", "dst")
@@ -127,3 +133,82 @@ def test_fsck_finds_and_repairs_every_leftover_without_changing_the_view(lowers)
 
 def test_fsck_of_a_read_only_overlay_is_clean(lowers):
     assert OverlayFS(lowers + [MemoryFS()]).fsck().clean
+
+
+def test_a_crash_during_the_roll_forward_is_rolled_forward_again(lowers):
+    """Recovery runs the same idempotent steps: interrupting it anywhere changes nothing."""
+    from reliability_support import clone
+
+    crashed = _crash_inside_movedir(lowers)
+    def shape(overlay):  # directories made by the roll-forward get the time of making
+        return {path: entry[:-1] for path, entry in view(overlay).items()}
+
+    expected = shape(OverlayFS(lowers, clone(crashed)))
+    counting = FaultyFS(clone(crashed))
+    OverlayFS(lowers, counting)
+    assert counting.calls > 5
+    for fail_at in range(1, counting.calls + 1):
+        upper = clone(crashed)
+        with pytest.raises(InjectedFault):
+            OverlayFS(lowers, FaultyFS(upper, fail_at, "crash"))
+        overlay = OverlayFS(lowers, upper)
+        assert shape(overlay) == expected, fail_at
+        assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+
+
+def test_opening_empties_the_staging_area_and_fsck_reports_it_once(lowers):
+    upper = MemoryFS()
+    OverlayFS(lowers, upper).close()
+    upper.makedirs(STAGING_DIR + "/half-copied-dir/x")
+    upper.writetext(STAGING_DIR + "/half-copied-file", "partial")
+    second = OverlayFS(lowers, upper)
+    assert upper.listdir(STAGING_DIR) == []
+    assert sorted(f.path for f in second.fsck().findings) == [
+        STAGING_DIR + "/half-copied-dir", STAGING_DIR + "/half-copied-file"]
+    assert second.fsck().clean
+
+
+def test_a_failure_while_emptying_the_trash_does_not_fail_a_done_removal(guard_lower):
+    """removetree takes the tree out of the upper by one rename; deleting the renamed tree
+    afterwards is housekeeping: failing there must not report a removal that happened as failed."""
+    lower = MemoryFS()
+    lower.makedirs("d")
+    lower.writetext("d/f", "lower")
+    guard_lower(lower)
+
+    def prepared():
+        upper = MemoryFS()
+        overlay = OverlayFS([lower], upper)
+        overlay.writetext("d/g", "upper")
+        return upper
+
+    counting = FaultyFS(prepared())
+    OverlayFS([lower], counting).removetree("d")
+    trash_steps = [n for n, (op, path) in enumerate(counting.log, 1) if op in ("remove", "removedir") and path.startswith(STAGING_DIR)]
+    assert trash_steps
+    for fail_at in trash_steps:
+        upper = prepared()
+        overlay = OverlayFS([lower], FaultyFS(upper, fail_at, "fail"))
+        overlay.removetree("d")  # no error: the tree is gone
+        assert not overlay.exists("d")
+        assert not OverlayFS([lower], upper).exists("d") and upper.listdir(STAGING_DIR) == []
+
+
+@pytest.mark.parametrize("name", ["new\nline", "caf\u00e9 \u2603", "quote\"and\\backslash", "{\"json\": 1}"])
+def test_journal_entries_carry_any_name(guard_lower, name):
+    """Intents are JSON: a crashed movedir of a directory with any name rolls forward."""
+    lower = MemoryFS()
+    lower.makedirs(name + "/sub")
+    lower.writetext(name + "/sub/f", "f")
+    lower.writetext(name + "/g", "g")
+    guard_lower(lower)
+    counting = FaultyFS(MemoryFS())
+    OverlayFS([lower], counting).movedir(name, name + " moved", create=True)
+    entry_written = _journal_entry_written(counting.log)
+    upper = MemoryFS()
+    with pytest.raises(InjectedFault):
+        OverlayFS([lower], FaultyFS(upper, entry_written + 3, "crash")).movedir(name, name + " moved", create=True)
+    overlay = OverlayFS([lower], upper)
+    assert [(i.src, i.dst) for i in overlay.recovered] == [("/" + name, "/" + name + " moved")]
+    assert not overlay.exists(name)
+    assert overlay.readtext(name + " moved/sub/f") == "f" and overlay.readtext(name + " moved/g") == "g"

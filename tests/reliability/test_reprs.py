@@ -16,3 +16,9 @@ def test_records_have_a_repr():
     assert repr(DirIndex({"a": True})).startswith("DirIndex(entries={'a': True}")
     assert repr(Intent("movedir", "/a", "/b")) == "Intent(operation='movedir', src='/a', dst='/b')"
     assert repr(overlay.fsck()) == "FsckReport(findings=(), repaired=True)"
+
+
+def test_change_sets_have_a_repr():
+    from unionfs.changes import ChangeSet
+
+    assert repr(ChangeSet(())) == "ChangeSet(changes=())"

@@ -13,13 +13,16 @@ step of them is an injection point of its own. At the ``fail_at``-th call it rai
   had died there (reads still work, so the caller can unwind).
 
 ``move`` and ``movedir`` are single calls, so the wrapped FS must rename atomically
-(MemoryFS and OSFS do). ``getsyspath`` is refused so no caller can bypass the count
-with ``os`` calls. Typical use: run an operation once with ``fail_at=None`` to learn
-its number of calls ``K``, then once per ``fail_at`` in ``1..K``.
+(MemoryFS does; for a filesystem with system paths, such as OSFS, ``movedir`` uses
+``os.rename`` as unionfs itself does there). ``getsyspath`` is refused so no caller can
+bypass the count with ``os`` calls. Several wrappers given one :class:`FaultPlan` count
+(and crash) together. Typical use: run an operation once with ``fail_at=None`` to learn
+its number of calls ``K``, then once per ``fail_at`` in ``1..K`` and mode.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, BinaryIO, Iterable, List, Optional, Tuple
 
@@ -39,23 +42,19 @@ class InjectedFault(errors.OperationFailed):
     default_message = "injected fault at write-side call"
 
 
-class FaultyFS(WrapFS):
-    """Wraps ``wrap_fs``; fails (``mode="fail"``) or crashes (``mode="crash"``) at the
-    ``fail_at``-th write-side call. ``calls`` counts the calls made, ``log`` names them."""
+class FaultPlan:
+    """Where to inject: counts write-side calls (of one or several :class:`FaultyFS`, which
+    then fail as one system) and raises at the ``fail_at``-th. ``log`` names every call."""
 
-    def __init__(self, wrap_fs: FS, fail_at: Optional[int] = None, mode: str = "fail") -> None:
+    def __init__(self, fail_at: Optional[int] = None, mode: str = "fail") -> None:
         if mode not in MODES:
             raise ValueError("mode must be one of %s, not %r" % (MODES, mode))
-        super().__init__(wrap_fs)
         self.fail_at = fail_at
         self.mode = mode
         self.calls = 0
         self.crashed = False
         self.log: List[Tuple[str, str]] = []
-        self._count_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return "FaultyFS(%r, fail_at=%r, mode=%r)" % (self._wrap_fs, self.fail_at, self.mode)
+        self._lock = threading.Lock()
 
     @property
     def fired(self) -> bool:
@@ -64,7 +63,7 @@ class FaultyFS(WrapFS):
 
     def tick(self, operation: str, path: str) -> None:
         """Count one write-side call; raise :class:`InjectedFault` where one is due."""
-        with self._count_lock:
+        with self._lock:
             if self.crashed:
                 raise InjectedFault(path, msg="injected crash: %s %s refused" % (operation, path))
             self.calls += 1
@@ -72,6 +71,38 @@ class FaultyFS(WrapFS):
             if self.calls == self.fail_at:
                 self.crashed = self.mode == "crash"
                 raise InjectedFault(path, msg="injected fault at write-side call %d: %s %s" % (self.calls, operation, path))
+
+
+class FaultyFS(WrapFS):
+    """Wraps ``wrap_fs``; fails (``mode="fail"``) or crashes (``mode="crash"``) at the
+    ``fail_at``-th write-side call. Give several wrappers one ``plan`` to count their calls
+    together (a crash then stops all of them)."""
+
+    def __init__(self, wrap_fs: FS, fail_at: Optional[int] = None, mode: str = "fail", plan: Optional[FaultPlan] = None) -> None:
+        super().__init__(wrap_fs)
+        self.plan = plan if plan is not None else FaultPlan(fail_at, mode)
+
+    def __repr__(self) -> str:
+        return "FaultyFS(%r, fail_at=%r, mode=%r)" % (self._wrap_fs, self.plan.fail_at, self.plan.mode)
+
+    @property
+    def calls(self) -> int:
+        return self.plan.calls
+
+    @property
+    def log(self) -> List[Tuple[str, str]]:
+        return self.plan.log
+
+    @property
+    def crashed(self) -> bool:
+        return self.plan.crashed
+
+    @property
+    def fired(self) -> bool:
+        return self.plan.fired
+
+    def tick(self, operation: str, path: str) -> None:
+        self.plan.tick(operation, path)
 
     # -- primitives: one call each --------------------------------------------------------------
 
@@ -93,6 +124,11 @@ class FaultyFS(WrapFS):
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         self.tick("movedir", src_path)
+        try:  # a directory on disk moves by rename(2), as unionfs moves it without the wrapper
+            os.rename(self._wrap_fs.getsyspath(src_path), self._wrap_fs.getsyspath(dst_path))
+            return
+        except (errors.NoSysPath, OSError):
+            pass
         super().movedir(src_path, dst_path, create=create, preserve_time=preserve_time)
 
     def setinfo(self, path: str, info: Any) -> None:
