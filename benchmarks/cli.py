@@ -28,8 +28,8 @@ from . import report
 from .systems import System, all_systems
 from .workloads import PRESETS, Context, Workload, build_stack, not_applicable, takes_part, workloads
 
-#: copy-ups move the most data: at most this many repeats
-COPYUP_REPEATS = 3
+#: copy-ups move the most data: at most this many repeats (their disk noise wants several)
+COPYUP_REPEATS = 5
 
 
 @attr.s(slots=True)

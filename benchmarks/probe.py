@@ -41,7 +41,9 @@ def main() -> int:
     size = os.path.getsize(os.path.join(stack.os_lowers[0], "big.bin"))
     try:
         with system.view(stack) as view:
-            os.sync()  # no writeback of earlier runs competes with this one
+            os.sync()  # no writeback of earlier runs competes with this one, nor (after a
+            time.sleep(0.5)  # moment) the discards of their deleted copies
+            os.sync()
             gc.collect()
             _reset_peak()
             before = _status_kib("VmRSS")
