@@ -502,8 +502,9 @@ class KernelView:
 
         Not rename(2), which answers EXDEV for a lower or merged directory. Like the
         library, refuse up front (before changing anything) a destination inside the
-        source, a missing destination without ``create``, and any file/directory clash
-        between the two trees."""
+        source, an ancestor destination where part of the source would be copied onto the
+        source itself, a missing destination without ``create``, and any file/directory
+        clash between the two trees."""
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
         if not self.exists(dst):
@@ -517,6 +518,8 @@ class KernelView:
             raise errors.DirectoryExpected(dst)
         if dst == src or dst.startswith(src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
+        if src.startswith(dst.rstrip("/") + "/") and self.exists(src + src[len(dst.rstrip("/")):]):
+            raise IllegalDestination(dst)  # cp -a would copy part of src onto src itself
         clashes = {}
         for relative, is_dir in self._walk(src):
             target = self._real(dst) + relative
