@@ -123,3 +123,22 @@ def test_read_handle_opened_before_copy_up_sees_the_new_data(pair: Callable[...,
     finally:
         handle.close()
         os.close(descriptor)
+
+
+def test_movedir_into_an_ancestor_that_would_overwrite_the_source_is_refused(pair: Callable[..., Pair]) -> None:
+    """movedir('/b/b', '/b') when '/b/b/b' exists: ``cp -a /b/b/. /b`` would copy '/b/b/b'
+    onto '/b/b', the source itself, so its result depends on readdir order (the property
+    suite saw the kernel keep the data of '/b/b/b/a' where the library kept '/b/b/a'). The
+    kernel's rename answers ENOTEMPTY. The library refuses with IllegalDestination before
+    changing anything, and so does the oracle's documented movedir."""
+    both = pair({"/b": Entry(DIR), "/b/b": Entry(DIR), "/b/b/a": Entry(FILE, b"outer"), "/b/b/b": Entry(DIR), "/b/b/b/a": Entry(FILE, b"inner")})
+    both.run("movedir", "/b/b", "/b", False)
+    both.run("movedir", "/b", "/", False)
+    assert both.overlay.readbytes("/b/b/a") == b"outer"
+
+
+def test_movedir_into_an_ancestor_without_overlap_flattens_like_cp(pair: Callable[..., Pair]) -> None:
+    """movedir('/b/b', '/b') when nothing in the source maps onto the source itself: the
+    same tree as ``cp -a /b/b/. /b && rm -rf /b/b`` on the kernel."""
+    both = pair({"/b": Entry(DIR), "/b/a": Entry(FILE, b"old"), "/b/b": Entry(DIR), "/b/b/a": Entry(FILE, b"new"), "/b/b/c": Entry(DIR)})
+    both.run("movedir", "/b/b", "/b", False)
