@@ -24,8 +24,8 @@ the kernel's answer:
   reproduced with lstat on the kernel side.
 
 The run length follows the Hypothesis profile (``HYPOTHESIS_PROFILE``): ``dev`` is quick,
-``ci`` explores hundreds of sequences; ``UNIONFS_KERNEL_EXAMPLES`` overrides the number
-of sequences per upper kind.
+``ci`` explores hundreds of sequences; ``UNIONFS_KERNEL_EXAMPLES`` and
+``UNIONFS_KERNEL_STEPS`` override the number and length of sequences per upper kind.
 """
 
 from __future__ import annotations
@@ -316,10 +316,13 @@ class KernelMachine(RuleBasedStateMachine):
 
 
 def _settings() -> settings:
-    """The profile's settings (``HYPOTHESIS_PROFILE``), with ``UNIONFS_KERNEL_EXAMPLES``
-    overriding the number of sequences; health checks off, as for any state machine."""
-    override = os.environ.get("UNIONFS_KERNEL_EXAMPLES")
-    extra = {"max_examples": int(override)} if override else {}
+    """The profile's settings (``HYPOTHESIS_PROFILE``), with ``UNIONFS_KERNEL_EXAMPLES`` and
+    ``UNIONFS_KERNEL_STEPS`` overriding the number and length of sequences (for long soak
+    runs); health checks off, as for any state machine."""
+    extra = {}
+    for variable, name in (("UNIONFS_KERNEL_EXAMPLES", "max_examples"), ("UNIONFS_KERNEL_STEPS", "stateful_step_count")):
+        if os.environ.get(variable):
+            extra[name] = int(os.environ[variable])
     return settings(settings.default, suppress_health_check=list(HealthCheck), **extra)
 
 
