@@ -158,7 +158,7 @@ class KernelMachine(RuleBasedStateMachine):
         """Run ``operation`` on both sides and compare what came back."""
         assert self.overlay is not None and self.kernel is not None
         library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
-        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged), operation)(*args))
+        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(*args))
         assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
 
     @invariant()
@@ -269,6 +269,18 @@ class KernelMachine(RuleBasedStateMachine):
     def movedir(self, data: st.DataObject, create: bool) -> None:
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
         self.both("movedir", src, dst, create, paths=[src, dst])
+
+    @rule(data=st.data())
+    def hide(self, data: st.DataObject) -> None:
+        """``OverlayFS.hide``; on the kernel, the same edit by hand in the unmounted upper."""
+        path = self.path(data, root=True)
+        self.both("hide", path, paths=[path])
+
+    @rule(data=st.data())
+    def make_opaque(self, data: st.DataObject) -> None:
+        """``OverlayFS.make_opaque``; on the kernel, mkdir + the opaque xattr by hand."""
+        path = self.path(data, root=True, kind="dir")
+        self.both("make_opaque", path, paths=[path])
 
     # -- queries -------------------------------------------------------------------------------------
 
