@@ -41,7 +41,7 @@ class Pair:
     def run(self, operation: str, *args: object) -> None:
         paths = [arg for arg in args if isinstance(arg, str)]
         library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
-        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged), operation)(*args))
+        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(*args))
         assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
         self.check_tree()
 
@@ -142,3 +142,13 @@ def test_movedir_into_an_ancestor_without_overlap_flattens_like_cp(pair: Callabl
     same tree as ``cp -a /b/b/. /b && rm -rf /b/b`` on the kernel."""
     both = pair({"/b": Entry(DIR), "/b/a": Entry(FILE, b"old"), "/b/b": Entry(DIR), "/b/b/a": Entry(FILE, b"new"), "/b/b/c": Entry(DIR)})
     both.run("movedir", "/b/b", "/b", False)
+
+
+def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pair]) -> None:
+    """``cp -a /b/. /a`` gives every existing destination directory the source's attributes,
+    which copies it up on the kernel. The view looks the same either way, but what the upper
+    holds decides what an opaque marker keeps: after make_opaque('/a') the kernel still
+    shows '/a/a' (in the upper now), so the library must have copied it up as well."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
+    both.run("movedir", "/b", "/a", False)
+    both.run("make_opaque", "/a")
