@@ -16,6 +16,10 @@ the kernel's answer:
   lower and merged directories (the kernel's rename answers EXDEV) and merges into an
   existing destination (rename answers ENOTEMPTY). The kernel side therefore runs
   ``cp -a src/. dst`` then ``rm -rf src`` (``KernelView.movedir``) and the trees must match.
+  Refused up front on both sides: file/directory clashes, and an ancestor destination where
+  part of the source would be copied onto the source itself (cp's result depends on order).
+* ``hide`` and ``make_opaque`` have no system call: the kernel side unmounts, makes the same
+  edit by hand in the upper dir (whiteout device, opaque xattr) and mounts again.
 * ``move`` of a directory is refused with ``FileExpected`` by PyFilesystem2's contract
   (``FS.move`` moves files); the kernel side applies the same check before rename(2).
 * ``copy`` has no system call: the kernel side reads the source and writes the destination.
