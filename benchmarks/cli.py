@@ -26,7 +26,7 @@ import attr
 
 from . import report
 from .systems import System, all_systems
-from .workloads import PRESETS, WARM_PASSES, Context, Workload, build_stack, not_applicable, takes_part, workloads
+from .workloads import PRESETS, Context, Workload, build_stack, not_applicable, takes_part, workloads
 
 #: copy-ups move the most data: at most this many repeats
 COPYUP_REPEATS = 3
@@ -44,6 +44,13 @@ class Result:
     @property
     def median(self) -> Optional[float]:
         return statistics.median(self.samples) if self.samples and not self.note else None
+
+    @property
+    def best(self) -> Optional[float]:
+        """The best sample (least time, most throughput): the noise-robust supplement."""
+        if not self.samples or self.note:
+            return None
+        return max(self.samples) if self.unit == "B/s" else min(self.samples)
 
 
 def _log(message: str) -> None:
@@ -134,7 +141,7 @@ def _run_once(workload: Workload, system: System, ctx: Context) -> Dict[str, flo
             return workload.run(view, ctx)
         workload.run(view, ctx)  # fills the caches, untimed
         passes = []
-        for _ in range(WARM_PASSES):
+        for _ in range(workload.passes):
             ctx.round += 1
             passes.append(workload.run(view, ctx))
         return {metric: min(values[metric] for values in passes) for metric in passes[0]}

@@ -32,6 +32,8 @@ CHUNK = 1024 * 1024
 #: a warm sample is the best of this many back-to-back passes: bursts of load from other
 #: processes hit single passes, and the median over repeats absorbs the rest
 WARM_PASSES = 3
+#: the scaling curves' passes are short (a few ms), so they take more of them
+SCALING_PASSES = 7
 Data = Union[bytes, int]  # content, or a size to fill with a fixed pattern
 LayerFiles = List[Tuple[str, Data]]
 
@@ -84,6 +86,7 @@ class Workload:
     x: Optional[int] = attr.ib(default=None)  # the scaling parameter, for curves
     series: Optional[str] = attr.ib(default=None)
     in_subprocess: bool = attr.ib(default=False)  # runs its own view in a probe process
+    passes: int = attr.ib(default=WARM_PASSES)  # timed passes per warm sample (the best counts)
 
 
 # -- materialising data sets ------------------------------------------------------------------------
@@ -210,7 +213,7 @@ def _victim(ctx: Context, index: int) -> str:
 
 def _max_rounds(sizes: Sizes) -> int:
     """Rounds a system runs a warm workload in: a warm-up and the passes, per repeat."""
-    return (WARM_PASSES + 1) * sizes.repeats + 2
+    return (SCALING_PASSES + 1) * sizes.repeats + 2
 
 
 def build_whited(count: int, sizes: Sizes, scratch: str, os_systems: Sequence[str]) -> Stack:
@@ -222,7 +225,8 @@ def build_whited(count: int, sizes: Sizes, scratch: str, os_systems: Sequence[st
     victims = []
     for ctx.round in range(_max_rounds(sizes)):
         victims += [_victim(ctx, index) for index in range(sizes.scaling_ops)]
-    stack = materialise(scratch, [[(path, b"x") for path in whited + live + victims]], flat=False)
+    # the flat copy is the raw systems' plain directory of as many names
+    stack = materialise(scratch, [[(path, b"x") for path in whited + live + victims]])
     stack.mem_upper = MemoryFS()
     stack.mem_upper.makedir("d")
     _add_records(stack.mem_upper, whited)
@@ -373,18 +377,24 @@ def lowers_lookup(view: View, ctx: Context) -> Dict[str, float]:
 
 
 def whiteouts_ops(view: View, ctx: Context) -> Dict[str, float]:
-    """Lookups (live and whited-out names) and removals, with ``x`` whiteouts in the directory."""
+    """Lookups (live and whited-out names) and removals, with ``x`` whiteouts in the directory.
+    The raw systems do the same in a plain directory of as many names: an absent name stands
+    for a whited-out one, and creating an empty file for a removal (what a whiteout costs)."""
     fs_ = view.fs
     names = range(ctx.sizes.scaling_ops)
+    hidden = "/d/absent%d" if view.layers else "/d/w%d"
 
     def lookups() -> int:
         for index in names:
             fs_.getinfo("/d/k%d" % index)
-            assert fs_.exists("/d/k%d" % index) and not fs_.exists("/d/w%d" % index)
+            assert fs_.exists("/d/k%d" % index) and not fs_.exists(hidden % index)
         return 3 * len(names)
 
     per_lookup = _timed(lookups)
-    per_remove = _timed(lambda: len([fs_.remove(_victim(ctx, index)) for index in names]))
+    if view.layers:
+        per_remove = _timed(lambda: len([fs_.create(_victim(ctx, index) + "-whiteout") for index in names]))
+    else:
+        per_remove = _timed(lambda: len([fs_.remove(_victim(ctx, index)) for index in names]))
     return {"lookup": per_lookup, "remove": per_remove}
 
 
@@ -458,12 +468,14 @@ def workloads(sizes: Sizes) -> List[Workload]:
             result.append(Workload(
                 "lowers.%s@%d" % (label, count), "getinfo+exists of %d files in the bottom of %d lowers, %s"
                 % (sizes.scaling_ops, count, label), (("lookup", "s/op"),), "lowers@%d" % count, lowers_lookup,
-                ("raw", "multifs", "unionfs", "kernel"), warm=warm, x=count, series="lowers.%s" % label))
+                ("raw", "multifs", "unionfs", "kernel"), warm=warm, x=count, series="lowers.%s" % label,
+                passes=SCALING_PASSES))
     for count in sizes.whiteout_points:
         result.append(Workload(
-            "whiteouts@%d" % count, "%d lookups and %d removals in a dir with %d whiteouts"
-            % (3 * sizes.scaling_ops, sizes.scaling_ops, count), (("lookup", "s/op"), ("remove", "s/op")),
-            "whited@%d" % count, whiteouts_ops, ("unionfs", "kernel", "fuse"), x=count, series="whiteouts"))
+            "whiteouts@%d" % count, "%d lookups and %d removals in a dir with %d whiteouts (raw: %d names)"
+            % (3 * sizes.scaling_ops, sizes.scaling_ops, count, count), (("lookup", "s/op"), ("remove", "s/op")),
+            "whited@%d" % count, whiteouts_ops, ("raw", "unionfs", "kernel", "fuse"), x=count, series="whiteouts",
+            passes=SCALING_PASSES))
     return result
 
 
@@ -487,7 +499,7 @@ def takes_part(workload: Workload, system: System) -> bool:
     if system.kind not in workload.kinds or system.family not in workload.families:
         return False
     if workload.series == "whiteouts":
-        return system.family == "mem" or system.name in WHITED_SYSTEMS
+        return system.kind == "raw" or system.family == "mem" or system.name in WHITED_SYSTEMS
     return True
 
 
