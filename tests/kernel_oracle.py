@@ -339,8 +339,9 @@ class KernelView:
     check of its own (``overwrite=False``, ``makedirs``' intermediate check, ``removetree``
     of the root), it is done here with ``lstat`` the way ``fs.base.FS`` does it."""
 
-    def __init__(self, merged: str) -> None:
+    def __init__(self, merged: str, mount: Optional["KernelOverlay"] = None) -> None:
         self.merged = merged
+        self.mount = mount  # needed only by hide and make_opaque, which edit the upper offline
 
     def _real(self, path: str) -> str:
         return self.merged + path if path != "/" else self.merged
@@ -504,8 +505,9 @@ class KernelView:
 
         Not rename(2), which answers EXDEV for a lower or merged directory. Like the
         library, refuse up front (before changing anything) a destination inside the
-        source, a missing destination without ``create``, and any file/directory clash
-        between the two trees."""
+        source, an ancestor destination where part of the source would be copied onto the
+        source itself, a missing destination without ``create``, and any file/directory
+        clash between the two trees."""
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
         if not self.exists(dst):
@@ -521,6 +523,8 @@ class KernelView:
             return  # PyFilesystem2's contract: moving a directory onto itself changes nothing
         if dst.startswith(src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
+        if src.startswith(dst.rstrip("/") + "/") and self.exists(src + src[len(dst.rstrip("/")):]):
+            raise IllegalDestination(dst)  # cp -a would copy part of src onto src itself
         clashes = {}
         for relative, is_dir in self._walk(src):
             target = self._real(dst) + relative
@@ -534,6 +538,43 @@ class KernelView:
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
 
+    # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
+
+    def _offline(self, edit: Callable[[str], None], path: str) -> None:
+        """Unmount, apply ``edit`` to the upper's real path for ``path``, mount again."""
+        assert self.mount is not None, "hand edits need the KernelOverlay"
+        self.mount.unmount()
+        try:
+            edit(self.mount.upper + path)
+        finally:
+            self.mount.mount()
+
+    def hide(self, path: str) -> None:
+        """Delete the upper's entry by hand (making missing parents), then mount again; if a
+        lower shows through, put a whiteout device there by hand."""
+        if path == "/":
+            raise errors.RemoveRootError(path)
+        self._lstat(path)
+        self._offline(_clear_upper_entry, path)
+        if self.exists(path):
+            self._offline(lambda real: os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0)), path)
+
+    def make_opaque(self, path: str) -> None:
+        """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
+        trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
+        directory must not hold."""
+        if path == "/":
+            raise errors.OperationFailed(path)
+        if self.exists(path):
+            if not stat.S_ISDIR(os.lstat(self._real(path)).st_mode):
+                raise errors.DirectoryExpected(path)
+        else:
+            with _KernelCall(path, directory=True):
+                parent_mode = os.lstat(self._real(dirname(path))).st_mode
+            if not stat.S_ISDIR(parent_mode):
+                raise errors.DirectoryExpected(path)
+        self._offline(_make_opaque_by_hand, path)
+
     def _walk(self, top: str) -> List[Tuple[str, bool]]:
         found = []
         for entry in os.scandir(self._real(top)):
@@ -543,6 +584,31 @@ class KernelView:
             if is_dir:
                 found.extend((relative + sub, sub_is_dir) for sub, sub_is_dir in self._walk(top.rstrip("/") + relative))
         return found
+
+
+def _is_whiteout(real: str) -> bool:
+    status = os.lstat(real)
+    return stat.S_ISCHR(status.st_mode) and status.st_rdev == 0
+
+
+def _clear_upper_entry(real: str) -> None:
+    """Remove whatever the upper dir has at ``real``; make its missing parents."""
+    os.makedirs(os.path.dirname(real), exist_ok=True)
+    if os.path.isdir(real) and not os.path.islink(real):
+        shutil.rmtree(real)
+    elif os.path.lexists(real):
+        os.unlink(real)
+
+
+def _make_opaque_by_hand(real: str) -> None:
+    if os.path.lexists(real) and _is_whiteout(real):
+        os.unlink(real)
+    os.makedirs(real, exist_ok=True)
+    os.setxattr(real, "trusted.overlay.opaque", b"y")
+    for directory, _, names in os.walk(real):
+        for name in names:
+            if _is_whiteout(os.path.join(directory, name)):
+                os.unlink(os.path.join(directory, name))
 
 
 class LibraryView:
@@ -635,6 +701,12 @@ class LibraryView:
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
         self.fs.movedir(src, dst, create=create)
+
+    def hide(self, path: str) -> None:
+        self.fs.hide(path)
+
+    def make_opaque(self, path: str) -> None:
+        self.fs.make_opaque(path)
 
 
 def _summary(status: os.stat_result) -> InfoSummary:

@@ -41,7 +41,7 @@ class Pair:
     def run(self, operation: str, *args: object) -> None:
         paths = [arg for arg in args if isinstance(arg, str)]
         library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
-        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged), operation)(*args))
+        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(*args))
         assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
         self.check_tree()
 
@@ -118,3 +118,32 @@ def test_read_handle_opened_before_copy_up_sees_the_new_data(pair: Callable[...,
     finally:
         handle.close()
         os.close(descriptor)
+
+
+def test_movedir_into_an_ancestor_that_would_overwrite_the_source_is_refused(pair: Callable[..., Pair]) -> None:
+    """movedir('/b/b', '/b') when '/b/b/b' exists: ``cp -a /b/b/. /b`` would copy '/b/b/b'
+    onto '/b/b', the source itself, so its result depends on readdir order (the property
+    suite saw the kernel keep the data of '/b/b/b/a' where the library kept '/b/b/a'). The
+    kernel's rename answers ENOTEMPTY. The library refuses with IllegalDestination before
+    changing anything, and so does the oracle's documented movedir."""
+    both = pair({"/b": Entry(DIR), "/b/b": Entry(DIR), "/b/b/a": Entry(FILE, b"outer"), "/b/b/b": Entry(DIR), "/b/b/b/a": Entry(FILE, b"inner")})
+    both.run("movedir", "/b/b", "/b", False)
+    both.run("movedir", "/b", "/", False)
+    assert both.overlay.readbytes("/b/b/a") == b"outer"
+
+
+def test_movedir_into_an_ancestor_without_overlap_flattens_like_cp(pair: Callable[..., Pair]) -> None:
+    """movedir('/b/b', '/b') when nothing in the source maps onto the source itself: the
+    same tree as ``cp -a /b/b/. /b && rm -rf /b/b`` on the kernel."""
+    both = pair({"/b": Entry(DIR), "/b/a": Entry(FILE, b"old"), "/b/b": Entry(DIR), "/b/b/a": Entry(FILE, b"new"), "/b/b/c": Entry(DIR)})
+    both.run("movedir", "/b/b", "/b", False)
+
+
+def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pair]) -> None:
+    """``cp -a /b/. /a`` gives every existing destination directory the source's attributes,
+    which copies it up on the kernel. The view looks the same either way, but what the upper
+    holds decides what an opaque marker keeps: after make_opaque('/a') the kernel still
+    shows '/a/a' (in the upper now), so the library must have copied it up as well."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
+    both.run("movedir", "/b", "/a", False)
+    both.run("make_opaque", "/a")

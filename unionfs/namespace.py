@@ -138,18 +138,26 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
 def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
     moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
-    if lookup.node(dst) is None:
-        make_dir(lookup, upper, dst)
+    _merge_dir_into(lookup, upper, dst)
     for rel, node in _walk(lookup, src):
         destination = join(dst, rel)
         if node.is_dir:
-            if lookup.node(destination) is None:
-                make_dir(lookup, upper, destination)
+            _merge_dir_into(lookup, upper, destination)
         else:
             rename_file(lookup, upper, node, destination)
     remaining = lookup.node(src.path)
     if remaining is not None:
         vanish(lookup, upper, remaining)
+
+
+def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory ``path`` of a ``movedir`` destination exist in the upper: ``cp -a``
+    creates it, or sets the attributes of the one that exists, which copies it up."""
+    existing = lookup.node(path)
+    if existing is None:
+        make_dir(lookup, upper, path)
+    else:
+        copy_up(lookup, upper, existing)
 
 
 def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:

@@ -14,7 +14,7 @@ from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.mode import Mode
-from fs.path import abspath, dirname, isbase, normpath
+from fs.path import abspath, dirname, isbase, join, normpath, relpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
@@ -343,7 +343,7 @@ class OverlayFS(FS):
                 raise errors.DirectoryExpected(dst_path)
             if _src == _dst:
                 return  # rename(d, d) changes nothing, as in the kernel
-            if isbase(_src, _dst):
+            if isbase(_src, _dst) or _lands_on_itself(self._lookup, _src, _dst):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)
 
@@ -558,6 +558,15 @@ class OverlayFS(FS):
 def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:
     lower_list = [lowers] if isinstance(lowers, (FS, str)) else list(lowers)
     return ([upper] if upper is not None else []) + lower_list
+
+
+def _lands_on_itself(lookup: Lookup, src: str, dst: str) -> bool:
+    """Whether moving the contents of ``src`` into its ancestor ``dst`` would put part of
+    ``src`` onto ``src`` itself (``movedir('/b/b', '/b')`` with a ``/b/b/b``): ``cp -a``
+    then gives a result that depends on readdir order, and rename(2) says ENOTEMPTY."""
+    if not isbase(dst, src) or src == dst:
+        return False
+    return lookup.node(join(src, relpath(src[len(dst.rstrip("/")):]))) is not None
 
 
 def _kept_on_truncate(node: Node) -> Dict[str, Any]:
