@@ -288,6 +288,9 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), create=st.booleans())
     def movedir(self, data: st.DataObject, create: bool) -> None:
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        # the library moves the files, so their handles follow them as after rename(2); after the
+        # kernel side's cp -a + rm -rf they would stay on the old files (docs/semantics.rst)
+        self.close_readers(src, below=True)
         self.both("movedir", src, dst, create, paths=[src, dst])
 
     @rule(data=st.data())
@@ -325,11 +328,11 @@ class KernelMachine(RuleBasedStateMachine):
         if kernel.error is None:
             self.readers.append((path, library.value, kernel.value))
 
-    def close_readers(self, path: Optional[str] = None) -> None:
-        """Close the held handles (those on ``path`` only, if given)."""
+    def close_readers(self, path: Optional[str] = None, below: bool = False) -> None:
+        """Close the held handles (those on ``path`` only, if given; or ``below`` it too)."""
         kept = []
         for reader in self.readers:
-            if path is None or reader[0] == path:
+            if path is None or reader[0] == path or (below and reader[0].startswith(path.rstrip("/") + "/")):
                 reader[1].close()
                 os.close(reader[2])
             else:
