@@ -28,7 +28,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import attr
 
@@ -366,6 +366,11 @@ class KernelView:
         with _KernelCall(path, directory=True):
             return sorted((entry.name, _summary(entry.stat(follow_symlinks=False))) for entry in os.scandir(self._real(path)))
 
+    def open_reader(self, path: str) -> int:
+        """A descriptor opened read-only, to be held across steps."""
+        with _KernelCall(path):
+            return os.open(self._real(path), os.O_RDONLY)
+
     def readbytes(self, path: str) -> bytes:
         with _KernelCall(path):
             descriptor = os.open(self._real(path), os.O_RDONLY)
@@ -629,6 +634,9 @@ class LibraryView:
 
     def scandir(self, path: str) -> List[Tuple[str, InfoSummary]]:
         return sorted((info.name, (info.is_dir, None if info.is_dir else info.size)) for info in self.fs.scandir(path, ["details"]))
+
+    def open_reader(self, path: str) -> BinaryIO:
+        return self.fs.openbin(path, "r")
 
     def readbytes(self, path: str) -> bytes:
         return self.fs.readbytes(path)

@@ -40,8 +40,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
 
+import attr
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -113,6 +114,7 @@ def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
 
 
 MAX_LOWERS = 6
+MAX_READERS = 3
 
 
 class KernelMachine(RuleBasedStateMachine):
@@ -131,6 +133,8 @@ class KernelMachine(RuleBasedStateMachine):
         self.visible: List[str] = []  # the merged tree's paths after the last step
         self.visible_dirs: List[str] = ["/"]
         self.visible_files: List[str] = []
+        #: read handles held open: (path, library handle, kernel descriptor)
+        self.readers: List[Tuple[str, BinaryIO, int]] = []
 
     # -- set-up and tear-down ---------------------------------------------------------------------
 
@@ -150,6 +154,7 @@ class KernelMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            self.close_readers()
             if self.overlay is not None:
                 self.overlay.close()
             self.guard.check()
@@ -170,7 +175,8 @@ class KernelMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_view(self) -> None:
-        """The whole merged trees agree, and so do the files' modification times."""
+        """The whole merged trees agree, so do the files' modification times, and so does
+        what every held read handle reads."""
         if self.overlay is None or self.kernel is None:
             return
         kernel_times: Dict[str, int] = {}
@@ -178,6 +184,11 @@ class KernelMachine(RuleBasedStateMachine):
         kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
         assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
         assert_same_file_times(library_times, kernel_times)
+        for path, handle, descriptor in self.readers:
+            # since Linux 4.19 a descriptor opened on a lower file follows its copy-up, and a
+            # removed file's descriptor keeps its data
+            handle.seek(0)
+            assert handle.read() == os.pread(descriptor, 1 << 16, 0), "the reader held on %s" % path
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
         self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
@@ -197,6 +208,7 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), payload=contents)
     def write(self, data: st.DataObject, payload: bytes) -> None:
         path = self.path(data)
+        self.close_readers(path)  # writebytes replaces the file atomically (docs/semantics.rst)
         self.both("writebytes", path, payload, paths=[path])
 
     @rule(data=st.data(), payload=contents)
@@ -242,6 +254,7 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), overwrite=st.booleans())
     def copy(self, data: st.DataObject, overwrite: bool) -> None:
         src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
+        self.close_readers(dst)  # copy replaces the destination atomically, as writebytes does
         self.both("copy", src, dst, overwrite, paths=[src, dst])
 
     @rule(data=st.data(), accessed=times, modified=times)
@@ -275,19 +288,56 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), create=st.booleans())
     def movedir(self, data: st.DataObject, create: bool) -> None:
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        # the library moves the files, so their handles follow them as after rename(2); after the
+        # kernel side's cp -a + rm -rf they would stay on the old files (docs/semantics.rst)
+        self.close_readers(src, below=True)
         self.both("movedir", src, dst, create, paths=[src, dst])
 
     @rule(data=st.data())
     def hide(self, data: st.DataObject) -> None:
         """``OverlayFS.hide``; on the kernel, the same edit by hand in the unmounted upper."""
         path = self.path(data, root=True)
+        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
         self.both("hide", path, paths=[path])
 
     @rule(data=st.data())
     def make_opaque(self, data: st.DataObject) -> None:
         """``OverlayFS.make_opaque``; on the kernel, mkdir + the opaque xattr by hand."""
         path = self.path(data, root=True, kind="dir")
+        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
         self.both("make_opaque", path, paths=[path])
+
+    # -- read handles held across steps --------------------------------------------------------------
+
+    @precondition(lambda self: len(self.readers) < MAX_READERS)
+    @rule(data=st.data())
+    def open_reader(self, data: st.DataObject) -> None:
+        """A read-only handle kept open (``openbin(p, "r")``; ``open(O_RDONLY)``), for files:
+        the kernel opens directories read-only too, PyFilesystem2 has no such handle."""
+        assert self.overlay is not None and self.kernel is not None
+        path = self.path(data, kind="file")
+        if os.path.isdir(self.kernel.merged + path):
+            return
+        library = outcome(lambda: LibraryView(self.overlay).open_reader(path))
+        kernel = outcome(lambda: KernelView(self.kernel.merged).open_reader(path))
+        if (library.error is None) != (kernel.error is None):  # close what did open, then report
+            for opened in (library.value, kernel.value):
+                if opened is not None:
+                    opened.close() if hasattr(opened, "close") else os.close(opened)
+        assert_same_outcome("open_reader(%r)" % path, attr.evolve(library, value=None), attr.evolve(kernel, value=None), [path])
+        if kernel.error is None:
+            self.readers.append((path, library.value, kernel.value))
+
+    def close_readers(self, path: Optional[str] = None, below: bool = False) -> None:
+        """Close the held handles (those on ``path`` only, if given; or ``below`` it too)."""
+        kept = []
+        for reader in self.readers:
+            if path is None or reader[0] == path or (below and reader[0].startswith(path.rstrip("/") + "/")):
+                reader[1].close()
+                os.close(reader[2])
+            else:
+                kept.append(reader)
+        self.readers = kept
 
     # -- queries -------------------------------------------------------------------------------------
 
@@ -317,6 +367,7 @@ class KernelMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         """A new OverlayFS over the same upper; the kernel unmounts and mounts again."""
         assert self.overlay is not None and self.kernel is not None
+        self.close_readers()  # handles belong to one overlay instance and one mount
         self.overlay.close()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
         self.kernel.reopen()
@@ -327,6 +378,7 @@ class KernelMachine(RuleBasedStateMachine):
         """The upper becomes the topmost lower under a fresh, empty upper (on the kernel side
         with its whiteout devices and opaque xattrs, the kernel's own form)."""
         assert self.overlay is not None and self.kernel is not None and self.upper is not None
+        self.close_readers()  # handles belong to one overlay instance and one mount
         self.overlay.close()
         self.lowers.insert(0, self.guard(self.upper))
         self.upper = self._fresh_upper()
