@@ -601,3 +601,12 @@ def test_copy_up_read_handle_of_a_removed_file_keeps_the_lower_data(overlay):
     overlay.remove("top.txt")
     assert reader.read() == b"lower top"
     reader.close()
+
+
+def test_setinfo_the_upper_cannot_hold_is_unsupported_naming_the_path(overlay):
+    """MemoryFS cannot set its own root's times (it answers ResourceNotFound for '/'): the
+    overlay says Unsupported, naming the caller's path, instead of 'not found'."""
+    with pytest.raises(errors.Unsupported) as caught:
+        overlay.setinfo("/", {"details": {"modified": 5}})
+    assert caught.value.path == "/"
+    assert overlay.exists("/")

@@ -223,7 +223,7 @@ class OverlayFS(FS):
             if not info:
                 return
             copy_up(self._lookup, upper, node)
-            upper.setinfo(_path, info)
+            upper.setinfo(_path, info, path)
 
     # -- overrides: correct and fast for an overlay --------------------------------------------------
 

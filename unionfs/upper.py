@@ -86,8 +86,13 @@ class Upper:
         self.lookup.forget(path)
         self.readers.copied_up(self.fs, path)
 
-    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
-        self.fs.setinfo(path, info)
+    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
+        """Set metadata of an entry the upper has (copied up by the caller). An upper that
+        cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
+        try:
+            self.fs.setinfo(path, info)
+        except errors.ResourceNotFound:
+            raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
 
     def remove_file(self, path: str) -> None:
         self.fs.remove(path)
