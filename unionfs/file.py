@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, BinaryIO, Dict, Optional
+from typing import Any, BinaryIO, Dict
 
 from . import _fsimport  # noqa: F401
 from fs.base import FS

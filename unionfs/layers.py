@@ -85,9 +85,6 @@ class Layer:
         """Forget every cached listing (after the layer changed behind the overlay's back)."""
         self._dirs.clear()
 
-    def cached_dirs(self) -> List[str]:
-        return [path for path, index in self._dirs.items() if index is not None]
-
     # -- keeping the cache true (upper only) -----------------------------------------------------
 
     def _parent_index(self, path: str) -> Optional[DirIndex]:

@@ -40,11 +40,6 @@ class Node:
     def in_upper(self) -> bool:
         return self.layers[0].is_upper
 
-    @property
-    def is_merged(self) -> bool:
-        """A directory made of more than one layer."""
-        return len(self.layers) > 1
-
 
 @attr.s(frozen=True, slots=True)
 class Listing:

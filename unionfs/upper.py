@@ -37,11 +37,6 @@ class Upper:
 
     # -- entries ------------------------------------------------------------------------------
 
-    def has(self, path: str) -> bool:
-        """Whether the upper itself holds an entry at ``path``."""
-        node = self.lookup.node(path)
-        return node is not None and node.in_upper
-
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self.fs.makedir(path, permissions=permissions)
         self.layer.note_entry(path, True, new_dir=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from fs import errors
 from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, SidecarError
