@@ -16,6 +16,9 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 
 settings.register_profile("dev", max_examples=30, deadline=None)
+# ci: hundreds of sequences of dozens of steps, the same ones on every run (derandomized), so a
+# submission's CI verdict is reproducible; soak: the same size with fresh random seeds, for
+# exploring new ground (run it by hand, with UNIONFS_KERNEL_EXAMPLES for longer kernel runs).
 settings.register_profile(
     "ci",
     max_examples=200,
@@ -23,7 +26,9 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
+    derandomize=True,
 )
+settings.register_profile("soak", settings.get_profile("ci"), derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
