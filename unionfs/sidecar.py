@@ -100,6 +100,8 @@ class Sidecar:
                     "(or one is running in another process); open it once as the upper of an "
                     "overlay to finish it",
                 )
+            if create and not layer_fs.isdir(STAGING_DIR):
+                layer_fs.makedir(STAGING_DIR, recreate=True)  # checked once here, not per copy-up
             return cls(layer_fs, version)
         if not create:
             return None
@@ -217,7 +219,6 @@ class Sidecar:
             self.fs.makedir(TREE_DIR, recreate=True)
 
     def staging_path(self) -> str:
-        """A fresh name in the staging area, for a copy-up in progress or a trashed tree."""
-        if not self.fs.isdir(STAGING_DIR):
-            self.fs.makedir(STAGING_DIR, recreate=True)
+        """A fresh name in the staging area (made when the sidecar was opened for writing),
+        for a copy-up in progress or a trashed tree."""
         return "%s/%s" % (STAGING_DIR, uuid.uuid4().hex)
