@@ -80,7 +80,9 @@ class _Member:
     modified: Optional[float] = attr.ib(default=None)
     access: Optional[Dict[str, Any]] = attr.ib(default=None)
     link_target: Optional[str] = attr.ib(default=None)
-    #: opens the member's data; ``None`` for directories
+    #: a symbolic link (``link_target`` is what it points to); else a hard link's target name
+    is_symlink: bool = attr.ib(default=False)
+    #: opens the member's data; ``None`` for directories and symbolic links
     opener: Optional[Callable[[], IO[bytes]]] = attr.ib(default=None, eq=False, repr=False)
 
 
@@ -138,13 +140,17 @@ class ArchiveFS(FS):
     - absolute names and ``./`` prefixes are made relative; non-UTF-8 names are kept
       with ``\\xNN`` escapes; duplicate names: the last member wins (as on extraction);
     - directories that are only implied by deeper members exist, without metadata;
-    - symbolic and hard links to a file inside the archive read as that file (the
-      ``link`` namespace keeps the target); links to directories, dangling links,
-      devices and FIFOs are left out and listed in :attr:`skipped`;
-    - *unsafe* members (a ``..`` component, a link whose target leaves the archive, a
-      file that another member uses as a directory) raise :class:`UnsafeArchive` with
-      ``unsafe="error"`` (the default), or are left out (and listed in :attr:`skipped`)
-      with ``unsafe="skip"``.
+    - a symbolic link is an entry of its own, whatever its target (absolute, leaving the
+      archive, dangling, to a directory): its ``getinfo`` is the link's, with the target in
+      the ``link`` namespace, and an overlay resolves it inside the merged view, never on
+      the host (:meth:`symlinks_in` tells the overlay which entries are links);
+    - a hard link reads as the member it names (a file, or a symbolic link with the same
+      target); a hard link to a directory or to no member, devices and FIFOs are left out
+      and listed in :attr:`skipped`;
+    - *unsafe* members (a ``..`` component in a member's name or a hard link's, a member
+      written through a symbolic link of the archive, a file that another member uses as a
+      directory) raise :class:`UnsafeArchive` with ``unsafe="error"`` (the default), or are
+      left out (and listed in :attr:`skipped`) with ``unsafe="skip"``.
     """
 
     _meta = READ_ONLY_ARCHIVE_META
@@ -204,14 +210,23 @@ class ArchiveFS(FS):
                 self._ensure_dir(dirname(path))
 
     def _drop_clashes(self, final: Dict[str, Tuple[str, str, Dict[str, Any]]]) -> None:
-        """A non-directory member used as the parent of another member is a contradiction."""
+        """A member below a symbolic link of the archive would be written through the link
+        on extraction (the classic way out of the target directory): it is refused. Any other
+        non-directory member used as the parent of another member is a contradiction."""
         parents = set()
         for path in final:
             parent = dirname(path)
             while parent != "/" and parent not in parents:
                 parents.add(parent)
                 parent = dirname(parent)
-        for parent in sorted(parents):
+        symlinks = {p for p in parents if final.get(p, ("", ""))[1] == "symlink"}
+        if symlinks:
+            for path in sorted(final):
+                through = next((link for link in _strict_ancestors(path) if link in symlinks), None)
+                if through is not None:
+                    raw_name = final.pop(path)[0]
+                    self._reject(raw_name, "is written through the symbolic link %r of the archive" % through.lstrip("/"), unsafe=True)
+        for parent in sorted(parents - symlinks):
             entry = final.get(parent)
             if entry is not None and entry[1] != "directory":
                 del final[parent]
@@ -231,35 +246,50 @@ class ArchiveFS(FS):
             self._children.setdefault(member.path, {})
 
     def _add_link(self, path: str, raw_name: str, kind: str, fields: Dict[str, Any], final: Dict[str, Any]) -> bool:
-        """Add a link as the file it resolves to; ``False`` if it was left out."""
+        """Add a symbolic link as itself (its target is never looked at here), a hard link as
+        the member it names; ``False`` if it was left out."""
         target_name = fields["link_target"]
-        seen = 0
+        if kind == "symlink":
+            size = len(_text(target_name).encode("utf-8"))
+            self._add(_Member(path, False, size=size, is_symlink=True, **dict(fields, link_target=_text(target_name))))
+            return True
         current_path, current_kind, current_target = path, kind, target_name
-        while current_kind in ("symlink", "hardlink"):
-            seen += 1
-            if current_kind == "symlink" and current_target.startswith("/"):
+        for _ in range(_MAX_LINK_HOPS + 1):
+            if current_kind != "hardlink":
+                break
+            try:  # a hard link names a member, from the archive's root, as tar extracts it
+                resolved = normalise_member_name(current_target)
+            except ValueError:
                 self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
                 return False
-            base = dirname(current_path) if current_kind == "symlink" else "/"
-            resolved = _resolve_inside(base, current_target)
-            if resolved is None:
-                self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
-                return False
-            entry = final.get(resolved)
-            if entry is None and resolved in self._members:  # an implied directory, or the root
+            entry = final.get(resolved) if resolved is not None else ("", "directory", {})
+            if entry is None and resolved in self._members:  # an implied directory
                 entry = ("", "directory", {})
-            if entry is None or seen > _MAX_LINK_HOPS:
-                why = "has a link loop" if entry is not None else "is a dangling link (to %r)" % target_name
-                self._reject(raw_name, why, unsafe=False)
+            if entry is None:
+                self._reject(raw_name, "is a dangling hard link (to %r)" % target_name, unsafe=False)
                 return False
             current_path, current_kind = resolved, entry[1]
             current_target = entry[2].get("link_target", "")
+        else:
+            self._reject(raw_name, "has a hard link loop", unsafe=False)
+            return False
+        if current_kind == "symlink":  # a second name of a symbolic link is that link
+            self._add_link(path, raw_name, "symlink", dict(final[current_path][2]), final)
+            return True
         if current_kind != "file":
             self._reject(raw_name, "links to a %s (%r), which a layer cannot alias" % (current_kind, target_name), unsafe=False)
             return False
-        self._add(_Member(path, False, **dict(final[current_path][2], link_target=target_name)))
+        self._add(_Member(path, False, **dict(final[current_path][2], link_target=None)))
         return True
 
+    def symlinks_in(self, path: str) -> List[str]:
+        """The names of the symbolic links in the directory ``path`` (for an overlay's lookup,
+        which shows a link as an entry of its own and resolves it inside the merged view)."""
+        member = self._members.get(self.validatepath(path))
+        if member is None or not member.is_dir:
+            return []
+        prefix = member.path if member.path == "/" else member.path + "/"
+        return [name for name in self._children[member.path] if self._members[prefix + name].is_symlink]
     # -- the FS API ----------------------------------------------------------------------------
 
     def _member(self, path: str) -> _Member:
@@ -308,6 +338,10 @@ class ArchiveFS(FS):
         member = self._member(path)
         if member.is_dir:
             raise errors.FileExpected(path)
+        if member.is_symlink:
+            raise errors.FileExpected(
+                path, msg="'%s' is a symbolic link (to %r): an overlay over this archive reads through it" % (path, member.link_target)
+            )
         assert member.opener is not None
         with self._lock:
             inner = member.opener()
@@ -327,26 +361,19 @@ class ArchiveFS(FS):
         super().close()
 
 
-def _resolve_inside(base: str, target: str) -> Optional[str]:
-    """``target`` taken relative to the directory ``base``; ``None`` if it climbs out of the root."""
-    parts = [part for part in base.split("/") if part]
-    for part in _text(target).split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts)
+def _strict_ancestors(path: str) -> Iterator[str]:
+    parent = dirname(path)
+    while parent != "/":
+        yield parent
+        parent = dirname(parent)
 
 
 def _raw_info(member: _Member, namespaces: Collection[str]) -> Dict[str, Dict[str, Any]]:
     raw: Dict[str, Dict[str, Any]] = {"basic": {"name": basename(member.path), "is_dir": member.is_dir}}
     if "details" in namespaces:
+        kind = ResourceType.directory if member.is_dir else ResourceType.symlink if member.is_symlink else ResourceType.file
         raw["details"] = {
-            "type": int(ResourceType.directory if member.is_dir else ResourceType.file),
+            "type": int(kind),
             "size": member.size,
             "modified": member.modified,
             "accessed": None,

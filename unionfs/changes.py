@@ -29,8 +29,8 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
-from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
-from .layers import Layer
+from .attributes import COPIED_NAMESPACES, apply_link_metadata, apply_metadata, copyable_metadata
+from .layers import Layer, sys_path_of
 from .lookup import Lookup, Node
 from .readdir import visible_children
 from .sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
@@ -126,12 +126,26 @@ def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible
                 yield Change(path, DELETED, lower.is_dir)
             continue
         is_dir = entries[name]
-        kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque)
+        if name in index.links or (lower is not None and lower.is_link):
+            kind = _compare_links(upper, path, name in index.links, lower)
+        else:
+            kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque)
         if kind is not None:
             yield Change(path, kind, is_dir)
         if is_dir:
             below_visible = lower is not None and lower.is_dir and kind != OPAQUE
             yield from _changes_in(upper, lower_view, path, below_visible)
+
+
+def _compare_links(upper: Layer, path: str, upper_is_link: bool, lower: Optional[Node]) -> Optional[str]:
+    """A symbolic link on either side: the same only if both are links to the same target
+    (a link's times and owner do not count: the kernel's readlink and stat of what it
+    points to are what a reader sees)."""
+    if lower is None:
+        return ADDED
+    if not (upper_is_link and lower.is_link):
+        return MODIFIED
+    return None if upper.readlink(path) == lower.top.readlink(path) else MODIFIED
 
 
 def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool) -> Optional[str]:
@@ -219,10 +233,16 @@ class _CountingReader(io.RawIOBase):
 
 
 def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
-    """Put the view's ``path`` (a directory alone, or a file streamed) into ``target``, replacing
-    an entry of the other type there, and give it the view's metadata."""
-    if target.exists(path) and target.isdir(path) != is_dir:
+    """Put the view's ``path`` (a directory alone, a symbolic link as a link, or a file
+    streamed) into ``target``, replacing an entry of the other type there, and give it the
+    view's metadata."""
+    is_link = _is_view_link(view, path)
+    if _lexists(target, path) and (_is_target_link(target, path) or target.isdir(path) != is_dir or is_link):
         _remove(target, path)
+    if is_link:
+        _write_link(view, target, path)
+        reporter.report(path)
+        return
     if is_dir:
         target.makedirs(path, recreate=True)
     else:
@@ -234,22 +254,64 @@ def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Report
     reporter.report(path)
 
 
+def _is_view_link(view: FS, path: str) -> bool:
+    islink = getattr(view, "islink", None)
+    return bool(islink(path)) if islink is not None else False
+
+
+def _is_target_link(target: FS, path: str) -> bool:
+    sys_path = sys_path_of(target, path)
+    return sys_path is not None and os.path.islink(sys_path)
+
+
+def _lexists(target: FS, path: str) -> bool:
+    """Whether ``target`` has an entry at ``path``, a dangling link of an OS directory too."""
+    sys_path = sys_path_of(target, path)
+    return os.path.lexists(sys_path) if sys_path is not None else target.exists(path)
+
+
+def _write_link(view: FS, target: FS, path: str) -> None:
+    """Make ``path`` in ``target`` the symbolic link the view has there (an OS directory only;
+    :func:`check_links_fit` refused any other target before anything was written)."""
+    sys_path = sys_path_of(target, path)
+    assert sys_path is not None
+    target.makedirs(dirname(path), recreate=True)
+    os.symlink(view.readlink(path), sys_path)  # type: ignore[attr-defined]
+    apply_link_metadata(sys_path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+
+
+def check_links_fit(target: FS, links: Sequence[str]) -> None:
+    """A commit of symbolic links into a filesystem that cannot hold them is refused up front,
+    naming the first link: writing the file each points to instead would change the tree."""
+    if links and sys_path_of(target, "/") is None:
+        raise errors.Unsupported(
+            links[0],
+            msg="cannot commit the symbolic link %r (and %d more) into %r: it cannot hold symbolic links; "
+            "commit into an OS directory" % (links[0], len(links) - 1, target),
+        )
+
+
 def _remove(target: FS, path: str) -> None:
-    if target.isdir(path):
+    """Remove ``path`` from ``target``; a symbolic link of an OS directory goes as itself, never
+    what it points to."""
+    sys_path = sys_path_of(target, path)
+    if sys_path is not None and os.path.islink(sys_path):
+        os.unlink(sys_path)
+    elif target.isdir(path):
         target.removetree(path)
     else:
         target.remove(path)
 
 
-def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
-    """Every entry of ``view`` as (path, is_dir, size), parents first."""
-    found: List[Tuple[str, bool, int]] = []
+def _walk_view(view: FS) -> List[Tuple[str, bool, int, bool]]:
+    """Every entry of ``view`` as (path, is_dir, size, is_link), parents first."""
+    found: List[Tuple[str, bool, int, bool]] = []
     pending = ["/"]
     while pending:
         directory = pending.pop()
-        for info in sorted(view.scandir(directory, ["details"]), key=lambda item: item.name):
+        for info in sorted(view.scandir(directory, ["details", "link"]), key=lambda item: item.name):
             path = join(directory, info.name)
-            found.append((path, info.is_dir, 0 if info.is_dir else info.size))
+            found.append((path, info.is_dir, 0 if info.is_dir or info.is_link else info.size, info.is_link))
             if info.is_dir:
                 pending.append(path)
     return found
@@ -258,27 +320,31 @@ def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
 def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback]) -> None:
     """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries)."""
     entries = _walk_view(view)
-    reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
-    for path, is_dir, _size in entries:
+    check_links_fit(target, [e[0] for e in entries if e[3]])
+    reporter = _Reporter(progress, sum(1 for e in entries if not e[1] and not e[3]), sum(e[2] for e in entries))
+    for path, is_dir, _size, _is_link in entries:
         _copy_entry(view, target, path, is_dir, reporter)
 
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
     """Make ``target`` (a copy of the lowers' view) into the merged view by applying ``changes``."""
     copied = [c for c in changes if c.kind in (ADDED, MODIFIED) and not c.is_dir]
+    links = [c.path for c in copied if _is_view_link(view, c.path)]
+    check_links_fit(target, links)
+    copied = [c for c in copied if c.path not in set(links)]
     sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
     reporter = _Reporter(progress, len(copied), sum(sizes.values()))
     for change in changes:
         path = change.path
         if change.kind == DELETED:
-            if target.exists(path):
+            if _lexists(target, path):
                 _remove(target, path)
             reporter.report(path)
         elif change.kind == OPAQUE:
             _copy_entry(view, target, path, True, reporter)
             for name in target.listdir(path):
                 _remove(target, join(path, name))
-        elif change.kind == METADATA and target.exists(path):
+        elif change.kind == METADATA and _lexists(target, path) and not _is_view_link(view, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
         else:
@@ -389,6 +455,8 @@ class UpperEntry:
     kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
     info: Optional[Info] = attr.ib(default=None, eq=False)
     opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+    #: an earlier entry of the export that is the same file (a hard link of an upper on disk)
+    hardlink_of: Optional[str] = attr.ib(default=None)
 
 
 def link_target(entry: UpperEntry) -> Optional[str]:
@@ -406,11 +474,13 @@ def link_target(entry: UpperEntry) -> Optional[str]:
 
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
-    """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
-    yield from _walk(upper, "/")
+    """Every entry and marker of ``upper`` (the sidecar excluded), in export order. A file the
+    upper holds under several names (hard links, on disk) comes once as a file, then as
+    ``hardlink_of`` that first name."""
+    yield from _walk(upper, "/", {})
 
 
-def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
+def _walk(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> Iterator[UpperEntry]:
     index = upper.dir(path)
     if index is None:
         return
@@ -418,12 +488,27 @@ def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
         yield UpperEntry(join(path, name), "whiteout")
     for name in sorted(index.entries):
         child = join(path, name)
-        info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
+        info = upper.getinfo(child, EXPORT_NAMESPACES)
         if index.entries[name]:
             yield UpperEntry(child, "dir", info, opaque=name in index.opaque)
-            yield from _walk(upper, child)
+            yield from _walk(upper, child, inodes)
         else:
-            yield UpperEntry(child, "file", info)
+            yield UpperEntry(child, "file", info, hardlink_of=_first_name(upper, child, inodes))
+
+
+def _first_name(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> Optional[str]:
+    """The name an export already wrote for the same file as ``path`` (on disk, nlink > 1)."""
+    sys_path = sys_path_of(upper.fs, path)
+    if sys_path is None:
+        return None
+    status = os.lstat(sys_path)
+    if status.st_nlink < 2:
+        return None
+    key = (status.st_dev, status.st_ino)
+    first = inodes.get(key)
+    if first is None:
+        inodes[key] = path
+    return first
 
 
 def lower_names(lowers: Lookup, path: str) -> List[str]:

@@ -42,6 +42,8 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) ->
     copy_up_parents(lookup, upper, node.path)
     if node.is_dir:
         _copy_up_dir(upper, node)
+    elif node.is_link:
+        _copy_up_link(upper, node)
     else:
         _copy_up_file(upper, node, with_data)
 
@@ -49,6 +51,13 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) ->
 def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
     upper.install_dir(node.path, copyable_metadata(info))
+
+
+def _copy_up_link(upper: Upper, node: Node) -> None:
+    """A symbolic link is copied as a link (its target string, owner and times), never
+    followed, as the kernel's copy-up does."""
+    info = node.top.getinfo(node.path, COPIED_NAMESPACES)
+    upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:

@@ -43,3 +43,16 @@ class UnsupportedLayer(errors.CreateFailed):
 
 class UpperInUse(UnsupportedLayer):
     """Another process has an overlay open over the same upper (its lock record says which)."""
+
+
+class LinkLoop(errors.ResourceInvalid):
+    """Resolving a path met more than 40 symbolic links (the kernel's ELOOP): a loop, or a
+    chain too long to be meant."""
+
+    default_message = "too many levels of symbolic links: '{path}'"
+
+
+class NotALink(errors.ResourceInvalid):
+    """``readlink`` of something that is not a symbolic link (the kernel's EINVAL)."""
+
+    default_message = "not a symbolic link: '{path}'"

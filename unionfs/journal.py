@@ -72,8 +72,8 @@ def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
 
 
 def begin(sidecar: Sidecar, intent: Intent) -> str:
-    """Record ``intent`` before its first step: FORMAT first says version 2 (readers of
-    version 1 now refuse the upper), then the entry appears by one rename. Returns the entry."""
+    """Record ``intent`` before its first step: FORMAT first says the journal version
+    (readers that cannot finish the operation now refuse the upper), then the entry appears by one rename. Returns the entry."""
     sidecar.set_version(JOURNAL_FORMAT_VERSION)
     sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
     staged = sidecar.staging_path()
@@ -84,7 +84,8 @@ def begin(sidecar: Sidecar, intent: Intent) -> str:
 
 
 def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
-    """Forget a completed entry; with the journal empty, FORMAT says version 1 again."""
+    """Forget a completed entry; with the journal empty, FORMAT says the settled version
+    again (a version 1 sidecar a writer finished is the current version from then on)."""
     if entry is not None:
         sidecar.fs.remove(entry)
     if not pending(sidecar):

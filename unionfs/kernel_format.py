@@ -83,6 +83,8 @@ class KernelLayer(Layer):
                 if stat.S_ISREG(st.st_mode) and st.st_size > 0:
                     self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")
                 index.entries[entry.name] = False
+                if stat.S_ISLNK(st.st_mode):
+                    index.links.add(entry.name)  # never followed: the overlay resolves it in its view
         return index
 
     def _refuse(self, path: str, xattr: str, what: str) -> None:
@@ -153,6 +155,8 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
             if change.opaque:
                 os.setxattr(target, namespace + ".overlay.opaque", b"y")
             directories.append((target, change))
+        elif change.hardlink_of is not None:  # a second name of a file already written
+            os.link(os.path.join(dest_dir, change.hardlink_of.lstrip("/")), target, follow_symlinks=False)
         else:
             link = link_target(change)
             if link is not None:

@@ -16,6 +16,7 @@ from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, join
 
+from .errors import LinkLoop
 from .layers import DirIndex, Layer, all_names
 from .sidecar import is_reserved
 
@@ -30,6 +31,8 @@ class Node:
     layers: Tuple[Layer, ...] = attr.ib()
     #: some lower layer has an entry here, so removing it from the view needs a whiteout
     lower_positive: bool = attr.ib()
+    #: a symbolic link (a non-directory whose target the lookup never follows by itself)
+    is_link: bool = attr.ib(default=False)
 
     @property
     def top(self) -> Layer:
@@ -50,6 +53,28 @@ class Listing:
 
 
 _MISSING = object()
+
+#: how many symbolic links one path resolution follows at most (Linux's MAXSYMLINKS)
+MAX_LINK_HOPS = 40
+
+
+def link_destination(link_path: str, target: str, rest: str = "") -> Optional[str]:
+    """Where the link at ``link_path`` with ``target`` leads (then ``rest`` below it), as a
+    process inside the overlay sees it: a relative target from the link's directory, an
+    absolute one from the overlay's root, ``..`` at the root stays at the root (a chroot, an
+    OCI rootfs): never outside the overlay. ``None`` for an empty target (ENOENT)."""
+    if not target:
+        return None
+    parts = [] if target.startswith("/") else [part for part in dirname(link_path).split("/") if part]
+    for part in (target + rest).split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)
 
 
 def resolve_child(parent: Node, name: str) -> Optional[Node]:
@@ -73,6 +98,7 @@ def resolve_in(indexes: Sequence[Tuple[Layer, DirIndex]], name: str, path: str) 
     listing resolves every name against the same indexes."""
     found: List[Layer] = []
     top_is_dir = False
+    top_is_link = False
     merging = True  # can deeper layers still add to the entry?
     lower_positive = False
     for layer, index in indexes:
@@ -89,6 +115,7 @@ def resolve_in(indexes: Sequence[Tuple[Layer, DirIndex]], name: str, path: str) 
             if not found:
                 found.append(layer)
                 top_is_dir = is_dir
+                top_is_link = not is_dir and name in index.links
                 merging = is_dir and name not in index.opaque
             elif top_is_dir and is_dir:
                 found.append(layer)
@@ -99,7 +126,7 @@ def resolve_in(indexes: Sequence[Tuple[Layer, DirIndex]], name: str, path: str) 
             break
     if not found:
         return None
-    return Node(path, top_is_dir, tuple(found), lower_positive)
+    return Node(path, top_is_dir, tuple(found), lower_positive, top_is_link)
 
 
 class Lookup:
@@ -131,6 +158,45 @@ class Lookup:
             node = resolve_child(node, basename(current)) if node is not None and node.is_dir else None
             self._remember(dirname(current), current, node)
         return node
+
+    def resolve(self, path: str, display: str, follow: bool = True) -> Tuple[Optional[Node], Optional[str]]:
+        """The node at ``path`` with the symbolic links on the way followed (the last component's
+        too if ``follow``, as ``stat`` does; else as ``lstat``), and the path it stands at. For a
+        path that does not resolve, the node is ``None`` and the path is where a new entry
+        would be made (through a dangling link, its target), ``None`` if nowhere. More than
+        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``."""
+        hops = 0
+        current: Optional[str] = path
+        while current is not None:
+            node = self.node(current)
+            if node is not None:
+                if not (follow and node.is_link):
+                    return node, current
+                link_path, rest = current, ""
+            else:
+                found = self._link_ancestor(current)
+                if found is None:
+                    return None, current
+                link_path, node = found
+                rest = current[len(link_path):]
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise LinkLoop(display)
+            current = link_destination(link_path, node.top.readlink(link_path), rest)
+        return None, None
+
+    def _link_ancestor(self, path: str) -> Optional[Tuple[str, Node]]:
+        """The topmost ancestor of the unresolvable ``path`` that is a symbolic link (the
+        lookup stopped at it), or ``None`` if a missing entry or a file stopped it."""
+        ancestor = "/"
+        for part in path.strip("/").split("/")[:-1]:
+            ancestor = ancestor + part if ancestor == "/" else ancestor + "/" + part
+            node = self.node(ancestor)
+            if node is None:
+                return None
+            if not node.is_dir:
+                return (ancestor, node) if node.is_link else None
+        return None
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
         self._nodes[path] = node

@@ -89,7 +89,25 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
     copy_up(lookup, upper, node)
     if not upper.has_opaque(path):
         upper.add_opaque(path)
-    upper.drop_records_below(path)
+    upper.drop_markers_below(path)
+
+
+def make_link(lookup: Lookup, upper: Upper, path: str, target: str) -> None:
+    """symlink(2) at ``path`` (nothing is visible there): it replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    upper.install_link(path, target)
+    upper.remove_whiteout(path)
+
+
+def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
+    """link(2): copy ``existing`` up (the kernel does too), then give it the second name ``new``
+    in the upper (nothing is visible there); it replaces any whiteout."""
+    copy_up(lookup, upper, existing)
+    copy_up_parents(lookup, upper, new)
+    upper.remove_opaque(new)
+    upper.hard_link(existing.path, new)
+    upper.remove_whiteout(new)
 
 
 def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
@@ -220,6 +238,6 @@ def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None
     copy_up_parents(lookup, upper, dst)
     if src.lower_positive:
         upper.add_whiteout(src.path)
-    upper.move_dir(src.path, dst)
+    upper.move_dir(src.path, dst)  # the link records inside move along
     upper.remove_opaque(src.path)
-    upper.drop_records_below(src.path)
+    upper.drop_markers_below(dst)  # nothing lower shows through dst: its markers hide nothing

@@ -107,6 +107,11 @@ def _write_entries(
 
 
 def _write_file(archive: tarfile.TarFile, upper: Layer, change: UpperEntry, mtime: Optional[int]) -> None:
+    if change.hardlink_of is not None:  # a second name of a file already in the layer
+        entry = _tarinfo(_archive_name(change.path, False), tarfile.LNKTYPE, change.info, mtime)
+        entry.linkname = change.hardlink_of.lstrip("/")
+        archive.addfile(entry)
+        return
     target = link_target(change)
     if target is not None:
         entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, change.info, mtime)

@@ -22,10 +22,10 @@ from . import changes, fsck, namespace, readdir, sharing
 from .changes import ChangeSet
 from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
 from .copy_up import copy_up
-from .errors import IllegalDestination, ReservedPath
+from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
 from .fsck import FsckReport
 from .journal import Intent
-from .layers import Layer, LayerSource, open_layers
+from .layers import Layer, LayerSource, open_layers, sys_path_of
 from .lookup import Lookup, Node
 from .sidecar import is_reserved
 from .upper import Upper
@@ -100,11 +100,21 @@ class OverlayFS(FS):
 
     # Each helper takes the normalised path and the caller's spelling of it, which errors name.
 
-    def _node(self, path: str, display: str, want_dir: bool = False) -> Node:
-        node = self._lookup.node(path)
+    def _node(self, path: str, display: str, want_dir: bool = False, follow: bool = True) -> Node:
+        """The node at ``path``, symbolic links on the way followed (the last one too with
+        ``follow``): its ``path`` is where it really stands, which every later step uses."""
+        node, real = self._lookup.resolve(path, display, follow)
         if node is None:
-            raise self._lookup.missing(path, display, want_dir)
+            raise self._lookup.missing(real or path, display, want_dir)
         return node
+
+    def _place(self, path: str, display: str, follow: bool) -> Tuple[Optional[Node], str]:
+        """The node at ``path`` (links followed as in :meth:`_node`), or ``None`` and the path
+        where a new entry would go (a dangling link's target, with ``follow``)."""
+        node, real = self._lookup.resolve(path, display, follow)
+        if real is None:  # an empty link target on the way: nowhere to make anything
+            raise errors.ResourceNotFound(display)
+        return node, real
 
     def _parent(self, path: str, display: str, want_dir: bool = False) -> Node:
         """The directory that will hold a new entry at ``path``."""
@@ -115,17 +125,18 @@ class OverlayFS(FS):
             raise errors.DirectoryExpected(display) if want_dir else errors.ResourceNotFound(display)
         return parent
 
-    def _file_destination(self, path: str, display: str, overwrite: bool) -> bool:
-        """Check the target of a file copy or move; whether something is there to replace."""
-        target = self._lookup.node(path)
-        if target is None:
-            self._parent(path, display)
-            return False
-        if not overwrite:
+    def _file_destination(self, path: str, display: str, overwrite: bool, follow: bool) -> Tuple[bool, str]:
+        """Check the target of a file copy (``follow``: written through a link) or move (the
+        link itself is replaced); whether something is there to replace, and its real path."""
+        if not overwrite and self._lookup.resolve(path, display, follow=False)[0] is not None:
             raise errors.DestinationExists(display)
+        target, real = self._place(path, display, follow)
+        if target is None:
+            self._parent(real, display)
+            return False, real
         if target.is_dir:
             raise errors.FileExpected(display)
-        return True
+        return True, real
 
     def _writable(self, path: str, display: str) -> Upper:
         if self._upper is None:
@@ -139,11 +150,13 @@ class OverlayFS(FS):
     # -- the essential methods ---------------------------------------------------------------------
 
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        """The entry's info; a symbolic link's own (``lstat``), with its target in the
+        ``link`` namespace (``Info.is_link``, ``Info.target``)."""
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, path)
-            info = node.top.fs.getinfo(_path, namespaces)
-        return root_info(info) if _path == "/" else info
+            node = self._node(_path, path, follow=False)
+            info = node.top.getinfo(node.path, namespaces)
+        return root_info(info) if node.path == "/" else info
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
@@ -157,13 +170,14 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=False)
             if node is not None:
                 if recreate and node.is_dir:
                     return self.opendir(_path)
                 raise errors.DirectoryExists(path)
-            self._parent(_path, path, want_dir=True)
-            namespace.make_dir(self._lookup, upper, _path, permissions)
+            self._parent(real, path, want_dir=True)
+            self._writable(real, path)
+            namespace.make_dir(self._lookup, upper, real, permissions)
             return self.opendir(_path)
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
@@ -171,33 +185,35 @@ class OverlayFS(FS):
         _mode.validate_bin()
         _path = self.validatepath(path)
         with self._lock:
-            node = self._lookup.node(_path)
+            if _mode.exclusive and self._lookup.resolve(_path, path, follow=False)[0] is not None:
+                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory or a
+                # dangling link too
+                raise errors.FileExists(path)
+            node, real = self._lookup.resolve(_path, path)  # through links, as open(2) goes
             if node is not None and node.is_dir:
-                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory too
-                raise errors.FileExists(path) if _mode.exclusive else errors.FileExpected(path)
+                raise errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
-                    raise self._lookup.missing(_path, path)
+                    raise self._lookup.missing(real or _path, path)
                 if node.in_upper or self._upper is None:
-                    return node.top.fs.openbin(_path, mode, buffering, **options)
+                    return node.top.fs.openbin(node.path, mode, buffering, **options)
                 # a lower file: the handle follows a later copy-up, as the kernel's does
-                return self._upper.readers.open(node.top.fs, _path, mode, buffering=buffering, **options)
+                return self._upper.readers.open(node.top.fs, node.path, mode, buffering=buffering, **options)
             upper = self._writable(_path, path)
             if node is None:
-                if not _mode.create:
-                    raise self._lookup.missing(_path, path)
-                self._parent(_path, path)
-                return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
-            if _mode.exclusive:
-                raise errors.FileExists(path)
+                if not _mode.create or real is None:
+                    raise self._lookup.missing(real or _path, path)
+                self._parent(real, path)
+                self._writable(real, path)  # a link into the sidecar stays refused
+                return namespace.create_file(self._lookup, upper, real, mode, buffering, **options)
             copy_up(self._lookup, upper, node, with_data=not _mode.truncate)
-            return upper.openbin(_path, mode, buffering, **options)
+            return upper.openbin(node.path, mode, buffering, **options)
 
     def remove(self, path: str) -> None:
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._node(_path, path)
+            node = self._node(_path, path, follow=False)  # unlink(2): the link itself
             if node.is_dir:
                 raise errors.FileExpected(path)
             namespace.vanish(self._lookup, upper, node)
@@ -208,7 +224,7 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            node = self._node(_path, path, want_dir=True)
+            node = self._node(_path, path, want_dir=True, follow=False)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
             if not readdir.is_empty(self._lookup, node):
@@ -219,11 +235,11 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._node(_path, path)
+            node = self._node(_path, path)  # through a link, as chmod(2) and utimes(2) go
             if not info:
                 return
             copy_up(self._lookup, upper, node)
-            upper.setinfo(_path, info, path)
+            upper.setinfo(node.path, info, path)
 
     # -- overrides: correct and fast for an overlay --------------------------------------------------
 
@@ -240,22 +256,26 @@ class OverlayFS(FS):
                 raise errors.DirectoryExpected(path)
             return iter(list(readdir.scan(self._lookup, node, namespaces, page)))
 
-    def exists(self, path: str) -> bool:
+    def _quiet_node(self, path: str, follow: bool) -> Optional[Node]:
+        """The node for a yes/no question: a link loop on the way is a no, as for ``os.path``."""
         _path = self.validatepath(path)
         with self._lock:
-            return self._lookup.node(_path) is not None
+            try:
+                return self._lookup.resolve(_path, path, follow)[0]
+            except LinkLoop:
+                return None
+
+    def exists(self, path: str) -> bool:
+        """Whether the view has an entry at ``path`` (a dangling link is one: ``lexists``)."""
+        return self._quiet_node(path, follow=False) is not None
 
     def isdir(self, path: str) -> bool:
-        _path = self.validatepath(path)
-        with self._lock:
-            node = self._lookup.node(_path)
-            return node is not None and node.is_dir
+        node = self._quiet_node(path, follow=True)
+        return node is not None and node.is_dir
 
     def isfile(self, path: str) -> bool:
-        _path = self.validatepath(path)
-        with self._lock:
-            node = self._lookup.node(_path)
-            return node is not None and not node.is_dir
+        node = self._quiet_node(path, follow=True)
+        return node is not None and not node.is_dir
 
     def _file_node(self, path: str, display: str) -> Node:
         node = self._node(path, display)
@@ -267,13 +287,13 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             node = self._file_node(_path, path)
-            return node.top.fs.readbytes(_path)
+            return node.top.fs.readbytes(node.path)
 
     def download(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
         _path = self.validatepath(path)
         with self._lock:
             node = self._file_node(_path, path)
-            node.top.fs.download(_path, file, chunk_size=chunk_size, **options)
+            node.top.fs.download(node.path, file, chunk_size=chunk_size, **options)
 
     def writebytes(self, path: str, contents: bytes) -> None:
         if not isinstance(contents, bytes):
@@ -286,41 +306,47 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=True)  # written through a link
             if node is None:
-                self._parent(_path, path)
+                self._parent(real, path)
+                self._writable(real, path)
                 kept = None
             elif node.is_dir:
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            namespace.install_file(self._lookup, upper, _path, file, kept)
+            namespace.install_file(self._lookup, upper, real, file, kept)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            self._file_destination(_dst, dst_path, overwrite)
+            _, real = self._file_destination(_dst, dst_path, overwrite, follow=True)
             if _src == _dst:
                 raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
+            self._writable(real, dst_path)
             metadata: Dict[str, Any] = {}
             if preserve_time:
-                metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
-            with src.top.fs.openbin(_src, "r") as source:
-                namespace.install_file(self._lookup, upper, _dst, source, metadata)
+                metadata = copyable_metadata(src.top.fs.getinfo(src.path, ["details"]))
+            with src.top.fs.openbin(src.path, "r") as source:
+                namespace.install_file(self._lookup, upper, real, source, metadata)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
-            src = self._file_node(_src, src_path)
+            src = self._node(_src, src_path, follow=False)  # rename(2) moves a link itself
+            if src.is_dir:
+                raise errors.FileExpected(src_path)
             if overwrite and _src != _dst and isbase(_dst, _src):
                 raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
-            if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
+            replaces, real = self._file_destination(_dst, dst_path, overwrite, follow=False)
+            if replaces and src.path == real:
                 return  # rename(x, x) changes nothing, not even a copy-up
-            namespace.rename_file(self._lookup, upper, src, _dst)
+            self._writable(real, dst_path)
+            namespace.rename_file(self._lookup, upper, src, real)
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         """Move the contents of ``src_path`` into ``dst_path`` and remove ``src_path``.
@@ -331,21 +357,22 @@ class OverlayFS(FS):
         with self._lock:
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
-            src = self._node(_src, src_path, want_dir=True)
+            src = self._node(_src, src_path, want_dir=True, follow=False)
             if not src.is_dir:
                 raise errors.DirectoryExpected(src_path)
-            target = self._lookup.node(_dst)
+            target, real = self._place(_dst, dst_path, follow=False)
             if target is None:
                 if not create:
                     raise errors.ResourceNotFound(dst_path)
-                self._parent(_dst, dst_path, want_dir=True)
+                self._parent(real, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
-            if _src == _dst:
+            self._writable(real, dst_path)
+            if src.path == real:
                 return  # rename(d, d) changes nothing, as in the kernel
-            if isbase(_src, _dst) or _lands_on_itself(self._lookup, _src, _dst):
+            if isbase(src.path, real) or _lands_on_itself(self._lookup, src.path, real):
                 raise IllegalDestination(dst_path)
-            namespace.move_tree(self._lookup, upper, src, _dst)
+            namespace.move_tree(self._lookup, upper, src, real)
 
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -359,10 +386,10 @@ class OverlayFS(FS):
         _path = self.validatepath(dir_path)
         with self._lock:
             upper = self._writable(_path, dir_path)
-            node = self._node(_path, dir_path, want_dir=True)
+            node = self._node(_path, dir_path, want_dir=True, follow=False)
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
-            if _path == "/":
+            if node.path == "/":
                 namespace.remove_children(self._lookup, upper, node)
             else:
                 namespace.vanish(self._lookup, upper, node)
@@ -448,7 +475,10 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            namespace.vanish(self._lookup, upper, self._node(_path, path))
+            node = self._node(_path, path, follow=False)
+            if node.path == "/":
+                raise errors.RemoveRootError(path)
+            namespace.vanish(self._lookup, upper, node)
 
     def make_opaque(self, path: str) -> None:
         """Create the directory ``path``, or mark it, opaque in the upper: nothing of the lowers
@@ -458,12 +488,76 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.OperationFailed(path, msg="the root cannot be made opaque; removetree('/') hides every lower entry")
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=False)
             if node is None:
-                self._parent(_path, path, want_dir=True)
+                self._parent(real, path, want_dir=True)
             elif not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            namespace.make_opaque(self._lookup, upper, _path)
+            if real == "/":
+                raise errors.OperationFailed(path, msg="the root cannot be made opaque")
+            self._writable(real, path)
+            namespace.make_opaque(self._lookup, upper, real)
+
+    # -- symbolic and hard links (extensions: PyFilesystem2 has no link API) -------------------------
+
+    def readlink(self, path: str) -> str:
+        """The target of the symbolic link ``path``, as stored (never interpreted).
+        :class:`unionfs.NotALink` where ``path`` is no link (the kernel's EINVAL)."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, follow=False)
+            if not node.is_link:
+                raise NotALink(path)
+            return node.top.readlink(node.path)
+
+    def islink(self, path: str) -> bool:
+        """Whether ``path`` is a symbolic link (dangling or not), as ``os.path.islink``."""
+        node = self._quiet_node(path, follow=False)
+        return node is not None and node.is_link
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create the symbolic link ``path`` -> ``target`` in the upper (symlink(2)): over a
+        whiteout it replaces it; ``FileExists`` where the view has anything, a dangling link
+        too. ``target`` is stored as given and resolved when read through, inside the overlay:
+        relative from the link's directory, absolute from the overlay's root."""
+        if not isinstance(target, str):
+            raise TypeError("a link target must be str, not %s" % type(target).__name__)
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path, path)
+            if not target:
+                raise errors.ResourceNotFound(path, msg="an empty link target: '%s'" % path)  # ENOENT, as symlink(2)
+            if "\0" in target:
+                raise errors.InvalidCharsInPath(path, msg="a link target holds a NUL byte: '%s'" % path)
+            node, real = self._place(_path, path, follow=False)
+            if node is not None:
+                raise errors.FileExists(path)
+            self._parent(real, path)
+            self._writable(real, path)
+            namespace.make_link(self._lookup, upper, real, target)
+
+    def link(self, existing: str, new: str) -> None:
+        """Give the non-directory ``existing`` the second name ``new`` (link(2); a symbolic
+        link is linked as itself). The entry is copied up first, as the kernel does, and both
+        names then share one file in the upper. Needs an upper with system paths (an OS
+        directory): elsewhere ``fs.errors.Unsupported``. ``PermissionDenied`` for a
+        directory, ``FileExists`` where ``new`` is taken."""
+        _src, _dst = self.validatepath(existing), self.validatepath(new)
+        with self._lock:
+            upper = self._writable(_dst, new)
+            src = self._node(_src, existing, follow=False)
+            target, real = self._place(_dst, new, follow=False)
+            if target is None:
+                self._parent(real, new)
+            else:
+                raise errors.FileExists(new)
+            if src.is_dir:
+                raise errors.PermissionDenied(existing, msg="cannot hard-link a directory: '%s'" % existing)
+            self._writable(src.path, existing)
+            self._writable(real, new)
+            if sys_path_of(upper.fs, "/") is None:
+                raise errors.Unsupported(new, msg="the upper %r cannot hold hard links (it has no system path): '%s'" % (upper.fs, new))
+            namespace.hard_link(self._lookup, upper, src, real)
 
 
     # -- container images and kernel layers (unionfs.oci*, unionfs.kernel_format) -------------------

@@ -13,7 +13,6 @@ from typing import Collection, Dict, Iterator, List, Optional, Tuple
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.info import Info
-from fs.path import join
 
 from .layers import Layer
 from .lookup import Lookup, Node
@@ -30,16 +29,6 @@ def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
 def is_empty(lookup: Lookup, directory: Node) -> bool:
     """Emptiness on the merged listing: whited-out entries do not count."""
     return not lookup.listing(directory).names
-
-
-def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
-    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted."""
-    index = layer.dir(path)
-    listed = len(index.entries) if index is not None else 0
-    if len(names) * 4 >= listed:
-        wanted = set(names)
-        return {info.name: info for info in layer.fs.scandir(path, namespaces) if info.name in wanted}
-    return {name: layer.fs.getinfo(join(path, name), namespaces) for name in names}
 
 
 def scan(
@@ -69,7 +58,7 @@ def scan(
     infos: Dict[str, Info] = {}
     for key, layer_names in by_layer.items():
         try:
-            infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
+            infos.update(layer_of[key].infos(directory.path, layer_names, wanted))
         except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
             continue
     for name in names:

@@ -30,8 +30,11 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 
 from __future__ import annotations
 
+import os
 import uuid
-from typing import FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional
+
+import attr
 
 from . import _fsimport  # noqa: F401
 from fs import errors
@@ -43,10 +46,6 @@ from .errors import SidecarError
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
 FORMAT_PATH = SIDECAR_DIR + "/FORMAT"
-FORMAT_VERSION = 1
-#: the version FORMAT reads while an operation is pending in the journal
-JOURNAL_FORMAT_VERSION = 2
-FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
 JOURNAL_DIR = SIDECAR_DIR + "/journal"
@@ -54,7 +53,39 @@ LOCK_PATH = SIDECAR_DIR + "/lock"
 
 WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
+LINK = "l"  # M(D)/l/<name>: D/<name> is a symbolic link; the file holds the target (UTF-8)
 CHILDREN = "d"
+#: the record kinds a record directory may hold (anything else there is junk)
+RECORD_KINDS = (WHITEOUT, OPAQUE, LINK)
+
+
+@attr.s(frozen=True, slots=True)
+class FormatVersion:
+    """What a sidecar whose FORMAT says ``number`` may hold."""
+
+    number: int = attr.ib()
+    #: the record kinds of this version
+    kinds: FrozenSet[str] = attr.ib(converter=frozenset)
+    #: an operation may be pending in the journal (readers that cannot finish it refuse the layer)
+    journal: bool = attr.ib(default=False)
+    #: the version FORMAT returns to once the journal is empty
+    settled: int = attr.ib(default=0)
+
+
+#: Every version this unionfs reads, in one table, so that each later bump adds rows here and
+#: nowhere else. An odd-one-out pair per generation: the settled version, and the same plus a
+#: possibly non-empty journal (FORMAT says the latter only while an operation is pending).
+VERSIONS: Dict[int, FormatVersion] = {
+    1: FormatVersion(1, {WHITEOUT, OPAQUE}),
+    2: FormatVersion(2, {WHITEOUT, OPAQUE}, journal=True, settled=1),
+    3: FormatVersion(3, {WHITEOUT, OPAQUE, LINK}),
+    4: FormatVersion(4, {WHITEOUT, OPAQUE, LINK}, journal=True, settled=3),
+}
+#: what a writer's FORMAT says with no operation pending, and while one is
+FORMAT_VERSION = 3
+JOURNAL_FORMAT_VERSION = 4
+NEWEST_VERSION = max(VERSIONS)
+FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
 
 
 def record_dir(dir_path: str) -> str:
@@ -93,7 +124,7 @@ class Sidecar:
                     raise SidecarError(where, "%s is a file, not a directory" % what)
             if layer_fs.isdir(LOCK_PATH):
                 raise SidecarError(LOCK_PATH, "the lock record is a directory")
-            if version == JOURNAL_FORMAT_VERSION and not create:
+            if VERSIONS[version].journal and not create:
                 raise SidecarError(
                     JOURNAL_DIR,
                     "an interrupted operation is pending in the journal of this read-only layer "
@@ -138,14 +169,12 @@ class Sidecar:
         words = text.split()
         if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
             raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
-        if int(words[1]) < 1:
+        number = int(words[1])
+        if number > NEWEST_VERSION:
+            raise SidecarError(FORMAT_PATH, "format version %s is newer than this unionfs (%d)" % (words[1], NEWEST_VERSION))
+        if number not in VERSIONS:
             raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
-        if int(words[1]) > JOURNAL_FORMAT_VERSION:
-            raise SidecarError(
-                FORMAT_PATH,
-                "format version %s is newer than this unionfs (%d)" % (words[1], JOURNAL_FORMAT_VERSION),
-            )
-        return int(words[1])
+        return number
 
     def reread_version(self) -> None:
         """Read FORMAT again: another overlay of the upper may have left a journal entry."""
@@ -183,6 +212,43 @@ class Sidecar:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
         return self._names(dir_path, OPAQUE)
 
+    def link_names(self, dir_path: str) -> FrozenSet[str]:
+        """Names of the children of ``dir_path`` that are symbolic links kept as records
+        (version 3 on; a version 1 sidecar has none)."""
+        if LINK not in VERSIONS[self.version].kinds:
+            return frozenset()
+        return self._names(dir_path, LINK)
+
+    def link_record(self, path: str) -> str:
+        """Where the link record of ``path`` lives."""
+        return self._record_path(path, LINK)
+
+    def read_link(self, path: str) -> str:
+        """The target stored in the link record of ``path``."""
+        record = self._record_path(path, LINK)
+        try:
+            data = self.fs.readbytes(record)
+        except errors.ResourceNotFound:
+            raise errors.ResourceNotFound(path) from None
+        except errors.FileExpected:
+            raise SidecarError(record, "a record is a directory") from None
+        try:
+            return data.decode("utf-8", "surrogateescape")
+        except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes any bytes
+            raise SidecarError(record, "a link target that is not text") from None
+
+    def write_link(self, path: str, target: str) -> None:
+        """Record ``path`` as a symbolic link to ``target``: staged, then renamed into place,
+        so a reader never sees half a target."""
+        record = self._record_path(path, LINK)
+        staged = self.staging_path()
+        self.fs.writebytes(staged, target.encode("utf-8", "surrogateescape"))
+        try:
+            self.fs.move(staged, record, overwrite=True)
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.move(staged, record, overwrite=True)
+
     # -- writing (upper only) ------------------------------------------------------------------
 
     def _record_path(self, path: str, kind: str) -> str:
@@ -208,6 +274,40 @@ class Sidecar:
 
     def add_opaque(self, path: str) -> None:
         self.add_record(path, OPAQUE)
+
+    def drop_markers_below(self, path: str) -> None:
+        """Forget every whiteout and opaque record inside the directory ``path``, keeping the
+        link records (those are entries, not markers)."""
+        pending = [record_dir(path)]
+        while pending:
+            where = pending.pop()
+            for kind in (WHITEOUT, OPAQUE):
+                try:
+                    self.fs.removetree(where + "/" + kind)
+                except errors.ResourceNotFound:
+                    pass
+            try:
+                pending.extend(where + "/" + CHILDREN + "/" + name for name in self.fs.listdir(where + "/" + CHILDREN))
+            except errors.ResourceNotFound:
+                pass
+
+    def move_records(self, src: str, dst: str) -> None:
+        """Move the records of the entries inside the directory ``src`` to ``dst`` (after the
+        directory itself moved): the link records inside it are part of the tree."""
+        source, destination = record_dir(src), record_dir(dst)
+        if not self.fs.exists(source):
+            return
+        if self.fs.exists(destination):
+            self.fs.removetree(destination)  # stale: ``dst`` was no directory of this layer
+        self.fs.makedirs(dirname(destination), recreate=True)
+        try:
+            os.rename(self.fs.getsyspath(source), self.fs.getsyspath(destination))
+            return
+        except (errors.NoSysPath, OSError):
+            pass
+        self.fs.movedir(source, destination, create=True)
+        if self.fs.exists(source):
+            self.fs.removetree(source)
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
