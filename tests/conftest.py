@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import unionfs  # noqa: F401  (imports fs quietly first)
+from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 
@@ -33,13 +34,41 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def snapshot(layer: FS) -> Dict[str, str]:
-    """Every path of ``layer`` (hidden sidecar included) with its type and a content hash."""
+    """Every path of ``layer`` (hidden sidecar included) with its type and a content hash; on
+    disk with ``lstat``, so a symbolic link is recorded as itself (its target), never followed."""
+    try:
+        root = layer.getsyspath("/")
+    except errors.NoSysPath:
+        root = None
+    if root is not None:
+        return _snapshot_on_disk(root)
     result: Dict[str, str] = {}
     for path, info in _walk_all(layer, "/"):
+        target = None if info.is_dir else layer.getinfo(path, ["link"]).get("link", "target")
         if info.is_dir:
             result[path] = "dir"
+        elif target is not None:
+            result[path] = "link:" + target
         else:
             result[path] = "file:" + hashlib.sha256(layer.readbytes(path)).hexdigest()
+    return result
+
+
+def _snapshot_on_disk(root: str) -> Dict[str, str]:
+    result: Dict[str, str] = {}
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        for entry in os.scandir(directory):
+            path = entry.path[len(root.rstrip("/")):]
+            if entry.is_symlink():
+                result[path] = "link:" + os.readlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                result[path] = "dir"
+                pending.append(entry.path)
+            else:
+                with open(entry.path, "rb") as handle:
+                    result[path] = "file:" + hashlib.sha256(handle.read()).hexdigest()
     return result
 
 

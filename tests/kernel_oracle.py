@@ -38,7 +38,7 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.path import dirname, recursepath
 
-from unionfs.errors import IllegalDestination
+from unionfs.errors import IllegalDestination, LinkLoop, NotALink
 from unionfs.sidecar import Sidecar
 
 # -------------------------------------------------------------------------------------------------
@@ -49,14 +49,18 @@ DIR = "dir"
 OPAQUE = "opaque"  # a directory marked opaque in its layer
 FILE = "file"
 WHITEOUT = "whiteout"
+SYMLINK = "symlink"  # ``target`` is the link's target, stored as given
+HARDLINK = "hardlink"  # ``target`` is the path of a FILE of the same layer: a second name of it
 
 
 @attr.s(frozen=True, slots=True)
 class Entry:
-    """One entry of a layer spec: a directory (maybe opaque), a file with data, or a whiteout."""
+    """One entry of a layer spec: a directory (maybe opaque), a file with data, a whiteout, a
+    symbolic link, or a hard link to a file of the same layer."""
 
-    kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT)))
+    kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT, SYMLINK, HARDLINK)))
     data: bytes = attr.ib(default=b"")
+    target: str = attr.ib(default="")
 
     @property
     def is_dir(self) -> bool:
@@ -131,8 +135,9 @@ def realistic(layers: Sequence[LayerSpec]) -> List[LayerSpec]:
 
 
 def build_kernel_layer(layer: LayerSpec, root: str) -> None:
-    """Write ``layer`` under the directory ``root`` in the kernel's marker form."""
-    for path, entry in sorted(layer.items()):
+    """Write ``layer`` under the directory ``root`` in the kernel's marker form (hard links
+    last: they need the file they name)."""
+    for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         real = root + path
         if entry.is_dir:
             os.mkdir(real)
@@ -142,26 +147,36 @@ def build_kernel_layer(layer: LayerSpec, root: str) -> None:
             with open(real, "wb") as handle:
                 handle.write(entry.data)
             os.utime(real, (LOWER_MTIME, LOWER_MTIME))
+        elif entry.kind == SYMLINK:
+            os.symlink(entry.target, real)
+            os.utime(real, (LOWER_MTIME, LOWER_MTIME), follow_symlinks=False)
+        elif entry.kind == HARDLINK:
+            os.link(root + entry.target, real)
         else:
             os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
 
 def build_library_layer(layer: LayerSpec) -> MemoryFS:
-    """``layer`` as a MemoryFS in unionfs's sidecar form (a sidecar only if it has markers)."""
+    """``layer`` as a MemoryFS in unionfs's sidecar form (a sidecar only if it has markers or
+    links). A MemoryFS has no hard links: a second name is a copy, which reads the same, and
+    a lower is never written, so nothing can tell them apart but ``st_nlink``."""
     layer_fs = MemoryFS()
     sidecar = None
-    if any(entry.kind in (OPAQUE, WHITEOUT) for entry in layer.values()):
+    if any(entry.kind in (OPAQUE, WHITEOUT, SYMLINK) for entry in layer.values()):
         sidecar = Sidecar.open(layer_fs, create=True)
-    for path, entry in sorted(layer.items()):
+    for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         if entry.is_dir:
             layer_fs.makedir(path)
-        elif entry.kind == FILE:
-            layer_fs.writebytes(path, entry.data)
+        elif entry.kind in (FILE, HARDLINK):
+            data = layer[entry.target].data if entry.kind == HARDLINK else entry.data
+            layer_fs.writebytes(path, data)
             layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
         if sidecar is not None and entry.kind == OPAQUE:
             sidecar.add_opaque(path)
         elif sidecar is not None and entry.kind == WHITEOUT:
             sidecar.add_whiteout(path)
+        elif sidecar is not None and entry.kind == SYMLINK:
+            sidecar.write_link(path, entry.target)
     return layer_fs
 
 
@@ -276,47 +291,84 @@ class KernelOverlay:
 #: movedir; everything else is a file operation. EXDEV is deliberately absent: where the
 #: kernel gives it (rename of a lower or merged directory), the library documents a
 #: different, working behaviour, and the oracle checks that one instead.
-ERRNO_TO_FS_ERROR: Dict[int, Tuple[Type[errors.FSError], Type[errors.FSError]]] = {
-    errno.ENOENT: (errors.ResourceNotFound, errors.ResourceNotFound),
-    errno.ENOTDIR: (errors.ResourceNotFound, errors.DirectoryExpected),
-    errno.EISDIR: (errors.FileExpected, errors.FileExpected),
-    errno.EEXIST: (errors.FileExists, errors.DirectoryExists),
-    errno.ENOTEMPTY: (errors.DirectoryNotEmpty, errors.DirectoryNotEmpty),
-    errno.EINVAL: (IllegalDestination, IllegalDestination),
-    errno.EBUSY: (errors.RemoveRootError, errors.RemoveRootError),
-    errno.EPERM: (errors.PermissionDenied, errors.PermissionDenied),
-    errno.EACCES: (errors.PermissionDenied, errors.PermissionDenied),
-    errno.EROFS: (errors.ResourceReadOnly, errors.ResourceReadOnly),
+#: The link operations (``readlink``, ``islink``, ``symlink``, ``link``: the library's extensions)
+#: have a third column: EINVAL there is readlink of something that is not a link.
+#: ELOOP (more than 40 links in one resolution) is :class:`unionfs.LinkLoop` everywhere.
+ERRNO_TO_FS_ERROR: Dict[int, Tuple[Type[errors.FSError], Type[errors.FSError], Type[errors.FSError]]] = {
+    errno.ENOENT: (errors.ResourceNotFound, errors.ResourceNotFound, errors.ResourceNotFound),
+    errno.ENOTDIR: (errors.ResourceNotFound, errors.DirectoryExpected, errors.ResourceNotFound),
+    errno.EISDIR: (errors.FileExpected, errors.FileExpected, errors.FileExpected),
+    errno.EEXIST: (errors.FileExists, errors.DirectoryExists, errors.FileExists),
+    errno.ENOTEMPTY: (errors.DirectoryNotEmpty, errors.DirectoryNotEmpty, errors.DirectoryNotEmpty),
+    errno.EINVAL: (IllegalDestination, IllegalDestination, NotALink),
+    errno.EBUSY: (errors.RemoveRootError, errors.RemoveRootError, errors.RemoveRootError),
+    errno.EPERM: (errors.PermissionDenied, errors.PermissionDenied, errors.PermissionDenied),
+    errno.EACCES: (errors.PermissionDenied, errors.PermissionDenied, errors.PermissionDenied),
+    errno.EROFS: (errors.ResourceReadOnly, errors.ResourceReadOnly, errors.ResourceReadOnly),
+    errno.ELOOP: (LinkLoop, LinkLoop, LinkLoop),
 }
+#: the columns of :data:`ERRNO_TO_FS_ERROR`
+FILE_OPERATION, DIRECTORY_OPERATION, LINK_OPERATION = 0, 1, 2
 
 
 class UnmappedErrno(AssertionError):
     """The kernel answered with an errno the table does not cover: the oracle has no verdict."""
 
 
-def fs_error_for(error: OSError, path: str, directory: bool) -> errors.FSError:
+def fs_error_for(error: OSError, path: str, directory: bool, link: bool = False) -> errors.FSError:
     """The ``fs.errors`` exception the library must raise where the kernel raised ``error``."""
     try:
         classes = ERRNO_TO_FS_ERROR[error.errno]
     except KeyError:
         raise UnmappedErrno("kernel errno %s (%s) on %r" % (errno.errorcode.get(error.errno), error, path)) from error
-    return classes[1 if directory else 0](path)
+    return classes[LINK_OPERATION if link else DIRECTORY_OPERATION if directory else FILE_OPERATION](path)
 
 
 class _KernelCall:
     """Context manager: OSError -> the mapped ``fs.errors`` exception."""
 
-    def __init__(self, path: str, directory: bool = False) -> None:
+    def __init__(self, path: str, directory: bool = False, link: bool = False) -> None:
         self.path = path
         self.directory = directory
+        self.link = link
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if isinstance(exc, OSError):
-            raise fs_error_for(exc, self.path, self.directory) from exc
+            raise fs_error_for(exc, self.path, self.directory, self.link) from exc
         return False
+
+
+# -------------------------------------------------------------------------------------------------
+# Resolving inside the mount, as a process chrooted into it would
+# -------------------------------------------------------------------------------------------------
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on x86_64 and arm64
+_RESOLVE_IN_ROOT = 0x10
+
+
+def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    """openat2(2) with RESOLVE_IN_ROOT: ``path`` resolved with ``root_fd`` as ``/``, absolute
+    symlinks and ``..`` included (what a process chrooted into the merged directory sees,
+    and what the library does with absolute link targets)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT)
+    relative = path.lstrip("/") or "."
+    fd = _libc.syscall(_SYS_OPENAT2, root_fd, relative.encode("utf-8", "surrogateescape"), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return fd
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink("/proc/self/fd/%d" % fd)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -327,8 +379,8 @@ class _KernelCall:
 #: anything else the kernel might show (a leaked whiteout device, say).
 TreeEntry = Tuple[Any, ...]
 Tree = Dict[str, TreeEntry]
-#: getinfo's comparable answer: (is_dir, size of a file or None for a directory)
-InfoSummary = Tuple[bool, Optional[int]]
+#: getinfo's comparable answer: (is_dir, size of a non-directory or None, is a symbolic link)
+InfoSummary = Tuple[bool, Optional[int], bool]
 
 
 class KernelView:
@@ -343,8 +395,34 @@ class KernelView:
         self.merged = merged
         self.mount = mount  # needed only by hide and make_opaque, which edit the upper offline
 
+    def _open(self, path: str, flags: int, mode: int = 0) -> int:
+        """A descriptor of ``path`` resolved inside the mount (links followed, the last too)."""
+        root = os.open(self.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return open_in_root(root, path, flags, mode)
+        finally:
+            os.close(root)
+
     def _real(self, path: str) -> str:
-        return self.merged + path if path != "/" else self.merged
+        """The host path of ``path``: the links on the way resolved inside the mount, the last
+        component as it is (so ``lstat``, ``unlink``, ``rename`` act on a link itself). An
+        unresolvable parent raises the kernel's error."""
+        if path == "/":
+            return self.merged
+        parent, _, name = path.rpartition("/")
+        fd = self._open(parent or "/", os.O_PATH | os.O_DIRECTORY)
+        try:
+            return _fd_path(fd) + "/" + name
+        finally:
+            os.close(fd)
+
+    def _followed(self, path: str) -> str:
+        """The host path of what ``path`` leads to, every link followed inside the mount."""
+        fd = self._open(path, os.O_PATH)
+        try:
+            return _fd_path(fd)
+        finally:
+            os.close(fd)
 
     def _lstat(self, path: str, directory: bool = False) -> os.stat_result:
         with _KernelCall(path, directory):
@@ -353,31 +431,56 @@ class KernelView:
     # -- reading ---------------------------------------------------------------------------------
 
     def exists(self, path: str) -> bool:
-        return os.path.lexists(self._real(path))
+        try:
+            return os.path.lexists(self._real(path))
+        except OSError:
+            return False
 
     def getinfo(self, path: str) -> InfoSummary:
         return _summary(self._lstat(path))
 
     def listdir(self, path: str) -> List[str]:
         with _KernelCall(path, directory=True):
-            return sorted(os.listdir(self._real(path)))
+            return sorted(os.listdir(self._followed(path)))
 
     def scandir(self, path: str) -> List[Tuple[str, InfoSummary]]:
         with _KernelCall(path, directory=True):
-            return sorted((entry.name, _summary(entry.stat(follow_symlinks=False))) for entry in os.scandir(self._real(path)))
+            return sorted((entry.name, _summary(entry.stat(follow_symlinks=False))) for entry in os.scandir(self._followed(path)))
 
     def open_reader(self, path: str) -> int:
         """A descriptor opened read-only, to be held across steps."""
         with _KernelCall(path):
-            return os.open(self._real(path), os.O_RDONLY)
+            return self._open(path, os.O_RDONLY)
 
     def readbytes(self, path: str) -> bytes:
         with _KernelCall(path):
-            descriptor = os.open(self._real(path), os.O_RDONLY)
+            descriptor = self._open(path, os.O_RDONLY)
             try:
                 return _read_all(descriptor)
             finally:
                 os.close(descriptor)
+
+    # -- links -----------------------------------------------------------------------------------
+
+    def readlink(self, path: str) -> str:
+        with _KernelCall(path, link=True):
+            return os.readlink(self._real(path))
+
+    def islink(self, path: str) -> bool:
+        """``lstat`` and S_ISLNK; ENOENT where nothing is there (PyFilesystem2's ``islink``)."""
+        with _KernelCall(path, link=True):
+            return stat.S_ISLNK(os.lstat(self._real(path)).st_mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        with _KernelCall(path, link=True):
+            os.symlink(target, self._real(path))
+
+    def link(self, existing: str, new: str) -> None:
+        with _KernelCall(new, link=True):
+            os.link(self._real(existing), self._real(new), follow_symlinks=False)
+
+    def nlink(self, path: str) -> int:
+        return self._lstat(path).st_nlink
 
     def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
         """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
@@ -392,9 +495,11 @@ class KernelView:
                     result[path] = ("dir",)
                     pending.append(path)
                 elif stat.S_ISREG(status.st_mode):
-                    result[path] = ("file", self.readbytes(path))
+                    result[path] = ("file", self.readbytes(entry.path[len(self.merged):]))
                     if times is not None:
                         times[path] = int(status.st_mtime)
+                elif stat.S_ISLNK(status.st_mode):
+                    result[path] = ("link", os.readlink(entry.path))
                 else:
                     result[path] = ("other", stat.filemode(status.st_mode))
         return result
@@ -403,7 +508,7 @@ class KernelView:
 
     def _write(self, path: str, flags: int, data: bytes, offset: Optional[int] = None) -> None:
         with _KernelCall(path):
-            descriptor = os.open(self._real(path), flags, 0o644)
+            descriptor = self._open(path, flags, 0o644)
             try:
                 if offset is None:
                     os.write(descriptor, data)
@@ -429,12 +534,14 @@ class KernelView:
 
     def truncate(self, path: str, size: int) -> None:
         with _KernelCall(path):
-            os.truncate(self._real(path), size)
+            os.truncate(self._followed(path), size)
 
     def settimes(self, path: str, accessed: int, modified: int) -> int:
+        """utimes(2) follows a link, as ``OSFS.setinfo`` (and so the library) does."""
         with _KernelCall(path):
-            os.utime(self._real(path), (accessed, modified), follow_symlinks=False)
-        return int(self._lstat(path).st_mtime)
+            followed = self._followed(path)
+            os.utime(followed, (accessed, modified))
+            return int(os.lstat(followed).st_mtime)
 
     def remove(self, path: str) -> None:
         with _KernelCall(path):
@@ -449,6 +556,10 @@ class KernelView:
             os.mkdir(self._real(path))
 
     def makedirs(self, path: str, recreate: bool) -> None:
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._makedirs(path, recreate)
+
+    def _makedirs(self, path: str, recreate: bool) -> None:
         """``fs.base.FS.makedirs``: refuse a non-directory on the way, make what is missing."""
         missing = []
         for step in reversed(list(recursepath(path))):
@@ -469,6 +580,10 @@ class KernelView:
                 raise
 
     def removetree(self, path: str) -> None:
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._removetree(path)
+
+    def _removetree(self, path: str) -> None:
         """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``)."""
         if not stat.S_ISDIR(self._lstat(path, directory=True).st_mode):
             raise errors.DirectoryExpected(path)
@@ -506,6 +621,10 @@ class KernelView:
         self.writebytes(dst, data)
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
+        with _KernelCall(src, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._movedir(src, dst, create)
+
+    def _movedir(self, src: str, dst: str, create: bool) -> None:
         """The library's documented ``movedir``: ``cp -a src/. dst`` then ``rm -rf src``.
 
         Not rename(2), which answers EXDEV for a lower or merged directory. Like the
@@ -539,22 +658,29 @@ class KernelView:
             # the order in which clashes are found is unspecified: with mixed kinds, expect either
             kinds = set(clashes.values())
             raise (kinds.pop() if len(kinds) == 1 else errors.ResourceInvalid)(min(clashes))
-        copied = subprocess.run(["cp", "-a", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
+        copied = subprocess.run(["cp", "-a", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)  # -a: links as links
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
 
     # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
 
     def _offline(self, edit: Callable[[str], None], path: str) -> None:
-        """Unmount, apply ``edit`` to the upper's real path for ``path``, mount again."""
+        """Unmount, apply ``edit`` to the upper's real path for ``path`` (the links on the way
+        resolved in the mount first), mount again."""
         assert self.mount is not None, "hand edits need the KernelOverlay"
+        with _KernelCall(path):
+            inside = self._real(path)[len(self.merged):]
         self.mount.unmount()
         try:
-            edit(self.mount.upper + path)
+            edit(self.mount.upper + inside)
         finally:
             self.mount.mount()
 
     def hide(self, path: str) -> None:
+        with _KernelCall(path, directory=False):  # an unresolvable path on the way is the kernel's error
+            self._hide(path)
+
+    def _hide(self, path: str) -> None:
         """Delete the upper's entry by hand (making missing parents), then mount again; if a
         lower shows through, put a whiteout device there by hand."""
         if path == "/":
@@ -565,6 +691,10 @@ class KernelView:
             self._offline(lambda real: os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0)), path)
 
     def make_opaque(self, path: str) -> None:
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._make_opaque(path)
+
+    def _make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
         directory must not hold."""
@@ -626,14 +756,33 @@ class LibraryView:
         return self.fs.exists(path)
 
     def getinfo(self, path: str) -> InfoSummary:
-        info = self.fs.getinfo(path, ["details"])
-        return (info.is_dir, None if info.is_dir else info.size)
+        info = self.fs.getinfo(path, ["details", "link"])
+        return (info.is_dir, None if info.is_dir else info.size, info.is_link)
 
     def listdir(self, path: str) -> List[str]:
         return sorted(self.fs.listdir(path))
 
     def scandir(self, path: str) -> List[Tuple[str, InfoSummary]]:
-        return sorted((info.name, (info.is_dir, None if info.is_dir else info.size)) for info in self.fs.scandir(path, ["details"]))
+        return sorted(
+            (info.name, (info.is_dir, None if info.is_dir else info.size, info.is_link)) for info in self.fs.scandir(path, ["details", "link"])
+        )
+
+    def readlink(self, path: str) -> str:
+        return self.fs.readlink(path)  # type: ignore[attr-defined]
+
+    def islink(self, path: str) -> bool:
+        return self.fs.islink(path)  # type: ignore[attr-defined]
+
+    def symlink(self, target: str, path: str) -> None:
+        self.fs.symlink(target, path)  # type: ignore[attr-defined]
+
+    def link(self, existing: str, new: str) -> None:
+        self.fs.link(existing, new)  # type: ignore[attr-defined]
+
+    def nlink(self, path: str) -> Optional[int]:
+        """``st_nlink`` where the layer serving ``path`` shows it (an OS directory), else None."""
+        raw = self.fs.getinfo(path, ["stat"]).raw.get("stat")
+        return None if raw is None else raw["st_nlink"]
 
     def open_reader(self, path: str) -> BinaryIO:
         return self.fs.openbin(path, "r")
@@ -647,11 +796,13 @@ class LibraryView:
         pending = ["/"]
         while pending:
             directory = pending.pop()
-            for info in self.fs.scandir(directory, ["details"]):
+            for info in self.fs.scandir(directory, ["details", "link"]):
                 path = directory.rstrip("/") + "/" + info.name
                 if info.is_dir:
                     result[path] = ("dir",)
                     pending.append(path)
+                elif info.is_link:
+                    result[path] = ("link", info.target)
                 else:
                     result[path] = ("file", self.fs.readbytes(path))
                     if times is not None:
@@ -719,7 +870,7 @@ class LibraryView:
 
 def _summary(status: os.stat_result) -> InfoSummary:
     is_dir = stat.S_ISDIR(status.st_mode)
-    return (is_dir, None if is_dir else status.st_size)
+    return (is_dir, None if is_dir else status.st_size, stat.S_ISLNK(status.st_mode))
 
 
 def _read_all(descriptor: int) -> bytes:

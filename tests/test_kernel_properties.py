@@ -53,8 +53,10 @@ from .conftest import LowerGuard, kernel_overlay_available
 from .kernel_oracle import (
     DIR,
     FILE,
+    HARDLINK,
     OPAQUE,
     RECENT,
+    SYMLINK,
     WHITEOUT,
     Entry,
     KernelOverlay,
@@ -73,6 +75,7 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from unionfs import OverlayFS
+from unionfs.kernel_format import kernel_layers
 
 # The kernel gate, at module level because a state machine cannot take fixtures: skip
 # where overlayfs cannot be mounted, fail instead under UNIONFS_REQUIRE_KERNEL=1 (CI).
@@ -92,23 +95,46 @@ some_bytes = st.binary(min_size=1, max_size=6)
 small = st.integers(min_value=0, max_value=8)
 times = st.integers(min_value=0, max_value=RECENT - 1)  # old: tell set times from fresh ones
 
+#: Link targets: relative (sideways, up, down, chains through other links of the alphabet),
+#: absolute (from the overlay's root: the kernel side resolves them in the mount with
+#: openat2's RESOLVE_IN_ROOT, as a chrooted process would), up past the root, dangling, to
+#: directories, to themselves (loops), and ``.``/``..``.
+link_targets = st.one_of(
+    st.sampled_from(NAMES),
+    st.builds(lambda a, b: a + "/" + b, st.sampled_from(NAMES + "."), st.sampled_from(NAMES)),
+    st.builds(lambda a: "../" + a, st.sampled_from(NAMES)),
+    paths,
+    st.sampled_from(["../../..", "../../../a", "/a/../b", ".", "..", "nowhere", "/nowhere/a", "a/./b/"]),
+)
+
 entries = st.one_of(
     st.just(Entry(DIR)),
     st.just(Entry(OPAQUE)),
     st.builds(Entry, st.just(FILE), contents),
     st.just(Entry(WHITEOUT)),
+    st.builds(Entry, st.just(SYMLINK), target=link_targets),
+    st.just(Entry(HARDLINK)),  # to a file of its layer, chosen below (dropped if there is none)
 )
 
 
 @st.composite
 def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
     """One to four lower layers, topmost first, colliding on a tiny name space: files over
-    directories and back, nested and empty directories, whiteouts and opaque directories."""
+    directories and back, nested and empty directories, whiteouts and opaque directories,
+    symbolic links of every kind and hard links to files of the same layer."""
     layers = []
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         layer: LayerSpec = {}
+        hard_links = []
         for path, entry in draw(st.lists(st.tuples(paths, entries), max_size=8)):
-            add_entry(layer, path, entry)
+            if entry.kind == HARDLINK:
+                hard_links.append(path)
+            else:
+                add_entry(layer, path, entry)
+        files = sorted(path for path, entry in layer.items() if entry.kind == FILE)
+        for path in hard_links:
+            if files:
+                add_entry(layer, path, Entry(HARDLINK, target=draw(st.sampled_from(files))))
         layers.append(layer)
     return realistic(layers)
 
@@ -121,6 +147,10 @@ class KernelMachine(RuleBasedStateMachine):
     """Random operations on OverlayFS and on a kernel overlay mount, compared step by step."""
 
     upper_kind = "memory"
+    #: "memory": lowers are MemoryFS in sidecar form (links as records, hard links as copies);
+    #: "kernel": the kernel mount's own lower directories, read as kernel-format layers
+    #: (real symbolic and hard links on disk, never followed by the library's lookup)
+    lower_kind = "memory"
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,7 +171,10 @@ class KernelMachine(RuleBasedStateMachine):
     @initialize(layers=layer_stacks())
     def start(self, layers: List[LayerSpec]) -> None:
         self.kernel = KernelOverlay(layers).__enter__()
-        self.lowers = [self.guard(build_library_layer(layer)) for layer in layers]
+        if self.lower_kind == "kernel":
+            self.lowers = kernel_layers(self.kernel.lowers)  # type: ignore[assignment]
+        else:
+            self.lowers = [self.guard(build_library_layer(layer)) for layer in layers]
         self.upper = self._fresh_upper()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
 
@@ -191,7 +224,8 @@ class KernelMachine(RuleBasedStateMachine):
             assert handle.read() == os.pread(descriptor, 1 << 16, 0), "the reader held on %s" % path
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
-        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
+        # links count as files here: reads, writes and removals through them are the point
+        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] in ("file", "link"))
 
     def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
         """Mostly a path of the view (of ``kind`` "file" or "dir" if given) or a new name in one
@@ -361,6 +395,48 @@ class KernelMachine(RuleBasedStateMachine):
         path = self.path(data, root=True)
         self.both("exists", path, paths=[path])
 
+    # -- symbolic and hard links ---------------------------------------------------------------------
+
+    @rule(data=st.data(), link_target=link_targets)
+    def symlink(self, data: st.DataObject, link_target: str) -> None:
+        path = self.path(data)
+        self.both("symlink", link_target, path, paths=[path])
+
+    @rule(data=st.data())
+    def readlink(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("readlink", path, paths=[path])
+
+    @rule(data=st.data())
+    def islink(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("islink", path, paths=[path])
+
+    @rule(data=st.data())
+    def link(self, data: st.DataObject) -> None:
+        """link(2); an upper without system paths cannot hold one (``Unsupported``, checked
+        against the library's documented refusal instead of the kernel)."""
+        existing, new = self.path(data, "existing", kind="file"), self.path(data, "new")
+        if self.upper_kind == "memory":
+            assert self.overlay is not None
+            result = outcome(lambda: self.overlay.link(existing, new))
+            assert result.error is not None, "link into a MemoryFS upper must be refused"
+            return
+        self.both("link", existing, new, paths=[existing, new])
+
+    @rule(data=st.data())
+    def nlink(self, data: st.DataObject) -> None:
+        """``st_nlink`` of a non-directory, where the library's layer shows one (on disk)."""
+        assert self.overlay is not None and self.kernel is not None
+        path = self.path(data, kind="file")
+        library = outcome(lambda: LibraryView(self.overlay).nlink(path))
+        kernel = outcome(lambda: KernelView(self.kernel.merged, self.kernel).nlink(path))
+        if kernel.error is None and library.error is None and library.value is None:
+            return  # a MemoryFS layer has no st_nlink to compare
+        if kernel.error is None and os.path.isdir(os.path.join(self.kernel.merged, path.lstrip("/"))):
+            return  # a merged directory's count is the kernel's own invention (1)
+        assert_same_outcome("nlink(%r)" % path, library, kernel, [path])
+
     # -- structure -----------------------------------------------------------------------------------
 
     @rule()
@@ -403,7 +479,16 @@ class OSFSUpperMachine(KernelMachine):
     upper_kind = "os"
 
 
+class KernelLowersMachine(KernelMachine):
+    """OSFS upper over the kernel mount's own lower directories (kernel-format layers)."""
+
+    upper_kind = "os"
+    lower_kind = "kernel"
+
+
 TestKernelMemoryUpper = KernelMachine.TestCase
 TestKernelMemoryUpper.settings = _settings()
 TestKernelOSFSUpper = OSFSUpperMachine.TestCase
 TestKernelOSFSUpper.settings = _settings()
+TestKernelKernelLowers = KernelLowersMachine.TestCase
+TestKernelKernelLowers.settings = _settings()

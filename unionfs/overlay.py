@@ -511,9 +511,11 @@ class OverlayFS(FS):
             return node.top.readlink(node.path)
 
     def islink(self, path: str) -> bool:
-        """Whether ``path`` is a symbolic link (dangling or not), as ``os.path.islink``."""
-        node = self._quiet_node(path, follow=False)
-        return node is not None and node.is_link
+        """Whether ``path`` is a symbolic link (dangling or not). ``ResourceNotFound`` where
+        nothing is there, as PyFilesystem2's ``FS.islink`` contract says."""
+        _path = self.validatepath(path)
+        with self._lock:
+            return self._node(_path, path, follow=False).is_link
 
     def symlink(self, target: str, path: str) -> None:
         """Create the symbolic link ``path`` -> ``target`` in the upper (symlink(2)): over a
