@@ -14,7 +14,7 @@ import pytest
 from fs import errors
 from fs.osfs import OSFS
 
-from unionfs.sidecar import FORMAT_TEXT
+from unionfs.core.sidecar import FORMAT_TEXT
 from unionfs import OverlayFS, ReservedPath
 
 
