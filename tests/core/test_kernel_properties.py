@@ -350,7 +350,7 @@ class KernelMachine(RuleBasedStateMachine):
         the kernel opens directories read-only too, PyFilesystem2 has no such handle."""
         assert self.overlay is not None and self.kernel is not None
         path = self.path(data, kind="file")
-        if os.path.isdir(self.kernel.merged + path):
+        if KernelView(self.kernel.merged).isdir(path):
             return
         library = outcome(lambda: LibraryView(self.overlay).open_reader(path))
         kernel = outcome(lambda: KernelView(self.kernel.merged).open_reader(path))
@@ -433,7 +433,7 @@ class KernelMachine(RuleBasedStateMachine):
         kernel = outcome(lambda: KernelView(self.kernel.merged, self.kernel).nlink(path))
         if kernel.error is None and library.error is None and library.value is None:
             return  # a MemoryFS layer has no st_nlink to compare
-        if kernel.error is None and os.path.isdir(os.path.join(self.kernel.merged, path.lstrip("/"))):
+        if kernel.error is None and KernelView(self.kernel.merged).isdir(path, follow=False):
             return  # a merged directory's count is the kernel's own invention (1)
         assert_same_outcome("nlink(%r)" % path, library, kernel, [path])
 

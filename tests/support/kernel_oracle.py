@@ -358,13 +358,19 @@ def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
     """openat2(2) with RESOLVE_IN_ROOT: ``path`` resolved with ``root_fd`` as ``/``, absolute
     symlinks and ``..`` included (what a process chrooted into the merged directory sees,
     and what the library does with absolute link targets)."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE_IN_ROOT)
-    relative = path.lstrip("/") or "."
-    fd = _libc.syscall(_SYS_OPENAT2, root_fd, relative.encode("utf-8", "surrogateescape"), ctypes.byref(how), ctypes.sizeof(how))
-    if fd < 0:
+    # openat2 refuses a mode without O_CREAT (EINVAL), unlike open(2), which ignores it
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE_IN_ROOT)
+    relative = (path.lstrip("/") or ".").encode("utf-8", "surrogateescape")
+    for _ in range(100):
+        fd = _libc.syscall(_SYS_OPENAT2, root_fd, relative, ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
         code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-    return fd
+        # EAGAIN: a rename anywhere (the overlay's own copy-up in its workdir, say) raced a
+        # ".." step; openat2 asks the caller to try again
+        if code != errno.EAGAIN:
+            break
+    raise OSError(code, os.strerror(code), path)
 
 
 def _fd_path(fd: int) -> str:
@@ -479,6 +485,13 @@ class KernelView:
         with _KernelCall(new, link=True):
             os.link(self._real(existing), self._real(new), follow_symlinks=False)
 
+    def isdir(self, path: str, follow: bool = True) -> bool:
+        """Whether ``path`` is a directory (a link to one too, with ``follow``), resolved in the mount."""
+        try:
+            return os.path.isdir(self._followed(path)) if follow else stat.S_ISDIR(os.lstat(self._real(path)).st_mode)
+        except OSError:
+            return False
+
     def nlink(self, path: str) -> int:
         return self._lstat(path).st_nlink
 
@@ -536,12 +549,13 @@ class KernelView:
         with _KernelCall(path):
             os.truncate(self._followed(path), size)
 
-    def settimes(self, path: str, accessed: int, modified: int) -> int:
-        """utimes(2) follows a link, as ``OSFS.setinfo`` (and so the library) does."""
+    def settimes(self, path: str, accessed: int, modified: int) -> Optional[int]:
+        """utimes(2) follows a link, as ``OSFS.setinfo`` (and so the library) does; the time
+        read back is the entry's own, none for a link (the tree compares the target's)."""
         with _KernelCall(path):
             followed = self._followed(path)
             os.utime(followed, (accessed, modified))
-            return int(os.lstat(followed).st_mtime)
+            return None if os.path.islink(self._real(path)) else int(os.lstat(followed).st_mtime)
 
     def remove(self, path: str) -> None:
         with _KernelCall(path):
@@ -638,7 +652,7 @@ class KernelView:
             if not create:
                 raise errors.ResourceNotFound(dst)
             with _KernelCall(dst, directory=True):
-                parent_mode = os.lstat(self._real(dirname(dst))).st_mode
+                parent_mode = os.stat(self._followed(dirname(dst))).st_mode  # the links on the way followed
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(dst)
         elif not stat.S_ISDIR(os.lstat(self._real(dst)).st_mode):
@@ -705,7 +719,7 @@ class KernelView:
                 raise errors.DirectoryExpected(path)
         else:
             with _KernelCall(path, directory=True):
-                parent_mode = os.lstat(self._real(dirname(path))).st_mode
+                parent_mode = os.stat(self._followed(dirname(path))).st_mode  # the links on the way followed
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(path)
         self._offline(_make_opaque_by_hand, path)
@@ -833,9 +847,10 @@ class LibraryView:
         with self.fs.openbin(path, "r+") as handle:
             handle.truncate(size)
 
-    def settimes(self, path: str, accessed: int, modified: int) -> int:
+    def settimes(self, path: str, accessed: int, modified: int) -> Optional[int]:
         self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
-        return int(self.fs.getinfo(path, ["details"]).raw["details"]["modified"])
+        info = self.fs.getinfo(path, ["details", "link"])
+        return None if info.is_link else int(info.raw["details"]["modified"])
 
     def remove(self, path: str) -> None:
         self.fs.remove(path)

@@ -11,7 +11,9 @@ operation (see :mod:`unionfs.core.dir`); what it can leave behind hides nothing:
 - ``stray-opaque``: an opaque record of a name that is not a directory of the upper;
 - ``whiteout-in-opaque``: a whiteout inside an opaque directory (nothing below shows
   through it anyway);
-- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``d``;
+- ``overridden-link``: a link record beside an upper entry of the same name (the entry
+  wins; a crash while a file replaced a link);
+- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``l``, ``d``;
 - ``journal``: an operation pending in the journal.
 
 Opening an overlay, like mounting one, already finishes the journal's operations and
@@ -33,7 +35,7 @@ from fs import errors
 from fs.path import join
 
 from .journal import Intent
-from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
+from .sidecar import CHILDREN, LINK, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
 
@@ -143,7 +145,7 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
             continue
         for part in parts:
             where = join(record_dir, part.name)
-            if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
+            if part.name not in (WHITEOUT, OPAQUE, LINK, CHILDREN) or not part.is_dir:
                 yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
                 continue
             for record in upper.fs.scandir(where):
@@ -156,6 +158,10 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
                         pending.append((path, record_path, record.name in index.opaque))
                     else:
                         yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, True
+                elif part.name == LINK and record.is_dir:
+                    yield Finding("junk", record_path, "a link record that is a directory"), record_path, True
+                elif part.name == LINK and record.name not in index.link_records:
+                    yield Finding("overridden-link", path, "link record beside an upper entry"), record_path, False
                 elif part.name == OPAQUE and index.entries.get(record.name) is not True:
                     yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
                 elif part.name == WHITEOUT and record.name in index.entries:

@@ -2,12 +2,14 @@
 
 The kernel keeps whiteouts as 0/0 character devices and opacity as an xattr. Neither
 exists on a MemoryFS, a zip or a cloud bucket, so unionfs keeps them as empty files
-under one reserved directory at the root of the layer, ``/.unionfs``. Format version 1::
+under one reserved directory at the root of the layer, ``/.unionfs``. Format version 3::
 
-    /.unionfs/FORMAT            "unionfs-sidecar 1\\n"
+    /.unionfs/FORMAT            "unionfs-sidecar 3\\n"
     /.unionfs/tree/             M(/), the record directory of the root
     M(D)/w/<name>               empty file: D/<name> is whited out in this layer
     M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
+    M(D)/l/<name>               the target of the symbolic link D/<name> (a layer whose FS
+                                cannot hold links); an entry of the FS itself wins over it
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
     /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
@@ -17,9 +19,9 @@ A multi-step operation that no ordering makes atomic (``movedir`` of a merged tr
 ``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
 ``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
 finishes (rolls forward) every pending entry before anything else. While an entry is
-pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
-newer instead of showing the half-done operation; readers of version 2 roll forward
-and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
+pending FORMAT reads the journal version (4; 2 for version 1): readers that cannot finish
+it refuse it instead of showing the half-done operation. :data:`VERSIONS` is the one
+table of every version and what it holds (``docs/sidecar.rst``).
 
 Records, containers and child names live in separate sub-directories, so any user
 name maps to a record without escaping. Every record is one file: creating or
@@ -73,8 +75,8 @@ class FormatVersion:
 
 
 #: Every version this unionfs reads, in one table, so that each later bump adds rows here and
-#: nowhere else. An odd-one-out pair per generation: the settled version, and the same plus a
-#: possibly non-empty journal (FORMAT says the latter only while an operation is pending).
+#: nowhere else. Two rows per generation: the settled version, and the same plus a possibly
+#: non-empty journal (FORMAT says the latter only while an operation is pending).
 VERSIONS: Dict[int, FormatVersion] = {
     1: FormatVersion(1, {WHITEOUT, OPAQUE}),
     2: FormatVersion(2, {WHITEOUT, OPAQUE}, journal=True, settled=1),

@@ -76,6 +76,14 @@ def _stat_info(name: str, status: os.stat_result, namespaces: Collection[str], t
     return Info(raw)
 
 
+def _with_link_namespace(info: Info, namespaces: Collection[str]) -> Info:
+    """``info`` of a non-link with the ``link`` namespace filled in where it was asked for and
+    the layer's FS does not know it (a MemoryFS): ``Info.is_link`` then answers False."""
+    if "link" in namespaces and "link" not in info.raw:
+        info.raw["link"] = {"target": None}
+    return info
+
+
 def link_info_from_record(name: str, target: str, record: Info, namespaces: Collection[str]) -> Info:
     """The info of a link the sidecar keeps: the record file's times and owner, type symlink,
     the size of the target (as ``lstat`` reports it), permissions ``rwxrwxrwx``."""
@@ -186,7 +194,7 @@ class Layer:
         its target's."""
         wanted = tuple(namespaces or ())
         if not self.is_link(path):
-            return self.fs.getinfo(path, wanted)
+            return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
         index = self.dir(dirname(path))
         assert index is not None
         if basename(path) in index.link_records:
@@ -208,7 +216,7 @@ class Layer:
         listed = len(index.entries) if index is not None else 0
         if index is not None and index.links.isdisjoint(names) and len(names) * 4 >= listed:
             wanted = set(names)
-            return {info.name: info for info in self.fs.scandir(path, namespaces) if info.name in wanted}
+            return {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces) if info.name in wanted}
         return {name: self.getinfo(join(path, name), namespaces) for name in names}
 
     def reset(self) -> None:
