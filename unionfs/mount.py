@@ -50,6 +50,14 @@ MAX_IO = 1 << 20
 
 def load_binding() -> Any:
     """The ``mfusepy`` module, or :class:`MountUnavailable` saying how to get it."""
+    if "FUSE_LIBRARY_PATH" not in os.environ:
+        # mfusepy prefers libfuse 2 where both are installed (unionfs-fuse pulls it in);
+        # libfuse 3 has rename flags, readdirplus and 1 MiB requests
+        from ctypes.util import find_library
+
+        found = find_library("fuse3")
+        if found:
+            os.environ["FUSE_LIBRARY_PATH"] = found
     try:
         import mfusepy
     except ImportError as error:
@@ -253,6 +261,7 @@ class Operations:
         self.on_ready = on_ready
         self.inodes = Inodes()
         self.handles: Dict[int, Handle] = {}
+        self.dirs: Dict[int, str] = {}  # open directories: their path
         self._next_fh = 1
         self._fh_lock = threading.Lock()
         self._euid = os.geteuid() if own_uid is None else own_uid
@@ -288,7 +297,11 @@ class Operations:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def init(self, path: str) -> None:
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        if config is not None:
+            # operations on open files whose name is gone (hard_remove) come with a NULL
+            # path: the descriptor answers (fstat, ftruncate, fsync)
+            config.nullpath_ok = 1
         if self.on_ready is not None:
             self.on_ready()
 
@@ -306,8 +319,9 @@ class Operations:
         if path is None:  # an open file removed from the namespace: its descriptor answers
             handle = self._handle(fh)
             if handle.fd is None:
-                raise _oserror(errno.ENOENT)
-            return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
+                path = handle.path  # a lower file's reader: the name, if it is still there
+            else:
+                return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
         info = self._call(self.overlay.getinfo, path, ("stat", "details", "access"))
         raw = info.raw
         st = raw.get("stat")
@@ -387,6 +401,14 @@ class Operations:
             access["gid"] = gid
         self._call(self.overlay.setinfo, path, {"access": access} if access else {"access": {"uid": None}})
 
+    def utimens(self, path: Optional[str], times: Optional[Tuple[int, int]] = None) -> None:
+        """mfusepy's form (nanoseconds, or None for now); the mount's FUSE class calls
+        :meth:`utimens_ns` instead, which also knows UTIME_OMIT."""
+        if times is None:
+            self.utimens_ns(path, (0, UTIME_NOW), (0, UTIME_NOW))
+        else:
+            self.utimens_ns(path, divmod(times[0], 10**9), divmod(times[1], 10**9))
+
     def utimens_ns(self, path: Optional[str], atime: Tuple[int, int], mtime: Tuple[int, int]) -> None:
         """utimensat(2) with the kernel's (seconds, nanoseconds) pairs, UTIME_NOW/OMIT included."""
         if path is None:
@@ -423,9 +445,27 @@ class Operations:
 
     # -- directories ---------------------------------------------------------------------------
 
-    def readdir(self, path: str, fh: int) -> List[Tuple[str, Dict[str, int], int]]:
+    def opendir(self, path: str) -> int:
+        # nullpath_ok: readdir may come without a path, so the handle keeps it
+        if not self._call(self.overlay.isdir, path):
+            raise _oserror(errno.ENOTDIR if self._call(self.overlay.exists, path) else errno.ENOENT, path)
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self.dirs[fh] = path
+        return fh
+
+    def releasedir(self, path: Optional[str], fh: int) -> None:
+        with self._fh_lock:
+            self.dirs.pop(fh, None)
+
+    def readdir(self, path: Optional[str], fh: int) -> List[Tuple[str, Dict[str, int], int]]:
         """The merged listing with each entry's type and inode number (a zero d_ino would
         make readdir(3) skip the entry)."""
+        if path is None:
+            path = self.dirs.get(fh)
+            if path is None:
+                raise _oserror(errno.EBADF)
         infos = self._call(self.overlay.scandir, path)
         prefix = path.rstrip("/") + "/"
         entries = [(".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}, 0),
@@ -527,13 +567,18 @@ class Operations:
 
 
 def _fuse_class(mfusepy: Any) -> Any:
-    """mfusepy's ``FUSE`` with two callbacks passed on whole: rename's flags
-    (RENAME_NOREPLACE) and utimensat's UTIME_NOW/UTIME_OMIT, which mfusepy folds away."""
+    """mfusepy's ``FUSE`` with three callbacks passed on whole: rename's flags
+    (RENAME_NOREPLACE), ftruncate's file handle and utimensat's UTIME_NOW/UTIME_OMIT,
+    which mfusepy drops."""
 
     class FUSE(mfusepy.FUSE):  # type: ignore[misc,name-defined]
         def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
             return self.operations.rename(old.decode(self.encoding, self.errors),
                                           new.decode(self.encoding, self.errors), flags)
+
+        def truncate_fuse_3(self, path: Optional[bytes], length: int, fip: Any) -> int:
+            decoded = None if path is None else path.decode(self.encoding, self.errors)
+            return self.operations.truncate(decoded, length, fip.contents.fh if fip else None)
 
         def utimens_fuse_3(self, path: Optional[bytes], buf: Any, fip: Any) -> int:
             decoded = None if path is None else path.decode(self.encoding, self.errors)
@@ -579,7 +624,6 @@ def fuse_options(options: MountOptions) -> Dict[str, Any]:
         "attr_timeout": CACHE_TIMEOUT,
         "negative_timeout": CACHE_TIMEOUT,
         "auto_cache": True,
-        "max_read": MAX_IO,
     }
     if options.allow_other:
         result["allow_other"] = True
@@ -606,10 +650,19 @@ def serve(
     # but a bug in an operation at error level: keep that one visible on stderr
     logging.getLogger("mfusepy").setLevel(logging.DEBUG if options.debug else logging.ERROR)
     previous_umask = os.umask(0)  # the kernel applied the caller's umask to every mode we get
+    served = []
+
+    def ready() -> None:
+        served.append(True)
+        if on_ready is not None:
+            on_ready()
+
     try:
-        operations = Operations(overlay, statfs_path=statfs_path, on_ready=on_ready)
+        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready)
         _fuse_class(mfusepy)(operations, mountpoint, **fuse_options(options))
     except RuntimeError as error:
+        if served:
+            return  # libfuse reports the signal that ended a mount it then unmounted: a clean end
         raise MountError(msg="FUSE could not mount %r (libfuse said %s)" % (mountpoint, error)) from None
     finally:
         os.umask(previous_umask)
