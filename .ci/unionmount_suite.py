@@ -31,7 +31,8 @@ HEADER = re.compile(r"^\*\*\* (\./run|\S*run) (.*) (\S+)$")
 
 
 def suite_dir() -> str:
-    return os.environ.get("UNIONFS_UNIONMOUNT_SUITE") or os.path.join(ROOT, "..", "shared", "unionmount-testsuite")
+    return os.path.abspath(os.environ.get("UNIONFS_UNIONMOUNT_SUITE")
+                           or os.path.join(ROOT, "..", "shared", "unionmount-testsuite"))
 
 
 def why_not() -> Optional[str]:

@@ -16,10 +16,13 @@ REQUIRE = os.environ.get("UNIONFS_REQUIRE_MOUNT") == "1"
 
 
 def why_no_fuse() -> Optional[str]:
+    from unionfs.errors import MountUnavailable
+    from unionfs.tools.mount import load_binding
+
     try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as error:
-        return "the mount extra is not installed or libfuse 3 is missing: %s" % error
+        load_binding()
+    except MountUnavailable as error:
+        return str(error)
     if not os.path.exists("/dev/fuse"):
         return "no /dev/fuse"
     if os.geteuid() != 0:
