@@ -56,3 +56,16 @@ class NotALink(errors.ResourceInvalid):
     """``readlink`` of something that is not a symbolic link (the kernel's EINVAL)."""
 
     default_message = "not a symbolic link: '{path}'"
+
+
+class MountUnavailable(errors.Unsupported):
+    """``unionfs mount`` cannot run here: the ``mount`` extra (mfusepy), libfuse 3 or
+    ``/dev/fuse`` is missing."""
+
+    default_message = "cannot mount: {details}"
+
+
+class MountError(errors.OperationFailed):
+    """A mount could not be made (a bad mount point, bad options, FUSE refused it)."""
+
+    default_message = "cannot mount: {details}"
