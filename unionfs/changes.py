@@ -324,6 +324,14 @@ def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback]) ->
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1] and not e[3]), sum(e[2] for e in entries))
     for path, is_dir, _size, _is_link in entries:
         _copy_entry(view, target, path, is_dir, reporter)
+    _settle_directory_times(view, target, [path for path, is_dir, _size, _is_link in entries if is_dir])
+
+
+def _settle_directory_times(view: FS, target: FS, directories: Sequence[str]) -> None:
+    """Give directories their metadata again, deepest first: writing their children changed
+    their times after :func:`_copy_entry` set them."""
+    for path in reversed(directories):
+        apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
 
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:

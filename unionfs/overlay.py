@@ -49,12 +49,14 @@ class OverlayFS(FS):
         self,
         lowers: Union[LayerSource, Sequence[LayerSource]],
         upper: Optional[LayerSource] = None,
+        *,
+        unsafe: str = "error",
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
-        layers = open_layers(lowers, upper)
+        layers = open_layers(lowers, upper, unsafe)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)

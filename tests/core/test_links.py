@@ -228,3 +228,37 @@ def test_fsck_keeps_link_records_and_reports_an_overridden_one(base):
     report = fresh.fsck(repair=True)
     assert [f.kind for f in report.findings] == ["overridden-link"]
     assert not upper.exists("/.unionfs/tree/d/etc/l/greeting")
+
+
+def _hostile_tar(path):
+    import tarfile
+
+    with tarfile.open(path, "w") as archive:
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, "/tmp"
+        archive.addfile(link)
+        member = tarfile.TarInfo("l/evil")
+        archive.addfile(member, __import__("io").BytesIO(b""))
+        good = tarfile.TarInfo("ok")
+        good.size = 2
+        archive.addfile(good, __import__("io").BytesIO(b"ok"))
+    return path
+
+
+def test_unsafe_reaches_archive_lowers_from_the_api_urls_and_the_cli(tmp_path, capsys):
+    import fs as _fs
+
+    from unionfs.formats.archives import UnsafeArchive
+    from unionfs.tools.cli import main
+
+    tar = _hostile_tar(str(tmp_path / "hostile.tar"))
+    with pytest.raises(UnsafeArchive, match="written through the symbolic link"):
+        OverlayFS(tar)
+    assert sorted(OverlayFS(tar, unsafe="skip").listdir("/")) == ["l", "ok"]
+    assert sorted(OverlayFS("tar://%s?unsafe=skip" % tar).listdir("/")) == ["l", "ok"]
+    assert sorted(_fs.open_fs("overlay://%s?unsafe=skip" % tar).listdir("/")) == ["l", "ok"]
+    with pytest.raises(errors.CreateFailed):
+        _fs.open_fs("overlay://%s" % tar)
+    assert main(["list", "-l", tar, "--unsafe", "skip", "/"]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["list", "-l", tar, "/"]) == 1

@@ -549,18 +549,26 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
     return None
 
 
-def as_lower(source: Any) -> Any:
+def as_lower(source: Any, unsafe: str = "error") -> Any:
     """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
-    zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged."""
+    zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged. ``unsafe``
+    (``"error"`` or ``"skip"``) is the policy for hostile members; a URL may carry its own,
+    ``tar:///srv/root.tar?unsafe=skip``."""
+    if unsafe not in UNSAFE_POLICIES:
+        raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
     if isinstance(source, FS):
-        return archive_from_fs(source) or source
+        return archive_from_fs(source, unsafe) or source
     if isinstance(source, str):
         if "://" in source:
             parsed = parse_fs_url(source)
-            if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:
-                return open_archive(parsed.resource)
+            params = dict(parsed.params)
+            policy = params.pop("unsafe", unsafe)
+            if parsed.protocol in ("tar", "zip") and not parsed.path and not params:
+                if policy not in UNSAFE_POLICIES:
+                    raise UnsupportedLayer(msg="%r: unsafe must be one of %s" % (source, ", ".join(UNSAFE_POLICIES)))
+                return open_archive(parsed.resource, unsafe=policy)
             return source
         if os.path.isfile(source):
-            return open_archive(source)
+            return open_archive(source, unsafe=unsafe)
     return source
 

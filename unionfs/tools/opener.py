@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -11,6 +11,9 @@ Form::
 - Nested URLs are percent-encoded wherever they contain one of ``, ? & = ! @ # % +`` or a
   space, so the outer URL can be split unambiguously; ``/`` and ``:`` may stay as they are.
   :func:`overlay_url` does exactly that.
+- ``unsafe=skip`` leaves hostile members of archive lowers out instead of refusing the
+  archive (``unsafe=error``, the default); one archive URL can say it for itself:
+  ``tar:///srv/root.tar?unsafe=skip``.
 - ``!PATH`` at the end opens that directory of the overlay (closing it closes the overlay).
 
 Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
@@ -61,10 +64,23 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
         raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
     upper: Optional[str] = None
     for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "unsafe":
+            continue  # see overlay_url_unsafe
         if key != "upper":
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key))
+            raise errors.CreateFailed(msg="%r: unknown parameter %r (they are 'upper' and 'unsafe')" % (fs_url, key))
         upper = value
     return lowers, upper
+
+
+def overlay_url_unsafe(fs_url: str) -> str:
+    """The ``unsafe`` parameter of an ``overlay://`` URL: the policy for hostile members of its
+    archive lowers (``error``, the default, or ``skip``)."""
+    query = fs_url[len(PROTOCOL + "://") :].partition("!")[0].partition("?")[2]
+    values = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == "unsafe"]
+    policy = values[-1] if values else "error"
+    if policy not in ("error", "skip"):
+        raise errors.CreateFailed(msg="%r: unsafe must be 'error' or 'skip', not %r" % (fs_url, policy))
+    return policy
 
 
 class OverlayOpener(Opener):
@@ -74,7 +90,7 @@ class OverlayOpener(Opener):
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
         lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS(lowers, upper=upper)
+        overlay = OverlayFS(lowers, upper=upper, unsafe=overlay_url_unsafe(fs_url))
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)
