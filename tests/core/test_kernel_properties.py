@@ -293,8 +293,11 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), accessed=times, modified=times)
     def settimes(self, data: st.DataObject, accessed: int, modified: int) -> None:
-        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst)
+        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst), nor through a link to it
         path = self.path(data, root=self.upper_kind != "memory")
+        assert self.kernel is not None
+        if self.upper_kind == "memory" and KernelView(self.kernel.merged).leads_to_root(path):
+            return
         self.both("settimes", path, accessed, modified, paths=[path])
 
     # -- directories ---------------------------------------------------------------------------------

@@ -492,6 +492,13 @@ class KernelView:
         except OSError:
             return False
 
+    def leads_to_root(self, path: str) -> bool:
+        """Whether ``path`` is the root or a link that leads to it."""
+        try:
+            return os.path.samefile(self._followed(path), self.merged)
+        except OSError:
+            return False
+
     def nlink(self, path: str) -> int:
         return self._lstat(path).st_nlink
 
@@ -646,6 +653,13 @@ class KernelView:
         source, an ancestor destination where part of the source would be copied onto the
         source itself, a missing destination without ``create``, and any file/directory
         clash between the two trees."""
+        if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
+            raise errors.DirectoryExpected(src)
+        try:
+            self._real(dst)  # a link loop on the way to the destination is ELOOP, whatever ``create`` says
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
         if not self.exists(dst):

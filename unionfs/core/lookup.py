@@ -8,6 +8,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
@@ -56,25 +57,6 @@ _MISSING = object()
 
 #: how many symbolic links one path resolution follows at most (Linux's MAXSYMLINKS)
 MAX_LINK_HOPS = 40
-
-
-def link_destination(link_path: str, target: str, rest: str = "") -> Optional[str]:
-    """Where the link at ``link_path`` with ``target`` leads (then ``rest`` below it), as a
-    process inside the overlay sees it: a relative target from the link's directory, an
-    absolute one from the overlay's root, ``..`` at the root stays at the root (a chroot, an
-    OCI rootfs): never outside the overlay. ``None`` for an empty target (ENOENT)."""
-    if not target:
-        return None
-    parts = [] if target.startswith("/") else [part for part in dirname(link_path).split("/") if part]
-    for part in (target + rest).split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts)
 
 
 def resolve_child(parent: Node, name: str) -> Optional[Node]:
@@ -163,40 +145,45 @@ class Lookup:
         """The node at ``path`` with the symbolic links on the way followed (the last component's
         too if ``follow``, as ``stat`` does; else as ``lstat``), and the path it stands at. For a
         path that does not resolve, the node is ``None`` and the path is where a new entry
-        would be made (through a dangling link, its target), ``None`` if nowhere. More than
-        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``."""
-        hops = 0
-        current: Optional[str] = path
-        while current is not None:
-            node = self.node(current)
-            if node is not None:
-                if not (follow and node.is_link):
-                    return node, current
-                link_path, rest = current, ""
-            else:
-                found = self._link_ancestor(current)
-                if found is None:
-                    return None, current
-                link_path, node = found
-                rest = current[len(link_path):]
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                raise LinkLoop(display)
-            current = link_destination(link_path, node.top.readlink(link_path), rest)
-        return None, None
+        would be made (through a dangling link, its target), ``None`` if nowhere.
 
-    def _link_ancestor(self, path: str) -> Optional[Tuple[str, Node]]:
-        """The topmost ancestor of the unresolvable ``path`` that is a symbolic link (the
-        lookup stopped at it), or ``None`` if a missing entry or a file stopped it."""
-        ancestor = "/"
-        for part in path.strip("/").split("/")[:-1]:
-            ancestor = ancestor + part if ancestor == "/" else ancestor + "/" + part
-            node = self.node(ancestor)
-            if node is None:
-                return None
-            if not node.is_dir:
-                return (ancestor, node) if node.is_link else None
-        return None
+        A link is followed as a process inside the overlay follows it, as in a chroot or an
+        OCI rootfs: a relative target from the link's directory, an absolute one from the
+        overlay's root, component by component (``..`` after a link is the parent of where
+        the link led), ``..`` at the root stays there: never outside the overlay. More than
+        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``."""
+        node = self.node(path)
+        if node is not None and not (follow and node.is_link):
+            return node, path  # no link on the way: lookup stops at any non-directory
+        hops = 0
+        current = "/"
+        pending = deque(part for part in path.split("/") if part)
+        while pending:
+            part = pending.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                current = dirname(current)
+                continue
+            candidate = current + part if current == "/" else current + "/" + part
+            node = self.node(candidate)
+            if node is None or (pending and not node.is_dir and not node.is_link):
+                # missing here, or a file in the middle (ENOTDIR): the rest goes nowhere
+                rest = [piece for piece in pending if piece not in ("", ".")]
+                return None, candidate + "".join("/" + piece for piece in rest)  # its parent is missing
+            if node.is_link and (pending or follow):
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise LinkLoop(display)
+                target = node.top.readlink(candidate)
+                if not target:
+                    return None, None  # an empty target: ENOENT, and nothing can be made there
+                if target.startswith("/"):
+                    current = "/"
+                pending.extendleft(reversed(target.split("/")))
+                continue
+            current = candidate
+        return self.node(current), current
 
     def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
         self._nodes[path] = node

@@ -67,7 +67,7 @@ class FormatVersion:
 
     number: int = attr.ib()
     #: the record kinds of this version
-    kinds: FrozenSet[str] = attr.ib(converter=frozenset)
+    kinds: FrozenSet[str] = attr.ib()
     #: an operation may be pending in the journal (readers that cannot finish it refuse the layer)
     journal: bool = attr.ib(default=False)
     #: the version FORMAT returns to once the journal is empty
@@ -78,10 +78,10 @@ class FormatVersion:
 #: nowhere else. Two rows per generation: the settled version, and the same plus a possibly
 #: non-empty journal (FORMAT says the latter only while an operation is pending).
 VERSIONS: Dict[int, FormatVersion] = {
-    1: FormatVersion(1, {WHITEOUT, OPAQUE}),
-    2: FormatVersion(2, {WHITEOUT, OPAQUE}, journal=True, settled=1),
-    3: FormatVersion(3, {WHITEOUT, OPAQUE, LINK}),
-    4: FormatVersion(4, {WHITEOUT, OPAQUE, LINK}, journal=True, settled=3),
+    1: FormatVersion(1, frozenset({WHITEOUT, OPAQUE})),
+    2: FormatVersion(2, frozenset({WHITEOUT, OPAQUE}), journal=True, settled=1),
+    3: FormatVersion(3, frozenset({WHITEOUT, OPAQUE, LINK})),
+    4: FormatVersion(4, frozenset({WHITEOUT, OPAQUE, LINK}), journal=True, settled=3),
 }
 #: what a writer's FORMAT says with no operation pending, and while one is
 FORMAT_VERSION = 3

@@ -80,7 +80,7 @@ def _with_link_namespace(info: Info, namespaces: Collection[str]) -> Info:
     """``info`` of a non-link with the ``link`` namespace filled in where it was asked for and
     the layer's FS does not know it (a MemoryFS): ``Info.is_link`` then answers False."""
     if "link" in namespaces and "link" not in info.raw:
-        info.raw["link"] = {"target": None}
+        info.raw["link"] = {"target": None}  # type: ignore[index]
     return info
 
 
@@ -148,7 +148,7 @@ class Layer:
             try:
                 # the basic namespace's raw dict: Info's properties cost more than the scan itself
                 basics = (info.raw["basic"] for info in self.fs.scandir(path))
-                entries = {basic["name"]: basic.get("is_dir", False) for basic in basics}
+                entries = {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
             except (errors.ResourceNotFound, errors.DirectoryExpected):
                 return None
             symlinks_in = getattr(self.fs, "symlinks_in", None)

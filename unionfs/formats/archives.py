@@ -262,13 +262,13 @@ class ArchiveFS(FS):
             except ValueError:
                 self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
                 return False
-            entry = final.get(resolved) if resolved is not None else ("", "directory", {})
+            entry: Optional[Tuple[str, str, Dict[str, Any]]] = final.get(resolved) if resolved is not None else ("", "directory", {})
             if entry is None and resolved in self._members:  # an implied directory
                 entry = ("", "directory", {})
             if entry is None:
                 self._reject(raw_name, "is a dangling hard link (to %r)" % target_name, unsafe=False)
                 return False
-            current_path, current_kind = resolved, entry[1]
+            current_path, current_kind = resolved or "/", entry[1]
             current_target = entry[2].get("link_target", "")
         else:
             self._reject(raw_name, "has a hard link loop", unsafe=False)

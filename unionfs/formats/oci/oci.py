@@ -267,10 +267,10 @@ class _IndexBuilder:
             if entry.is_dir:
                 index.dirs.setdefault(path, DirIndex({}))
         for path, entry in index.entries.items():
-            directory = index.dirs[dirname(path)]
-            directory.entries[entry.name] = entry.is_dir
+            parent_index = index.dirs[dirname(path)]
+            parent_index.entries[entry.name] = entry.is_dir
             if entry.kind == ResourceType.symlink:
-                directory.links.add(entry.name)  # an entry of its own: the overlay resolves it
+                parent_index.links.add(entry.name)  # an entry of its own: the overlay resolves it
         for parent, names in self.whiteouts.items():
             directory = index.dirs.get(parent)
             for name in names:
