@@ -686,7 +686,9 @@ class KernelView:
             # the order in which clashes are found is unspecified: with mixed kinds, expect either
             kinds = set(clashes.values())
             raise (kinds.pop() if len(kinds) == 1 else errors.ResourceInvalid)(min(clashes))
-        copied = subprocess.run(["cp", "-a", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)  # -a: links as links
+        # -a: links as links; --remove-destination: an existing file or link is replaced, as the
+        # library's per-file rename replaces it (never written through, its other hard links untouched)
+        copied = subprocess.run(["cp", "-a", "--remove-destination", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
 

@@ -211,10 +211,10 @@ class Layer:
 
     def infos(self, path: str, names: Collection[str], namespaces: Collection[str]) -> Dict[str, Info]:
         """Infos of ``names`` in this layer's directory ``path``: one scandir when most of it is
-        wanted and no link is among them (a scandir would follow links), else one by one."""
+        wanted and the directory holds no link (a scandir would follow links), else one by one."""
         index = self.dir(path)
         listed = len(index.entries) if index is not None else 0
-        if index is not None and index.links.isdisjoint(names) and len(names) * 4 >= listed:
+        if index is not None and not index.links and len(names) * 4 >= listed:
             wanted = set(names)
             return {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces) if info.name in wanted}
         return {name: self.getinfo(join(path, name), namespaces) for name in names}
