@@ -132,7 +132,7 @@ def _run_workload(workload: Workload, systems: List[System], stack, sizes) -> Li
 
 def _run_once(workload: Workload, system: System, ctx: Context) -> Dict[str, float]:
     ctx.round += 1
-    if workload.in_subprocess:  # a process per run: warming up is a whole untimed run first
+    if workload.in_subprocess or workload.own_view:  # warming up is a whole untimed run first
         if workload.warm and ctx.round == 1:
             workload.run(None, ctx, system=system)  # type: ignore[call-arg]
         return workload.run(None, ctx, system=system)  # type: ignore[call-arg]

@@ -472,6 +472,9 @@ def _buffered(reader: MemberReader, buffering: int) -> Any:
 class TarLayer(Layer):
     """A lower layer read from an OCI layer tar: markers come from the tar's index."""
 
+    #: the whole tar is indexed in memory already: answer every name from that index
+    PROBES = False
+
     def __init__(self, layer_fs: TarLayerFS, label: str) -> None:
         super().__init__(layer_fs, label, is_upper=False, sidecar=None)
         self.tar_fs = layer_fs

@@ -30,12 +30,15 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Set, Tuple
 
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.osfs import OSFS
 from fs.path import basename, dirname, iteratepath
 
 from .errors import SidecarError
@@ -62,6 +65,18 @@ def record_dir(dir_path: str) -> str:
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
 
 
+def sys_root(layer_fs: FS) -> Optional[str]:
+    """The OS path of an OSFS layer's root (no trailing slash), else ``None``: on a plain OS
+    directory one record is one ``lstat``."""
+    if type(layer_fs) is not OSFS:
+        return None
+    try:
+        root = layer_fs.getsyspath("/")
+    except errors.NoSysPath:
+        return None
+    return root[:-1] if root.endswith("/") else root
+
+
 def is_reserved(path: str) -> bool:
     """Whether an absolute, normalised path names the sidecar or something inside it."""
     return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
@@ -72,6 +87,7 @@ class Sidecar:
 
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
         self.fs = layer_fs
+        self._sys_root = sys_root(layer_fs)
         #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
         self.version = version
 
@@ -182,6 +198,47 @@ class Sidecar:
     def opaque_names(self, dir_path: str) -> FrozenSet[str]:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
         return self._names(dir_path, OPAQUE)
+
+    def records(self, dir_path: str) -> Tuple[Set[str], Set[str]]:
+        """The whiteout and opaque names of ``dir_path``: one listing of M(dir_path) says which
+        record kinds exist there, and only those are read (most directories have none, and
+        then this is one failed lookup, not two)."""
+        where = record_dir(dir_path)
+        try:
+            kinds = {info.name: info.is_dir for info in self.fs.scandir(where)}
+        except errors.ResourceNotFound:
+            return set(), set()
+        except errors.DirectoryExpected:
+            raise SidecarError(where, "a record directory is a file") from None
+        found = []
+        for kind in (WHITEOUT, OPAQUE):
+            if kind not in kinds:
+                found.append(set())
+            elif not kinds[kind]:
+                raise SidecarError(where + "/" + kind, "a record directory is a file")
+            else:
+                found.append(set(self._names(dir_path, kind)))
+        return found[0], found[1]
+
+    def has_record(self, path: str, kind: str) -> bool:
+        """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory)."""
+        record = self._record_path(path, kind)
+        if self._sys_root is not None:
+            try:
+                mode = os.lstat(self._sys_root + record).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as error:
+                raise SidecarError(record, "cannot read the record: %s" % error) from error
+            if stat.S_ISDIR(mode):
+                raise SidecarError(record, "a record is a directory")
+            return True
+        try:
+            if self.fs.getinfo(record).is_dir:
+                raise SidecarError(record, "a record is a directory")
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            return False
+        return True
 
     # -- writing (upper only) ------------------------------------------------------------------
 
