@@ -119,7 +119,7 @@ def real_data_targets(index) -> List[Verdict]:
     lowers cost nothing extra; a tar.gz lower commits like a tar, with no decompression restart."""
     verdicts: List[Verdict] = []
     measures = [("usr.getinfo.cold", "getinfo"), ("usr.getinfo.warm", "getinfo"), ("usr.walk.cold", "walk"),
-                ("usr.walk.warm", "walk"), ("usr.whited.cold", "getinfo"), ("many.getinfo.cold", "getinfo"),
+                ("usr.walk.warm", "walk"), ("usr.walkinfo.cold", "walk"), ("usr.walkinfo.warm", "walk"), ("usr.whited.cold", "getinfo"), ("many.getinfo.cold", "getinfo"),
                 ("many.listdir.cold", "listdir")]
     for workload, metric in measures:
         if (workload, metric, "unionfs[os]") not in index:

@@ -381,6 +381,11 @@ class TarLayerFS(FS):
                 return info
         return entry.info()
 
+    def read_order(self, path: str) -> int:
+        """Where ``path``'s data lies in the layer tar: reading in this order is one pass."""
+        entry = self.index.entries.get(path)
+        return entry.data_offset if entry is not None else 0
+
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
         _path = self.validatepath(path)
         entry = self._entry(_path)
