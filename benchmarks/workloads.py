@@ -27,7 +27,7 @@ from fs.copy import copy_file
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from fs.walk import Walker
-from unionfs.sidecar import Sidecar
+from unionfs.core.sidecar import Sidecar
 
 from .systems import Stack, System, View
 
@@ -656,7 +656,7 @@ def archive_commit(view: Optional[View], ctx: Context, system: Optional[System] 
 
 def _restarts(overlay: FS) -> int:
     """Decompression restarts of the overlay's archive lowers (0 for a system without them)."""
-    from unionfs.archives import ArchiveFS
+    from unionfs.formats.archives import ArchiveFS
 
     layers = getattr(overlay, "_lookup").layers
     return sum(layer.fs.restarts for layer in layers if isinstance(layer.fs, ArchiveFS))
