@@ -215,9 +215,10 @@ class Lookup:
                 for current in unresolved:
                     nodes.put(current, None)
                 return None
-            if len(node.layers) == 1 and node.layers[0].probes:
+            if len(unresolved) > 1 and len(node.layers) == 1 and node.layers[0].probes:
                 # below a directory only one layer makes up, nothing merges, hides or adds: that
-                # layer's answer for the whole path is the view's (one stat, not one per component)
+                # layer's answer for the whole path is the view's (one stat, not one per component;
+                # one component goes through resolve_child, which uses the index if cached)
                 return self._resolve_in_one(node.layers[0], unresolved)
             current = unresolved.pop()
             node = resolve_child(node, current[current.rfind("/") + 1:])

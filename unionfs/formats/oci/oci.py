@@ -17,6 +17,8 @@ index like this:
 
 from __future__ import annotations
 
+import functools
+
 import io
 import tarfile
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -110,7 +112,7 @@ class TarEntry:
                     "metadata_changed": None,
                 },
                 "access": {
-                    "permissions": Permissions(mode=self.mode).dump(),
+                    "permissions": list(_permission_names(self.mode)),
                     "uid": self.uid,
                     "gid": self.gid,
                     "user": self.user or None,
@@ -119,6 +121,13 @@ class TarEntry:
                 "link": {"target": self.link_target},
             }
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _permission_names(mode: int) -> Tuple[str, ...]:
+    """``Permissions(mode=...).dump()``, once per mode: a warm getinfo is a dict build, not a
+    Permissions object per call (layers use a handful of modes)."""
+    return tuple(Permissions(mode=mode).dump())
 
 
 def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
