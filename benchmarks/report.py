@@ -177,7 +177,7 @@ def markdown(results, verdicts: List[Verdict], meta: Dict[str, Any], systems: Se
     index = _index(results)
     lines = ["# unionfs benchmarks (`%s`)" % meta["command"], "",
              "%(date_utc)s UTC, %(cpus)s CPUs, Python %(python)s, Linux %(kernel)s; run took %(seconds)ss." % meta,
-             "Medians of %d repeats (copy-up: at most 5), systems interleaved within each repeat; a warm"
+             "Medians of %d repeats (copy-up: at most 5; the /usr walks and archive commits: 3), systems interleaved within each repeat; a warm"
              " sample is the best of 3 back-to-back passes on one view (7 for the scaling curves), a cold one"
              " a single pass on a fresh view. Ratio = cost against the raw system of the same family (>1 is slower)."
              % meta["sizes"]["repeats"], ""]

@@ -101,6 +101,8 @@ class Workload:
     #: opens what it measures itself (``run(None, ctx, system=...)``), like the probe workloads
     own_view: bool = attr.ib(default=False)
     passes: int = attr.ib(default=WARM_PASSES)  # timed passes per warm sample (the best counts)
+    #: at most this many repeats (the real-data walks take seconds per sample)
+    max_repeats: Optional[int] = attr.ib(default=None)
 
 
 # -- materialising data sets ------------------------------------------------------------------------
@@ -719,10 +721,11 @@ def workloads(sizes: Sizes) -> List[Workload]:
                      % (sizes.usr_samples, tree, label), (("getinfo", "s/op"),), "usr", usr_getinfo, real,
                      warm=warm, families=("os",)),
             Workload("usr.walk.%s" % label, "walk.files() of %s as the lower, %s, per file" % (tree, label),
-                     (("walk", "s/op"),), "usr", _walker(()), real, warm=warm, families=("os",), passes=1),
+                     (("walk", "s/op"),), "usr", _walker(()), real, warm=warm, families=("os",), passes=1,
+                     max_repeats=3),
             Workload("usr.walkinfo.%s" % label, "walk.info(namespaces=['details']) of the same, %s, per entry"
                      % label, (("walk", "s/op"),), "usr", _walker(("details",)), real, warm=warm, families=("os",),
-                     passes=1),
+                     passes=1, max_repeats=3),
         ]
     result += [
         Workload("usr.whited.cold", "getinfo of %d whited-out files (of %d whiteouts in the upper), %s, cold "
@@ -738,7 +741,7 @@ def workloads(sizes: Sizes) -> List[Workload]:
         Workload("archive.commit", "commit of %s from a .tar and a .tar.gz lower (raw: tarfile streaming "
                  "extraction), and decompression restarts" % (sizes.archive_root or "a small synthetic tree"),
                  (("tar", "s/op"), ("targz", "s/op"), ("restarts", "count")), "archives", archive_commit,
-                 ("raw", "unionfs"), warm=False, families=("os",), own_view=True),
+                 ("raw", "unionfs"), warm=False, families=("os",), own_view=True, max_repeats=3),
     ]
     return result
 

@@ -58,7 +58,7 @@ def test_every_workload_ran_for_every_available_system(toy_run):
             assert row["median"] is None
             continue
         assert row["system"] in available
-        assert len(row["samples"]) == report["meta"]["sizes"]["repeats"]
+        assert 1 <= len(row["samples"]) <= report["meta"]["sizes"]["repeats"]
         assert all(math.isfinite(value) and value >= 0 for value in row["samples"])
         assert min(row["samples"]) <= row["median"] <= max(row["samples"])
         if row["unit"] not in ("MiB", "count") and row["system"].startswith("raw["):

@@ -178,13 +178,13 @@ class Lookup:
     """Resolves paths of the merged view and caches the answers (bounded: :data:`NODE_LIMIT`
     nodes and :data:`LISTING_LIMIT` listed names, least recently used forgotten first)."""
 
-    def __init__(self, layers: Sequence[Layer], node_limit: int = NODE_LIMIT, listing_limit: int = LISTING_LIMIT) -> None:
+    def __init__(self, layers: Sequence[Layer], node_limit: Optional[int] = None, listing_limit: Optional[int] = None) -> None:
         self.layers = tuple(layers)
         self.root = Node("/", True, self.layers, any(not layer.is_upper for layer in layers))
-        self._nodes: TreeCache[Optional[Node]] = TreeCache(node_limit)
+        self._nodes: TreeCache[Optional[Node]] = TreeCache(node_limit or NODE_LIMIT)
         self._nodes.put("/", self.root)
         # merged listings by directory path; dropped with the directory's node or any child's
-        self._listings: TreeCache[Listing] = TreeCache(listing_limit, lambda listing: len(listing.names))
+        self._listings: TreeCache[Listing] = TreeCache(listing_limit or LISTING_LIMIT, lambda listing: len(listing.names))
 
     def node(self, path: str) -> Optional[Node]:
         """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""

@@ -56,12 +56,11 @@ def scan(
         # a cold details scan of a one-layer directory: that layer's scan is the answer (and
         # indexes the directory), not an index read followed by a second scan
         layer = directory.layers[0]
-        infos = layer.scan(directory.path, wanted)
-        listing = lookup.listing(directory)
-        for name in listing.names:
-            info = infos.get(name)
-            if info is not None:
-                yield info
+        scanned = layer.scan(directory.path, wanted)
+        for name in lookup.listing(directory).names:
+            one = scanned.get(name)
+            if one is not None:
+                yield one
         return
     listing = lookup.listing(directory)
     names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops

@@ -269,7 +269,7 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Dict[str,
     try:
         # the basic namespace's raw dict: Info's properties cost more than the scan itself
         basics = (info.raw["basic"] for info in layer_fs.scandir(path))
-        return {basic["name"]: basic.get("is_dir", False) for basic in basics}
+        return {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
     except (errors.ResourceNotFound, errors.DirectoryExpected):
         return None
 

@@ -13,7 +13,7 @@ cached, so a later subtree forget still reaches every cached descendant.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Dict, Generic, Iterator, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterator, Optional, Set, Tuple, TypeVar
 
 V = TypeVar("V")
 _MISSING = object()
@@ -45,15 +45,16 @@ class TreeCache(Generic[V]):
     def __contains__(self, path: str) -> bool:
         return path in self._values
 
-    def get(self, path: str, default: object = None) -> object:
-        """The value at ``path`` (marked as used), or ``default``."""
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at ``path`` (marked as used), or ``default`` (a sentinel tells a cached
+        ``None`` from nothing cached)."""
         value = self._values.get(path, _MISSING)
         if value is _MISSING:
             return default
         self._values.move_to_end(path)
         return value
 
-    def peek(self, path: str, default: object = None) -> object:
+    def peek(self, path: str, default: Any = None) -> Any:
         """The value at ``path`` without marking it used."""
         return self._values.get(path, default)
 

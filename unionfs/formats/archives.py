@@ -29,7 +29,7 @@ import tarfile
 import threading
 import zipfile
 from datetime import datetime
-from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 import attr
 
@@ -522,12 +522,15 @@ def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[
         # gzip through checkpoints (not tarfile's GzipFile, which decompresses from the start
         # again for every read behind its position): members read in archive order cost one
         # decompression in all, and any other read at most a checkpoint's spacing
-        stream = GzipStream(lambda: handle, label, first_raw=handle)
+        raw = cast(BinaryIO, handle)
+        stream = GzipStream(lambda: raw, label, first_raw=raw)
         fileobj = io.BufferedReader(Sequential(stream), buffer_size=64 * 1024)  # type: ignore[assignment]
     handle.seek(start)
     try:
-        mode = "r:" if stream is not None else "r:*"
-        tar_archive = tarfile.open(fileobj=fileobj, mode=mode, encoding="utf-8", errors="surrogateescape")
+        if stream is not None:  # already decompressed: a plain tar to tarfile
+            tar_archive = tarfile.open(fileobj=fileobj, mode="r:", encoding="utf-8", errors="surrogateescape")
+        else:
+            tar_archive = tarfile.open(fileobj=fileobj, mode="r:*", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError:
         raise UnsupportedLayer(msg="cannot open archive %s: not a tar or zip archive" % label) from None
     except LayerFormatError as error:
