@@ -635,6 +635,7 @@ def archive_commit(view: Optional[View], ctx: Context, system: Optional[System] 
     import tarfile
 
     from unionfs import OverlayFS
+    from unionfs.formats.archives import open_archive
 
     assert system is not None
     values: Dict[str, float] = {}
@@ -648,7 +649,9 @@ def archive_commit(view: Optional[View], ctx: Context, system: Optional[System] 
                 with tarfile.open(ctx.stack.data[name], "r|*") as archive:
                     archive.extractall(target, **options)  # type: ignore[arg-type]
             else:
-                with OverlayFS(ctx.stack.data[name], upper=MemoryFS()) as overlay:
+                # /usr/share/doc has symlinks out of the tree (to /usr/share/common-licenses):
+                # left out, as on any archive with unsafe="skip"
+                with OverlayFS(open_archive(ctx.stack.data[name], unsafe="skip"), upper=MemoryFS()) as overlay:
                     overlay.commit(target)
                     restarts += _restarts(overlay)
             values[metric] = time.perf_counter() - started
