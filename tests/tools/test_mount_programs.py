@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -160,3 +161,50 @@ def test_the_talks_walkthrough_through_the_mount(tmp_path):
         upper_k = snapshot(str(tmp_path / "k" / "upper"))
         upper_u = snapshot(str(tmp_path / "u" / "upper"))
         assert upper_k == upper_u  # the same entries in both uppers (ours keeps its records in /.unionfs)
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def test_a_whole_root_chrooted_into(tmp_path):
+    """This machine's / as the lower with an empty upper, /tmp and /root made opaque (the
+    talk's setfattr step), remounted, and real commands run in a chroot on it: ls, ps with
+    /proc mounted inside, python3. Every write lands in the upper; the lower is unchanged."""
+    from unionfs import OverlayFS
+    from unionfs.formats.kernel import KernelLayer
+
+    upper, mnt = tmp_path / "upper", tmp_path / "mnt"
+    upper.mkdir()
+    mnt.mkdir()
+    probes = ["/etc/unionfs-chroot-probe", "/root/unionfs-chroot-probe", "/tmp/unionfs-chroot-probe"]
+    assert not any(os.path.exists(probe) for probe in probes)
+    watched = ["/etc/passwd", "/bin/sh", sys.executable if os.path.exists(sys.executable) else "/bin/ls"]
+    before = {path: _digest(path) for path in watched}
+    etc_mtime = os.stat("/etc").st_mtime_ns
+    with fuse_mount(["/"], str(mnt), upper=str(upper)):
+        assert "etc" in os.listdir(mnt) and (mnt / "etc" / "passwd").read_bytes() == open("/etc/passwd", "rb").read()
+    # the setfattr -n trusted.overlay.opaque -v y step, through the library, between two mounts
+    with OverlayFS([KernelLayer("/", "root")], upper=str(upper)) as overlay:
+        overlay.make_opaque("/tmp")
+        overlay.make_opaque("/root")
+    with fuse_mount(["/"], str(mnt), upper=str(upper)):
+        assert os.listdir(mnt / "tmp") == [] and os.listdir(mnt / "root") == []
+        script = ("ls / >/dev/null && mount -t proc proc /proc && ps -e -o comm= | grep -c . >/dev/null && "
+                  "umount /proc && python3 -c 'import json; print(json.dumps([6 * 7]))' && "
+                  "echo etc > /etc/unionfs-chroot-probe && echo root > /root/unionfs-chroot-probe && "
+                  "echo tmp > /tmp/unionfs-chroot-probe && cat /etc/unionfs-chroot-probe")
+        try:
+            done = subprocess.run(["chroot", str(mnt), "/bin/sh", "-c", script], capture_output=True, text=True,
+                                  timeout=600)
+        finally:
+            if os.path.ismount(mnt / "proc"):
+                force_unmount(str(mnt / "proc"))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["[42]", "etc"]
+    for probe, text in zip(probes, ["etc", "root", "tmp"]):
+        assert not os.path.exists(probe)
+        assert (upper / probe.lstrip("/")).read_text() == text + "\n"
+    assert {path: _digest(path) for path in watched} == before
+    assert os.stat("/etc").st_mtime_ns == etc_mtime

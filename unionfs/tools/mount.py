@@ -624,6 +624,7 @@ def fuse_options(options: MountOptions) -> Dict[str, Any]:
         "attr_timeout": CACHE_TIMEOUT,
         "negative_timeout": CACHE_TIMEOUT,
         "auto_cache": True,
+        "max_threads": 16,  # libfuse 3's worker threads (mfusepy leaves the limit unset)
     }
     if options.allow_other:
         result["allow_other"] = True
