@@ -121,11 +121,46 @@ class ThreadMount:
         self.thread = threading.Thread(target=serve, name="unionfs-mount %s" % mountpoint, daemon=True)
         self.thread.start()
         ready.wait(60)
-        if self.failure or not is_mounted(mountpoint):
+        self.connection: Optional[int] = None
+        if not self.failure and is_mounted(mountpoint):
+            self.connection = os.minor(os.stat(mountpoint).st_dev)
+            _LIVE.add(self)
+        else:
             self.close()
             raise AssertionError("the mount did not come up: %r" % (self.failure,))
 
+    def abort(self) -> None:
+        """End the FUSE connection: a descriptor this process still holds on the mount would
+        otherwise wait for ever at exit for a server thread that is gone."""
+        if self.connection is None:
+            return
+        control = "/sys/fs/fuse/connections"
+        if not os.path.isdir(os.path.join(control, str(self.connection))):
+            subprocess.run(["mount", "-t", "fusectl", "fusectl", control], capture_output=True)
+        try:
+            with open(os.path.join(control, str(self.connection), "abort"), "w") as out:
+                out.write("1")
+        except OSError:
+            pass  # already gone
+
     def close(self) -> None:
         force_unmount(self.mountpoint)
-        self.thread.join(60)
+        self.thread.join(20)
+        if self.thread.is_alive():
+            self.abort()
+            self.thread.join(20)
+        _LIVE.discard(self)
         self.overlay.close()
+
+
+_LIVE: "set[ThreadMount]" = set()
+
+
+def _abort_live() -> None:
+    for mount in list(_LIVE):
+        mount.abort()
+
+
+import atexit  # noqa: E402
+
+atexit.register(_abort_live)
