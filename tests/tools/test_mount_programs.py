@@ -9,12 +9,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 
 import pytest
 
-from tests.support.mount import force_unmount, fuse_mount, kernel_mount, require_fuse
+from tests.support.mount import fuse_mount, kernel_mount, require_fuse
 
 pytestmark = pytest.mark.usefixtures("fuse_available")
 
