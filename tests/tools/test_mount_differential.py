@@ -233,6 +233,6 @@ MountMachine.TestCase.settings = settings(
     suppress_health_check=list(HealthCheck),
     derandomize=_PROFILE == "ci",
     # shrinking costs a mount per try: UNIONFS_MOUNT_SHRINK=0 reports the first failure as found
-    phases=None if os.environ.get("UNIONFS_MOUNT_SHRINK", "1") == "1" else [Phase.explicit, Phase.reuse, Phase.generate],
+    phases=tuple(Phase) if os.environ.get("UNIONFS_MOUNT_SHRINK", "1") == "1" else (Phase.explicit, Phase.reuse, Phase.generate),
 )
 TestMountAgainstKernel = MountMachine.TestCase
