@@ -24,7 +24,7 @@ from fs.base import FS
 from fs.copy import copy_file
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
-from unionfs.core.sidecar import Sidecar
+from unionfs.core.sidecar import WHITEOUT, Sidecar
 
 from .systems import Stack, System, View
 
@@ -247,7 +247,7 @@ def _add_records(upper: FS, whited: Sequence[str]) -> None:
     sidecar = Sidecar.open(upper, create=True)
     assert sidecar is not None
     for path in whited:
-        sidecar.add_whiteout(path)
+        sidecar.add_record(path, WHITEOUT)
 
 
 def build_copyup(sizes: Sizes, scratch: str) -> Stack:

@@ -6,8 +6,16 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
-from .formats.oci.blobs import DigestMismatch, LayerFormatError
+from .errors import (
+    DigestMismatch,
+    IllegalDestination,
+    LayerFormatError,
+    ReservedPath,
+    SidecarError,
+    UnsafeArchive,
+    UnsupportedLayer,
+    UpperInUse,
+)
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"
@@ -19,6 +27,7 @@ __all__ = [
     "LayerFormatError",
     "ReservedPath",
     "SidecarError",
+    "UnsafeArchive",
     "UnsupportedLayer",
     "UpperInUse",
     "__version__",

@@ -1,15 +1,30 @@
-"""Read-only file objects shared by the layers: a stream whose every read and seek holds a lock."""
+"""Read-only file objects shared by the layers (a stream whose every read and seek holds a
+lock), the chunk size every copy uses, and the one copy loop."""
 
 from __future__ import annotations
 
 import io
 import threading
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Dict, Optional, Union
 
 from . import _fsimport  # noqa: F401
 
+#: how much a copy moves at a time: large enough to stream fast, small enough to stay out of memory
+CHUNK = 1024 * 1024
+
+
+def copy_stream(source: IO[bytes], out: IO[bytes], chunk_size: int = CHUNK) -> int:
+    """Copy ``source`` to ``out`` chunk by chunk; return how many bytes moved."""
+    moved = 0
+    while True:
+        chunk = source.read(chunk_size)
+        if not chunk:
+            return moved
+        out.write(chunk)
+        moved += len(chunk)
+
 #: what every read-only, in-memory-indexed layer filesystem (archives, OCI tars) reports
-READ_ONLY_ARCHIVE_META = {
+READ_ONLY_ARCHIVE_META: Dict[str, Union[str, int, bool, None]] = {
     "case_insensitive": False,
     "invalid_path_chars": "\0",
     "max_path_length": None,

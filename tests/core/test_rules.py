@@ -17,7 +17,7 @@ from fs import errors
 from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, ReservedPath
-from unionfs.core.sidecar import Sidecar
+from unionfs.core.sidecar import OPAQUE, WHITEOUT, Sidecar
 
 T1000 = datetime.fromtimestamp(1000, tz=timezone.utc)
 
@@ -106,7 +106,7 @@ def test_lookup_lower_whiteout_hides_layers_below(guard_lower):
     marked, bottom = MemoryFS(), MemoryFS()
     bottom.writetext("gone", "hidden")
     bottom.writetext("kept", "visible")
-    Sidecar.open(marked, create=True).add_whiteout("/gone")
+    Sidecar.open(marked, create=True).add_record("/gone", WHITEOUT)
     overlay = OverlayFS([guard_lower(marked), guard_lower(bottom)])
     assert overlay.listdir("/") == ["kept"]
     assert not overlay.exists("gone")
@@ -118,7 +118,7 @@ def test_lookup_lower_opaque_directory_stops_merge(guard_lower):
     marked.writetext("d/mine", "m")
     bottom.makedirs("d")
     bottom.writetext("d/below", "b")
-    Sidecar.open(marked, create=True).add_opaque("/d")
+    Sidecar.open(marked, create=True).add_record("/d", OPAQUE)
     overlay = OverlayFS([guard_lower(marked), guard_lower(bottom)])
     assert overlay.listdir("d") == ["mine"]
 

@@ -160,9 +160,6 @@ class Lookup:
             self._listings[directory.path] = listing
         return listing
 
-    def child(self, parent: Node, name: str) -> Optional[Node]:
-        return self.node(join(parent.path, name))
-
     def missing(self, path: str, display: str, want_dir: bool = False) -> errors.FSError:
         """The error for a ``path`` that does not resolve, naming the caller's ``display`` path:
         an ancestor that is a file makes it ENOTDIR (``DirectoryExpected`` for directory

@@ -26,7 +26,6 @@ import io
 import os
 import stat
 import tarfile
-import threading
 import zipfile
 from datetime import datetime
 from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union
@@ -43,23 +42,12 @@ from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
-from ..errors import UnsupportedLayer
+from ..errors import LOW_LEVEL_ERRORS, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
 from ..io import READ_ONLY_ARCHIVE_META, LockedReader
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
 _MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
-
-
-class UnsafeArchive(UnsupportedLayer):
-    """A member of an archive would escape the archive's root or contradicts another member."""
-
-    default_message = "unsafe archive {path!r}: member {member!r} {reason}"
-
-    def __init__(self, path: str, member: str, reason: str) -> None:
-        self.member = member
-        self.reason = reason
-        super().__init__(msg=self.default_message.format(path=path, member=member, reason=reason))
 
 
 @attr.s(frozen=True, slots=True)
@@ -117,14 +105,6 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
         except (UnicodeEncodeError, UnicodeDecodeError):
             pass
     return name
-
-
-class _MemberFile(LockedReader):
-    """A read-only stream of one member; every read and seek holds the archive's lock,
-    because all members share the archive's one file position."""
-
-    def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
-        super().__init__(inner, name, lock)
 
 
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
@@ -311,7 +291,7 @@ class ArchiveFS(FS):
         assert member.opener is not None
         with self._lock:
             inner = member.opener()
-        raw = _MemberFile(inner, self._lock, member.path)
+        raw = LockedReader(inner, member.path, self._lock)  # members share the archive's one file position
         return io.BufferedReader(raw, buffer_size=io.DEFAULT_BUFFER_SIZE if buffering < 2 else buffering)  # type: ignore[return-value]
 
     def _read_only(self, path: str, *args: Any, **kwargs: Any) -> Any:
@@ -459,7 +439,12 @@ def open_archive(
     label = source if isinstance(source, str) else getattr(source, "name", repr(source))
     label = str(label) if within is None else "%s in %r" % (label, within)
     owned: Optional[IO[bytes]] = None
-    try:
+
+    def close_owned() -> None:
+        if owned is not None:
+            owned.close()
+
+    with convert_errors(unsupported_layer, "cannot open archive %s" % label, LOW_LEVEL_ERRORS + (ValueError,), fs_errors=True, cleanup=close_owned):
         if isinstance(source, str):
             if within is not None:
                 owned = within.openbin(source, "r")
@@ -471,16 +456,6 @@ def open_archive(
         if not handle.seekable():
             raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
         return _open_handle(handle, label, unsafe, owned)
-    except errors.FSError as error:
-        if owned is not None:
-            owned.close()
-        if isinstance(error, UnsupportedLayer):
-            raise
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as error:
-        if owned is not None:
-            owned.close()
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
 
 
 def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:

@@ -19,7 +19,7 @@ from .. import _fsimport  # noqa: F401
 from fs.base import FS
 from fs.osfs import OSFS
 
-from .cli import CHANGE_LETTERS, tree_lines
+from .render import CHANGE_LETTERS, tree_lines
 from ..overlay import OverlayFS
 
 #: the sample template: path -> content

@@ -26,6 +26,7 @@ import attr
 import pytest
 
 from .. import _fsimport  # noqa: F401
+from ..io import CHUNK
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
@@ -37,7 +38,6 @@ from ..formats.archives import ArchiveFS, as_lower
 from ..overlay import OverlayFS
 
 Template = Union[str, "os.PathLike[str]", FS]
-_CHUNK = 1024 * 1024
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -95,7 +95,7 @@ def content_fingerprint(layer: FS) -> Dict[str, str]:
 
 def _sha256(handle: Any) -> str:
     digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -217,7 +217,7 @@ def overlay_factory(request: Any, _unionfs_templates: TemplateCache) -> Iterator
     for overlay, _ in made:
         overlay.close()
     full = request.config.getoption("unionfs_template_check") == "each"
-    problems = []
+    problems: List[str] = []
     for opened in {id(t): t for _, t in made}.values():
         found = opened.cheap_problems() + (opened.full_problems() if full else [])
         problems.extend("template %s: %s" % (opened.label, problem) for problem in found)

@@ -20,27 +20,15 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 import attr
 
 from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
-from fs import errors
+
+from ...errors import DigestMismatch, LayerFormatError, convert_errors
+from ...io import CHUNK
 
 #: opens a fresh, seekable binary handle on a blob (the caller closes it)
 Opener = Callable[[], BinaryIO]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-CHUNK = 1024 * 1024
-
-
-class LayerFormatError(errors.CreateFailed):
-    """An image, layout or layer is malformed; the message names the offending file or member."""
-
-    default_message = "invalid image or layer: {details}"
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg=msg)
-
-
-class DigestMismatch(LayerFormatError):
-    """A blob's content does not hash to the digest that names it."""
 
 
 @attr.s(frozen=True, slots=True)
@@ -179,11 +167,9 @@ def check_size(blob: Blob, actual: int) -> None:
 
 def read_verified(blob: Blob, limit: int = 64 * 1024 * 1024) -> bytes:
     """The whole (small) blob, checked against its digest."""
-    try:
+    with convert_errors(LayerFormatError, "cannot read %s" % blob.label, (OSError,)):
         with blob.opener() as handle:
             data = handle.read(limit + 1)
-    except OSError as error:
-        raise LayerFormatError("cannot read %s: %s" % (blob.label, error)) from error
     if len(data) > limit:
         raise LayerFormatError("%s is larger than %d bytes" % (blob.label, limit))
     check_size(blob, len(data))

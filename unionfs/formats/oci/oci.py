@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
@@ -37,7 +37,6 @@ from fs.subfs import SubFS
 from .blobs import (
     Blob,
     HashingReader,
-    LayerFormatError,
     MemberReader,
     Sequential,
     SharedStream,
@@ -50,6 +49,7 @@ from .blobs import (
     seek_reader,
 )
 from ...core.stack import DirIndex, Layer
+from ...errors import LayerFormatError, convert_errors, literal
 from ...io import READ_ONLY_ARCHIVE_META
 from ...core.lookup import Lookup
 from .image import PathLike, image_layers
@@ -320,24 +320,23 @@ class _StrictTarInfo(tarfile.TarInfo):
 def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
     """Read a layer tar once: its members, markers, digest and diff_id (checked if known)."""
     algorithm = algorithm_of(blob.digest, blob.label) if blob.digest else "sha256"
+    builder = _IndexBuilder(blob.label)
     try:
-        compression = compression_of(peek(blob.opener))
-        with blob.opener() as raw_handle:
-            raw = HashingReader(raw_handle, algorithm)
-            stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
-            plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
-            builder = _IndexBuilder(blob.label)
-            with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
-                for member in archive:
-                    builder.add(member)
-            plain.drain()
-            raw.drain()
-            if stream is not None:
-                stream.close()  # its handle closes with this block; later reads reopen the blob
+        with convert_errors(LayerFormatError, "%s is not a readable layer tar" % blob.label):
+            compression = compression_of(peek(blob.opener))
+            with blob.opener() as raw_handle:
+                raw = HashingReader(raw_handle, algorithm)
+                stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
+                plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
+                with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
+                    for member in archive:
+                        builder.add(member)
+                plain.drain()
+                raw.drain()
+                if stream is not None:
+                    stream.close()  # its handle closes with this block; later reads reopen the blob
     except _DamagedHeader as error:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
     check_size(blob, raw.size)
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
@@ -377,7 +376,7 @@ class TarLayerFS(FS):
             node = self.below.node(path)
             if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
                 info = node.top.fs.getinfo(path, ("details", "access", "link"))
-                info.raw["basic"]["name"] = entry.name
+                cast(Dict[str, Any], info.raw["basic"])["name"] = entry.name
                 return info
         return entry.info()
 
@@ -388,7 +387,7 @@ class TarLayerFS(FS):
             raise errors.ResourceNotFound(path)
         info = self._info(_path, entry)
         if _path == "/":
-            info.raw["basic"]["name"] = ""
+            cast(Dict[str, Any], info.raw["basic"])["name"] = ""
         return info
 
     def listdir(self, path: str) -> List[str]:
@@ -439,7 +438,7 @@ class TarLayerFS(FS):
         resolved = member_path(target if target.startswith("/") else dirname(path) + "/" + target, self.blob.label, clamp=True)
         node = self.view.node(resolved) if self.view is not None and depth < 40 else None
         if node is None or node.is_dir:
-            raise errors.ResourceNotFound(shown, msg="%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target))
+            raise errors.ResourceNotFound(shown, msg=literal("%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target)))
         top = node.top.fs
         if isinstance(top, TarLayerFS):
             link = top._entry(resolved)
