@@ -123,6 +123,19 @@ class DigestMismatch(LayerFormatError):
     """A blob's content does not hash to the digest that names it."""
 
 
+class MountUnavailable(_LiteralMessage, errors.Unsupported):
+    """``unionfs mount`` cannot run here: the ``mount`` extra (mfusepy), libfuse 3 or
+    ``/dev/fuse`` is missing."""
+
+    default_message = "cannot mount: {details}"
+
+
+class MountError(_LiteralMessage, errors.OperationFailed):
+    """A mount could not be made (a bad mount point, bad options, FUSE refused it)."""
+
+    default_message = "cannot mount: {details}"
+
+
 #: what reading a layer or opening an FS can raise below the ``fs.errors`` level: the OS,
 #: a truncated stream, a damaged tar, zip or compressed stream, an FS URL no opener takes
 LOW_LEVEL_ERRORS: Tuple[Type[BaseException], ...] = (
@@ -194,6 +207,8 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     UnsafeArchive,
     LayerFormatError,
     DigestMismatch,
+    MountUnavailable,
+    MountError,
 )
 
 __all__ = [cls.__name__ for cls in PUBLIC] + ["convert_errors", "literal", "message_of", "LOW_LEVEL_ERRORS"]
