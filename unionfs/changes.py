@@ -16,7 +16,6 @@ so the overlay shows the pristine lowers again.
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
@@ -30,7 +29,7 @@ from fs.info import Info
 from fs.path import dirname, join
 
 from .errors import convert_errors, create_failed, literal
-from .io import CHUNK
+from .io import CHUNK, PassThroughReader
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
@@ -183,31 +182,14 @@ class _Reporter:
         self.files_total, self.bytes_total = files_total, bytes_total
         self.files_done = self.bytes_done = 0
 
+    def read(self, path: str, data: bytes) -> None:
+        """Another chunk of ``path`` was read."""
+        self.bytes_done += len(data)
+        self.report(path)
+
     def report(self, path: str) -> None:
         if self.callback is not None:
             self.callback(Progress(path, self.files_done, self.files_total, self.bytes_done, self.bytes_total))
-
-
-class _CountingReader(io.RawIOBase):
-    """A source file that reports every chunk read from it."""
-
-    def __init__(self, source: BinaryIO, path: str, reporter: _Reporter) -> None:
-        super().__init__()
-        self._source, self._path, self._reporter = source, path, reporter
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(CHUNK if size is None or size < 0 else size)
-        self._reporter.bytes_done += len(data)
-        self._reporter.report(self._path)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
@@ -220,7 +202,7 @@ def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Report
     else:
         target.makedirs(dirname(path), recreate=True)
         with view.openbin(path) as source:
-            target.upload(path, cast(BinaryIO, _CountingReader(source, path, reporter)), chunk_size=CHUNK)
+            target.upload(path, cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data))), chunk_size=CHUNK)
         reporter.files_done += 1
     apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)

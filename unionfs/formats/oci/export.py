@@ -27,7 +27,7 @@ from fs import errors
 from fs.info import Info
 
 from ...errors import LayerFormatError, literal
-from .blobs import HashingWriter
+from ...io import HashingWriter
 from ...changes import UpperEntry, link_target, lower_names, upper_entries
 from ...core.stack import Layer, Stack
 from ...core.lookup import Lookup
