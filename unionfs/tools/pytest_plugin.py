@@ -36,6 +36,7 @@ from fs.wrap import WrapReadOnly
 
 from ..formats.archives import ArchiveFS, as_lower
 from ..overlay import OverlayFS
+from ..testing.trees import snapshot
 
 Template = Union[str, "os.PathLike[str]", FS]
 
@@ -83,14 +84,13 @@ for _name in (
 
 def content_fingerprint(layer: FS) -> Dict[str, str]:
     """Every path of ``layer`` with its type and, for files, the SHA-256 of the content."""
-    found: Dict[str, str] = {}
-    for path, info in layer.walk.info(namespaces=["details"]):
+    def record(fs: FS, path: str, info: Any) -> str:
         if info.is_dir:
-            found[path] = "dir"
-            continue
-        with layer.openbin(path) as handle:
-            found[path] = _sha256(handle)
-    return found
+            return "dir"
+        with fs.openbin(path) as handle:
+            return _sha256(handle)
+
+    return snapshot(layer, record, namespaces=["details"], sidecar=True)
 
 
 def _sha256(handle: Any) -> str:
