@@ -12,37 +12,24 @@ from fs.memoryfs import MemoryFS
 
 import unionfs
 from unionfs import OverlayFS
-from unionfs.errors import (
-    PUBLIC,
-    DigestMismatch,
-    IllegalDestination,
-    LayerFormatError,
-    MountError,
-    MountUnavailable,
-    ReservedPath,
-    SidecarError,
-    UnsafeArchive,
-    UnsupportedLayer,
-    UpperInUse,
-    convert_errors,
-    literal,
-)
+from unionfs import errors as unionfs_errors
+from unionfs.errors import PUBLIC, convert_errors, literal
 from unionfs.formats.archives import open_archive
 
 BRACES = "/a/{x}/b{0}{"
 
 #: one instance of each public class, made the way unionfs makes them, around BRACES
 INSTANCES = {
-    ReservedPath: lambda: ReservedPath(BRACES),
-    IllegalDestination: lambda: IllegalDestination(BRACES),
-    SidecarError: lambda: SidecarError(BRACES, "reason {y}"),
-    UnsupportedLayer: lambda: UnsupportedLayer(msg="cannot open lower %r" % BRACES),
-    UpperInUse: lambda: UpperInUse(msg="the upper %r is in use" % BRACES),
-    UnsafeArchive: lambda: UnsafeArchive(BRACES, BRACES + "/m", "has a '..' component"),
-    LayerFormatError: lambda: LayerFormatError("%s is not a readable layer tar" % BRACES),
-    DigestMismatch: lambda: DigestMismatch("%s: digest mismatch" % BRACES),
-    MountUnavailable: lambda: MountUnavailable(msg="cannot mount %s: no /dev/fuse" % BRACES),
-    MountError: lambda: MountError(msg="FUSE could not mount %r" % BRACES),
+    unionfs_errors.ReservedPath: lambda: unionfs_errors.ReservedPath(BRACES),
+    unionfs_errors.IllegalDestination: lambda: unionfs_errors.IllegalDestination(BRACES),
+    unionfs_errors.SidecarError: lambda: unionfs_errors.SidecarError(BRACES, "reason {y}"),
+    unionfs_errors.UnsupportedLayer: lambda: unionfs_errors.UnsupportedLayer(msg="cannot open lower %r" % BRACES),
+    unionfs_errors.UpperInUse: lambda: unionfs_errors.UpperInUse(msg="the upper %r is in use" % BRACES),
+    unionfs_errors.UnsafeArchive: lambda: unionfs_errors.UnsafeArchive(BRACES, BRACES + "/m", "has a '..' component"),
+    unionfs_errors.LayerFormatError: lambda: unionfs_errors.LayerFormatError("%s is not a readable layer tar" % BRACES),
+    unionfs_errors.DigestMismatch: lambda: unionfs_errors.DigestMismatch("%s: digest mismatch" % BRACES),
+    unionfs_errors.MountUnavailable: lambda: unionfs_errors.MountUnavailable(msg="cannot mount %s: no /dev/fuse" % BRACES),
+    unionfs_errors.MountError: lambda: unionfs_errors.MountError(msg="FUSE could not mount %r" % BRACES),
 }
 
 #: exceptions of the tools and the test helpers, which are not part of the library's API
@@ -80,26 +67,26 @@ def test_str_and_repr_keep_a_path_with_braces(cls):
 
 @pytest.mark.parametrize("cls", PUBLIC, ids=lambda cls: cls.__name__)
 def test_the_default_message_still_names_the_fields(cls):
-    if cls in (LayerFormatError, DigestMismatch, UnsafeArchive, SidecarError):
+    if cls in (unionfs_errors.LayerFormatError, unionfs_errors.DigestMismatch, unionfs_errors.UnsafeArchive, unionfs_errors.SidecarError):
         pytest.skip("always built with a message")
-    error = cls(BRACES) if cls in (ReservedPath, IllegalDestination) else cls()
+    error = cls(BRACES) if cls in (unionfs_errors.ReservedPath, unionfs_errors.IllegalDestination) else cls()
     text = str(error)
     assert "{" not in text.replace(BRACES, "")  # the template's own fields were filled in
 
 
 def test_errors_raised_through_the_api_print_brace_paths(tmp_path):
-    with pytest.raises(UnsupportedLayer) as opened:
+    with pytest.raises(unionfs_errors.UnsupportedLayer) as opened:
         OverlayFS("osfs://%s" % (tmp_path / "no{x}such"))
     assert "no{x}such" in str(opened.value)
 
     garbage = tmp_path / "{x}.tar"
     garbage.write_bytes(b"not an archive at all" * 100)
-    with pytest.raises(UnsupportedLayer) as archive:
+    with pytest.raises(unionfs_errors.UnsupportedLayer) as archive:
         open_archive(str(garbage))
     assert "{x}.tar" in str(archive.value) and "{x}.tar" in repr(archive.value)
 
     overlay = OverlayFS(MemoryFS(), upper=MemoryFS())
-    with pytest.raises(ReservedPath) as reserved:
+    with pytest.raises(unionfs_errors.ReservedPath) as reserved:
         overlay.writetext("/.unionfs/{x}", "no")
     assert "{x}" in str(reserved.value)
 
@@ -115,21 +102,21 @@ def test_literal_protects_messages_of_fs_errors_classes():
 
 def test_convert_errors_translates_low_level_errors_once():
     cleaned = []
-    with pytest.raises(LayerFormatError) as caught:
-        with convert_errors(LayerFormatError, "reading %s" % BRACES, cleanup=lambda: cleaned.append(1)):
+    with pytest.raises(unionfs_errors.LayerFormatError) as caught:
+        with convert_errors(unionfs_errors.LayerFormatError, "reading %s" % BRACES, cleanup=lambda: cleaned.append(1)):
             raise OSError("boom {z}")
     assert str(caught.value) == "reading %s: boom {z}" % BRACES
     assert isinstance(caught.value.__cause__, OSError) and cleaned == [1]
 
     with pytest.raises(errors.ResourceNotFound):  # fs errors pass unless asked for
-        with convert_errors(LayerFormatError, "reading"):
+        with convert_errors(unionfs_errors.LayerFormatError, "reading"):
             raise errors.ResourceNotFound("/x")
-    with pytest.raises(LayerFormatError):
-        with convert_errors(LayerFormatError, "reading", fs_errors=True):
+    with pytest.raises(unionfs_errors.LayerFormatError):
+        with convert_errors(unionfs_errors.LayerFormatError, "reading", fs_errors=True):
             raise errors.ResourceNotFound("/x")
-    with pytest.raises(DigestMismatch):  # a unionfs error is already precise: never rewrapped
-        with convert_errors(LayerFormatError, "reading", fs_errors=True):
-            raise DigestMismatch("blob: digest mismatch")
+    with pytest.raises(unionfs_errors.DigestMismatch):  # a unionfs error is already precise: never rewrapped
+        with convert_errors(unionfs_errors.LayerFormatError, "reading", fs_errors=True):
+            raise unionfs_errors.DigestMismatch("blob: digest mismatch")
     with pytest.raises(KeyError):  # a bug is not a format error
-        with convert_errors(LayerFormatError, "reading"):
+        with convert_errors(unionfs_errors.LayerFormatError, "reading"):
             raise KeyError("x")

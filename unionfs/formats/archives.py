@@ -41,16 +41,7 @@ from fs.time import datetime_to_epoch
 
 from ..errors import LOW_LEVEL_ERRORS, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
 from ..io import LockedReader
-from .archive_index import (
-    MAX_LINK_HOPS,
-    TAR_KINDS,
-    ArchiveIndexFS,
-    buffered,
-    link_target_path,
-    member_info,
-    normalise,
-    tar_access,
-)
+from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, link_target_path, member_info, normalise, tar_access
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")

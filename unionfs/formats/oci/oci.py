@@ -44,16 +44,8 @@ from .blobs import (
 from ...core.stack import DirIndex, Layer
 from ...errors import LayerFormatError, convert_errors, literal
 from ...io import HashingReader, WindowReader
-from ..archive_index import (
-    MAX_LINK_HOPS,
-    RESOURCE_TYPES,
-    TAR_KINDS,
-    ArchiveIndexFS,
-    buffered,
-    link_target_path,
-    member_info,
-    normalise,
-)
+from .. import archive_index
+from ..archive_index import ArchiveIndexFS, buffered, link_target_path, member_info, normalise
 from ...core.lookup import Lookup
 from .image import PathLike, image_layers
 
@@ -188,8 +180,8 @@ class _IndexBuilder:
             else:
                 self.whiteouts.setdefault(parent, set()).add(name[len(WHITEOUT_PREFIX):])
             return
-        kind_name = TAR_KINDS.get(member.type)
-        kind = RESOURCE_TYPES[kind_name] if kind_name is not None else None
+        kind_name = archive_index.TAR_KINDS.get(member.type)
+        kind = archive_index.RESOURCE_TYPES[kind_name] if kind_name is not None else None
         if kind is None:
             if member.type in (tarfile.GNUTYPE_SPARSE,) or member.issparse():
                 raise LayerFormatError("%s: sparse member %r is not supported" % (self.label, member.name))
@@ -369,7 +361,7 @@ class TarLayerFS(ArchiveIndexFS):
         the ones below it); a link through a symlinked directory is not followed."""
         target = entry.link_target or ""
         resolved = link_target_path(path, target, dotdot="clamp")
-        node = self.view.node(resolved) if self.view is not None and depth < MAX_LINK_HOPS else None
+        node = self.view.node(resolved) if self.view is not None and depth < archive_index.MAX_LINK_HOPS else None
         if node is None or node.is_dir:
             raise errors.ResourceNotFound(shown, msg=literal("%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target)))
         top = node.top.fs
