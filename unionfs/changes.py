@@ -224,15 +224,49 @@ def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
 
 
 def commit_merged(
-    view: FS, target: FS, progress: Optional[ProgressCallback], entries: Optional[List[Tuple[str, bool, int]]] = None
+    view: FS,
+    target: FS,
+    progress: Optional[ProgressCallback],
+    layers: Sequence[Layer] = (),
+    entries: Optional[List[Tuple[str, bool, int]]] = None,
 ) -> None:
-    """Copy every entry of the merged ``view`` (or the ``entries`` walked from it before) into
-    ``target``, replacing same-named entries."""
+    """Copy every entry of the merged ``view`` (or the ``entries`` taken from it before, see
+    :func:`ordered_entries`) into ``target``, replacing same-named entries."""
     if entries is None:
-        entries = _walk_view(view)
+        entries = ordered_entries(view, layers)
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
     for path, is_dir, _size in entries:
         _copy_entry(view, target, path, is_dir, reporter)
+
+
+def ordered_entries(view: FS, layers: Sequence[Layer]) -> List[Tuple[str, bool, int]]:
+    """Every entry of ``view`` as (path, is_dir, size): the directories parents first, then the
+    files in the order their layers store them (see :func:`read_order`)."""
+    entries = _walk_view(view)
+    files = [entry for entry in entries if not entry[1]]
+    key = read_order(layers)
+    if key is not None:
+        files.sort(key=lambda entry: key(entry[0]))  # type: ignore[misc]
+    return [entry for entry in entries if entry[1]] + files
+
+
+def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, int]]]:
+    """A sort key that reads files layer by layer, each layer's in the order it stores them
+    (an archive's members in archive order: one pass, no decompression restart); ``None``
+    when no layer has an order of its own (any order is as good)."""
+    if not any(callable(getattr(layer.fs, "read_order", None)) for layer in layers):
+        return None
+    lookup = Lookup(layers)
+    position = {id(layer): number for number, layer in enumerate(layers)}
+
+    def key(path: str) -> Tuple[int, int]:
+        node = lookup.node(path)
+        if node is None:  # pragma: no cover - the view changed under us
+            return (len(layers), 0)
+        in_layer = getattr(node.top.fs, "read_order", None)
+        return (position[id(node.top)], in_layer(path) if callable(in_layer) else 0)
+
+    return key
 
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
@@ -307,11 +341,11 @@ def commit(
                 apply_changes(view, change_set, target_fs, progress)
                 discard()
                 return change_set
-            entries = None if only_changes else _walk_view(view)
+            entries = None if only_changes else ordered_entries(view, [upper] + list(lowers))
         if entries is None:
             apply_changes(view, change_set, target_fs, progress)
         else:
-            commit_merged(view, target_fs, progress, entries)
+            commit_merged(view, target_fs, progress, entries=entries)
         return change_set
     finally:
         if opened:

@@ -154,7 +154,7 @@ class HashingWriter(io.RawIOBase):
 class WindowReader(io.RawIOBase):
     """A read-only, seekable file for ``size`` bytes at ``offset`` of a stream read by
     ``read_at(offset, size)`` (an archive member in place); with ``size`` None, a plain
-    forward stream from ``offset`` to wherever ``read_at`` runs out."""
+    stream from ``offset`` to wherever ``read_at`` runs out (a decompressed archive)."""
 
     def __init__(
         self,
@@ -174,12 +174,14 @@ class WindowReader(io.RawIOBase):
         return True
 
     def seekable(self) -> bool:
-        return self._size is not None
+        return True
 
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        if self._size is None:
-            raise io.UnsupportedOperation("a forward stream does not seek")
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        """Move where the next read starts (``tarfile`` over a decompressed stream seeks);
+        a stream of unknown size has no end to seek from."""
+        if whence == io.SEEK_END and self._size is None:
+            raise io.UnsupportedOperation("a decompressed stream has no known end to seek from")
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size or 0}[whence]
         if base + pos < 0:
             raise ValueError("negative seek position")
         self._pos = base + pos

@@ -25,7 +25,7 @@ from ..errors import literal
 from ..io import CHUNK, copy_stream
 from .inode import apply_metadata, set_access_on_disk
 from .file import FollowingReaders
-from .stack import Layer
+from .stack import FILE, DirIndex, Layer
 from . import journal
 from .lookup import Lookup
 from .sidecar import OPAQUE, RESERVED_NAME, STAGING_DIR, TREE_DIR, WHITEOUT, Sidecar
@@ -46,12 +46,19 @@ class Upper:
 
     # -- the change notification ------------------------------------------------------------------
 
-    def _entry_changed(self, path: str, is_dir: Optional[bool], new_dir: bool = False, subtree: bool = False) -> None:
+    def _entry_changed(
+        self, path: str, is_dir: Optional[bool], new_dir: bool = False, subtree: bool = False, copied_up: bool = False
+    ) -> None:
         """The upper's entry at ``path`` is now a directory (``new_dir``: just made, so empty),
         a file, or gone (``None``): every cache hears of it here. ``subtree``: answers below
-        ``path`` may have changed too (a directory came or went with its contents)."""
+        ``path`` may have changed too (a directory came or went with its contents);
+        ``copied_up``: a lower directory got its upper copy, which changes nothing below it
+        but the layers of the answers the lookup keeps."""
         self.layer.note_entry(path, is_dir, new_dir=new_dir)
-        self.lookup.forget(path, subtree=subtree)
+        if copied_up:
+            self.lookup.copied_up_dir(path, self.layer)
+        else:
+            self.lookup.forget(path, subtree=subtree)
 
     def _records_changed(self, path: str, kind: Optional[str] = None, present: bool = False) -> None:
         """The ``kind`` record of ``path`` was added or removed (``kind`` None: every record
@@ -75,12 +82,11 @@ class Upper:
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
         self._rename_dir(staged, path)
-        self._entry_changed(path, True, new_dir=True)
+        self._entry_changed(path, True, new_dir=True, copied_up=True)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
         """Open a file of the upper; a file it creates joins the view at once."""
-        index = self.layer.dir(dirname(path))
-        created = index is None or basename(path) not in index.entries
+        created = self.layer.lookup(dirname(path), basename(path)) < FILE
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
             self._entry_changed(path, False)
@@ -150,8 +156,12 @@ class Upper:
     # -- records ------------------------------------------------------------------------------
 
     def _has(self, path: str, kind: str) -> bool:
-        index = self.layer.dir(dirname(path))
-        return index is not None and basename(path) in index.records(kind)
+        index = self.layer.cached_dir(dirname(path))
+        if isinstance(index, DirIndex):
+            return basename(path) in index.records(kind)
+        if index is None:  # the upper has no such directory, so no record in it
+            return False
+        return self.sidecar.has_record(path, kind)  # one record asked, not the directory read
 
     def _set(self, path: str, kind: str, present: bool) -> None:
         """Add or remove one record; a record already in the wanted state costs nothing."""

@@ -189,6 +189,9 @@ class GzipStream(SharedStream):
         self._raw_pos = self._out_pos = 0
         self._buffer = bytearray()  # uncompressed bytes from _out_pos - len(_buffer) to _out_pos
         self._at_end = False
+        #: how many times decompression went back to a checkpoint (reads out of stream order);
+        #: reading in archive order keeps it 0
+        self.restarts = 0
 
     def _best(self, offset: int) -> _Checkpoint:
         """The last checkpoint at or before ``offset``."""
@@ -234,11 +237,20 @@ class GzipStream(SharedStream):
         self._buffer += data
         self._out_pos += len(data)
 
+    def rewind(self) -> None:
+        """Be at the start again for a pass that follows the indexing pass (not a restart:
+        the reads after it go forward from the start)."""
+        with self._lock:
+            if self._raw is not None:
+                self._restore(self._checkpoints[0])
+
     def read_at(self, offset: int, size: int) -> bytes:
         with self._lock:
             start = self._out_pos - len(self._buffer)
             best = self._best(offset)
             if self._raw is None or offset < start or best.out_pos > self._out_pos:
+                if self._raw is not None:
+                    self.restarts += 1
                 self._restore(best)
             while self._out_pos < offset + size and not self._at_end:
                 self._produce()

@@ -17,8 +17,9 @@ index like this:
 
 from __future__ import annotations
 
+import functools
 import tarfile
-from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Union, cast
+from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
@@ -81,13 +82,20 @@ class TarEntry:
 
     def info(self) -> Info:
         access = {
-            "permissions": Permissions(mode=self.mode).dump(),
+            "permissions": list(_permission_names(self.mode)),
             "uid": self.uid,
             "gid": self.gid,
             "user": self.user or None,
             "group": self.group or None,
         }
         return member_info(self.name, self.kind, None, self.size, self.mtime, access, self.link_target)
+
+
+@functools.lru_cache(maxsize=None)
+def _permission_names(mode: int) -> Tuple[str, ...]:
+    """``Permissions(mode=...).dump()``, once per mode: a warm getinfo is a dict build, not a
+    Permissions object per call (layers use a handful of modes)."""
+    return tuple(Permissions(mode=mode).dump())
 
 
 def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
@@ -346,6 +354,11 @@ class TarLayerFS(ArchiveIndexFS):
                 return info
         return entry.info()
 
+    def read_order(self, path: str) -> int:
+        """Where ``path``'s data lies in the layer tar: reading in this order is one pass."""
+        entry = self.index.entries.get(path)
+        return entry.data_offset if entry is not None else 0
+
     def _open(self, path: str, entry: TarEntry, shown: str, buffering: int) -> BinaryIO:
         if entry.kind == ResourceType.symlink:
             return self._open_link(path, entry, shown)
@@ -379,6 +392,9 @@ class TarLayerFS(ArchiveIndexFS):
 
 class TarLayer(Layer):
     """A lower layer read from an OCI layer tar: markers come from the tar's index."""
+
+    #: the whole tar is indexed in memory already: answer every name from that index
+    PROBES = False
 
     def __init__(self, layer_fs: TarLayerFS, label: str) -> None:
         super().__init__(layer_fs, label, is_upper=False, sidecar=None)
