@@ -65,10 +65,12 @@ def test_str_and_repr_keep_a_path_with_braces(cls):
     assert repr(error).startswith(cls.__name__ + "(")
 
 
-@pytest.mark.parametrize("cls", PUBLIC, ids=lambda cls: cls.__name__)
+#: the classes whose message can be their default_message (the others always get one built)
+DEFAULTED = [cls for cls in PUBLIC if cls.__name__ not in ("LayerFormatError", "DigestMismatch", "UnsafeArchive", "SidecarError")]
+
+
+@pytest.mark.parametrize("cls", DEFAULTED, ids=lambda cls: cls.__name__)
 def test_the_default_message_still_names_the_fields(cls):
-    if cls in (unionfs_errors.LayerFormatError, unionfs_errors.DigestMismatch, unionfs_errors.UnsafeArchive, unionfs_errors.SidecarError):
-        pytest.skip("always built with a message")
     error = cls(BRACES) if cls in (unionfs_errors.ReservedPath, unionfs_errors.IllegalDestination) else cls()
     text = str(error)
     assert "{" not in text.replace(BRACES, "")  # the template's own fields were filled in
