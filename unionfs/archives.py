@@ -44,6 +44,7 @@ from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
 from .errors import UnsupportedLayer
+from .fsspec_layer import is_object_store_url, open_fsspec_url
 from .streams import READ_ONLY_ARCHIVE_META, LockedReader
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
@@ -522,12 +523,22 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
     return None
 
 
+def as_upper(source: Any) -> Any:
+    """An upper given as an object-store URL opens through fsspec (and is then refused by the
+    stack, which needs renames); anything else is returned unchanged."""
+    if isinstance(source, str) and is_object_store_url(source):
+        return open_fsspec_url(source, writable=True)
+    return source
+
+
 def as_lower(source: Any) -> Any:
     """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
     zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged."""
     if isinstance(source, FS):
         return archive_from_fs(source) or source
     if isinstance(source, str):
+        if is_object_store_url(source):
+            return open_fsspec_url(source)
         if "://" in source:
             parsed = parse_fs_url(source)
             if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:

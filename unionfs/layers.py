@@ -21,7 +21,7 @@ from fs.base import FS
 from fs.opener.errors import OpenerError
 from fs.path import basename, dirname
 
-from .archives import as_lower
+from .archives import as_lower, as_upper
 from .errors import UnsupportedLayer
 from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
 
@@ -153,7 +153,7 @@ def open_layers(
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = _open_fs(as_upper(upper), True, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
         source if isinstance(source, Layer) else _open_fs(as_lower(source), False, "lower %d" % position)
@@ -163,6 +163,12 @@ def open_layers(
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if upper_fs.getmeta().get("supports_rename", True) is False:
+            # copy-up, whole-file writes and the journal are atomic only through rename
+            raise UnsupportedLayer(
+                msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
+                "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
+            )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))

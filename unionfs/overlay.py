@@ -539,6 +539,29 @@ class OverlayFS(FS):
 
         return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
 
+    def export_upper(self, target: Union[FS, str]) -> int:
+        """Publish the upper as a layer: its entries and sidecar records copied into the empty
+        ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
+        ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
+        itself is unchanged. Returns how many entries were written."""
+        from fs.opener import open_fs
+
+        from .fsspec_layer import is_object_store_url, open_fsspec_url
+        from .publish import export_upper
+
+        with self._lock:  # held throughout, so the published layer is one consistent state
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
+            if isinstance(target, FS):
+                return export_upper(self._upper.layer, target, repr(target))
+            if is_object_store_url(target):
+                opened: FS = open_fsspec_url(target, writable=True)
+            else:
+                opened = open_fs(target, writeable=True, create=True)
+            with opened:
+                return export_upper(self._upper.layer, opened, target)
+
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new
         directory ``dest_dir`` in the kernel's format: mounted as ``upperdir=`` (or as the
