@@ -318,7 +318,11 @@ def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
     import fs as _fs
     from fs.opener.errors import OpenerError
 
+    from .formats.fsspec_layer import is_object_store_url, open_fsspec_url
+
     try:
+        if is_object_store_url(target):  # s3://bucket/prefix: through fsspec, never fs.open_fs
+            return open_fsspec_url(target, writable=True), True
         return _fs.open_fs(target, writeable=True, create=True), True
     except (errors.FSError, OpenerError) as error:
         raise errors.CreateFailed(msg="cannot open commit target %r: %s" % (target, error)) from error

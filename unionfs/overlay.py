@@ -545,23 +545,18 @@ class OverlayFS(FS):
         ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
         ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
         itself is unchanged. Returns how many entries were written."""
-        from fs.opener import open_fs
-
-        from .formats.fsspec_layer import is_object_store_url, open_fsspec_url
         from .formats.publish import export_upper
 
         with self._lock:  # held throughout, so the published layer is one consistent state
             self.check()
             if self._upper is None:
                 raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
-            if isinstance(target, FS):
-                return export_upper(self._upper.layer, target, repr(target))
-            if is_object_store_url(target):
-                opened: FS = open_fsspec_url(target, writable=True)
-            else:
-                opened = open_fs(target, writeable=True, create=True)
-            with opened:
-                return export_upper(self._upper.layer, opened, target)
+            target_fs, opened = changes.open_target(target)
+            try:
+                return export_upper(self._upper.layer, target_fs, str(target))
+            finally:
+                if opened:
+                    target_fs.close()
 
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new

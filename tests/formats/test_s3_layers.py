@@ -46,11 +46,11 @@ def base(s3: S3Server):
     """A bucket with BASE in it; yields (bucket, url) and checks the bucket is unchanged after."""
     bucket = s3.new_bucket()
     s3.put(bucket, BASE)
-    before = s3.state(bucket)
+    before = s3.state(bucket, "base/")
     s3.reset()
     yield bucket, "s3://%s/base" % bucket
     s3.reset()  # drop faults a test left pending
-    assert s3.state(bucket) == before, "the S3 base was modified"
+    assert s3.state(bucket, "base/") == before, "the S3 base was modified"
 
 
 def writes(s3: S3Server) -> List[Dict[str, object]]:
@@ -287,31 +287,42 @@ def _view(overlay: OverlayFS) -> Dict[str, object]:
 
 WORKER = textwrap.dedent(
     """
-    import json, sys
+    import json, random, sys
     from fs.osfs import OSFS
     from unionfs import OverlayFS
 
     url, upper_dir, number, publish = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     overlay = OverlayFS([url], upper=OSFS(upper_dir, create=True))
-    files = sorted(overlay.walk.files("/"))
+    prefixes = overlay.listdir("/")
+    # the base as this worker sees it: every prefix listed, 50 of them (its own among them) read
+    sample = random.Random(number).sample(range(500), 49) + [number]
+    seen = {p: overlay.listdir("p%03d" % p) for p in sample}
+    read = {p: overlay.readtext("p%03d/f07.txt" % p) for p in sample}
     overlay.writetext("p%03d/f00.txt" % number, "worker %d" % number)
     overlay.remove("p%03d/f01.txt" % (number + 100))
     overlay.writetext("only-%d.txt" % number, str(number))
-    others = [name for name in overlay.listdir("/") if name.startswith("only-") and name != "only-%d.txt" % number]
     if publish != "-":
         overlay.export_upper(publish)
-    print(json.dumps({"files": len(files), "others": others,
-                      "mine": overlay.readtext("p%03d/f00.txt" % number),
-                      "removed": overlay.exists("p%03d/f01.txt" % (number + 100))}))
+    print(json.dumps({
+        "prefixes": len(prefixes),
+        "listed": sorted(set(len(names) for names in seen.values())),
+        "read_ok": all(text == "base %d 7" % p for p, text in read.items()),
+        "others": sorted(n for n in overlay.listdir("/") if n.startswith("only-") and n != "only-%d.txt" % number),
+        "mine": overlay.readtext("p%03d/f00.txt" % number),
+        "removed": overlay.exists("p%03d/f01.txt" % (number + 100)),
+    }))
     """
 )
 
 
 def test_eight_workers_over_one_base(s3, tmp_path):
+    """Eight processes over one base of 10,000 objects in 500 prefixes, each with its own upper:
+    all see the base, none sees another's writes, the base is byte-identical afterwards, and
+    a ninth overlay stacked on worker 3's published upper sees exactly worker 3's view."""
     bucket = s3.new_bucket()
     objects = {"base/p%03d/f%02d.txt" % (p, f): b"base %d %d" % (p, f) for p in range(500) for f in range(20)}
-    s3.put(bucket, objects, threads=32)
-    before = s3.state(bucket)
+    s3.fill(bucket, objects)
+    before = s3.state(bucket, "base/")
     assert len(before) == 10_000
     url = "s3://%s/base" % bucket
     published = "s3://%s/layers/worker3" % bucket
@@ -326,22 +337,20 @@ def test_eight_workers_over_one_base(s3, tmp_path):
         )
         for n in range(8)
     ]
-    results = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=600)
+    for n, worker in enumerate(workers):
+        out, _ = worker.communicate(timeout=900)
         assert worker.returncode == 0
-        results.append(json.loads(out))
-    for n, result in enumerate(results):
-        assert result == {"files": 10_000, "others": [], "mine": "worker %d" % n, "removed": False}
-    assert [key for key, _, _ in s3.state(bucket) if key.startswith("base/")] == [key for key, _, _ in before]
-    assert [entry for entry in s3.state(bucket) if entry[0].startswith("base/")] == before
-    # a ninth overlay stacks on worker 3's published layer and sees exactly worker 3's view
+        assert json.loads(out) == {
+            "prefixes": 500, "listed": [20], "read_ok": True, "others": [], "mine": "worker %d" % n, "removed": False,
+        }
+    assert s3.state(bucket, "base/") == before  # keys, ETags and sizes
+    assert not [r for r in s3.log() if r["method"] not in ("GET", "HEAD") and r["key"].startswith("base/")]
+    # a ninth overlay stacked on worker 3's published upper sees exactly worker 3's view
     ninth = OverlayFS([published, url], upper=MemoryFS())
-    worker3 = OverlayFS([url], upper=OSFS(str(tmp_path / "upper3")))
-    assert sorted(ninth.walk.files("/")) == sorted(worker3.walk.files("/"))
-    assert ninth.readtext("p003/f00.txt") == "worker 3"
-    assert not ninth.exists("p103/f01.txt") and ninth.readtext("only-3.txt") == "3"
-    assert not ninth.exists("only-4.txt")
+    expected = {"/" + key[len("base/"):] for key in objects} - {"/p103/f01.txt"} | {"/only-3.txt"}
+    assert set(ninth.walk.files("/")) == expected
+    assert ninth.readtext("p003/f00.txt") == "worker 3" and ninth.readtext("only-3.txt") == "3"
+    assert ninth.readtext("p004/f00.txt") == "base 4 0"
 
 
 # -- PyFilesystem2's conformance suite with an S3 lower ------------------------------------------
@@ -377,3 +386,46 @@ def s3_class(request, s3_server):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def test_publication_cut_short_is_refused_when_stacked(base, s3, tmp_path):
+    from unionfs.errors import SidecarError
+
+    bucket, url = base
+    worker = OverlayFS([url], upper=MemoryFS())
+    worker.remove("etc/hosts")
+    target = open_fsspec_url("s3://%s/layers/cut" % bucket, writable=True)
+    written = []
+    real_openbin = target.openbin
+
+    def failing_openbin(path, mode="r", *args, **kwargs):
+        if "w" in mode and len(written) >= 2:
+            raise errors.RemoteConnectionError(path, msg="connection lost")
+        written.append(path)
+        return real_openbin(path, mode, *args, **kwargs)
+
+    target.openbin = failing_openbin  # type: ignore[method-assign]
+    with pytest.raises(errors.RemoteConnectionError):
+        worker.export_upper(target)
+    with pytest.raises((SidecarError, UnsupportedLayer)):
+        OverlayFS(["s3://%s/layers/cut" % bucket, url], upper=MemoryFS())
+
+
+def test_commit_into_an_s3_prefix_writes_the_merged_view(base, s3):
+    bucket, url = base
+    overlay = OverlayFS([url], upper=MemoryFS())
+    overlay.writetext("etc/motd", "committed")
+    overlay.remove("big.bin")
+    overlay.commit("s3://%s/merged" % bucket)
+    merged = open_fsspec_url("s3://%s/merged" % bucket)
+    assert merged.readtext("etc/motd") == "committed"
+    assert not merged.exists("big.bin") and merged.readbytes("a/b/c/d.txt") == b"deep"
+    assert merged.listdir("empty") == []
+
+
+def test_cli_lists_an_s3_layer(base, s3, capsys):
+    from unionfs.tools.cli import main
+
+    bucket, url = base
+    assert main(["list", "-l", url, "/etc"]) == 0
+    assert capsys.readouterr().out.split() == ["hosts", "motd"]

@@ -62,9 +62,10 @@ class S3Server:
 
     # -- control --------------------------------------------------------------------------
 
-    def _control(self, action: str, query: str = "") -> Any:
+    def _control(self, action: str, query: str = "", body: Any = None) -> Any:
         url = "%s/_unionfs/%s%s" % (self.endpoint, action, "?" + query if query else "")
-        with urllib.request.urlopen(urllib.request.Request(url, method="POST")) as response:
+        data = None if body is None else json.dumps(body).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST")) as response:
             return json.load(response)
 
     def reset(self) -> None:
@@ -109,11 +110,16 @@ class S3Server:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda item: client.put_object(Bucket=bucket, Key=item[0], Body=item[1]), objects.items()))
 
-    def state(self, bucket: str) -> List[Tuple[str, str, int]]:
-        """(key, ETag, size) of every object of ``bucket``: what "byte-identical" compares."""
+    def fill(self, bucket: str, objects: Mapping[str, bytes]) -> None:
+        """Put many objects at once, straight into the server's store (not recorded)."""
+        self._control("fill", body={"bucket": bucket, "objects": {k: v.decode("latin-1") for k, v in objects.items()}})
+
+    def state(self, bucket: str, prefix: str = "") -> List[Tuple[str, str, int]]:
+        """(key, ETag, size) of every object of ``bucket`` under ``prefix``: what
+        "byte-identical" compares."""
         client = self.client()
         result: List[Tuple[str, str, int]] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             result.extend((item["Key"], item["ETag"], item["Size"]) for item in page.get("Contents", []))
         return sorted(result)
 

@@ -18,7 +18,7 @@ from fs.copy import copy_file_internal
 from fs.path import join
 
 from ..core.stack import Layer
-from ..core.sidecar import JOURNAL_DIR, LOCK_PATH, STAGING_DIR
+from ..core.sidecar import FORMAT_PATH, JOURNAL_DIR, LOCK_PATH, SIDECAR_DIR, STAGING_DIR
 
 #: what a live upper's sidecar holds that a published layer does not
 _WORKING_PARTS = frozenset((STAGING_DIR, JOURNAL_DIR, LOCK_PATH))
@@ -26,19 +26,25 @@ _WORKING_PARTS = frozenset((STAGING_DIR, JOURNAL_DIR, LOCK_PATH))
 
 def export_upper(upper: Layer, target: FS, label: str) -> int:
     """Copy every entry and record of ``upper`` into the empty ``target`` (named ``label`` in
-    errors); return how many entries were written. Directories first, so a reader that
-    lists the target while it fills never sees a file without its parent."""
+    errors); return how many entries were written. Parents before children, breadth first."""
     if not target.isempty("/"):
         raise errors.DirectoryNotEmpty(
             "/", msg="cannot publish into %s: it is not empty (a layer is published whole, once)" % label
         )
-    written = 0
+    # the sidecar's directory first and its FORMAT last: a publication cut short has a
+    # sidecar without FORMAT, which every reader refuses (SidecarError) instead of showing
+    # a view without the whiteouts that were not written yet
+    target.makedir(SIDECAR_DIR)
+    written = 1
     pending: Deque[str] = deque(["/"])
     while pending:  # iterative: a 10,000-deep tree is as fine as a flat one
         directory = pending.popleft()
         for info in upper.fs.scandir(directory, namespaces=["details"]):
             path = join(directory, info.name)
-            if path in _WORKING_PARTS:
+            if path in _WORKING_PARTS or path == FORMAT_PATH:
+                continue
+            if path == SIDECAR_DIR:
+                pending.append(path)
                 continue
             if info.is_dir:
                 target.makedir(path)
@@ -46,4 +52,5 @@ def export_upper(upper: Layer, target: FS, label: str) -> int:
             else:
                 copy_file_internal(upper.fs, path, target, path, preserve_time=True)
             written += 1
-    return written
+    copy_file_internal(upper.fs, FORMAT_PATH, target, FORMAT_PATH)
+    return written + 1
