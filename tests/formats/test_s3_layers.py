@@ -364,7 +364,7 @@ class TestS3LowerConformance(FSTestCases, unittest.TestCase):
 
     def make_fs(self):
         bucket = self.server.new_bucket()
-        self.server.put(bucket, {"base/foo/bar/lower.txt": b"lower", "base/top.bin": b"x" * 1000, "base/suite/": b""})
+        self.server.fill(bucket, {"base/foo/bar/lower.txt": b"lower", "base/top.bin": b"x" * 1000, "base/suite/": b""})
         self._bucket, self._before = bucket, self.server.state(bucket)
         overlay = OverlayFS(["s3://%s/base" % bucket], upper=MemoryFS())
         overlay.removetree("/")
