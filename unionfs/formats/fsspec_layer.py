@@ -32,8 +32,8 @@ from fs.mode import Mode
 from fs.path import basename, dirname, join, normpath, relpath
 from fs.subfs import SubFS
 
-from .oci.blobs import LayerFormatError
-from ..errors import UnsupportedLayer
+
+from ..errors import LayerFormatError, UnsupportedLayer
 
 #: bytes one ranged GET asks for: big enough that streaming a file costs few requests,
 #: small enough that reading a header does not fetch the object
