@@ -21,7 +21,7 @@ import contextlib
 import io
 import threading
 from datetime import datetime
-from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Text, Tuple
+from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Text, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly)
 from fs import errors
@@ -347,7 +347,7 @@ class FsspecFS(FS):
             with self._translate(parent):
                 self._fs.pipe_file(self._key(parent) + "/", b"")
 
-    def setinfo(self, path: Text, info: Dict[Text, Dict[Text, Any]]) -> None:
+    def setinfo(self, path: Text, info: Mapping[Text, Mapping[Text, object]]) -> None:
         """Object stores keep their own times and no modes: accepted, and nothing changes."""
         self._check_writable(path)
         self.getinfo(path)
