@@ -303,16 +303,9 @@ def same_fs(a: FS, b: FS) -> bool:
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
     """The commit target as an FS, and whether we opened it (and so must close it)."""
-    if isinstance(target, FS):
-        return target, False
-    import fs as _fs
+    from .formats.resolve import open_target as resolve_target
 
-    from .formats.fsspec_layer import is_object_store_url, open_fsspec_url
-
-    with convert_errors(create_failed, "cannot open commit target %r" % (target,), fs_errors=True):
-        if is_object_store_url(target):  # s3://bucket/prefix: through fsspec, never fs.open_fs
-            return open_fsspec_url(target, writable=True), True
-        return _fs.open_fs(target, writeable=True, create=True), True
+    return resolve_target(target)
 
 
 def commit(

@@ -614,15 +614,13 @@ class OverlayFS(FS):
         ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
         ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
         itself is unchanged. Returns how many entries were written."""
-        from .formats.publish import export_upper
-
         with self._lock:  # held throughout, so the published layer is one consistent state
             self.check()
             if self._upper is None:
                 raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
-            target_fs, opened = changes.open_target(target)
+            target_fs, opened = resolve.open_target(target)
             try:
-                return export_upper(self._upper.layer, target_fs, str(target))
+                return resolve.export_upper(self.stack, target_fs, str(target))
             finally:
                 if opened:
                     target_fs.close()

@@ -7,10 +7,13 @@ from here, so the core imports no format and the facade imports only this module
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple, Union
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+import fs
 from fs.base import FS
+
+from ..errors import convert_errors, create_failed
 
 from ..core.stack import Layer, Stack, open_fs
 from .archives import as_lower
@@ -61,3 +64,24 @@ def export_kernel(stack: Stack, dest_dir: str, **options: Any) -> None:
     from .kernel import export_upper
 
     export_upper(stack, dest_dir, **options)
+
+
+def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
+    """A commit or publishing target as a writable FS, and whether it was opened here (and so
+    must be closed by the caller): an FS as it is, ``s3://bucket/prefix`` through fsspec, any
+    other FS URL through ``fs.open_fs`` (created if missing)."""
+    if isinstance(target, FS):
+        return target, False
+    with convert_errors(create_failed, "cannot open commit target %r" % (target,), fs_errors=True):
+        if is_object_store_url(target):
+            return open_fsspec_url(target, writable=True), True
+        return fs.open_fs(target, writeable=True, create=True), True
+
+
+def export_upper(stack: Stack, target: FS, label: str) -> int:
+    """The upper of ``stack`` published as a layer into ``target`` (see
+    :meth:`unionfs.OverlayFS.export_upper`)."""
+    from .publish import export_upper as publish
+
+    assert stack.upper is not None
+    return publish(stack.upper, target, label)
