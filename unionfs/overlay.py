@@ -60,7 +60,7 @@ class OverlayFS(FS):
         self._lock: Any = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
-        layers = open_layers(lowers, upper, resolve.resolve_lower)
+        layers = open_layers(lowers, upper, resolve.resolve_lower, resolve.resolve_upper)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
@@ -619,6 +619,22 @@ class OverlayFS(FS):
         ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
         ``False`` only ``trusted.``."""
         return cls._over_own_layers(resolve.kernel_lowers(lowerdirs, userxattr), upper)
+
+    def export_upper(self, target: Union[FS, str]) -> int:
+        """Publish the upper as a layer: its entries and sidecar records copied into the empty
+        ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
+        ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
+        itself is unchanged. Returns how many entries were written."""
+        with self._lock:  # held throughout, so the published layer is one consistent state
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
+            target_fs, opened = resolve.open_target(target)
+            try:
+                return resolve.export_upper(self.stack, target_fs, str(target))
+            finally:
+                if opened:
+                    target_fs.close()
 
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new

@@ -350,10 +350,15 @@ def _plain_lower(source: Any, what: str) -> FS:
     return open_fs(source, False, what)
 
 
+def _plain_upper(source: Any, what: str) -> FS:
+    return open_fs(source, True, what)
+
+
 def open_layers(
     lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
     upper: Optional[LayerSource],
     resolve_lower: LowerResolver = _plain_lower,
+    resolve_upper: LowerResolver = _plain_upper,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
     A lower may be a ready-made :class:`Layer` (a subclass with its own marker format); any
@@ -363,7 +368,7 @@ def open_layers(
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = resolve_upper(upper, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
         source if isinstance(source, Layer) else resolve_lower(source, "lower %d" % position)
@@ -373,6 +378,12 @@ def open_layers(
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if upper_fs.getmeta().get("supports_rename", True) is False:
+            # copy-up, whole-file writes and the journal are atomic only through rename
+            raise UnsupportedLayer(
+                msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
+                "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
+            )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))

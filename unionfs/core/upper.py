@@ -95,9 +95,16 @@ class Upper:
     def stage(self, source: Optional[BinaryIO], chunk_size: int = CHUNK) -> str:
         """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
         staged = self.sidecar.staging_path()
-        with self.fs.openbin(staged, "w") as out:
-            if source is not None:
-                copy_stream(source, out, chunk_size)
+        try:
+            with self.fs.openbin(staged, "w") as out:
+                if source is not None:
+                    copy_stream(source, out, chunk_size)
+        except BaseException:
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves
+            # no staging file behind: only a crash does, and opening the upper clears those
+            if self.fs.exists(staged):
+                self.fs.remove(staged)
+            raise
         return staged
 
     def install(self, staged: str, path: str) -> None:
