@@ -87,6 +87,8 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
     group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    group.add_argument("--volatile", action="store_true",
+                       help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 def open_overlay(args: argparse.Namespace) -> OverlayFS:
@@ -99,10 +101,13 @@ def open_overlay(args: argparse.Namespace) -> OverlayFS:
         overlay = _fs.open_fs(args.url)
         if not isinstance(overlay, OverlayFS):
             raise UsageError("--url must be an overlay:// URL")
+        if getattr(args, "volatile", False) and not overlay.volatile:
+            overlay.close()
+            raise UsageError("with --url, say volatile=1 in the URL instead of --volatile")
         return overlay
     if not args.lower:
         raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
-    return OverlayFS(args.lower, upper=args.upper)
+    return OverlayFS(args.lower, upper=args.upper, volatile=getattr(args, "volatile", False))
 
 
 def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:

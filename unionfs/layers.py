@@ -10,7 +10,7 @@ live overlay is undefined), and every change to the upper goes through
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import attr
 
@@ -144,10 +144,15 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
 
 
 def open_layers(
-    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
+    upper: Optional[LayerSource],
+    lock_upper: Optional[Callable[[FS, List[FS]], None]] = None,
+    volatile: bool = False,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
-    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format).
+    ``lock_upper(upper, lowers)`` runs before anything is read from or written to the
+    upper's sidecar; ``volatile`` turns off its syncing."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
@@ -165,7 +170,9 @@ def open_layers(
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
-        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
+        if lock_upper is not None:
+            lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
+        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
     for position, item in enumerate(opened):
         if isinstance(item, Layer):
             if item.is_upper:

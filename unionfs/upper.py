@@ -13,11 +13,12 @@ from typing import Any, BinaryIO, Mapping, Optional
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.mode import Mode
 from fs.path import basename, dirname
 from fs.permissions import Permissions
 
 from .attributes import apply_metadata
-from .file import FollowingReaders
+from .file import FollowingReaders, UpperFile
 from .layers import Layer
 from .lookup import Lookup
 from .sidecar import OPAQUE, WHITEOUT, Sidecar
@@ -32,6 +33,8 @@ class Upper:
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
+        #: fsync of the upper's files and directories (a no-op off disk or when volatile)
+        self.sync = self.sidecar.sync
         #: read handles opened on lower files, which move to the upper copy at copy-up
         self.readers = FollowingReaders()
 
@@ -39,6 +42,7 @@ class Upper:
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self.fs.makedir(path, permissions=permissions)
+        self.sync.dir(dirname(path))
         self.layer.note_entry(path, True, new_dir=True)
         self.lookup.forget(path)
 
@@ -48,22 +52,28 @@ class Upper:
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
         self._rename_dir(staged, path)
+        self.sync.dir(dirname(path))
         self.layer.note_entry(path, True, new_dir=True)
         self.lookup.forget(path)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
-        """Open a file of the upper; a file it creates joins the view at once."""
+        """Open a file of the upper for writing, as an :class:`UpperFile` (the kernel's
+        append and truncate semantics on any upper); a file it creates joins the view at
+        once, and its name is durable when the open returns."""
         index = self.layer.dir(dirname(path))
         created = index is None or basename(path) not in index.entries
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
+            self.sync.dir(dirname(path))
             self.layer.note_entry(path, False)
             self.lookup.forget(path)
-        return handle
+        return UpperFile(handle, path, Mode(mode), self.sync)  # type: ignore[return-value]
 
     def stage(self, source: Optional[BinaryIO], chunk_size: int = 1024 * 1024) -> str:
-        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
+        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path.
+        The caller gives it its metadata and :meth:`install` syncs and renames it."""
         staged = self.sidecar.staging_path()
         with self.fs.openbin(staged, "w") as out:
             if source is not None:
@@ -75,8 +85,12 @@ class Upper:
         return staged
 
     def install(self, staged: str, path: str) -> None:
-        """Atomically put a staged file at ``path`` (a rename within the upper)."""
+        """Atomically put a staged file at ``path`` (a rename within the upper): its data and
+        metadata are synced before the rename, the directory after it (as the kernel's
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made."""
+        self.sync.path(staged)
         self.fs.move(staged, path, overwrite=True)
+        self.sync.dir(dirname(path))
         self.layer.note_entry(path, False)
         self.lookup.forget(path)
         self.readers.copied_up(self.fs, path)
@@ -88,9 +102,11 @@ class Upper:
             self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
             raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
+        self.sync.path(path)
 
     def remove_file(self, path: str) -> None:
         self.fs.remove(path)
+        self.sync.dir(dirname(path))
         self.layer.note_entry(path, None)
         self.lookup.forget(path)
 
@@ -99,6 +115,7 @@ class Upper:
         deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         self._rename_dir(path, trash)
+        self.sync.dir(dirname(path))
         self.layer.note_entry(path, None)
         self.lookup.forget(path, subtree=True)
         try:
@@ -108,6 +125,7 @@ class Upper:
 
     def move_file(self, src: str, dst: str) -> None:
         self.fs.move(src, dst, overwrite=True)
+        self.sync.dirs(dirname(dst), dirname(src))
         self.layer.note_entry(src, None)
         self.layer.note_entry(dst, False)
         self.lookup.forget(src)
@@ -116,6 +134,7 @@ class Upper:
     def move_dir(self, src: str, dst: str) -> None:
         """Rename a directory of the upper; ``dst`` must not exist in the upper."""
         self._rename_dir(src, dst)
+        self.sync.dirs(dirname(dst), dirname(src))
         self.layer.note_entry(src, None)
         self.layer.note_entry(dst, True)
         self.lookup.forget(src, subtree=True)
