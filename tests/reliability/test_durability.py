@@ -2,7 +2,7 @@
 durability: what is fsynced, in which order, and what ``volatile`` turns off.
 
 * Item 4 of issue 10: PyFilesystem2's MemoryFS gets ``O_APPEND`` and ``ftruncate`` wrong;
-  the overlay's writable handles (``unionfs.file.UpperFile``) correct for that on every
+  the overlay's writable handles (``unionfs.core.file.UpperFile``) correct for that on every
   upper. The same handle scenarios run through a kernel overlay mount (``os`` calls) and
   through ``OverlayFS`` over a MemoryFS, an on-disk and a wrapped upper; the outcomes
   (positions, sizes, bytes) must be the kernel's.
@@ -31,10 +31,10 @@ from fs.wrap import WrapReadOnly  # noqa: F401  (imported for the side effect of
 from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
-from unionfs.sidecar import JOURNAL_DIR, STAGING_DIR, TREE_DIR
+from unionfs.core.sidecar import JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
 
-from tests.kernel_oracle import FILE, Entry, KernelOverlay
+from tests.support.kernel_oracle import FILE, Entry, KernelOverlay
 
 # -------------------------------------------------------------------------------------------------
 # Item 4: append and truncate through overlay handles, against the kernel
@@ -394,7 +394,7 @@ def test_volatile_syncs_nothing(disk, tmp_path):
     assert log.fsyncs == []
     import fs
 
-    from unionfs.opener import overlay_url
+    from unionfs.tools.opener import overlay_url
 
     url = overlay_url([str(tmp_path / "lower")], upper_dir, volatile=True)
     assert url.endswith("volatile=1")
@@ -407,7 +407,7 @@ def test_volatile_syncs_nothing(disk, tmp_path):
 
 
 def test_volatile_on_the_command_line(disk, tmp_path, capsys):
-    from unionfs.cli import main
+    from unionfs.tools.cli import main
 
     lower, upper_dir, log = disk
     assert main(["fsck", "-l", str(tmp_path / "lower"), "-u", upper_dir, "--volatile"]) == 0

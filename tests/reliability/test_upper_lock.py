@@ -1,6 +1,6 @@
 """The cross-process lock of an on-disk upper (issue 10 items 7 and 12), with real processes.
 
-The lock is ``flock(2)`` on ``/.unionfs/lock`` (``unionfs.sharing.OSLock``): exclusive
+The lock is ``flock(2)`` on ``/.unionfs/lock`` (``unionfs.core.sharing.OSLock``): exclusive
 under any race, released by the kernel when the holder dies (kill -9 included), blind to
 pids (so another PID namespace cannot take it over), taken before anything is written to
 the sidecar, and not inherited by a fork()ed child (which is refused). Two overlays whose
@@ -34,7 +34,7 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS, UnsupportedLayer, UpperInUse
-from unionfs.sidecar import LOCK_PATH, STAGING_DIR
+from unionfs.core.sidecar import LOCK_PATH, STAGING_DIR
 
 WORKERS = 8
 ROUNDS = {"stale record": 10, "holder killed -9": 4, "live holder": 4, "winner killed -9 mid-race": 4}
