@@ -73,8 +73,8 @@ OPERATIONS: Dict[str, Callable[[OverlayFS, Any], Any]] = {
 def comparable(overlay: OverlayFS) -> Dict[str, List[Any]]:
     """The view with times made by the run itself written ``"new"`` (they differ per run)."""
     state = {}
-    for path, entry in view(overlay).items():
-        entry = list(entry)
+    for path, shown in view(overlay).items():
+        entry = list(shown)
         if entry[-1] > 1_000_000_000:
             entry[-1] = "new"
         state[path] = entry

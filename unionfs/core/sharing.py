@@ -191,7 +191,7 @@ def join(upper_fs: FS, nested: Collection[Hashable] = ()) -> SharedUpper:
         shared = _registry.get(key)
         if shared is None:
             shared = SharedUpper(key)
-            if key[0] == "dir":
+            if isinstance(key, tuple) and key[0] == "dir":  # on disk: lock it for the OS too
                 shared.os_lock = OSLock.take(str(key[1]), upper_fs)
             _registry[key] = shared
         shared.users += 1

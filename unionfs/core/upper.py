@@ -88,12 +88,22 @@ class Upper:
         """Atomically put a staged file at ``path`` (a rename within the upper): its data and
         metadata are synced before the rename, the directory after it (as the kernel's
         copy-up does), so neither a crash nor a power cut shows it empty or half-made."""
-        self.sync.path(staged)
-        self.fs.move(staged, path, overwrite=True)
+        try:
+            self.sync.path(staged)
+            self.fs.move(staged, path, overwrite=True)
+        except errors.FSError:
+            self._discard_staged(staged)  # refused (a name too long, say): leave nothing behind
+            raise
         self.sync.dir(dirname(path))
         self.layer.note_entry(path, False)
         self.lookup.forget(path)
         self.readers.copied_up(self.fs, path)
+
+    def _discard_staged(self, staged: str) -> None:
+        try:
+            self.fs.remove(staged)
+        except errors.FSError:
+            pass  # the next open empties the staging area anyway
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
