@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import stat
 import threading
 from typing import Any, Callable, Collection, Dict, Hashable, List, Optional, Tuple
 
@@ -60,6 +61,8 @@ class OSLock:
             pass
         except OSError as error:
             raise SidecarError(SIDECAR_DIR, "cannot make the sidecar directory (%s)" % error.strerror) from None
+        if not stat.S_ISDIR(os.lstat(sidecar_dir).st_mode):  # lstat: never lock through a link
+            raise SidecarError(SIDECAR_DIR, "it is a file or a link, not a directory")
         for _attempt in range(1000):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
