@@ -52,12 +52,19 @@ from unionfs import OverlayFS
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR
 
 from tests.support import kill_child
-from tests.support.reliability_support import sidecar_problems, upper_rule_problems
+from tests.support.reliability_support import COUNTS, sidecar_problems, upper_rule_problems
 
 IMAGE_SIZE = 48 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-#: scenario -> what its cut kept (printed at the end)
-CUTS: Dict[str, str] = {}
+class _Cuts(dict):
+    """scenario -> what its cut kept; also reported in the reliability summary."""
+
+    def __setitem__(self, scenario: str, kept: str) -> None:
+        super().__setitem__(scenario, kept)
+        COUNTS["power cut: " + scenario] = kept
+
+
+CUTS: Dict[str, str] = _Cuts()
 
 
 def _run(*command: str) -> subprocess.CompletedProcess:

@@ -38,6 +38,7 @@ from fs.osfs import OSFS
 from unionfs import OverlayFS
 
 from tests.support import kill_child
+from tests.support.reliability_support import COUNTS
 
 KILLS = int(os.environ.get("UNIONFS_KILLS_PER_OPERATION", "8"))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -134,5 +135,7 @@ def test_sigkill_anywhere_leaves_the_state_before_or_after(templates, tmp_path, 
             ended_before += shown == before and shown != after
             ended_after += shown == after
     KILL_COUNTS[operation] = (KILLS, ended_before, ended_after, finished)
+    COUNTS["real kills: " + operation] = "%d kills (%.3f s op): before %d, after %d (%d had returned)" % (
+        KILLS, duration, ended_before, ended_after, finished)
     print("\nreal kills: %s: %d kills in %.3f s, view before %d, after %d (%d after it returned)"
           % (operation, KILLS, duration, ended_before, ended_after, finished))

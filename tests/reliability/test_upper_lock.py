@@ -36,6 +36,8 @@ from fs.osfs import OSFS
 from unionfs import OverlayFS, UnsupportedLayer, UpperInUse
 from unionfs.core.sidecar import LOCK_PATH, STAGING_DIR
 
+from tests.support.reliability_support import COUNTS
+
 WORKERS = 8
 ROUNDS = {"stale record": 10, "holder killed -9": 4, "live holder": 4, "winner killed -9 mid-race": 4}
 
@@ -227,7 +229,9 @@ def test_eight_processes_race_for_the_upper(tmp_path):
             assert again
     finally:
         workers.close()
-    print("\nupper lock race: %s" % ", ".join("%s %d" % item for item in counts.items()))
+    summary = ", ".join("%s %d" % item for item in counts.items())
+    COUNTS["upper lock: 8 processes racing"] = summary
+    print("\nupper lock race: %s" % summary)
     # the upper is whole: a new overlay opens, fsck finds nothing beyond staging leftovers
     overlay = OverlayFS(MemoryFS(), str(upper))
     assert overlay.readtext("holder").startswith("w")
