@@ -89,10 +89,7 @@ def clear_staging(upper: Upper) -> List[Finding]:
     in progress uses it, and none is while the overlay opens. Returns what was removed."""
     cleared = []
     for finding, where, is_dir in _staging(upper):
-        if is_dir:
-            upper.fs.removetree(where)
-        else:
-            upper.fs.remove(where)
+        upper.delete(where, is_dir)
         cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
     return cleared
 
@@ -109,10 +106,7 @@ def fsck(
     if repair and found:
         for _finding, where, is_dir in found:
             try:
-                if is_dir:
-                    upper.fs.removetree(where)
-                else:
-                    upper.fs.remove(where)
+                upper.delete(where, is_dir)
             except errors.ResourceNotFound:
                 pass  # inside a tree removed a moment ago
         upper.forget_all()

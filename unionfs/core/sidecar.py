@@ -352,12 +352,6 @@ class Sidecar:
             return
         self.sync.dir(dirname(record))
 
-    def add_whiteout(self, path: str) -> None:
-        self.add_record(path, WHITEOUT)
-
-    def add_opaque(self, path: str) -> None:
-        self.add_record(path, OPAQUE)
-
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
         self._kinds.discard(path)

@@ -30,6 +30,8 @@ from fs.opener import Opener
 from fs.opener.parse import ParseResult
 from fs.subfs import ClosingSubFS
 
+from ..errors import literal
+
 from ..overlay import OverlayFS
 
 PROTOCOL = "overlay"
@@ -67,12 +69,12 @@ def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
     """The lower URLs, the upper URL (or ``None``) and ``volatile`` of an ``overlay://`` URL."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
-        raise errors.CreateFailed(msg="%r is not an %s URL" % (fs_url, prefix))
+        raise errors.CreateFailed(msg=literal("%r is not an %s URL" % (fs_url, prefix)))
     body = fs_url[len(prefix) :].partition("!")[0]  # fs itself opens the "!path" part
     layers, _, query = body.partition("?")
     lowers = [unquote(part) for part in layers.split(",") if part]
     if not lowers:
-        raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
+        raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
     volatile = False
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -81,9 +83,9 @@ def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
         elif key == "volatile" and value.lower() in _TRUE + _FALSE:
             volatile = value.lower() in _TRUE
         elif key == "volatile":
-            raise errors.CreateFailed(msg="%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value))
+            raise errors.CreateFailed(msg=literal("%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value)))
         else:
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (they are 'upper' and 'volatile')" % (fs_url, key))
+            raise errors.CreateFailed(msg=literal("%r: unknown parameter %r (they are 'upper' and 'volatile')" % (fs_url, key)))
     return lowers, upper, volatile
 
 
