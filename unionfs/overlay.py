@@ -5,6 +5,7 @@ kernel's error conditions in the kernel's order, and delegates."""
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import threading
 import weakref
@@ -67,7 +68,9 @@ class OverlayFS(FS):
         #: tear what operations wrote, see docs/reliability.rst)
         self.volatile = volatile
         try:
-            layers = open_layers(lowers, upper, resolve.resolve_lower, self._join_upper, volatile=volatile)
+            layers = open_layers(
+                lowers, upper, resolve.resolve_lower, resolve.resolve_upper, self._join_upper, volatile=volatile
+            )
         except BaseException:
             if self._shared is not None:
                 self._leave()
@@ -179,6 +182,16 @@ class OverlayFS(FS):
             node = self._node(_path, path)
             info = node.top.getinfo(_path, namespaces)
         return root_info(info) if _path == "/" else info
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
+        directory on disk; ``None`` where it has no system path (archives, memory: ask
+        :meth:`getinfo`). What ``unionfs mount`` answers stat(2) with, one system call and
+        no ``Info`` built. Errors as :meth:`getinfo`'s."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path)
+            return node.top.lstat(_path)
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
@@ -672,6 +685,22 @@ class OverlayFS(FS):
         ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
         ``False`` only ``trusted.``."""
         return cls._over_own_layers(resolve.kernel_lowers(lowerdirs, userxattr), upper)
+
+    def export_upper(self, target: Union[FS, str]) -> int:
+        """Publish the upper as a layer: its entries and sidecar records copied into the empty
+        ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
+        ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
+        itself is unchanged. Returns how many entries were written."""
+        with self._lock:  # held throughout, so the published layer is one consistent state
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
+            target_fs, opened = resolve.open_target(target)
+            try:
+                return resolve.export_upper(self.stack, target_fs, str(target))
+            finally:
+                if opened:
+                    target_fs.close()
 
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new

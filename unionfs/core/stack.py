@@ -177,6 +177,18 @@ class Layer:
             return Info(raw)
         return self.fs.getinfo(path, namespaces)
 
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
+        what a FUSE mount answers getattr with, without building an ``Info``."""
+        if self._sys_root is None:
+            return None
+        try:
+            return os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+        except FileNotFoundError:
+            raise errors.ResourceNotFound(path) from None
+        except OSError as error:
+            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         entries = list_dir(self.fs, self._sys_root, path)
         return None if entries is None else self._index_of(path, entries)
@@ -311,10 +323,15 @@ def _plain_lower(source: Any, what: str) -> FS:
     return open_fs(source, False, what)
 
 
+def _plain_upper(source: Any, what: str) -> FS:
+    return open_fs(source, True, what)
+
+
 def open_layers(
     lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
     upper: Optional[LayerSource],
     resolve_lower: LowerResolver = _plain_lower,
+    resolve_upper: LowerResolver = _plain_upper,
     lock_upper: Optional[Callable[[FS, List[FS]], None]] = None,
     volatile: bool = False,
 ) -> List[Layer]:
@@ -327,7 +344,7 @@ def open_layers(
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = resolve_upper(upper, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
         source if isinstance(source, Layer) else resolve_lower(source, "lower %d" % position)
@@ -337,6 +354,12 @@ def open_layers(
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if upper_fs.getmeta().get("supports_rename", True) is False:
+            # copy-up, whole-file writes and the journal are atomic only through rename
+            raise UnsupportedLayer(
+                msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
+                "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
+            )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
         if lock_upper is not None:

@@ -105,9 +105,16 @@ class Upper:
         """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path.
         The caller gives it its metadata and :meth:`install` syncs and renames it."""
         staged = self.sidecar.staging_path()
-        with self.fs.openbin(staged, "w") as out:
-            if source is not None:
-                copy_stream(source, out, chunk_size)
+        try:
+            with self.fs.openbin(staged, "w") as out:
+                if source is not None:
+                    copy_stream(source, out, chunk_size)
+        except BaseException:
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves
+            # no staging file behind: only a crash does, and opening the upper clears those
+            if self.fs.exists(staged):
+                self.fs.remove(staged)
+            raise
         return staged
 
     def install(self, staged: str, path: str) -> None:
