@@ -429,3 +429,18 @@ def test_cli_lists_an_s3_layer(base, s3, capsys):
     bucket, url = base
     assert main(["list", "-l", url, "/etc"]) == 0
     assert capsys.readouterr().out.split() == ["hosts", "motd"]
+
+
+def test_cli_publishes_an_upper_to_s3(base, s3, tmp_path, capsys):
+    from unionfs.tools.cli import main
+
+    bucket, url = base
+    upper = tmp_path / "upper"
+    with OverlayFS([url], upper=OSFS(str(upper), create=True)) as worker:
+        worker.writetext("etc/motd", "from the cli")
+        worker.remove("etc/hosts")
+    layer = "s3://%s/layers/cli" % bucket
+    assert main(["export-upper", "-l", url, "-u", str(upper), layer]) == 0
+    assert "published the upper into %s" % layer in capsys.readouterr().out
+    stacked = OverlayFS([layer, url])
+    assert stacked.readtext("etc/motd") == "from the cli" and stacked.listdir("etc") == ["motd"]

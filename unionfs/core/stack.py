@@ -56,6 +56,9 @@ ABSENT, WHITED, FILE, DIR, OPAQUE_DIR = range(5)
 #: the namespaces an OSFS info is made of from one ``os.stat`` (others ask the FS itself)
 _STAT_NAMESPACES = frozenset({"basic", "details", "access"})
 
+#: cold names asked of one directory of a network layer before that directory is listed
+HOT_AFTER = 16
+
 #: how many directory entries a layer keeps indexed at most (:class:`TreeCache` weight:
 #: entries plus one per directory); least recently used directories go first
 INDEX_LIMIT = 400_000
@@ -87,6 +90,11 @@ class Layer:
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
         self.probes = self.PROBES
+        #: after this many cold names asked of one directory, the directory is indexed instead
+        #: (``None``: never). Local filesystems answer a name with one cheap call; on a network
+        #: filesystem (``getmeta()["network"]``) a listing answers many names per request
+        self.hot_after: Optional[int] = HOT_AFTER if _is_network(layer_fs) else None
+        self._asked: TreeCache[int] = TreeCache(INDEX_LIMIT)
 
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
@@ -111,7 +119,7 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
-            if self.probes:
+            if self.probes and not self._hot(dir_path):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
         if index is None:
@@ -122,6 +130,17 @@ class Layer:
         if is_dir:
             return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
         return FILE
+
+    def _hot(self, dir_path: str) -> bool:
+        """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
+        if self.hot_after is None:
+            return False
+        asked = self._asked.get(dir_path, 0) + 1
+        if asked > self.hot_after:
+            self._asked.discard(dir_path)
+            return True
+        self._asked.put(dir_path, asked)
+        return False
 
     def _probe(self, dir_path: str, name: str) -> int:
         """:meth:`lookup` for one name, without the directory's index: what a listing of the
@@ -214,6 +233,7 @@ class Layer:
     def reset(self) -> None:
         """Forget every cached listing (after the layer changed behind the overlay's back)."""
         self._dirs.clear()
+        self._asked.clear()
         if self.sidecar is not None:
             self.sidecar.forget()
 
@@ -282,6 +302,13 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Dict[str,
         return {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
     except (errors.ResourceNotFound, errors.DirectoryExpected):
         return None
+
+
+def _is_network(layer_fs: FS) -> bool:
+    try:
+        return bool(layer_fs.getmeta().get("network", False))
+    except errors.FSError:  # pragma: no cover - a filesystem without meta
+        return False
 
 
 def _index_weight(index: Optional[DirIndex]) -> int:

@@ -189,6 +189,24 @@ def commit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_upper_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("target", help="an empty directory or FS URL, e.g. s3://bucket/layers/mine")
+
+
+@command(
+    "export-upper",
+    "publish the upper as a layer (entries and sidecar records) into an empty directory or FS, "
+    "for other overlays to stack over the same lowers",
+    _export_upper_arguments,
+)
+def export_upper_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        written = overlay.export_upper(args.target)
+    print("published the upper into %s (%d entries)" % (args.target, written))
+    return 0
+
+
 def _fsck_arguments(parser: argparse.ArgumentParser) -> None:
     overlay_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="only report; exit 4 if anything needs repair")
