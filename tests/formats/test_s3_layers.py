@@ -429,3 +429,35 @@ def test_cli_lists_an_s3_layer(base, s3, capsys):
     bucket, url = base
     assert main(["list", "-l", url, "/etc"]) == 0
     assert capsys.readouterr().out.split() == ["hosts", "motd"]
+
+
+def test_cli_publishes_an_upper_to_s3(base, s3, tmp_path, capsys):
+    from unionfs.tools.cli import main
+
+    bucket, url = base
+    upper = tmp_path / "upper"
+    with OverlayFS([url], upper=OSFS(str(upper), create=True)) as worker:
+        worker.writetext("etc/motd", "from the cli")
+        worker.remove("etc/hosts")
+    layer = "s3://%s/layers/cli" % bucket
+    assert main(["export-upper", "-l", url, "-u", str(upper), layer]) == 0
+    assert "published the upper into %s" % layer in capsys.readouterr().out
+    stacked = OverlayFS([layer, url])
+    assert stacked.readtext("etc/motd") == "from the cli" and stacked.listdir("etc") == ["motd"]
+
+
+def test_any_fsspec_filesystem_is_a_layer():
+    """The adapter is fsspec's, not S3's: fsspec's own in-memory filesystem as a lower."""
+    fsspec = pytest.importorskip("fsspec")
+    store = fsspec.filesystem("memory", skip_instance_cache=True)
+    store.pipe_file("/fleet/base/a.txt", b"A")
+    store.pipe_file("/fleet/base/d/b.txt", b"B")
+    store.makedirs("/fleet/base/empty", exist_ok=True)
+    before = {entry["name"]: store.cat_file(entry["name"]) for entry in store.find("/fleet", detail=True).values()}
+    overlay = OverlayFS([FsspecFS(store, "/fleet/base")], upper=MemoryFS())
+    assert overlay.listdir("/") == ["a.txt", "d", "empty"] and overlay.readbytes("d/b.txt") == b"B"
+    overlay.remove("a.txt")
+    overlay.appendbytes("d/b.txt", b"!")
+    assert sorted(overlay.listdir("/")) == ["d", "empty"] and overlay.readbytes("d/b.txt") == b"B!"
+    after = {entry["name"]: store.cat_file(entry["name"]) for entry in store.find("/fleet", detail=True).values()}
+    assert after == before

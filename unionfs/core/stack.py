@@ -359,10 +359,13 @@ def open_layers(
     upper: Optional[LayerSource],
     resolve_lower: LowerResolver = _plain_lower,
     resolve_upper: LowerResolver = _plain_upper,
+    lock_upper: Optional[Callable[[FS, List[FS]], None]] = None,
+    volatile: bool = False,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
     A lower may be a ready-made :class:`Layer` (a subclass with its own marker format); any
-    other is given to ``resolve_lower``."""
+    other is given to ``resolve_lower``. ``lock_upper(upper, lowers)`` runs before anything
+    is read from or written to the upper's sidecar; ``volatile`` turns off its syncing."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
@@ -386,7 +389,9 @@ def open_layers(
             )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
-        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
+        if lock_upper is not None:
+            lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
+        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
     for position, item in enumerate(opened):
         if isinstance(item, Layer):
             if item.is_upper:
