@@ -353,15 +353,23 @@ class FsspecFS(FS):
         self.getinfo(path)
 
 
-class _Reader(io.RawIOBase):
-    """A ranged-GET reader whose errors name the layer (the client's own buffering stays)."""
+class _ObjectHandle(io.RawIOBase):
+    """One open object of an :class:`FsspecFS`: the client's file, and the layer its errors name."""
+
+    mode = "rb"
 
     def __init__(self, handle: Any, owner: FsspecFS, path: str) -> None:
         self._handle = handle
         self._owner = owner
         self._path = path
         self.name = path
-        self.mode = "rb"
+
+    def tell(self) -> int:
+        return int(self._handle.tell())
+
+
+class _Reader(_ObjectHandle):
+    """A ranged-GET reader whose errors name the layer (the client's own buffering stays)."""
 
     def readable(self) -> bool:
         return True
@@ -385,24 +393,16 @@ class _Reader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return int(self._handle.seek(offset, whence))
 
-    def tell(self) -> int:
-        return int(self._handle.tell())
-
     def close(self) -> None:
         if not self.closed:
             self._handle.close()
         super().close()
 
 
-class _Writer(io.RawIOBase):
+class _Writer(_ObjectHandle):
     """Writes one object: it appears whole when the handle closes (one PUT or multipart)."""
 
-    def __init__(self, handle: Any, owner: FsspecFS, path: str) -> None:
-        self._handle = handle
-        self._owner = owner
-        self._path = path
-        self.name = path
-        self.mode = "wb"
+    mode = "wb"
 
     def writable(self) -> bool:
         return True
@@ -410,9 +410,6 @@ class _Writer(io.RawIOBase):
     def write(self, data: Any) -> int:
         with self._owner._translate(self._path):
             return int(self._handle.write(bytes(data)))
-
-    def tell(self) -> int:
-        return int(self._handle.tell())
 
     def close(self) -> None:
         if not self.closed:
