@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 import unionfs  # noqa: F401  (imports fs quietly first)
 from fs import errors
+from unionfs.testing import trees
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 
@@ -42,16 +43,7 @@ def snapshot(layer: FS) -> Dict[str, str]:
         root = None
     if root is not None:
         return _snapshot_on_disk(root)
-    result: Dict[str, str] = {}
-    for path, info in _walk_all(layer, "/"):
-        target = None if info.is_dir else layer.getinfo(path, ["link"]).get("link", "target")
-        if info.is_dir:
-            result[path] = "dir"
-        elif target is not None:
-            result[path] = "link:" + target
-        else:
-            result[path] = "file:" + hashlib.sha256(layer.readbytes(path)).hexdigest()
-    return result
+    return trees.snapshot(layer, trees.digest, namespaces=["link"], sidecar=True)
 
 
 def _snapshot_on_disk(root: str) -> Dict[str, str]:
@@ -70,14 +62,6 @@ def _snapshot_on_disk(root: str) -> Dict[str, str]:
                 with open(entry.path, "rb") as handle:
                     result[path] = "file:" + hashlib.sha256(handle.read()).hexdigest()
     return result
-
-
-def _walk_all(layer: FS, top: str) -> Iterator:
-    for info in layer.scandir(top):
-        path = top.rstrip("/") + "/" + info.name
-        yield path, info
-        if info.is_dir:
-            yield from _walk_all(layer, path)
 
 
 class LowerGuard:

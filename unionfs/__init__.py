@@ -6,8 +6,20 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
-from .formats.oci.blobs import DigestMismatch, LayerFormatError
+from .errors import (
+    DigestMismatch,
+    IllegalDestination,
+    LayerFormatError,
+    LinkLoop,
+    MountError,
+    MountUnavailable,
+    NotALink,
+    ReservedPath,
+    SidecarError,
+    UnsafeArchive,
+    UnsupportedLayer,
+    UpperInUse,
+)
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"
@@ -18,9 +30,12 @@ __all__ = [
     "IllegalDestination",
     "LayerFormatError",
     "LinkLoop",
+    "MountError",
+    "MountUnavailable",
     "NotALink",
     "ReservedPath",
     "SidecarError",
+    "UnsafeArchive",
     "UnsupportedLayer",
     "UpperInUse",
     "__version__",

@@ -33,17 +33,22 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 from __future__ import annotations
 
 import os
+import stat
 import uuid
-from typing import Dict, FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional, Set, Tuple
 
 import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.error_tools import convert_os_errors
+from fs.osfs import OSFS
 from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
+from .durable import Syncer
+from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
@@ -52,6 +57,10 @@ TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
 JOURNAL_DIR = SIDECAR_DIR + "/journal"
 LOCK_PATH = SIDECAR_DIR + "/lock"
+
+#: directories whose record kinds a sidecar remembers at most (least recently used go first)
+RECORD_DIR_LIMIT = 100_000
+_MISSING = object()
 
 WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
@@ -95,6 +104,31 @@ def record_dir(dir_path: str) -> str:
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
 
 
+def _torn_format(layer_fs: FS) -> bool:
+    """Whether FORMAT is empty, zeros, or a line cut short: what a power cut leaves of a
+    FORMAT whose data never reached the disk."""
+    try:
+        data = layer_fs.readbytes(FORMAT_PATH)
+    except errors.FSError:
+        return False
+    data = data.rstrip(b"\0")
+    if data.endswith(b"\n"):
+        return False
+    return any(("unionfs-sidecar %d\n" % version).encode().startswith(data) for version in (FORMAT_VERSION, JOURNAL_FORMAT_VERSION))
+
+
+def sys_root(layer_fs: FS) -> Optional[str]:
+    """The OS path of an OSFS layer's root (no trailing slash), else ``None``: on a plain OS
+    directory one record is one ``lstat``."""
+    if type(layer_fs) is not OSFS:
+        return None
+    try:
+        root = layer_fs.getsyspath("/")
+    except errors.NoSysPath:
+        return None
+    return root[:-1] if root.endswith("/") else root
+
+
 def is_reserved(path: str) -> bool:
     """Whether an absolute, normalised path names the sidecar or something inside it."""
     return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
@@ -103,22 +137,34 @@ def is_reserved(path: str) -> bool:
 class Sidecar:
     """Reads, and for the upper writes, the records of one layer."""
 
-    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION, sync: Optional[Syncer] = None) -> None:
         self.fs = layer_fs
+        self._sys_root = sys_root(layer_fs)
+        #: record kinds present per directory (see :meth:`_kinds_at`)
+        self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
         #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
         self.version = version
+        #: makes records, FORMAT and journal entries durable before they count (upper only)
+        self.sync = sync if sync is not None else Syncer(layer_fs, volatile=True)
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, layer_fs: FS, create: bool) -> Optional["Sidecar"]:
-        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``."""
+    def open(cls, layer_fs: FS, create: bool, volatile: bool = False) -> Optional["Sidecar"]:
+        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``. The
+        upper's (``create``) syncs what it writes unless ``volatile``."""
+        sync = Syncer(layer_fs, volatile=volatile or not create)
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
-            if create and cls._never_completed(layer_fs):
-                return cls._create(layer_fs)
-            version = cls._check_format(layer_fs)
+            if cls._never_completed(layer_fs):
+                # its creation was interrupted (a crash, a power cut before FORMAT was
+                # durable): nothing was ever recorded in it
+                return cls._create(layer_fs, sync) if create else None
+            if create and _torn_format(layer_fs):
+                version = cls._restore_format(layer_fs, sync)
+            else:
+                version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
             for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
@@ -135,30 +181,49 @@ class Sidecar:
                 )
             if create and not layer_fs.isdir(STAGING_DIR):
                 layer_fs.makedir(STAGING_DIR, recreate=True)  # checked once here, not per copy-up
-            return cls(layer_fs, version)
+            return cls(layer_fs, version, sync)
         if not create:
             return None
-        return cls._create(layer_fs)
+        return cls._create(layer_fs, sync)
 
     @classmethod
-    def _create(cls, layer_fs: FS) -> "Sidecar":
-        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
-        place, so a sidecar without it was never completed and is made again."""
+    def _create(cls, layer_fs: FS, sync: Syncer) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged, synced and renamed
+        into place, so a sidecar without a complete FORMAT was never completed and is made again."""
         for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
             layer_fs.makedir(directory, recreate=True)
-        sidecar = cls(layer_fs)
-        staged = sidecar.staging_path()
-        layer_fs.writetext(staged, FORMAT_TEXT)
-        layer_fs.move(staged, FORMAT_PATH)
+        sidecar = cls(layer_fs, sync=sync)
+        sync.dirs("/", SIDECAR_DIR)
+        sidecar._write_format(FORMAT_TEXT, overwrite=True)  # over one a power cut left torn
         return sidecar
+
+    def _write_format(self, text: str, overwrite: bool) -> None:
+        """Put ``text`` in FORMAT atomically and durably: staged, synced, renamed, directory synced."""
+        staged = self.staging_path()
+        self.fs.writetext(staged, text)
+        self.sync.path(staged)
+        self.fs.move(staged, FORMAT_PATH, overwrite=overwrite)
+        self.sync.dir(SIDECAR_DIR)
 
     @staticmethod
     def _never_completed(layer_fs: FS) -> bool:
-        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
-        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
-        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+        """A sidecar whose creation was interrupted: no FORMAT (or one a power cut left empty
+        or half-written) and no record or journal yet (a sidecar that has those but lost
+        FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(JOURNAL_DIR):
+            return False
+        if layer_fs.exists(FORMAT_PATH) and not _torn_format(layer_fs):
             return False
         return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
+
+    @classmethod
+    def _restore_format(cls, layer_fs: FS, sync: Syncer) -> int:
+        """Rewrite a FORMAT that a power cut left empty or cut short (written without a sync:
+        by a ``volatile`` overlay or an older unionfs). The journal version if the journal has entries."""
+        journal = layer_fs.isdir(JOURNAL_DIR) and not layer_fs.isempty(JOURNAL_DIR)
+        version = JOURNAL_FORMAT_VERSION if journal else FORMAT_VERSION
+        cls(layer_fs, sync=sync)._write_format("unionfs-sidecar %d\n" % version, overwrite=True)
+        return version
 
     @staticmethod
     def _check_format(layer_fs: FS) -> int:
@@ -186,9 +251,7 @@ class Sidecar:
         """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
         if version == self.version:
             return
-        staged = self.staging_path()
-        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
-        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self._write_format("unionfs-sidecar %d\n" % version, overwrite=True)
         self.version = version
 
     # -- reading -----------------------------------------------------------------------------
@@ -196,15 +259,23 @@ class Sidecar:
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
         try:
-            infos = list(self.fs.scandir(where))
+            records = self._list(where)
         except errors.ResourceNotFound:
             return frozenset()
         except errors.DirectoryExpected:
             raise SidecarError(where, "a record directory is a file") from None
-        for info in infos:
-            if info.is_dir:
-                raise SidecarError(where + "/" + info.name, "a record is a directory")
-        return frozenset(info.name for info in infos)
+        for name, is_dir in records.items():
+            if is_dir:
+                raise SidecarError(where + "/" + name, "a record is a directory")
+        return frozenset(records)
+
+    def _list(self, where: str) -> Dict[str, bool]:
+        """Name -> is_dir of the sidecar directory ``where`` (one ``os.scandir`` on an OSFS)."""
+        if self._sys_root is not None:
+            with convert_os_errors("scandir", where, directory=True):
+                with os.scandir(self._sys_root + where) as scan:
+                    return {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
+        return {info.name: info.is_dir for info in self.fs.scandir(where)}
 
     def whiteouts(self, dir_path: str) -> FrozenSet[str]:
         """Names whited out in ``dir_path`` of this layer."""
@@ -214,10 +285,70 @@ class Sidecar:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
         return self._names(dir_path, OPAQUE)
 
+    def records(self, dir_path: str) -> Tuple[Set[str], Set[str], Set[str]]:
+        """The whiteout, opaque and link-record names of ``dir_path``: only the record kinds
+        that M(dir_path) has are read (most directories have none: then this reads nothing more)."""
+        kinds = self._kinds_at(dir_path)
+        whiteouts = set(self._names(dir_path, WHITEOUT)) if WHITEOUT in kinds else set()
+        opaque = set(self._names(dir_path, OPAQUE)) if OPAQUE in kinds else set()
+        links = set(self._names(dir_path, LINK)) if LINK in kinds else set()
+        return whiteouts, opaque, links
+
+    def _kinds_at(self, dir_path: str) -> FrozenSet[str]:
+        """Which record kinds (``w``, ``o``, and from version 3 ``l``) M(dir_path) holds: one
+        listing of it, remembered (every record written or dropped goes through this object,
+        which keeps it true)."""
+        cached = self._kinds.get(dir_path, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        where = record_dir(dir_path)
+        try:
+            listing = self._list(where)
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            listing = {}  # (a record directory that is a file is junk: fsck reports it)
+        known = VERSIONS[self.version].kinds
+        for kind in known:
+            if kind in listing and not listing[kind]:
+                raise SidecarError(where + "/" + kind, "a record directory is a file")
+        kinds = frozenset(kind for kind in known if kind in listing)
+        self._kinds.put(dir_path, kinds)
+        return kinds
+
+    def forget(self) -> None:
+        """Forget what is remembered of the record directories (the layer changed behind us)."""
+        self._kinds.clear()
+
+    def has_record(self, path: str, kind: str) -> bool:
+        """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
+        nothing at all where the directory has no records of that kind)."""
+        if kind not in self._kinds_at(dirname(path)):
+            return False
+        record = self._record_path(path, kind)
+        if self._sys_root is not None:
+            try:
+                mode = os.lstat(self._sys_root + record).st_mode
+            except FileNotFoundError:
+                return False
+            except NotADirectoryError:
+                raise SidecarError(dirname(record), "a record directory is a file") from None
+            except OSError as error:
+                raise SidecarError(record, "cannot read the record: %s" % error) from error
+            if stat.S_ISDIR(mode):
+                raise SidecarError(record, "a record is a directory")
+            return True
+        try:
+            if self.fs.getinfo(record).is_dir:
+                raise SidecarError(record, "a record is a directory")
+        except errors.ResourceNotFound:
+            return False
+        except errors.DirectoryExpected:
+            raise SidecarError(dirname(record), "a record directory is a file") from None
+        return True
+
     def link_names(self, dir_path: str) -> FrozenSet[str]:
         """Names of the children of ``dir_path`` that are symbolic links kept as records
         (version 3 on; a version 1 sidecar has none)."""
-        if LINK not in VERSIONS[self.version].kinds:
+        if LINK not in self._kinds_at(dir_path):
             return frozenset()
         return self._names(dir_path, LINK)
 
@@ -240,18 +371,25 @@ class Sidecar:
             raise SidecarError(record, "a link target that is not text") from None
 
     def write_link(self, path: str, target: str) -> None:
-        """Record ``path`` as a symbolic link to ``target``: staged, then renamed into place,
-        so a reader never sees half a target."""
+        """Record ``path`` as a symbolic link to ``target``: staged and synced, then renamed
+        into place, so a reader never sees half a target. A version 1 sidecar becomes
+        version 3 first (a reader of version 1 would not see the link)."""
+        if LINK not in VERSIONS[self.version].kinds:
+            self.set_version(FORMAT_VERSION if not VERSIONS[self.version].journal else JOURNAL_FORMAT_VERSION)
         record = self._record_path(path, LINK)
         staged = self.staging_path()
         self.fs.writebytes(staged, target.encode("utf-8", "surrogateescape"))
+        self.sync.path(staged)
         try:
             self.fs.move(staged, record, overwrite=True)
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
             self.fs.move(staged, record, overwrite=True)
-
-    # -- writing (upper only) ------------------------------------------------------------------
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))
+        kinds = self._kinds.peek(dirname(path))
+        if kinds is not None and LINK not in kinds:  # type: ignore[operator]
+            self._kinds.put(dirname(path), kinds | {LINK})  # type: ignore[operator]
 
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
@@ -260,26 +398,44 @@ class Sidecar:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
         try:  # one call when the record directory exists, as it does for all but the first
-            self.fs.openbin(record, "w").close()
+            self._create_empty(record)
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
+            self._create_empty(record)
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))  # durable before the step that relies on it
+        kinds = self._kinds.peek(dirname(path))
+        if kinds is not None and kind not in kinds:  # type: ignore[operator]
+            self._kinds.put(dirname(path), kinds | {kind})  # type: ignore[operator]
+
+    def _sync_made_dirs(self, made: str) -> None:
+        """Sync the parents of the record directories ``makedirs`` may have just made."""
+        while made != TREE_DIR and made.startswith(TREE_DIR + "/"):
+            made = dirname(made)
+            self.sync.dir(made)
+
+    def _create_empty(self, record: str) -> None:
+        """Create the empty file ``record``: on a plain OS directory one ``open``/``close``,
+        not a trip through the FS's buffered file objects."""
+        if self._sys_root is None:
             self.fs.openbin(record, "w").close()
+            return
+        with convert_os_errors("openbin", record):  # the errors OSFS.openbin would raise
+            os.close(os.open(self._sys_root + record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
 
     def remove_record(self, path: str, kind: str) -> None:
+        record = self._record_path(path, kind)
         try:
-            self.fs.remove(self._record_path(path, kind))
+            self.fs.remove(record)
         except errors.ResourceNotFound:
-            pass
-
-    def add_whiteout(self, path: str) -> None:
-        self.add_record(path, WHITEOUT)
-
-    def add_opaque(self, path: str) -> None:
-        self.add_record(path, OPAQUE)
+            return
+        self.sync.dir(dirname(record))
 
     def drop_markers_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``, keeping the
         link records (those are entries, not markers)."""
+        self._kinds.discard(path)
+        self._kinds.forget_below(path)
         pending = [record_dir(path)]
         while pending:
             where = pending.pop()
@@ -287,7 +443,8 @@ class Sidecar:
                 try:
                     self.fs.removetree(where + "/" + kind)
                 except errors.ResourceNotFound:
-                    pass
+                    continue
+                self.sync.dir(where)
             try:
                 pending.extend(where + "/" + CHILDREN + "/" + name for name in self.fs.listdir(where + "/" + CHILDREN))
             except errors.ResourceNotFound:
@@ -297,6 +454,9 @@ class Sidecar:
         """Move the records of the entries inside the directory ``src`` to ``dst`` (after the
         directory itself moved): the link records inside it are part of the tree."""
         source, destination = record_dir(src), record_dir(dst)
+        for moved in (src, dst):
+            self._kinds.discard(moved)
+            self._kinds.forget_below(moved)
         if not self.fs.exists(source):
             return
         if self.fs.exists(destination):
@@ -304,21 +464,24 @@ class Sidecar:
         self.fs.makedirs(dirname(destination), recreate=True)
         try:
             os.rename(self.fs.getsyspath(source), self.fs.getsyspath(destination))
-            return
         except (errors.NoSysPath, OSError):
-            pass
-        self.fs.movedir(source, destination, create=True)
-        if self.fs.exists(source):
-            self.fs.removetree(source)
+            self.fs.movedir(source, destination, create=True)
+            if self.fs.exists(source):
+                self.fs.removetree(source)
+        self.sync.dirs(dirname(destination), dirname(source))
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
+        self._kinds.discard(path)
+        self._kinds.forget_below(path)
+        where = record_dir(path)
         try:
-            self.fs.removetree(record_dir(path))
+            self.fs.removetree(where)
         except errors.ResourceNotFound:
-            pass
+            return
         if path == "/":
             self.fs.makedir(TREE_DIR, recreate=True)
+        self.sync.dir(dirname(where))
 
     def staging_path(self) -> str:
         """A fresh name in the staging area (made when the sidecar was opened for writing),

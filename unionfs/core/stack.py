@@ -10,9 +10,11 @@ live overlay is undefined), and every change to the upper goes through
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
-from typing import Any, Collection, Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -20,16 +22,19 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs
 from fs import errors
 from fs.base import FS
-from fs.enums import ResourceType
 from fs.error_tools import convert_os_errors
 from fs.info import Info
-from fs.opener.errors import OpenerError
+from fs.enums import ResourceType
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..formats.archives import as_lower
-from ..errors import UnsupportedLayer
-from .sidecar import LINK, RESERVED_NAME, WHITEOUT, Sidecar
+from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
+from .sidecar import LINK, OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved
+from .treecache import TreeCache
+
+_MISSING = object()
+#: what :meth:`Layer.cached_dir` answers for a directory it has no index of
+MISSING = _MISSING
 
 LayerSource = Union[FS, str]
 
@@ -53,6 +58,28 @@ class DirIndex:
         return self.whiteouts if kind == WHITEOUT else self.opaque
 
 
+#: what one layer says about one name of a directory (:meth:`Layer.lookup`), in the order
+#: the merge tests them: nothing, a whiteout record, a file, a symbolic link (a
+#: non-directory too), a directory, an opaque directory. ``code >= FILE``: an entry;
+#: ``code >= DIR``: a directory.
+ABSENT, WHITED, FILE, SYMLINK, DIR, OPAQUE_DIR = range(6)
+
+#: the namespaces an info is made of from one ``os.lstat`` (and a ``readlink`` for a link)
+_STAT_NAMESPACES = frozenset({"basic", "details", "access", "stat", "lstat", "link"})
+
+
+def disk_root(layer_fs: FS) -> Optional[str]:
+    """The OS path of the root of a layer whose FS has system paths (no trailing slash), else
+    ``None``. Such a layer is read with ``lstat``'s view, straight from the OS: a symbolic
+    link is an entry of its own, never followed (its FS would follow it, and fail on a
+    dangling one)."""
+    try:
+        root = layer_fs.getsyspath("/")
+    except errors.NoSysPath:
+        return None
+    return root[:-1] if root.endswith("/") else root
+
+
 def sys_path_of(layer_fs: FS, path: str) -> Optional[str]:
     """The OS path of ``path`` in ``layer_fs``, or ``None`` for a filesystem without one."""
     try:
@@ -61,7 +88,7 @@ def sys_path_of(layer_fs: FS, path: str) -> Optional[str]:
         return None
 
 
-def _stat_info(name: str, status: os.stat_result, namespaces: Collection[str], target: Optional[str]) -> Info:
+def stat_info(name: str, status: os.stat_result, namespaces: Collection[str], target: Optional[str]) -> Info:
     """An ``OSFS``-shaped info from an ``lstat`` result, for the entry itself (never followed)."""
     raw: Dict[str, Dict[str, Any]] = {"basic": {"name": name, "is_dir": stat.S_ISDIR(status.st_mode)}}
     if "details" in namespaces:
@@ -100,16 +127,45 @@ def link_info_from_record(name: str, target: str, record: Info, namespaces: Coll
         raw["link"] = {"target": target}
     return Info(raw)
 
+#: cold names asked of one directory of a network layer before that directory is listed
+HOT_AFTER = 16
+
+#: how many directory entries a layer keeps indexed at most (:class:`TreeCache` weight:
+#: entries plus one per directory); least recently used directories go first
+INDEX_LIMIT = 400_000
+
 
 class Layer:
-    """One filesystem of the stack, read through its marker format with a directory cache."""
+    """One filesystem of the stack, read through its marker format.
+
+    A name is answered by :meth:`lookup`: from the directory's index where it is cached (a
+    listing made it), else by asking the layer about that one name (:meth:`_probe`: a stat,
+    plus one for a record where the layer has a sidecar) without reading the directory. A
+    subclass whose markers need the whole directory (a kernel-format dir, an indexed tar)
+    sets ``PROBES = False`` and always answers from :meth:`dir`.
+    """
+
+    #: whether :meth:`lookup` may answer a cold name without reading its directory
+    PROBES = True
 
     def __init__(self, layer_fs: FS, label: str, is_upper: bool, sidecar: Optional[Sidecar]) -> None:
         self.fs = layer_fs
         self.label = label
         self.is_upper = is_upper
         self.sidecar = sidecar
-        self._dirs: Dict[str, Optional[DirIndex]] = {}
+        self._dirs: TreeCache[Optional[DirIndex]] = TreeCache(INDEX_LIMIT, _index_weight)
+        #: the OS path of the layer's root where its FS has system paths: a probe is then one
+        #: ``lstat`` instead of a trip through the FS's getinfo, and links are seen as links
+        self._sys_root = disk_root(layer_fs)
+        #: (path, os.stat_result) of the last probe of a lower that found something, until used
+        #: or replaced (never of the upper, whose files change through open handles)
+        self._last_stat: Optional[Tuple[str, os.stat_result]] = None
+        self.probes = self.PROBES
+        #: after this many cold names asked of one directory, the directory is indexed instead
+        #: (``None``: never). Local filesystems answer a name with one cheap call; on a network
+        #: filesystem (``getmeta()["network"]``) a listing answers many names per request
+        self.hot_after: Optional[int] = HOT_AFTER if _is_network(layer_fs) else None
+        self._asked: TreeCache[int] = TreeCache(INDEX_LIMIT)
 
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
@@ -118,122 +174,257 @@ class Layer:
 
     def dir(self, path: str) -> Optional[DirIndex]:
         """The index of directory ``path`` in this layer, or ``None`` if it is not a directory here."""
-        try:
-            return self._dirs[path]
-        except KeyError:
-            pass
+        index = self._dirs.get(path, _MISSING)
+        if index is not _MISSING:
+            return index  # type: ignore[return-value]
         index = self._read_dir(path)
-        self._dirs[path] = index
+        self._dirs.put(path, index)
         return index
 
-    def _read_dir(self, path: str) -> Optional[DirIndex]:
-        sys_path = sys_path_of(self.fs, path)
-        links: Set[str] = set()
-        if sys_path is not None:
-            # on disk, lstat's view: a symbolic link is an entry of its own, never followed (a
-            # dangling or looping link is listed like any other, and hides what is below it)
+    def cached_dir(self, path: str) -> object:
+        """The cached index of ``path`` (``None``: not a directory here), or :data:`MISSING`."""
+        return self._dirs.get(path, _MISSING)
+
+    def lookup(self, dir_path: str, name: str) -> int:
+        """What this layer has at ``name`` in its directory ``dir_path`` (which the caller knows
+        to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
+        index = self._dirs.get(dir_path, _MISSING)
+        if index is _MISSING:
+            if self.probes and not self._hot(dir_path):
+                return self._probe(dir_path, name)
+            index = self.dir(dir_path)
+        if index is None:
+            return ABSENT
+        is_dir = index.entries.get(name)  # type: ignore[union-attr]
+        if is_dir is None:
+            return WHITED if name in index.whiteouts else ABSENT  # type: ignore[union-attr]
+        if is_dir:
+            return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
+        return SYMLINK if name in index.links else FILE  # type: ignore[union-attr]
+
+    def _hot(self, dir_path: str) -> bool:
+        """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
+        if self.hot_after is None:
+            return False
+        asked = self._asked.get(dir_path, 0) + 1
+        if asked > self.hot_after:
+            self._asked.discard(dir_path)
+            return True
+        self._asked.put(dir_path, asked)
+        return False
+
+    def _probe(self, dir_path: str, name: str) -> int:
+        """:meth:`lookup` for one name, without the directory's index: what a listing of the
+        directory would say about it (an entry wins over a record of the same name)."""
+        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        if path == SIDECAR_DIR:
+            return ABSENT
+        code = self._stat_kind(path)
+        sidecar = self.sidecar
+        if code == ABSENT:
+            if sidecar is None:
+                return ABSENT
+            if sidecar.has_record(path, LINK):
+                return SYMLINK
+            return WHITED if sidecar.has_record(path, WHITEOUT) else ABSENT
+        if code == DIR and sidecar is not None and sidecar.has_record(path, OPAQUE):
+            return OPAQUE_DIR
+        return code
+
+    def _stat_kind(self, path: str) -> int:
+        """What the layer's FS itself has at ``path``: ABSENT, FILE, SYMLINK or DIR, as
+        ``lstat`` sees it (a symbolic link is itself, dangling or not, never its target)."""
+        if self._sys_root is not None:
             try:
-                with convert_os_errors("scandir", path, directory=True):
-                    with os.scandir(sys_path) as listing:
-                        entries = {}
-                        for entry in listing:
-                            if entry.is_symlink():
-                                entries[entry.name] = False
-                                links.add(entry.name)
-                            else:
-                                entries[entry.name] = entry.is_dir(follow_symlinks=False)
-            except (errors.ResourceNotFound, errors.DirectoryExpected):
-                return None
+                result = os.lstat(self._sys_root + path)  # kept for the getinfo that follows
+            except (FileNotFoundError, NotADirectoryError):
+                self._last_stat = None
+                return ABSENT
+            except OSError as error:
+                raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+            if not self.is_upper:  # a lower never changes while mounted: its stat stays true
+                self._last_stat = (path, result)
+            mode = result.st_mode
+            return DIR if stat.S_ISDIR(mode) else SYMLINK if stat.S_ISLNK(mode) else FILE
+        try:
+            info = self.fs.getinfo(path, ["link"])
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            return ABSENT
+        if info.is_dir:
+            return DIR
+        return SYMLINK if info.get("link", "target") is not None else FILE
+
+    def probe_path(self, path: str, depth: int) -> int:
+        """:meth:`_stat_kind` of a whole path, ``depth`` components below a directory that only
+        this layer makes up (where no other layer can add, hide or merge anything), with the
+        link records of its sidecar. Nothing there if a component on the way is a symbolic
+        link: the lookup never follows one (an ``lstat`` of the whole path would)."""
+        if is_reserved(path):
+            return ABSENT
+        code = self._stat_kind(path)
+        if code == ABSENT:
+            if self.sidecar is not None and self.sidecar.has_record(path, LINK) and self._no_link_above(path, depth):
+                return SYMLINK
+            return ABSENT
+        if depth > 1 and not self._no_link_above(path, depth):
+            return ABSENT
+        return code
+
+    def _no_link_above(self, path: str, depth: int) -> bool:
+        """Whether the ``depth - 1`` ancestors of ``path`` nearest to it are directories of
+        this layer's FS, none a symbolic link (a found ``path`` already says they exist)."""
+        kept = self._last_stat
+        ancestor = path
+        for _ in range(depth - 1):
+            ancestor = dirname(ancestor)
+            if self._stat_kind(ancestor) != DIR:
+                self._last_stat = None
+                return False
+        self._last_stat = kept
+        return True
+
+    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        """The info of the entry ``path`` of this layer: a symbolic link's own (``lstat``), not
+        its target's. On disk built from the ``lstat`` that the lookup of ``path`` just made
+        when there was one (one system call per cold getinfo, not two)."""
+        wanted = tuple(namespaces or ())
+        last, self._last_stat = self._last_stat, None
+        if self._sys_root is not None and _STAT_NAMESPACES.issuperset(wanted):
+            if last is not None and last[0] == path:
+                status = last[1]
+            else:
+                with convert_os_errors("getinfo", path):
+                    status = os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+            target = None
+            if "link" in wanted and stat.S_ISLNK(status.st_mode):
+                with convert_os_errors("getinfo", path):
+                    target = os.readlink(self._sys_root + path)
+            return stat_info(basename(path) if path != "/" else "", status, wanted, target)
+        try:
+            return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
+        except errors.ResourceNotFound:
+            if self.sidecar is None or path == "/" or not self.sidecar.has_record(path, LINK):
+                raise
+        return self._record_info(path, wanted)
+
+    def _record_info(self, path: str, namespaces: Collection[str]) -> Info:
+        """The info of ``path``, a link the sidecar keeps as a record."""
+        assert self.sidecar is not None
+        record = self.fs.getinfo(self.sidecar.link_record(path), namespaces)
+        return link_info_from_record(basename(path), self.sidecar.read_link(path), record, namespaces)
+
+    def readlink(self, path: str) -> str:
+        """The target of the symbolic link ``path`` of this layer (an entry of its FS wins over
+        a link record of the sidecar)."""
+        if self._sys_root is not None:
+            try:
+                return os.readlink(self._sys_root + path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                if error.errno != errno.EINVAL:  # EINVAL: not a link (a record's name, perhaps)
+                    raise errors.OperationFailed(path, exc=error, msg="cannot read the link %r in %s: %s" % (path, self.label, error)) from error
         else:
             try:
-                # the basic namespace's raw dict: Info's properties cost more than the scan itself
-                basics = (info.raw["basic"] for info in self.fs.scandir(path))
-                entries = {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
-            except (errors.ResourceNotFound, errors.DirectoryExpected):
-                return None
-            symlinks_in = getattr(self.fs, "symlinks_in", None)
-            if symlinks_in is not None:  # an FS that knows its links (ArchiveFS) says which they are
-                links.update(name for name in symlinks_in(path) if name in entries)
+                target = self.fs.getinfo(path, ["link"]).get("link", "target")
+            except errors.ResourceNotFound:
+                target = None
+            if target is not None:
+                return str(target)
+        if self.sidecar is not None and self.sidecar.has_record(path, LINK):
+            return self.sidecar.read_link(path)
+        raise errors.ResourceNotFound(path)
+
+    def is_link(self, path: str) -> bool:
+        """Whether this layer's entry ``path`` is a symbolic link."""
+        return self.lookup(dirname(path), basename(path)) == SYMLINK
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
+        what a FUSE mount answers getattr with, without building an ``Info``."""
+        if self._sys_root is None:
+            return None
+        try:
+            return os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+        except FileNotFoundError:
+            raise errors.ResourceNotFound(path) from None
+        except OSError as error:
+            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+
+    def _read_dir(self, path: str) -> Optional[DirIndex]:
+        listed = list_dir(self.fs, self._sys_root, path)
+        return None if listed is None else self._index_of(path, *listed)
+
+    def _index_of(self, path: str, entries: Dict[str, bool], links: Set[str]) -> DirIndex:
         if path == "/":
             entries.pop(RESERVED_NAME, None)
             links.discard(RESERVED_NAME)
         index = DirIndex(entries, links=links)
         if self.sidecar is not None:
-            index.whiteouts = set(self.sidecar.whiteouts(path))
-            index.opaque = set(self.sidecar.opaque_names(path))
+            index.whiteouts, index.opaque, records = self.sidecar.records(path)
             # an entry of the layer's own FS wins over a link record of the same name
-            index.link_records = set(self.sidecar.link_names(path)) - set(entries)
+            index.link_records = records - set(entries)
             for name in index.link_records:
                 entries[name] = False
             links.update(index.link_records)
         return index
 
-    # -- links: the entry itself, never what it points to --------------------------------------
-
-    def is_link(self, path: str) -> bool:
-        index = self.dir(dirname(path))
-        return index is not None and basename(path) in index.links
-
-    def readlink(self, path: str) -> str:
-        """The target of the symbolic link ``path`` of this layer."""
-        index = self.dir(dirname(path))
-        if index is not None and basename(path) in index.link_records:
-            assert self.sidecar is not None
-            return self.sidecar.read_link(path)
-        sys_path = sys_path_of(self.fs, path)
-        if sys_path is not None:
-            with convert_os_errors("readlink", path):
-                return os.readlink(sys_path)
-        target = self.fs.getinfo(path, ["link"]).get("link", "target")
-        if target is None:
-            raise errors.ResourceNotFound(path)
-        return str(target)
-
-    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
-        """The info of the entry ``path`` of this layer; a symbolic link's own (``lstat``), not
-        its target's."""
-        wanted = tuple(namespaces or ())
-        if not self.is_link(path):
-            return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
-        index = self.dir(dirname(path))
-        assert index is not None
-        if basename(path) in index.link_records:
-            assert self.sidecar is not None
-            record = self.fs.getinfo(self.sidecar.link_record(path), wanted)
-            return link_info_from_record(basename(path), self.sidecar.read_link(path), record, wanted)
-        sys_path = sys_path_of(self.fs, path)
-        if sys_path is not None:
-            with convert_os_errors("getinfo", path):
-                status = os.lstat(sys_path)
-                target = os.readlink(sys_path) if "link" in wanted else None
-            return _stat_info(basename(path), status, wanted, target)
-        return self.fs.getinfo(path, wanted)  # an FS that knows its links answers for the link
-
-    def infos(self, path: str, names: Collection[str], namespaces: Collection[str]) -> Dict[str, Info]:
-        """Infos of ``names`` in this layer's directory ``path``: one scandir when most of it is
-        wanted and the directory holds no link (a scandir would follow links), else one by one."""
-        index = self.dir(path)
-        listed = len(index.entries) if index is not None else 0
-        if index is not None and not index.links and len(names) * 4 >= listed:
-            wanted = set(names)
-            return {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces) if info.name in wanted}
-        return {name: self.getinfo(join(path, name), namespaces) for name in names}
+    def scan(self, path: str, namespaces: Tuple[str, ...]) -> Dict[str, Info]:
+        """Infos of every entry of directory ``path`` with ``namespaces``, in one scan (a link's
+        own info, never its target's); the directory's index is made from the same scan if it
+        was not cached."""
+        links: Set[str] = set()
+        if self._sys_root is not None and _STAT_NAMESPACES.issuperset(namespaces):
+            infos: Dict[str, Info] = {}
+            sys_dir = self._sys_root + path if path != "/" else self._sys_root + "/"
+            with convert_os_errors("scandir", path, directory=True):
+                with os.scandir(sys_dir) as listing:
+                    for entry in listing:
+                        status = entry.stat(follow_symlinks=False)
+                        target = None
+                        if stat.S_ISLNK(status.st_mode):
+                            links.add(entry.name)
+                            if "link" in namespaces:
+                                target = os.readlink(entry.path)
+                        infos[entry.name] = stat_info(entry.name, status, namespaces, target)
+        else:
+            infos = {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces)}
+            symlinks_in = getattr(self.fs, "symlinks_in", None)
+            if symlinks_in is not None:  # an FS that knows its links (an archive) says which they are
+                links.update(name for name in symlinks_in(path) if name in infos)
+        if path == "/":
+            infos.pop(RESERVED_NAME, None)
+        cached = self._dirs.peek(path, _MISSING)
+        if cached is _MISSING:
+            index = self._index_of(path, {name: info.is_dir and name not in links for name, info in infos.items()}, links)
+            if self.PROBES:
+                self._dirs.put(path, index)
+        else:
+            index = cached
+        if isinstance(index, DirIndex):
+            for name in index.link_records:
+                if name not in infos:
+                    infos[name] = self._record_info(join(path, name), namespaces)
+        return infos
 
     def reset(self) -> None:
         """Forget every cached listing (after the layer changed behind the overlay's back)."""
         self._dirs.clear()
+        self._asked.clear()
+        if self.sidecar is not None:
+            self.sidecar.forget()
 
     # -- keeping the cache true (upper only) -----------------------------------------------------
 
     def _parent_index(self, path: str) -> Optional[DirIndex]:
-        return self._dirs.get(dirname(path))
+        return self._dirs.peek(dirname(path))  # type: ignore[return-value]
 
     def note_entry(
         self, path: str, is_dir: Optional[bool], new_dir: bool = False, link: Optional[str] = None
     ) -> None:
-        """Record that ``path`` now is a directory (``new_dir``: just made, so empty), a file,
-        a symbolic link (``link`` says where: ``"fs"`` a real one, ``"record"`` a sidecar
-        record), or gone."""
+        """Record that ``path`` now is a directory (``new_dir``: just made where nothing was, so
+        empty), a file, a symbolic link (``link`` says where: ``"fs"`` a real one, ``"record"``
+        a sidecar record), or gone."""
         parent = self._parent_index(path)
         name = basename(path)
         was_dir = True if parent is None else parent.entries.get(name, False)
@@ -248,12 +439,15 @@ class Layer:
                     parent.links.add(name)
                     if link == "record":
                         parent.link_records.add(name)
+            self._dirs.reweigh(dirname(path))
+        if new_dir:
+            # nothing was there, so all that can be cached below is "no such directory",
+            # which stays true of an empty directory: nothing to forget
+            self._dirs.put(path, DirIndex({}))
+            return
         if was_dir or is_dir:
             self.forget_below(path)
-        if new_dir:
-            self._dirs[path] = DirIndex({})
-        else:
-            self._dirs.pop(path, None)
+        self._dirs.discard(path)
 
     def note_record(self, path: str, kind: str, present: bool) -> None:
         """Record that the whiteout or opaque record of ``path`` was added or removed."""
@@ -268,54 +462,161 @@ class Layer:
 
     def forget_below(self, path: str) -> None:
         """Drop every cached listing of a directory strictly inside ``path``."""
-        prefix = path.rstrip("/") + "/"
-        for cached in [p for p in self._dirs if p.startswith(prefix)]:
-            del self._dirs[cached]
+        self._dirs.forget_below(path)
 
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""
-        prefix = path.rstrip("/") + "/"
-        for cached, index in self._dirs.items():
-            if index is not None and (cached == path or cached.startswith(prefix)):
+        for _cached, index in self._dirs.below(path):
+            if index is not None:
+                index.whiteouts.clear()
+                index.opaque.clear()
+
+    def forget_markers_below(self, path: str) -> None:
+        """Clear the cached whiteout and opaque records (not the link records: those are
+        entries) of directories at and under ``path``."""
+        for _cached, index in self._dirs.below(path):
+            if index is not None:
                 index.whiteouts.clear()
                 index.opaque.clear()
 
 
-def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dict[str, bool], Set[str]]]:
+    """Name -> is_dir of the directory ``path`` of ``layer_fs`` and the names that are
+    symbolic links, ``None`` if it is not a directory. On disk (``root``: its OS path)
+    straight from ``os.scandir`` with ``lstat``'s view (a link is a non-directory of its own,
+    dangling or not): no ``Info`` per entry, which costs more than the scan itself."""
+    links: Set[str] = set()
+    if root is not None:
+        try:
+            with convert_os_errors("scandir", path, directory=True):
+                with os.scandir(root + path if path != "/" else root + "/") as scan:
+                    entries = {}
+                    for entry in scan:
+                        if entry.is_symlink():
+                            entries[entry.name] = False
+                            links.add(entry.name)
+                        else:
+                            entries[entry.name] = entry.is_dir(follow_symlinks=False)
+                    return entries, links
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            return None
+    try:
+        # the basic namespace's raw dict: Info's properties cost more than the scan itself
+        basics = (info.raw["basic"] for info in layer_fs.scandir(path))
+        entries = {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
+    except (errors.ResourceNotFound, errors.DirectoryExpected):
+        return None
+    symlinks_in = getattr(layer_fs, "symlinks_in", None)
+    if symlinks_in is not None:  # an FS that knows its links (an archive) says which they are
+        links.update(name for name in symlinks_in(path) if name in entries)
+        for name in links:
+            entries[name] = False
+    return entries, links
+
+
+def remove_tree(layer_fs: FS, path: str) -> None:
+    """Delete the directory ``path`` of ``layer_fs`` with everything in it, never following a
+    symbolic link inside it: ``FS.removetree`` walks into a link to a directory and deletes
+    what it points to (another layer's files, the host's), so on disk this is
+    ``shutil.rmtree``, which removes a link as itself."""
+    sys_path = sys_path_of(layer_fs, path)
+    if sys_path is None:
+        layer_fs.removetree(path)
+        return
+    with convert_os_errors("removetree", path, directory=True):
+        if os.path.islink(sys_path):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", sys_path)
+        shutil.rmtree(sys_path)
+
+
+def _is_network(layer_fs: FS) -> bool:
+    try:
+        return bool(layer_fs.getmeta().get("network", False))
+    except errors.FSError:  # pragma: no cover - a filesystem without meta
+        return False
+
+
+def _index_weight(index: Optional[DirIndex]) -> int:
+    return 1 if index is None else 1 + len(index.entries) + len(index.whiteouts)
+
+
+@attr.s(frozen=True, slots=True)
+class Stack:
+    """A read-only view of an overlay's layers (``OverlayFS.stack``): what exporters and tools
+    read, so that they need none of the overlay's private state."""
+
+    upper: Optional[Layer] = attr.ib()
+    lowers: Tuple[Layer, ...] = attr.ib(converter=lambda layers: tuple(layers))  # type: ignore[misc]
+
+    @property
+    def layers(self) -> Tuple[Layer, ...]:
+        """Every layer, topmost first."""
+        return ((self.upper,) if self.upper is not None else ()) + self.lowers
+
+
+#: turns a lower as the caller gave it (an FS, an FS URL, whatever the formats understand)
+#: into an FS, ``what`` naming it in errors; the facade injects the formats' resolver, so
+#: this module needs none of them
+LowerResolver = Callable[[Any, str], FS]
+
+
+def open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+    """``source`` as an FS: an FS as it is, an FS URL opened (an :class:`UnsupportedLayer` naming
+    ``what`` if it cannot be)."""
     if isinstance(source, FS):
         return source
     if isinstance(source, str):
-        try:
+        with convert_errors(unsupported_layer, "cannot open %s %r" % (what, source), fs_errors=True):
             return fs.open_fs(source, writeable=writeable, create=writeable)
-        except (errors.FSError, OpenerError) as error:
-            raise UnsupportedLayer(msg="cannot open %s %r: %s" % (what, source, error)) from error
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
 
+def _plain_lower(source: Any, what: str) -> FS:
+    return open_fs(source, False, what)
+
+
+def _plain_upper(source: Any, what: str) -> FS:
+    return open_fs(source, True, what)
+
+
 def open_layers(
-    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource], unsafe: str = "error"
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
+    upper: Optional[LayerSource],
+    resolve_lower: LowerResolver = _plain_lower,
+    resolve_upper: LowerResolver = _plain_upper,
+    lock_upper: Optional[Callable[[FS, List[FS]], None]] = None,
+    volatile: bool = False,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
-    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format).
-    ``unsafe`` is the policy for hostile members of archive lowers (``"error"``, ``"skip"``)."""
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format); any
+    other is given to ``resolve_lower``. ``lock_upper(upper, lowers)`` runs before anything
+    is read from or written to the upper's sidecar; ``volatile`` turns off its syncing."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = resolve_upper(upper, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
-        source if isinstance(source, Layer) else _open_fs(as_lower(source, unsafe), False, "lower %d" % position)
+        source if isinstance(source, Layer) else resolve_lower(source, "lower %d" % position)
         for position, source in enumerate(lowers)
     ]
     layers: List[Layer] = []
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if upper_fs.getmeta().get("supports_rename", True) is False:
+            # copy-up, whole-file writes and the journal are atomic only through rename
+            raise UnsupportedLayer(
+                msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
+                "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
+            )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
-        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
+        if lock_upper is not None:
+            lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
+        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
     for position, item in enumerate(opened):
         if isinstance(item, Layer):
             if item.is_upper:

@@ -1,46 +1,91 @@
 """The writable upper layer: every change to it goes through :class:`Upper`.
 
-Each method makes one change to the upper filesystem or its sidecar and then tells
-the layer cache and the lookup cache exactly what changed, so cached answers are
-never stale after a write through the overlay.
+Each method makes one change to the upper filesystem or its sidecar and then sends one
+change notification (:meth:`Upper._entry_changed`, :meth:`Upper._records_changed`)
+that updates every cache (the layer's directory index, the lookup's answers and
+listings), so cached answers are never stale after a write through the overlay. The
+read handles that follow a copy-up live in their own registry
+(:class:`~unionfs.core.file.FollowingReaders`), which the overlay owns and hands in.
+The sidecar's own housekeeping (journal entries, staging leftovers, emptying the upper)
+goes through here too.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Mapping, Optional
+from typing import Any, BinaryIO, Dict, Mapping, Optional
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
-from fs.path import basename, dirname
+from fs.error_tools import convert_os_errors
+from fs.mode import Mode
+from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 
+from ..errors import literal
+from ..io import CHUNK, copy_stream
 from .inode import apply_link_metadata, apply_metadata, set_access_on_disk
-from .file import FollowingReaders
-from .stack import Layer, sys_path_of
+from .file import FollowingReaders, UpperFile
+from .stack import FILE, DirIndex, Layer, list_dir, disk_root, remove_tree, sys_path_of
+from . import journal
 from .lookup import Lookup
-from .sidecar import LINK, OPAQUE, WHITEOUT, Sidecar
+from .sidecar import LINK, OPAQUE, RESERVED_NAME, STAGING_DIR, TREE_DIR, WHITEOUT, Sidecar
 
 
 class Upper:
     """The upper layer with its sidecar; keeps :class:`Layer` and :class:`Lookup` caches true."""
 
-    def __init__(self, layer: Layer, lookup: Lookup) -> None:
+    def __init__(self, layer: Layer, lookup: Lookup, readers: Optional[FollowingReaders] = None) -> None:
         assert layer.is_upper and layer.sidecar is not None
         self.layer = layer
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
-        #: read handles opened on lower files, which move to the upper copy at copy-up
-        self.readers = FollowingReaders()
+        #: fsync of the upper's files and directories (a no-op off disk or when volatile)
+        self.sync = self.sidecar.sync
+        #: read handles opened on lower files, which move to the upper copy at copy-up (the
+        #: overlay's registry: told here when a file lands in the upper)
+        self.readers = readers if readers is not None else FollowingReaders()
+
+    # -- the change notification ------------------------------------------------------------------
+
+    def _entry_changed(
+        self,
+        path: str,
+        is_dir: Optional[bool],
+        new_dir: bool = False,
+        subtree: bool = False,
+        copied_up: bool = False,
+        link: Optional[str] = None,
+    ) -> None:
+        """The upper's entry at ``path`` is now a directory (``new_dir``: just made, so empty),
+        a file, or gone (``None``): every cache hears of it here. ``subtree``: answers below
+        ``path`` may have changed too (a directory came or went with its contents);
+        ``copied_up``: a lower directory got its upper copy, which changes nothing below it
+        but the layers of the answers the lookup keeps; ``link``: the entry is a symbolic link
+        (``"fs"`` a real one, ``"record"`` a sidecar record)."""
+        self.layer.note_entry(path, is_dir, new_dir=new_dir, link=link)
+        if copied_up:
+            self.lookup.copied_up_dir(path, self.layer)
+        else:
+            self.lookup.forget(path, subtree=subtree)
+
+    def _records_changed(self, path: str, kind: Optional[str] = None, present: bool = False) -> None:
+        """The ``kind`` record of ``path`` was added or removed (``kind`` None: every record
+        inside the directory ``path`` went); every cache hears of it here."""
+        if kind is None:
+            self.layer.forget_records_below(path)
+        else:
+            self.layer.note_record(path, kind, present)
+        self.lookup.forget(path, subtree=True)
 
     # -- entries ------------------------------------------------------------------------------
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self.fs.makedir(path, permissions=permissions)
-        self.layer.note_entry(path, True, new_dir=True)
-        self.lookup.forget(path)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, True, new_dir=True)
 
     def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         """Make the directory ``path`` with ``metadata`` atomically: made and given its metadata
@@ -48,53 +93,69 @@ class Upper:
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
         self._rename_dir(staged, path)
-        self.layer.note_entry(path, True, new_dir=True)
-        self.lookup.forget(path)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, True, new_dir=True, copied_up=True)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
-        """Open a file of the upper; a file it creates joins the view at once."""
-        index = self.layer.dir(dirname(path))
-        created = index is None or basename(path) not in index.entries
+        """Open a file of the upper for writing, as an :class:`UpperFile` (the kernel's
+        append and truncate semantics on any upper); a file it creates joins the view at
+        once, and its name is durable when the open returns."""
+        created = self.layer.lookup(dirname(path), basename(path)) < FILE
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
-            self.layer.note_entry(path, False)
-            self.lookup.forget(path)
-        return handle
+            self.sync.dir(dirname(path))
+            self._entry_changed(path, False)
+        return UpperFile(handle, path, Mode(mode), self.sync)  # type: ignore[return-value]
 
-    def stage(self, source: Optional[BinaryIO], chunk_size: int = 1024 * 1024) -> str:
-        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
+    def stage(self, source: Optional[BinaryIO], chunk_size: int = CHUNK) -> str:
+        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path.
+        The caller gives it its metadata and :meth:`install` syncs and renames it."""
         staged = self.sidecar.staging_path()
-        with self.fs.openbin(staged, "w") as out:
-            if source is not None:
-                while True:
-                    chunk = source.read(chunk_size)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+        try:
+            with self.fs.openbin(staged, "w") as out:
+                if source is not None:
+                    copy_stream(source, out, chunk_size)
+        except BaseException:
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves
+            # no staging file behind: only a crash does, and opening the upper clears those
+            if self.fs.exists(staged):
+                self.fs.remove(staged)
+            raise
         return staged
 
     def install(self, staged: str, path: str) -> None:
-        """Atomically put a staged file at ``path`` (a rename within the upper). A file the upper
-        holds under several names (a hard link) is rewritten in place instead, as an
-        ``O_TRUNC`` open does on the kernel: every name then reads the new data."""
-        if self._hard_linked(path):
-            with self.fs.openbin(staged, "r") as source, self.fs.openbin(path, "r+") as out:
-                out.truncate(0)
-                while True:
-                    chunk = source.read(1024 * 1024)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-            self.fs.remove(staged)
-        else:
-            self._rename_file(staged, path)
+        """Atomically put a staged file at ``path`` (a rename within the upper): its data and
+        metadata are synced before the rename, the directory after it (as the kernel's
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made. A file
+        the upper holds under several names (a hard link) is rewritten in place instead, as
+        an ``O_TRUNC`` open does on the kernel: every name then reads the new data."""
         had_record = self.is_link_record(path)
-        self.layer.note_entry(path, False)
+        try:
+            if self._hard_linked(path):
+                with self.fs.openbin(staged, "r") as source, self.fs.openbin(path, "r+") as out:
+                    out.truncate(0)
+                    copy_stream(source, out, CHUNK)
+                self.sync.path(path)
+                self._discard_staged(staged)
+            else:
+                self.sync.path(staged)
+                self._rename_file(staged, path)
+        except errors.FSError:
+            self._discard_staged(staged)  # refused (a name too long, say): leave nothing behind
+            raise
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, False)
         if had_record:  # the new entry wins over the record already; now the record goes
             self.sidecar.remove_record(path, LINK)
-        self.lookup.forget(path)
         self.readers.copied_up(self.fs, path)
+
+    def _discard_staged(self, staged: str) -> None:
+        try:
+            self.fs.remove(staged)
+        except errors.FSError:
+            pass  # the next open empties the staging area anyway
 
     def _hard_linked(self, path: str) -> bool:
         """Whether the upper's regular file ``path`` has other names (on disk only)."""
@@ -112,11 +173,12 @@ class Upper:
     def _rename_file(self, src: str, dst: str) -> None:
         """rename(2) within the upper (a symbolic link moves as itself, never followed)."""
         try:
-            os.rename(self.fs.getsyspath(src), self.fs.getsyspath(dst))
-            return
+            src_sys, dst_sys = self.fs.getsyspath(src), self.fs.getsyspath(dst)
         except errors.NoSysPath:
-            pass
-        self.fs.move(src, dst, overwrite=True)
+            self.fs.move(src, dst, overwrite=True)
+            return
+        with convert_os_errors("move", dst):
+            os.rename(src_sys, dst_sys)
 
     # -- symbolic and hard links ------------------------------------------------------------------
 
@@ -133,11 +195,13 @@ class Upper:
         staged = self.sidecar.staging_path()
         sys_staged = sys_path_of(self.fs, staged)
         if sys_staged is not None:
-            os.symlink(target, sys_staged)
-            if metadata:
-                apply_link_metadata(sys_staged, metadata)
-            os.rename(sys_staged, self.fs.getsyspath(path))
-            self.layer.note_entry(path, False, link="fs")
+            with convert_os_errors("symlink", path):
+                os.symlink(target, sys_staged)
+                if metadata:
+                    apply_link_metadata(sys_staged, metadata)
+                os.rename(sys_staged, self.fs.getsyspath(path))
+            self.sync.dir(dirname(path))
+            self._entry_changed(path, False, link="fs")
         else:
             self.sidecar.write_link(path, target)
             if metadata and metadata.get("details"):
@@ -148,17 +212,18 @@ class Upper:
             index = self.layer.dir(dirname(path))
             if index is not None and basename(path) in index.entries and basename(path) not in index.link_records:
                 self.fs.remove(path)  # a file of the upper the link replaces
-            self.layer.note_entry(path, False, link="record")
-        self.lookup.forget(path)
+                self.sync.dir(dirname(path))
+            self._entry_changed(path, False, link="record")
 
     def hard_link(self, existing: str, new: str) -> None:
         """A second name ``new`` for the upper's non-directory ``existing`` (``link(2)``: a
         symbolic link is linked as itself). Only an upper on disk can hold one."""
         index = self.layer.dir(dirname(existing))
         is_link = index is not None and basename(existing) in index.links
-        os.link(self.fs.getsyspath(existing), self.fs.getsyspath(new), follow_symlinks=False)
-        self.layer.note_entry(new, False, link="fs" if is_link else None)
-        self.lookup.forget(new)
+        with convert_os_errors("link", new):
+            os.link(self.fs.getsyspath(existing), self.fs.getsyspath(new), follow_symlinks=False)
+        self.sync.dir(dirname(new))
+        self._entry_changed(new, False, link="fs" if is_link else None)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
@@ -170,25 +235,26 @@ class Upper:
             if info:
                 self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
-            raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
+            raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
+        self.sync.path(path)
 
     def remove_file(self, path: str) -> None:
         if self.is_link_record(path):
             self.sidecar.remove_record(path, LINK)
         else:
             self.fs.remove(path)
-        self.layer.note_entry(path, None)
-        self.lookup.forget(path)
+            self.sync.dir(dirname(path))
+        self._entry_changed(path, None)
 
     def remove_dir(self, path: str) -> None:
         """Take a directory tree out of the upper in one rename, then delete it at leisure: if
         deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         self._rename_dir(path, trash)
-        self.layer.note_entry(path, None)
-        self.lookup.forget(path, subtree=True)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, None, subtree=True)
         try:
-            self.fs.removetree(trash)
+            remove_tree(self.fs, trash)
         except errors.FSError:
             pass
 
@@ -199,29 +265,26 @@ class Upper:
             self.lookup.forget(src)  # the view may show both names for a moment, never neither
             self.install_link(dst, target)
             self.sidecar.remove_record(src, LINK)
-            self.layer.note_entry(src, None)
-            self.lookup.forget(src)
+            self._entry_changed(src, None)
             return
         index = self.layer.dir(dirname(src))
         link = "fs" if index is not None and basename(src) in index.links else None
         dst_record = self.is_link_record(dst)
         self._rename_file(src, dst)
+        self.sync.dirs(dirname(dst), dirname(src))
         if dst_record:  # the moved entry wins over the record already; now the record goes
             self.sidecar.remove_record(dst, LINK)
-        self.layer.note_entry(src, None)
-        self.layer.note_entry(dst, False, link=link)
-        self.lookup.forget(src)
-        self.lookup.forget(dst)
+        self._entry_changed(src, None)
+        self._entry_changed(dst, False, link=link)
 
     def move_dir(self, src: str, dst: str) -> None:
         """Rename a directory of the upper; ``dst`` must not exist in the upper. The records of
         the entries inside move with it (the link records are part of the tree)."""
         self._rename_dir(src, dst)
+        self.sync.dirs(dirname(dst), dirname(src))
         self.sidecar.move_records(src, dst)
-        self.layer.note_entry(src, None)
-        self.layer.note_entry(dst, True)
-        self.lookup.forget(src, subtree=True)
-        self.lookup.forget(dst, subtree=True)
+        self._entry_changed(src, None, subtree=True)
+        self._entry_changed(dst, True, subtree=True)
 
     def _rename_dir(self, src: str, dst: str) -> None:
         try:
@@ -235,8 +298,12 @@ class Upper:
     # -- records ------------------------------------------------------------------------------
 
     def _has(self, path: str, kind: str) -> bool:
-        index = self.layer.dir(dirname(path))
-        return index is not None and basename(path) in index.records(kind)
+        index = self.layer.cached_dir(dirname(path))
+        if isinstance(index, DirIndex):
+            return basename(path) in index.records(kind)
+        if index is None:  # the upper has no such directory, so no record in it
+            return False
+        return self.sidecar.has_record(path, kind)  # one record asked, not the directory read
 
     def _set(self, path: str, kind: str, present: bool) -> None:
         """Add or remove one record; a record already in the wanted state costs nothing."""
@@ -246,8 +313,7 @@ class Upper:
             self.sidecar.add_record(path, kind)
         else:
             self.sidecar.remove_record(path, kind)
-        self.layer.note_record(path, kind, present)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, kind, present)
 
     def has_whiteout(self, path: str) -> bool:
         return self._has(path, WHITEOUT)
@@ -277,13 +343,47 @@ class Upper:
     def drop_records_below(self, path: str) -> None:
         """Forget every record inside the directory ``path`` (it left the upper)."""
         self.sidecar.drop_records_below(path)
-        self.layer.forget_below(path)
-        self.layer.forget_records_below(path)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path)
 
     def drop_markers_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``; its link
         records stay (they are entries of the tree)."""
         self.sidecar.drop_markers_below(path)
-        self.layer.forget_records_below(path)
+        self.layer.forget_markers_below(path)
         self.lookup.forget(path, subtree=True)
+
+    # -- the sidecar's housekeeping ---------------------------------------------------------------
+
+    def empty(self) -> None:
+        """Remove every entry of the upper and every sidecar record, keeping an empty sidecar
+        (``discard``); every cached answer about the upper goes with them."""
+        for name, is_dir in self._entries("/").items():
+            if name != RESERVED_NAME:
+                self.delete("/" + name, is_dir)
+        for folder in (TREE_DIR, STAGING_DIR):
+            # emptied, not removed and made again: a crash in between must not lose the folder
+            self.fs.makedir(folder, recreate=True)
+            for name, is_dir in self._entries(folder).items():
+                self.delete(join(folder, name), is_dir)
+        self.forget_all()
+
+    def _entries(self, folder: str) -> Dict[str, bool]:
+        """Name -> is_dir of the upper FS's directory ``folder`` (a link is no directory)."""
+        listed = list_dir(self.fs, disk_root(self.fs), folder)
+        return {} if listed is None else listed[0]
+
+    def delete(self, path: str, is_dir: bool) -> None:
+        """Delete ``path`` of the upper FS outright (sidecar leftovers, or what ``empty`` and
+        fsck clear, which then forget every cached answer); a file or a whole tree."""
+        if is_dir:
+            remove_tree(self.fs, path)
+        else:
+            self.fs.remove(path)
+
+    def begin(self, intent: journal.Intent) -> str:
+        """Record ``intent`` in the journal before its first step; returns the entry."""
+        return journal.begin(self.sidecar, intent)
+
+    def finish(self, entry: Optional[str] = None) -> None:
+        """Forget a completed journal entry (and, with none left, the journal's version)."""
+        journal.finish(self.sidecar, entry)

@@ -26,40 +26,28 @@ import io
 import os
 import stat
 import tarfile
-import threading
 import zipfile
 from datetime import datetime
-from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
-from fs.enums import ResourceType
 from fs.info import Info
 from fs.opener.parse import parse_fs_url
-from fs.path import basename, dirname, join
+from fs.path import basename, dirname
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
-from ..errors import UnsupportedLayer
-from ..io import READ_ONLY_ARCHIVE_META, LockedReader
+from ..errors import LOW_LEVEL_ERRORS, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
+from ..io import LockedReader, WindowReader
+from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, member_info, normalise, tar_access, text_name
+from .oci.blobs import GZIP_MAGIC, GzipStream
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
-_MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
-
-
-class UnsafeArchive(UnsupportedLayer):
-    """A member of an archive would escape the archive's root or contradicts another member."""
-
-    default_message = "unsafe archive {path!r}: member {member!r} {reason}"
-
-    def __init__(self, path: str, member: str, reason: str) -> None:
-        self.member = member
-        self.reason = reason
-        super().__init__(msg=self.default_message.format(path=path, member=member, reason=reason))
 
 
 @attr.s(frozen=True, slots=True)
@@ -82,31 +70,21 @@ class _Member:
     link_target: Optional[str] = attr.ib(default=None)
     #: a symbolic link (``link_target`` is what it points to); else a hard link's target name
     is_symlink: bool = attr.ib(default=False)
+    #: where the member's data starts in the (uncompressed) archive: reading members in this
+    #: order reads the archive in one pass
+    data_offset: int = attr.ib(default=0)
     #: opens the member's data; ``None`` for directories and symbolic links
     opener: Optional[Callable[[], IO[bytes]]] = attr.ib(default=None, eq=False, repr=False)
 
 
 def normalise_member_name(name: str) -> Optional[str]:
-    """The absolute view path of a member name, ``None`` for the root, or ``ValueError``.
-
-    Leading ``/`` and ``./`` are dropped (as tar does on extraction), empty and ``.``
-    components vanish, a ``..`` component anywhere is refused: inside the archive it is
-    never needed, and pointing outside it is the classic path-traversal attack. Bytes
-    that are not UTF-8 (tar keeps them as surrogate escapes) become ``\\xNN`` text.
+    """The absolute view path of a member name, ``None`` for the root, or ``ValueError``: the
+    archive lowers' policy of :func:`~unionfs.formats.archive_index.normalise`. A ``..``
+    component anywhere is refused: inside the archive it is never needed, and pointing
+    outside it is the classic path-traversal attack.
     """
-    parts = [part for part in _text(name).replace("\0", "").split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ValueError("has a '..' component")
-    return "/" + "/".join(parts) if parts else None
-
-
-def _text(name: str) -> str:
-    """``name`` with undecodable bytes (kept by tarfile as surrogate escapes) as ``\\xNN``."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    path = normalise(name, dotdot="refuse")
+    return None if path == "/" else path
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
@@ -121,18 +99,10 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-class _MemberFile(LockedReader):
-    """A read-only stream of one member; every read and seek holds the archive's lock,
-    because all members share the archive's one file position."""
-
-    def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
-        super().__init__(inner, name, lock)
-
-
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
 
 
-class ArchiveFS(FS):
+class ArchiveFS(ArchiveIndexFS):
     """A tar (plain, gzip, bzip2, xz) or zip archive as a read-only filesystem.
 
     Build it with :func:`open_archive`. Policy for what an archive may contain:
@@ -153,10 +123,16 @@ class ArchiveFS(FS):
       left out (and listed in :attr:`skipped`) with ``unsafe="skip"``.
     """
 
-    _meta = READ_ONLY_ARCHIVE_META
-
-    def __init__(self, label: str, raw_members: List[_Raw], unsafe: str, closer: Optional[Callable[[], None]]) -> None:
+    def __init__(
+        self,
+        label: str,
+        raw_members: List[_Raw],
+        unsafe: str,
+        closer: Optional[Callable[[], None]],
+        stream: Optional[GzipStream] = None,
+    ) -> None:
         super().__init__()
+        self._stream = stream
         if unsafe not in UNSAFE_POLICIES:
             raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
         self.label = label
@@ -250,11 +226,11 @@ class ArchiveFS(FS):
         the member it names; ``False`` if it was left out."""
         target_name = fields["link_target"]
         if kind == "symlink":
-            size = len(_text(target_name).encode("utf-8"))
-            self._add(_Member(path, False, size=size, is_symlink=True, **dict(fields, link_target=_text(target_name))))
+            size = len(text_name(target_name).encode("utf-8"))
+            self._add(_Member(path, False, size=size, is_symlink=True, **dict(fields, link_target=text_name(target_name))))
             return True
         current_path, current_kind, current_target = path, kind, target_name
-        for _ in range(_MAX_LINK_HOPS + 1):
+        for _ in range(MAX_LINK_HOPS + 1):
             if current_kind != "hardlink":
                 break
             try:  # a hard link names a member, from the archive's root, as tar extracts it
@@ -290,69 +266,43 @@ class ArchiveFS(FS):
             return []
         prefix = member.path if member.path == "/" else member.path + "/"
         return [name for name in self._children[member.path] if self._members[prefix + name].is_symlink]
-    # -- the FS API ----------------------------------------------------------------------------
 
-    def _member(self, path: str) -> _Member:
-        _path = self.validatepath(path)
-        try:
-            return self._members[_path]
-        except KeyError:
-            raise errors.ResourceNotFound(path) from None
+    # -- the index, for ArchiveIndexFS --------------------------------------------------------------
 
-    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
-        member = self._member(path)
-        return Info(_raw_info(member, namespaces or ()))
+    def _entry(self, path: str) -> Optional[_Member]:
+        return self._members.get(path)
 
-    def listdir(self, path: str) -> List[str]:
-        member = self._member(path)
-        if not member.is_dir:
-            raise errors.DirectoryExpected(path)
-        return list(self._children[member.path])
+    def _names(self, path: str, entry: _Member) -> List[str]:
+        return list(self._children[path])
 
-    def scandir(
-        self, path: str, namespaces: Optional[Collection[str]] = None, page: Optional[Tuple[int, int]] = None
-    ) -> Iterator[Info]:
-        member = self._member(path)
-        if not member.is_dir:
-            raise errors.DirectoryExpected(path)
-        names = list(self._children[member.path])
-        if page is not None:
-            names = names[page[0] : page[1]]
-        wanted = namespaces or ()
-        return iter([Info(_raw_info(self._members[join(member.path, name)], wanted)) for name in names])
+    def _info(self, path: str, entry: _Member, namespaces: Collection[str]) -> Info:
+        # a symbolic link is itself; a hard link reads as the member it names
+        kind = "directory" if entry.is_dir else "symlink" if entry.is_symlink else "file"
+        target = entry.link_target if entry.is_symlink else None
+        return member_info(basename(path), kind, namespaces, entry.size, entry.modified, entry.access, target)
 
-    def exists(self, path: str) -> bool:
-        return self.validatepath(path) in self._members
-
-    def isdir(self, path: str) -> bool:
-        member = self._members.get(self.validatepath(path))
-        return member is not None and member.is_dir
-
-    def isfile(self, path: str) -> bool:
-        member = self._members.get(self.validatepath(path))
-        return member is not None and not member.is_dir
-
-    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
-        if set(mode) & set("wax+"):
-            raise errors.ResourceReadOnly(path)
-        member = self._member(path)
-        if member.is_dir:
-            raise errors.FileExpected(path)
-        if member.is_symlink:
+    def _open(self, path: str, entry: _Member, shown: str, buffering: int) -> BinaryIO:
+        if entry.is_symlink:
             raise errors.FileExpected(
-                path, msg="'%s' is a symbolic link (to %r): an overlay over this archive reads through it" % (path, member.link_target)
+                shown, msg="'%s' is a symbolic link (to %r): an overlay over this archive reads through it" % (shown, entry.link_target)
             )
-        assert member.opener is not None
+        assert entry.opener is not None
         with self._lock:
-            inner = member.opener()
-        raw = _MemberFile(inner, self._lock, member.path)
-        return io.BufferedReader(raw, buffer_size=io.DEFAULT_BUFFER_SIZE if buffering < 2 else buffering)  # type: ignore[return-value]
+            inner = entry.opener()
+        # members share the archive's one file position: every read and seek holds its lock
+        return buffered(LockedReader(inner, path, self._lock), buffering)
 
-    def _read_only(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        self.check()
-        raise errors.ResourceReadOnly(path)
+    def read_order(self, path: str) -> int:
+        """Where ``path``'s data lies in the archive: read in this order, the archive is read
+        once from start to end (a compressed one is never decompressed twice)."""
+        member = self._members.get(path)
+        return member.data_offset if member is not None else 0
 
-    makedir = remove = removedir = setinfo = _read_only  # type: ignore[assignment]
+    @property
+    def restarts(self) -> int:
+        """How many times decompression went back over the archive since it was indexed (always
+        0 for plain tar and zip); reading members in :meth:`read_order` keeps it 0."""
+        return self._stream.restarts if self._stream is not None else 0
 
     def close(self) -> None:
         if not self.isclosed() and self._closer is not None:
@@ -368,56 +318,16 @@ def _strict_ancestors(path: str) -> Iterator[str]:
         parent = dirname(parent)
 
 
-def _raw_info(member: _Member, namespaces: Collection[str]) -> Dict[str, Dict[str, Any]]:
-    raw: Dict[str, Dict[str, Any]] = {"basic": {"name": basename(member.path), "is_dir": member.is_dir}}
-    if "details" in namespaces:
-        kind = ResourceType.directory if member.is_dir else ResourceType.symlink if member.is_symlink else ResourceType.file
-        raw["details"] = {
-            "type": int(kind),
-            "size": member.size,
-            "modified": member.modified,
-            "accessed": None,
-            "created": None,
-            "metadata_changed": None,
-        }
-    if "access" in namespaces and member.access:
-        raw["access"] = dict(member.access)
-    if "link" in namespaces:
-        raw["link"] = {"target": member.link_target}
-    return raw
-
-
 # -- reading the member tables -------------------------------------------------------------------
-
-_TAR_KINDS = {
-    tarfile.REGTYPE: "file",
-    tarfile.AREGTYPE: "file",
-    tarfile.CONTTYPE: "file",
-    tarfile.DIRTYPE: "directory",
-    tarfile.SYMTYPE: "symlink",
-    tarfile.LNKTYPE: "hardlink",
-    tarfile.CHRTYPE: "character device",
-    tarfile.BLKTYPE: "block device",
-    tarfile.FIFOTYPE: "FIFO",
-}
-
 
 def _tar_members(archive: tarfile.TarFile) -> List[_Raw]:
     found: List[_Raw] = []
     for info in archive.getmembers():
-        kind = _TAR_KINDS.get(info.type, "member of unknown type")
-        fields: Dict[str, Any] = {
-            "modified": float(info.mtime),
-            "access": {
-                "permissions": Permissions(mode=info.mode & 0o7777).dump(),
-                "uid": info.uid,
-                "gid": info.gid,
-                "user": info.uname or None,
-                "group": info.gname or None,
-            },
-        }
+        kind = TAR_KINDS.get(info.type, "member of unknown type")
+        fields: Dict[str, Any] = {"modified": float(info.mtime), "access": tar_access(info)}
         if kind == "file":
             fields["size"] = info.size
+            fields["data_offset"] = info.offset_data
             fields["opener"] = _tar_opener(archive, info)
         elif kind in ("symlink", "hardlink"):
             fields["link_target"] = info.linkname
@@ -450,6 +360,7 @@ def _zip_members(archive: zipfile.ZipFile) -> List[_Raw]:
             fields["access"] = {"permissions": Permissions(mode=mode & 0o7777).dump()}
         if kind == "file":
             fields["size"] = info.file_size
+            fields["data_offset"] = info.header_offset
             fields["opener"] = _zip_opener(archive, info)
         elif kind == "symlink":
             fields["link_target"] = archive.read(info).decode("utf-8", "backslashreplace")
@@ -486,7 +397,12 @@ def open_archive(
     label = source if isinstance(source, str) else getattr(source, "name", repr(source))
     label = str(label) if within is None else "%s in %r" % (label, within)
     owned: Optional[IO[bytes]] = None
-    try:
+
+    def close_owned() -> None:
+        if owned is not None:
+            owned.close()
+
+    with convert_errors(unsupported_layer, "cannot open archive %s" % label, LOW_LEVEL_ERRORS + (ValueError,), fs_errors=True, cleanup=close_owned):
         if isinstance(source, str):
             if within is not None:
                 owned = within.openbin(source, "r")
@@ -498,16 +414,6 @@ def open_archive(
         if not handle.seekable():
             raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
         return _open_handle(handle, label, unsafe, owned)
-    except errors.FSError as error:
-        if owned is not None:
-            owned.close()
-        if isinstance(error, UnsupportedLayer):
-            raise
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as error:
-        if owned is not None:
-            owned.close()
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
 
 
 def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:
@@ -517,11 +423,29 @@ def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[
         zip_archive = zipfile.ZipFile(handle, "r")
         return ArchiveFS(label, _zip_members(zip_archive), unsafe, _closer(zip_archive, owned))
     handle.seek(start)
+    stream: Optional[GzipStream] = None
+    fileobj: IO[bytes] = handle
+    if start == 0 and handle.read(2) == GZIP_MAGIC:
+        # gzip through checkpoints (not tarfile's GzipFile, which decompresses from the start
+        # again for every read behind its position): members read in archive order cost one
+        # decompression in all, and any other read at most a checkpoint's spacing
+        raw = cast(BinaryIO, handle)
+        stream = GzipStream(lambda: raw, label, first_raw=raw)
+        fileobj = io.BufferedReader(WindowReader(stream.read_at), buffer_size=64 * 1024)  # type: ignore[assignment]
+    handle.seek(start)
     try:
-        tar_archive = tarfile.open(fileobj=handle, mode="r:*", encoding="utf-8", errors="surrogateescape")
+        if stream is not None:  # already decompressed: a plain tar to tarfile
+            tar_archive = tarfile.open(fileobj=fileobj, mode="r:", encoding="utf-8", errors="surrogateescape")
+        else:
+            tar_archive = tarfile.open(fileobj=fileobj, mode="r:*", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError:
         raise UnsupportedLayer(msg="cannot open archive %s: not a tar or zip archive" % label) from None
-    return ArchiveFS(label, _tar_members(tar_archive), unsafe, _closer(tar_archive, owned))
+    except LayerFormatError as error:
+        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from None
+    members = _tar_members(tar_archive)
+    if stream is not None:
+        stream.rewind()  # the index pass read to the end; reads in archive order go on from here
+    return ArchiveFS(label, members, unsafe, _closer(tar_archive, owned), stream)
 
 
 def _closer(archive: Union[tarfile.TarFile, zipfile.ZipFile, None], owned: Optional[IO[bytes]]) -> Callable[[], None]:

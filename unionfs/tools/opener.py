@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&volatile=1][&unsafe=skip][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -14,6 +14,8 @@ Form::
 - ``unsafe=skip`` leaves hostile members of archive lowers out instead of refusing the
   archive (``unsafe=error``, the default); one archive URL can say it for itself:
   ``tar:///srv/root.tar?unsafe=skip``.
+- ``volatile=1`` (or ``true``/``yes``) opens the overlay with ``volatile=True``: nothing is
+  fsynced, as with the kernel's ``-o volatile`` (see docs/reliability.rst).
 - ``!PATH`` at the end opens that directory of the overlay (closing it closes the overlay).
 
 Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
@@ -31,6 +33,8 @@ from fs.opener import Opener
 from fs.opener.parse import ParseResult
 from fs.subfs import ClosingSubFS
 
+from ..errors import literal
+
 from ..overlay import OverlayFS
 
 PROTOCOL = "overlay"
@@ -42,34 +46,54 @@ def quote_layer(url: str) -> str:
     return quote(url, safe=_SAFE)
 
 
-def overlay_url(lowers: Sequence[str], upper: Optional[str] = None) -> str:
+def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bool = False) -> str:
     """The ``overlay://`` URL of these layer URLs or paths (topmost lower first)."""
     if not lowers:
         raise ValueError("an overlay needs at least one lower layer")
     url = "%s://%s" % (PROTOCOL, ",".join(quote_layer(lower) for lower in lowers))
+    query = []
     if upper is not None:
-        url += "?upper=" + quote_layer(upper)
-    return url
+        query.append("upper=" + quote_layer(upper))
+    if volatile:
+        query.append("volatile=1")
+    return url + ("?" + "&".join(query) if query else "")
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL."""
+    lowers, upper, _volatile = parse_overlay_options(fs_url)
+    return lowers, upper
+
+
+def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
+    """The lower URLs, the upper URL (or ``None``) and ``volatile`` of an ``overlay://`` URL."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
-        raise errors.CreateFailed(msg="%r is not an %s URL" % (fs_url, prefix))
+        raise errors.CreateFailed(msg=literal("%r is not an %s URL" % (fs_url, prefix)))
     body = fs_url[len(prefix) :].partition("!")[0]  # fs itself opens the "!path" part
     layers, _, query = body.partition("?")
     lowers = [unquote(part) for part in layers.split(",") if part]
     if not lowers:
-        raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
+        raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
+    volatile = False
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "unsafe":
+        if key == "upper":
+            upper = value
+        elif key == "unsafe":
             continue  # see overlay_url_unsafe
-        if key != "upper":
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (they are 'upper' and 'unsafe')" % (fs_url, key))
-        upper = value
-    return lowers, upper
+        elif key == "volatile" and value.lower() in _TRUE + _FALSE:
+            volatile = value.lower() in _TRUE
+        elif key == "volatile":
+            raise errors.CreateFailed(msg=literal("%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value)))
+        else:
+            raise errors.CreateFailed(
+                msg=literal("%r: unknown parameter %r (they are 'upper', 'volatile' and 'unsafe')" % (fs_url, key))
+            )
+    return lowers, upper, volatile
 
 
 def overlay_url_unsafe(fs_url: str) -> str:
@@ -79,7 +103,7 @@ def overlay_url_unsafe(fs_url: str) -> str:
     values = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == "unsafe"]
     policy = values[-1] if values else "error"
     if policy not in ("error", "skip"):
-        raise errors.CreateFailed(msg="%r: unsafe must be 'error' or 'skip', not %r" % (fs_url, policy))
+        raise errors.CreateFailed(msg=literal("%r: unsafe must be 'error' or 'skip', not %r" % (fs_url, policy)))
     return policy
 
 
@@ -89,8 +113,8 @@ class OverlayOpener(Opener):
     protocols = [PROTOCOL]
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
-        lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS(lowers, upper=upper, unsafe=overlay_url_unsafe(fs_url))
+        lowers, upper, volatile = parse_overlay_options(fs_url)
+        overlay = OverlayFS(lowers, upper=upper, volatile=volatile, unsafe=overlay_url_unsafe(fs_url))
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)
