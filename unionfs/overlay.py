@@ -281,11 +281,14 @@ class OverlayFS(FS):
                 raise errors.DirectoryNotEmpty(path)
             dirops.hide(self._lookup, upper, node)
 
-    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
+    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], follow_symlinks: bool = True) -> None:
+        """Set metadata; through a symbolic link, as chmod(2) and utimes(2) go, or with
+        ``follow_symlinks=False`` on the link itself (lchown(2), lutimes(3): its owner and
+        times; a link has no permissions of its own)."""
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._node(_path, path)  # through a link, as chmod(2) and utimes(2) go
+            node = self._node(_path, path, follow=follow_symlinks)
             if not info:
                 return
             copy_up(self._lookup, upper, node)

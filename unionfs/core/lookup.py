@@ -9,7 +9,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 from __future__ import annotations
 
 from collections import deque
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 import attr
 
@@ -78,6 +78,8 @@ class Listing:
     names: Tuple[str, ...] = attr.ib()
     is_dirs: Tuple[bool, ...] = attr.ib()
     tops: Tuple[Layer, ...] = attr.ib()
+    #: the names whose winning entry is a symbolic link
+    links: FrozenSet[str] = attr.ib(default=frozenset())
 
 
 _MISSING = object()
@@ -148,7 +150,7 @@ def merge_listing(directory: Node) -> Listing:
     if len(indexes) == 1:  # one layer: its entries are the listing
         layer, index = indexes[0]
         names = tuple(index.entries)
-        return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names))
+        return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names), frozenset(index.links))
     # per name: [top layer or None, top is a dir, still merging, decided]
     state: Dict[str, list] = {}
     for layer, index in indexes:
@@ -175,12 +177,16 @@ def merge_listing(directory: Node) -> Listing:
     names_: List[str] = []
     is_dirs: List[bool] = []
     tops: List[Layer] = []
+    links: Set[str] = set()
+    link_tops = {id(layer): index.links for layer, index in indexes if index.links}
     for name, entry in state.items():
         if entry[0] is not None:
             names_.append(name)
             is_dirs.append(entry[1])
             tops.append(entry[0])
-    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops))
+            if link_tops and name in link_tops.get(id(entry[0]), ()):
+                links.add(name)
+    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops), frozenset(links))
 
 
 class Lookup:

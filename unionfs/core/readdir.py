@@ -18,8 +18,8 @@ from fs.path import join
 from .stack import DirIndex, Layer
 from .lookup import Lookup, Node
 
-#: namespace requests a listing answers by itself
-BASIC_ONLY = frozenset({"basic"})
+#: namespace requests a listing answers by itself (a link's target: one readlink per link)
+BASIC_ONLY = frozenset({"basic", "link"})
 
 
 def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
@@ -69,9 +69,15 @@ def scan(
         start, end = page
         names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
     if basic_only:
-        # name and type are all the basic namespace holds, and the listing knows both: no layer is read
-        for name, is_dir in zip(names, is_dirs):
-            yield Info({"basic": {"name": name, "is_dir": is_dir}})
+        # name and type are all the basic namespace holds, and the listing knows both: no layer
+        # is read (but each link's, for its target where the link namespace is asked for)
+        with_links = "link" in wanted
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        for name, is_dir, top in zip(names, is_dirs, tops):
+            raw: Dict[str, Dict[str, object]] = {"basic": {"name": name, "is_dir": is_dir}}
+            if with_links:
+                raw["link"] = {"target": top.readlink(prefix + name) if name in listing.links else None}
+            yield Info(raw)
         return
     by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}

@@ -227,7 +227,12 @@ class Upper:
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
-        cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
+        cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported.
+        A symbolic link (reached only when the caller did not follow it) gets its owner and
+        times set on the link itself."""
+        if self.layer.is_link(path):
+            self._set_link_info(path, info, display)
+            return
         try:
             access = info.get("access")
             if access and set_access_on_disk(self.fs, path, access, display):
@@ -237,6 +242,36 @@ class Upper:
         except errors.ResourceNotFound:
             raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
         self.sync.path(path)
+
+    def _set_link_info(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
+        """Owner and times of the upper's symbolic link ``path``: on disk with lchown and
+        lutimes, for a link record on the record file (what its info is made of)."""
+        access, details = dict(info.get("access") or {}), dict(info.get("details") or {})
+        if self.is_link_record(path):
+            record = self.sidecar.link_record(path)
+            kept = {key: value for key, value in (("details", details), ("access", access)) if value}
+            if kept:
+                self.fs.setinfo(record, kept)
+            self.sync.path(record)
+            return
+        sys_path = self.fs.getsyspath(path)
+        with convert_os_errors("setinfo", display):
+            uid, gid = access.get("uid"), access.get("gid")
+            if uid is not None or gid is not None:
+                os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+            if details.get("accessed") is not None or details.get("modified") is not None:
+                current = os.lstat(sys_path)
+                accessed = details.get("accessed")
+                modified = details.get("modified")
+                os.utime(
+                    sys_path,
+                    ns=(
+                        current.st_atime_ns if accessed is None else int(accessed * 1e9),
+                        current.st_mtime_ns if modified is None else int(modified * 1e9),
+                    ),
+                    follow_symlinks=False,
+                )
+        self.sync.dir(dirname(path))
 
     def remove_file(self, path: str) -> None:
         if self.is_link_record(path):
