@@ -148,6 +148,21 @@ def test_symlink_remove_move_and_copy_up_act_on_the_link(base, upper):
     assert reopened.changes().modified == ("/etc/motd",)
 
 
+def test_setinfo_without_following_sets_the_links_own_times(base, upper):
+    """lchown/lutimes: ``follow_symlinks=False`` copies the link up as a link and sets its
+    own times (on disk the symlink's, in the sidecar the record's); the target is untouched."""
+    overlay = OverlayFS(base, upper)
+    before = overlay.getinfo("usr/bin/tool", ["details"]).modified
+    overlay.setinfo("etc/alt", {"details": {"accessed": 1_000_000.0, "modified": 2_000_000.0}}, follow_symlinks=False)
+    info = overlay.getinfo("etc/alt", ["details", "link"])
+    assert info.is_link and info.target == "/usr/bin/tool" and info.raw["details"]["modified"] == 2_000_000.0
+    assert overlay.getinfo("usr/bin/tool", ["details"]).modified == before
+    assert overlay.changes().added == () and "/usr/bin/tool" not in overlay.changes().modified
+    overlay.setinfo("etc/alt", {"details": {"accessed": 1.0, "modified": 5.0}})  # follows: the target's
+    assert overlay.getinfo("usr/bin/tool", ["details"]).raw["details"]["modified"] == 5.0
+    assert overlay.getinfo("etc/alt", ["details"]).raw["details"]["modified"] == 2_000_000.0
+
+
 def test_links_inside_a_moved_upper_directory_move_with_it(base, upper):
     overlay = OverlayFS(base, upper)
     overlay.makedir("new")

@@ -114,7 +114,7 @@ def _torn_format(layer_fs: FS) -> bool:
     data = data.rstrip(b"\0")
     if data.endswith(b"\n"):
         return False
-    return any(("unionfs-sidecar %d\n" % version).encode().startswith(data) for version in (FORMAT_VERSION, JOURNAL_FORMAT_VERSION))
+    return any(("unionfs-sidecar %d\n" % version).encode().startswith(data) for version in VERSIONS)
 
 
 def sys_root(layer_fs: FS) -> Optional[str]:
