@@ -218,13 +218,22 @@ class ArchiveFS(FS):
                 self._reject(entry[0], "is a %s but other members are inside it" % entry[1], unsafe=True)
 
     def _ensure_dir(self, path: str) -> None:
-        """Make the implied directory ``path`` (and its parents) exist."""
-        if path not in self._members:
-            self._add(_Member(path, True))
+        """Make the implied directory ``path`` (and its parents) exist: a loop up to the first
+        ancestor that exists, so a member thousands of levels deep costs no recursion."""
+        missing = []
+        while path not in self._members:
+            missing.append(path)
+            path = dirname(path)
+        for directory in reversed(missing):
+            self._link(_Member(directory, True))
 
     def _add(self, member: _Member) -> None:
+        self._ensure_dir(dirname(member.path))
+        self._link(member)
+
+    def _link(self, member: _Member) -> None:
+        """Enter ``member`` into the index; its parent directory exists."""
         parent = dirname(member.path)
-        self._ensure_dir(parent)
         self._members[member.path] = member
         self._children[parent][basename(member.path)] = None
         if member.is_dir:

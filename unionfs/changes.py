@@ -29,6 +29,7 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
+from .core.walk import preorder
 from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .layers import Layer
 from .lookup import Lookup, Node
@@ -108,10 +109,19 @@ ProgressCallback = Callable[[Progress], None]
 def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     """The change set of ``upper`` over ``lowers`` (topmost first)."""
     lower_view = Lookup(list(lowers))
-    return ChangeSet(_changes_in(upper, lower_view, "/", lowers_visible=True))
+    steps = preorder(_changes_in(upper, lower_view, "/", True), lambda step: step.below)
+    return ChangeSet(step.change for step in steps if step.change is not None)
 
 
-def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible: bool) -> Iterator[Change]:
+@attr.s(slots=True)
+class _Step:
+    """One entry of the upper's walk: its change (if any) and, for a directory, what lies below."""
+
+    change: Optional[Change] = attr.ib()
+    below: Optional[Iterator["_Step"]] = attr.ib(default=None)
+
+
+def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible: bool) -> Iterator[_Step]:
     index = upper.dir(directory)
     if index is None:
         return
@@ -123,15 +133,15 @@ def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible
         lower = lower_view.node(path) if lowers_visible else None
         if name not in entries:
             if lower is not None:
-                yield Change(path, DELETED, lower.is_dir)
+                yield _Step(Change(path, DELETED, lower.is_dir))
             continue
         is_dir = entries[name]
         kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque)
-        if kind is not None:
-            yield Change(path, kind, is_dir)
+        below = None
         if is_dir:
-            below_visible = lower is not None and lower.is_dir and kind != OPAQUE
-            yield from _changes_in(upper, lower_view, path, below_visible)
+            # a generator: read only when the walk reaches it, after this entry is taken
+            below = _changes_in(upper, lower_view, path, lower is not None and lower.is_dir and kind != OPAQUE)
+        yield _Step(Change(path, kind, is_dir) if kind is not None else None, below)
 
 
 def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool) -> Optional[str]:
@@ -224,14 +234,23 @@ def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Report
     if target.exists(path) and target.isdir(path) != is_dir:
         _remove(target, path)
     if is_dir:
-        target.makedirs(path, recreate=True)
+        _make_dir(target, path)
     else:
-        target.makedirs(dirname(path), recreate=True)
+        _make_dir(target, dirname(path))
         with view.openbin(path) as source:
             target.upload(path, _CountingReader(source, path, reporter), chunk_size=_CHUNK)
         reporter.files_done += 1
     apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)
+
+
+def _make_dir(target: FS, path: str) -> None:
+    """Make the directory ``path`` of the target; its parent usually exists already (entries
+    come parents first), and one ``makedir`` is cheaper than ``makedirs`` on a deep path."""
+    try:
+        target.makedir(path, recreate=True)
+    except errors.ResourceNotFound:
+        target.makedirs(path, recreate=True)
 
 
 def _remove(target: FS, path: str) -> None:
@@ -407,10 +426,10 @@ def link_target(entry: UpperEntry) -> Optional[str]:
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
     """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
-    yield from _walk(upper, "/")
+    return preorder(_entries_in(upper, "/"), lambda entry: _entries_in(upper, entry.path) if entry.kind == "dir" else None)
 
 
-def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
+def _entries_in(upper: Layer, path: str) -> Iterator[UpperEntry]:
     index = upper.dir(path)
     if index is None:
         return
@@ -421,7 +440,6 @@ def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
         info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
         if index.entries[name]:
             yield UpperEntry(child, "dir", info, opaque=name in index.opaque)
-            yield from _walk(upper, child)
         else:
             yield UpperEntry(child, "file", info)
 
