@@ -30,11 +30,11 @@ from fs.info import Info
 from fs.path import dirname, join
 
 from .core.walk import preorder
-from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
-from .layers import Layer
-from .lookup import Lookup, Node
-from .readdir import visible_children
-from .sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
+from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .core.stack import Layer
+from .core.lookup import Lookup, Node
+from .core.readdir import visible_children
+from .core.sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
 
 ADDED = "added"
 MODIFIED = "modified"
@@ -109,7 +109,8 @@ ProgressCallback = Callable[[Progress], None]
 def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     """The change set of ``upper`` over ``lowers`` (topmost first)."""
     lower_view = Lookup(list(lowers))
-    steps = preorder(_changes_in(upper, lower_view, "/", True), lambda step: step.below)
+    top = _Step(None, _changes_in(upper, lower_view, "/", True))
+    steps = preorder(top, lambda step: step.below or ())
     return ChangeSet(step.change for step in steps if step.change is not None)
 
 
@@ -426,7 +427,8 @@ def link_target(entry: UpperEntry) -> Optional[str]:
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
     """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
-    return preorder(_entries_in(upper, "/"), lambda entry: _entries_in(upper, entry.path) if entry.kind == "dir" else None)
+    top = UpperEntry("/", "dir")
+    return preorder(top, lambda entry: _entries_in(upper, entry.path) if entry.kind == "dir" else ())
 
 
 def _entries_in(upper: Layer, path: str) -> Iterator[UpperEntry]:

@@ -28,10 +28,10 @@ def test_depth_is_beyond_the_recursion_limit():
 
 def test_preorder_is_the_recursive_order_without_recursion():
     tree = {"": ["a", "b"], "a": ["a/x", "a/y"], "a/x": ["a/x/1"], "b": []}
-    order = list(preorder(tree[""], lambda node: tree.get(node)))
+    order = list(preorder("", lambda node: tree.get(node, ())))
     assert order == ["a", "a/x", "a/x/1", "a/y", "b"]
-    chain = list(preorder([0], lambda n: [n + 1] if n < 5000 else None))
-    assert chain == list(range(5001))
+    chain = list(preorder(0, lambda n: [n + 1] if n < 5000 else ()))
+    assert chain == list(range(1, 5001))
 
 
 def _remove_all(where) -> None:

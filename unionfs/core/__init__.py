@@ -1,1 +1,1 @@
-"""The overlay's core: the stack, lookup, readdir, copy-up and the walks they share."""
+"""The overlay's core: layers, the sidecar, lookup, copy-up and the namespace operations."""
