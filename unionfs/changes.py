@@ -29,6 +29,7 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
+from .core.identity import identity, overlaps, relation, same
 from .core.walk import preorder
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .core.stack import Layer
@@ -305,16 +306,6 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
             _copy_entry(view, target, path, change.is_dir, reporter)
 
 
-def same_fs(a: FS, b: FS) -> bool:
-    """Whether two FS objects are one filesystem: the same object, or the same OS directory."""
-    if a is b:
-        return True
-    try:
-        return os.path.samefile(a.getsyspath("/"), b.getsyspath("/"))
-    except (errors.NoSysPath, OSError):
-        return False
-
-
 # -- discard -------------------------------------------------------------------------------------------
 
 
@@ -344,6 +335,43 @@ def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
         raise errors.CreateFailed(msg="cannot open commit target %r: %s" % (target, error)) from error
 
 
+def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Layer]) -> Optional[int]:
+    """Which lower the commit target is (``None``: none). A target that is the upper, or that
+    contains or lies inside the upper or a lower, is refused: writing it would change a layer.
+    A URL is identified before it is opened: opening ``zip://`` for writing rewrites the file
+    when closed, so a refused target must never be opened."""
+    target_id = identity(target)
+    if target_id is None:
+        return None  # storage unknown until opened: the caller identifies the opened FS
+    upper_id = identity(upper.fs)
+    assert upper_id is not None
+    if overlaps(target_id, upper_id):
+        raise errors.OperationFailed(
+            msg="cannot commit into %s: it %s this overlay's upper (%s)"
+            % (_spelled(target), relation(target_id, upper_id), upper_id.describe())
+        )
+    for position, layer in enumerate(lowers):
+        lower_id = identity(layer.fs)
+        if lower_id is None or not overlaps(target_id, lower_id):
+            continue
+        if not same(target_id, lower_id):
+            raise errors.OperationFailed(
+                msg="cannot commit into %s: it %s %s of this overlay (%s), which would change that lower"
+                % (_spelled(target), relation(target_id, lower_id), layer.label, lower_id.describe())
+            )
+        if lower_id.archive:
+            raise errors.OperationFailed(
+                msg="cannot commit into %s: it is %s of this overlay, an archive, which cannot be rewritten "
+                "in place; commit into a new archive and replace the old one with it" % (_spelled(target), layer.label)
+            )
+        return position
+    return None
+
+
+def _spelled(target: Union[FS, str]) -> str:
+    return repr(target) if isinstance(target, str) else repr(target)
+
+
 def commit(
     view: FS,
     upper: Layer,
@@ -355,11 +383,14 @@ def commit(
 ) -> Tuple[ChangeSet, bool]:
     """Write ``view`` (or only its changes) into ``target``; return the change set and whether
     the target was the topmost lower (the caller must then discard the upper)."""
+    position = _target_position(target, upper, lowers)
+    if position is not None:
+        change_set = compute(upper, lowers)
+        _check_into_lower(change_set, lowers, position, into_lower)
     target_fs, opened = open_target(target)
     try:
-        if same_fs(target_fs, upper.fs):
-            raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
-        position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
+        if isinstance(target, str):
+            position = _target_position(target_fs, upper, lowers)  # as opened: mem://, s3://...
         change_set = compute(upper, lowers)
         if position is not None:
             _check_into_lower(change_set, lowers, position, into_lower)

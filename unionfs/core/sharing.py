@@ -26,6 +26,7 @@ from fs.base import FS
 from fs.wrapfs import WrapFS
 
 from ..errors import UpperInUse
+from .identity import identity
 from .sidecar import LOCK_PATH
 
 _registry: Dict[Hashable, "SharedUpper"] = {}
@@ -47,15 +48,12 @@ class SharedUpper:
 
 
 def upper_key(upper_fs: FS) -> Hashable:
-    """What identifies an upper: its real directory if it has one, else the innermost FS
-    object under any wrappers plus the sub-directory they expose."""
-    path = "/"
-    while isinstance(upper_fs, WrapFS):
-        upper_fs, path = upper_fs.delegate_path(path)
-    try:
-        return ("dir", os.path.realpath(upper_fs.getsyspath(path)))
-    except errors.NoSysPath:
-        return ("fs", id(upper_fs), path)
+    """What identifies an upper: its storage as :func:`unionfs.core.identity.identity` sees it
+    (its real directory if it has one, else the innermost FS object under any wrappers plus
+    the sub-directory they expose)."""
+    found = identity(upper_fs)
+    assert found is not None
+    return found.key()
 
 
 def _has_syspath(upper_fs: FS) -> bool:

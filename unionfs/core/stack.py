@@ -23,6 +23,7 @@ from fs.path import basename, dirname
 
 from ..formats.archives import as_lower
 from ..errors import UnsupportedLayer
+from .identity import identity, overlaps, relation
 from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
 
 LayerSource = Union[FS, str]
@@ -50,6 +51,8 @@ class Layer:
         self.is_upper = is_upper
         self.sidecar = sidecar
         self._dirs: Dict[str, Optional[DirIndex]] = {}
+        #: what the caller passed for this layer, kept alive with it
+        self.source: object = None
 
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
@@ -163,8 +166,7 @@ def open_layers(
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
-        if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
-            raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
+        _refuse_overlaps(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
     for position, item in enumerate(opened):
         if isinstance(item, Layer):
@@ -173,7 +175,25 @@ def open_layers(
             layers.append(item)
         else:
             layers.append(Layer(item, "lower %d" % position, False, Sidecar.open(item, create=False)))
+    # the caller's objects live as long as the layers: one may own what its layer reads
+    # (a ZipFS closes its archive when collected, and the layer reads that archive)
+    for layer, source in zip(layers[1:] if upper_fs is not None else layers, lowers):
+        layer.source = source
     return layers
+
+
+def _refuse_overlaps(upper_fs: FS, lower_fss: Sequence[FS]) -> None:
+    """Refuse an upper that is, contains or lies inside a lower, however either is spelled
+    (the kernel refuses overlapping layers: writes to the upper would change a lower)."""
+    upper_id = identity(upper_fs)
+    assert upper_id is not None
+    for position, lower_fs in enumerate(lower_fss):
+        lower_id = identity(lower_fs)
+        if lower_id is not None and overlaps(upper_id, lower_id):
+            raise UnsupportedLayer(
+                msg="overlapping layers: the upper (%s) %s lower %d (%s); an upper must not be, contain or "
+                "lie inside a lower" % (upper_id.describe(), relation(upper_id, lower_id), position, lower_id.describe())
+            )
 
 
 def all_names(layers: Iterable[Layer], path: str) -> Dict[str, None]:

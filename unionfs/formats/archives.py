@@ -149,8 +149,20 @@ class ArchiveFS(FS):
 
     _meta = READ_ONLY_ARCHIVE_META
 
-    def __init__(self, label: str, raw_members: List[_Raw], unsafe: str, closer: Optional[Callable[[], None]]) -> None:
+    def __init__(
+        self,
+        label: str,
+        raw_members: List[_Raw],
+        unsafe: str,
+        closer: Optional[Callable[[], None]],
+        source_path: Optional[str] = None,
+        keep: Any = None,
+    ) -> None:
         super().__init__()
+        #: the archive file on disk, if known: how :func:`unionfs.core.identity.identity` knows it
+        self.source_path = source_path
+        #: an object whose open archive this one reads (a caller's ZipFS closes it when collected)
+        self._keep = keep
         if unsafe not in UNSAFE_POLICIES:
             raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
         self.label = label
@@ -479,7 +491,7 @@ def open_archive(
             handle = source
         if not handle.seekable():
             raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
-        return _open_handle(handle, label, unsafe, owned)
+        return _open_handle(handle, label, unsafe, owned, _source_path(source, within))
     except errors.FSError as error:
         if owned is not None:
             owned.close()
@@ -492,18 +504,33 @@ def open_archive(
         raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
 
 
-def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:
+def _source_path(source: Union[str, BinaryIO], within: Optional[FS]) -> Optional[str]:
+    """The archive's path on disk, if it has one."""
+    if not isinstance(source, str):
+        name = getattr(source, "name", None)
+        return name if isinstance(name, str) and os.path.isfile(name) else None
+    if within is None:
+        return source
+    try:
+        return within.getsyspath(source)
+    except errors.NoSysPath:
+        return None
+
+
+def _open_handle(
+    handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]], source_path: Optional[str] = None
+) -> ArchiveFS:
     start = handle.tell()
     if zipfile.is_zipfile(handle):
         handle.seek(start)
         zip_archive = zipfile.ZipFile(handle, "r")
-        return ArchiveFS(label, _zip_members(zip_archive), unsafe, _closer(zip_archive, owned))
+        return ArchiveFS(label, _zip_members(zip_archive), unsafe, _closer(zip_archive, owned), source_path)
     handle.seek(start)
     try:
         tar_archive = tarfile.open(fileobj=handle, mode="r:*", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError:
         raise UnsupportedLayer(msg="cannot open archive %s: not a tar or zip archive" % label) from None
-    return ArchiveFS(label, _tar_members(tar_archive), unsafe, _closer(tar_archive, owned))
+    return ArchiveFS(label, _tar_members(tar_archive), unsafe, _closer(tar_archive, owned), source_path)
 
 
 def _closer(archive: Union[tarfile.TarFile, zipfile.ZipFile, None], owned: Optional[IO[bytes]]) -> Callable[[], None]:
@@ -524,10 +551,13 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
 
     inner = getattr(layer_fs, "_wrap_fs", layer_fs)
     label = str(getattr(inner, "_file", repr(inner)))
+    source = getattr(inner, "_file", None)
+    source_path = source if isinstance(source, str) else _source_path(source, None) if source is not None else None
+    # ``keep``: the reader closes its archive when collected, and the overlay reads that archive
     if isinstance(inner, ReadTarFS):
-        return ArchiveFS(label, _tar_members(inner._tar), unsafe, None)
+        return ArchiveFS(label, _tar_members(inner._tar), unsafe, None, source_path, keep=layer_fs)
     if isinstance(inner, ReadZipFS):
-        return ArchiveFS(label, _zip_members(inner._zip), unsafe, None)
+        return ArchiveFS(label, _zip_members(inner._zip), unsafe, None, source_path, keep=layer_fs)
     return None
 
 
