@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -29,6 +29,7 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
+from .core.nofollow import is_link, link_on_path, remove_entry
 from .core.identity import identity, overlaps, relation, same
 from .core.walk import preorder
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
@@ -230,19 +231,51 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+class _Target:
+    """The commit target, written without ever following a link out of it (an on-disk target
+    may hold links to anywhere): a link where the view has an entry, or a directory on the
+    way to one, is replaced like any entry of another type, never written through; a link
+    on the way to a path being deleted means nothing of the target is there."""
+
+    def __init__(self, target_fs: FS) -> None:
+        self.fs = target_fs
+        self._real: Set[str] = set()  # directories of the target known not to be links
+
+    def make_way(self, path: str) -> None:
+        """Replace every link at ``path`` or on the way there."""
+        while True:
+            link = link_on_path(self.fs, path, self._real)
+            if link is None:
+                return
+            remove_entry(self.fs, link)
+
+    def holds(self, path: str) -> bool:
+        """Whether the target has an entry at ``path`` itself, reached without any link."""
+        parent = dirname(path)
+        if link_on_path(self.fs, parent, self._real) is not None:
+            return False
+        return self.fs.exists(path) or is_link(self.fs, path)
+
+    def remove(self, path: str) -> None:
+        remove_entry(self.fs, path)
+        prefix = path.rstrip("/") + "/"
+        self._real = {known for known in self._real if known != path and not known.startswith(prefix)}
+
+
+def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
     """Put the view's ``path`` (a directory alone, or a file streamed) into ``target``, replacing
-    an entry of the other type there, and give it the view's metadata."""
-    if target.exists(path) and target.isdir(path) != is_dir:
-        _remove(target, path)
+    an entry of the other type there (or a link), and give it the view's metadata."""
+    target.make_way(path)
+    if target.fs.exists(path) and target.fs.isdir(path) != is_dir:
+        target.remove(path)
     if is_dir:
-        _make_dir(target, path)
+        _make_dir(target.fs, path)
     else:
-        _make_dir(target, dirname(path))
+        _make_dir(target.fs, dirname(path))
         with view.openbin(path) as source:
-            target.upload(path, _CountingReader(source, path, reporter), chunk_size=_CHUNK)
+            target.fs.upload(path, _CountingReader(source, path, reporter), chunk_size=_CHUNK)
         reporter.files_done += 1
-    apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+    apply_metadata(target.fs, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)
 
 
@@ -253,13 +286,6 @@ def _make_dir(target: FS, path: str) -> None:
         target.makedir(path, recreate=True)
     except errors.ResourceNotFound:
         target.makedirs(path, recreate=True)
-
-
-def _remove(target: FS, path: str) -> None:
-    if target.isdir(path):
-        target.removetree(path)
-    else:
-        target.remove(path)
 
 
 def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
@@ -280,8 +306,9 @@ def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback]) ->
     """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries)."""
     entries = _walk_view(view)
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
+    safe = _Target(target)
     for path, is_dir, _size in entries:
-        _copy_entry(view, target, path, is_dir, reporter)
+        _copy_entry(view, safe, path, is_dir, reporter)
 
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
@@ -289,21 +316,22 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
     copied = [c for c in changes if c.kind in (ADDED, MODIFIED) and not c.is_dir]
     sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
     reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    safe = _Target(target)
     for change in changes:
         path = change.path
         if change.kind == DELETED:
-            if target.exists(path):
-                _remove(target, path)
+            if safe.holds(path):
+                safe.remove(path)
             reporter.report(path)
         elif change.kind == OPAQUE:
-            _copy_entry(view, target, path, True, reporter)
+            _copy_entry(view, safe, path, True, reporter)
             for name in target.listdir(path):
-                _remove(target, join(path, name))
-        elif change.kind == METADATA and target.exists(path):
+                safe.remove(join(path, name))
+        elif change.kind == METADATA and safe.holds(path) and not is_link(target, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
         else:
-            _copy_entry(view, target, path, change.is_dir, reporter)
+            _copy_entry(view, safe, path, change.is_dir, reporter)
 
 
 # -- discard -------------------------------------------------------------------------------------------
@@ -314,12 +342,12 @@ def empty_upper(upper_fs: FS) -> None:
     for info in list(upper_fs.scandir("/")):
         if info.name == RESERVED_NAME:
             continue
-        _remove(upper_fs, "/" + info.name)
+        remove_entry(upper_fs, "/" + info.name)  # a link goes itself: never what it points to
     for folder in (TREE_DIR, STAGING_DIR):
         # emptied, not removed and made again: a crash in between must not lose the folder
         upper_fs.makedir(folder, recreate=True)
         for name in upper_fs.listdir(folder):
-            _remove(upper_fs, join(folder, name))
+            remove_entry(upper_fs, join(folder, name))
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:

@@ -33,6 +33,7 @@ from fs import errors
 from fs.path import join
 
 from .journal import Intent
+from .nofollow import remove_entry
 from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
@@ -78,11 +79,8 @@ def clear_staging(upper: Upper) -> List[Finding]:
     """Empty the staging area, as the kernel empties its workdir at mount: only an operation
     in progress uses it, and none is while the overlay opens. Returns what was removed."""
     cleared = []
-    for finding, where, is_dir in _staging(upper):
-        if is_dir:
-            upper.fs.removetree(where)
-        else:
-            upper.fs.remove(where)
+    for finding, where, _is_dir in _staging(upper):
+        remove_entry(upper.fs, where)  # never through a link: the staging area may hold one
         cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
     return cleared
 
@@ -97,12 +95,9 @@ def fsck(
     finished += list(cleared)
     found = find(upper)
     if repair and found:
-        for _finding, where, is_dir in found:
+        for _finding, where, _is_dir in found:
             try:
-                if is_dir:
-                    upper.fs.removetree(where)
-                else:
-                    upper.fs.remove(where)
+                remove_entry(upper.fs, where)
             except errors.ResourceNotFound:
                 pass  # inside a tree removed a moment ago
         upper.forget_all()

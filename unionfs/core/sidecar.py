@@ -31,7 +31,7 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 from __future__ import annotations
 
 import uuid
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Set
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -39,6 +39,7 @@ from fs.base import FS
 from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
+from .nofollow import is_link, link_on_path, remove_entry, syspath
 
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
@@ -62,6 +63,19 @@ def record_dir(dir_path: str) -> str:
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
 
 
+_LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
+
+
+def _refuse_links(layer_fs: FS) -> None:
+    """Refuse a sidecar whose fixed parts are links: records, staging and the journal would
+    live wherever they point, and emptying the staging area would delete the files there."""
+    if syspath(layer_fs, "/") is None:
+        return
+    for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH):
+        if is_link(layer_fs, where):
+            raise SidecarError(where, _LINK_REASON)
+
+
 def is_reserved(path: str) -> bool:
     """Whether an absolute, normalised path names the sidecar or something inside it."""
     return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
@@ -72,6 +86,9 @@ class Sidecar:
 
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
         self.fs = layer_fs
+        #: only a layer with system paths can hold links; record directories checked not to be one
+        self._may_link = syspath(layer_fs, "/") is not None
+        self._real: Set[str] = set()
         #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
         self.version = version
 
@@ -80,6 +97,7 @@ class Sidecar:
     @classmethod
     def open(cls, layer_fs: FS, create: bool) -> Optional["Sidecar"]:
         """The layer's sidecar; ``None`` for a plain layer, created first if ``create``."""
+        _refuse_links(layer_fs)
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
@@ -162,8 +180,17 @@ class Sidecar:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _no_link(self, where: str) -> None:
+        """Refuse a record directory reached through a link: its records would be read from, and
+        written to, wherever the link points."""
+        if self._may_link:
+            link = link_on_path(self.fs, where, self._real)
+            if link is not None:
+                raise SidecarError(link, _LINK_REASON)
+
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
+        self._no_link(where)
         try:
             infos = list(self.fs.scandir(where))
         except errors.ResourceNotFound:
@@ -191,6 +218,7 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
+        self._no_link(dirname(record))
         try:  # one call when the record directory exists, as it does for all but the first
             self.fs.openbin(record, "w").close()
         except errors.ResourceNotFound:
@@ -211,12 +239,17 @@ class Sidecar:
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
+        self.forget_checked()
         try:
-            self.fs.removetree(record_dir(path))
+            remove_entry(self.fs, record_dir(path))
         except errors.ResourceNotFound:
             pass
         if path == "/":
             self.fs.makedir(TREE_DIR, recreate=True)
+
+    def forget_checked(self) -> None:
+        """Forget which record directories were checked (after they were removed or replaced)."""
+        self._real.clear()
 
     def staging_path(self) -> str:
         """A fresh name in the staging area (made when the sidecar was opened for writing),

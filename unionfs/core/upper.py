@@ -20,6 +20,7 @@ from .inode import apply_metadata
 from .file import FollowingReaders
 from .stack import Layer
 from .lookup import Lookup
+from .nofollow import remove_entry
 from .sidecar import OPAQUE, WHITEOUT, Sidecar
 
 
@@ -102,7 +103,7 @@ class Upper:
         self.layer.note_entry(path, None)
         self.lookup.forget(path, subtree=True)
         try:
-            self.fs.removetree(trash)
+            remove_entry(self.fs, trash)  # a link moved here is removed itself, never its target
         except errors.FSError:
             pass
 
@@ -171,6 +172,7 @@ class Upper:
         self.layer.reset()
         self.lookup.forget("/", subtree=True)
         self.sidecar.reread_version()
+        self.sidecar.forget_checked()
 
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""
