@@ -15,6 +15,7 @@ from fs import errors
 from fs.info import Info
 from fs.path import join
 
+from .nofollow import lstat_info
 from .stack import Layer
 from .lookup import Lookup, Node
 
@@ -33,13 +34,30 @@ def is_empty(lookup: Lookup, directory: Node) -> bool:
 
 
 def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
-    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted."""
+    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted.
+    A scandir that fails on one entry (OSFS stats each, and a dangling link has nothing to
+    stat) is not a listing without entries: each name is then read on its own."""
     index = layer.dir(path)
     listed = len(index.entries) if index is not None else 0
     if len(names) * 4 >= listed:
         wanted = set(names)
-        return {info.name: info for info in layer.fs.scandir(path, namespaces) if info.name in wanted}
-    return {name: layer.fs.getinfo(join(path, name), namespaces) for name in names}
+        try:
+            return {info.name: info for info in layer.fs.scandir(path, namespaces) if info.name in wanted}
+        except errors.ResourceNotFound:
+            pass
+    return {name: _entry_info(layer, join(path, name), namespaces) for name in names}
+
+
+def _entry_info(layer: Layer, path: str, namespaces: Tuple[str, ...]) -> Info:
+    """The info of one listed entry: the layer's own, or where that fails because the entry
+    is a link to nothing, the link itself (``lstat``); never silently nothing."""
+    try:
+        return layer.fs.getinfo(path, namespaces)
+    except errors.ResourceNotFound:
+        info = lstat_info(layer.fs, path, namespaces)
+        if info is None:
+            raise
+        return info
 
 
 def scan(
@@ -68,11 +86,10 @@ def scan(
         layer_of[id(child.top)] = child.top
     infos: Dict[str, Info] = {}
     for key, layer_names in by_layer.items():
-        try:
-            infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
-        except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
-            continue
-    for name in names:
+        # no error is swallowed here: a layer that fails to describe an entry it lists raises,
+        # rather than the entry vanishing from the listing (and from what commit writes)
+        infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
+    for name, child in zip(names, children):
         info = infos.get(name)
-        if info is not None:
-            yield info
+        # a name the scandir did not return (the layer changed under us) is read on its own
+        yield info if info is not None else _entry_info(child.top, join(directory.path, name), wanted)
