@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from . import _fsimport  # noqa: F401
 from fs import errors
 
@@ -35,7 +37,23 @@ class SidecarError(errors.ResourceError):
         super().__init__(path)
 
 
-class UnsupportedLayer(errors.CreateFailed):
+class LiteralMessage(errors.CreateFailed):
+    """A ``CreateFailed`` whose ``msg``, when given, is the finished text. ``fs.errors`` formats
+    every message with the instance's fields, so a path or member name holding ``{x}`` made
+    ``str()`` and ``repr()`` raise ``KeyError`` (and the CLI print a traceback)."""
+
+    def __init__(self, msg: Optional[str] = None, exc: Optional[Exception] = None) -> None:
+        super().__init__(msg=msg, exc=exc)
+        self._literal = msg is not None
+
+    def __str__(self) -> str:
+        return self._msg if self._literal else super().__str__()
+
+    def __repr__(self) -> str:
+        return "%s(%r)" % (type(self).__name__, str(self))
+
+
+class UnsupportedLayer(LiteralMessage):
     """A layer could not be opened or is not usable in the position asked for."""
 
     default_message = "cannot use layer: {details}"

@@ -118,9 +118,13 @@ def _this_process() -> Tuple[int, str]:
 def _read_record(upper_fs: FS) -> Optional[Tuple[int, str]]:
     """The (pid, host) of the lock record; ``(0, "")`` for one that was never completed."""
     try:
-        words = upper_fs.readtext(LOCK_PATH).split()
+        data = upper_fs.readbytes(LOCK_PATH)
     except errors.ResourceNotFound:
         return None
+    try:
+        words = data.decode("ascii").split()
+    except UnicodeDecodeError:
+        return 0, ""  # a damaged record is one never completed: taken over, never fatal
     if len(words) != 2 or not words[0].isdigit():
         return 0, ""
     return int(words[0]), words[1]

@@ -76,6 +76,15 @@ def _refuse_links(layer_fs: FS) -> None:
             raise SidecarError(where, _LINK_REASON)
 
 
+def read_text(layer_fs: FS, path: str, what: str) -> str:
+    """A sidecar file as UTF-8 text; bytes that are not UTF-8 are damage, not a crash."""
+    data = layer_fs.readbytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SidecarError(path, "%s is not UTF-8 text (%s)" % (what, error)) from None
+
+
 def is_reserved(path: str) -> bool:
     """Whether an absolute, normalised path names the sidecar or something inside it."""
     return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
@@ -148,7 +157,7 @@ class Sidecar:
     @staticmethod
     def _check_format(layer_fs: FS) -> int:
         try:
-            text = layer_fs.readtext(FORMAT_PATH)
+            text = read_text(layer_fs, FORMAT_PATH, "FORMAT")
         except errors.ResourceNotFound:
             raise SidecarError(FORMAT_PATH, "the FORMAT file is missing") from None
         except errors.FileExpected:

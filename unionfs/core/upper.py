@@ -66,13 +66,21 @@ class Upper:
     def stage(self, source: Optional[BinaryIO], chunk_size: int = 1024 * 1024) -> str:
         """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
         staged = self.sidecar.staging_path()
-        with self.fs.openbin(staged, "w") as out:
-            if source is not None:
-                while True:
-                    chunk = source.read(chunk_size)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+        try:
+            with self.fs.openbin(staged, "w") as out:
+                if source is not None:
+                    while True:
+                        chunk = source.read(chunk_size)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+        except BaseException:
+            # a source that fails mid-way (a damaged archive member) leaves no partial copy behind
+            try:
+                self.fs.remove(staged)
+            except errors.FSError:
+                pass  # the next open empties the staging area anyway
+            raise
         return staged
 
     def install(self, staged: str, path: str) -> None:

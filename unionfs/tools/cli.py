@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
 
 import attr
 
@@ -37,6 +37,7 @@ from fs.path import join
 from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, Progress
 from ..overlay import OverlayFS
 from ..core.sidecar import RESERVED_NAME
+from ..formats import archives
 
 Handler = Callable[[argparse.Namespace], int]
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
@@ -87,10 +88,33 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
     group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    limits = archives.DEFAULT_LIMITS
+    group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
+                       help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
+    group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
+                       help="refuse a compressed lower that expands to more than R times its size "
+                       "(default %g; 0: no limit)" % limits.max_ratio)
+
+
+def _limit(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a positive number, or 0 for no limit (``None``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("must be 0 (no limit) or more, not %r" % text)
+        return value or None
+
+    return parse
 
 
 def open_overlay(args: argparse.Namespace) -> OverlayFS:
     """The overlay named by :func:`overlay_arguments`' options."""
+    # archives opened for this command (lowers given as paths or URLs) use the limits asked for
+    archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
     if args.url:
         if args.lower or args.upper:
             raise UsageError("give either --url or -l/-u, not both")

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 import attr
 
 from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+from ...errors import LiteralMessage
 from fs import errors
 
 #: opens a fresh, seekable binary handle on a blob (the caller closes it)
@@ -30,7 +31,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1024 * 1024
 
 
-class LayerFormatError(errors.CreateFailed):
+class LayerFormatError(LiteralMessage):
     """An image, layout or layer is malformed; the message names the offending file or member."""
 
     default_message = "invalid image or layer: {details}"
