@@ -66,6 +66,24 @@ def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> b
     return True
 
 
+def set_access_on_disk(target: FS, path: str, access: Mapping[str, Any], display: str) -> bool:
+    """chmod/chown of ``path`` through the OS where ``target`` has system paths (``OSFS.setinfo``
+    ignores the ``access`` namespace), raising what the OS says; whether it could."""
+    try:
+        sys_path = target.getsyspath(path)
+    except errors.NoSysPath:
+        return False
+    from fs.error_tools import convert_os_errors
+
+    with convert_os_errors("setinfo", display):
+        if access.get("permissions") is not None:
+            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode, follow_symlinks=False)
+        uid, gid = access.get("uid"), access.get("gid")
+        if uid is not None or gid is not None:
+            os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+    return True
+
+
 def root_info(info: Info) -> Info:
     """The root's info names it ``""`` whatever the layer says."""
     if info.name == "":
