@@ -113,7 +113,8 @@ def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     lower_view = Lookup(list(lowers))
     top = _Step(None, _changes_in(upper, lower_view, "/", True))
     steps = preorder(top, lambda step: step.below or ())
-    return ChangeSet(step.change for step in steps if step.change is not None)
+    found: Tuple[Change, ...] = tuple(step.change for step in steps if step.change is not None)
+    return ChangeSet(found)  # type: ignore[arg-type]  # (mypy reads the converter=tuple generically)
 
 
 @attr.s(slots=True)
@@ -375,8 +376,8 @@ def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Laye
     assert upper_id is not None
     if overlaps(target_id, upper_id):
         raise errors.OperationFailed(
-            msg="cannot commit into %s: it %s this overlay's upper (%s)"
-            % (_spelled(target), relation(target_id, upper_id), upper_id.describe())
+            msg="cannot commit into %r: it %s this overlay's own upper (%s)"
+            % (target, relation(target_id, upper_id), upper_id.describe())
         )
     for position, layer in enumerate(lowers):
         lower_id = identity(layer.fs)
@@ -384,20 +385,16 @@ def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Laye
             continue
         if not same(target_id, lower_id):
             raise errors.OperationFailed(
-                msg="cannot commit into %s: it %s %s of this overlay (%s), which would change that lower"
-                % (_spelled(target), relation(target_id, lower_id), layer.label, lower_id.describe())
+                msg="cannot commit into %r: it %s %s of this overlay (%s), which would change that lower"
+                % (target, relation(target_id, lower_id), layer.label, lower_id.describe())
             )
         if lower_id.archive:
             raise errors.OperationFailed(
-                msg="cannot commit into %s: it is %s of this overlay, an archive, which cannot be rewritten "
-                "in place; commit into a new archive and replace the old one with it" % (_spelled(target), layer.label)
+                msg="cannot commit into %r: it is %s of this overlay, an archive, which cannot be rewritten "
+                "in place; commit into a new archive and replace the old one with it" % (target, layer.label)
             )
         return position
     return None
-
-
-def _spelled(target: Union[FS, str]) -> str:
-    return repr(target) if isinstance(target, str) else repr(target)
 
 
 def commit(

@@ -93,7 +93,7 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
     group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
                        help="refuse a compressed lower that expands to more than R times its size "
-                       "(default %g; 0: no limit)" % limits.max_ratio)
+                       "(default %s; 0: no limit)" % limits.max_ratio)
 
 
 def _limit(kind: type) -> Callable[[str], Any]:

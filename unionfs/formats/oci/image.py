@@ -105,7 +105,7 @@ def expect(value: Any, kind: type, where: str, what: str) -> Any:
     return value
 
 
-_JSON_NAMES = {dict: "object", list: "array", str: "string"}
+_JSON_NAMES: Dict[type, str] = {dict: "object", list: "array", str: "string"}
 
 
 def parse_json(blob: Blob) -> Any:
