@@ -15,17 +15,16 @@ from fs import errors
 from fs.info import Info
 from fs.path import join
 
-from .nofollow import lstat_info
-from .stack import Layer
+from .stack import DirIndex, Layer
 from .lookup import Lookup, Node
 
 #: namespace requests a listing answers by itself
 BASIC_ONLY = frozenset({"basic"})
 
 
-def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
-    """The nodes of the entries of ``directory`` in the merged view (cached by the lookup)."""
-    return lookup.listing(directory).nodes
+def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
+    """The nodes of the entries of ``directory`` in the merged view."""
+    return lookup.children(directory)
 
 
 def is_empty(lookup: Lookup, directory: Node) -> bool:
@@ -33,31 +32,14 @@ def is_empty(lookup: Lookup, directory: Node) -> bool:
     return not lookup.listing(directory).names
 
 
-def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
-    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted.
-    A scandir that fails on one entry (OSFS stats each, and a dangling link has nothing to
-    stat) is not a listing without entries: each name is then read on its own."""
-    index = layer.dir(path)
-    listed = len(index.entries) if index is not None else 0
+def _layer_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
+    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted (the
+    same scan indexes the directory if it was not), else one getinfo per name."""
+    index = layer.cached_dir(path)
+    listed = len(index.entries) if isinstance(index, DirIndex) else len(names)
     if len(names) * 4 >= listed:
-        wanted = set(names)
-        try:
-            return {info.name: info for info in layer.fs.scandir(path, namespaces) if info.name in wanted}
-        except errors.ResourceNotFound:
-            pass
-    return {name: _entry_info(layer, join(path, name), namespaces) for name in names}
-
-
-def _entry_info(layer: Layer, path: str, namespaces: Tuple[str, ...]) -> Info:
-    """The info of one listed entry: the layer's own, or where that fails because the entry
-    is a link to nothing, the link itself (``lstat``); never silently nothing."""
-    try:
-        return layer.fs.getinfo(path, namespaces)
-    except errors.ResourceNotFound:
-        info = lstat_info(layer.fs, path, namespaces)
-        if info is None:
-            raise
-        return info
+        return layer.scan(path, namespaces)
+    return {name: layer.entry_info(join(path, name), namespaces) for name in names}
 
 
 def scan(
@@ -68,28 +50,40 @@ def scan(
 ) -> Iterator[Info]:
     """Infos of the merged listing, each from the layer that wins the entry; ``page`` slices
     the merged list, so only the page's infos are read."""
+    wanted = tuple(namespaces or ())
+    basic_only = BASIC_ONLY.issuperset(wanted)
+    if not basic_only and page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
+        # a cold details scan of a one-layer directory: that layer's scan is the answer (and
+        # indexes the directory), not an index read followed by a second scan
+        layer = directory.layers[0]
+        scanned = layer.scan(directory.path, wanted)
+        for name in lookup.listing(directory).names:
+            one = scanned.get(name)
+            if one is not None:
+                yield one
+        return
     listing = lookup.listing(directory)
-    names, children = listing.names, listing.nodes
+    names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
     if page is not None:
         start, end = page
-        names, children = names[start:end], children[start:end]
-    wanted = tuple(namespaces or ())
-    if BASIC_ONLY.issuperset(wanted):
+        names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
+    if basic_only:
         # name and type are all the basic namespace holds, and the listing knows both: no layer is read
-        for name, child in zip(names, children):
-            yield Info({"basic": {"name": name, "is_dir": child.is_dir}})
+        for name, is_dir in zip(names, is_dirs):
+            yield Info({"basic": {"name": name, "is_dir": is_dir}})
         return
     by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}
-    for name, child in zip(names, children):
-        by_layer.setdefault(id(child.top), []).append(name)
-        layer_of[id(child.top)] = child.top
+    for name, top in zip(names, tops):
+        by_layer.setdefault(id(top), []).append(name)
+        layer_of[id(top)] = top
     infos: Dict[str, Info] = {}
     for key, layer_names in by_layer.items():
         # no error is swallowed here: a layer that fails to describe an entry it lists raises,
         # rather than the entry vanishing from the listing (and from what commit writes)
-        infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
-    for name, child in zip(names, children):
+        found = _layer_infos(layer_of[key], directory.path, layer_names, wanted)
+        infos.update((name, found[name]) for name in layer_names if name in found)
+    for name, top in zip(names, tops):
         info = infos.get(name)
         # a name the scandir did not return (the layer changed under us) is read on its own
-        yield info if info is not None else _entry_info(child.top, join(directory.path, name), wanted)
+        yield info if info is not None else top.entry_info(join(directory.path, name), wanted)
