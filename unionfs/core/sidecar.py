@@ -273,7 +273,8 @@ class Sidecar:
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
         for kind in (WHITEOUT, OPAQUE):
             if kind in listing and not listing[kind]:
-                raise SidecarError(where + "/" + kind, "a record directory is a file")
+                linked = self._may_link and is_link(self.fs, where + "/" + kind)
+                raise SidecarError(where + "/" + kind, _LINK_REASON if linked else "a record directory is a file")
         kinds = frozenset(kind for kind in (WHITEOUT, OPAQUE) if kind in listing)
         self._kinds.put(dir_path, kinds)
         return kinds
