@@ -27,7 +27,7 @@ from fs.copy import copy_file
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from fs.walk import Walker
-from unionfs.core.sidecar import Sidecar
+from unionfs.core.sidecar import WHITEOUT, Sidecar
 
 from .systems import Stack, System, View
 
@@ -263,7 +263,7 @@ def _add_records(upper: FS, whited: Sequence[str]) -> None:
     sidecar = Sidecar.open(upper, create=True)
     assert sidecar is not None
     for path in whited:
-        sidecar.add_whiteout(path)
+        sidecar.add_record(path, WHITEOUT)
 
 
 def build_copyup(sizes: Sizes, scratch: str) -> Stack:

@@ -39,6 +39,7 @@ from fs.memoryfs import MemoryFS
 from fs.path import dirname, recursepath
 
 from unionfs.errors import IllegalDestination
+from unionfs.core import sidecar as sidecar_format
 from unionfs.core.sidecar import Sidecar
 
 # -------------------------------------------------------------------------------------------------
@@ -159,9 +160,9 @@ def build_library_layer(layer: LayerSpec) -> MemoryFS:
             layer_fs.writebytes(path, entry.data)
             layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
         if sidecar is not None and entry.kind == OPAQUE:
-            sidecar.add_opaque(path)
+            sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
-            sidecar.add_whiteout(path)
+            sidecar.add_record(path, sidecar_format.WHITEOUT)
     return layer_fs
 
 

@@ -33,7 +33,6 @@ from fs import errors
 from fs.path import join
 
 from .journal import Intent
-from .nofollow import remove_entry
 from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
@@ -79,8 +78,8 @@ def clear_staging(upper: Upper) -> List[Finding]:
     """Empty the staging area, as the kernel empties its workdir at mount: only an operation
     in progress uses it, and none is while the overlay opens. Returns what was removed."""
     cleared = []
-    for finding, where, _is_dir in _staging(upper):
-        remove_entry(upper.fs, where)  # never through a link: the staging area may hold one
+    for finding, where, is_dir in _staging(upper):
+        upper.delete(where, is_dir)
         cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
     return cleared
 
@@ -97,7 +96,7 @@ def fsck(
     if repair and found:
         for _finding, where, _is_dir in found:
             try:
-                remove_entry(upper.fs, where)
+                upper.delete(where, is_dir)
             except errors.ResourceNotFound:
                 pass  # inside a tree removed a moment ago
         upper.forget_all()

@@ -342,12 +342,6 @@ class Sidecar:
         except errors.ResourceNotFound:
             pass
 
-    def add_whiteout(self, path: str) -> None:
-        self.add_record(path, WHITEOUT)
-
-    def add_opaque(self, path: str) -> None:
-        self.add_record(path, OPAQUE)
-
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
         self.forget_checked()

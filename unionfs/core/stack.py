@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -22,12 +22,10 @@ from fs import errors
 from fs.base import FS
 from fs.error_tools import convert_os_errors
 from fs.info import Info
-from fs.opener.errors import OpenerError
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..formats.archives import as_lower
-from ..errors import UnsupportedLayer
+from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info
 from .sidecar import OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved, sys_root
@@ -301,31 +299,58 @@ def _index_weight(index: Optional[DirIndex]) -> int:
     return 1 if index is None else 1 + len(index.entries) + len(index.whiteouts)
 
 
-def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+@attr.s(frozen=True, slots=True)
+class Stack:
+    """A read-only view of an overlay's layers (``OverlayFS.stack``): what exporters and tools
+    read, so that they need none of the overlay's private state."""
+
+    upper: Optional[Layer] = attr.ib()
+    lowers: Tuple[Layer, ...] = attr.ib(converter=lambda layers: tuple(layers))  # type: ignore[misc]
+
+    @property
+    def layers(self) -> Tuple[Layer, ...]:
+        """Every layer, topmost first."""
+        return ((self.upper,) if self.upper is not None else ()) + self.lowers
+
+
+#: turns a lower as the caller gave it (an FS, an FS URL, whatever the formats understand)
+#: into an FS, ``what`` naming it in errors; the facade injects the formats' resolver, so
+#: this module needs none of them
+LowerResolver = Callable[[Any, str], FS]
+
+
+def open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+    """``source`` as an FS: an FS as it is, an FS URL opened (an :class:`UnsupportedLayer` naming
+    ``what`` if it cannot be)."""
     if isinstance(source, FS):
         return source
     if isinstance(source, str):
-        try:
+        with convert_errors(unsupported_layer, "cannot open %s %r" % (what, source), fs_errors=True):
             return fs.open_fs(source, writeable=writeable, create=writeable)
-        except (errors.FSError, OpenerError) as error:
-            raise UnsupportedLayer(msg="cannot open %s %r: %s" % (what, source, error)) from error
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
 
+def _plain_lower(source: Any, what: str) -> FS:
+    return open_fs(source, False, what)
+
+
 def open_layers(
-    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
+    upper: Optional[LayerSource],
+    resolve_lower: LowerResolver = _plain_lower,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
-    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format); any
+    other is given to ``resolve_lower``."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = open_fs(upper, True, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
-        source if isinstance(source, Layer) else _open_fs(as_lower(source), False, "lower %d" % position)
+        source if isinstance(source, Layer) else resolve_lower(source, "lower %d" % position)
         for position, source in enumerate(lowers)
     ]
     layers: List[Layer] = []

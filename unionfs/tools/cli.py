@@ -23,21 +23,18 @@ import json
 import os
 import shutil
 import sys
-import time
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
 import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
-from fs.base import FS
 from fs.opener.errors import OpenerError
-from fs.path import join
 
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, Progress
+from ..errors import message_of
 from ..overlay import OverlayFS
-from ..core.sidecar import RESERVED_NAME
 from ..formats import archives
+from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
@@ -129,62 +126,6 @@ def open_overlay(args: argparse.Namespace) -> OverlayFS:
     return OverlayFS(args.lower, upper=args.upper)
 
 
-def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:
-    """``layer`` below ``path`` drawn as a tree, one entry per line, names sorted, dirs with ``/``."""
-    lines: List[str] = []
-
-    def draw(directory: str, prefix: str) -> None:
-        infos = sorted(layer.scandir(directory), key=lambda info: info.name)
-        if directory == "/" and not show_reserved:
-            infos = [info for info in infos if info.name != RESERVED_NAME]
-        for position, info in enumerate(infos):
-            last = position == len(infos) - 1
-            lines.append(prefix + ("└── " if last else "├── ") + info.name + ("/" if info.is_dir else ""))
-            if info.is_dir:
-                draw(join(directory, info.name), prefix + ("    " if last else "│   "))
-
-    draw(path, "")
-    return lines
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
-        self.stream, self.label, self.width = stream, label, width
-        self._last_draw = 0.0
-        self._drawn = False
-
-    def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        done = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
-        if not done and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else (1.0 if done else 0.0)
-        filled = int(self.width * fraction)
-        self.stream.write(
-            "\r%s [%s%s] %3d%% %s/%s  %d/%d files"
-            % (self.label, "#" * filled, "-" * (self.width - filled), fraction * 100,
-               _size(progress.bytes_done), _size(progress.bytes_total), progress.files_done, progress.files_total)
-        )
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
-
-
 def _progress_wanted(args: argparse.Namespace) -> bool:
     return args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
 
@@ -228,9 +169,6 @@ def cat_command(args: argparse.Namespace) -> int:
 
 
 #: one letter per kind of change, as in ``docker diff`` / ``git status --short``
-CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O"}
-
-
 def _diff_arguments(parser: argparse.ArgumentParser) -> None:
     overlay_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
@@ -436,7 +374,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         if isinstance(error, BrokenPipeError):
             return 1
-        return _fail(str(error) or type(error).__name__, 1)
+        return _fail(message_of(error), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as error:  # a bug: still one line, with a way to see the traceback

@@ -21,7 +21,7 @@ import os
 import stat
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, cast
 
 import attr
 
@@ -323,8 +323,8 @@ class Operations:
             else:
                 return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
         info = self._call(self.overlay.getinfo, path, ("stat", "details", "access"))
-        raw = info.raw
-        st = raw.get("stat")
+        raw = cast(Dict[str, Any], info.raw)
+        st: Optional[Dict[str, Any]] = raw.get("stat")
         if st is not None and "st_mode" in st:
             result = {
                 "st_mode": st["st_mode"],
@@ -423,7 +423,7 @@ class Operations:
             self._call(self.overlay.getinfo, path)  # still ENOENT for a missing path
             return
         if len(details) == 1:  # setinfo needs both: keep the other one's value
-            current = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
+            current: Mapping[str, Any] = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
             for key in ("accessed", "modified"):
                 if key not in details and current.get(key) is not None:
                     details[key] = current[key]

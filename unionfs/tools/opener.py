@@ -28,6 +28,8 @@ from fs.opener import Opener
 from fs.opener.parse import ParseResult
 from fs.subfs import ClosingSubFS
 
+from ..errors import literal
+
 from ..overlay import OverlayFS
 
 PROTOCOL = "overlay"
@@ -53,16 +55,16 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
-        raise errors.CreateFailed(msg="%r is not an %s URL" % (fs_url, prefix))
+        raise errors.CreateFailed(msg=literal("%r is not an %s URL" % (fs_url, prefix)))
     body = fs_url[len(prefix) :].partition("!")[0]  # fs itself opens the "!path" part
     layers, _, query = body.partition("?")
     lowers = [unquote(part) for part in layers.split(",") if part]
     if not lowers:
-        raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
+        raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key != "upper":
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key))
+            raise errors.CreateFailed(msg=literal("%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key)))
         upper = value
     return lowers, upper
 
