@@ -94,7 +94,7 @@ def fsck(
     finished += list(cleared)
     found = find(upper)
     if repair and found:
-        for _finding, where, _is_dir in found:
+        for _finding, where, is_dir in found:
             try:
                 upper.delete(where, is_dir)
             except errors.ResourceNotFound:

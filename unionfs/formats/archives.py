@@ -35,6 +35,7 @@ from typing import IO, Any, BinaryIO, Callable, Collection, Dict, List, Optional
 import attr
 
 from .. import _fsimport  # noqa: F401
+from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.opener.parse import parse_fs_url
