@@ -43,7 +43,7 @@ from fs.path import basename, dirname
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
-from ..errors import LOW_LEVEL_ERRORS, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
+from ..errors import LOW_LEVEL_ERRORS, ArchiveTooLarge, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
 from ..io import LockedReader, WindowReader
 from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, link_target_path, member_info, normalise, tar_access
 from .oci.blobs import GZIP_MAGIC, GzipStream
@@ -149,10 +149,6 @@ class ArchiveLimits:
 DEFAULT_LIMITS = ArchiveLimits()
 #: expansion allowed whatever the ratio: small archives of zeros are no threat
 _RATIO_SLACK = 16 * 1024 * 1024
-
-
-class ArchiveTooLarge(UnsupportedLayer):
-    """An archive goes past one of the :class:`ArchiveLimits` it was opened with."""
 
 
 def _check_limits(label: str, limits: ArchiveLimits, count: int, expanded: int, stored: Optional[int]) -> None:
