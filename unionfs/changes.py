@@ -370,12 +370,9 @@ def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Laye
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
     """The commit target as an FS, and whether we opened it (and so must close it)."""
-    if isinstance(target, FS):
-        return target, False
-    import fs as _fs
+    from .formats.resolve import open_target as resolve_target
 
-    with convert_errors(create_failed, "cannot open commit target %r" % (target,), fs_errors=True):
-        return _fs.open_fs(target, writeable=True, create=True), True
+    return resolve_target(target)
 
 
 def commit(

@@ -5,6 +5,8 @@ kernel's error conditions in the kernel's order, and delegates."""
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import threading
 import weakref
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
@@ -36,6 +38,8 @@ from .core.upper import Upper
 from .io import CHUNK, copy_stream
 
 
+#: text a whole-file text write keeps in memory before it spools to a temporary file
+CHUNK_SPOOLED = 1 << 20
 #: how many validated paths an overlay remembers before it starts afresh
 VALID_PATHS_KEPT = 1 << 16
 
@@ -53,13 +57,24 @@ class OverlayFS(FS):
         self,
         lowers: Union[LayerSource, Sequence[Union[LayerSource, Layer]]],
         upper: Optional[LayerSource] = None,
+        volatile: bool = False,
     ) -> None:
         super().__init__()
         #: an RLock; with an upper, the lock shared by every overlay of it (sharing.InstanceLock)
         self._lock: Any = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
-        layers = open_layers(lowers, upper, resolve.resolve_lower)
+        #: the kernel's ``-o volatile``: nothing is fsynced (faster; a power cut may lose or
+        #: tear what operations wrote, see docs/reliability.rst)
+        self.volatile = volatile
+        try:
+            layers = open_layers(
+                lowers, upper, resolve.resolve_lower, resolve.resolve_upper, self._join_upper, volatile=volatile
+            )
+        except BaseException:
+            if self._shared is not None:
+                self._leave()
+            raise
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
@@ -70,17 +85,23 @@ class OverlayFS(FS):
         self.recovered: List[Intent] = []
         self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
         if self._upper is not None:
-            self._shared = sharing.join(self._upper.fs)
-            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            assert self._shared is not None
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
             with self._lock:
+                self._cleared = fsck.drop_torn_journal(self._upper)
                 self.recovered = dirops.recover(self._lookup, self._upper)
-                self._cleared = fsck.clear_staging(self._upper)
+                self._cleared += fsck.clear_staging(self._upper)
                 self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(str(self._meta.get("invalid_path_chars") or "")) | {"\0"}
         #: caller's path -> validated absolute normal path (a pure function of the path)
         self._valid_paths: Dict[str, str] = {}
+
+    def _join_upper(self, upper_fs: FS, lowers: List[FS]) -> None:
+        """Share (or, first in this process, lock) the upper before its sidecar is touched."""
+        nested = sharing.nested_uppers(lowers)
+        self._shared = sharing.join(upper_fs, nested)
+        self._leave = weakref.finalize(self, sharing.leave, self._shared, nested)  # runs once: close or GC
 
     def __enter__(self) -> "OverlayFS":
         return self
@@ -161,6 +182,16 @@ class OverlayFS(FS):
             node = self._node(_path, path)
             info = node.top.getinfo(_path, namespaces)
         return root_info(info) if _path == "/" else info
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
+        directory on disk; ``None`` where it has no system path (archives, memory: ask
+        :meth:`getinfo`). What ``unionfs mount`` answers stat(2) with, one system call and
+        no ``Info`` built. Errors as :meth:`getinfo`'s."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path)
+            return node.top.lstat(_path)
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
@@ -313,6 +344,52 @@ class OverlayFS(FS):
         if not isinstance(contents, bytes):
             raise TypeError("contents must be bytes")
         self.upload(path, io.BytesIO(contents))
+
+    def writetext(
+        self, path: str, contents: str, encoding: str = "utf-8", errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Replace a file with text, staged and renamed into place like :meth:`writebytes`
+        (the base class would truncate it first and write after, showing it empty between)."""
+        if not isinstance(contents, str):
+            raise TypeError("contents must be unicode")
+        self.upload(path, io.BytesIO(_encode(contents, encoding, errors, newline)))
+
+    def writefile(
+        self, path: str, file: Any, encoding: Optional[str] = None, errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Set a file to the contents of ``file`` (text with ``encoding``), staged like :meth:`upload`."""
+        if encoding is None:  # binary, as the base class opens it
+            self.upload(path, file)
+            return
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SPOOLED) as spool:
+            text = io.TextIOWrapper(spool, encoding=encoding, errors=errors, newline=newline)  # type: ignore[arg-type]
+            for chunk in iter(lambda: file.read(CHUNK_SPOOLED), ""):
+                text.write(chunk)
+            text.flush()
+            spool.seek(0)
+            self.upload(path, spool)  # type: ignore[arg-type]
+            text.detach()
+
+    def appendbytes(self, path: str, data: bytes) -> None:
+        """Append to a file: a new file is staged whole like :meth:`writebytes`, an existing
+        one is appended to in place (an ``O_APPEND`` write, as on the kernel)."""
+        if not isinstance(data, bytes):
+            raise TypeError("must be bytes")
+        _path = self.validatepath(path)
+        with self._lock:
+            if not self.exists(_path):
+                self.writebytes(path, data)
+                return
+            with self.openbin(path, "ab") as append_file:
+                append_file.write(data)
+
+    def appendtext(
+        self, path: str, text: str, encoding: str = "utf-8", errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Append text to a file, as :meth:`appendbytes` appends bytes."""
+        if not isinstance(text, str):
+            raise TypeError("must be unicode string")
+        self.appendbytes(path, _encode(text, encoding, errors, newline))
 
     def upload(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
         """Write a whole file atomically: staged in the upper, then renamed into place. An
@@ -609,6 +686,22 @@ class OverlayFS(FS):
         ``False`` only ``trusted.``."""
         return cls._over_own_layers(resolve.kernel_lowers(lowerdirs, userxattr), upper)
 
+    def export_upper(self, target: Union[FS, str]) -> int:
+        """Publish the upper as a layer: its entries and sidecar records copied into the empty
+        ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
+        ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
+        itself is unchanged. Returns how many entries were written."""
+        with self._lock:  # held throughout, so the published layer is one consistent state
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
+            target_fs, opened = resolve.open_target(target)
+            try:
+                return resolve.export_upper(self.stack, target_fs, str(target))
+            finally:
+                if opened:
+                    target_fs.close()
+
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new
         directory ``dest_dir`` in the kernel's format: mounted as ``upperdir=`` (or as the
@@ -635,6 +728,17 @@ def _lands_on_itself(lookup: Lookup, src: str, dst: str) -> bool:
     if not isbase(dst, src) or src == dst:
         return False
     return lookup.node(join(src, relpath(src[len(dst.rstrip("/")):]))) is not None
+
+
+def _encode(text: str, encoding: str, errors: Optional[str], newline: str) -> bytes:
+    """``text`` as a text-mode file with these arguments would write it."""
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding=encoding, errors=errors, newline=newline)
+    wrapper.write(text)
+    wrapper.flush()
+    data = buffer.getvalue()
+    wrapper.detach()
+    return data
 
 
 def _kept_on_truncate(node: Node) -> Dict[str, Any]:

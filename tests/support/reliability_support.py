@@ -22,6 +22,9 @@ from unionfs.testing import trees
 #: operation name -> (injection points, modes), filled by the crash tests, printed at the end
 INJECTION_POINTS: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()
 
+#: what the real-process tests counted (kills, lock races, power cuts, fsyncs), printed at the end
+COUNTS: "OrderedDict[str, str]" = OrderedDict()
+
 View = Dict[str, Tuple]
 
 

@@ -32,6 +32,7 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import join
 
+from . import journal
 from .journal import Intent
 from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
@@ -72,6 +73,15 @@ def find(upper: Upper) -> List[Tuple[Finding, str, bool]]:
     found = list(_staging(upper))
     found += list(_records(upper))
     return found
+
+
+def drop_torn_journal(upper: Upper) -> List[Finding]:
+    """Remove journal entries a power cut left empty or cut short (``journal.torn``): such an
+    entry was never durable, so its operation never began counting. Returns what was removed."""
+    return [
+        Finding("journal", where, "dropped an entry a power cut left incomplete (removed when the overlay opened)")
+        for where in journal.drop_torn(upper.sidecar)
+    ]
 
 
 def clear_staging(upper: Upper) -> List[Finding]:

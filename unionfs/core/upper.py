@@ -18,13 +18,14 @@ from typing import Any, BinaryIO, Mapping, Optional
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.mode import Mode
 from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 
 from ..errors import literal
 from ..io import CHUNK, copy_stream
 from .inode import apply_metadata, set_access_on_disk
-from .file import FollowingReaders
+from .file import FollowingReaders, UpperFile
 from .stack import FILE, DirIndex, Layer
 from . import journal
 from .lookup import Lookup
@@ -41,6 +42,8 @@ class Upper:
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
+        #: fsync of the upper's files and directories (a no-op off disk or when volatile)
+        self.sync = self.sidecar.sync
         #: read handles opened on lower files, which move to the upper copy at copy-up (the
         #: overlay's registry: told here when a file lands in the upper)
         self.readers = readers if readers is not None else FollowingReaders()
@@ -74,6 +77,7 @@ class Upper:
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self.fs.makedir(path, permissions=permissions)
+        self.sync.dir(dirname(path))
         self._entry_changed(path, True, new_dir=True)
 
     def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
@@ -82,26 +86,32 @@ class Upper:
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
         self._rename_dir(staged, path)
+        self.sync.dir(dirname(path))
         self._entry_changed(path, True, new_dir=True, copied_up=True)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
-        """Open a file of the upper; a file it creates joins the view at once."""
+        """Open a file of the upper for writing, as an :class:`UpperFile` (the kernel's
+        append and truncate semantics on any upper); a file it creates joins the view at
+        once, and its name is durable when the open returns."""
         created = self.layer.lookup(dirname(path), basename(path)) < FILE
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
+            self.sync.dir(dirname(path))
             self._entry_changed(path, False)
-        return handle
+        return UpperFile(handle, path, Mode(mode), self.sync)  # type: ignore[return-value]
 
     def stage(self, source: Optional[BinaryIO], chunk_size: int = CHUNK) -> str:
-        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
+        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path.
+        The caller gives it its metadata and :meth:`install` syncs and renames it."""
         staged = self.sidecar.staging_path()
         try:
             with self.fs.openbin(staged, "w") as out:
                 if source is not None:
                     copy_stream(source, out, chunk_size)
         except BaseException:
-            # a source that fails mid-way (a damaged archive member) leaves no partial copy behind
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves no partial copy behind
             try:
                 self.fs.remove(staged)
             except errors.FSError:
@@ -110,10 +120,24 @@ class Upper:
         return staged
 
     def install(self, staged: str, path: str) -> None:
-        """Atomically put a staged file at ``path`` (a rename within the upper)."""
-        self.fs.move(staged, path, overwrite=True)
+        """Atomically put a staged file at ``path`` (a rename within the upper): its data and
+        metadata are synced before the rename, the directory after it (as the kernel's
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made."""
+        try:
+            self.sync.path(staged)
+            self.fs.move(staged, path, overwrite=True)
+        except errors.FSError:
+            self._discard_staged(staged)  # refused (a name too long, say): leave nothing behind
+            raise
+        self.sync.dir(dirname(path))
         self._entry_changed(path, False)
         self.readers.copied_up(self.fs, path)
+
+    def _discard_staged(self, staged: str) -> None:
+        try:
+            self.fs.remove(staged)
+        except errors.FSError:
+            pass  # the next open empties the staging area anyway
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
@@ -126,9 +150,11 @@ class Upper:
                 self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
             raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
+        self.sync.path(path)
 
     def remove_file(self, path: str) -> None:
         self.fs.remove(path)
+        self.sync.dir(dirname(path))
         self._entry_changed(path, None)
 
     def remove_dir(self, path: str) -> None:
@@ -136,6 +162,7 @@ class Upper:
         deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         self._rename_dir(path, trash)
+        self.sync.dir(dirname(path))
         self._entry_changed(path, None, subtree=True)
         try:
             remove_entry(self.fs, trash)  # a link moved here is removed itself, never its target
@@ -144,12 +171,14 @@ class Upper:
 
     def move_file(self, src: str, dst: str) -> None:
         self.fs.move(src, dst, overwrite=True)
+        self.sync.dirs(dirname(dst), dirname(src))
         self._entry_changed(src, None)
         self._entry_changed(dst, False)
 
     def move_dir(self, src: str, dst: str) -> None:
         """Rename a directory of the upper; ``dst`` must not exist in the upper."""
         self._rename_dir(src, dst)
+        self.sync.dirs(dirname(dst), dirname(src))
         self._entry_changed(src, None, subtree=True)
         self._entry_changed(dst, True, subtree=True)
 

@@ -91,6 +91,8 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
                        help="refuse a compressed lower that expands to more than R times its size "
                        "(default %s; 0: no limit)" % limits.max_ratio)
+    group.add_argument("--volatile", action="store_true",
+                       help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 def _limit(kind: type) -> Callable[[str], Any]:
@@ -120,10 +122,13 @@ def open_overlay(args: argparse.Namespace) -> OverlayFS:
         overlay = _fs.open_fs(args.url)
         if not isinstance(overlay, OverlayFS):
             raise UsageError("--url must be an overlay:// URL")
+        if getattr(args, "volatile", False) and not overlay.volatile:
+            overlay.close()
+            raise UsageError("with --url, say volatile=1 in the URL instead of --volatile")
         return overlay
     if not args.lower:
         raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
-    return OverlayFS(args.lower, upper=args.upper)
+    return OverlayFS(args.lower, upper=args.upper, volatile=getattr(args, "volatile", False))
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -205,6 +210,24 @@ def commit_command(args: argparse.Namespace) -> int:
                 bar.finish()
     print("committed %s into %s (%d changes)" % ("the changes" if args.only_changes or args.into_lower else "the merged view",
                                                  args.target, len(changes)))
+    return 0
+
+
+def _export_upper_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("target", help="an empty directory or FS URL, e.g. s3://bucket/layers/mine")
+
+
+@command(
+    "export-upper",
+    "publish the upper as a layer (entries and sidecar records) into an empty directory or FS, "
+    "for other overlays to stack over the same lowers",
+    _export_upper_arguments,
+)
+def export_upper_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        written = overlay.export_upper(args.target)
+    print("published the upper into %s (%d entries)" % (args.target, written))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&volatile=1][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -11,6 +11,8 @@ Form::
 - Nested URLs are percent-encoded wherever they contain one of ``, ? & = ! @ # % +`` or a
   space, so the outer URL can be split unambiguously; ``/`` and ``:`` may stay as they are.
   :func:`overlay_url` does exactly that.
+- ``volatile=1`` (or ``true``/``yes``) opens the overlay with ``volatile=True``: nothing is
+  fsynced, as with the kernel's ``-o volatile`` (see docs/reliability.rst).
 - ``!PATH`` at the end opens that directory of the overlay (closing it closes the overlay).
 
 Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
@@ -41,18 +43,30 @@ def quote_layer(url: str) -> str:
     return quote(url, safe=_SAFE)
 
 
-def overlay_url(lowers: Sequence[str], upper: Optional[str] = None) -> str:
+def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bool = False) -> str:
     """The ``overlay://`` URL of these layer URLs or paths (topmost lower first)."""
     if not lowers:
         raise ValueError("an overlay needs at least one lower layer")
     url = "%s://%s" % (PROTOCOL, ",".join(quote_layer(lower) for lower in lowers))
+    query = []
     if upper is not None:
-        url += "?upper=" + quote_layer(upper)
-    return url
+        query.append("upper=" + quote_layer(upper))
+    if volatile:
+        query.append("volatile=1")
+    return url + ("?" + "&".join(query) if query else "")
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL."""
+    lowers, upper, _volatile = parse_overlay_options(fs_url)
+    return lowers, upper
+
+
+def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
+    """The lower URLs, the upper URL (or ``None``) and ``volatile`` of an ``overlay://`` URL."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
         raise errors.CreateFailed(msg=literal("%r is not an %s URL" % (fs_url, prefix)))
@@ -62,11 +76,17 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     if not lowers:
         raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
+    volatile = False
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != "upper":
-            raise errors.CreateFailed(msg=literal("%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key)))
-        upper = value
-    return lowers, upper
+        if key == "upper":
+            upper = value
+        elif key == "volatile" and value.lower() in _TRUE + _FALSE:
+            volatile = value.lower() in _TRUE
+        elif key == "volatile":
+            raise errors.CreateFailed(msg=literal("%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value)))
+        else:
+            raise errors.CreateFailed(msg=literal("%r: unknown parameter %r (they are 'upper' and 'volatile')" % (fs_url, key)))
+    return lowers, upper, volatile
 
 
 class OverlayOpener(Opener):
@@ -75,8 +95,8 @@ class OverlayOpener(Opener):
     protocols = [PROTOCOL]
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
-        lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS(lowers, upper=upper)
+        lowers, upper, volatile = parse_overlay_options(fs_url)
+        overlay = OverlayFS(lowers, upper=upper, volatile=volatile)
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)

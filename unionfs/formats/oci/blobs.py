@@ -174,6 +174,11 @@ class _Checkpoint:
     state: Any = attr.ib()  # a copy of the zlib decompressor at that point
 
 
+#: uncompressed bytes a gzip stream keeps behind its last read (a reader's read-ahead
+#: going back a little then needs no restart from a checkpoint)
+KEEP_BEHIND = 256 * 1024
+
+
 class GzipStream(SharedStream):
     """Random access into a gzip blob: while decompressing, a copy of the decompressor is
     kept every ``spacing`` uncompressed bytes, so a read anywhere restarts from the nearest
@@ -255,11 +260,14 @@ class GzipStream(SharedStream):
             while self._out_pos < offset + size and not self._at_end:
                 self._produce()
                 start = self._out_pos - len(self._buffer)
-                if offset > start:  # keep only what this read can still use
-                    del self._buffer[: min(offset, self._out_pos) - start]
+                drop = min(offset, self._out_pos) - start - KEEP_BEHIND
+                if drop > 0:  # keep what this read can use, and a window behind it
+                    del self._buffer[:drop]
             start = self._out_pos - len(self._buffer)
             data = bytes(self._buffer[offset - start: offset - start + size])
-            del self._buffer[: max(0, offset - start + len(data))]
+            drop = offset - start + len(data) - KEEP_BEHIND
+            if drop > 0:  # a read a little behind this one (a reader's read-ahead) needs no restart
+                del self._buffer[:drop]
             return data
 
     def close(self) -> None:
