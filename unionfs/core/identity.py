@@ -46,7 +46,11 @@ class Identity:
 
     def key(self) -> Any:
         """A hashable key: equal for two spellings of one layer."""
-        return ("os", self.os_path, self.inner) if self.os_path is not None else ("fs", self.fs_id, self.inner)
+        if self.os_path is None:
+            return ("fs", self.fs_id, self.inner)
+        if self.archive:
+            return ("archive", self.os_path, self.inner)
+        return ("dir", self.os_path)  # a directory on disk: the key the upper's OS lock uses
 
     def describe(self) -> str:
         """For error messages."""
