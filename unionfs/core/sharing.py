@@ -29,7 +29,7 @@ from fs.wrapfs import WrapFS
 
 from ..errors import SidecarError, UnsupportedLayer, UpperInUse
 from .identity import identity
-from .sidecar import LOCK_PATH, RESERVED_NAME, SIDECAR_DIR
+from .sidecar import LINK_REASON, LOCK_PATH, RESERVED_NAME, SIDECAR_DIR
 
 _registry: Dict[Hashable, "SharedUpper"] = {}
 _registry_lock = threading.Lock()
@@ -62,8 +62,11 @@ class OSLock:
             pass
         except OSError as error:
             raise SidecarError(SIDECAR_DIR, "cannot make the sidecar directory (%s)" % error.strerror) from None
-        if not stat.S_ISDIR(os.lstat(sidecar_dir).st_mode):  # lstat: never lock through a link
-            raise SidecarError(SIDECAR_DIR, "it is a file or a link, not a directory")
+        mode = os.lstat(sidecar_dir).st_mode  # lstat: never lock through a link
+        if stat.S_ISLNK(mode):
+            raise SidecarError(SIDECAR_DIR, LINK_REASON)
+        if not stat.S_ISDIR(mode):
+            raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
         for _attempt in range(1000):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)

@@ -73,7 +73,7 @@ def record_dir(dir_path: str) -> str:
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
 
 
-_LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
+LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
 
 
 def _refuse_links(layer_fs: FS) -> None:
@@ -83,7 +83,7 @@ def _refuse_links(layer_fs: FS) -> None:
         return
     for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH):
         if is_link(layer_fs, where):
-            raise SidecarError(where, _LINK_REASON)
+            raise SidecarError(where, LINK_REASON)
 
 
 def read_text(layer_fs: FS, path: str, what: str) -> str:
@@ -259,7 +259,7 @@ class Sidecar:
         if self._may_link:
             link = link_on_path(self.fs, where, self._real)
             if link is not None:
-                raise SidecarError(link, _LINK_REASON)
+                raise SidecarError(link, LINK_REASON)
 
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
@@ -314,7 +314,7 @@ class Sidecar:
         for kind in (WHITEOUT, OPAQUE):
             if kind in listing and not listing[kind]:
                 linked = self._may_link and is_link(self.fs, where + "/" + kind)
-                raise SidecarError(where + "/" + kind, _LINK_REASON if linked else "a record directory is a file")
+                raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
         kinds = frozenset(kind for kind in (WHITEOUT, OPAQUE) if kind in listing)
         self._kinds.put(dir_path, kinds)
         return kinds
