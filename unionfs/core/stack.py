@@ -25,7 +25,7 @@ from fs.info import Info
 from fs.osfs import OSFS
 from fs.path import basename, dirname
 
-from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
+from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
 from .sidecar import OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved, sys_root
 from .treecache import TreeCache
 
@@ -148,7 +148,7 @@ class Layer:
                 self._last_stat = None
                 return False if os.path.islink(sys_path) else None  # a dangling symlink is listed
             except OSError as error:
-                raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+                raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
             return stat.S_ISDIR(result.st_mode)
