@@ -177,6 +177,18 @@ class Layer:
             return Info(raw)
         return self.fs.getinfo(path, namespaces)
 
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
+        what a FUSE mount answers getattr with, without building an ``Info``."""
+        if self._sys_root is None:
+            return None
+        try:
+            return os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+        except FileNotFoundError:
+            raise errors.ResourceNotFound(path) from None
+        except OSError as error:
+            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         entries = list_dir(self.fs, self._sys_root, path)
         return None if entries is None else self._index_of(path, entries)
