@@ -31,7 +31,7 @@ from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.opener.errors import OpenerError
 
-from ..errors import message_of
+from ..errors import literal, message_of
 from ..overlay import OverlayFS
 from ..formats import archives
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
@@ -295,7 +295,7 @@ def mount_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=args.nonempty)
     for layer in args.layers:
         if "://" not in layer and not os.path.exists(layer):
-            raise errors.ResourceNotFound(layer, msg="layer %r does not exist" % layer)
+            raise errors.ResourceNotFound(layer, msg=literal("layer %r does not exist" % layer))
     upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
@@ -338,7 +338,7 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=True)  # as the kernel allows
     for directory in wanted.lowers + tuple(d for d in (wanted.upper, wanted.workdir) if d is not None):
         if not os.path.isdir(directory):
-            raise errors.ResourceNotFound(directory, msg="%r is not a directory" % directory)
+            raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
     return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
