@@ -281,6 +281,8 @@ def _mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonempty", action="store_true", help="allow a mount point that has entries")
     parser.add_argument("--debug", action="store_true", help="libfuse's debug output (implies --foreground)")
     parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
+    parser.add_argument("--volatile", action="store_true",
+                        help="do not fsync the upper (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 @command("mount", "mount an overlay on a directory through FUSE (pip install 'unionfs[mount]')",
@@ -300,7 +302,7 @@ def mount_command(args: argparse.Namespace) -> int:
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
                                  fsname="unionfs")
-    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only), mountpoint, options,
+    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
 
 
@@ -341,8 +343,8 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
             raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
-    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
-                     foreground=args.foreground, statfs_path=wanted.upper)
+    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
+                     mountpoint, options, foreground=args.foreground, statfs_path=wanted.upper)
 
 
 def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
