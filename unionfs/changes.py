@@ -17,7 +17,7 @@ so the overlay shows the pristine lowers again.
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
@@ -30,8 +30,10 @@ from fs.path import dirname, join
 
 from .errors import convert_errors, create_failed, literal
 from .io import CHUNK, PassThroughReader
+from .core.identity import identity, overlaps, relation, same
+from .core.nofollow import is_link, link_on_path, remove_entry, syspath
 from .core.inode import COPIED_NAMESPACES, apply_link_metadata, apply_metadata, copyable_metadata
-from .core.stack import Layer, remove_tree, sys_path_of
+from .core.stack import Layer
 from .core.lookup import Lookup, Node
 from .core.readdir import visible_children
 from .core.walk import fs_tree, layer_tree
@@ -206,25 +208,57 @@ class _Reporter:
             self.callback(Progress(path, self.files_done, self.files_total, self.bytes_done, self.bytes_total))
 
 
-def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+class _Target:
+    """The commit target, written without ever following a link out of it (an on-disk target
+    may hold links to anywhere): a link where the view has an entry, or a directory on the
+    way to one, is replaced like any entry of another type, never written through; a link
+    on the way to a path being deleted means nothing of the target is there."""
+
+    def __init__(self, target_fs: FS) -> None:
+        self.fs = target_fs
+        self._real: Set[str] = set()  # directories of the target known not to be links
+
+    def make_way(self, path: str) -> None:
+        """Replace every link at ``path`` or on the way there."""
+        while True:
+            link = link_on_path(self.fs, path, self._real)
+            if link is None:
+                return
+            remove_entry(self.fs, link)
+
+    def holds(self, path: str) -> bool:
+        """Whether the target has an entry at ``path`` itself, reached without any link."""
+        if link_on_path(self.fs, dirname(path), self._real) is not None:
+            return False
+        return self.fs.exists(path) or is_link(self.fs, path)
+
+    def remove(self, path: str) -> None:
+        remove_entry(self.fs, path)
+        prefix = path.rstrip("/") + "/"
+        self._real = {known for known in self._real if known != path and not known.startswith(prefix)}
+
+
+def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
     """Put the view's ``path`` (a directory alone, a symbolic link as a link, or a file
-    streamed) into ``target``, replacing an entry of the other type there, and give it the
-    view's metadata."""
-    is_link = _is_view_link(view, path)
-    if _lexists(target, path) and (_is_target_link(target, path) or target.isdir(path) != is_dir or is_link):
-        _remove(target, path)
-    if is_link:
-        _write_link(view, target, path)
+    streamed) into ``target``, replacing an entry of the other type there (or a link), and
+    give it the view's metadata."""
+    view_link = _is_view_link(view, path)
+    target.make_way(path)  # a link of the target there, or on the way, goes first
+    if target.fs.exists(path) and (target.fs.isdir(path) != is_dir or view_link):
+        target.remove(path)
+    if view_link:
+        _write_link(view, target.fs, path)
         reporter.report(path)
         return
     if is_dir:
-        target.makedirs(path, recreate=True)
+        _make_dir(target.fs, path)
     else:
-        target.makedirs(dirname(path), recreate=True)
+        _make_dir(target.fs, dirname(path))
         with view.openbin(path) as source:
-            target.upload(path, cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data))), chunk_size=CHUNK)
+            reader = cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data)))
+            target.fs.upload(path, reader, chunk_size=CHUNK)
         reporter.files_done += 1
-    apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+    apply_metadata(target.fs, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)
 
 
@@ -233,23 +267,12 @@ def _is_view_link(view: FS, path: str) -> bool:
     return bool(islink(path)) if islink is not None else False
 
 
-def _is_target_link(target: FS, path: str) -> bool:
-    sys_path = sys_path_of(target, path)
-    return sys_path is not None and os.path.islink(sys_path)
-
-
-def _lexists(target: FS, path: str) -> bool:
-    """Whether ``target`` has an entry at ``path``, a dangling link of an OS directory too."""
-    sys_path = sys_path_of(target, path)
-    return os.path.lexists(sys_path) if sys_path is not None else target.exists(path)
-
-
 def _write_link(view: FS, target: FS, path: str) -> None:
     """Make ``path`` in ``target`` the symbolic link the view has there (an OS directory only;
     :func:`check_links_fit` refused any other target before anything was written)."""
-    sys_path = sys_path_of(target, path)
+    sys_path = syspath(target, path)
     assert sys_path is not None
-    target.makedirs(dirname(path), recreate=True)
+    _make_dir(target, dirname(path))
     os.symlink(view.readlink(path), sys_path)  # type: ignore[attr-defined]
     apply_link_metadata(sys_path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
 
@@ -257,7 +280,7 @@ def _write_link(view: FS, target: FS, path: str) -> None:
 def check_links_fit(target: FS, links: Sequence[str]) -> None:
     """A commit of symbolic links into a filesystem that cannot hold them is refused up front,
     naming the first link: writing the file each points to instead would change the tree."""
-    if links and sys_path_of(target, "/") is None:
+    if links and syspath(target, "/") is None:
         raise errors.Unsupported(
             links[0],
             msg="cannot commit the symbolic link %r (and %d more) into %r: it cannot hold symbolic links; "
@@ -265,16 +288,13 @@ def check_links_fit(target: FS, links: Sequence[str]) -> None:
         )
 
 
-def _remove(target: FS, path: str) -> None:
-    """Remove ``path`` from ``target``; a symbolic link of an OS directory goes as itself, never
-    what it points to."""
-    sys_path = sys_path_of(target, path)
-    if sys_path is not None and os.path.islink(sys_path):
-        os.unlink(sys_path)
-    elif target.isdir(path):
-        remove_tree(target, path)  # never through a link inside it
-    else:
-        target.remove(path)
+def _make_dir(target: FS, path: str) -> None:
+    """Make the directory ``path`` of the target; its parent usually exists already (entries
+    come parents first), and one ``makedir`` is cheaper than ``makedirs`` on a deep path."""
+    try:
+        target.makedir(path, recreate=True)
+    except errors.ResourceNotFound:
+        target.makedirs(path, recreate=True)
 
 
 def _walk_view(view: FS) -> List[Tuple[str, bool, int, bool]]:
@@ -298,8 +318,9 @@ def commit_merged(
         entries = ordered_entries(view, layers)
     check_links_fit(target, [e[0] for e in entries if e[3]])
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1] and not e[3]), sum(e[2] for e in entries))
+    safe = _Target(target)
     for path, is_dir, _size, _is_link in entries:
-        _copy_entry(view, target, path, is_dir, reporter)
+        _copy_entry(view, safe, path, is_dir, reporter)
     _settle_directory_times(view, target, [path for path, is_dir, _size, _is_link in entries if is_dir])
 
 
@@ -348,31 +369,61 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
     copied = [c for c in copied if c.path not in set(links)]
     sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
     reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    safe = _Target(target)
     for change in changes:
         path = change.path
         if change.kind == DELETED:
-            if _lexists(target, path):
-                _remove(target, path)
+            if safe.holds(path):
+                safe.remove(path)
             reporter.report(path)
         elif change.kind == OPAQUE:
-            _copy_entry(view, target, path, True, reporter)
+            _copy_entry(view, safe, path, True, reporter)
             for name in target.listdir(path):
-                _remove(target, join(path, name))
-        elif change.kind == METADATA and _lexists(target, path) and not _is_view_link(view, path):
+                safe.remove(join(path, name))
+        elif change.kind == METADATA and safe.holds(path) and not is_link(target, path) and not _is_view_link(view, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
         else:
-            _copy_entry(view, target, path, change.is_dir, reporter)
+            _copy_entry(view, safe, path, change.is_dir, reporter)
 
 
-def same_fs(a: FS, b: FS) -> bool:
-    """Whether two FS objects are one filesystem: the same object, or the same OS directory."""
-    if a is b:
-        return True
-    try:
-        return os.path.samefile(a.getsyspath("/"), b.getsyspath("/"))
-    except (errors.NoSysPath, OSError):
-        return False
+def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Layer]) -> Optional[int]:
+    """Which lower the commit target is (``None``: none). A target that is the upper, or that
+    contains or lies inside the upper or a lower, is refused: writing it would change a layer.
+    A URL is identified before it is opened: opening ``zip://`` for writing rewrites the file
+    when closed, so a refused target must never be opened."""
+    target_id = identity(target)
+    if target_id is None:
+        return None  # storage unknown until opened: the caller identifies the opened FS
+    upper_id = identity(upper.fs)
+    assert upper_id is not None
+    if overlaps(target_id, upper_id):
+        raise errors.OperationFailed(
+            msg=literal(
+                "cannot commit into %r: it %s this overlay's own upper (%s)"
+                % (target, relation(target_id, upper_id), upper_id.describe())
+            )
+        )
+    for position, layer in enumerate(lowers):
+        lower_id = identity(layer.fs)
+        if lower_id is None or not overlaps(target_id, lower_id):
+            continue
+        if not same(target_id, lower_id):
+            raise errors.OperationFailed(
+                msg=literal(
+                    "cannot commit into %r: it %s %s of this overlay (%s), which would change that lower"
+                    % (target, relation(target_id, lower_id), layer.label, lower_id.describe())
+                )
+            )
+        if lower_id.archive:
+            raise errors.OperationFailed(
+                msg=literal(
+                    "cannot commit into %r: it is %s of this overlay, an archive, which cannot be rewritten "
+                    "in place; commit into a new archive and replace the old one with it" % (target, layer.label)
+                )
+            )
+        return position
+    return None
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
@@ -400,12 +451,15 @@ def commit(
     to resolve and open it, and read without it, so one large commit does not stall every
     other thread. A target that is the topmost lower is rewritten under the lock from start
     to end, and then the upper is emptied (``discard``) before the lock is let go."""
+    with lock:
+        position = _target_position(target, upper, lowers)
+        if position is not None:  # refused before the target is opened (see _target_position)
+            _check_into_lower(compute(upper, lowers), lowers, position, into_lower)
     target_fs, opened = open_target(target)
     try:
         with lock:
-            if same_fs(target_fs, upper.fs):
-                raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
-            position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
+            if isinstance(target, str):
+                position = _target_position(target_fs, upper, lowers)  # as opened: mem://, s3://...
             change_set = compute(upper, lowers)
             if position is not None:
                 _check_into_lower(change_set, lowers, position, into_lower)
@@ -495,7 +549,7 @@ def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
 
 def _first_name(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> Optional[str]:
     """The name an export already wrote for the same file as ``path`` (on disk, nlink > 1)."""
-    sys_path = sys_path_of(upper.fs, path)
+    sys_path = syspath(upper.fs, path)
     if sys_path is None:
         return None
     status = os.lstat(sys_path)

@@ -29,7 +29,8 @@ from .core.copy_up import copy_up
 from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
 from .core.fsck import FsckReport
 from .core.journal import Intent
-from .core.stack import Layer, LayerSource, Stack, open_layers, sys_path_of
+from .core.stack import Layer, LayerSource, Stack, open_layers
+from .core.nofollow import syspath
 from .formats import resolve
 from .core.lookup import Lookup, Node
 from .core.sidecar import is_reserved
@@ -716,7 +717,7 @@ class OverlayFS(FS):
                 raise errors.PermissionDenied(existing, msg="cannot hard-link a directory: '%s'" % existing)
             self._writable(src.path, existing)
             self._writable(real, new)
-            if sys_path_of(upper.fs, "/") is None:
+            if syspath(upper.fs, "/") is None:
                 raise errors.Unsupported(new, msg="the upper %r cannot hold hard links (it has no system path): '%s'" % (upper.fs, new))
             dirops.hard_link(self._lookup, upper, src, real)
 

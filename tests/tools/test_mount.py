@@ -376,3 +376,25 @@ def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
         assert os.readlink(lower / "abs") == "/nonexistent/abs" and (lower / "file").read_bytes() == b"data"
         assert os.readlink(upper / "renamed") == "file" and os.lstat(upper / "renamed").st_uid == 7
     assert results["unionfs"] == results["kernel"]
+
+
+def test_volatile_is_honoured_not_ignored(tmp_path):
+    from unionfs.tools import mount as mount_module
+
+    lower, upper, work = (tmp_path / name for name in ("lower", "upper", "work"))
+    for directory in (lower, upper, work):
+        directory.mkdir()
+    base = "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work)
+    assert mount_module.parse_kernel_options([base]).volatile is False
+    wanted = mount_module.parse_kernel_options([base + ",volatile"])
+    assert wanted.volatile is True
+    overlay = mount_module.open_overlay(wanted.lowers, wanted.upper, volatile=wanted.volatile)
+    try:
+        assert overlay.volatile is True
+    finally:
+        overlay.close()
+    overlay = mount_module.open_overlay(wanted.lowers, wanted.upper)
+    try:
+        assert overlay.volatile is False
+    finally:
+        overlay.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -28,7 +27,9 @@ from fs.enums import ResourceType
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
+from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
+from .identity import identity, overlaps, relation
+from .nofollow import lstat_info, syspath
 from .sidecar import LINK, OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved
 from .treecache import TreeCache
 
@@ -78,14 +79,6 @@ def disk_root(layer_fs: FS) -> Optional[str]:
     except errors.NoSysPath:
         return None
     return root[:-1] if root.endswith("/") else root
-
-
-def sys_path_of(layer_fs: FS, path: str) -> Optional[str]:
-    """The OS path of ``path`` in ``layer_fs``, or ``None`` for a filesystem without one."""
-    try:
-        return layer_fs.getsyspath(path)
-    except errors.NoSysPath:
-        return None
 
 
 def stat_info(name: str, status: os.stat_result, namespaces: Collection[str], target: Optional[str]) -> Info:
@@ -161,6 +154,8 @@ class Layer:
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
         self.probes = self.PROBES
+        #: what the caller passed for this layer, kept alive with it
+        self.source: object = None
         #: after this many cold names asked of one directory, the directory is indexed instead
         #: (``None``: never). Local filesystems answer a name with one cheap call; on a network
         #: filesystem (``getmeta()["network"]``) a listing answers many names per request
@@ -241,7 +236,7 @@ class Layer:
                 self._last_stat = None
                 return ABSENT
             except OSError as error:
-                raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+                raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
             mode = result.st_mode
@@ -339,6 +334,17 @@ class Layer:
         """Whether this layer's entry ``path`` is a symbolic link."""
         return self.lookup(dirname(path), basename(path)) == SYMLINK
 
+    def entry_info(self, path: str, namespaces: Collection[str]) -> Info:
+        """The info of an entry this layer lists: the layer's own, or where that fails because
+        the entry is a link to nothing, the link itself (``lstat``); never silently nothing."""
+        try:
+            return self.getinfo(path, namespaces)
+        except errors.ResourceNotFound:
+            info = lstat_info(self.fs, path, namespaces)
+            if info is None:
+                raise
+            return info
+
     def lstat(self, path: str) -> Optional[os.stat_result]:
         """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
         what a FUSE mount answers getattr with, without building an ``Info``."""
@@ -349,7 +355,7 @@ class Layer:
         except FileNotFoundError:
             raise errors.ResourceNotFound(path) from None
         except OSError as error:
-            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+            raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         listed = list_dir(self.fs, self._sys_root, path)
@@ -388,7 +394,15 @@ class Layer:
                                 target = os.readlink(entry.path)
                         infos[entry.name] = stat_info(entry.name, status, namespaces, target)
         else:
-            infos = {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces)}
+            try:
+                infos = {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces)}
+            except errors.ResourceNotFound:
+                # one entry could not be described (an FS that stats each, and a dangling link
+                # has nothing to stat): that is no reason for the others to vanish
+                listed = list_dir(self.fs, self._sys_root, path)
+                if listed is None:
+                    raise
+                infos = {name: self.entry_info(join(path, name), namespaces) for name in listed[0]}
             symlinks_in = getattr(self.fs, "symlinks_in", None)
             if symlinks_in is not None:  # an FS that knows its links (an archive) says which they are
                 links.update(name for name in symlinks_in(path) if name in infos)
@@ -514,21 +528,6 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dic
     return entries, links
 
 
-def remove_tree(layer_fs: FS, path: str) -> None:
-    """Delete the directory ``path`` of ``layer_fs`` with everything in it, never following a
-    symbolic link inside it: ``FS.removetree`` walks into a link to a directory and deletes
-    what it points to (another layer's files, the host's), so on disk this is
-    ``shutil.rmtree``, which removes a link as itself."""
-    sys_path = sys_path_of(layer_fs, path)
-    if sys_path is None:
-        layer_fs.removetree(path)
-        return
-    with convert_os_errors("removetree", path, directory=True):
-        if os.path.islink(sys_path):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", sys_path)
-        shutil.rmtree(sys_path)
-
-
 def _is_network(layer_fs: FS) -> bool:
     try:
         return bool(layer_fs.getmeta().get("network", False))
@@ -612,8 +611,7 @@ def open_layers(
                 msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
                 "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
             )
-        if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
-            raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
+        _refuse_overlaps(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
         if lock_upper is not None:
             lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
@@ -624,7 +622,25 @@ def open_layers(
             layers.append(item)
         else:
             layers.append(Layer(item, "lower %d" % position, False, Sidecar.open(item, create=False)))
+    # the caller's objects live as long as the layers: one may own what its layer reads
+    # (a ZipFS closes its archive when collected, and the layer reads that archive)
+    for layer, source in zip(layers[1:] if upper_fs is not None else layers, lowers):
+        layer.source = source
     return layers
+
+
+def _refuse_overlaps(upper_fs: FS, lower_fss: Sequence[FS]) -> None:
+    """Refuse an upper that is, contains or lies inside a lower, however either is spelled
+    (the kernel refuses overlapping layers: writes to the upper would change a lower)."""
+    upper_id = identity(upper_fs)
+    assert upper_id is not None
+    for position, lower_fs in enumerate(lower_fss):
+        lower_id = identity(lower_fs)
+        if lower_id is not None and overlaps(upper_id, lower_id):
+            raise UnsupportedLayer(
+                msg="overlapping layers: the upper (%s) %s lower %d (%s); an upper must not be, contain or "
+                "lie inside a lower" % (upper_id.describe(), relation(upper_id, lower_id), position, lower_id.describe())
+            )
 
 
 def all_names(layers: Iterable[Layer], path: str) -> Dict[str, None]:

@@ -27,9 +27,10 @@ from ..errors import literal
 from ..io import CHUNK, copy_stream
 from .inode import apply_link_metadata, apply_metadata, set_access_on_disk
 from .file import FollowingReaders, UpperFile
-from .stack import FILE, DirIndex, Layer, list_dir, disk_root, remove_tree, sys_path_of
+from .stack import FILE, DirIndex, Layer, list_dir, disk_root
 from . import journal
 from .lookup import Lookup
+from .nofollow import remove_entry, syspath
 from .sidecar import LINK, OPAQUE, RESERVED_NAME, STAGING_DIR, TREE_DIR, WHITEOUT, Sidecar
 
 
@@ -118,10 +119,11 @@ class Upper:
                 if source is not None:
                     copy_stream(source, out, chunk_size)
         except BaseException:
-            # a source that fails mid-stream (a network read, a damaged archive member) leaves
-            # no staging file behind: only a crash does, and opening the upper clears those
-            if self.fs.exists(staged):
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves no partial copy behind
+            try:
                 self.fs.remove(staged)
+            except errors.FSError:
+                pass  # the next open empties the staging area anyway
             raise
         return staged
 
@@ -162,7 +164,7 @@ class Upper:
         index = self.layer.dir(dirname(path))
         if index is None or index.entries.get(basename(path)) is not False or basename(path) in index.links:
             return False
-        sys_path = sys_path_of(self.fs, path)
+        sys_path = syspath(self.fs, path)
         if sys_path is None:
             return False
         try:
@@ -193,7 +195,7 @@ class Upper:
         place; on an upper without system paths a link record of the sidecar, written before
         the file it replaces (if any) goes, since an entry wins over a record."""
         staged = self.sidecar.staging_path()
-        sys_staged = sys_path_of(self.fs, staged)
+        sys_staged = syspath(self.fs, staged)
         if sys_staged is not None:
             with convert_os_errors("symlink", path):
                 os.symlink(target, sys_staged)
@@ -289,7 +291,7 @@ class Upper:
         self.sync.dir(dirname(path))
         self._entry_changed(path, None, subtree=True)
         try:
-            remove_tree(self.fs, trash)
+            remove_entry(self.fs, trash)  # a link moved here is removed itself, never its target
         except errors.FSError:
             pass
 
@@ -374,6 +376,7 @@ class Upper:
         self.layer.reset()
         self.lookup.forget("/", subtree=True)
         self.sidecar.reread_version()
+        self.sidecar.forget_checked()
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record inside the directory ``path`` (it left the upper)."""
@@ -395,11 +398,15 @@ class Upper:
         for name, is_dir in self._entries("/").items():
             if name != RESERVED_NAME:
                 self.delete("/" + name, is_dir)
+        # durable before the journal entry goes: else a power cut brings the entries back
+        # with nothing left to say the discard was under way
+        self.sync.dir("/")
         for folder in (TREE_DIR, STAGING_DIR):
             # emptied, not removed and made again: a crash in between must not lose the folder
             self.fs.makedir(folder, recreate=True)
             for name, is_dir in self._entries(folder).items():
                 self.delete(join(folder, name), is_dir)
+            self.sync.dir(folder)
         self.forget_all()
 
     def _entries(self, folder: str) -> Dict[str, bool]:
@@ -410,10 +417,7 @@ class Upper:
     def delete(self, path: str, is_dir: bool) -> None:
         """Delete ``path`` of the upper FS outright (sidecar leftovers, or what ``empty`` and
         fsck clear, which then forget every cached answer); a file or a whole tree."""
-        if is_dir:
-            remove_tree(self.fs, path)
-        else:
-            self.fs.remove(path)
+        remove_entry(self.fs, path)  # never through a link: a link goes itself, not its target
 
     def begin(self, intent: journal.Intent) -> str:
         """Record ``intent`` in the journal before its first step; returns the entry."""

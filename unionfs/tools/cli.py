@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Callable, Dict, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
 import attr
 
@@ -31,8 +31,9 @@ from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.opener.errors import OpenerError
 
-from ..errors import message_of
+from ..errors import literal, message_of
 from ..overlay import OverlayFS
+from ..formats import archives
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
@@ -88,12 +89,35 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="hostile members of archive lowers ('..' in a name, a member written through a "
                        "link, a file used as a directory): refuse the archive (error, the default) or leave "
                        "them out (skip)")
+    limits = archives.DEFAULT_LIMITS
+    group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
+                       help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
+    group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
+                       help="refuse a compressed lower that expands to more than R times its size "
+                       "(default %s; 0: no limit)" % limits.max_ratio)
     group.add_argument("--volatile", action="store_true",
                        help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
+def _limit(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a positive number, or 0 for no limit (``None``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("must be 0 (no limit) or more, not %r" % text)
+        return value or None
+
+    return parse
+
+
 def open_overlay(args: argparse.Namespace) -> OverlayFS:
     """The overlay named by :func:`overlay_arguments`' options."""
+    # archives opened for this command (lowers given as paths or URLs) use the limits asked for
+    archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
     if args.url:
         if args.lower or args.upper:
             raise UsageError("give either --url or -l/-u, not both")
@@ -261,6 +285,8 @@ def _mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonempty", action="store_true", help="allow a mount point that has entries")
     parser.add_argument("--debug", action="store_true", help="libfuse's debug output (implies --foreground)")
     parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
+    parser.add_argument("--volatile", action="store_true",
+                        help="do not fsync the upper (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 @command("mount", "mount an overlay on a directory through FUSE (pip install 'unionfs[mount]')",
@@ -275,12 +301,12 @@ def mount_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=args.nonempty)
     for layer in args.layers:
         if "://" not in layer and not os.path.exists(layer):
-            raise errors.ResourceNotFound(layer, msg="layer %r does not exist" % layer)
+            raise errors.ResourceNotFound(layer, msg=literal("layer %r does not exist" % layer))
     upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
                                  fsname="unionfs")
-    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only), mountpoint, options,
+    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
 
 
@@ -318,11 +344,11 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=True)  # as the kernel allows
     for directory in wanted.lowers + tuple(d for d in (wanted.upper, wanted.workdir) if d is not None):
         if not os.path.isdir(directory):
-            raise errors.ResourceNotFound(directory, msg="%r is not a directory" % directory)
+            raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
-    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
-                     foreground=args.foreground, statfs_path=wanted.upper)
+    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
+                     mountpoint, options, foreground=args.foreground, statfs_path=wanted.upper)
 
 
 def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
