@@ -58,6 +58,7 @@ def _unmount_below(base: str) -> None:
 def run_mode(copy: str, mode: str, log_dir: str) -> Tuple[bool, int, int, str]:
     """(passed, tests passed, tests run, log path) of one mode."""
     base = tempfile.mkdtemp(prefix="unionmount-base-")
+    os.chmod(base, 0o755)  # the suite's tests as the bin user must reach the mount (mkdtemp: 0700)
     log_path = os.path.join(log_dir, "unionmount-%s.log" % mode)
     env = dict(os.environ, UNIONMOUNT_BASEDIR=base)
     try:
