@@ -546,6 +546,9 @@ class OverlayFS(FS):
         with self._lock:
             upper = self._writable(_path, dir_path)
             node = self._node(_path, dir_path, want_dir=True, follow=False)
+            if node.is_link:
+                dirops.hide(self._lookup, upper, node)  # as ``rm -rf link``: the link itself goes
+                return
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if node.path == "/":

@@ -606,8 +606,13 @@ class KernelView:
             self._removetree(path)
 
     def _removetree(self, path: str) -> None:
-        """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``)."""
-        if not stat.S_ISDIR(self._lstat(path, directory=True).st_mode):
+        """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``);
+        a link goes itself, as ``rm -rf link`` removes it."""
+        mode = self._lstat(path, directory=True).st_mode
+        if stat.S_ISLNK(mode):
+            self.remove(path)
+            return
+        if not stat.S_ISDIR(mode):
             raise errors.DirectoryExpected(path)
         self._remove_contents(path)
         if path != "/":
@@ -672,11 +677,14 @@ class KernelView:
                 raise errors.DirectoryExpected(dst)
         elif not stat.S_ISDIR(os.lstat(self._real(dst)).st_mode):
             raise errors.DirectoryExpected(dst)
-        if dst == src:
+        # where both really are, the links on the way followed (``/c/c`` with ``/c -> a/a`` is ``/a/a/c``)
+        at_src = self._real(src)[len(self.merged):] or "/"
+        at_dst = self._real(dst)[len(self.merged):] or "/"
+        if at_dst == at_src:
             return  # PyFilesystem2's contract: moving a directory onto itself changes nothing
-        if dst.startswith(src.rstrip("/") + "/"):
+        if at_dst.startswith(at_src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
-        if src.startswith(dst.rstrip("/") + "/") and self.exists(src + src[len(dst.rstrip("/")):]):
+        if at_src.startswith(at_dst.rstrip("/") + "/") and self.exists(at_src + at_src[len(at_dst.rstrip("/")):]):
             raise IllegalDestination(dst)  # cp -a would copy part of src onto src itself
         clashes = {}
         for relative, is_dir in self._walk(src):
