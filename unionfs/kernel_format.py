@@ -30,9 +30,8 @@ WHITEOUT_STYLES = ("device", "xattr")
 
 
 def _namespaces(userxattr: Optional[bool]) -> Tuple[str, ...]:
-    """Where to look for overlay xattrs: ``None`` both, ``True`` ``user.``, ``False`` ``trusted.``."""
-    if userxattr is None:
-        return ("trusted", "user")
+    """Where to look for overlay xattrs: ``True`` ``user.`` (``-o userxattr``); ``False`` and
+    ``None`` ``trusted.`` only, as the kernel's default mount, which ignores ``user.overlay.*``."""
     return ("user",) if userxattr else ("trusted",)
 
 
@@ -79,6 +78,7 @@ class KernelLayer(Layer):
                 and _overlay_xattr(entry.path, "whiteout", self.namespaces) is not None
             ):
                 index.whiteouts.add(entry.name)
+                index.sticky = True
             else:
                 if stat.S_ISREG(st.st_mode) and st.st_size > 0:
                     self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")

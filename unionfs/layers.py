@@ -35,6 +35,8 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+    #: holds a kernel xattr whiteout: the kernel's rmdir counts it as an entry (ENOTEMPTY)
+    sticky: bool = attr.ib(default=False)
 
     def records(self, kind: str) -> Set[str]:
         """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""

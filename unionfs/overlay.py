@@ -528,13 +528,13 @@ class OverlayFS(FS):
 
     @classmethod
     def from_kernel(
-        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = None
+        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = False
     ) -> "OverlayFS":
         """An overlay over directories in the kernel's overlayfs format, topmost first as in
         ``lowerdir=`` (a former upperdir, a container engine's layers): 0/0 character devices
         and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
-        ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
-        ``False`` only ``trusted.``."""
+        ``False`` (or ``None``) reads ``trusted.overlay.*`` only, as the kernel's default mount
+        does; ``True`` only ``user.overlay.*``, as a ``-o userxattr`` mount does."""
         from .kernel_format import kernel_layers
 
         return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)

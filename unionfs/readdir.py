@@ -16,7 +16,7 @@ from fs.info import Info
 from fs.path import join
 
 from .layers import Layer
-from .lookup import Lookup, Node
+from .lookup import Lookup, Node, layer_indexes
 
 #: namespace requests a listing answers by itself
 BASIC_ONLY = frozenset({"basic"})
@@ -28,8 +28,12 @@ def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
 
 
 def is_empty(lookup: Lookup, directory: Node) -> bool:
-    """Emptiness on the merged listing: whited-out entries do not count."""
-    return not lookup.listing(directory).names
+    """Emptiness on the merged listing: whited-out entries do not count. A layer's xattr
+    whiteout (an empty file the kernel hides only from listings) does: the kernel's rmdir
+    reads it as an entry and answers ENOTEMPTY, merged directory or not."""
+    if lookup.listing(directory).names:
+        return False
+    return not any(index.sticky for _, index in layer_indexes(directory))
 
 
 def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
