@@ -8,6 +8,7 @@ trees, exactly as the state machine does; the docstring gives the kernel's answe
 from __future__ import annotations
 
 import os
+import stat
 from typing import Callable, Dict, Iterator, List, Sequence
 
 import pytest
@@ -26,7 +27,10 @@ from .kernel_oracle import (
     build_library_layer,
     outcome,
 )
+from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
+from fs.permissions import Permissions
 from unionfs import OverlayFS
 
 class Pair:
@@ -51,6 +55,12 @@ class Pair:
         kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
         assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
         assert_same_file_times(library_times, kernel_times)
+
+    def use_upper(self, upper: FS) -> None:
+        """Start over (nothing done yet) with ``upper`` instead of the MemoryFS."""
+        self.overlay.close()
+        self.upper = upper
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
 
     def reopen(self) -> None:
         self.overlay.close()
@@ -147,3 +157,73 @@ def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pa
     both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
     both.run("movedir", "/b", "/a", False)
     both.run("make_opaque", "/a")
+
+
+@pytest.mark.parametrize("recreate", ["writebytes", "write_streamed"])
+def test_read_handle_stays_on_a_removed_file_after_the_name_is_made_again(pair: Callable[..., Pair], recreate: str) -> None:
+    """Issue 11 item 1: a descriptor opened on a lower file keeps reading it after ``unlink``
+    and a new file of the same name: only a copy-up moves it, never a replacement."""
+    both = pair({"/a": Entry(FILE, b"lower")})
+    descriptor = os.open(both.kernel.merged + "/a", os.O_RDONLY)
+    handle = both.overlay.openbin("/a", "r")
+    try:
+        both.run("remove", "/a")
+        both.run(recreate, "/a", b"new")
+        assert os.pread(descriptor, 16, 0) == b"lower"  # the kernel's answer
+        handle.seek(0)
+        assert handle.read() == b"lower"
+    finally:
+        handle.close()
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("upper_kind", ["memory", "os"])
+def test_unbuffered_reader_follows_a_copy_up_and_sees_a_second_writer(pair: Callable[..., Pair], tmp_path, upper_kind: str) -> None:
+    """Issue 11 item 2: a reader opened before the copy-up reads, after it, what another
+    handle writes (the kernel continues ``234XYZ89``); ``buffering=0`` stays unbuffered."""
+    both = pair({"/a": Entry(FILE, b"0123456789")})
+    if upper_kind == "os":
+        both.use_upper(OSFS(str(tmp_path)))
+    descriptor = os.open(both.kernel.merged + "/a", os.O_RDONLY)
+    handle = both.overlay.openbin("/a", "r", buffering=0)
+    kernel_writer = library_writer = None
+    try:
+        assert handle.read(2) == os.read(descriptor, 2) == b"01"
+        kernel_writer = os.open(both.kernel.merged + "/a", os.O_RDWR)  # the copy-up
+        library_writer = both.overlay.openbin("/a", "r+", buffering=0)
+        assert handle.read(1) == os.read(descriptor, 1) == b"2"
+        os.pwrite(kernel_writer, b"XYZ", 5)
+        library_writer.seek(5)
+        library_writer.write(b"XYZ")
+        assert os.read(descriptor, 16) == b"34XYZ89"  # the kernel's answer
+        assert handle.read() == b"34XYZ89"
+    finally:
+        for opened in (handle, library_writer):
+            if opened is not None:
+                opened.close()
+        for fd in (descriptor, kernel_writer):
+            if fd is not None:
+                os.close(fd)
+
+
+def test_setinfo_permissions_on_an_osfs_upper(pair: Callable[..., Pair], tmp_path) -> None:
+    """Issue 11 item 3: chmod on the merged view copies up and sets the mode; OSFS 2.4.16's
+    setinfo drops the ``access`` namespace, so the upper must chmod itself."""
+    both = pair({"/a": Entry(FILE, b"x")})
+    both.use_upper(OSFS(str(tmp_path)))
+    os.chmod(both.kernel.merged + "/a", 0o600)
+    both.overlay.setinfo("/a", {"access": {"permissions": Permissions(mode=0o600).dump()}})
+    assert stat.S_IMODE(os.stat(both.kernel.merged + "/a").st_mode) == 0o600
+    assert both.overlay.getinfo("/a", ["access"]).permissions.mode == 0o600
+
+
+def test_copy_over_an_existing_file_keeps_its_mode(pair: Callable[..., Pair], tmp_path) -> None:
+    """Issue 11 item 3: ``copy`` onto an existing file opens it ``O_TRUNC`` on the kernel, so
+    the destination keeps its inode and its mode (0o600), not the source's or a default."""
+    both = pair({"/src": Entry(FILE, b"source"), "/dst": Entry(FILE, b"old")})
+    both.use_upper(OSFS(str(tmp_path)))
+    os.chmod(both.kernel.merged + "/dst", 0o600)
+    both.overlay.setinfo("/dst", {"access": {"permissions": Permissions(mode=0o600).dump()}})
+    both.run("copy", "/src", "/dst", True)
+    assert stat.S_IMODE(os.stat(both.kernel.merged + "/dst").st_mode) == 0o600
+    assert both.overlay.getinfo("/dst", ["access"]).permissions.mode == 0o600

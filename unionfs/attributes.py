@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.error_tools import convert_os_errors
 from fs.info import Info
 from fs.permissions import Permissions
 
@@ -52,17 +53,27 @@ def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> b
     """Mode and owner through the OS where the target has system paths: ``OSFS.setinfo``
     ignores the ``access`` namespace. Whether the target was such a filesystem."""
     try:
+        return set_access_on_disk(target, path, access)
+    except (errors.FSError, ValueError, TypeError):
+        return True  # not ours to give (not root, or no such id here): best effort, like cp -p
+
+
+def set_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
+    """chmod/chown ``path`` of ``target`` as ``setinfo``'s ``access`` namespace asks, where the
+    target has system paths (``OSFS`` 2.4.16 drops that namespace); False where it has none.
+    A refusal is the ``fs.errors`` class of the OS error, naming ``path``."""
+    try:
         sys_path = target.getsyspath(path)
     except errors.NoSysPath:
         return False
-    try:
-        if access.get("permissions") is not None:
-            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode)
+    permissions = access.get("permissions")
+    with convert_os_errors("setinfo", path):
+        if permissions is not None:
+            mode = permissions.mode if isinstance(permissions, Permissions) else Permissions(names=list(permissions)).mode
+            os.chmod(sys_path, mode)
         uid, gid = access.get("uid"), access.get("gid")
         if uid is not None or gid is not None:
             os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid)
-    except (OSError, ValueError, TypeError):
-        pass  # not ours to give (not root, or no such id here): best effort, like cp -p
     return True
 
 

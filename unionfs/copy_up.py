@@ -60,4 +60,4 @@ def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
     else:
         staged = upper.stage(None)
     apply_metadata(upper.fs, staged, copyable_metadata(info))
-    upper.install(staged, node.path)
+    upper.install(staged, node.path, copy_up=True)

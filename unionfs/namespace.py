@@ -39,15 +39,18 @@ def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: i
     return handle
 
 
-def install_file(lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None) -> None:
+def install_file(
+    lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None, over_lower: bool = False
+) -> None:
     """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
-    into place over whatever file or whiteout was there."""
+    into place over whatever file or whiteout was there. ``over_lower``: it replaces a lower
+    file, which the kernel's ``O_TRUNC`` open copies up, so that file's read handles follow."""
     copy_up_parents(lookup, upper, path)
     staged = upper.stage(source)
     if metadata:
         apply_metadata(upper.fs, staged, metadata)
     upper.remove_opaque(path)
-    upper.install(staged, path)
+    upper.install(staged, path, copy_up=over_lower)
     upper.remove_whiteout(path)
 
 
@@ -67,6 +70,7 @@ def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
     """Take ``node`` (a file or a whole tree) out of the view: a whiteout iff a lower has
     something there, then the upper's own copy and its records go."""
     copy_up_parents(lookup, upper, node.path)
+    upper.readers.detach(node.path, subtree=node.is_dir)  # its read handles stay on what they read
     if node.lower_positive:
         upper.add_whiteout(node.path)
     if node.in_upper:
@@ -87,6 +91,7 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
         node = lookup.node(path)
         assert node is not None
     copy_up(lookup, upper, node)
+    upper.readers.detach(path, subtree=True)  # the lower files below are hidden, never copied up
     if not upper.has_opaque(path):
         upper.add_opaque(path)
     upper.drop_records_below(path)

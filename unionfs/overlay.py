@@ -294,21 +294,25 @@ class OverlayFS(FS):
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            namespace.install_file(self._lookup, upper, _path, file, kept)
+            over_lower = node is not None and not node.in_upper
+            namespace.install_file(self._lookup, upper, _path, file, kept, over_lower=over_lower)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            self._file_destination(_dst, dst_path, overwrite)
+            replaced = self._file_destination(_dst, dst_path, overwrite)
             if _src == _dst:
                 raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
-            metadata: Dict[str, Any] = {}
+            target = self._lookup.node(_dst) if replaced else None
+            # an existing destination keeps its mode and owner (cp opens it O_TRUNC: the same inode)
+            metadata: Dict[str, Any] = _kept_on_truncate(target) if target is not None else {}
             if preserve_time:
-                metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
+                metadata.update(copyable_metadata(src.top.fs.getinfo(_src, ["details"])))
+            over_lower = target is not None and not target.in_upper
             with src.top.fs.openbin(_src, "r") as source:
-                namespace.install_file(self._lookup, upper, _dst, source, metadata)
+                namespace.install_file(self._lookup, upper, _dst, source, metadata, over_lower=over_lower)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -424,6 +428,7 @@ class OverlayFS(FS):
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)
+            upper.readers.detach("/", subtree=True)  # lower files come back: new files to old handles
 
     # -- explicit control ---------------------------------------------------------------------------
 

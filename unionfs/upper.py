@@ -16,7 +16,7 @@ from fs.base import FS
 from fs.path import basename, dirname
 from fs.permissions import Permissions
 
-from .attributes import apply_metadata
+from .attributes import apply_metadata, set_access_on_disk
 from .file import FollowingReaders
 from .layers import Layer
 from .lookup import Lookup
@@ -74,18 +74,25 @@ class Upper:
                     out.write(chunk)
         return staged
 
-    def install(self, staged: str, path: str) -> None:
-        """Atomically put a staged file at ``path`` (a rename within the upper)."""
+    def install(self, staged: str, path: str, copy_up: bool = False) -> None:
+        """Atomically put a staged file at ``path`` (a rename within the upper). ``copy_up``: it
+        is the upper copy of the lower file at ``path``, so that file's read handles move to it."""
         self.fs.move(staged, path, overwrite=True)
         self.layer.note_entry(path, False)
         self.lookup.forget(path)
-        self.readers.copied_up(self.fs, path)
+        if copy_up:
+            self.readers.copied_up(self.fs, path)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
         cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
+        info = dict(info)
+        access = info.pop("access", None)
         try:
-            self.fs.setinfo(path, info)
+            if access and not set_access_on_disk(self.fs, path, access):
+                info["access"] = access  # an upper without system paths takes it (or not) itself
+            if info:
+                self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
             raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
 
