@@ -14,7 +14,7 @@ journal (:mod:`unionfs.journal`): they are rolled forward after a crash.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from . import _fsimport  # noqa: F401
 from fs import errors
@@ -22,7 +22,7 @@ from fs.path import dirname, join, relpath
 from fs.permissions import Permissions
 
 from . import journal
-from .attributes import apply_metadata
+from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .changes import empty_upper
 from .copy_up import copy_up, copy_up_parents
 from .lookup import Lookup, Node
@@ -36,22 +36,30 @@ def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: i
     upper.remove_opaque(path)
     handle = upper.openbin(path, mode, buffering, **options)
     upper.remove_whiteout(path)
+    upper.touch(dirname(path))
     return handle
 
 
 def install_file(
-    lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None, over_lower: bool = False
+    lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None, replaced: Optional[Node] = None
 ) -> None:
     """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
-    into place over whatever file or whiteout was there. ``over_lower``: it replaces a lower
-    file, which the kernel's ``O_TRUNC`` open copies up, so that file's read handles follow."""
+    into place over whatever file or whiteout was there. ``replaced``: the file that was
+    visible there, which the kernel would have opened ``O_TRUNC``: its directory keeps its
+    times and, if it is a lower file (copied up by that open), its read handles follow."""
     copy_up_parents(lookup, upper, path)
     staged = upper.stage(source)
     if metadata:
         apply_metadata(upper.fs, staged, metadata)
     upper.remove_opaque(path)
-    upper.install(staged, path, copy_up=over_lower)
+    if replaced is not None:
+        with upper.keeping_times(dirname(path)):
+            upper.install(staged, path, copy_up=not replaced.in_upper)
+    else:
+        upper.install(staged, path)
     upper.remove_whiteout(path)
+    if replaced is None:
+        upper.touch(dirname(path))
 
 
 def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Permissions] = None) -> None:
@@ -64,6 +72,7 @@ def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Perm
     else:
         upper.remove_opaque(path)
         upper.makedir(path, permissions)
+    upper.touch(dirname(path))
 
 
 def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
@@ -81,6 +90,7 @@ def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
     if node.is_dir:
         upper.drop_records_below(node.path)
     upper.remove_opaque(node.path)
+    upper.touch(dirname(node.path))
 
 
 def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
@@ -97,9 +107,11 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
     upper.drop_records_below(path)
 
 
-def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
     """rename(2) of a non-directory: copy up, move within the upper, whiteout the old name
-    iff a lower has it, and drop any whiteout at the new name."""
+    iff a lower has it, and drop any whiteout at the new name. Both directories get the time
+    of the change, the source's unless ``stamp_source`` is False (a ``movedir``, whose
+    ``cp -a`` only reads the source: its directories keep their times until they go)."""
     copy_up(lookup, upper, src)
     copy_up_parents(lookup, upper, dst)
     if src.lower_positive:
@@ -107,6 +119,9 @@ def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     upper.remove_opaque(dst)
     upper.move_file(src.path, dst)
     upper.remove_whiteout(dst)
+    if stamp_source:
+        upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))
 
 
 def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
@@ -143,16 +158,30 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
 def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
     moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    entries = _walk(lookup, src)
+    # cp -a gives every directory it copies (or copies into) the source's mode, owner and
+    # times, last, after its contents: read them before moving anything changes them
+    attributes = [(dst, _dir_metadata(src))] + [(join(dst, rel), _dir_metadata(node)) for rel, node in entries if node.is_dir]
     _merge_dir_into(lookup, upper, dst)
-    for rel, node in _walk(lookup, src):
+    for rel, node in entries:
         destination = join(dst, rel)
         if node.is_dir:
             _merge_dir_into(lookup, upper, destination)
         else:
-            rename_file(lookup, upper, node, destination)
+            rename_file(lookup, upper, node, destination, stamp_source=False)
+    for destination, metadata in reversed(attributes):  # deepest first, as cp -a sets them
+        try:
+            apply_metadata(upper.fs, destination, metadata)
+        except errors.ResourceNotFound:
+            pass  # a MemoryFS upper cannot set its own root's attributes (docs/semantics.rst)
     remaining = lookup.node(src.path)
     if remaining is not None:
         vanish(lookup, upper, remaining)
+
+
+def _dir_metadata(node: Node) -> Dict[str, Dict[str, Any]]:
+    """What ``cp -a`` carries over from a source directory: mode, owner, times."""
+    return copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
 
 
 def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
@@ -177,14 +206,17 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         upper.forget_all()
         return
     node = lookup.node(intent.src)
-    if node is None or not node.is_dir:
-        return
     if intent.operation == "movedir":
         assert intent.dst is not None
-        _move_contents(lookup, upper, node, intent.dst)
-    else:
-        for child in visible_children(lookup, node):
-            vanish(lookup, upper, child)
+        if node is not None and node.is_dir:
+            _move_contents(lookup, upper, node, intent.dst)
+        # the last step, also when a crash came after the source went but before its stamp
+        upper.touch(dirname(intent.src))
+        return
+    if node is None or not node.is_dir:
+        return
+    for child in visible_children(lookup, node):
+        vanish(lookup, upper, child)
 
 
 def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
@@ -228,3 +260,5 @@ def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None
     upper.move_dir(src.path, dst)
     upper.remove_opaque(src.path)
     upper.drop_records_below(src.path)
+    upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))

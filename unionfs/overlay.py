@@ -190,8 +190,14 @@ class OverlayFS(FS):
                 return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
             if _mode.exclusive:
                 raise errors.FileExists(path)
-            copy_up(self._lookup, upper, node, with_data=not _mode.truncate)
-            return upper.openbin(_path, mode, buffering, **options)
+            if not node.in_upper:
+                copy_up(self._lookup, upper, node, with_data=not _mode.truncate)  # stamped if truncating
+                return upper.openbin(_path, mode, buffering, **options)
+            before = upper.times(_path) if _mode.truncate else None
+            handle = upper.openbin(_path, mode, buffering, **options)
+            if before is not None and upper.times(_path) == before:
+                upper.set_times(_path, None)  # O_TRUNC stamps the file, also where the upper (MemoryFS) does not
+            return handle
 
     def remove(self, path: str) -> None:
         _path = self.validatepath(path)
@@ -294,8 +300,7 @@ class OverlayFS(FS):
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            over_lower = node is not None and not node.in_upper
-            namespace.install_file(self._lookup, upper, _path, file, kept, over_lower=over_lower)
+            namespace.install_file(self._lookup, upper, _path, file, kept, replaced=node)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -310,9 +315,8 @@ class OverlayFS(FS):
             metadata: Dict[str, Any] = _kept_on_truncate(target) if target is not None else {}
             if preserve_time:
                 metadata.update(copyable_metadata(src.top.fs.getinfo(_src, ["details"])))
-            over_lower = target is not None and not target.in_upper
             with src.top.fs.openbin(_src, "r") as source:
-                namespace.install_file(self._lookup, upper, _dst, source, metadata, over_lower=over_lower)
+                namespace.install_file(self._lookup, upper, _dst, source, metadata, replaced=target)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)

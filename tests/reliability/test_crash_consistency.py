@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Callable, List, Sequence, Tuple
 from unittest import mock
 
+import contextlib
 import hashlib
 import shutil
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +30,7 @@ from fs.osfs import OSFS
 import fs.memoryfs
 
 from unionfs import OverlayFS
+from unionfs.upper import Upper
 from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
 
 from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
@@ -113,7 +116,28 @@ OPERATIONS = {
 
 
 def _frozen_clock():
-    return mock.patch.object(fs.memoryfs, "time", _FrozenClock)
+    """MemoryFS's clock and the one the overlay stamps changed directories with (wherever the
+    module holding :class:`Upper` lives)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(fs.memoryfs, "time", _FrozenClock))
+    stack.enter_context(mock.patch.object(sys.modules[Upper.__module__], "time", _FrozenClock))
+    return stack
+
+
+def _one_of(got, outcomes) -> bool:
+    """``got`` is one of the ``outcomes``, except that a directory's mtime may be that of
+    another outcome: the stamp of a changed directory is a step of its own, after the change
+    (docs/reliability.rst), so a crash in between leaves its old time on the new entries."""
+    for want in outcomes:
+        if set(got) != set(want):
+            continue
+        if all(
+            got[path] == want[path]
+            or (got[path][0] == want[path][0] == "dir" and any(other.get(path) == got[path] for other in outcomes))
+            for path in got
+        ):
+            return True
+    return False
 
 
 def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, fail_at: int, mode: str, outcomes) -> List[str]:
@@ -135,7 +159,7 @@ def _injection_run(lowers: Sequence[FS], base: MemoryFS, operation: Operation, f
                 problems.append("live overlay disagrees with a new one after a failed call")
         reopened = OverlayFS(list(lowers), upper)
         got = view(reopened)
-        if got not in outcomes:
+        if not _one_of(got, outcomes):
             problems.append("view is neither before nor after: " + describe_difference(got, outcomes))
         problems += sidecar_problems(upper)
         reopened.fsck()
