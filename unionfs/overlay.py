@@ -18,17 +18,18 @@ from fs.path import abspath, dirname, isbase, join, normpath, relpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import changes, fsck, namespace, readdir, sharing
+from . import changes
+from .core import fsck, dir as namespace, readdir, sharing
 from .changes import ChangeSet
-from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
-from .copy_up import copy_up
+from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, root_info
+from .core.copy_up import copy_up
 from .errors import IllegalDestination, ReservedPath
-from .fsck import FsckReport
-from .journal import Intent
-from .layers import Layer, LayerSource, open_layers
-from .lookup import Lookup, Node
-from .sidecar import is_reserved
-from .upper import Upper
+from .core.fsck import FsckReport
+from .core.journal import Intent
+from .core.stack import Layer, LayerSource, open_layers
+from .core.lookup import Lookup, Node
+from .core.sidecar import is_reserved
+from .core.upper import Upper
 
 
 #: how many validated paths an overlay remembers before it starts afresh
@@ -355,6 +356,46 @@ class OverlayFS(FS):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)
 
+    def rename(self, src_path: str, dst_path: str, noreplace: bool = False) -> None:
+        """rename(2): move a file or a directory to ``dst_path``, replacing what is there
+        (a file by a file, an empty directory by a directory) unless ``noreplace``
+        (``RENAME_NOREPLACE``: ``FileExists``). Refusals in the VFS's order: missing source,
+        an existing target with ``noreplace``, a directory into itself
+        (``IllegalDestination``), onto an ancestor of the source (``DirectoryNotEmpty``),
+        a directory over a file (``DirectoryExpected``), a file over a directory
+        (``FileExpected``), a non-empty target directory (``DirectoryNotEmpty``). A lower
+        or merged directory moves as :meth:`movedir` moves it (where the kernel without
+        ``redirect_dir`` says EXDEV)."""
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            upper = self._writable(_src, src_path)
+            self._writable(_dst, dst_path)
+            src = self._node(_src, src_path)
+            target = self._lookup.node(_dst)
+            if target is None:
+                self._parent(_dst, dst_path)
+            elif noreplace:
+                raise errors.FileExists(dst_path)
+            if _src == _dst:
+                return  # rename(x, x) changes nothing, not even a copy-up
+            if src.is_dir and isbase(_src, _dst):
+                raise IllegalDestination(dst_path)
+            if target is not None and isbase(_dst, _src):
+                raise errors.DirectoryNotEmpty(dst_path)
+            if target is not None and src.is_dir != target.is_dir:
+                raise errors.DirectoryExpected(dst_path) if src.is_dir else errors.FileExpected(dst_path)
+            if not src.is_dir:
+                namespace.rename_file(self._lookup, upper, src, _dst)
+                return
+            if target is not None:
+                if not readdir.is_empty(self._lookup, target):
+                    raise errors.DirectoryNotEmpty(dst_path)
+                namespace.vanish(self._lookup, upper, target)
+            # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
+            kept = copyable_metadata(src.top.fs.getinfo(_src, COPIED_NAMESPACES))
+            namespace.move_tree(self._lookup, upper, self._node(_src, src_path), _dst)
+            apply_metadata(upper.fs, _dst, kept)
+
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
@@ -475,7 +516,7 @@ class OverlayFS(FS):
             namespace.make_opaque(self._lookup, upper, _path)
 
 
-    # -- container images and kernel layers (unionfs.oci*, unionfs.kernel_format) -------------------
+    # -- container images and kernel layers (unionfs.formats.oci, unionfs.formats.kernel) ---------------------
 
     @classmethod
     def from_oci(
@@ -494,7 +535,7 @@ class OverlayFS(FS):
         image order, base first. ``ref``/``index`` choose the image of a layout or
         archive. With ``verify``, digests and diff_ids the image states are checked
         (:class:`unionfs.DigestMismatch` on a mismatch)."""
-        from .oci import image_stack
+        from .formats.oci.oci import image_stack
 
         return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
 
@@ -527,8 +568,8 @@ class OverlayFS(FS):
         as one ``.wh.`` entry per name the lowers have there. ``mtime`` gives every entry
         that timestamp (reproducible layers). With ``layout`` and ``ref``, the layer is also
         stored in that OCI layout as a new image ``ref`` on top of image ``base_ref`` (or
-        alone). Returns a :class:`unionfs.oci_export.ExportedLayer` (diff_id, digest, ...)."""
-        from .oci_export import export
+        alone). Returns a :class:`unionfs.formats.oci.export.ExportedLayer` (diff_id, digest, ...)."""
+        from .formats.oci.export import export
 
         with self._lock:
             self.check()
@@ -544,7 +585,7 @@ class OverlayFS(FS):
         and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
         ``False`` (or ``None``) reads ``trusted.overlay.*`` only, as the kernel's default mount
         does; ``True`` only ``user.overlay.*``, as a ``-o userxattr`` mount does."""
-        from .kernel_format import kernel_layers
+        from .formats.kernel import kernel_layers
 
         return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
 
@@ -555,7 +596,7 @@ class OverlayFS(FS):
         ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
         ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
         uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
-        from .kernel_format import export_upper
+        from .formats.kernel import export_upper
 
         with self._lock:
             self.check()

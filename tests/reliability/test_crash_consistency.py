@@ -30,10 +30,10 @@ from fs.osfs import OSFS
 import fs.memoryfs
 
 from unionfs import OverlayFS
-from unionfs.upper import Upper
+from unionfs.core.upper import Upper
 from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
 
-from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
+from tests.support.reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
 
 Operation = Callable[[OverlayFS], None]
 

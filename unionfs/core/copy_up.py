@@ -1,0 +1,69 @@
+"""Copy-up (the kernel's ``copy_up.c``): give the upper its own copy of a lower entry.
+
+A file is streamed into a staging file inside the upper's sidecar, given the lower
+entry's metadata, and renamed into place, so a half-made copy is never visible, not
+even after a crash. A directory is copied alone (not its contents): made and given
+its metadata in the staging area too, then renamed into place. Missing parents are
+copied up first, top-down. A copy-up changes no directory's times: the kernel puts back the
+parent's after its rename, and so does :meth:`Upper.keeping_times`.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from .. import _fsimport  # noqa: F401
+from fs.path import dirname
+
+from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .lookup import Lookup, Node
+from .upper import Upper
+
+
+def copy_up_parents(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make sure every ancestor directory of ``path`` exists in the upper."""
+    missing: List[Node] = []
+    parent_path = dirname(path)
+    while parent_path != "/":
+        parent = lookup.node(parent_path)
+        assert parent is not None and parent.is_dir, parent_path
+        if parent.in_upper:
+            break
+        missing.append(parent)
+        parent_path = dirname(parent_path)
+    for parent in reversed(missing):
+        _copy_up_dir(upper, parent)
+
+
+def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) -> None:
+    """Copy ``node`` (and its parents) up, unless the upper already has it. ``with_data=False``
+    copies a file's metadata only, for an open that truncates it anyway."""
+    if node.in_upper:
+        return
+    copy_up_parents(lookup, upper, node.path)
+    if node.is_dir:
+        _copy_up_dir(upper, node)
+    else:
+        _copy_up_file(upper, node, with_data)
+
+
+def _copy_up_dir(upper: Upper, node: Node) -> None:
+    info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
+    with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
+        upper.install_dir(node.path, copyable_metadata(info))
+
+
+def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
+    layer_fs = node.top.fs
+    info = layer_fs.getinfo(node.path, COPIED_NAMESPACES)
+    if with_data:
+        with layer_fs.openbin(node.path, "r") as source:
+            staged = upper.stage(source)
+    else:
+        staged = upper.stage(None)
+    metadata = copyable_metadata(info)
+    if not with_data:  # copied up for an O_TRUNC open, which stamps the file: staged stamped
+        metadata["details"] = {"accessed": upper.now(), "modified": upper.now()}
+    apply_metadata(upper.fs, staged, metadata)
+    with upper.keeping_times(dirname(node.path)):
+        upper.install(staged, node.path, copy_up=True)

@@ -1,0 +1,264 @@
+"""Namespace operations (the kernel's ``dir.c``): create, remove, rename, hide, make opaque.
+
+Each function assumes the caller (:class:`unionfs.OverlayFS`) validated the path,
+holds the lock and checked the kernel's error conditions; it performs the change in
+an order that keeps the view atomic. The rule that makes that possible: within one
+layer an entry wins over a whiteout record of the same name, so a record is added
+*before* the entry it replaces is removed, and removed *after* the entry that
+replaces it exists. A crash between two steps shows the view before or after the
+operation, never a mix; what such a crash leaves (a stale record, a staging file)
+hides nothing and is cleaned by ``fsck``. The operations no ordering can make
+atomic, ``movedir`` of a merged tree, ``removetree("/")`` and ``discard``, go through the intent
+journal (:mod:`unionfs.core.journal`): they are rolled forward after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.path import dirname, join, relpath
+from fs.permissions import Permissions
+
+from . import journal
+from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from ..changes import empty_upper
+from .copy_up import copy_up, copy_up_parents
+from .lookup import Lookup, Node
+from .readdir import visible_children
+from .upper import Upper
+
+
+def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
+    """Open a new file at ``path`` (nothing is visible there); it replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    handle = upper.openbin(path, mode, buffering, **options)
+    upper.remove_whiteout(path)
+    upper.touch(dirname(path))
+    return handle
+
+
+def install_file(
+    lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None, replaced: Optional[Node] = None
+) -> None:
+    """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
+    into place over whatever file or whiteout was there. ``replaced``: the file that was
+    visible there, which the kernel would have opened ``O_TRUNC``: its directory keeps its
+    times and, if it is a lower file (copied up by that open), its read handles follow."""
+    copy_up_parents(lookup, upper, path)
+    staged = upper.stage(source)
+    if metadata:
+        apply_metadata(upper.fs, staged, metadata)
+    upper.remove_opaque(path)
+    if replaced is not None:
+        with upper.keeping_times(dirname(path)):
+            upper.install(staged, path, copy_up=not replaced.in_upper)
+    else:
+        upper.install(staged, path)
+    upper.remove_whiteout(path)
+    if replaced is None:
+        upper.touch(dirname(path))
+
+
+def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Permissions] = None) -> None:
+    """mkdir: over a whiteout of the upper the new directory is opaque, elsewhere it is not."""
+    copy_up_parents(lookup, upper, path)
+    if upper.has_whiteout(path):
+        upper.add_opaque(path)
+        upper.makedir(path, permissions)
+        upper.remove_whiteout(path)
+    else:
+        upper.remove_opaque(path)
+        upper.makedir(path, permissions)
+    upper.touch(dirname(path))
+
+
+def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
+    """Take ``node`` (a file or a whole tree) out of the view: a whiteout iff a lower has
+    something there, then the upper's own copy and its records go."""
+    copy_up_parents(lookup, upper, node.path)
+    upper.readers.detach(node.path, subtree=node.is_dir)  # its read handles stay on what they read
+    if node.lower_positive:
+        upper.add_whiteout(node.path)
+    if node.in_upper:
+        if node.is_dir:
+            upper.remove_dir(node.path)
+        else:
+            upper.remove_file(node.path)
+    if node.is_dir:
+        upper.drop_records_below(node.path)
+    upper.remove_opaque(node.path)
+    upper.touch(dirname(node.path))
+
+
+def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory at ``path`` (creating it if need be) opaque in the upper."""
+    node = lookup.node(path)
+    if node is None:
+        make_dir(lookup, upper, path)
+        node = lookup.node(path)
+        assert node is not None
+    copy_up(lookup, upper, node)
+    upper.readers.detach(path, subtree=True)  # the lower files below are hidden, never copied up
+    if not upper.has_opaque(path):
+        upper.add_opaque(path)
+    upper.drop_records_below(path)
+
+
+def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
+    """rename(2) of a non-directory: copy up, move within the upper, whiteout the old name
+    iff a lower has it, and drop any whiteout at the new name. Both directories get the time
+    of the change, the source's unless ``stamp_source`` is False (a ``movedir``, whose
+    ``cp -a`` only reads the source: its directories keep their times until they go)."""
+    copy_up(lookup, upper, src)
+    copy_up_parents(lookup, upper, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.remove_opaque(dst)
+    upper.move_file(src.path, dst)
+    upper.remove_whiteout(dst)
+    if stamp_source:
+        upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))
+
+
+def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
+    """Every entry below ``top`` in the merged view, parents before children, as (relative path, node)."""
+    found: List[Tuple[str, Node]] = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        for child in visible_children(lookup, directory):
+            found.append((relpath(child.path[len(top.path):]) if top.path != "/" else relpath(child.path), child))
+            if child.is_dir:
+                pending.append(child)
+    found.sort(key=lambda item: item[0].count("/"))
+    return found
+
+
+def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """Move the contents of directory ``src`` into directory ``dst`` (created if missing), then
+    remove ``src``: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which
+    itself answers EXDEV for a lower or merged directory. Type clashes are refused up front."""
+    entries = _walk(lookup, src)
+    for rel, node in entries:
+        existing = lookup.node(join(dst, rel))
+        if existing is not None and existing.is_dir != node.is_dir:
+            error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
+            raise error(join(dst, rel))
+    target = lookup.node(dst)
+    if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
+        _rename_upper_dir(lookup, upper, src, dst)
+        return
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
+
+
+def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
+    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    entries = _walk(lookup, src)
+    # cp -a gives every directory it copies (or copies into) the source's mode, owner and
+    # times, last, after its contents: read them before moving anything changes them
+    attributes = [(dst, _dir_metadata(src))] + [(join(dst, rel), _dir_metadata(node)) for rel, node in entries if node.is_dir]
+    _merge_dir_into(lookup, upper, dst)
+    for rel, node in entries:
+        destination = join(dst, rel)
+        if node.is_dir:
+            _merge_dir_into(lookup, upper, destination)
+        else:
+            rename_file(lookup, upper, node, destination, stamp_source=False)
+    for destination, metadata in reversed(attributes):  # deepest first, as cp -a sets them
+        try:
+            apply_metadata(upper.fs, destination, metadata)
+        except errors.ResourceNotFound:
+            pass  # a MemoryFS upper cannot set its own root's attributes (docs/semantics.rst)
+    remaining = lookup.node(src.path)
+    if remaining is not None:
+        vanish(lookup, upper, remaining)
+
+
+def _dir_metadata(node: Node) -> Dict[str, Dict[str, Any]]:
+    """What ``cp -a`` carries over from a source directory: mode, owner, times."""
+    return copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+
+
+def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory ``path`` of a ``movedir`` destination exist in the upper: ``cp -a``
+    creates it, or sets the attributes of the one that exists, which copies it up."""
+    existing = lookup.node(path)
+    if existing is None:
+        make_dir(lookup, upper, path)
+    else:
+        copy_up(lookup, upper, existing)
+
+
+def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
+    """Take every entry of ``directory`` out of the view (``removetree("/")``), journaled."""
+    journaled(lookup, upper, journal.Intent("removetree", directory.path))
+
+
+def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Run the steps of ``intent`` from wherever the view stands (nothing, if all are done)."""
+    if intent.operation == "discard":
+        empty_upper(upper.fs)
+        upper.forget_all()
+        return
+    node = lookup.node(intent.src)
+    if intent.operation == "movedir":
+        assert intent.dst is not None
+        if node is not None and node.is_dir:
+            _move_contents(lookup, upper, node, intent.dst)
+        # the last step, also when a crash came after the source went but before its stamp
+        upper.touch(dirname(intent.src))
+        return
+    if node is None or not node.is_dir:
+        return
+    for child in visible_children(lookup, node):
+        vanish(lookup, upper, child)
+
+
+def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Record ``intent``, run its steps, forget it. A step that fails is retried once on
+    fresh caches (every step is idempotent); if that fails too the entry stays, and the
+    overlay finishes it before its next write or on the next open."""
+    entry = journal.begin(upper.sidecar, intent)
+    try:
+        _replay(lookup, upper, intent)
+    except errors.FSError:
+        upper.forget_all()
+        _replay(lookup, upper, intent)
+    journal.finish(upper.sidecar, entry)
+
+
+def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
+    """Finish (roll forward) every operation pending in the journal; return them."""
+    if upper.sidecar.version == journal.FORMAT_VERSION:
+        return []
+    upper.forget_all()
+    finished = []
+    for entry, intent in journal.pending(upper.sidecar):
+        _replay(lookup, upper, intent)
+        journal.finish(upper.sidecar, entry)
+        finished.append(intent)
+    journal.finish(upper.sidecar)
+    return finished
+
+
+def _needs_opaque(lookup: Lookup, upper: Upper, dst: str) -> bool:
+    """A directory moved to ``dst`` must be opaque when lowers could show through it."""
+    parent = lookup.node(dirname(dst))
+    return upper.has_whiteout(dst) or (parent is not None and any(not layer.is_upper for layer in parent.layers))
+
+
+def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """A directory that only the upper has moves by one rename, records and all."""
+    copy_up_parents(lookup, upper, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.move_dir(src.path, dst)
+    upper.remove_opaque(src.path)
+    upper.drop_records_below(src.path)
+    upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))

@@ -1,0 +1,224 @@
+"""The sidecar: whiteout and opaque records kept inside a layer's own filesystem.
+
+The kernel keeps whiteouts as 0/0 character devices and opacity as an xattr. Neither
+exists on a MemoryFS, a zip or a cloud bucket, so unionfs keeps them as empty files
+under one reserved directory at the root of the layer, ``/.unionfs``. Format version 1::
+
+    /.unionfs/FORMAT            "unionfs-sidecar 1\\n"
+    /.unionfs/tree/             M(/), the record directory of the root
+    M(D)/w/<name>               empty file: D/<name> is whited out in this layer
+    M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
+    M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
+    /.unionfs/tmp/              staging for copy-up and trash; never part of the view
+    /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
+    /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
+
+A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
+``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
+``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
+finishes (rolls forward) every pending entry before anything else. While an entry is
+pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
+newer instead of showing the half-done operation; readers of version 2 roll forward
+and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
+
+Records, containers and child names live in separate sub-directories, so any user
+name maps to a record without escaping. Every record is one file: creating or
+removing one costs the same however many exist, and each write is atomic on any
+filesystem that creates files atomically. Records of a layer apply only where that
+layer has the parent directory, exactly as a kernel whiteout lives in its directory.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import FrozenSet, Optional
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.path import basename, dirname, iteratepath
+
+from ..errors import SidecarError
+
+RESERVED_NAME = ".unionfs"
+SIDECAR_DIR = "/" + RESERVED_NAME
+FORMAT_PATH = SIDECAR_DIR + "/FORMAT"
+FORMAT_VERSION = 1
+#: the version FORMAT reads while an operation is pending in the journal
+JOURNAL_FORMAT_VERSION = 2
+FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
+TREE_DIR = SIDECAR_DIR + "/tree"
+STAGING_DIR = SIDECAR_DIR + "/tmp"
+JOURNAL_DIR = SIDECAR_DIR + "/journal"
+LOCK_PATH = SIDECAR_DIR + "/lock"
+
+WHITEOUT = "w"  # record kinds, also the names of their sub-directories
+OPAQUE = "o"
+CHILDREN = "d"
+
+
+def record_dir(dir_path: str) -> str:
+    """M(dir_path): where the records of the entries of ``dir_path`` live."""
+    return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+
+
+def is_reserved(path: str) -> bool:
+    """Whether an absolute, normalised path names the sidecar or something inside it."""
+    return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
+
+
+class Sidecar:
+    """Reads, and for the upper writes, the records of one layer."""
+
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
+        self.fs = layer_fs
+        #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
+        self.version = version
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, layer_fs: FS, create: bool) -> Optional["Sidecar"]:
+        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``."""
+        if layer_fs.exists(SIDECAR_DIR):
+            if not layer_fs.isdir(SIDECAR_DIR):
+                raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
+            if create and cls._never_completed(layer_fs):
+                return cls._create(layer_fs)
+            version = cls._check_format(layer_fs)
+            if not layer_fs.isdir(TREE_DIR):
+                raise SidecarError(TREE_DIR, "the record tree is missing")
+            for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
+                if layer_fs.exists(where) and not layer_fs.isdir(where):
+                    raise SidecarError(where, "%s is a file, not a directory" % what)
+            if layer_fs.isdir(LOCK_PATH):
+                raise SidecarError(LOCK_PATH, "the lock record is a directory")
+            if version == JOURNAL_FORMAT_VERSION and not create:
+                raise SidecarError(
+                    JOURNAL_DIR,
+                    "an interrupted operation is pending in the journal of this read-only layer "
+                    "(or one is running in another process); open it once as the upper of an "
+                    "overlay to finish it",
+                )
+            if create and not layer_fs.isdir(STAGING_DIR):
+                layer_fs.makedir(STAGING_DIR, recreate=True)  # checked once here, not per copy-up
+            return cls(layer_fs, version)
+        if not create:
+            return None
+        return cls._create(layer_fs)
+
+    @classmethod
+    def _create(cls, layer_fs: FS) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
+        place, so a sidecar without it was never completed and is made again."""
+        for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
+            layer_fs.makedir(directory, recreate=True)
+        sidecar = cls(layer_fs)
+        staged = sidecar.staging_path()
+        layer_fs.writetext(staged, FORMAT_TEXT)
+        layer_fs.move(staged, FORMAT_PATH)
+        return sidecar
+
+    @staticmethod
+    def _never_completed(layer_fs: FS) -> bool:
+        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
+        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+            return False
+        return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
+
+    @staticmethod
+    def _check_format(layer_fs: FS) -> int:
+        try:
+            text = layer_fs.readtext(FORMAT_PATH)
+        except errors.ResourceNotFound:
+            raise SidecarError(FORMAT_PATH, "the FORMAT file is missing") from None
+        except errors.FileExpected:
+            raise SidecarError(FORMAT_PATH, "FORMAT is a directory") from None
+        words = text.split()
+        if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
+            raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
+        if int(words[1]) < 1:
+            raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
+        if int(words[1]) > JOURNAL_FORMAT_VERSION:
+            raise SidecarError(
+                FORMAT_PATH,
+                "format version %s is newer than this unionfs (%d)" % (words[1], JOURNAL_FORMAT_VERSION),
+            )
+        return int(words[1])
+
+    def reread_version(self) -> None:
+        """Read FORMAT again: another overlay of the upper may have left a journal entry."""
+        self.version = self._check_format(self.fs)
+
+    def set_version(self, version: int) -> None:
+        """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
+        if version == self.version:
+            return
+        staged = self.staging_path()
+        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
+        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self.version = version
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
+        where = record_dir(dir_path) + "/" + kind
+        try:
+            infos = list(self.fs.scandir(where))
+        except errors.ResourceNotFound:
+            return frozenset()
+        except errors.DirectoryExpected:
+            raise SidecarError(where, "a record directory is a file") from None
+        for info in infos:
+            if info.is_dir:
+                raise SidecarError(where + "/" + info.name, "a record is a directory")
+        return frozenset(info.name for info in infos)
+
+    def whiteouts(self, dir_path: str) -> FrozenSet[str]:
+        """Names whited out in ``dir_path`` of this layer."""
+        return self._names(dir_path, WHITEOUT)
+
+    def opaque_names(self, dir_path: str) -> FrozenSet[str]:
+        """Names of the children of ``dir_path`` that are opaque directories in this layer."""
+        return self._names(dir_path, OPAQUE)
+
+    # -- writing (upper only) ------------------------------------------------------------------
+
+    def _record_path(self, path: str, kind: str) -> str:
+        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+
+    def add_record(self, path: str, kind: str) -> None:
+        """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
+        record = self._record_path(path, kind)
+        try:  # one call when the record directory exists, as it does for all but the first
+            self.fs.openbin(record, "w").close()
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.openbin(record, "w").close()
+
+    def remove_record(self, path: str, kind: str) -> None:
+        try:
+            self.fs.remove(self._record_path(path, kind))
+        except errors.ResourceNotFound:
+            pass
+
+    def add_whiteout(self, path: str) -> None:
+        self.add_record(path, WHITEOUT)
+
+    def add_opaque(self, path: str) -> None:
+        self.add_record(path, OPAQUE)
+
+    def drop_records_below(self, path: str) -> None:
+        """Forget every record of the entries inside the directory ``path``."""
+        try:
+            self.fs.removetree(record_dir(path))
+        except errors.ResourceNotFound:
+            pass
+        if path == "/":
+            self.fs.makedir(TREE_DIR, recreate=True)
+
+    def staging_path(self) -> str:
+        """A fresh name in the staging area (made when the sidecar was opened for writing),
+        for a copy-up in progress or a trashed tree."""
+        return "%s/%s" % (STAGING_DIR, uuid.uuid4().hex)
