@@ -6,7 +6,7 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
+from .errors import IllegalDestination, ModesLost, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
 from .formats.oci.blobs import DigestMismatch, LayerFormatError
 from .overlay import OverlayFS
 
@@ -17,6 +17,7 @@ __all__ = [
     "DigestMismatch",
     "IllegalDestination",
     "LayerFormatError",
+    "ModesLost",
     "ReservedPath",
     "SidecarError",
     "UnsupportedLayer",

@@ -56,3 +56,9 @@ class MountError(errors.OperationFailed):
     """A mount could not be made (a bad mount point, bad options, FUSE refused it)."""
 
     default_message = "cannot mount: {details}"
+
+
+class ModesLost(UserWarning):
+    """An export from an upper that holds no modes or owners (a ``MemoryFS``): the entries are
+    written with default modes (0644 files, 0755 directories) and root, whatever the lower
+    files they were copied up from had."""

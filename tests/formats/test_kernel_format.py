@@ -314,3 +314,28 @@ def test_removedir_of_a_dir_holding_an_xattr_whiteout_is_not_empty(tmp_path, ker
             ours.removedir("d")
         assert raised.value.path == "d"
         assert ours.isdir("d")
+
+
+def test_export_kernel_from_a_memory_upper_says_modes_are_lost(tmp_path, kernel_overlay) -> None:
+    """Issue 11 item 3: a MemoryFS upper holds no modes, so its export cannot keep the 0o700 of
+    a copied-up directory; it says so (``ModesLost``) instead of silently writing 0755. An
+    OSFS upper keeps the mode and exports without a warning."""
+    import warnings
+
+    from unionfs import ModesLost
+
+    lower = str(tmp_path / "lower")
+    write(lower, "private/f", "f")
+    os.chmod(os.path.join(lower, "private"), 0o700)
+    for name, upper in (("memory", MemoryFS()), ("disk", OSFS(str(tmp_path / "disk-upper"), create=True))):
+        with OverlayFS([OSFS(lower)], upper=upper) as overlay:
+            overlay.writetext("private/new", "n")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                overlay.export_kernel(str(tmp_path / name))
+        lost = [warning for warning in caught if issubclass(warning.category, ModesLost)]
+        mode = stat.S_IMODE(os.stat(tmp_path / name / "private").st_mode)
+        if name == "memory":
+            assert lost and "holds no modes" in str(lost[0].message) and mode == 0o755
+        else:
+            assert not lost and mode == 0o700
