@@ -18,6 +18,7 @@ Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -67,6 +68,27 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     return lowers, upper
 
 
+#: URL schemes whose resource is a path on this machine, resolved against ``cwd`` as fs's own openers do
+_PATH_SCHEMES = ("osfs", "file", "tar", "zip", "overlay")
+
+
+def against(layer: str, cwd: str) -> str:
+    """``layer`` (a plain path or an FS URL) with a relative path resolved against ``cwd``, the
+    directory ``fs.open_fs(..., cwd=...)`` resolves relative paths against."""
+    if not cwd:
+        return layer
+    scheme, separator, rest = layer.partition("://")
+    if not separator:
+        return layer if os.path.isabs(layer) else os.path.join(cwd, layer)
+    if scheme == "overlay":
+        lowers, upper = parse_overlay_url(layer.partition("!")[0])
+        inner = overlay_url([against(lower, cwd) for lower in lowers], against(upper, cwd) if upper else None)
+        return inner + ("!" + layer.partition("!")[2] if "!" in layer else "")
+    if scheme in _PATH_SCHEMES and rest and not rest.startswith("/"):
+        return "%s://%s" % (scheme, os.path.join(cwd, rest))
+    return layer
+
+
 class OverlayOpener(Opener):
     """Opens ``overlay://`` URLs; registered through the ``fs.opener`` entry point."""
 
@@ -74,7 +96,7 @@ class OverlayOpener(Opener):
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
         lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS(lowers, upper=upper)
+        overlay = OverlayFS([against(lower, cwd) for lower in lowers], upper=against(upper, cwd) if upper else None)
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)
