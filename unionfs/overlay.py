@@ -43,18 +43,25 @@ class OverlayFS(FS):
     order of the kernel's ``lowerdir=``). ``upper`` is a writable FS or FS URL, or
     ``None`` for a read-only overlay. Layers given as URLs are opened, owned and closed
     by the overlay; layers given as FS objects stay open when the overlay closes.
+    ``unsafe`` ("error" or "skip"): what archive lowers given by path or URL do with hostile
+    members (``unionfs.formats.archives.open_archive``). ``recover=False`` opens without
+    finishing interrupted operations or emptying the staging area (for inspection:
+    ``fsck(repair=False)`` reports them; the first write finishes them).
     """
 
     def __init__(
         self,
         lowers: Union[LayerSource, Sequence[LayerSource]],
         upper: Optional[LayerSource] = None,
+        *,
+        unsafe: str = "error",
+        recover: bool = True,
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
-        layers = open_layers(lowers, upper)
+        layers = open_layers(lowers, upper, unsafe)
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
@@ -66,10 +73,11 @@ class OverlayFS(FS):
             self._shared = sharing.join(self._upper.fs)
             self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
-            with self._lock:
-                self.recovered = namespace.recover(self._lookup, self._upper)
-                self._cleared = fsck.clear_staging(self._upper)
-                self._lock.wrote = bool(self.recovered or self._cleared)
+            if recover:  # else left for inspection (fsck(repair=False)); the first write finishes them
+                with self._lock:
+                    self.recovered = namespace.recover(self._lookup, self._upper)
+                    self._cleared = fsck.clear_staging(self._upper)
+                    self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
         #: caller's path -> validated absolute normal path (a pure function of the path)
@@ -485,7 +493,7 @@ class OverlayFS(FS):
         with self._lock:
             if self._upper is None:
                 return FsckReport((), repaired=repair)
-            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair)
+            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair, pending=not repair)
             if repair:
                 self.recovered, self._cleared = [], []
             return report

@@ -146,10 +146,11 @@ def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
 
 
 def open_layers(
-    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource], unsafe: str = "error"
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
-    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format).
+    ``unsafe``: what archive lowers do with hostile members (``"error"`` or ``"skip"``)."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
@@ -158,7 +159,7 @@ def open_layers(
     upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
-        source if isinstance(source, Layer) else _open_fs(as_lower(source), False, "lower %d" % position)
+        source if isinstance(source, Layer) else _open_fs(as_lower(source, unsafe), False, "lower %d" % position)
         for position, source in enumerate(lowers)
     ]
     layers: List[Layer] = []

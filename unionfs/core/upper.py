@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, BinaryIO, Iterator, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -154,7 +154,7 @@ class Upper:
             if sys_path is not None:
                 status = os.stat(sys_path)
                 return status.st_atime, status.st_mtime
-            raw = self.fs.getinfo(path, ["details"]).raw.get("details") or {}
+            raw: Dict[str, Any] = dict(self.fs.getinfo(path, ["details"]).raw.get("details") or {})
         except (OSError, errors.FSError):
             return None
         if raw.get("modified") is None:

@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -19,7 +19,7 @@ Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote, unquote
 
 from .. import _fsimport  # noqa: F401
@@ -50,8 +50,9 @@ def overlay_url(lowers: Sequence[str], upper: Optional[str] = None) -> str:
     return url
 
 
-def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
-    """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL."""
+def parse_overlay_url(fs_url: str, with_options: bool = False) -> Any:
+    """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL; with
+    ``with_options`` also its ``unsafe`` ("error" unless ``?unsafe=skip``)."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
         raise errors.CreateFailed(msg="%r is not an %s URL" % (fs_url, prefix))
@@ -61,11 +62,17 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     if not lowers:
         raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
     upper: Optional[str] = None
+    unsafe = "error"
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != "upper":
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key))
-        upper = value
-    return lowers, upper
+        if key == "upper":
+            upper = value
+        elif key == "unsafe" and value in ("error", "skip"):
+            unsafe = value
+        elif key == "unsafe":
+            raise errors.CreateFailed(msg="%r: unsafe=%r (it is 'error' or 'skip')" % (fs_url, value))
+        else:
+            raise errors.CreateFailed(msg="%r: unknown parameter %r (they are 'upper' and 'unsafe')" % (fs_url, key))
+    return (lowers, upper, unsafe) if with_options else (lowers, upper)
 
 
 #: URL schemes whose resource is a path on this machine, resolved against ``cwd`` as fs's own openers do
@@ -95,8 +102,8 @@ class OverlayOpener(Opener):
     protocols = [PROTOCOL]
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
-        lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS([against(lower, cwd) for lower in lowers], upper=against(upper, cwd) if upper else None)
+        lowers, upper, unsafe = parse_overlay_url(fs_url, with_options=True)
+        overlay = OverlayFS([against(lower, cwd) for lower in lowers], upper=against(upper, cwd) if upper else None, unsafe=unsafe)
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)

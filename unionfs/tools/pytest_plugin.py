@@ -300,7 +300,7 @@ def overlay_factory(request: Any, _unionfs_templates: TemplateCache) -> Iterator
     for overlay, _ in made:
         overlay.close()
     full = request.config.getoption("unionfs_template_check") == "each"
-    problems = []
+    problems: List[str] = []
     for opened in {id(t): t for _, t in made}.values():
         found = opened.cheap_problems() + (opened.full_problems() if full else [])
         problems.extend("template %s: %s" % (opened.label, problem) for problem in found)
