@@ -151,7 +151,7 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             node = self._node(_path, path)
-            info = node.top.fs.getinfo(_path, namespaces)
+            info = node.top.getinfo(_path, namespaces)
         return root_info(info) if _path == "/" else info
 
     def listdir(self, path: str) -> List[str]:
