@@ -40,6 +40,7 @@ from fs.osfs import OSFS
 from fs.path import dirname, recursepath
 
 from unionfs.errors import IllegalDestination
+from unionfs.core import sidecar as sidecar_format
 from unionfs.core.sidecar import Sidecar
 
 # -------------------------------------------------------------------------------------------------
@@ -171,9 +172,9 @@ def build_library_layer(layer: LayerSpec, directory: Optional[str] = None) -> FS
         elif entry.kind == FILE:
             layer_fs.writebytes(path, entry.data)
         if sidecar is not None and entry.kind == OPAQUE:
-            sidecar.add_opaque(path)
+            sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
-            sidecar.add_whiteout(path)
+            sidecar.add_record(path, sidecar_format.WHITEOUT)
         if directory is not None and entry.kind != WHITEOUT:
             os.chmod(layer_fs.getsyspath(path), _mode(entry))
     for path, entry in sorted(layer.items(), reverse=True):

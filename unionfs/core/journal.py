@@ -20,7 +20,7 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 
 from ..errors import SidecarError
-from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, Sidecar
+from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, SIDECAR_DIR, Sidecar
 
 OPERATIONS = ("movedir", "removetree", "discard")
 
@@ -67,19 +67,58 @@ def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
             text = sidecar.fs.readtext(where)
         except errors.FileExpected:
             raise SidecarError(where, "a journal entry is a directory") from None
+        if torn(text):
+            continue
         entries.append((where, Intent.loads(where, text)))
     return entries
+
+
+def torn(text: str) -> bool:
+    """Whether a journal entry is empty, zeros, or cut short: what a power cut leaves of an
+    entry whose data never reached the disk (written without a sync: by a ``volatile``
+    overlay or an older unionfs). Its operation never started counting; see :func:`drop_torn`."""
+    text = text.rstrip("\0")
+    return not text.endswith("}") and (_ENTRY_START.startswith(text) or text.startswith(_ENTRY_START))
+
+
+#: how every entry :meth:`Intent.dumps` writes begins (its keys are sorted)
+_ENTRY_START = '{"dst": '
+
+
+def drop_torn(sidecar: Sidecar) -> List[str]:
+    """Remove the torn entries of the journal (see :func:`torn`); return their paths."""
+    try:
+        names = sorted(sidecar.fs.listdir(JOURNAL_DIR))
+    except (errors.ResourceNotFound, errors.DirectoryExpected):
+        return []
+    dropped = []
+    for name in names:
+        where = "%s/%s" % (JOURNAL_DIR, name)
+        try:
+            text = sidecar.fs.readtext(where)
+        except (errors.FSError, ValueError):
+            continue  # pending() names what is wrong with it
+        if torn(text):
+            sidecar.fs.remove(where)
+            dropped.append(where)
+    if dropped:
+        sidecar.sync.dir(JOURNAL_DIR)
+    return dropped
 
 
 def begin(sidecar: Sidecar, intent: Intent) -> str:
     """Record ``intent`` before its first step: FORMAT first says version 2 (readers of
     version 1 now refuse the upper), then the entry appears by one rename. Returns the entry."""
     sidecar.set_version(JOURNAL_FORMAT_VERSION)
-    sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
+    if not sidecar.fs.isdir(JOURNAL_DIR):
+        sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
+        sidecar.sync.dir(SIDECAR_DIR)
     staged = sidecar.staging_path()
     sidecar.fs.writetext(staged, intent.dumps())
+    sidecar.sync.path(staged)  # whole on the disk before it is an entry
     entry = "%s/%s" % (JOURNAL_DIR, staged.rsplit("/", 1)[1])
     sidecar.fs.move(staged, entry)
+    sidecar.sync.dir(JOURNAL_DIR)  # and the entry durable before the first step
     return entry
 
 
@@ -87,5 +126,6 @@ def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
     """Forget a completed entry; with the journal empty, FORMAT says version 1 again."""
     if entry is not None:
         sidecar.fs.remove(entry)
+        sidecar.sync.dir(JOURNAL_DIR)
     if not pending(sidecar):
         sidecar.set_version(FORMAT_VERSION)

@@ -14,7 +14,7 @@ import attr
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
-from fs.path import basename, dirname, join
+from fs.path import basename, dirname
 
 from .stack import DIR, FILE, OPAQUE_DIR, WHITED, Layer
 from .sidecar import is_reserved
@@ -262,9 +262,6 @@ class Lookup:
             if child is not None:  # (a layer changed under us)
                 nodes.append(child)
         return nodes
-
-    def child(self, parent: Node, name: str) -> Optional[Node]:
-        return self.node(join(parent.path, name))
 
     def missing(self, path: str, display: str, want_dir: bool = False) -> errors.FSError:
         """The error for a ``path`` that does not resolve, naming the caller's ``display`` path:

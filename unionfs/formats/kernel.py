@@ -17,15 +17,16 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 
-from ..errors import ModesLost, UnsupportedLayer
+from ..errors import ModesLost, UnsupportedLayer, literal
+from ..io import copy_stream
 from ..changes import UpperEntry, link_target, upper_entries
-from ..core.stack import DirIndex, Layer
+from ..core.stack import DirIndex, Layer, Stack
 
 WHITEOUT_STYLES = ("device", "xattr")
 
@@ -53,7 +54,7 @@ class KernelLayer(Layer):
 
     def __init__(self, directory: str, label: str, userxattr: Optional[bool] = None) -> None:
         if not os.path.isdir(directory):
-            raise errors.CreateFailed(msg="kernel-format layer %r is not a directory" % directory)
+            raise errors.CreateFailed(msg=literal("kernel-format layer %r is not a directory" % directory))
         super().__init__(OSFS(directory), label, is_upper=False, sidecar=None)
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
@@ -110,8 +111,8 @@ def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) ->
 
 def _apply_metadata(path: str, change: UpperEntry, is_link: bool = False) -> None:
     info = change.info
-    raw = info.raw if info is not None else {}
-    access = raw.get("access") or {}
+    raw: Mapping[str, Any] = info.raw if info is not None else {}
+    access: Mapping[str, Any] = raw.get("access") or {}
     if access.get("uid") is not None or access.get("gid") is not None:
         os.chown(path, int(access.get("uid") or 0), int(access.get("gid") or 0), follow_symlinks=False)
     if not is_link and access.get("permissions") is not None:
@@ -134,8 +135,11 @@ def _whiteout(path: str, style: str, namespace: str, marked_dirs: set) -> None:
     os.setxattr(path, namespace + ".overlay.whiteout", b"")
 
 
-def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout: str = "device") -> None:
-    """Write the upper's entries and markers to ``dest_dir`` in the kernel's format."""
+def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout: str = "device") -> None:
+    """Write the entries and markers of the upper of ``stack`` to ``dest_dir`` in the kernel's format."""
+    upper = stack.upper
+    if upper is None:
+        raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
     if whiteout not in WHITEOUT_STYLES:
         raise ValueError("whiteout must be one of %s, not %r" % (", ".join(WHITEOUT_STYLES), whiteout))
     if os.path.exists(dest_dir):
@@ -167,11 +171,7 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
                 _apply_metadata(target, change, is_link=True)
                 continue
             with upper.fs.openbin(change.path, "r") as source, open(target, "wb") as out:
-                while True:
-                    chunk = source.read(1024 * 1024)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+                copy_stream(source, out)
             _apply_metadata(target, change)
     for target, change in reversed(directories):  # children first: writing them changed the times
         _apply_metadata(target, change)

@@ -23,24 +23,24 @@ import json
 import os
 import shutil
 import sys
-import time
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
-from fs.base import FS
 from fs.opener.errors import OpenerError
+
 from fs.path import join
 
 from .. import __version__
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, ChangeSet, Progress
+from ..changes import ChangeSet
 from ..changes import compute as compute_changes
+from ..errors import message_of
 from ..overlay import OverlayFS
-from ..core.sidecar import RESERVED_NAME
 from ..core.stack import Layer
-from .opener import parse_overlay_url
+from .opener import parse_overlay_options
+from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
@@ -101,6 +101,8 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="--kernel layers use user.overlay.* markers (-o userxattr), not trusted.overlay.*")
     group.add_argument("--unsafe", choices=("error", "skip"), default=None,
                        help="archive lowers with unsafe members (.., links out): refuse (error, the default) or leave them out")
+    group.add_argument("--volatile", action="store_true",
+                       help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 @attr.s(frozen=True, slots=True)
@@ -112,6 +114,8 @@ class Stack:
     #: the directory a URL's ``!PATH`` names ("/" for none)
     subdir: str = attr.ib(default="/")
     unsafe: str = attr.ib(default="error")
+    #: ``--volatile`` or ``?volatile=1``: nothing is fsynced
+    volatile: bool = attr.ib(default=False)
 
 
 def _stack(args: argparse.Namespace) -> Stack:
@@ -123,23 +127,27 @@ def _stack(args: argparse.Namespace) -> Stack:
     if not kinds:
         raise UsageError("name at least one lower layer with -l/--lower (or --url, --oci, --kernel)")
     unsafe = args.unsafe or "error"
+    volatile = bool(getattr(args, "volatile", False))
     if args.url:
         if args.upper:
             raise UsageError("give either --url or -u, not both (the URL names its upper)")
         if not args.url.startswith("overlay://"):
             raise UsageError("--url must be an overlay:// URL")
         body, _, subdir = args.url.partition("!")  # the README's overlay://...!PATH
-        lowers, upper, url_unsafe = parse_overlay_url(body, with_options=True)
-        return Stack(list(lowers), upper, "/" + subdir.strip("/"), args.unsafe or url_unsafe)
+        options = parse_overlay_options(body)
+        return Stack(
+            list(options.lowers), options.upper, "/" + subdir.strip("/"), args.unsafe or options.unsafe,
+            volatile or options.volatile,
+        )
     if args.oci:
         from ..formats.oci.oci import image_stack
 
-        return Stack(list(image_stack(args.oci, ref=args.ref)), args.upper, unsafe=unsafe)
+        return Stack(list(image_stack(args.oci, ref=args.ref)), args.upper, unsafe=unsafe, volatile=volatile)
     if args.kernel:
         from ..formats.kernel import kernel_layers
 
-        return Stack(list(kernel_layers(args.kernel, args.userxattr)), args.upper, unsafe=unsafe)
-    return Stack(list(args.lower), args.upper, unsafe=unsafe)
+        return Stack(list(kernel_layers(args.kernel, args.userxattr)), args.upper, unsafe=unsafe, volatile=volatile)
+    return Stack(list(args.lower), args.upper, unsafe=unsafe, volatile=volatile)
 
 
 def _is_plain_path(layer: str) -> bool:
@@ -163,7 +171,7 @@ def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: boo
     if args.upper_on_top:
         lowers, upper = [upper] + lowers, None
     try:
-        overlay = OverlayFS(lowers, upper=upper, unsafe=stack.unsafe, recover=recover)
+        overlay = OverlayFS(lowers, upper=upper, volatile=stack.volatile, unsafe=stack.unsafe, recover=recover)
     except BaseException:
         for layer in stack.lowers:
             if isinstance(layer, Layer):
@@ -186,63 +194,6 @@ def whole_overlay(args: argparse.Namespace) -> None:
     """Refuse a URL's ``!PATH`` for a command that works on the whole overlay."""
     if getattr(args, "subdir", "/") != "/":
         raise UsageError("%s works on the whole overlay: leave the !PATH off the URL" % args.command)
-
-
-def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:
-    """``layer`` below ``path`` drawn as a tree, one entry per line, names sorted, dirs with ``/``."""
-    lines: List[str] = []
-
-    def draw(directory: str, prefix: str) -> None:
-        infos = sorted(layer.scandir(directory), key=lambda info: info.name)
-        if directory == "/" and not show_reserved:
-            infos = [info for info in infos if info.name != RESERVED_NAME]
-        for position, info in enumerate(infos):
-            last = position == len(infos) - 1
-            lines.append(prefix + ("└── " if last else "├── ") + info.name + ("/" if info.is_dir else ""))
-            if info.is_dir:
-                draw(join(directory, info.name), prefix + ("    " if last else "│   "))
-
-    draw(path, "")
-    return lines
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
-        self.stream, self.label, self.width = stream, label, width
-        self._last_draw = 0.0
-        self._drawn = False
-
-    def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        done = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
-        if not done and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else (1.0 if done else 0.0)
-        fraction = min(fraction, 1.0)
-        filled = int(self.width * fraction)
-        self.stream.write(
-            "\r%s [%s%s] %3d%% %s/%s  %d/%d files"
-            % (self.label, "#" * filled, "-" * (self.width - filled), fraction * 100,
-               _size(progress.bytes_done), _size(progress.bytes_total), progress.files_done, progress.files_total)
-        )
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -289,9 +240,6 @@ def cat_command(args: argparse.Namespace) -> int:
 
 
 #: one letter per kind of change, as in ``docker diff`` / ``git status --short``
-CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O"}
-
-
 def _diff_arguments(parser: argparse.ArgumentParser) -> None:
     overlay_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
@@ -333,6 +281,24 @@ def commit_command(args: argparse.Namespace) -> int:
                 bar.finish()
     print("committed %s into %s (%d changes)" % ("the changes" if args.only_changes or args.into_lower else "the merged view",
                                                  args.target, len(changes)))
+    return 0
+
+
+def _export_upper_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("target", help="an empty directory or FS URL, e.g. s3://bucket/layers/mine")
+
+
+@command(
+    "export-upper",
+    "publish the upper as a layer (entries and sidecar records) into an empty directory or FS, "
+    "for other overlays to stack over the same lowers",
+    _export_upper_arguments,
+)
+def export_upper_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        written = overlay.export_upper(args.target)
+    print("published the upper into %s (%d entries)" % (args.target, written))
     return 0
 
 
@@ -581,7 +547,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         if isinstance(error, BrokenPipeError):
             return 1
-        return _fail(str(error) or type(error).__name__, 1)
+        return _fail(message_of(error), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as error:  # a bug: still one line, with a way to see the traceback

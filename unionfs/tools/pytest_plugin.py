@@ -29,6 +29,7 @@ import attr
 import pytest
 
 from .. import _fsimport  # noqa: F401
+from ..io import CHUNK
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
@@ -38,6 +39,7 @@ from fs.wrap import WrapReadOnly
 
 from ..formats.archives import ArchiveFS, as_lower
 from ..overlay import OverlayFS
+from ..testing.trees import snapshot
 from .opener import against
 
 Template = Union[str, "os.PathLike[str]", FS]
@@ -102,7 +104,6 @@ class TreeWatch:
             os.close(self._fd)
         self._fd = -1
         self.available = False
-_CHUNK = 1024 * 1024
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -148,19 +149,18 @@ for _name in (
 
 def content_fingerprint(layer: FS) -> Dict[str, str]:
     """Every path of ``layer`` with its type and, for files, the SHA-256 of the content."""
-    found: Dict[str, str] = {}
-    for path, info in layer.walk.info(namespaces=["details"]):
+    def record(fs: FS, path: str, info: Any) -> str:
         if info.is_dir:
-            found[path] = "dir"
-            continue
-        with layer.openbin(path) as handle:
-            found[path] = _sha256(handle)
-    return found
+            return "dir"
+        with fs.openbin(path) as handle:
+            return _sha256(handle)
+
+    return snapshot(layer, record, namespaces=["details"], sidecar=True)
 
 
 def _sha256(handle: Any) -> str:
     digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
         digest.update(chunk)
     return digest.hexdigest()
 

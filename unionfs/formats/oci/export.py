@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
 
 import attr
 
@@ -27,9 +27,10 @@ from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.info import Info
 
-from .blobs import HashingWriter, LayerFormatError
+from ...errors import LayerFormatError, literal
+from ...io import HashingWriter
 from ...changes import UpperEntry, link_target, lower_names, upper_entries
-from ...core.stack import Layer
+from ...core.stack import Layer, Stack
 from ...core.lookup import Lookup
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
 from .image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, host_architecture, ref_names
@@ -52,12 +53,12 @@ class ExportedLayer:
     manifest_digest: Optional[str] = attr.ib(default=None)
 
 
-def _tarinfo(name: str, kind: int, info: Optional[Info], mtime: Optional[int]) -> tarfile.TarInfo:
+def _tarinfo(name: str, kind: bytes, info: Optional[Info], mtime: Optional[int]) -> tarfile.TarInfo:
     entry = tarfile.TarInfo(name)
-    entry.type = kind  # type: ignore[assignment]
-    raw = info.raw if info is not None else {}
-    access = raw.get("access") or {}
-    details = raw.get("details") or {}
+    entry.type = kind
+    raw: Mapping[str, Any] = info.raw if info is not None else {}
+    access: Mapping[str, Any] = raw.get("access") or {}
+    details: Mapping[str, Any] = raw.get("details") or {}
     if access.get("permissions") is not None:
         entry.mode = info.permissions.mode  # type: ignore[union-attr]
     else:
@@ -77,7 +78,7 @@ def _archive_name(path: str, is_dir: bool) -> str:
 def _representable(path: str) -> None:
     """A layer tar cannot hold a name that reads as a marker."""
     if path.rpartition("/")[2].startswith(WHITEOUT_PREFIX):
-        raise errors.Unsupported(path, msg="cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path)
+        raise errors.Unsupported(path, msg=literal("cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path))
 
 
 def _write_entries(
@@ -222,17 +223,17 @@ def add_to_layout(
 
 
 def export(
-    upper: Optional[Layer],
-    lower_layers: List[Layer],
+    stack: Stack,
     dest: Union[PathLike, BinaryIO, None],
-    compress: bool,
-    opaque: str,
-    mtime: Optional[int],
-    layout: Optional[PathLike],
-    ref: Optional[str],
-    base_ref: Optional[str],
+    compress: bool = False,
+    opaque: str = "marker",
+    mtime: Optional[int] = None,
+    layout: Optional[PathLike] = None,
+    ref: Optional[str] = None,
+    base_ref: Optional[str] = None,
 ) -> ExportedLayer:
-    """The body of :meth:`unionfs.OverlayFS.export_layer`."""
+    """The upper of ``stack`` as an OCI layer: the body of :meth:`unionfs.OverlayFS.export_layer`."""
+    upper, lower_layers = stack.upper, list(stack.lowers)
     if upper is None:
         raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
     if (layout is None) != (ref is None):
