@@ -16,6 +16,7 @@ from unittest import mock
 
 import contextlib
 import hashlib
+import os
 import shutil
 import sys
 
@@ -441,3 +442,48 @@ def test_crash_at_every_write_with_an_upper_on_disk(name, lowers, tmp_path):
             reopened.close()
     INJECTION_POINTS["%s (OSFS upper)" % name] = (counting.calls, len(MODES))
     assert not problems, "\n".join(problems[:20])
+
+
+def test_movedir_gives_the_destination_the_source_times_whatever_the_crash(lowers, tmp_path):
+    """Regression: a movedir re-run after a crash read the source directories' times from the
+    upper, where its own renames had restamped them, and gave the destination "now" (found
+    by the real-kill campaign). The times are kept in the journal entry; checked at every
+    write-side call of a movedir of a merged tree over an on-disk upper."""
+    base = tmp_path / "base"
+    base.mkdir()
+    prepared = OverlayFS(list(lowers), OSFS(str(base)))
+    _prepare(prepared)
+    prepared.close()
+
+    def fresh(label: str) -> OSFS:
+        target = tmp_path / label
+        shutil.copytree(str(base), str(target))
+        for directory, dirs, _files in os.walk(str(base)):  # copytree keeps the times of files only
+            for name in dirs:
+                status = os.stat(os.path.join(directory, name))
+                os.utime(os.path.join(str(target), os.path.relpath(directory, str(base)), name),
+                         ns=(status.st_atime_ns, status.st_mtime_ns))
+        return OSFS(str(target))
+
+    before = view(OverlayFS(list(lowers), fresh("before")))
+    expected = {"/moved" + path[len("/a"):]: entry[1] for path, entry in before.items()
+                if entry[0] == "dir" and (path == "/a" or path.startswith("/a/"))}
+    counting = FaultyFS(fresh("counting"))
+    OPERATIONS["movedir merged tree"](OverlayFS(list(lowers), counting))
+    problems = []
+    for fail_at in range(1, counting.calls + 1):
+        upper = fresh("crash-%d" % fail_at)
+        overlay = OverlayFS(list(lowers), FaultyFS(upper, fail_at, "crash"), volatile=True)
+        try:
+            OPERATIONS["movedir merged tree"](overlay)
+        except InjectedFault:
+            pass
+        overlay.close()
+        got = view(OverlayFS(list(lowers), upper))
+        if "/a" in got:
+            continue  # the view before: nothing moved
+        times = {path: got[path][1] for path in expected}
+        if times != expected:
+            problems.append("crash@%d: %s" % (fail_at, {p: (times[p], expected[p]) for p in expected if times[p] != expected[p]}))
+    assert counting.calls > 10
+    assert not problems, "\n".join(problems[:10])

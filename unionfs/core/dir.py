@@ -145,16 +145,30 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
         _rename_upper_dir(lookup, upper, src, dst)
         return
-    journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
+    # the source directories' times, before the moves restamp them (journaled: a re-run
+    # after a crash gives the destination these, not what the renames left)
+    times: List[journal.DirTimes] = []
+    for rel, node in [("", src)] + entries:
+        kept = _times(node) if node.is_dir else None
+        if kept is not None:
+            times.append((rel, kept[0], kept[1]))
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times)))
 
 
-def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tuple[journal.DirTimes, ...] = ()) -> None:
     """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
-    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move.
+    ``times``: the source directories' times when the move began (from its journal entry)."""
     entries = _walk(lookup, src)
     # cp -a gives every directory it copies (or copies into) the source's mode, owner and
-    # times, last, after its contents: read them before moving anything changes them
-    attributes = [(dst, _dir_metadata(src))] + [(join(dst, rel), _dir_metadata(node)) for rel, node in entries if node.is_dir]
+    # times, last, after its contents: read them before moving anything changes them (the
+    # times from the journal entry: an earlier, interrupted run may have restamped them)
+    began = {rel: {"accessed": accessed, "modified": modified} for rel, accessed, modified in times}
+    attributes = [
+        (join(dst, rel) if rel else dst, _dir_metadata(node, began.get(rel)))
+        for rel, node in [("", src)] + entries
+        if node.is_dir
+    ]
     _merge_dir_into(lookup, upper, dst)
     for rel, node in entries:
         destination = join(dst, rel)
@@ -172,9 +186,22 @@ def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
         hide(lookup, upper, remaining)
 
 
-def _dir_metadata(node: Node) -> Dict[str, Dict[str, Any]]:
-    """What ``cp -a`` carries over from a source directory: mode, owner, times."""
-    return copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+def _dir_metadata(node: Node, times: Optional[Dict[str, float]] = None) -> Dict[str, Dict[str, Any]]:
+    """What ``cp -a`` carries over from a source directory: mode, owner, times (``times``
+    instead of the directory's own, where given)."""
+    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    if times is not None:
+        metadata["details"] = dict(times)
+    return metadata
+
+
+def _times(node: Node) -> Optional[Tuple[float, float]]:
+    """(accessed, modified) of a directory as the view shows it; None where its layer has none."""
+    details: Dict[str, Any] = dict(node.top.fs.getinfo(node.path, ["details"]).raw.get("details") or {})
+    modified, accessed = details.get("modified"), details.get("accessed")
+    if modified is None:
+        return None
+    return float(accessed if accessed is not None else modified), float(modified)
 
 
 def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
@@ -201,7 +228,7 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
     if intent.operation == "movedir":
         assert intent.dst is not None
         if node is not None and node.is_dir:
-            _move_contents(lookup, upper, node, intent.dst)
+            _move_contents(lookup, upper, node, intent.dst, intent.times)
         # the last step, also when a crash came after the source went but before its stamp
         upper.touch(dirname(intent.src))
         return
