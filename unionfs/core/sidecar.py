@@ -44,6 +44,7 @@ from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
 from .durable import Syncer
+from .nofollow import is_link, link_on_path, remove_entry, syspath
 from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
@@ -70,6 +71,28 @@ CHILDREN = "d"
 def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+
+
+LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
+
+
+def _refuse_links(layer_fs: FS) -> None:
+    """Refuse a sidecar whose fixed parts are links: records, staging and the journal would
+    live wherever they point, and emptying the staging area would delete the files there."""
+    if syspath(layer_fs, "/") is None:
+        return
+    for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH):
+        if is_link(layer_fs, where):
+            raise SidecarError(where, LINK_REASON)
+
+
+def read_text(layer_fs: FS, path: str, what: str) -> str:
+    """A sidecar file as UTF-8 text; bytes that are not UTF-8 are damage, not a crash."""
+    data = layer_fs.readbytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SidecarError(path, "%s is not UTF-8 text (%s)" % (what, error)) from None
 
 
 def _torn_format(layer_fs: FS) -> bool:
@@ -107,6 +130,9 @@ class Sidecar:
 
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION, sync: Optional[Syncer] = None) -> None:
         self.fs = layer_fs
+        #: only a layer with system paths can hold links; record directories checked not to be one
+        self._may_link = syspath(layer_fs, "/") is not None
+        self._real: Set[str] = set()
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
@@ -122,6 +148,7 @@ class Sidecar:
         """The layer's sidecar; ``None`` for a plain layer, created first if ``create``. The
         upper's (``create``) syncs what it writes unless ``volatile``."""
         sync = Syncer(layer_fs, volatile=volatile or not create)
+        _refuse_links(layer_fs)
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
@@ -196,7 +223,7 @@ class Sidecar:
     @staticmethod
     def _check_format(layer_fs: FS) -> int:
         try:
-            text = layer_fs.readtext(FORMAT_PATH)
+            text = read_text(layer_fs, FORMAT_PATH, "FORMAT")
         except errors.ResourceNotFound:
             raise SidecarError(FORMAT_PATH, "the FORMAT file is missing") from None
         except errors.FileExpected:
@@ -226,6 +253,14 @@ class Sidecar:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _no_link(self, where: str) -> None:
+        """Refuse a record directory reached through a link: its records would be read from, and
+        written to, wherever the link points."""
+        if self._may_link:
+            link = link_on_path(self.fs, where, self._real)
+            if link is not None:
+                raise SidecarError(link, LINK_REASON)
+
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
         try:
@@ -234,6 +269,7 @@ class Sidecar:
             return frozenset()
         except errors.DirectoryExpected:
             raise SidecarError(where, "a record directory is a file") from None
+        self._no_link(where)  # only what exists can be a link: checked once it was found
         for name, is_dir in records.items():
             if is_dir:
                 raise SidecarError(where + "/" + name, "a record is a directory")
@@ -272,11 +308,13 @@ class Sidecar:
         where = record_dir(dir_path)
         try:
             listing = self._list(where)
+            self._no_link(where)  # found: it must not have been reached through a link
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
         for kind in (WHITEOUT, OPAQUE):
             if kind in listing and not listing[kind]:
-                raise SidecarError(where + "/" + kind, "a record directory is a file")
+                linked = self._may_link and is_link(self.fs, where + "/" + kind)
+                raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
         kinds = frozenset(kind for kind in (WHITEOUT, OPAQUE) if kind in listing)
         self._kinds.put(dir_path, kinds)
         return kinds
@@ -284,6 +322,7 @@ class Sidecar:
     def forget(self) -> None:
         """Forget what is remembered of the record directories (the layer changed behind us)."""
         self._kinds.clear()
+        self._real.clear()
 
     def has_record(self, path: str, kind: str) -> bool:
         """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
@@ -318,6 +357,7 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
+        self._no_link(dirname(record))
         try:  # one call when the record directory exists, as it does for all but the first
             self._create_empty(record)
         except errors.ResourceNotFound:
@@ -354,16 +394,21 @@ class Sidecar:
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
+        self.forget_checked()
         self._kinds.discard(path)
         self._kinds.forget_below(path)
         where = record_dir(path)
         try:
-            self.fs.removetree(where)
+            remove_entry(self.fs, where)
         except errors.ResourceNotFound:
             return
         if path == "/":
             self.fs.makedir(TREE_DIR, recreate=True)
         self.sync.dir(dirname(where))
+
+    def forget_checked(self) -> None:
+        """Forget which record directories were checked (after they were removed or replaced)."""
+        self._real.clear()
 
     def staging_path(self) -> str:
         """A fresh name in the staging area (made when the sidecar was opened for writing),

@@ -39,6 +39,7 @@ from ..changes import compute as compute_changes
 from ..errors import message_of
 from ..overlay import OverlayFS
 from ..core.stack import Layer
+from ..formats import archives
 from .opener import parse_overlay_options
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
@@ -101,8 +102,29 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="--kernel layers use user.overlay.* markers (-o userxattr), not trusted.overlay.*")
     group.add_argument("--unsafe", choices=("error", "skip"), default=None,
                        help="archive lowers with unsafe members (.., links out): refuse (error, the default) or leave them out")
+    limits = archives.DEFAULT_LIMITS
+    group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
+                       help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
+    group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
+                       help="refuse a compressed lower that expands to more than R times its size "
+                       "(default %s; 0: no limit)" % limits.max_ratio)
     group.add_argument("--volatile", action="store_true",
                        help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
+
+
+def _limit(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a positive number, or 0 for no limit (``None``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("must be 0 (no limit) or more, not %r" % text)
+        return value or None
+
+    return parse
 
 
 @attr.s(frozen=True, slots=True)
@@ -160,6 +182,8 @@ def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: boo
     ``read_only`` (list, tree, cat, diff): nothing is written, not even a sidecar or a lock
     record: the upper is read as the topmost lower, and an upper directory that does not exist
     yet reads as empty. ``recover=False``: interrupted operations are left as they are."""
+    # archives opened for this command (lowers given as paths or URLs) use the limits asked for
+    archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
     stack = _stack(args)
     lowers, upper = list(stack.lowers), stack.upper
     if upper is not None and _is_plain_path(upper):
