@@ -377,6 +377,23 @@ def test_journal_entries_are_durable_before_the_first_step(disk):
     overlay.close()
 
 
+def test_discard_is_durable_before_its_journal_entry_goes(disk):
+    lower, upper_dir, log = disk
+    overlay = OverlayFS(lower, upper_dir)
+    overlay.writebytes("new", b"new")
+    overlay.remove("d/g")  # a whiteout record
+    log.clear()
+    overlay.discard()
+    journal_syncs = [number for number, call in enumerate(log.calls) if call == ("fsync", JOURNAL_DIR)]
+    assert len(journal_syncs) >= 2, log.calls  # the entry made durable, then its removal
+    begun, finished = journal_syncs[0], journal_syncs[-1]
+    for directory in ("/", TREE_DIR, STAGING_DIR):
+        assert ("fsync", directory) in log.calls[begun + 1 : finished], (directory, log.calls)
+    FSYNC_COUNTS["discard of 2 changes"] = len(log.fsyncs)
+    overlay.close()
+    assert sorted(os.listdir(upper_dir)) == [".unionfs"]
+
+
 def test_an_overlay_handle_fsyncs_and_flushes(disk):
     lower, upper_dir, log = disk
     overlay = OverlayFS(lower, upper_dir)

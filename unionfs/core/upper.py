@@ -309,11 +309,15 @@ class Upper:
         for info in list(self.fs.scandir("/")):
             if info.name != RESERVED_NAME:
                 self.delete("/" + info.name, info.is_dir)
+        # durable before the journal entry goes: else a power cut brings the entries back
+        # with nothing left to say the discard was under way
+        self.sync.dir("/")
         for folder in (TREE_DIR, STAGING_DIR):
             # emptied, not removed and made again: a crash in between must not lose the folder
             self.fs.makedir(folder, recreate=True)
             for info in list(self.fs.scandir(folder)):
                 self.delete(join(folder, info.name), info.is_dir)
+            self.sync.dir(folder)
         self.forget_all()
 
     def delete(self, path: str, is_dir: bool) -> None:

@@ -36,7 +36,7 @@ from fs.path import join
 from .. import __version__
 from ..changes import ChangeSet
 from ..changes import compute as compute_changes
-from ..errors import message_of
+from ..errors import literal, message_of
 from ..overlay import OverlayFS
 from ..core.stack import Layer
 from ..formats import archives
@@ -450,6 +450,8 @@ def _mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonempty", action="store_true", help="allow a mount point that has entries")
     parser.add_argument("--debug", action="store_true", help="libfuse's debug output (implies --foreground)")
     parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
+    parser.add_argument("--volatile", action="store_true",
+                        help="do not fsync the upper (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 @command("mount", "mount an overlay on a directory through FUSE (pip install 'unionfs[mount]')",
@@ -464,12 +466,12 @@ def mount_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=args.nonempty)
     for layer in args.layers:
         if "://" not in layer and not os.path.exists(layer):
-            raise errors.ResourceNotFound(layer, msg="layer %r does not exist" % layer)
+            raise errors.ResourceNotFound(layer, msg=literal("layer %r does not exist" % layer))
     upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
                                  fsname="unionfs")
-    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only), mountpoint, options,
+    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
 
 
@@ -507,11 +509,11 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=True)  # as the kernel allows
     for directory in wanted.lowers + tuple(d for d in (wanted.upper, wanted.workdir) if d is not None):
         if not os.path.isdir(directory):
-            raise errors.ResourceNotFound(directory, msg="%r is not a directory" % directory)
+            raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
-    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
-                     foreground=args.foreground, statfs_path=wanted.upper)
+    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
+                     mountpoint, options, foreground=args.foreground, statfs_path=wanted.upper)
 
 
 def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
