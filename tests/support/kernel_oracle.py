@@ -36,6 +36,7 @@ import unionfs  # noqa: F401  (imports fs quietly first)
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 from fs.path import dirname, recursepath
 
 from unionfs.errors import IllegalDestination, LinkLoop, NotALink
@@ -61,6 +62,8 @@ class Entry:
 
     kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT, SYMLINK, HARDLINK)))
     data: bytes = attr.ib(default=b"")
+    #: permission bits of a directory or file; None: 0o755 / 0o644
+    mode: Optional[int] = attr.ib(default=None)
     target: str = attr.ib(default="")
 
     @property
@@ -135,9 +138,14 @@ def realistic(layers: Sequence[LayerSpec]) -> List[LayerSpec]:
     return result
 
 
+def _mode(entry: Entry) -> int:
+    return entry.mode if entry.mode is not None else (0o755 if entry.is_dir else 0o644)
+
+
 def build_kernel_layer(layer: LayerSpec, root: str) -> None:
     """Write ``layer`` under the directory ``root`` in the kernel's marker form (hard links
-    last: they need the file they name)."""
+    last: they need the file they name); files and directories get their modes and the old
+    :data:`LOWER_MTIME`, links the old time too."""
     for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         real = root + path
         if entry.is_dir:
@@ -147,37 +155,52 @@ def build_kernel_layer(layer: LayerSpec, root: str) -> None:
         elif entry.kind == FILE:
             with open(real, "wb") as handle:
                 handle.write(entry.data)
-            os.utime(real, (LOWER_MTIME, LOWER_MTIME))
         elif entry.kind == SYMLINK:
             os.symlink(entry.target, real)
-            os.utime(real, (LOWER_MTIME, LOWER_MTIME), follow_symlinks=False)
         elif entry.kind == HARDLINK:
             os.link(root + entry.target, real)
         else:
             os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        if entry.kind not in (WHITEOUT, SYMLINK, HARDLINK):  # a hard link has its file's mode
+            os.chmod(real, _mode(entry))
+    for path, entry in sorted(layer.items(), reverse=True):  # children first: they stamp their parent
+        if entry.kind != WHITEOUT:
+            os.utime(root + path, (LOWER_MTIME, LOWER_MTIME), follow_symlinks=entry.kind != SYMLINK)
 
 
-def build_library_layer(layer: LayerSpec) -> MemoryFS:
-    """``layer`` as a MemoryFS in unionfs's sidecar form (a sidecar only if it has markers or
-    links). A MemoryFS has no hard links: a second name is a copy, which reads the same, and
-    a lower is never written, so nothing can tell them apart but ``st_nlink``."""
-    layer_fs = MemoryFS()
+def build_library_layer(layer: LayerSpec, directory: Optional[str] = None) -> FS:
+    """``layer`` in unionfs's sidecar form (a sidecar only if it has markers, or links it must
+    keep as records): a MemoryFS, or with ``directory`` an OSFS there, which holds the
+    entries' modes and real links too. A MemoryFS has no hard links: a second name is a copy,
+    which reads the same, and a lower is never written, so nothing can tell them apart but
+    ``st_nlink``."""
+    layer_fs: FS = MemoryFS() if directory is None else OSFS(directory)
     sidecar = None
-    if any(entry.kind in (OPAQUE, WHITEOUT, SYMLINK) for entry in layer.values()):
+    record_kinds = (OPAQUE, WHITEOUT, SYMLINK) if directory is None else (OPAQUE, WHITEOUT)
+    if any(entry.kind in record_kinds for entry in layer.values()):
         sidecar = Sidecar.open(layer_fs, create=True)
     for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         if entry.is_dir:
             layer_fs.makedir(path)
-        elif entry.kind in (FILE, HARDLINK):
-            data = layer[entry.target].data if entry.kind == HARDLINK else entry.data
-            layer_fs.writebytes(path, data)
-            layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
+        elif entry.kind == FILE or (entry.kind == HARDLINK and directory is None):
+            layer_fs.writebytes(path, layer[entry.target].data if entry.kind == HARDLINK else entry.data)
+        elif entry.kind == HARDLINK:
+            os.link(layer_fs.getsyspath(entry.target), layer_fs.getsyspath(path))
+        elif entry.kind == SYMLINK and directory is not None:
+            os.symlink(entry.target, layer_fs.getsyspath(path))
         if sidecar is not None and entry.kind == OPAQUE:
             sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
             sidecar.add_record(path, sidecar_format.WHITEOUT)
-        elif sidecar is not None and entry.kind == SYMLINK:
+        elif sidecar is not None and entry.kind == SYMLINK and directory is None:
             sidecar.write_link(path, entry.target)
+        if directory is not None and entry.kind not in (WHITEOUT, SYMLINK, HARDLINK):
+            os.chmod(layer_fs.getsyspath(path), _mode(entry))
+    for path, entry in sorted(layer.items(), reverse=True):
+        if entry.kind == SYMLINK and directory is not None:
+            os.utime(layer_fs.getsyspath(path), (LOWER_MTIME, LOWER_MTIME), follow_symlinks=False)
+        elif entry.kind not in (WHITEOUT, SYMLINK):
+            layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
     return layer_fs
 
 
@@ -456,8 +479,12 @@ class KernelView:
 
     def open_reader(self, path: str) -> int:
         """A descriptor opened read-only, to be held across steps."""
+        return self.open_handle(path, writable=False)
+
+    def open_handle(self, path: str, writable: bool) -> int:
+        """A descriptor opened read-only or read-write (a copy-up), to be held across steps."""
         with _KernelCall(path):
-            return self._open(path, os.O_RDONLY)
+            return self._open(path, os.O_RDWR if writable else os.O_RDONLY)
 
     def readbytes(self, path: str) -> bytes:
         with _KernelCall(path):
@@ -503,8 +530,9 @@ class KernelView:
     def nlink(self, path: str) -> int:
         return self._lstat(path).st_nlink
 
-    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
-        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
+    def tree(self, times: Optional[Dict[str, int]] = None, modes: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's and directory's whole-second mtime goes into
+        ``times``, its permission bits into ``modes``, if given (a link's are not compared)."""
         result: Tree = {}
         pending = ["/"]
         while pending:
@@ -516,13 +544,17 @@ class KernelView:
                     result[path] = ("dir",)
                     pending.append(path)
                 elif stat.S_ISREG(status.st_mode):
-                    result[path] = ("file", self.readbytes(entry.path[len(self.merged):]))
-                    if times is not None:
-                        times[path] = int(status.st_mtime)
+                    result[path] = ("file", self.readbytes(path))
                 elif stat.S_ISLNK(status.st_mode):
                     result[path] = ("link", os.readlink(entry.path))
+                    continue
                 else:
                     result[path] = ("other", stat.filemode(status.st_mode))
+                    continue
+                if times is not None:
+                    times[path] = int(status.st_mtime)
+                if modes is not None:
+                    modes[path] = stat.S_IMODE(status.st_mode)
         return result
 
     # -- writing ---------------------------------------------------------------------------------
@@ -546,6 +578,11 @@ class KernelView:
 
     def write_streamed(self, path: str, data: bytes) -> None:
         self._write(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, data)
+
+    def open_truncating(self, path: str) -> None:
+        """open(O_WRONLY|O_CREAT|O_TRUNC) and close, nothing written: the mtime is stamped all the same."""
+        with _KernelCall(path):
+            os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)
@@ -703,10 +740,21 @@ class KernelView:
 
     # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
 
+    def _copy_up(self, path: str, itself: bool) -> None:
+        """Copy ``path``'s ancestors (and, if ``itself``, ``path``) up through the mount, by a
+        chmod to the mode they have: a hand edit then finds them in the upper with their
+        times, as a copy-up keeps them, instead of making them afresh."""
+        steps = list(recursepath(path))[1:] if itself else list(recursepath(dirname(path)))[1:]
+        for step in steps:
+            real = self._real(step)
+            if os.path.isdir(real) and not os.path.islink(real):
+                os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode))
+
     def _offline(self, edit: Callable[[str], None], path: str) -> None:
         """Unmount, apply ``edit`` to the upper's real path for ``path`` (the links on the way
         resolved in the mount first), mount again."""
         assert self.mount is not None, "hand edits need the KernelOverlay"
+        self._copy_up(path, itself=False)
         with _KernelCall(path):
             inside = self._real(path)[len(self.merged):]
         self.mount.unmount()
@@ -742,6 +790,7 @@ class KernelView:
         if self.exists(path):
             if not stat.S_ISDIR(os.lstat(self._real(path)).st_mode):
                 raise errors.DirectoryExpected(path)
+            self._copy_up(path, itself=True)
         else:
             with _KernelCall(path, directory=True):
                 parent_mode = os.stat(self._followed(dirname(path))).st_mode  # the links on the way followed
@@ -780,9 +829,12 @@ def _make_opaque_by_hand(real: str) -> None:
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
     for directory, _, names in os.walk(real):
+        kept = os.stat(directory)
         for name in names:
             if _is_whiteout(os.path.join(directory, name)):
                 os.unlink(os.path.join(directory, name))
+        # the whiteouts were bookkeeping, not entries of the view: the directory keeps its times
+        os.utime(directory, ns=(kept.st_atime_ns, kept.st_mtime_ns))
 
 
 class LibraryView:
@@ -826,26 +878,34 @@ class LibraryView:
     def open_reader(self, path: str) -> BinaryIO:
         return self.fs.openbin(path, "r")
 
+    def open_handle(self, path: str, writable: bool) -> BinaryIO:
+        """Unbuffered, as a descriptor is: what it reads is what the file holds now."""
+        return self.fs.openbin(path, "r+" if writable else "r", buffering=0)
+
     def readbytes(self, path: str) -> bytes:
         return self.fs.readbytes(path)
 
-    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
-        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
+    def tree(self, times: Optional[Dict[str, int]] = None, modes: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's and directory's whole-second mtime goes into
+        ``times``, its permission bits (where the layers hold them) into ``modes``, if given."""
         result: Tree = {}
         pending = ["/"]
         while pending:
             directory = pending.pop()
-            for info in self.fs.scandir(directory, ["details", "link"]):
+            for info in self.fs.scandir(directory, ["details", "access", "link"]):
                 path = directory.rstrip("/") + "/" + info.name
                 if info.is_dir:
                     result[path] = ("dir",)
                     pending.append(path)
                 elif info.is_link:
                     result[path] = ("link", info.target)
+                    continue  # a link's times and mode are not compared
                 else:
                     result[path] = ("file", self.fs.readbytes(path))
-                    if times is not None:
-                        times[path] = int(info.raw["details"]["modified"])
+                if times is not None:
+                    times[path] = int(info.raw["details"]["modified"])
+                if modes is not None and info.has_namespace("access") and info.permissions is not None:
+                    modes[path] = info.permissions.mode
         return result
 
     def writebytes(self, path: str, data: bytes) -> None:
@@ -858,6 +918,10 @@ class LibraryView:
         """Through an open file (``openbin("w+")``), not the atomic whole-file ``writebytes``."""
         with self.fs.openbin(path, "w+") as handle:
             handle.write(data)
+
+    def open_truncating(self, path: str) -> None:
+        with self.fs.openbin(path, "w"):
+            pass
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         with self.fs.openbin(path, "r+") as handle:
@@ -976,9 +1040,16 @@ def assert_same_tree(library: Tree, kernel: Tree) -> None:
     )
 
 
+def assert_same_modes(library: Dict[str, int], kernel: Dict[str, int]) -> None:
+    """Same permission bits for every file and directory."""
+    wrong = {path: (oct(library.get(path, 0)), oct(mode)) for path, mode in kernel.items() if library.get(path) != mode}
+    assert not wrong, "modes differ (library, kernel): %r" % (wrong,)
+
+
 def assert_same_file_times(library: Dict[str, int], kernel: Dict[str, int]) -> None:
     """Where the kernel shows an old time (kept by copy-up and rename, or set by utimes) the
-    library shows the same; where the kernel shows a time of this run, so does the library."""
+    library shows the same; where the kernel shows a time of this run, so does the library.
+    Files and directories alike (a directory gets the time of a change of its entries)."""
     wrong = {
         path: (library.get(path), kernel_time)
         for path, kernel_time in kernel.items()

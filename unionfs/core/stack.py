@@ -51,6 +51,8 @@ class DirIndex:
     links: Set[str] = attr.ib(factory=set)
     #: the links among them that the sidecar keeps as records (the layer's FS cannot hold links)
     link_records: Set[str] = attr.ib(factory=set)
+    #: holds a kernel xattr whiteout: the kernel's rmdir counts it as an entry (ENOTEMPTY)
+    sticky: bool = attr.ib(default=False)
 
     def records(self, kind: str) -> Set[str]:
         """The names recorded as ``WHITEOUT``, ``OPAQUE`` or ``LINK``."""

@@ -12,8 +12,10 @@ goes through here too.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, BinaryIO, Dict, Mapping, Optional
+import time
+from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -127,12 +129,14 @@ class Upper:
             raise
         return staged
 
-    def install(self, staged: str, path: str) -> None:
+    def install(self, staged: str, path: str, copy_up: bool = False) -> None:
         """Atomically put a staged file at ``path`` (a rename within the upper): its data and
         metadata are synced before the rename, the directory after it (as the kernel's
-        copy-up does), so neither a crash nor a power cut shows it empty or half-made. A file
-        the upper holds under several names (a hard link) is rewritten in place instead, as
-        an ``O_TRUNC`` open does on the kernel: every name then reads the new data."""
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made.
+        ``copy_up``: it is the upper copy of the lower file at ``path``, so that file's read
+        handles move to it (a replacement leaves them on what they read). A file the upper
+        holds under several names (a hard link) is rewritten in place instead, as an
+        ``O_TRUNC`` open does on the kernel: every name then reads the new data."""
         had_record = self.is_link_record(path)
         try:
             if self._hard_linked(path):
@@ -151,7 +155,8 @@ class Upper:
         self._entry_changed(path, False)
         if had_record:  # the new entry wins over the record already; now the record goes
             self.sidecar.remove_record(path, LINK)
-        self.readers.copied_up(self.fs, path)
+        if copy_up:
+            self.readers.copied_up(self.fs, path)
 
     def _discard_staged(self, staged: str) -> None:
         try:
@@ -331,6 +336,60 @@ class Upper:
             pass
         # MemoryFS (also behind WrapFS/SubFS) moves the entry itself; others copy then delete.
         self.fs.movedir(src, dst, create=True)
+
+    # -- directory times (the kernel's: a directory whose entries change gets the time of the
+    # change; a copy-up into it keeps the times it had) --------------------------------------
+
+    def _syspath(self, path: str) -> Optional[str]:
+        try:
+            return self.fs.getsyspath(path)
+        except errors.NoSysPath:
+            return None
+
+    def times(self, path: str) -> Optional[Tuple[float, float]]:
+        """``(accessed, modified)`` of the upper's entry at ``path``; None where it has none."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                status = os.stat(sys_path)
+                return status.st_atime, status.st_mtime
+            raw: Dict[str, Any] = dict(self.fs.getinfo(path, ["details"]).raw.get("details") or {})
+        except (OSError, errors.FSError):
+            return None
+        if raw.get("modified") is None:
+            return None
+        return float(raw.get("accessed") or raw["modified"]), float(raw["modified"])
+
+    def set_times(self, path: str, times: Optional[Tuple[float, float]]) -> None:
+        """Give ``path`` the ``(accessed, modified)`` times (now, if None), where the upper can:
+        a ``MemoryFS`` cannot set its own root's, and that is all it loses."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                os.utime(sys_path, times)
+                return
+            accessed, modified = times if times is not None else (self.now(),) * 2
+            self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
+        except (OSError, errors.FSError):
+            pass  # best effort, as cp -p: times are never worth failing a change for
+
+    @staticmethod
+    def now() -> float:
+        """The time a change is stamped with (one clock for every stamp the overlay makes)."""
+        return time.time()
+
+    def touch(self, path: str) -> None:
+        """The directory ``path`` had an entry made, removed or renamed: its mtime is now."""
+        self.set_times(path, None)
+
+    @contextlib.contextmanager
+    def keeping_times(self, path: str) -> Iterator[None]:
+        """Put back the times of directory ``path`` after the block: a copy-up into it (a rename
+        on disk) changes nothing the kernel shows."""
+        before = self.times(path)
+        yield
+        if before is not None and self.times(path) != before:
+            self.set_times(path, before)
 
     # -- records ------------------------------------------------------------------------------
 

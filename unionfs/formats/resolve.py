@@ -16,32 +16,19 @@ from fs.base import FS
 from ..errors import convert_errors, create_failed
 
 from ..core.stack import Layer, Stack, open_fs
-from .archives import UNSAFE_POLICIES, as_lower
+from .archives import as_lower
 from .fsspec_layer import is_object_store_url, open_fsspec_url
 
 
 def resolve_lower(source: Any, what: str, unsafe: str = "error") -> FS:
     """A lower as the caller gave it, as an FS: an archive (a path, a ``tar://``/``zip://``
-    URL, an open tar or zip FS) becomes an :class:`~unionfs.formats.archives.ArchiveFS`, an
+    URL, an open tar or zip FS) becomes an :class:`~unionfs.formats.archives.ArchiveFS`
+    (``unsafe``: what it does with hostile members, "error" or "skip"), an
     object-store URL (``s3://bucket/prefix``) an :class:`~unionfs.formats.fsspec_layer.FsspecFS`,
     an FS URL is opened, an FS is kept."""
     if isinstance(source, str) and is_object_store_url(source):
         return open_fsspec_url(source)
     return open_fs(as_lower(source, unsafe), False, what)
-
-
-def lower_resolver(unsafe: str = "error") -> Callable[[Any, str], FS]:
-    """:func:`resolve_lower` with ``unsafe`` as the policy for hostile archive members
-    (``"error"``: refuse the archive, ``"skip"``: leave them out)."""
-    if unsafe not in UNSAFE_POLICIES:
-        raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
-    if unsafe == "error":
-        return resolve_lower
-
-    def resolve(source: Any, what: str) -> FS:
-        return resolve_lower(source, what, unsafe)
-
-    return resolve
 
 
 def resolve_upper(source: Any, what: str) -> FS:
