@@ -582,7 +582,7 @@ class KernelView:
     def open_truncating(self, path: str) -> None:
         """open(O_WRONLY|O_CREAT|O_TRUNC) and close, nothing written: the mtime is stamped all the same."""
         with _KernelCall(path):
-            os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            os.close(self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))  # resolved inside the mount
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)

@@ -59,7 +59,8 @@ def _copy_up_link(upper: Upper, node: Node) -> None:
     """A symbolic link is copied as a link (its target string, owner and times), never
     followed, as the kernel's copy-up does."""
     info = node.top.getinfo(node.path, COPIED_NAMESPACES)
-    upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info))
+    with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
+        upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:

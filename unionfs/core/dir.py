@@ -113,6 +113,7 @@ def make_link(lookup: Lookup, upper: Upper, path: str, target: str) -> None:
     upper.remove_opaque(path)
     upper.install_link(path, target)
     upper.remove_whiteout(path)
+    upper.touch(dirname(path))
 
 
 def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
@@ -123,6 +124,7 @@ def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
     upper.remove_opaque(new)
     upper.hard_link(existing.path, new)
     upper.remove_whiteout(new)
+    upper.touch(dirname(new))
 
 
 def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
