@@ -143,6 +143,35 @@ def test_a_cold_lookup_of_a_top_file_asks_no_lower_below_it(guard_lower):
     assert all(layer.listed == [] for layer in lowers)
 
 
+def test_a_cold_lookup_through_a_shared_directory_is_flat_in_the_lowers_below(guard_lower):
+    """Issue 11: a cold lookup of /d/top resolved /d itself in every lower (500 stats at 500
+    lowers); the lowers below the one that answers are now asked nothing, and are asked when a
+    name needs them or the directory is listed, with the same answers as asked at once."""
+    lowers = []
+    for position in range(40):
+        layer = MemoryFS()
+        layer.makedirs("d/sub")
+        layer.writetext("d/own%d" % position, "o%d" % position)
+        layer.writetext("d/sub/s%d" % position, "s")
+        if position == 0:
+            layer.writetext("d/top", "t")
+        if position == 30:
+            layer.writetext("d/sub/deep", "deep")
+        lowers.append(NameLog(guard_lower(layer)))
+    overlay = OverlayFS(lowers, upper=MemoryFS())
+    assert overlay.readtext("d/top") == "t"
+    assert overlay.getinfo("d/sub").is_dir
+    assert [layer for layer in lowers[1:] if layer.asked] == []
+    # a name the top layer does not have is asked down the layers, lazy ancestors first
+    assert overlay.readtext("d/sub/deep") == "deep" and overlay.readtext("d/own39") == "o39"
+    assert not overlay.exists("d/own40") and not overlay.exists("d/sub/nothing")
+    assert sorted(overlay.listdir("d/sub")) == sorted(["deep"] + ["s%d" % index for index in range(40)])
+    overlay.remove("d/own0")  # a lower has it: a whiteout (lower_positive of a lazy parent's child)
+    assert "own0" not in overlay.listdir("d") and len(overlay.listdir("d")) == 41
+    cold = OverlayFS(lowers, upper=overlay._upper.fs)  # type: ignore[union-attr]
+    assert sorted(cold.listdir("d")) == sorted(overlay.listdir("d"))
+
+
 def test_whether_a_lower_has_an_upper_entry_is_asked_only_to_remove_it(guard_lower):
     """The upper decides an entry it has; a lower is asked whether it has the name too only
     when the answer matters (a removal needs a whiteout iff one does)."""
