@@ -29,6 +29,10 @@ from .kernel_oracle import (
 from fs.memoryfs import MemoryFS
 from unionfs import OverlayFS
 
+#: the default kernel mount (redirect_dir and metacopy off) copies where those would rename
+COPYING = {"redirect_dir": False, "metacopy": False}
+
+
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
 
@@ -36,7 +40,7 @@ class Pair:
         self.kernel = kernel
         self.lowers = [guard_lower(build_library_layer(layer)) for layer in layers]
         self.upper = MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
 
     def run(self, operation: str, *args: object) -> None:
         paths = [arg for arg in args if isinstance(arg, str)]
@@ -54,7 +58,7 @@ class Pair:
 
     def reopen(self) -> None:
         self.overlay.close()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
         self.kernel.reopen()
         self.check_tree()
 
@@ -62,7 +66,7 @@ class Pair:
         self.overlay.close()
         self.lowers.insert(0, guard_lower(self.upper))
         self.upper = MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
         self.kernel.stack()
         self.check_tree()
 

@@ -53,8 +53,10 @@ class FollowingReaders:
         self._by_path: Dict[str, "weakref.WeakSet[FollowingReader]"] = {}
         self._lock = threading.Lock()
 
-    def open(self, lower_fs: FS, path: str, mode: str, **options: Any) -> FollowingReader:
-        reader = FollowingReader(lower_fs.openbin(path, mode, **options), path, self)
+    def open(self, lower_fs: FS, path: str, mode: str, data_path: str = "", **options: Any) -> FollowingReader:
+        """A reader of the lower data at ``data_path`` (``path`` unless a redirect or a
+        metadata-only copy-up says otherwise) that follows the copy-up of ``path``."""
+        reader = FollowingReader(lower_fs.openbin(data_path or path, mode, **options), path, self)
         with self._lock:
             self._by_path.setdefault(path, weakref.WeakSet()).add(reader)
         return reader

@@ -11,7 +11,9 @@ operation (see :mod:`unionfs.namespace`); what it can leave behind hides nothing
 - ``stray-opaque``: an opaque record of a name that is not a directory of the upper;
 - ``whiteout-in-opaque``: a whiteout inside an opaque directory (nothing below shows
   through it anyway);
-- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``d``;
+- ``stray-redirect``: a redirect record of a name that is not a directory of the upper;
+- ``stray-metacopy``: a metacopy hint of a name that is not a metadata-only file;
+- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``r``, ``m``, ``d``;
 - ``journal``: an operation pending in the journal.
 
 Opening an overlay, like mounting one, already finishes the journal's operations and
@@ -33,7 +35,7 @@ from fs import errors
 from fs.path import join
 
 from .journal import Intent
-from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
+from .sidecar import CHILDREN, METACOPY, OPAQUE, REDIRECT, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
 
@@ -143,7 +145,7 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
             continue
         for part in parts:
             where = join(record_dir, part.name)
-            if part.name not in (WHITEOUT, OPAQUE, CHILDREN) or not part.is_dir:
+            if part.name not in (WHITEOUT, OPAQUE, REDIRECT, METACOPY, CHILDREN) or not part.is_dir:
                 yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
                 continue
             for record in upper.fs.scandir(where):
@@ -156,6 +158,10 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
                         pending.append((path, record_path, record.name in index.opaque))
                     else:
                         yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, True
+                elif part.name == REDIRECT and index.entries.get(record.name) is not True:
+                    yield Finding("stray-redirect", path, "redirect record without an upper directory"), record_path, False
+                elif part.name == METACOPY and record.name not in index.metacopy:
+                    yield Finding("stray-metacopy", path, "metacopy hint without a metadata-only file"), record_path, False
                 elif part.name == OPAQUE and index.entries.get(record.name) is not True:
                     yield Finding("stray-opaque", path, "opaque record without an upper directory"), record_path, False
                 elif part.name == WHITEOUT and record.name in index.entries:

@@ -20,7 +20,7 @@ from . import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 
 from .errors import SidecarError
-from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, Sidecar
+from .sidecar import JOURNAL_DIR, Sidecar
 
 OPERATIONS = ("movedir", "removetree", "discard")
 
@@ -72,9 +72,10 @@ def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
 
 
 def begin(sidecar: Sidecar, intent: Intent) -> str:
-    """Record ``intent`` before its first step: FORMAT first says version 2 (readers of
-    version 1 now refuse the upper), then the entry appears by one rename. Returns the entry."""
-    sidecar.set_version(JOURNAL_FORMAT_VERSION)
+    """Record ``intent`` before its first step: FORMAT first names the journal version of its
+    format (2 for 1, 4 for 3: readers of the settled version now refuse the upper), then the
+    entry appears by one rename. Returns the entry."""
+    sidecar.set_journal(True)
     sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
     staged = sidecar.staging_path()
     sidecar.fs.writetext(staged, intent.dumps())
@@ -84,8 +85,8 @@ def begin(sidecar: Sidecar, intent: Intent) -> str:
 
 
 def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
-    """Forget a completed entry; with the journal empty, FORMAT says version 1 again."""
+    """Forget a completed entry; with the journal empty, FORMAT names the settled version again."""
     if entry is not None:
         sidecar.fs.remove(entry)
     if not pending(sidecar):
-        sidecar.set_version(FORMAT_VERSION)
+        sidecar.set_journal(False)

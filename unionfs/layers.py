@@ -10,7 +10,7 @@ live overlay is undefined), and every change to the upper goes through
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -19,7 +19,7 @@ import fs
 from fs import errors
 from fs.base import FS
 from fs.opener.errors import OpenerError
-from fs.path import basename, dirname
+from fs.path import basename, dirname, join
 
 from .archives import as_lower
 from .errors import UnsupportedLayer
@@ -35,6 +35,12 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+    #: child directory -> where the lowers hold its contents (the kernel's overlay.redirect):
+    #: an absolute path, or (kernel layers only) a name relative to this directory
+    redirects: Dict[str, str] = attr.ib(factory=dict)
+    #: child file holding metadata only -> where its data is (absolute or relative as above),
+    #: ``None`` for the same name (the kernel's overlay.metacopy)
+    metacopy: Dict[str, Optional[str]] = attr.ib(factory=dict)
 
     def records(self, kind: str) -> Set[str]:
         """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""
@@ -79,6 +85,12 @@ class Layer:
         if self.sidecar is not None:
             index.whiteouts = set(self.sidecar.whiteouts(path))
             index.opaque = set(self.sidecar.opaque_names(path))
+            index.redirects = self.sidecar.redirects(path)
+            for name in self.sidecar.metacopy_hints(path):
+                if entries.get(name) is False:
+                    origin = self.sidecar.metacopy_origin(join(path, name))
+                    if origin is not None:
+                        index.metacopy[name] = origin
         return index
 
     def reset(self) -> None:
@@ -95,6 +107,7 @@ class Layer:
         parent = self._parent_index(path)
         was_dir = True if parent is None else parent.entries.get(basename(path), False)
         if parent is not None:
+            parent.metacopy.pop(basename(path), None)  # a new or gone entry holds its own data
             if is_dir is None:
                 parent.entries.pop(basename(path), None)
             else:
@@ -105,6 +118,24 @@ class Layer:
             self._dirs[path] = DirIndex({})
         else:
             self._dirs.pop(path, None)
+
+    def note_metacopy(self, path: str, origin: Optional[str]) -> None:
+        """Record that the upper file ``path`` now is (``origin``) or no longer is metadata-only."""
+        parent = self._parent_index(path)
+        if parent is not None:
+            if origin is None:
+                parent.metacopy.pop(basename(path), None)
+            else:
+                parent.metacopy[basename(path)] = origin
+
+    def note_redirect(self, path: str, target: Optional[str]) -> None:
+        """Record that the redirect record of ``path`` was set to ``target`` or removed."""
+        parent = self._parent_index(path)
+        if parent is not None:
+            if target is None:
+                parent.redirects.pop(basename(path), None)
+            else:
+                parent.redirects[basename(path)] = target
 
     def note_record(self, path: str, kind: str, present: bool) -> None:
         """Record that the whiteout or opaque record of ``path`` was added or removed."""
@@ -130,6 +161,8 @@ class Layer:
             if index is not None and (cached == path or cached.startswith(prefix)):
                 index.whiteouts.clear()
                 index.opaque.clear()
+                index.redirects.clear()
+                index.metacopy.clear()
 
 
 def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
@@ -176,13 +209,12 @@ def open_layers(
     return layers
 
 
-def all_names(layers: Iterable[Layer], path: str) -> Dict[str, None]:
-    """The names the directory ``path`` lists in any of ``layers``, upper first, without duplicates."""
+def all_names(indexes: Iterable[Tuple[Layer, str, DirIndex]]) -> Dict[str, None]:
+    """The names a merged directory lists in any of its layers' ``indexes``, upper first,
+    without duplicates."""
     names: Dict[str, None] = {}
-    for layer in layers:
-        index = layer.dir(path)
-        if index is not None:
-            names.update(dict.fromkeys(index.entries))
+    for _layer, _path, index in indexes:
+        names.update(dict.fromkeys(index.entries))
     return names
 
 

@@ -20,8 +20,8 @@ from fs.subfs import SubFS
 
 from . import changes, fsck, namespace, readdir, sharing
 from .changes import ChangeSet
-from .attributes import COPIED_NAMESPACES, copyable_metadata, root_info
-from .copy_up import copy_up
+from .attributes import COPIED_NAMESPACES, copyable_metadata, node_info, root_info
+from .copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, ReservedPath
 from .fsck import FsckReport
 from .journal import Intent
@@ -42,12 +42,22 @@ class OverlayFS(FS):
     order of the kernel's ``lowerdir=``). ``upper`` is a writable FS or FS URL, or
     ``None`` for a read-only overlay. Layers given as URLs are opened, owned and closed
     by the overlay; layers given as FS objects stay open when the overlay closes.
+
+    ``redirect_dir`` (the kernel's ``redirect_dir=on``): ``movedir`` of a lower or merged
+    directory is one rename carrying a redirect record, not a copy of the tree. ``metacopy``
+    (``metacopy=on``): ``setinfo`` and ``move`` of a lower file copy up its metadata only; the
+    data follows on the first open for writing. Both default to on (the kernel's default is
+    off); turn them off for an upper that tools without unionfs must read as plain files.
+    Redirects and metacopy files already in a layer are followed either way.
     """
 
     def __init__(
         self,
         lowers: Union[LayerSource, Sequence[LayerSource]],
         upper: Optional[LayerSource] = None,
+        *,
+        redirect_dir: bool = True,
+        metacopy: bool = True,
     ) -> None:
         super().__init__()
         self._lock = threading.RLock()
@@ -57,7 +67,9 @@ class OverlayFS(FS):
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
-        self._upper: Optional[Upper] = Upper(layers[0], self._lookup) if layers[0].is_upper else None
+        self._upper: Optional[Upper] = (
+            Upper(layers[0], self._lookup, redirect_dir=redirect_dir, metacopy=metacopy) if layers[0].is_upper else None
+        )
         #: operations an earlier, interrupted overlay left in the journal and this one finished
         self.recovered: List[Intent] = []
         self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
@@ -141,8 +153,7 @@ class OverlayFS(FS):
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, path)
-            info = node.top.fs.getinfo(_path, namespaces)
+            info = node_info(self._node(_path, path), namespaces)
         return root_info(info) if _path == "/" else info
 
     def listdir(self, path: str) -> List[str]:
@@ -178,10 +189,11 @@ class OverlayFS(FS):
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(_path, path)
-                if node.in_upper or self._upper is None:
-                    return node.top.fs.openbin(_path, mode, buffering, **options)
-                # a lower file: the handle follows a later copy-up, as the kernel's does
-                return self._upper.readers.open(node.top.fs, _path, mode, buffering=buffering, **options)
+                data_layer, data_path = node.data
+                if data_layer.is_upper or self._upper is None:
+                    return data_layer.fs.openbin(data_path, mode, buffering, **options)
+                # lower data: the handle follows a later copy-up, as the kernel's does
+                return self._upper.readers.open(data_layer.fs, _path, mode, buffering=buffering, data_path=data_path, **options)
             upper = self._writable(_path, path)
             if node is None:
                 if not _mode.create:
@@ -190,7 +202,7 @@ class OverlayFS(FS):
                 return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
             if _mode.exclusive:
                 raise errors.FileExists(path)
-            copy_up(self._lookup, upper, node, with_data=not _mode.truncate)
+            copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)
             return upper.openbin(_path, mode, buffering, **options)
 
     def remove(self, path: str) -> None:
@@ -222,7 +234,7 @@ class OverlayFS(FS):
             node = self._node(_path, path)
             if not info:
                 return
-            copy_up(self._lookup, upper, node)
+            copy_up(self._lookup, upper, node, METADATA)
             upper.setinfo(_path, info, path)
 
     # -- overrides: correct and fast for an overlay --------------------------------------------------
@@ -266,14 +278,14 @@ class OverlayFS(FS):
     def readbytes(self, path: str) -> bytes:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._file_node(_path, path)
-            return node.top.fs.readbytes(_path)
+            layer, data_path = self._file_node(_path, path).data
+            return layer.fs.readbytes(data_path)
 
     def download(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
         _path = self.validatepath(path)
         with self._lock:
-            node = self._file_node(_path, path)
-            node.top.fs.download(_path, file, chunk_size=chunk_size, **options)
+            layer, data_path = self._file_node(_path, path).data
+            layer.fs.download(data_path, file, chunk_size=chunk_size, **options)
 
     def writebytes(self, path: str, contents: bytes) -> None:
         if not isinstance(contents, bytes):
@@ -306,8 +318,9 @@ class OverlayFS(FS):
                 raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
             metadata: Dict[str, Any] = {}
             if preserve_time:
-                metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
-            with src.top.fs.openbin(_src, "r") as source:
+                metadata = copyable_metadata(src.top.fs.getinfo(src.top_path, ["details"]))
+            layer, data_path = src.data
+            with layer.fs.openbin(data_path, "r") as source:
                 namespace.install_file(self._lookup, upper, _dst, source, metadata)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
@@ -571,7 +584,7 @@ def _lands_on_itself(lookup: Lookup, src: str, dst: str) -> bool:
 
 def _kept_on_truncate(node: Node) -> Dict[str, Any]:
     """What a file keeps when its content is replaced: permissions and owner, not times."""
-    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
     metadata.pop("details", None)
     return metadata
 

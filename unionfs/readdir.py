@@ -13,8 +13,9 @@ from typing import Collection, Dict, Iterator, List, Optional, Tuple
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.info import Info
-from fs.path import join
+from fs.path import dirname, join
 
+from .attributes import node_info
 from .layers import Layer
 from .lookup import Lookup, Node
 
@@ -61,17 +62,22 @@ def scan(
         for name, child in zip(names, children):
             yield Info({"basic": {"name": name, "is_dir": child.is_dir}})
         return
-    by_layer: Dict[int, List[str]] = {}
+    # one bulk read per (layer, directory in that layer): redirects can make them differ
+    by_place: Dict[Tuple[int, str], List[str]] = {}
     layer_of: Dict[int, Layer] = {}
-    for name, child in zip(names, children):
-        by_layer.setdefault(id(child.top), []).append(name)
-        layer_of[id(child.top)] = child.top
     infos: Dict[str, Info] = {}
-    for key, layer_names in by_layer.items():
+    for name, child in zip(names, children):
+        if child.metacopy:  # metadata from the top, size from the data
+            infos[name] = node_info(child, wanted)
+            continue
+        by_place.setdefault((id(child.top), dirname(child.top_path)), []).append(name)
+        layer_of[id(child.top)] = child.top
+    for (key, place), layer_names in by_place.items():
         try:
-            infos.update(_bulk_infos(layer_of[key], directory.path, layer_names, wanted))
+            found = _bulk_infos(layer_of[key], place, layer_names, wanted)
         except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
             continue
+        infos.update(found)
     for name in names:
         info = infos.get(name)
         if info is not None:

@@ -6,11 +6,18 @@ import pytest
 
 from fs.memoryfs import MemoryFS
 
-from unionfs import OverlayFS, SidecarError
+import functools
+
+import unionfs
+from unionfs import SidecarError
 from unionfs.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
 
 from reliability_support import view
+
+#: These tests exercise the journal of the copying movedir: a rename to a new name with
+#: redirect_dir on is one atomic rename (tests/reliability/test_redirect_crash.py covers it).
+OverlayFS = functools.partial(unionfs.OverlayFS, redirect_dir=False, metacopy=False)
 
 
 @pytest.fixture
