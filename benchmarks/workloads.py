@@ -24,7 +24,7 @@ from fs.base import FS
 from fs.copy import copy_file
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
-from unionfs.sidecar import Sidecar
+from unionfs.core.sidecar import Sidecar
 
 from .systems import Stack, System, View
 

@@ -7,7 +7,7 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
 from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
-from .blobs import DigestMismatch, LayerFormatError
+from .formats.oci.blobs import DigestMismatch, LayerFormatError
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"

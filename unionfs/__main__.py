@@ -1,8 +1,8 @@
-"""``python -m unionfs``: the command line of :mod:`unionfs.cli`."""
+"""``python -m unionfs``: the command line of :mod:`unionfs.tools.cli`."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,11 +29,11 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
-from .attributes import COPIED_NAMESPACES, apply_metadata, copyable_metadata
-from .layers import Layer
-from .lookup import Lookup, Node
-from .readdir import visible_children
-from .sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
+from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .core.stack import Layer
+from .core.lookup import Lookup, Node
+from .core.readdir import visible_children
+from .core.sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
 
 ADDED = "added"
 MODIFIED = "modified"

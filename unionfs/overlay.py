@@ -18,17 +18,18 @@ from fs.path import abspath, dirname, isbase, join, normpath, relpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import changes, fsck, namespace, readdir, sharing
+from . import changes
+from .core import fsck, dir as namespace, readdir, sharing
 from .changes import ChangeSet
-from .attributes import COPIED_NAMESPACES, copyable_metadata, node_info, root_info
-from .copy_up import DATA, EMPTY, METADATA, copy_up
+from .core.inode import COPIED_NAMESPACES, copyable_metadata, node_info, root_info
+from .core.copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, ReservedPath
-from .fsck import FsckReport
-from .journal import Intent
-from .layers import Layer, LayerSource, open_layers
-from .lookup import Lookup, Node
-from .sidecar import is_reserved
-from .upper import Upper
+from .core.fsck import FsckReport
+from .core.journal import Intent
+from .core.stack import Layer, LayerSource, open_layers
+from .core.lookup import Lookup, Node
+from .core.sidecar import is_reserved
+from .core.upper import Upper
 
 
 #: how many validated paths an overlay remembers before it starts afresh
@@ -479,7 +480,7 @@ class OverlayFS(FS):
             namespace.make_opaque(self._lookup, upper, _path)
 
 
-    # -- container images and kernel layers (unionfs.oci*, unionfs.kernel_format) -------------------
+    # -- container images and kernel layers (unionfs.formats.oci, unionfs.formats.kernel) ---------------------
 
     @classmethod
     def from_oci(
@@ -498,7 +499,7 @@ class OverlayFS(FS):
         image order, base first. ``ref``/``index`` choose the image of a layout or
         archive. With ``verify``, digests and diff_ids the image states are checked
         (:class:`unionfs.DigestMismatch` on a mismatch)."""
-        from .oci import image_stack
+        from .formats.oci.oci import image_stack
 
         return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
 
@@ -531,8 +532,8 @@ class OverlayFS(FS):
         as one ``.wh.`` entry per name the lowers have there. ``mtime`` gives every entry
         that timestamp (reproducible layers). With ``layout`` and ``ref``, the layer is also
         stored in that OCI layout as a new image ``ref`` on top of image ``base_ref`` (or
-        alone). Returns a :class:`unionfs.oci_export.ExportedLayer` (diff_id, digest, ...)."""
-        from .oci_export import export
+        alone). Returns a :class:`unionfs.formats.oci.export.ExportedLayer` (diff_id, digest, ...)."""
+        from .formats.oci.export import export
 
         with self._lock:
             self.check()
@@ -548,7 +549,7 @@ class OverlayFS(FS):
         and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
         ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
         ``False`` only ``trusted.``."""
-        from .kernel_format import kernel_layers
+        from .formats.kernel import kernel_layers
 
         return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
 
@@ -559,7 +560,7 @@ class OverlayFS(FS):
         ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
         ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
         uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
-        from .kernel_format import export_upper
+        from .formats.kernel import export_upper
 
         with self._lock:
             self.check()

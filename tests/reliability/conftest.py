@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability_support import INJECTION_POINTS
+from tests.support.reliability_support import INJECTION_POINTS
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: D103

@@ -17,9 +17,9 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import IllegalDestination, OverlayFS, UpperInUse
-from unionfs.sidecar import LOCK_PATH
+from unionfs.core.sidecar import LOCK_PATH
 
-from reliability_support import invariant_problems, view
+from tests.support.reliability_support import invariant_problems, view
 
 THREADS = 8
 OPERATIONS_PER_THREAD = 300
@@ -242,7 +242,7 @@ def test_a_finalizer_running_inside_join_does_not_deadlock(tmp_path, monkeypatch
 
     from fs.osfs import OSFS
 
-    from unionfs import sharing
+    from unionfs.core import sharing
 
     lower = guard_lower(MemoryFS())
     (tmp_path / "first").mkdir()
@@ -282,7 +282,7 @@ def test_an_overlay_that_is_never_closed_releases_the_upper_when_collected(tmp_p
 
 def test_a_leave_that_finds_the_registry_busy_is_finished_by_the_next_join(tmp_path):
     """What a garbage-collection finalizer inside join() would meet: no deadlock, no lost leave."""
-    from unionfs import sharing
+    from unionfs.core import sharing
 
     upper = OSFS(str(tmp_path))
     overlay = OverlayFS(MemoryFS(), upper)

@@ -30,7 +30,7 @@ import fs.memoryfs
 from unionfs import OverlayFS
 from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
 
-from reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
+from tests.support.reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
 
 Operation = Callable[[OverlayFS], None]
 

@@ -7,7 +7,7 @@ import json
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS
-from unionfs.cli import main
+from unionfs.tools.cli import main
 
 
 def _damaged(tmp_path, guard_lower):

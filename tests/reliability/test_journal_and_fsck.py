@@ -10,10 +10,10 @@ import functools
 
 import unionfs
 from unionfs import SidecarError
-from unionfs.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
+from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
 
-from reliability_support import view
+from tests.support.reliability_support import view
 
 #: These tests exercise the journal of the copying movedir: a rename to a new name with
 #: redirect_dir on is one atomic rename (tests/reliability/test_redirect_crash.py covers it).
@@ -143,7 +143,7 @@ def test_fsck_of_a_read_only_overlay_is_clean(lowers):
 
 def test_a_crash_during_the_roll_forward_is_rolled_forward_again(lowers):
     """Recovery runs the same idempotent steps: interrupting it anywhere changes nothing."""
-    from reliability_support import clone
+    from tests.support.reliability_support import clone
 
     crashed = _crash_inside_movedir(lowers)
     def shape(overlay):  # directories made by the roll-forward get the time of making

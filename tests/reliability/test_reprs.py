@@ -6,8 +6,8 @@ from __future__ import annotations
 from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS
-from unionfs.journal import Intent
-from unionfs.layers import DirIndex
+from unionfs.core.journal import Intent
+from unionfs.core.stack import DirIndex
 
 
 def test_records_have_a_repr():

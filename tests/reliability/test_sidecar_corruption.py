@@ -8,7 +8,7 @@ import pytest
 from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, SidecarError
-from unionfs.sidecar import FORMAT_PATH, JOURNAL_DIR, LOCK_PATH, SIDECAR_DIR, STAGING_DIR, TREE_DIR
+from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, LOCK_PATH, SIDECAR_DIR, STAGING_DIR, TREE_DIR
 
 
 @pytest.fixture

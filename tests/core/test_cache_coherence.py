@@ -1,0 +1,154 @@
+"""Caches never serve stale answers: after every operation through a long-lived overlay
+(warm caches), its whole view equals that of a brand-new overlay over the same upper (cold
+caches). Random operations on a small name space, so they collide often."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Dict, Tuple
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+import unionfs  # noqa: F401
+from fs import errors
+from fs.memoryfs import MemoryFS
+
+from unionfs import OverlayFS
+
+from tests.conftest import snapshot
+
+NAMES = st.sampled_from(["a", "b", "c"])
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+EVERY_PATH = ["/" + "/".join(p) for p in itertools.chain.from_iterable(
+    itertools.product("abc", repeat=depth) for depth in (1, 2, 3))]
+
+
+def view(overlay: OverlayFS) -> Dict[str, Tuple[str, bytes]]:
+    """Every path of the merged view with its type and content, by walking listdir."""
+    result: Dict[str, Tuple[str, bytes]] = {}
+    pending = ["/"]
+    while pending:
+        directory = pending.pop()
+        for info in overlay.scandir(directory, ["details"]):
+            path = directory.rstrip("/") + "/" + info.name
+            if info.is_dir:
+                result[path] = ("dir", b"")
+                pending.append(path)
+            else:
+                result[path] = ("file", overlay.readbytes(path))
+                assert info.size == len(result[path][1]), path
+    return result
+
+
+def probes(overlay: OverlayFS) -> Dict[str, Tuple[bool, bool]]:
+    """exists/isdir of every path the operations can name: lookups, not listings."""
+    return {path: (overlay.exists(path), overlay.isdir(path)) for path in EVERY_PATH}
+
+
+def build_lowers():
+    top, bottom = MemoryFS(), MemoryFS()
+    bottom.makedirs("a/b")
+    bottom.writetext("a/b/c", "bottom c")
+    bottom.writetext("b", "bottom b")
+    bottom.makedirs("c/a")
+    top.makedirs("a/c")
+    top.writetext("a/a", "top a")
+    top.makedirs("b")
+    top.writetext("b/a", "top b/a")
+    return [top, bottom]
+
+
+EXPECTED = (errors.ResourceError, errors.ResourceInvalid, errors.RemoveRootError, unionfs.IllegalDestination)
+
+
+class WarmVersusCold(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lowers = build_lowers()
+        self.before = [snapshot(layer) for layer in self.lowers]
+        self.upper = MemoryFS()
+        self.overlay = OverlayFS(self.lowers, self.upper)
+        view(self.overlay)  # warm every cache
+        probes(self.overlay)
+
+    def attempt(self, operation, *args) -> None:
+        try:
+            operation(*args)
+        except EXPECTED:
+            pass
+
+    @rule(path=PATHS, data=st.binary(max_size=8))
+    def write(self, path, data):
+        self.attempt(self.overlay.writebytes, path, data)
+
+    @rule(path=PATHS, data=st.binary(min_size=1, max_size=4))
+    def append(self, path, data):
+        self.attempt(self.overlay.appendbytes, path, data)
+
+    @rule(path=PATHS)
+    def remove(self, path):
+        self.attempt(self.overlay.remove, path)
+
+    @rule(path=PATHS)
+    def removedir(self, path):
+        self.attempt(self.overlay.removedir, path)
+
+    @rule(path=PATHS)
+    def removetree(self, path):
+        self.attempt(self.overlay.removetree, path)
+
+    @rule(path=PATHS)
+    def makedir(self, path):
+        self.attempt(self.overlay.makedir, path)
+
+    @rule(path=PATHS)
+    def hide(self, path):
+        self.attempt(self.overlay.hide, path)
+
+    @rule(path=PATHS)
+    def make_opaque(self, path):
+        self.attempt(self.overlay.make_opaque, path)
+
+    @rule(src=PATHS, dst=PATHS)
+    def move(self, src, dst):
+        self.attempt(self.overlay.move, src, dst, True)
+
+    @rule(src=PATHS, dst=PATHS)
+    def movedir(self, src, dst):
+        self.attempt(self.overlay.movedir, src, dst, True)
+
+    @rule(src=PATHS, dst=PATHS)
+    def copy(self, src, dst):
+        self.attempt(self.overlay.copy, src, dst, True)
+
+    @rule(path=PATHS)
+    def touch_times(self, path):
+        self.attempt(self.overlay.setinfo, path, {"details": {"modified": 1000}})
+
+    @invariant()
+    def warm_equals_cold(self):
+        cold = OverlayFS(self.lowers, self.upper)
+        assert probes(self.overlay) == probes(cold)
+        assert view(self.overlay) == view(cold)
+
+    @invariant()
+    def lowers_untouched(self):
+        assert [snapshot(layer) for layer in self.lowers] == self.before
+
+
+TestWarmVersusCold = WarmVersusCold.TestCase
+
+
+def test_cache_movedir_forgets_answers_below_copied_up_directories(guard_lower):
+    """Regression (found by the kernel suite): copy-up of ``/c/a`` during a movedir used to
+    detach the cached answers below it, so ``/c/a/c`` still existed after ``/c`` was gone."""
+    bottom = MemoryFS()
+    bottom.makedirs("c/a/c")
+    bottom.writetext("c/a/a", "")
+    overlay = OverlayFS([guard_lower(bottom)], MemoryFS())
+    overlay.makedir("/a")
+    assert overlay.exists("/c/a/c")
+    overlay.movedir("/c", "/a")
+    assert not overlay.exists("/c/a/c") and not overlay.exists("/c")
+    assert sorted(overlay.walk.dirs("/")) == ["/a", "/a/a", "/a/a/c"]

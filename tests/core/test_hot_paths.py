@@ -1,0 +1,93 @@
+"""Hot paths make few calls to the layers, and their shortcuts change no result."""
+
+from __future__ import annotations
+
+from typing import List
+
+import pytest
+
+import unionfs.overlay as overlay_module
+from fs import errors
+from fs.base import FS
+from fs.memoryfs import MemoryFS
+from fs.wrapfs import WrapFS
+
+from unionfs import OverlayFS
+from unionfs.core.stack import Layer
+
+
+class CallLog(WrapFS):
+    """An upper that logs the names of the FS methods called on it."""
+
+    def __init__(self, wrapped: FS) -> None:
+        super().__init__(wrapped)
+        self.calls: List[str] = []
+
+    def makedirs(self, path, permissions=None, recreate=False):
+        self.calls.append("makedirs")
+        return super().makedirs(path, permissions, recreate)
+
+    def getinfo(self, path, namespaces=None):
+        self.calls.append("getinfo")
+        return super().getinfo(path, namespaces)
+
+    def openbin(self, path, mode="r", buffering=-1, **options):
+        self.calls.append("openbin")
+        return super().openbin(path, mode, buffering, **options)
+
+
+def test_a_whiteout_beside_others_is_one_upper_call(guard_lower):
+    lower = MemoryFS()
+    lower.makedirs("d/sub")
+    for index in range(3):
+        lower.writetext("d/sub/f%d" % index, "f")
+    guard_lower(lower)
+    upper = CallLog(MemoryFS())
+    overlay = OverlayFS(lower, upper=upper)
+    overlay.remove("d/sub/f0")  # the first record in d/sub makes its record directories
+    assert "makedirs" in upper.calls
+    upper.calls.clear()
+    overlay.remove("d/sub/f1")
+    assert upper.calls == ["openbin"]  # no makedirs, no existence check: the record file only
+    assert sorted(overlay.listdir("d/sub")) == ["f2"]
+    assert sorted(OverlayFS(lower, upper=upper).listdir("d/sub")) == ["f2"]  # recorded, not just cached
+
+
+def test_a_cold_listing_reads_each_layer_index_a_bounded_number_of_times(guard_lower, monkeypatch):
+    top, bottom = MemoryFS(), MemoryFS()
+    for index in range(60):
+        (top if index % 2 else bottom).makedirs("m", recreate=True)
+        (top if index % 2 else bottom).writetext("m/f%d" % index, "f")
+    upper = MemoryFS()
+    overlay = OverlayFS([guard_lower(top), guard_lower(bottom)], upper=upper)
+    overlay.writetext("m/up", "u")
+    overlay.remove("m/f0")
+    cold = OverlayFS([top, bottom], upper=upper)
+    calls: List[str] = []
+    original = Layer.dir
+    monkeypatch.setattr(Layer, "dir", lambda self, path: calls.append(path) or original(self, path))
+    names = cold.listdir("m")
+    assert sorted(names) == sorted(["up"] + ["f%d" % index for index in range(1, 60)])
+    assert 0 < calls.count("/m") <= 2 * 3  # per layer, not per name and layer
+
+
+def test_paths_are_validated_once_and_still_refused_every_time(guard_lower, monkeypatch):
+    lower = MemoryFS()
+    lower.makedirs("a/b")
+    lower.writetext("a/b/f", "f")
+    overlay = OverlayFS(guard_lower(lower), upper=MemoryFS())
+    normalised: List[str] = []
+    original = overlay_module.normpath
+    monkeypatch.setattr(overlay_module, "normpath", lambda path: normalised.append(path) or original(path))
+    for _ in range(3):
+        assert overlay.getinfo("a/./b//f").name == "f"
+        assert overlay.readtext("/a/b/f") == "f"
+    assert sorted(normalised) == ["/a/b/f", "a/./b//f"]  # once per spelling
+    for _ in range(2):  # refusals are never remembered
+        with pytest.raises(errors.InvalidCharsInPath):
+            overlay.exists("a/\0")
+        with pytest.raises(TypeError):
+            overlay.exists(b"a/b/f")
+    overlay.close()
+    with pytest.raises(errors.FilesystemClosed):
+        overlay.getinfo("a/./b//f")

@@ -1,0 +1,409 @@
+"""OverlayFS against the Linux kernel's overlayfs, by Hypothesis stateful testing.
+
+One machine, two systems: the library (``OverlayFS`` over MemoryFS lowers in sidecar form,
+with a MemoryFS upper in one test class and an OSFS upper in the other) and a kernel
+overlay mount of the same lowers in kernel form. Every rule runs one operation on both and
+compares the outcome (value, or the error class the kernel's errno maps to, see
+``kernel_oracle.ERRNO_TO_FS_ERROR``); after every step the whole merged trees (names,
+types, file contents) must be equal, and so must the files' modification times where the
+kernel kept an old one (copy-up and rename keep the lower's, utimes sets one). A failure
+prints the minimal sequence of steps.
+
+Deliberate deviations, checked against the library's documented behaviour instead of
+the kernel's answer:
+
+* ``movedir`` is PyFilesystem2's "move the contents" operation, not rename(2): it works for
+  lower and merged directories (the kernel's rename answers EXDEV) and merges into an
+  existing destination (rename answers ENOTEMPTY). The kernel side therefore runs
+  ``cp -a src/. dst`` then ``rm -rf src`` (``KernelView.movedir``) and the trees must match.
+  Refused up front on both sides: file/directory clashes, and an ancestor destination where
+  part of the source would be copied onto the source itself (cp's result depends on order).
+* ``hide`` and ``make_opaque`` have no system call: the kernel side unmounts, makes the same
+  edit by hand in the upper dir (whiteout device, opaque xattr) and mounts again.
+* ``move`` of a directory is refused with ``FileExpected`` by PyFilesystem2's contract
+  (``FS.move`` moves files); the kernel side applies the same check before rename(2).
+* ``copy`` has no system call: the kernel side reads the source and writes the destination;
+  ``copy(x, x)`` raises ``IllegalDestination`` and ``movedir(d, d)`` changes nothing, as the
+  conformance suite of fs-next (the maintained PyFilesystem2) demands.
+* ``makedirs``' refusal of a file on the way (``DirectoryExpected``, even for the last
+  component) and ``removetree('/')`` emptying the root are PyFilesystem2's contract,
+  reproduced with lstat on the kernel side.
+
+The run length follows the Hypothesis profile (``HYPOTHESIS_PROFILE``), with twice its
+number of sequences per upper kind: ``dev`` is quick, ``ci`` explores 2 x 400 sequences of
+40 steps; ``UNIONFS_KERNEL_EXAMPLES`` and
+``UNIONFS_KERNEL_STEPS`` override the number and length of sequences per upper kind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+
+import attr
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from fs.path import join
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from tests.conftest import LowerGuard, kernel_overlay_available
+from tests.support.kernel_oracle import (
+    DIR,
+    FILE,
+    OPAQUE,
+    RECENT,
+    WHITEOUT,
+    Entry,
+    KernelOverlay,
+    KernelView,
+    LayerSpec,
+    LibraryView,
+    add_entry,
+    assert_same_file_times,
+    assert_same_outcome,
+    assert_same_tree,
+    build_library_layer,
+    outcome,
+    realistic,
+)
+from fs.base import FS
+from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
+from unionfs import OverlayFS
+
+# The kernel gate, at module level because a state machine cannot take fixtures: skip
+# where overlayfs cannot be mounted, fail instead under UNIONFS_REQUIRE_KERNEL=1 (CI).
+_UNAVAILABLE = kernel_overlay_available()
+if _UNAVAILABLE:
+    if os.environ.get("UNIONFS_REQUIRE_KERNEL") == "1":
+        raise RuntimeError("kernel overlayfs required (UNIONFS_REQUIRE_KERNEL=1) but unavailable: " + _UNAVAILABLE)
+    pytest.skip("kernel overlayfs unavailable: " + _UNAVAILABLE, allow_module_level=True)
+
+#: A three-letter alphabet and at most three levels: the same names keep colliding.
+NAMES = "abc"
+paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+contents = st.binary(max_size=6)
+#: Writes into an open file carry at least one byte: a write(2) of nothing leaves the mtime
+#: alone, while MemoryFS's file objects stamp it anyway (a backend quirk, not overlay semantics).
+some_bytes = st.binary(min_size=1, max_size=6)
+small = st.integers(min_value=0, max_value=8)
+times = st.integers(min_value=0, max_value=RECENT - 1)  # old: tell set times from fresh ones
+
+entries = st.one_of(
+    st.just(Entry(DIR)),
+    st.just(Entry(OPAQUE)),
+    st.builds(Entry, st.just(FILE), contents),
+    st.just(Entry(WHITEOUT)),
+)
+
+
+@st.composite
+def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
+    """One to four lower layers, topmost first, colliding on a tiny name space: files over
+    directories and back, nested and empty directories, whiteouts and opaque directories."""
+    layers = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        layer: LayerSpec = {}
+        for path, entry in draw(st.lists(st.tuples(paths, entries), max_size=8)):
+            add_entry(layer, path, entry)
+        layers.append(layer)
+    return realistic(layers)
+
+
+MAX_LOWERS = 6
+MAX_READERS = 3
+
+
+class KernelMachine(RuleBasedStateMachine):
+    """Random operations on OverlayFS and on a kernel overlay mount, compared step by step."""
+
+    upper_kind = "memory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel: Optional[KernelOverlay] = None
+        self.overlay: Optional[OverlayFS] = None
+        self.lowers: List[FS] = []
+        self.upper: Optional[FS] = None
+        self.guard = LowerGuard()
+        self.scratch: List[str] = []
+        self.visible: List[str] = []  # the merged tree's paths after the last step
+        self.visible_dirs: List[str] = ["/"]
+        self.visible_files: List[str] = []
+        #: read handles held open: (path, library handle, kernel descriptor)
+        self.readers: List[Tuple[str, BinaryIO, int]] = []
+
+    # -- set-up and tear-down ---------------------------------------------------------------------
+
+    @initialize(layers=layer_stacks())
+    def start(self, layers: List[LayerSpec]) -> None:
+        self.kernel = KernelOverlay(layers).__enter__()
+        self.lowers = [self.guard(build_library_layer(layer)) for layer in layers]
+        self.upper = self._fresh_upper()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+
+    def _fresh_upper(self) -> FS:
+        if self.upper_kind == "memory":
+            return MemoryFS()
+        directory = tempfile.mkdtemp(prefix="unionfs-upper-")
+        self.scratch.append(directory)
+        return OSFS(directory)
+
+    def teardown(self) -> None:
+        try:
+            self.close_readers()
+            if self.overlay is not None:
+                self.overlay.close()
+            self.guard.check()
+        finally:
+            if self.kernel is not None:
+                self.kernel.close()
+            for directory in self.scratch:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    # -- comparing ---------------------------------------------------------------------------------
+
+    def both(self, operation: str, *args: object, paths: Sequence[str]) -> None:
+        """Run ``operation`` on both sides and compare what came back."""
+        assert self.overlay is not None and self.kernel is not None
+        library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
+        kernel = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(*args))
+        assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
+
+    @invariant()
+    def same_view(self) -> None:
+        """The whole merged trees agree, so do the files' modification times, and so does
+        what every held read handle reads."""
+        if self.overlay is None or self.kernel is None:
+            return
+        kernel_times: Dict[str, int] = {}
+        library_times: Dict[str, int] = {}
+        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
+        assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
+        assert_same_file_times(library_times, kernel_times)
+        for path, handle, descriptor in self.readers:
+            # since Linux 4.19 a descriptor opened on a lower file follows its copy-up, and a
+            # removed file's descriptor keeps its data
+            handle.seek(0)
+            assert handle.read() == os.pread(descriptor, 1 << 16, 0), "the reader held on %s" % path
+        self.visible = sorted(kernel_tree)
+        self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
+        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
+
+    def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
+        """Mostly a path of the view (of ``kind`` "file" or "dir" if given) or a new name in one
+        of its directories, so operations tend to do something; else any path of the
+        alphabet. The root only if ``root``."""
+        existing = self.visible + ["/"] if root else self.visible
+        preferred = {"file": self.visible_files, "dir": self.visible_dirs if root else self.visible_dirs[1:]}.get(kind)
+        choices = [paths, st.builds(join, st.sampled_from(self.visible_dirs), st.sampled_from(NAMES))]
+        choices += [st.sampled_from(found) for found in (existing, preferred) if found]
+        return data.draw(st.one_of(choices), label=label)
+
+    # -- files ---------------------------------------------------------------------------------------
+
+    @rule(data=st.data(), payload=contents)
+    def write(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.close_readers(path)  # writebytes replaces the file atomically (docs/semantics.rst)
+        self.both("writebytes", path, payload, paths=[path])
+
+    @rule(data=st.data(), payload=contents)
+    def write_streamed(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.both("write_streamed", path, payload, paths=[path])
+
+    @rule(data=st.data(), payload=some_bytes)
+    def append(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data, kind="file")
+        self.both("appendbytes", path, payload, paths=[path])
+
+    @rule(data=st.data(), offset=small, payload=some_bytes)
+    def write_at(self, data: st.DataObject, offset: int, payload: bytes) -> None:
+        path = self.path(data, kind="file")
+        self.both("write_at", path, offset, payload, paths=[path])
+
+    @rule(data=st.data(), payload=contents)
+    def create_exclusive(self, data: st.DataObject, payload: bytes) -> None:
+        path = self.path(data)
+        self.both("create_exclusive", path, payload, paths=[path])
+
+    @rule(data=st.data(), size=small)
+    def truncate(self, data: st.DataObject, size: int) -> None:
+        path = self.path(data, kind="file")
+        self.both("truncate", path, size, paths=[path])
+
+    @rule(data=st.data())
+    def read(self, data: st.DataObject) -> None:
+        path = self.path(data, kind="file")
+        self.both("readbytes", path, paths=[path])
+
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        path = self.path(data, kind="file")
+        self.both("remove", path, paths=[path])
+
+    @rule(data=st.data(), overwrite=st.booleans())
+    def move(self, data: st.DataObject, overwrite: bool) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
+        self.both("move", src, dst, overwrite, paths=[src, dst])
+
+    @rule(data=st.data(), overwrite=st.booleans())
+    def copy(self, data: st.DataObject, overwrite: bool) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
+        self.close_readers(dst)  # copy replaces the destination atomically, as writebytes does
+        self.both("copy", src, dst, overwrite, paths=[src, dst])
+
+    @rule(data=st.data(), accessed=times, modified=times)
+    def settimes(self, data: st.DataObject, accessed: int, modified: int) -> None:
+        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst)
+        path = self.path(data, root=self.upper_kind != "memory")
+        self.both("settimes", path, accessed, modified, paths=[path])
+
+    # -- directories ---------------------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def removedir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("removedir", path, paths=[path])
+
+    @rule(data=st.data())
+    def makedir(self, data: st.DataObject) -> None:
+        path = self.path(data)
+        self.both("makedir", path, paths=[path])
+
+    @rule(data=st.data(), recreate=st.booleans())
+    def makedirs(self, data: st.DataObject, recreate: bool) -> None:
+        path = self.path(data)
+        self.both("makedirs", path, recreate, paths=[path])
+
+    @rule(data=st.data())
+    def removetree(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("removetree", path, paths=[path])
+
+    @rule(data=st.data(), create=st.booleans())
+    def movedir(self, data: st.DataObject, create: bool) -> None:
+        src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        # the library moves the files, so their handles follow them as after rename(2); after the
+        # kernel side's cp -a + rm -rf they would stay on the old files (docs/semantics.rst)
+        self.close_readers(src, below=True)
+        self.both("movedir", src, dst, create, paths=[src, dst])
+
+    @rule(data=st.data())
+    def hide(self, data: st.DataObject) -> None:
+        """``OverlayFS.hide``; on the kernel, the same edit by hand in the unmounted upper."""
+        path = self.path(data, root=True)
+        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
+        self.both("hide", path, paths=[path])
+
+    @rule(data=st.data())
+    def make_opaque(self, data: st.DataObject) -> None:
+        """``OverlayFS.make_opaque``; on the kernel, mkdir + the opaque xattr by hand."""
+        path = self.path(data, root=True, kind="dir")
+        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
+        self.both("make_opaque", path, paths=[path])
+
+    # -- read handles held across steps --------------------------------------------------------------
+
+    @precondition(lambda self: len(self.readers) < MAX_READERS)
+    @rule(data=st.data())
+    def open_reader(self, data: st.DataObject) -> None:
+        """A read-only handle kept open (``openbin(p, "r")``; ``open(O_RDONLY)``), for files:
+        the kernel opens directories read-only too, PyFilesystem2 has no such handle."""
+        assert self.overlay is not None and self.kernel is not None
+        path = self.path(data, kind="file")
+        if os.path.isdir(self.kernel.merged + path):
+            return
+        library = outcome(lambda: LibraryView(self.overlay).open_reader(path))
+        kernel = outcome(lambda: KernelView(self.kernel.merged).open_reader(path))
+        if (library.error is None) != (kernel.error is None):  # close what did open, then report
+            for opened in (library.value, kernel.value):
+                if opened is not None:
+                    opened.close() if hasattr(opened, "close") else os.close(opened)
+        assert_same_outcome("open_reader(%r)" % path, attr.evolve(library, value=None), attr.evolve(kernel, value=None), [path])
+        if kernel.error is None:
+            self.readers.append((path, library.value, kernel.value))
+
+    def close_readers(self, path: Optional[str] = None, below: bool = False) -> None:
+        """Close the held handles (those on ``path`` only, if given; or ``below`` it too)."""
+        kept = []
+        for reader in self.readers:
+            if path is None or reader[0] == path or (below and reader[0].startswith(path.rstrip("/") + "/")):
+                reader[1].close()
+                os.close(reader[2])
+            else:
+                kept.append(reader)
+        self.readers = kept
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def listdir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("listdir", path, paths=[path])
+
+    @rule(data=st.data())
+    def scandir(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("scandir", path, paths=[path])
+
+    @rule(data=st.data())
+    def getinfo(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("getinfo", path, paths=[path])
+
+    @rule(data=st.data())
+    def exists(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("exists", path, paths=[path])
+
+    # -- structure -----------------------------------------------------------------------------------
+
+    @rule()
+    def reopen(self) -> None:
+        """A new OverlayFS over the same upper; the kernel unmounts and mounts again."""
+        assert self.overlay is not None and self.kernel is not None
+        self.close_readers()  # handles belong to one overlay instance and one mount
+        self.overlay.close()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.kernel.reopen()
+
+    @precondition(lambda self: len(self.lowers) < MAX_LOWERS)
+    @rule()
+    def stack(self) -> None:
+        """The upper becomes the topmost lower under a fresh, empty upper (on the kernel side
+        with its whiteout devices and opaque xattrs, the kernel's own form)."""
+        assert self.overlay is not None and self.kernel is not None and self.upper is not None
+        self.close_readers()  # handles belong to one overlay instance and one mount
+        self.overlay.close()
+        self.lowers.insert(0, self.guard(self.upper))
+        self.upper = self._fresh_upper()
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.kernel.stack()
+
+
+def _settings() -> settings:
+    """The profile's settings (``HYPOTHESIS_PROFILE``) with twice its sequences, health checks
+    off as for any state machine; ``UNIONFS_KERNEL_EXAMPLES`` and ``UNIONFS_KERNEL_STEPS``
+    override the number and length of sequences (for long soak runs)."""
+    # Measured on 2 idle cores: the ci profile's 200 x 40 per upper kind took 25 s for both
+    # kinds, so doubling the sequences stays well inside the suite's few-minute budget.
+    extra = {"max_examples": 2 * settings.default.max_examples}
+    for variable, name in (("UNIONFS_KERNEL_EXAMPLES", "max_examples"), ("UNIONFS_KERNEL_STEPS", "stateful_step_count")):
+        if os.environ.get(variable):
+            extra[name] = int(os.environ[variable])
+    return settings(settings.default, suppress_health_check=list(HealthCheck), **extra)
+
+
+class OSFSUpperMachine(KernelMachine):
+    upper_kind = "os"
+
+
+TestKernelMemoryUpper = KernelMachine.TestCase
+TestKernelMemoryUpper.settings = _settings()
+TestKernelOSFSUpper = OSFSUpperMachine.TestCase
+TestKernelOSFSUpper.settings = _settings()

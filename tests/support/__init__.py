@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (builders, oracles); no tests here."""

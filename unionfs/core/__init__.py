@@ -1,0 +1,1 @@
+"""The overlay's core: layers, the sidecar, lookup, copy-up and the namespace operations."""

@@ -1,0 +1,74 @@
+"""Copy-up (the kernel's ``copy_up.c``): give the upper its own copy of a lower entry.
+
+A file is streamed into a staging file inside the upper's sidecar, given the lower
+entry's metadata, and renamed into place, so a half-made copy is never visible, not
+even after a crash. A directory is copied alone (not its contents): made and given
+its metadata in the staging area too, then renamed into place. Missing parents are
+copied up first, top-down.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from .. import _fsimport  # noqa: F401
+from fs.path import dirname
+
+from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .lookup import Lookup, Node
+from .upper import Upper
+
+
+def copy_up_parents(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make sure every ancestor directory of ``path`` exists in the upper."""
+    missing: List[Node] = []
+    parent_path = dirname(path)
+    while parent_path != "/":
+        parent = lookup.node(parent_path)
+        assert parent is not None and parent.is_dir, parent_path
+        if parent.in_upper:
+            break
+        missing.append(parent)
+        parent_path = dirname(parent_path)
+    for parent in reversed(missing):
+        _copy_up_dir(upper, parent)
+
+
+#: what a copy-up of a file brings: its data, nothing (an open that truncates anyway), or
+#: its metadata only where the overlay does metacopy (the data stays in the lower until
+#: the file is opened for writing), else its data
+DATA, EMPTY, METADATA = "data", "empty", "metadata"
+
+
+def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
+    """Copy ``node`` (and its parents) up, unless the upper already has it, as ``what`` says
+    (:data:`DATA`, :data:`EMPTY` or :data:`METADATA`). A metadata-only copy in the upper gets
+    its data (or is emptied) when ``what`` asks for more."""
+    if node.in_upper and not (node.metacopy and what != METADATA):
+        return
+    copy_up_parents(lookup, upper, node.path)
+    if node.is_dir:
+        _copy_up_dir(upper, node)
+    elif what == METADATA and upper.metacopy and not node.in_upper:
+        layer, path = node.data
+        upper.install_metacopy(node.path, node.origin, copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)))
+    else:
+        _copy_up_file(upper, node, what != EMPTY)
+
+
+def _copy_up_dir(upper: Upper, node: Node) -> None:
+    info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
+    upper.install_dir(node.path, copyable_metadata(info))
+
+
+def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
+    """The data (or nothing) with the metadata of the top layer, staged and renamed into place."""
+    info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
+    if with_data:
+        layer, path = node.data
+        with layer.fs.openbin(path, "r") as source:
+            staged = upper.stage(source)
+    else:
+        staged = upper.stage(None)
+    apply_metadata(upper.fs, staged, copyable_metadata(info))
+    upper.install(staged, node.path)

@@ -1,0 +1,286 @@
+"""Namespace operations (the kernel's ``dir.c``): create, remove, rename, hide, make opaque.
+
+Each function assumes the caller (:class:`unionfs.OverlayFS`) validated the path,
+holds the lock and checked the kernel's error conditions; it performs the change in
+an order that keeps the view atomic. The rule that makes that possible: within one
+layer an entry wins over a whiteout record of the same name, so a record is added
+*before* the entry it replaces is removed, and removed *after* the entry that
+replaces it exists. A crash between two steps shows the view before or after the
+operation, never a mix; what such a crash leaves (a stale record, a staging file)
+hides nothing and is cleaned by ``fsck``. The operations no ordering can make
+atomic, ``movedir`` of a merged tree, ``removetree("/")`` and ``discard``, go through the intent
+journal (:mod:`unionfs.core.journal`): they are rolled forward after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, List, Optional, Tuple
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.path import basename, dirname, join, relpath
+from fs.permissions import Permissions
+
+from . import journal
+from .inode import apply_metadata
+from ..changes import empty_upper
+from .copy_up import METADATA, copy_up, copy_up_parents
+from .lookup import Lookup, Node
+from .readdir import visible_children
+from .upper import Upper
+
+
+def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
+    """Open a new file at ``path`` (nothing is visible there); it replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    handle = upper.openbin(path, mode, buffering, **options)
+    upper.remove_whiteout(path)
+    return handle
+
+
+def install_file(lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None) -> None:
+    """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
+    into place over whatever file or whiteout was there."""
+    copy_up_parents(lookup, upper, path)
+    staged = upper.stage(source)
+    if metadata:
+        apply_metadata(upper.fs, staged, metadata)
+    upper.remove_opaque(path)
+    upper.install(staged, path)
+    upper.remove_whiteout(path)
+
+
+def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Permissions] = None) -> None:
+    """mkdir: over a whiteout of the upper the new directory is opaque, elsewhere it is not."""
+    copy_up_parents(lookup, upper, path)
+    if upper.has_whiteout(path):
+        upper.add_opaque(path)
+        upper.makedir(path, permissions)
+        upper.remove_whiteout(path)
+    else:
+        upper.remove_opaque(path)
+        upper.makedir(path, permissions)
+
+
+def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
+    """Take ``node`` (a file or a whole tree) out of the view: a whiteout iff a lower has
+    something there, then the upper's own copy and its records go."""
+    copy_up_parents(lookup, upper, node.path)
+    if node.lower_positive:
+        upper.add_whiteout(node.path)
+    if node.in_upper:
+        if node.is_dir:
+            upper.remove_dir(node.path)
+        else:
+            upper.remove_file(node.path)
+    if node.is_dir:
+        upper.drop_records_below(node.path)
+        upper.remove_redirect(node.path)
+    upper.remove_opaque(node.path)
+
+
+def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory at ``path`` (creating it if need be) opaque in the upper."""
+    node = lookup.node(path)
+    if node is None:
+        make_dir(lookup, upper, path)
+        node = lookup.node(path)
+        assert node is not None
+    copy_up(lookup, upper, node)
+    if not upper.has_opaque(path):
+        upper.add_opaque(path)
+    upper.drop_records_below(path)
+
+
+def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """rename(2) of a non-directory: copy up (its metadata only with metacopy, as the
+    kernel's rename does; the data stays where it is and the copy keeps naming it), move
+    within the upper, whiteout the old name iff a lower has it, drop any whiteout at the new."""
+    copy_up(lookup, upper, src, METADATA)
+    copy_up_parents(lookup, upper, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.remove_opaque(dst)
+    upper.move_file(src.path, dst)
+    upper.remove_whiteout(dst)
+
+
+def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
+    """Every entry below ``top`` in the merged view, parents before children, as (relative path, node)."""
+    found: List[Tuple[str, Node]] = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        for child in visible_children(lookup, directory):
+            found.append((relpath(child.path[len(top.path):]) if top.path != "/" else relpath(child.path), child))
+            if child.is_dir:
+                pending.append(child)
+    found.sort(key=lambda item: item[0].count("/"))
+    return found
+
+
+def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """Move the contents of directory ``src`` into directory ``dst`` (created if missing), then
+    remove ``src``. Type clashes are refused up front.
+
+    To a ``dst`` that does not exist this is rename(2): one rename of the upper directory,
+    which for a lower or merged ``src`` carries a redirect record (the kernel's
+    ``redirect_dir=on``). Into an existing ``dst`` each entry is renamed in, directories
+    merging recursively (journaled). With ``redirect_dir`` off a lower or merged tree is
+    copied: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which itself
+    answers EXDEV there."""
+    entries = _walk(lookup, src)
+    for rel, node in entries:
+        existing = lookup.node(join(dst, rel))
+        if existing is not None and existing.is_dir != node.is_dir:
+            error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
+            raise error(join(dst, rel))
+    target = lookup.node(dst)
+    if target is None and (upper.redirect_dir or _pure_upper(upper, src)):
+        rename_dir(lookup, upper, src, dst)
+        return
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
+
+
+def _pure_upper(upper: Upper, node: Node) -> bool:
+    """Only the upper has the directory: no redirect is needed to move it."""
+    return node.layers == (upper.layer,)
+
+
+def rename_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """rename(2) of a directory to ``dst``, where the view has nothing: O(1) in the size of
+    the tree. Everything the renamed directory needs at ``dst`` is written first where it is
+    inert (records of ``dst`` apply only once the upper has that directory): its redirect
+    (a lower or merged ``src``: the path its lower contents are at, kept if it has one), or
+    an opaque record (a pure upper ``src`` moved where lowers could show through), and a copy
+    of the records inside ``src``. Then the whiteout of the old name (iff a lower has it),
+    then the one rename that switches the view; then the clean-up of ``src``'s records."""
+    copy_up(lookup, upper, src)  # the directory alone, as the kernel's copy-up before rename
+    moved = lookup.node(src.path)
+    assert moved is not None and moved.in_upper
+    copy_up_parents(lookup, upper, dst)
+    upper.remove_redirect(dst, known=False)  # what a former directory at dst may have left
+    upper.sidecar.drop_records_below(dst)
+    if _pure_upper(upper, moved):
+        if _needs_opaque(lookup, upper, dst):
+            upper.add_opaque(dst)
+    else:
+        upper.remove_opaque(dst)
+        upper.set_redirect(dst, moved.origin)
+    upper.copy_records_below(src.path, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.move_dir(src.path, dst)
+    upper.remove_whiteout(dst)
+    upper.remove_opaque(src.path)
+    upper.remove_redirect(src.path)
+    upper.drop_records_below(src.path)
+
+
+def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
+    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    if upper.redirect_dir:
+        _rename_into(lookup, upper, src, dst)
+    else:
+        _merge_dir_into(lookup, upper, dst)
+        for rel, node in _walk(lookup, src):
+            destination = join(dst, rel)
+            if node.is_dir:
+                _merge_dir_into(lookup, upper, destination)
+            else:
+                rename_file(lookup, upper, node, destination)
+    remaining = lookup.node(src.path)
+    if remaining is not None:
+        vanish(lookup, upper, remaining)
+
+
+def _rename_into(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """Rename every entry of ``src`` into the directory ``dst``: what ``dst`` lacks moves by one
+    rename (a directory with a redirect where it needs one), a file replaces a file, and a
+    directory merges into the directory there, recursively. Each step is idempotent."""
+    if lookup.node(dst) is None:
+        make_dir(lookup, upper, dst)
+    pending = [(src.path, dst)]
+    while pending:
+        source, destination = pending.pop()
+        directory = lookup.node(source)
+        if directory is None or not directory.is_dir:
+            continue
+        for child in visible_children(lookup, directory):
+            target = join(destination, basename(child.path))
+            existing = lookup.node(target)
+            if child.is_dir and existing is not None:
+                pending.append((child.path, target))
+            elif child.is_dir:
+                rename_dir(lookup, upper, child, target)
+            else:
+                rename_file(lookup, upper, child, target)
+
+
+def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
+    """Make the directory ``path`` of a ``movedir`` destination exist in the upper: ``cp -a``
+    creates it, or sets the attributes of the one that exists, which copies it up."""
+    existing = lookup.node(path)
+    if existing is None:
+        make_dir(lookup, upper, path)
+    else:
+        copy_up(lookup, upper, existing)
+
+
+def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
+    """Take every entry of ``directory`` out of the view (``removetree("/")``), journaled."""
+    journaled(lookup, upper, journal.Intent("removetree", directory.path))
+
+
+def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Run the steps of ``intent`` from wherever the view stands (nothing, if all are done)."""
+    if intent.operation == "discard":
+        empty_upper(upper.fs)
+        upper.forget_all()
+        return
+    node = lookup.node(intent.src)
+    if node is None or not node.is_dir:
+        return
+    if intent.operation == "movedir":
+        assert intent.dst is not None
+        _move_contents(lookup, upper, node, intent.dst)
+    else:
+        for child in visible_children(lookup, node):
+            vanish(lookup, upper, child)
+
+
+def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
+    """Record ``intent``, run its steps, forget it. A step that fails is retried once on
+    fresh caches (every step is idempotent); if that fails too the entry stays, and the
+    overlay finishes it before its next write or on the next open."""
+    entry = journal.begin(upper.sidecar, intent)
+    try:
+        _replay(lookup, upper, intent)
+    except errors.FSError:
+        upper.forget_all()
+        _replay(lookup, upper, intent)
+    journal.finish(upper.sidecar, entry)
+
+
+def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
+    """Finish (roll forward) every operation pending in the journal; return them."""
+    if not upper.sidecar.journal_pending:
+        return []
+    upper.forget_all()
+    finished = []
+    for entry, intent in journal.pending(upper.sidecar):
+        _replay(lookup, upper, intent)
+        journal.finish(upper.sidecar, entry)
+        finished.append(intent)
+    journal.finish(upper.sidecar)
+    return finished
+
+
+def _needs_opaque(lookup: Lookup, upper: Upper, dst: str) -> bool:
+    """A directory moved to ``dst`` must be opaque when lowers could show through it."""
+    parent = lookup.node(dirname(dst))
+    return upper.has_whiteout(dst) or (parent is not None and any(not layer.is_upper for layer in parent.layers))
+
+

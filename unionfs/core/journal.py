@@ -1,0 +1,92 @@
+"""The intent journal: what makes a multi-step operation atomic where ordering cannot.
+
+``movedir`` of a merged tree moves entries one by one and ``removetree("/")`` hides the
+root's children one by one; a crash between two of those steps would leave a mix of
+before and after. Such an operation first records its :class:`Intent` in
+``/.unionfs/journal`` and deletes it when done. Every step of both operations is
+idempotent and each re-run starts from whatever the view shows, so an overlay opening
+the upper simply runs every pending intent again (roll forward): the view then is the
+state after the operation. See :mod:`unionfs.core.sidecar` for the format.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional, Tuple
+
+import attr
+
+from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+from fs import errors
+
+from ..errors import SidecarError
+from .sidecar import JOURNAL_DIR, Sidecar
+
+OPERATIONS = ("movedir", "removetree", "discard")
+
+
+@attr.s(frozen=True, slots=True)
+class Intent:
+    """One operation to finish: ``movedir`` of ``src`` into ``dst``, ``removetree`` of ``src``,
+    or ``discard`` (``src`` is ``/``) of every change in the upper."""
+
+    operation: str = attr.ib(validator=attr.validators.in_(OPERATIONS))
+    src: str = attr.ib()
+    dst: Optional[str] = attr.ib(default=None)
+
+    def dumps(self) -> str:
+        return json.dumps({"operation": self.operation, "src": self.src, "dst": self.dst}, sort_keys=True)
+
+    @classmethod
+    def loads(cls, where: str, text: str) -> "Intent":
+        try:
+            data = json.loads(text)
+            intent = cls(data["operation"], data["src"], data.get("dst"))
+        except (ValueError, TypeError, KeyError) as error:
+            raise SidecarError(where, "unreadable journal entry (%s)" % error) from None
+        if not isinstance(intent.src, str) or not intent.src.startswith("/"):
+            raise SidecarError(where, "journal entry without an absolute source path")
+        if intent.operation == "movedir" and not (isinstance(intent.dst, str) and intent.dst.startswith("/")):
+            raise SidecarError(where, "movedir journal entry without an absolute destination path")
+        return intent
+
+
+def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
+    """The journal's entries as (entry path, intent). There is at most one: an overlay
+    finishes a pending entry before its next write."""
+    try:
+        names = sorted(sidecar.fs.listdir(JOURNAL_DIR))
+    except errors.ResourceNotFound:
+        return []
+    except errors.DirectoryExpected:
+        raise SidecarError(JOURNAL_DIR, "the journal is a file, not a directory") from None
+    entries = []
+    for name in names:
+        where = "%s/%s" % (JOURNAL_DIR, name)
+        try:
+            text = sidecar.fs.readtext(where)
+        except errors.FileExpected:
+            raise SidecarError(where, "a journal entry is a directory") from None
+        entries.append((where, Intent.loads(where, text)))
+    return entries
+
+
+def begin(sidecar: Sidecar, intent: Intent) -> str:
+    """Record ``intent`` before its first step: FORMAT first names the journal version of its
+    format (2 for 1, 4 for 3: readers of the settled version now refuse the upper), then the
+    entry appears by one rename. Returns the entry."""
+    sidecar.set_journal(True)
+    sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
+    staged = sidecar.staging_path()
+    sidecar.fs.writetext(staged, intent.dumps())
+    entry = "%s/%s" % (JOURNAL_DIR, staged.rsplit("/", 1)[1])
+    sidecar.fs.move(staged, entry)
+    return entry
+
+
+def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
+    """Forget a completed entry; with the journal empty, FORMAT names the settled version again."""
+    if entry is not None:
+        sidecar.fs.remove(entry)
+    if not pending(sidecar):
+        sidecar.set_journal(False)

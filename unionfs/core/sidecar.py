@@ -1,0 +1,402 @@
+"""The sidecar: whiteout and opaque records kept inside a layer's own filesystem.
+
+The kernel keeps whiteouts as 0/0 character devices and opacity as an xattr. Neither
+exists on a MemoryFS, a zip or a cloud bucket, so unionfs keeps them as empty files
+under one reserved directory at the root of the layer, ``/.unionfs``. Format version 1::
+
+    /.unionfs/FORMAT            "unionfs-sidecar 1\\n"
+    /.unionfs/tree/             M(/), the record directory of the root
+    M(D)/w/<name>               empty file: D/<name> is whited out in this layer
+    M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
+    M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
+    /.unionfs/tmp/              staging for copy-up and trash; never part of the view
+    /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
+    /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
+
+A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
+``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
+``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
+finishes (rolls forward) every pending entry before anything else. While an entry is
+pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
+newer instead of showing the half-done operation; readers of version 2 roll forward
+and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
+
+Records, containers and child names live in separate sub-directories, so any user
+name maps to a record without escaping. Every record is one file: creating or
+removing one costs the same however many exist, and each write is atomic on any
+filesystem that creates files atomically. Records of a layer apply only where that
+layer has the parent directory, exactly as a kernel whiteout lives in its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Dict, FrozenSet, Optional
+
+import attr
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.copy import copy_dir
+from fs.path import basename, dirname, iteratepath
+
+from ..errors import SidecarError
+
+RESERVED_NAME = ".unionfs"
+SIDECAR_DIR = "/" + RESERVED_NAME
+FORMAT_PATH = SIDECAR_DIR + "/FORMAT"
+TREE_DIR = SIDECAR_DIR + "/tree"
+STAGING_DIR = SIDECAR_DIR + "/tmp"
+JOURNAL_DIR = SIDECAR_DIR + "/journal"
+LOCK_PATH = SIDECAR_DIR + "/lock"
+#: the metacopy table: one file per metadata-only copy-up, named by its token, holding its data path
+METACOPY_DIR = SIDECAR_DIR + "/meta"
+
+WHITEOUT = "w"  # record kinds, also the names of their sub-directories
+OPAQUE = "o"
+REDIRECT = "r"  # content: the absolute path the lowers hold this directory at
+METACOPY = "m"  # empty: the file of this name may be a metadata-only copy-up (see METACOPY_DIR)
+CHILDREN = "d"
+
+#: what a metadata-only upper file holds: this prefix and its token, nothing of the data
+METACOPY_MAGIC = b"unionfs-metacopy "
+METACOPY_FILE_SIZE = len(METACOPY_MAGIC) + 32 + 1  # magic, a uuid4 in hex, a newline
+
+
+@attr.s(frozen=True, slots=True)
+class Format:
+    """One FORMAT version: the record kinds its layers may hold, and whether a journal entry
+    may be pending (a reader of that version finishes it or refuses the layer)."""
+
+    kinds: FrozenSet[str] = attr.ib()
+    journal: bool = attr.ib()
+
+
+_BASE = frozenset({WHITEOUT, OPAQUE, CHILDREN})
+_RENAMES = _BASE | {REDIRECT, METACOPY}
+#: Every FORMAT version this unionfs reads, the one table that versioning follows. A writer
+#: keeps the lowest version whose kinds cover what the layer holds, so a layer that never used
+#: a newer record kind stays readable by an older unionfs; a reader refuses any version not here.
+VERSIONS: Dict[int, Format] = {
+    1: Format(_BASE, journal=False),
+    2: Format(_BASE, journal=True),
+    3: Format(_RENAMES, journal=False),  # version 1 plus redirect and metacopy records
+    4: Format(_RENAMES, journal=True),
+}
+#: the version a new sidecar starts at
+FORMAT_VERSION = 1
+#: the version FORMAT reads while an operation is pending in a version 1 sidecar
+JOURNAL_FORMAT_VERSION = 2
+FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
+NEWEST_VERSION = max(VERSIONS)
+
+
+def version_for(kinds: FrozenSet[str], journal: bool) -> int:
+    """The lowest version that holds ``kinds``, with or without a pending journal."""
+    return min(v for v, f in VERSIONS.items() if kinds <= f.kinds and f.journal == journal)
+
+
+def record_dir(dir_path: str) -> str:
+    """M(dir_path): where the records of the entries of ``dir_path`` live."""
+    return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+
+
+def metacopy_token(head: bytes) -> Optional[str]:
+    """The token of a metadata-only upper file's content, or ``None`` for any other content."""
+    if len(head) != METACOPY_FILE_SIZE or not head.startswith(METACOPY_MAGIC) or not head.endswith(b"\n"):
+        return None
+    token = head[len(METACOPY_MAGIC):-1]
+    try:
+        text = token.decode("ascii")
+        int(text, 16)
+    except ValueError:
+        return None
+    return text
+
+
+def rename_dir(layer_fs: FS, src: str, dst: str) -> None:
+    """Move a directory within one layer: one rename(2) where it has system paths; MemoryFS
+    (also behind WrapFS/SubFS) moves the entry itself; others copy, then delete."""
+    try:
+        os.rename(layer_fs.getsyspath(src), layer_fs.getsyspath(dst))
+        return
+    except (errors.NoSysPath, OSError):
+        pass
+    layer_fs.movedir(src, dst, create=True)
+
+
+def is_reserved(path: str) -> bool:
+    """Whether an absolute, normalised path names the sidecar or something inside it."""
+    return path == SIDECAR_DIR or path.startswith(SIDECAR_DIR + "/")
+
+
+class Sidecar:
+    """Reads, and for the upper writes, the records of one layer."""
+
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
+        self.fs = layer_fs
+        #: what FORMAT says (a key of VERSIONS)
+        self.version = version
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, layer_fs: FS, create: bool) -> Optional["Sidecar"]:
+        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``."""
+        if layer_fs.exists(SIDECAR_DIR):
+            if not layer_fs.isdir(SIDECAR_DIR):
+                raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
+            if create and cls._never_completed(layer_fs):
+                return cls._create(layer_fs)
+            version = cls._check_format(layer_fs)
+            if not layer_fs.isdir(TREE_DIR):
+                raise SidecarError(TREE_DIR, "the record tree is missing")
+            for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
+                if layer_fs.exists(where) and not layer_fs.isdir(where):
+                    raise SidecarError(where, "%s is a file, not a directory" % what)
+            if layer_fs.isdir(LOCK_PATH):
+                raise SidecarError(LOCK_PATH, "the lock record is a directory")
+            if VERSIONS[version].journal and not create:
+                raise SidecarError(
+                    JOURNAL_DIR,
+                    "an interrupted operation is pending in the journal of this read-only layer "
+                    "(or one is running in another process); open it once as the upper of an "
+                    "overlay to finish it",
+                )
+            if create and not layer_fs.isdir(STAGING_DIR):
+                layer_fs.makedir(STAGING_DIR, recreate=True)  # checked once here, not per copy-up
+            return cls(layer_fs, version)
+        if not create:
+            return None
+        return cls._create(layer_fs)
+
+    @classmethod
+    def _create(cls, layer_fs: FS) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
+        place, so a sidecar without it was never completed and is made again."""
+        for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
+            layer_fs.makedir(directory, recreate=True)
+        sidecar = cls(layer_fs)
+        staged = sidecar.staging_path()
+        layer_fs.writetext(staged, FORMAT_TEXT)
+        layer_fs.move(staged, FORMAT_PATH)
+        return sidecar
+
+    @staticmethod
+    def _never_completed(layer_fs: FS) -> bool:
+        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
+        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+            return False
+        return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
+
+    @staticmethod
+    def _check_format(layer_fs: FS) -> int:
+        try:
+            text = layer_fs.readtext(FORMAT_PATH)
+        except errors.ResourceNotFound:
+            raise SidecarError(FORMAT_PATH, "the FORMAT file is missing") from None
+        except errors.FileExpected:
+            raise SidecarError(FORMAT_PATH, "FORMAT is a directory") from None
+        words = text.split()
+        if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
+            raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
+        if int(words[1]) < 1:
+            raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
+        if int(words[1]) not in VERSIONS:
+            raise SidecarError(
+                FORMAT_PATH,
+                "format version %s is newer than this unionfs (%d)" % (words[1], NEWEST_VERSION),
+            )
+        return int(words[1])
+
+    def reread_version(self) -> None:
+        """Read FORMAT again: another overlay of the upper may have left a journal entry."""
+        self.version = self._check_format(self.fs)
+
+    @property
+    def journal_pending(self) -> bool:
+        """Whether FORMAT says an operation may be pending in the journal."""
+        return VERSIONS[self.version].journal
+
+    def set_journal(self, pending: bool) -> None:
+        """FORMAT says whether a journal entry may be pending, keeping the record kinds."""
+        self.set_version(version_for(VERSIONS[self.version].kinds, pending))
+
+    def require(self, kind: str) -> None:
+        """Make FORMAT name a version that holds records of ``kind`` before the first is written,
+        so that a reader too old for them refuses the layer instead of showing it wrongly."""
+        current = VERSIONS[self.version]
+        if kind not in current.kinds:
+            self.set_version(version_for(current.kinds | {kind}, current.journal))
+
+    def set_version(self, version: int) -> None:
+        """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
+        if version == self.version:
+            return
+        staged = self.staging_path()
+        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
+        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self.version = version
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
+        where = record_dir(dir_path) + "/" + kind
+        try:
+            infos = list(self.fs.scandir(where))
+        except errors.ResourceNotFound:
+            return frozenset()
+        except errors.DirectoryExpected:
+            raise SidecarError(where, "a record directory is a file") from None
+        for info in infos:
+            if info.is_dir:
+                raise SidecarError(where + "/" + info.name, "a record is a directory")
+        return frozenset(info.name for info in infos)
+
+    def whiteouts(self, dir_path: str) -> FrozenSet[str]:
+        """Names whited out in ``dir_path`` of this layer."""
+        return self._names(dir_path, WHITEOUT)
+
+    def opaque_names(self, dir_path: str) -> FrozenSet[str]:
+        """Names of the children of ``dir_path`` that are opaque directories in this layer."""
+        return self._names(dir_path, OPAQUE)
+
+    def redirects(self, dir_path: str) -> Dict[str, str]:
+        """Redirect records in ``dir_path``: child name -> the absolute path its lower contents
+        are at (meaningful only for the child directories of this layer)."""
+        if REDIRECT not in VERSIONS[self.version].kinds:
+            return {}
+        where = record_dir(dir_path) + "/" + REDIRECT
+        result = {}
+        for name in self._names(dir_path, REDIRECT):
+            record = where + "/" + name
+            try:
+                target = self.fs.readbytes(record).decode("utf-8")
+            except UnicodeDecodeError:
+                raise SidecarError(record, "a redirect record that is not UTF-8") from None
+            except errors.ResourceNotFound:
+                continue  # removed while we listed
+            if not target.startswith("/") or "\0" in target:
+                raise SidecarError(record, "a redirect record without an absolute path")
+            result[name] = target
+        return result
+
+    def metacopy_hints(self, dir_path: str) -> FrozenSet[str]:
+        """Names in ``dir_path`` that may be metadata-only copy-ups (see :meth:`metacopy_origin`)."""
+        if METACOPY not in VERSIONS[self.version].kinds:
+            return frozenset()
+        return self._names(dir_path, METACOPY)
+
+    def metacopy_origin(self, path: str) -> Optional[str]:
+        """The lower path the data of the upper file ``path`` is at, if that file is a live
+        metadata-only copy-up: it holds a token whose entry is in the metacopy table. A file
+        with any other content is an ordinary file (a record left by a crash hides nothing)."""
+        try:
+            with self.fs.openbin(path, "r") as handle:
+                head = handle.read(METACOPY_FILE_SIZE + 1)
+        except (errors.ResourceNotFound, errors.FileExpected):
+            return None
+        token = metacopy_token(head)
+        if token is None:
+            return None
+        entry = METACOPY_DIR + "/" + token
+        try:
+            origin = self.fs.readbytes(entry).decode("utf-8")
+        except (errors.ResourceNotFound, errors.FileExpected):
+            return None
+        except UnicodeDecodeError:
+            raise SidecarError(entry, "a metacopy entry that is not UTF-8") from None
+        if not origin.startswith("/"):
+            raise SidecarError(entry, "a metacopy entry without an absolute path")
+        return origin
+
+    # -- writing (upper only) ------------------------------------------------------------------
+
+    def set_redirect(self, path: str, target: str) -> None:
+        """Record that the directory ``path`` of this layer has its lower contents at ``target``:
+        written whole in the staging area and renamed into place, so never seen half-written."""
+        self.require(REDIRECT)
+        record = self._record_path(path, REDIRECT)
+        staged = self.staging_path()
+        self.fs.writebytes(staged, target.encode("utf-8"))
+        try:
+            self.fs.move(staged, record, overwrite=True)
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.move(staged, record, overwrite=True)
+
+    def new_metacopy(self, origin: str) -> bytes:
+        """Enter a metadata-only copy-up of the lower data at ``origin`` in the table; returns
+        the content its upper file must hold."""
+        self.require(METACOPY)
+        token = uuid.uuid4().hex
+        staged = self.staging_path()
+        self.fs.writebytes(staged, origin.encode("utf-8"))
+        try:
+            self.fs.move(staged, METACOPY_DIR + "/" + token)
+        except errors.ResourceNotFound:
+            self.fs.makedir(METACOPY_DIR, recreate=True)
+            self.fs.move(staged, METACOPY_DIR + "/" + token)
+        return METACOPY_MAGIC + token.encode("ascii") + b"\n"
+
+    def drop_metacopy(self, content: bytes) -> None:
+        """Forget the table entry of a metadata-only file whose upper file held ``content``."""
+        token = metacopy_token(content)
+        if token is not None:
+            try:
+                self.fs.remove(METACOPY_DIR + "/" + token)
+            except errors.ResourceNotFound:
+                pass
+
+    def copy_records_below(self, src: str, dst: str) -> None:
+        """Copy every record inside directory ``src`` to directory ``dst`` (whose own records
+        are gone): a rename of ``src`` to ``dst`` then carries them in one step."""
+        source = record_dir(src)
+        if not self.fs.isdir(source):
+            return
+        target = record_dir(dst)
+        self.fs.makedirs(dirname(target), recreate=True)
+        staged = self.staging_path()
+        copy_dir(self.fs, source, self.fs, staged)
+        rename_dir(self.fs, staged, target)
+
+    def _record_path(self, path: str, kind: str) -> str:
+        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+
+    def add_record(self, path: str, kind: str) -> None:
+        """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
+        record = self._record_path(path, kind)
+        try:  # one call when the record directory exists, as it does for all but the first
+            self.fs.openbin(record, "w").close()
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.openbin(record, "w").close()
+
+    def remove_record(self, path: str, kind: str) -> None:
+        try:
+            self.fs.remove(self._record_path(path, kind))
+        except errors.ResourceNotFound:
+            pass
+
+    def add_whiteout(self, path: str) -> None:
+        self.add_record(path, WHITEOUT)
+
+    def add_opaque(self, path: str) -> None:
+        self.add_record(path, OPAQUE)
+
+    def drop_records_below(self, path: str) -> None:
+        """Forget every record of the entries inside the directory ``path``."""
+        try:
+            self.fs.removetree(record_dir(path))
+        except errors.ResourceNotFound:
+            pass
+        if path == "/":
+            self.fs.makedir(TREE_DIR, recreate=True)
+
+    def staging_path(self) -> str:
+        """A fresh name in the staging area (made when the sidecar was opened for writing),
+        for a copy-up in progress or a trashed tree."""
+        return "%s/%s" % (STAGING_DIR, uuid.uuid4().hex)

@@ -1,0 +1,1 @@
+"""Layer formats: archives, OCI images and layouts, the kernel overlayfs on-disk format."""

@@ -1,0 +1,539 @@
+"""Tar and zip archives as read-only lower layers.
+
+``fs.tarfs.ReadTarFS`` and ``fs.zipfs.ReadZipFS`` (fs 2.4.16 and fs-next alike) are
+fine for extracting a file or two, but not as overlay lowers:
+
+- ReadTarFS declares itself ``case_insensitive`` (it is not), which would make the
+  whole overlay claim case-insensitivity; its ``isdir``/``listdir`` scan every
+  member on each call; hard links are typed as symlinks and cannot be opened; a
+  file that other members use as a directory is a file whose children can be read
+  but not listed; members with ``..`` are dropped without a word.
+- ReadZipFS builds its directory tree in a MemoryFS on first use, and that first
+  listing fails (``IllegalBackReference``, ``DirectoryExpected``) for a member named
+  with ``..`` or a file/directory clash; absolute member names are listed, but
+  reading them raises a bare ``KeyError``.
+
+:class:`ArchiveFS` reads the member table once into a normalised index (implied
+directories included), serves listings from it, and streams member data straight
+from the archive under a lock, so large members are never held in memory. Hostile
+names are dealt with by one documented policy (see :func:`normalise_member_name`
+and :class:`ArchiveFS`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import threading
+import zipfile
+from datetime import datetime
+from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union
+
+import attr
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.enums import ResourceType
+from fs.info import Info
+from fs.opener.parse import parse_fs_url
+from fs.path import basename, dirname, join
+from fs.permissions import Permissions
+from fs.time import datetime_to_epoch
+
+from ..errors import UnsupportedLayer
+from ..io import READ_ONLY_ARCHIVE_META, LockedReader
+
+#: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
+UNSAFE_POLICIES = ("error", "skip")
+_MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
+
+
+class UnsafeArchive(UnsupportedLayer):
+    """A member of an archive would escape the archive's root or contradicts another member."""
+
+    default_message = "unsafe archive {path!r}: member {member!r} {reason}"
+
+    def __init__(self, path: str, member: str, reason: str) -> None:
+        self.member = member
+        self.reason = reason
+        super().__init__(msg=self.default_message.format(path=path, member=member, reason=reason))
+
+
+@attr.s(frozen=True, slots=True)
+class Skipped:
+    """A member left out of the view, and why."""
+
+    member: str = attr.ib()
+    reason: str = attr.ib()
+
+
+@attr.s(frozen=True, slots=True)
+class _Member:
+    """One archive member as the layer exposes it."""
+
+    path: str = attr.ib()  # absolute, normalised
+    is_dir: bool = attr.ib()
+    size: int = attr.ib(default=0)
+    modified: Optional[float] = attr.ib(default=None)
+    access: Optional[Dict[str, Any]] = attr.ib(default=None)
+    link_target: Optional[str] = attr.ib(default=None)
+    #: opens the member's data; ``None`` for directories
+    opener: Optional[Callable[[], IO[bytes]]] = attr.ib(default=None, eq=False, repr=False)
+
+
+def normalise_member_name(name: str) -> Optional[str]:
+    """The absolute view path of a member name, ``None`` for the root, or ``ValueError``.
+
+    Leading ``/`` and ``./`` are dropped (as tar does on extraction), empty and ``.``
+    components vanish, a ``..`` component anywhere is refused: inside the archive it is
+    never needed, and pointing outside it is the classic path-traversal attack. Bytes
+    that are not UTF-8 (tar keeps them as surrogate escapes) become ``\\xNN`` text.
+    """
+    parts = [part for part in _text(name).replace("\0", "").split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("has a '..' component")
+    return "/" + "/".join(parts) if parts else None
+
+
+def _text(name: str) -> str:
+    """``name`` with undecodable bytes (kept by tarfile as surrogate escapes) as ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """A zip member name as text: names without the UTF-8 flag are CP437 by the zip spec,
+    but many tools write UTF-8 there anyway; take UTF-8 where the bytes are valid UTF-8."""
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+    return name
+
+
+class _MemberFile(LockedReader):
+    """A read-only stream of one member; every read and seek holds the archive's lock,
+    because all members share the archive's one file position."""
+
+    def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
+        super().__init__(inner, name, lock)
+
+
+_Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
+
+
+class ArchiveFS(FS):
+    """A tar (plain, gzip, bzip2, xz) or zip archive as a read-only filesystem.
+
+    Build it with :func:`open_archive`. Policy for what an archive may contain:
+
+    - absolute names and ``./`` prefixes are made relative; non-UTF-8 names are kept
+      with ``\\xNN`` escapes; duplicate names: the last member wins (as on extraction);
+    - directories that are only implied by deeper members exist, without metadata;
+    - symbolic and hard links to a file inside the archive read as that file (the
+      ``link`` namespace keeps the target); links to directories, dangling links,
+      devices and FIFOs are left out and listed in :attr:`skipped`;
+    - *unsafe* members (a ``..`` component, a link whose target leaves the archive, a
+      file that another member uses as a directory) raise :class:`UnsafeArchive` with
+      ``unsafe="error"`` (the default), or are left out (and listed in :attr:`skipped`)
+      with ``unsafe="skip"``.
+    """
+
+    _meta = READ_ONLY_ARCHIVE_META
+
+    def __init__(self, label: str, raw_members: List[_Raw], unsafe: str, closer: Optional[Callable[[], None]]) -> None:
+        super().__init__()
+        if unsafe not in UNSAFE_POLICIES:
+            raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
+        self.label = label
+        self._unsafe = unsafe
+        self._closer = closer
+        self._skipped: List[Skipped] = []
+        self._members: Dict[str, _Member] = {"/": _Member("/", True)}
+        self._children: Dict[str, Dict[str, None]] = {"/": {}}
+        self._index(raw_members)
+
+    def __repr__(self) -> str:
+        return "ArchiveFS(%r)" % (self.label,)
+
+    @property
+    def skipped(self) -> Tuple[Skipped, ...]:
+        """Members left out of the view, each with the reason."""
+        return tuple(self._skipped)
+
+    # -- building the index -----------------------------------------------------------------------
+
+    def _reject(self, member: str, reason: str, unsafe: bool) -> None:
+        if unsafe and self._unsafe == "error":
+            raise UnsafeArchive(self.label, member, reason)
+        self._skipped.append(Skipped(member, reason))
+
+    def _index(self, raw_members: List[_Raw]) -> None:
+        final: Dict[str, Tuple[str, str, Dict[str, Any]]] = {}
+        for raw_name, kind, fields in raw_members:
+            try:
+                path = normalise_member_name(raw_name)
+            except ValueError as error:
+                self._reject(raw_name, str(error), unsafe=True)
+                continue
+            if path is None:
+                continue  # the archive's own root ("./"): the view's root stands for it
+            final.pop(path, None)  # the last member of a name wins, in its own position
+            final[path] = (raw_name, kind, fields)
+        self._drop_clashes(final)
+        links: Dict[str, Tuple[str, str, Dict[str, Any]]] = {}
+        for path, (raw_name, kind, fields) in final.items():
+            if kind in ("symlink", "hardlink"):
+                links[path] = (raw_name, kind, fields)
+            elif kind in ("file", "directory"):
+                self._add(_Member(path, kind == "directory", **fields))
+            else:
+                article = "an" if kind[0] in "aeiou" else "a"
+                self._reject(raw_name, "is %s %s, which a layer cannot hold" % (article, kind), unsafe=False)
+                self._ensure_dir(dirname(path))  # the member still implies its directory
+        for path, (raw_name, kind, fields) in links.items():
+            if not self._add_link(path, raw_name, kind, fields, final):
+                self._ensure_dir(dirname(path))
+
+    def _drop_clashes(self, final: Dict[str, Tuple[str, str, Dict[str, Any]]]) -> None:
+        """A non-directory member used as the parent of another member is a contradiction."""
+        parents = set()
+        for path in final:
+            parent = dirname(path)
+            while parent != "/" and parent not in parents:
+                parents.add(parent)
+                parent = dirname(parent)
+        for parent in sorted(parents):
+            entry = final.get(parent)
+            if entry is not None and entry[1] != "directory":
+                del final[parent]
+                self._reject(entry[0], "is a %s but other members are inside it" % entry[1], unsafe=True)
+
+    def _ensure_dir(self, path: str) -> None:
+        """Make the implied directory ``path`` (and its parents) exist."""
+        if path not in self._members:
+            self._add(_Member(path, True))
+
+    def _add(self, member: _Member) -> None:
+        parent = dirname(member.path)
+        self._ensure_dir(parent)
+        self._members[member.path] = member
+        self._children[parent][basename(member.path)] = None
+        if member.is_dir:
+            self._children.setdefault(member.path, {})
+
+    def _add_link(self, path: str, raw_name: str, kind: str, fields: Dict[str, Any], final: Dict[str, Any]) -> bool:
+        """Add a link as the file it resolves to; ``False`` if it was left out."""
+        target_name = fields["link_target"]
+        seen = 0
+        current_path, current_kind, current_target = path, kind, target_name
+        while current_kind in ("symlink", "hardlink"):
+            seen += 1
+            if current_kind == "symlink" and current_target.startswith("/"):
+                self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
+                return False
+            base = dirname(current_path) if current_kind == "symlink" else "/"
+            resolved = _resolve_inside(base, current_target)
+            if resolved is None:
+                self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
+                return False
+            entry = final.get(resolved)
+            if entry is None and resolved in self._members:  # an implied directory, or the root
+                entry = ("", "directory", {})
+            if entry is None or seen > _MAX_LINK_HOPS:
+                why = "has a link loop" if entry is not None else "is a dangling link (to %r)" % target_name
+                self._reject(raw_name, why, unsafe=False)
+                return False
+            current_path, current_kind = resolved, entry[1]
+            current_target = entry[2].get("link_target", "")
+        if current_kind != "file":
+            self._reject(raw_name, "links to a %s (%r), which a layer cannot alias" % (current_kind, target_name), unsafe=False)
+            return False
+        self._add(_Member(path, False, **dict(final[current_path][2], link_target=target_name)))
+        return True
+
+    # -- the FS API ----------------------------------------------------------------------------
+
+    def _member(self, path: str) -> _Member:
+        _path = self.validatepath(path)
+        try:
+            return self._members[_path]
+        except KeyError:
+            raise errors.ResourceNotFound(path) from None
+
+    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        member = self._member(path)
+        return Info(_raw_info(member, namespaces or ()))
+
+    def listdir(self, path: str) -> List[str]:
+        member = self._member(path)
+        if not member.is_dir:
+            raise errors.DirectoryExpected(path)
+        return list(self._children[member.path])
+
+    def scandir(
+        self, path: str, namespaces: Optional[Collection[str]] = None, page: Optional[Tuple[int, int]] = None
+    ) -> Iterator[Info]:
+        member = self._member(path)
+        if not member.is_dir:
+            raise errors.DirectoryExpected(path)
+        names = list(self._children[member.path])
+        if page is not None:
+            names = names[page[0] : page[1]]
+        wanted = namespaces or ()
+        return iter([Info(_raw_info(self._members[join(member.path, name)], wanted)) for name in names])
+
+    def exists(self, path: str) -> bool:
+        return self.validatepath(path) in self._members
+
+    def isdir(self, path: str) -> bool:
+        member = self._members.get(self.validatepath(path))
+        return member is not None and member.is_dir
+
+    def isfile(self, path: str) -> bool:
+        member = self._members.get(self.validatepath(path))
+        return member is not None and not member.is_dir
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
+        if set(mode) & set("wax+"):
+            raise errors.ResourceReadOnly(path)
+        member = self._member(path)
+        if member.is_dir:
+            raise errors.FileExpected(path)
+        assert member.opener is not None
+        with self._lock:
+            inner = member.opener()
+        raw = _MemberFile(inner, self._lock, member.path)
+        return io.BufferedReader(raw, buffer_size=io.DEFAULT_BUFFER_SIZE if buffering < 2 else buffering)  # type: ignore[return-value]
+
+    def _read_only(self, path: str, *args: Any, **kwargs: Any) -> Any:
+        self.check()
+        raise errors.ResourceReadOnly(path)
+
+    makedir = remove = removedir = setinfo = _read_only  # type: ignore[assignment]
+
+    def close(self) -> None:
+        if not self.isclosed() and self._closer is not None:
+            with self._lock:
+                self._closer()
+        super().close()
+
+
+def _resolve_inside(base: str, target: str) -> Optional[str]:
+    """``target`` taken relative to the directory ``base``; ``None`` if it climbs out of the root."""
+    parts = [part for part in base.split("/") if part]
+    for part in _text(target).split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _raw_info(member: _Member, namespaces: Collection[str]) -> Dict[str, Dict[str, Any]]:
+    raw: Dict[str, Dict[str, Any]] = {"basic": {"name": basename(member.path), "is_dir": member.is_dir}}
+    if "details" in namespaces:
+        raw["details"] = {
+            "type": int(ResourceType.directory if member.is_dir else ResourceType.file),
+            "size": member.size,
+            "modified": member.modified,
+            "accessed": None,
+            "created": None,
+            "metadata_changed": None,
+        }
+    if "access" in namespaces and member.access:
+        raw["access"] = dict(member.access)
+    if "link" in namespaces:
+        raw["link"] = {"target": member.link_target}
+    return raw
+
+
+# -- reading the member tables -------------------------------------------------------------------
+
+_TAR_KINDS = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.CONTTYPE: "file",
+    tarfile.DIRTYPE: "directory",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.LNKTYPE: "hardlink",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+}
+
+
+def _tar_members(archive: tarfile.TarFile) -> List[_Raw]:
+    found: List[_Raw] = []
+    for info in archive.getmembers():
+        kind = _TAR_KINDS.get(info.type, "member of unknown type")
+        fields: Dict[str, Any] = {
+            "modified": float(info.mtime),
+            "access": {
+                "permissions": Permissions(mode=info.mode & 0o7777).dump(),
+                "uid": info.uid,
+                "gid": info.gid,
+                "user": info.uname or None,
+                "group": info.gname or None,
+            },
+        }
+        if kind == "file":
+            fields["size"] = info.size
+            fields["opener"] = _tar_opener(archive, info)
+        elif kind in ("symlink", "hardlink"):
+            fields["link_target"] = info.linkname
+        found.append((info.name, kind, fields))
+    return found
+
+
+def _tar_opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    def open_member() -> IO[bytes]:
+        handle = archive.extractfile(info)
+        assert handle is not None
+        return handle
+
+    return open_member
+
+
+def _zip_members(archive: zipfile.ZipFile) -> List[_Raw]:
+    found: List[_Raw] = []
+    for info in archive.infolist():
+        mode = info.external_attr >> 16 if info.create_system == 3 else 0
+        is_dir = info.is_dir() or stat.S_ISDIR(mode)
+        if info.flag_bits & 0x1:
+            kind = "encrypted member"
+        elif stat.S_ISLNK(mode):
+            kind = "symlink"
+        else:
+            kind = "directory" if is_dir else "file"
+        fields: Dict[str, Any] = {"modified": _zip_time(info)}
+        if mode:
+            fields["access"] = {"permissions": Permissions(mode=mode & 0o7777).dump()}
+        if kind == "file":
+            fields["size"] = info.file_size
+            fields["opener"] = _zip_opener(archive, info)
+        elif kind == "symlink":
+            fields["link_target"] = archive.read(info).decode("utf-8", "backslashreplace")
+        found.append((_zip_name(info), kind, fields))
+    return found
+
+
+def _zip_time(info: zipfile.ZipInfo) -> Optional[float]:
+    try:
+        return datetime_to_epoch(datetime(*info.date_time))
+    except ValueError:
+        return None
+
+
+def _zip_opener(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    return lambda: archive.open(info)
+
+
+# -- opening -----------------------------------------------------------------------------------
+
+
+def open_archive(
+    source: Union[str, BinaryIO],
+    within: Optional[FS] = None,
+    unsafe: str = "error",
+) -> ArchiveFS:
+    """Open a tar (plain, gz, bz2, xz) or zip archive as a read-only :class:`ArchiveFS`.
+
+    ``source`` is an OS path, a path inside the FS ``within``, or an open seekable binary
+    file (which the caller keeps owning). Compression is detected from the content.
+    Raises :class:`UnsupportedLayer` if it is not a readable archive and
+    :class:`UnsafeArchive` for hostile members (unless ``unsafe="skip"``).
+    """
+    label = source if isinstance(source, str) else getattr(source, "name", repr(source))
+    label = str(label) if within is None else "%s in %r" % (label, within)
+    owned: Optional[IO[bytes]] = None
+    try:
+        if isinstance(source, str):
+            if within is not None:
+                owned = within.openbin(source, "r")
+            else:
+                owned = open(source, "rb")
+            handle: IO[bytes] = owned
+        else:
+            handle = source
+        if not handle.seekable():
+            raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
+        return _open_handle(handle, label, unsafe, owned)
+    except errors.FSError as error:
+        if owned is not None:
+            owned.close()
+        if isinstance(error, UnsupportedLayer):
+            raise
+        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as error:
+        if owned is not None:
+            owned.close()
+        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
+
+
+def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:
+    start = handle.tell()
+    if zipfile.is_zipfile(handle):
+        handle.seek(start)
+        zip_archive = zipfile.ZipFile(handle, "r")
+        return ArchiveFS(label, _zip_members(zip_archive), unsafe, _closer(zip_archive, owned))
+    handle.seek(start)
+    try:
+        tar_archive = tarfile.open(fileobj=handle, mode="r:*", encoding="utf-8", errors="surrogateescape")
+    except tarfile.ReadError:
+        raise UnsupportedLayer(msg="cannot open archive %s: not a tar or zip archive" % label) from None
+    return ArchiveFS(label, _tar_members(tar_archive), unsafe, _closer(tar_archive, owned))
+
+
+def _closer(archive: Union[tarfile.TarFile, zipfile.ZipFile, None], owned: Optional[IO[bytes]]) -> Callable[[], None]:
+    def close() -> None:
+        if archive is not None:
+            archive.close()
+        if owned is not None:
+            owned.close()
+
+    return close
+
+
+def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
+    """An :class:`ArchiveFS` over the archive that an open ``fs.tarfs``/``fs.zipfs`` reader
+    holds (sharing its open archive, which stays the caller's), else ``None``."""
+    from fs.tarfs import ReadTarFS
+    from fs.zipfs import ReadZipFS
+
+    inner = getattr(layer_fs, "_wrap_fs", layer_fs)
+    label = str(getattr(inner, "_file", repr(inner)))
+    if isinstance(inner, ReadTarFS):
+        return ArchiveFS(label, _tar_members(inner._tar), unsafe, None)
+    if isinstance(inner, ReadZipFS):
+        return ArchiveFS(label, _zip_members(inner._zip), unsafe, None)
+    return None
+
+
+def as_lower(source: Any) -> Any:
+    """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
+    zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged."""
+    if isinstance(source, FS):
+        return archive_from_fs(source) or source
+    if isinstance(source, str):
+        if "://" in source:
+            parsed = parse_fs_url(source)
+            if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:
+                return open_archive(parsed.resource)
+            return source
+        if os.path.isfile(source):
+            return open_archive(source)
+    return source
+

@@ -1,0 +1,403 @@
+"""Byte sources for image layers: files, windows into an outer tar, decompressed streams.
+
+A layer tar is never extracted. Its members are read in place: for a plain tar by
+seeking to the member's data, for a compressed one through a decompressing stream that
+is shared by the layer and only reopened when a read goes backwards (so reading the
+members in archive order costs one decompression in total). Digests are computed while
+a blob is read through :class:`HashingReader`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import hashlib
+import io
+import threading
+import zlib
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple
+
+import attr
+
+from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+from fs import errors
+
+#: opens a fresh, seekable binary handle on a blob (the caller closes it)
+Opener = Callable[[], BinaryIO]
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1024 * 1024
+
+
+class LayerFormatError(errors.CreateFailed):
+    """An image, layout or layer is malformed; the message names the offending file or member."""
+
+    default_message = "invalid image or layer: {details}"
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg=msg)
+
+
+class DigestMismatch(LayerFormatError):
+    """A blob's content does not hash to the digest that names it."""
+
+
+@attr.s(frozen=True, slots=True)
+class Blob:
+    """A named blob: how to open it, and the digest it must have (if known)."""
+
+    label: str = attr.ib()  # a path a human can find, for error messages
+    opener: Opener = attr.ib(repr=False)
+    digest: Optional[str] = attr.ib(default=None)
+    size: Optional[int] = attr.ib(default=None)  # the size its descriptor states, if any
+
+
+def file_opener(path: str) -> Opener:
+    return lambda: open(path, "rb")
+
+
+def window_opener(outer: Opener, offset: int, size: int) -> Opener:
+    """An opener for a member stored uncompressed inside another (plain) tar."""
+
+    def open_window() -> BinaryIO:
+        read_at, close = seek_reader(outer)
+        return io.BufferedReader(MemberReader(read_at, offset, size, close))  # type: ignore[return-value]
+
+    return open_window
+
+
+def compression_of(head: bytes) -> str:
+    """``"gzip"``, ``"zstd"`` or ``""`` (a plain tar), from a blob's first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return ""
+
+
+def _zstd_reader(raw: BinaryIO, label: str) -> BinaryIO:
+    try:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+
+        return zstd.ZstdFile(raw)  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    try:
+        import zstandard  # type: ignore[import-not-found]
+    except ImportError:
+        raise LayerFormatError(
+            "%s is zstd-compressed; this Python has no zstd support (Python 3.14+, "
+            "or install unionfs[zstd])" % label
+        ) from None
+    return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+
+
+def decompressed(raw: BinaryIO, compression: str, label: str) -> BinaryIO:
+    """A forward-readable stream of the uncompressed bytes of ``raw``."""
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        return _zstd_reader(raw, label)
+    return raw
+
+
+def peek(opener: Opener, size: int = 4) -> bytes:
+    with opener() as handle:
+        return handle.read(size)
+
+
+class HashingReader(io.RawIOBase):
+    """Passes reads through and hashes every byte that goes by."""
+
+    def __init__(self, handle: BinaryIO, algorithm: str = "sha256") -> None:
+        super().__init__()
+        self._handle = handle
+        self.algorithm = algorithm
+        self._hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._handle.read(len(buffer))
+        self._hash.update(data)
+        self.size += len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read (and hash) whatever is left."""
+        while self.read(CHUNK):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "%s:%s" % (self.algorithm, self._hash.hexdigest())
+
+
+class HashingWriter(io.RawIOBase):
+    """Passes writes through, hashing and counting them."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def]
+        self._hash.update(data)
+        self._handle.write(data)
+        self.size += len(data)
+        return len(data)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def algorithm_of(digest: str, label: str) -> str:
+    algorithm, _, hex_part = digest.partition(":")
+    if algorithm not in ("sha256", "sha512") or not hex_part or not all(c in "0123456789abcdef" for c in hex_part):
+        raise LayerFormatError("%s: unsupported or malformed digest %r" % (label, digest))
+    return algorithm
+
+
+def check_digest(label: str, expected: Optional[str], actual: str, what: str = "digest") -> None:
+    if expected is not None and expected != actual:
+        raise DigestMismatch("%s: %s mismatch: expected %s, content hashes to %s" % (label, what, expected, actual))
+
+
+def check_size(blob: Blob, actual: int) -> None:
+    if blob.size is not None and blob.size != actual:
+        raise DigestMismatch("%s: size mismatch: the descriptor says %d bytes, the blob has %d" % (blob.label, blob.size, actual))
+
+
+def read_verified(blob: Blob, limit: int = 64 * 1024 * 1024) -> bytes:
+    """The whole (small) blob, checked against its digest."""
+    try:
+        with blob.opener() as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise LayerFormatError("cannot read %s: %s" % (blob.label, error)) from error
+    if len(data) > limit:
+        raise LayerFormatError("%s is larger than %d bytes" % (blob.label, limit))
+    check_size(blob, len(data))
+    if blob.digest is not None:
+        algorithm = algorithm_of(blob.digest, blob.label)
+        check_digest(blob.label, blob.digest, "%s:%s" % (algorithm, hashlib.new(algorithm, data).hexdigest()))
+    return data
+
+
+class SharedStream:
+    """The uncompressed bytes of a compressed blob, read at any offset through one stream.
+
+    Reads going forward continue the stream; a read behind its position reopens it.
+    ``first_raw``: an already open handle on the blob for the first pass (the indexing
+    pass hashes what goes through it)."""
+
+    def __init__(self, opener: Opener, compression: str, label: str, first_raw: Optional[BinaryIO] = None) -> None:
+        self._opener = opener
+        self._compression = compression
+        self._label = label
+        self._first_raw = first_raw
+        self._lock = threading.Lock()
+        self._stream: Optional[BinaryIO] = None
+        self._pos = 0
+
+    def _open_raw(self) -> BinaryIO:
+        raw, self._first_raw = self._first_raw, None
+        return raw if raw is not None else self._opener()
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            if self._stream is None or self._pos > offset:
+                self.close()
+                self._stream = decompressed(self._open_raw(), self._compression, self._label)
+                self._pos = 0
+            while self._pos < offset:
+                skipped = len(self._stream.read(min(CHUNK, offset - self._pos)))
+                if not skipped:
+                    raise LayerFormatError("%s ends before offset %d" % (self._label, offset))
+                self._pos += skipped
+            data = self._stream.read(size)
+            self._pos += len(data)
+            return data
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+@attr.s(frozen=True, slots=True)
+class _Checkpoint:
+    out_pos: int = attr.ib()  # uncompressed offset
+    raw_pos: int = attr.ib()  # compressed offset of the next input byte
+    state: Any = attr.ib()  # a copy of the zlib decompressor at that point
+
+
+class GzipStream(SharedStream):
+    """Random access into a gzip blob: while decompressing, a copy of the decompressor is
+    kept every ``spacing`` uncompressed bytes, so a read anywhere restarts from the nearest
+    checkpoint before it instead of from the start (zlib's ``zran`` idea)."""
+
+    def __init__(self, opener: Opener, label: str, first_raw: Optional[BinaryIO] = None, spacing: int = 2 * CHUNK) -> None:
+        super().__init__(opener, "gzip", label, first_raw)
+        self._spacing = spacing
+        self._checkpoints: List[_Checkpoint] = [_Checkpoint(0, 0, zlib.decompressobj(31))]
+        self._checkpoint_offsets: List[int] = [0]
+        self._raw: Optional[BinaryIO] = None
+        self._inflater: Any = None
+        self._raw_pos = self._out_pos = 0
+        self._buffer = bytearray()  # uncompressed bytes from _out_pos - len(_buffer) to _out_pos
+        self._at_end = False
+
+    def _best(self, offset: int) -> _Checkpoint:
+        """The last checkpoint at or before ``offset``."""
+        return self._checkpoints[bisect.bisect_right(self._checkpoint_offsets, offset) - 1]
+
+    def _restore(self, checkpoint: _Checkpoint) -> None:
+        if self._raw is None:
+            self._raw = self._open_raw()
+            self._raw_pos = 0
+        if checkpoint.raw_pos != self._raw_pos:
+            self._raw.seek(checkpoint.raw_pos)
+        self._raw_pos, self._out_pos = checkpoint.raw_pos, checkpoint.out_pos
+        self._inflater = checkpoint.state.copy()
+        self._buffer = bytearray()
+        self._pending = b""
+        self._at_end = False
+
+    def _produce(self) -> None:
+        """Inflate a bounded step (so a checkpoint is never far behind any offset)."""
+        assert self._raw is not None
+        if self._out_pos - self._checkpoints[-1].out_pos >= self._spacing:
+            consumed = self._raw_pos - len(self._pending)
+            self._checkpoints.append(_Checkpoint(self._out_pos, consumed, self._inflater.copy()))
+            self._checkpoint_offsets.append(self._out_pos)
+        if not self._pending:
+            self._pending = self._raw.read(64 * 1024)
+            self._raw_pos += len(self._pending)
+            if not self._pending:
+                if not self._inflater.eof:
+                    raise LayerFormatError("%s: the gzip stream is truncated" % self._label)
+                self._at_end = True
+                return
+        if self._inflater.eof:  # a further gzip member, or trailing zero padding
+            if not self._pending.strip(b"\0"):
+                self._pending = b""
+                return
+            self._inflater = zlib.decompressobj(31)
+        try:
+            data = self._inflater.decompress(self._pending, 256 * 1024)
+        except zlib.error as error:
+            raise LayerFormatError("%s: corrupt gzip data: %s" % (self._label, error)) from error
+        self._pending = self._inflater.unused_data if self._inflater.eof else self._inflater.unconsumed_tail
+        self._buffer += data
+        self._out_pos += len(data)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            start = self._out_pos - len(self._buffer)
+            best = self._best(offset)
+            if self._raw is None or offset < start or best.out_pos > self._out_pos:
+                self._restore(best)
+            while self._out_pos < offset + size and not self._at_end:
+                self._produce()
+                start = self._out_pos - len(self._buffer)
+                if offset > start:  # keep only what this read can still use
+                    del self._buffer[: min(offset, self._out_pos) - start]
+            start = self._out_pos - len(self._buffer)
+            data = bytes(self._buffer[offset - start: offset - start + size])
+            del self._buffer[: max(0, offset - start + len(data))]
+            return data
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+
+def random_access(opener: Opener, compression: str, label: str, first_raw: Optional[BinaryIO] = None) -> SharedStream:
+    """Offset reads into the uncompressed content of a compressed blob."""
+    if compression == "gzip":
+        return GzipStream(opener, label, first_raw)
+    return SharedStream(opener, compression, label, first_raw)
+
+
+class Sequential(io.RawIOBase):
+    """A plain forward stream over ``read_at`` (for the one indexing pass)."""
+
+    def __init__(self, stream: SharedStream) -> None:
+        super().__init__()
+        self._stream = stream
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._stream.read_at(self._pos, len(buffer))
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+class MemberReader(io.RawIOBase):
+    """A read-only, seekable file for ``size`` bytes at ``offset`` of an uncompressed stream."""
+
+    def __init__(self, read_at: Callable[[int, int], bytes], offset: int, size: int, on_close: Optional[Callable[[], None]] = None) -> None:
+        super().__init__()
+        self._read_at = read_at
+        self._offset = offset
+        self._size = size
+        self._pos = 0
+        self._on_close = on_close
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        wanted = min(len(buffer), self._size - self._pos)
+        if wanted <= 0:
+            return 0
+        data = self._read_at(self._offset + self._pos, wanted)
+        if len(data) < wanted:
+            raise OSError("unexpected end of layer data")
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and self._on_close is not None:
+            self._on_close()
+        super().close()
+
+
+def seek_reader(opener: Opener) -> Tuple[Callable[[int, int], bytes], Callable[[], None]]:
+    """``read_at`` over a fresh handle of a plain blob, and the function that closes it."""
+    handle = opener()
+
+    def read_at(offset: int, size: int) -> bytes:
+        handle.seek(offset)
+        return handle.read(size)
+
+    return read_at, handle.close

@@ -1,0 +1,543 @@
+"""OCI image layers (tar changesets) as read-only layers of an overlay.
+
+A layer tar is indexed once, in one sequential pass (which also yields its digest and
+diff_id), and never extracted: members are read in place on demand. The OCI image-spec
+marker rules (``layer.md``, "Representing Changes") map onto the overlay's per-directory
+index like this:
+
+- ``D/.wh.NAME`` whites out ``D/NAME`` in the layers below; it never hides an entry of its
+  own layer. A same-layer entry that is also whited out therefore stays, and, if it is a
+  directory, hides everything below it (it becomes opaque).
+- ``D/.wh..wh..opq`` makes ``D`` opaque: its own-layer children stay, lower layers'
+  children of ``D`` are hidden, wherever the marker sits in the tar. At the root it cuts
+  off every layer below (see :attr:`TarLayerFS.root_opaque`).
+- Other ``.wh..wh.*`` names (aufs metadata such as ``.wh..wh.plnk``) are ignored; a bare
+  ``.wh.`` is rejected. No marker is ever visible.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+
+import attr
+
+from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+from fs import errors
+from fs.base import FS
+from fs.enums import ResourceType
+from fs.info import Info
+from fs.memoryfs import MemoryFS
+from fs.mode import Mode
+from fs.path import basename, dirname, iteratepath, join
+from fs.permissions import Permissions
+from fs.subfs import SubFS
+
+from .blobs import (
+    Blob,
+    HashingReader,
+    LayerFormatError,
+    MemberReader,
+    Sequential,
+    SharedStream,
+    algorithm_of,
+    check_digest,
+    check_size,
+    compression_of,
+    peek,
+    random_access,
+    seek_reader,
+)
+from ...core.stack import DirIndex, Layer
+from ...io import READ_ONLY_ARCHIVE_META
+from ...core.lookup import Lookup
+from .image import PathLike, image_layers
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+META_PREFIX = ".wh..wh."
+
+_TYPES = {
+    tarfile.DIRTYPE: ResourceType.directory,
+    tarfile.REGTYPE: ResourceType.file,
+    tarfile.AREGTYPE: ResourceType.file,
+    tarfile.CONTTYPE: ResourceType.file,
+    tarfile.LNKTYPE: ResourceType.file,
+    tarfile.SYMTYPE: ResourceType.symlink,
+    tarfile.CHRTYPE: ResourceType.character,
+    tarfile.BLKTYPE: ResourceType.block_special_file,
+    tarfile.FIFOTYPE: ResourceType.fifo,
+}
+
+
+@attr.s(slots=True, frozen=True)
+class TarEntry:
+    """One visible member of a layer: its metadata and where its data lies."""
+
+    name: str = attr.ib()
+    kind: ResourceType = attr.ib()
+    mode: int = attr.ib()
+    uid: int = attr.ib()
+    gid: int = attr.ib()
+    user: str = attr.ib()
+    group: str = attr.ib()
+    mtime: float = attr.ib()
+    size: int = attr.ib()
+    data_offset: int = attr.ib()
+    link_target: Optional[str] = attr.ib(default=None)  # symlink target
+    hardlink_to: Optional[str] = attr.ib(default=None)  # normalised path of a hard link's target
+    #: a directory the tar only implies (members lie inside it); it has no metadata of its own
+    implicit: bool = attr.ib(default=False)
+    #: implied by markers only: unpacking creates nothing there, so it exists only where the
+    #: layers below have a directory (see :meth:`TarLayer.settle`)
+    ghost: bool = attr.ib(default=False)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == ResourceType.directory
+
+    def info(self) -> Info:
+        return Info(
+            {
+                "basic": {"name": self.name, "is_dir": self.is_dir},
+                "details": {
+                    "type": int(self.kind),
+                    "size": self.size,
+                    "modified": self.mtime,
+                    "accessed": None,
+                    "created": None,
+                    "metadata_changed": None,
+                },
+                "access": {
+                    "permissions": Permissions(mode=self.mode).dump(),
+                    "uid": self.uid,
+                    "gid": self.gid,
+                    "user": self.user or None,
+                    "group": self.group or None,
+                },
+                "link": {"target": self.link_target},
+            }
+        )
+
+
+def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
+    """A directory the tar implies (a member lies inside it) but has no header for."""
+    return TarEntry(name, ResourceType.directory, 0o755, 0, 0, "", "", 0.0, 0, 0, implicit=True, ghost=ghost)
+
+
+def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
+    """The absolute, normalised path of a tar member name; ``..`` escapes are refused
+    (or, with ``clamp``, stay at the root, as in a symlink target inside a root filesystem)."""
+    parts: List[str] = []
+    for part in raw_name.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                if clamp:
+                    continue
+                raise LayerFormatError("%s: member %r escapes the layer root" % (label, raw_name))
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+@attr.s(slots=True)
+class LayerIndex:
+    """Everything known about a layer after its one indexing pass."""
+
+    entries: Dict[str, TarEntry] = attr.ib(factory=dict)  # path -> entry ("/" excluded)
+    dirs: Dict[str, DirIndex] = attr.ib(factory=dict)
+    root: Optional[TarEntry] = attr.ib(default=None)
+    root_opaque: bool = attr.ib(default=False)
+    digest: str = attr.ib(default="")  # of the blob as stored (compressed or not)
+    diff_id: str = attr.ib(default="")  # of the uncompressed tar
+    compression: str = attr.ib(default="")
+    #: offset reads into the uncompressed tar (compressed layers only; gzip keeps the
+    #: checkpoints the indexing pass left)
+    stream: Optional[SharedStream] = attr.ib(default=None)
+
+
+def _self_and_ancestors(path: str) -> List[str]:
+    paths = []
+    while path != "/":
+        paths.append(path)
+        path = dirname(path)
+    return paths
+
+
+class _IndexBuilder:
+    """Collects the members of one layer tar, then resolves the marker rules."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.entries: Dict[str, TarEntry] = {}
+        self.root: Optional[TarEntry] = None
+        self.whiteouts: Dict[str, Set[str]] = {}
+        self.opaque_dirs: Set[str] = set()
+        self.count = 0
+
+    def _ensure_dir(self, path: str, ghost: bool) -> bool:
+        """Make ``path`` and its ancestors directories of this layer (implicitly if needed);
+        ``ghost``: only markers lie inside. False if a non-directory of this layer is in the
+        way of a marker (umoci writes such markers; the non-directory hides all below anyway)."""
+        blocker = next((p for p in _self_and_ancestors(path) if p in self.entries and not self.entries[p].is_dir), None)
+        if blocker is not None:
+            if ghost:
+                return False
+            raise LayerFormatError("%s: %r is a %s but members lie inside it" % (self.label, blocker, self.entries[blocker].kind.name))
+        while path != "/":
+            entry = self.entries.get(path)
+            if entry is not None:
+                if ghost or not entry.ghost:
+                    return True
+                self.entries[path] = attr.evolve(entry, ghost=False)
+            else:
+                self.entries[path] = _implicit_dir(basename(path), ghost)
+            path = dirname(path)
+        return True
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        self.count += 1
+        path = member_path(member.name, self.label)
+        name = basename(path)
+        parent = dirname(path)
+        if any(part.startswith(META_PREFIX) for part in iteratepath(parent)):
+            return  # inside aufs metadata (.wh..wh.plnk/...): not part of the view
+        if name.startswith(WHITEOUT_PREFIX):
+            if not self._ensure_dir(parent, ghost=True):
+                return
+            if name == OPAQUE_MARKER:
+                self.opaque_dirs.add(parent)
+            elif name.startswith(META_PREFIX):
+                pass  # aufs metadata (.wh..wh.plnk, .wh..wh.aufs): not part of the view
+            elif name == WHITEOUT_PREFIX:
+                raise LayerFormatError("%s: invalid whiteout %r (no name after '.wh.')" % (self.label, member.name))
+            else:
+                self.whiteouts.setdefault(parent, set()).add(name[len(WHITEOUT_PREFIX):])
+            return
+        kind = _TYPES.get(member.type)
+        if kind is None:
+            if member.type in (tarfile.GNUTYPE_SPARSE,) or member.issparse():
+                raise LayerFormatError("%s: sparse member %r is not supported" % (self.label, member.name))
+            kind = ResourceType.file  # unknown types read as regular files, as tar does
+        entry = TarEntry(
+            name=name,
+            kind=kind,
+            mode=member.mode & 0o7777,
+            uid=member.uid,
+            gid=member.gid,
+            user=member.uname,
+            group=member.gname,
+            mtime=float(member.mtime),
+            size=member.size if kind == ResourceType.file and member.type != tarfile.LNKTYPE else 0,
+            data_offset=member.offset_data,
+            link_target=member.linkname if member.type == tarfile.SYMTYPE else None,
+            hardlink_to=member_path(member.linkname, self.label) if member.type == tarfile.LNKTYPE else None,
+        )
+        if path == "/":
+            if not entry.is_dir:
+                raise LayerFormatError("%s: the root member %r is not a directory" % (self.label, member.name))
+            self.root = entry
+            return
+        self._ensure_dir(parent, ghost=False)
+        previous = self.entries.get(path)
+        if previous is not None and previous.is_dir and not entry.is_dir:
+            prefix = path + "/"
+            for inner in [p for p in self.entries if p.startswith(prefix)]:
+                del self.entries[inner]
+        self.entries[path] = entry
+
+    def finish(self) -> LayerIndex:
+        index = LayerIndex(root=self.root)
+        index.dirs["/"] = DirIndex({})
+        for path, entry in self.entries.items():
+            if entry.hardlink_to is not None:
+                target = self.entries.get(entry.hardlink_to)
+                if target is None or target.kind != ResourceType.file:
+                    raise LayerFormatError("%s: hard link %r points to %r, which is not a file of this layer" % (self.label, path, entry.hardlink_to))
+                entry = attr.evolve(entry, size=target.size, data_offset=target.data_offset, hardlink_to=None)
+                self.entries[path] = entry
+            index.entries[path] = entry
+            if entry.is_dir:
+                index.dirs.setdefault(path, DirIndex({}))
+        for path, entry in index.entries.items():
+            index.dirs[dirname(path)].entries[entry.name] = entry.is_dir
+        for parent, names in self.whiteouts.items():
+            directory = index.dirs.get(parent)
+            for name in names:
+                if directory is None:
+                    continue  # the directory was replaced by a file later in the tar
+                child = index.entries.get(join(parent, name))
+                if child is not None and child.ghost:
+                    _drop_dir(index, join(parent, name))  # whited out: unpacking leaves nothing there
+                    child = None
+                if child is None:
+                    directory.whiteouts.add(name)
+                elif child.is_dir:
+                    directory.opaque.add(name)  # kept, but nothing below shows through it
+        for path in self.opaque_dirs:
+            if path == "/":
+                index.root_opaque = True
+            elif index.dirs.get(path) is not None:
+                index.dirs[dirname(path)].opaque.add(basename(path))
+        return index
+
+
+def _drop_dir(index: LayerIndex, path: str) -> None:
+    """Remove a (ghost) directory and everything recorded inside it from a layer's index."""
+    prefix = path + "/"
+    for inner in [p for p in index.entries if p.startswith(prefix)]:
+        del index.entries[inner]
+    for inner in [p for p in index.dirs if p.startswith(prefix)]:
+        del index.dirs[inner]
+    index.entries.pop(path, None)
+    index.dirs.pop(path, None)
+    parent = index.dirs.get(dirname(path))
+    if parent is not None:
+        parent.entries.pop(basename(path), None)
+        parent.opaque.discard(basename(path))
+
+
+class _DamagedHeader(Exception):
+    pass
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Python's tarfile ends an archive quietly at a damaged or truncated header after the
+    first; a layer that does so is corrupt, not shorter."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as error:  # type: ignore[attr-defined]
+            raise _DamagedHeader(str(error)) from None
+
+
+def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
+    """Read a layer tar once: its members, markers, digest and diff_id (checked if known)."""
+    algorithm = algorithm_of(blob.digest, blob.label) if blob.digest else "sha256"
+    try:
+        compression = compression_of(peek(blob.opener))
+        with blob.opener() as raw_handle:
+            raw = HashingReader(raw_handle, algorithm)
+            stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
+            plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
+            builder = _IndexBuilder(blob.label)
+            with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
+                for member in archive:
+                    builder.add(member)
+            plain.drain()
+            raw.drain()
+            if stream is not None:
+                stream.close()  # its handle closes with this block; later reads reopen the blob
+    except _DamagedHeader as error:
+        raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
+    check_size(blob, raw.size)
+    check_digest(blob.label, blob.digest, raw.digest)
+    check_digest(blob.label, diff_id, plain.digest, "diff_id")
+    index = builder.finish()
+    index.digest, index.diff_id, index.compression, index.stream = raw.digest, plain.digest, compression, stream
+    return index
+
+
+class TarLayerFS(FS):
+    """A read-only FS over one indexed layer tar. Markers are not part of it."""
+
+    _meta = READ_ONLY_ARCHIVE_META
+
+    def __init__(self, blob: Blob, diff_id: Optional[str] = None) -> None:
+        super().__init__()
+        self.blob = blob
+        self._shared: Optional[SharedStream] = None
+        self.index = index_layer(blob, diff_id)
+        #: the view of the image's layers below this one: where an implied directory's
+        #: metadata comes from (unpacking such a layer leaves the directory as it was)
+        self.below: Optional[Lookup] = None
+        #: the image as of this layer (this one over those below): where symlinks resolve
+        self.view: Optional[Lookup] = None
+        self._shared = self.index.stream
+
+    def __repr__(self) -> str:
+        return "TarLayerFS(%r)" % (self.blob.label,)
+
+    def _entry(self, path: str) -> Optional[TarEntry]:
+        if path == "/":
+            return self.index.root or _implicit_dir("")
+        return self.index.entries.get(path)
+
+    def _info(self, path: str, entry: TarEntry) -> Info:
+        """The entry's info; an implied directory shows the one below it, if any."""
+        if entry.implicit and self.below is not None:
+            node = self.below.node(path)
+            if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
+                info = node.top.fs.getinfo(path, ("details", "access", "link"))
+                info.raw["basic"]["name"] = entry.name
+                return info
+        return entry.info()
+
+    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        _path = self.validatepath(path)
+        entry = self._entry(_path)
+        if entry is None:
+            raise errors.ResourceNotFound(path)
+        info = self._info(_path, entry)
+        if _path == "/":
+            info.raw["basic"]["name"] = ""
+        return info
+
+    def listdir(self, path: str) -> List[str]:
+        return list(self._dir(path).entries)
+
+    def _dir(self, path: str) -> DirIndex:
+        _path = self.validatepath(path)
+        directory = self.index.dirs.get(_path)
+        if directory is None:
+            if _path in self.index.entries:
+                raise errors.DirectoryExpected(path)
+            raise errors.ResourceNotFound(path)
+        return directory
+
+    def scandir(
+        self, path: str, namespaces: Optional[Collection[str]] = None, page: Optional[Tuple[int, int]] = None
+    ) -> Iterator[Info]:
+        _path = self.validatepath(path)
+        names = list(self._dir(_path).entries)
+        if page is not None:
+            names = names[page[0]:page[1]]
+        return iter([self._info(join(_path, name), self.index.entries[join(_path, name)]) for name in names])
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
+        _mode = Mode(mode)
+        _mode.validate_bin()
+        _path = self.validatepath(path)
+        if _mode.writing:
+            raise errors.ResourceReadOnly(path)
+        entry = self._entry(_path)
+        if entry is None:
+            raise errors.ResourceNotFound(path)
+        if entry.is_dir:
+            raise errors.FileExpected(path)
+        if entry.kind == ResourceType.symlink:
+            return self._open_link(_path, entry, path)
+        if self._shared is not None:
+            reader = MemberReader(self._shared.read_at, entry.data_offset, entry.size)
+        else:
+            read_at, close = seek_reader(self.blob.opener)
+            reader = MemberReader(read_at, entry.data_offset, entry.size, close)
+        return _buffered(reader, buffering)  # type: ignore[return-value]
+
+    def _open_link(self, path: str, entry: TarEntry, shown: str, depth: int = 0) -> BinaryIO:
+        """Read through a symlink, resolved in the image as of this layer (this layer over
+        the ones below it); a link through a symlinked directory is not followed."""
+        target = entry.link_target or ""
+        resolved = member_path(target if target.startswith("/") else dirname(path) + "/" + target, self.blob.label, clamp=True)
+        node = self.view.node(resolved) if self.view is not None and depth < 40 else None
+        if node is None or node.is_dir:
+            raise errors.ResourceNotFound(shown, msg="%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target))
+        top = node.top.fs
+        if isinstance(top, TarLayerFS):
+            link = top._entry(resolved)
+            if link is not None and link.kind == ResourceType.symlink:
+                return top._open_link(resolved, link, shown, depth + 1)
+        return top.openbin(resolved, "r")
+
+    def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
+        raise errors.ResourceReadOnly(path)
+
+    def remove(self, path: str) -> None:
+        raise errors.ResourceReadOnly(path)
+
+    def removedir(self, path: str) -> None:
+        raise errors.ResourceReadOnly(path)
+
+    def setinfo(self, path: str, info: Any) -> None:
+        raise errors.ResourceReadOnly(path)
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
+        super().close()
+
+
+def _buffered(reader: MemberReader, buffering: int) -> Any:
+    return io.BufferedReader(reader, buffer_size=buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+
+
+class TarLayer(Layer):
+    """A lower layer read from an OCI layer tar: markers come from the tar's index."""
+
+    def __init__(self, layer_fs: TarLayerFS, label: str) -> None:
+        super().__init__(layer_fs, label, is_upper=False, sidecar=None)
+        self.tar_fs = layer_fs
+
+    def _read_dir(self, path: str) -> Optional[DirIndex]:
+        return self.tar_fs.index.dirs.get(path)
+
+    def settle(self, below: Lookup) -> None:
+        """Place the layer on the view of the layers below it: marker-only directories stay
+        only where that view has a directory (unpacking creates none), and implied
+        directories take their metadata from it."""
+        self.tar_fs.below = below
+        self.tar_fs.view = Lookup([self] + list(below.layers))
+        index = self.tar_fs.index
+        for path in sorted(p for p, e in index.entries.items() if e.ghost):
+            if path in index.entries:  # not dropped with a ghost parent
+                node = below.node(path)
+                if node is None or not node.is_dir or self._inside_own_opaque(path):
+                    _drop_dir(index, path)
+        self._dirs.clear()
+
+    def _inside_own_opaque(self, path: str) -> bool:
+        """Whether an ancestor of ``path`` is opaque in this layer: then the layers below show
+        nothing at ``path`` for a marker-only directory to stand on."""
+        index = self.tar_fs.index
+        for ancestor in _self_and_ancestors(dirname(path)):
+            parent = index.dirs.get(dirname(ancestor))
+            if parent is not None and basename(ancestor) in parent.opaque:
+                return True
+        return False
+
+    @property
+    def root_opaque(self) -> bool:
+        """The layer's root carries the opaque marker: no layer below it is visible."""
+        return self.tar_fs.index.root_opaque
+
+
+def image_stack(
+    source: Union[PathLike, Sequence[PathLike]],
+    ref: Optional[str] = None,
+    index: Optional[int] = None,
+    verify: bool = True,
+) -> List[Layer]:
+    """The lowers of an image, topmost first: each layer indexed (and, with ``verify``,
+    checked against its digest and diff_id). A layer whose root carries the opaque marker
+    hides every layer below it, so those are left out."""
+    image = image_layers(source, ref, index)
+    opened: List[TarLayer] = []
+    try:
+        for position, (blob, diff_id) in enumerate(zip(image.layers, image.diff_ids)):
+            if not verify:
+                blob, diff_id = attr.evolve(blob, digest=None, size=None), None
+            opened.append(TarLayer(TarLayerFS(blob, diff_id), "layer %d (%s)" % (position, blob.label)))
+    except BaseException:
+        for layer in opened:
+            layer.fs.close()
+        raise
+    settled: List[TarLayer] = []  # base first
+    for layer in opened:
+        if layer.root_opaque:
+            for hidden in settled:
+                hidden.fs.close()
+            settled = []
+        layer.settle(Lookup(list(reversed(settled))))
+        settled.append(layer)
+    stack: List[Layer] = list(reversed(settled))
+    if not stack:
+        stack.append(Layer(MemoryFS(), "empty image", False, None))
+    return stack

@@ -1,0 +1,325 @@
+"""The ``unionfs`` command line (also ``python -m unionfs``).
+
+Subcommands live in one registry, :data:`COMMANDS`. To add one, write a function that
+takes the parsed arguments and returns an exit code, and register it::
+
+    @command("fsck", "check and repair an upper's sidecar", arguments=overlay_arguments)
+    def fsck(args: argparse.Namespace) -> int:
+        with open_overlay(args) as overlay:
+            ...
+        return 0
+
+``arguments`` adds the subcommand's own options; :func:`overlay_arguments` gives the
+common ``-l/--lower``, ``-u/--upper`` and ``--url`` options that :func:`open_overlay`
+reads. Every ``fs.errors`` or OS error becomes one ``unionfs: error: ...`` line on
+stderr and exit code 1; usage errors exit with 2; nothing prints a traceback
+(``UNIONFS_DEBUG=1`` re-raises, for debugging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
+
+import attr
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.opener.errors import OpenerError
+from fs.path import join
+
+from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, Progress
+from ..overlay import OverlayFS
+from ..core.sidecar import RESERVED_NAME
+
+Handler = Callable[[argparse.Namespace], int]
+ArgumentAdder = Callable[[argparse.ArgumentParser], None]
+
+
+@attr.s(frozen=True, slots=True)
+class Command:
+    """One subcommand: its name, one-line help, option setup and handler."""
+
+    name: str = attr.ib()
+    help: str = attr.ib()
+    arguments: Optional[ArgumentAdder] = attr.ib()
+    handler: Handler = attr.ib()
+
+
+#: every subcommand, by name, in the order they were registered
+COMMANDS: Dict[str, Command] = {}
+
+
+def command(name: str, help: str, arguments: Optional[ArgumentAdder] = None) -> Callable[[Handler], Handler]:
+    """Register the decorated function as subcommand ``name``."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, arguments, handler)
+        return handler
+
+    return register
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line instead of usage text plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("%s (see '%s --help')" % (message, self.prog))
+
+
+# -- shared options and helpers ---------------------------------------------------------------------
+
+
+def overlay_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-l/--lower`` (repeatable, topmost first), ``-u/--upper``, or ``--url overlay://...``."""
+    group = parser.add_argument_group("layers")
+    group.add_argument("-l", "--lower", action="append", default=[], metavar="LAYER",
+                       help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
+    group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
+    group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+
+
+def open_overlay(args: argparse.Namespace) -> OverlayFS:
+    """The overlay named by :func:`overlay_arguments`' options."""
+    if args.url:
+        if args.lower or args.upper:
+            raise UsageError("give either --url or -l/-u, not both")
+        import fs as _fs
+
+        overlay = _fs.open_fs(args.url)
+        if not isinstance(overlay, OverlayFS):
+            raise UsageError("--url must be an overlay:// URL")
+        return overlay
+    if not args.lower:
+        raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
+    return OverlayFS(args.lower, upper=args.upper)
+
+
+def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:
+    """``layer`` below ``path`` drawn as a tree, one entry per line, names sorted, dirs with ``/``."""
+    lines: List[str] = []
+
+    def draw(directory: str, prefix: str) -> None:
+        infos = sorted(layer.scandir(directory), key=lambda info: info.name)
+        if directory == "/" and not show_reserved:
+            infos = [info for info in infos if info.name != RESERVED_NAME]
+        for position, info in enumerate(infos):
+            last = position == len(infos) - 1
+            lines.append(prefix + ("└── " if last else "├── ") + info.name + ("/" if info.is_dir else ""))
+            if info.is_dir:
+                draw(join(directory, info.name), prefix + ("    " if last else "│   "))
+
+    draw(path, "")
+    return lines
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
+        self.stream, self.label, self.width = stream, label, width
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        done = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
+        if not done and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else (1.0 if done else 0.0)
+        filled = int(self.width * fraction)
+        self.stream.write(
+            "\r%s [%s%s] %3d%% %s/%s  %d/%d files"
+            % (self.label, "#" * filled, "-" * (self.width - filled), fraction * 100,
+               _size(progress.bytes_done), _size(progress.bytes_total), progress.files_done, progress.files_total)
+        )
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
+        count /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    return args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+
+
+# -- the subcommands -----------------------------------------------------------------------------------
+
+
+def _path_argument(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("path", nargs="?", default="/", help="a path in the merged view (default: /)")
+
+
+@command("list", "list a directory of the merged view", _path_argument)
+def list_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        for info in sorted(overlay.scandir(args.path), key=lambda info: info.name):
+            print(info.name + ("/" if info.is_dir else ""))
+    return 0
+
+
+@command("tree", "draw the merged view (or a directory of it) as a tree", _path_argument)
+def tree_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        print(args.path)
+        for line in tree_lines(overlay, args.path):
+            print(line)
+    return 0
+
+
+def _cat_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("path", help="a file of the merged view")
+
+
+@command("cat", "write a file of the merged view to stdout", _cat_arguments)
+def cat_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        overlay.download(args.path, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+#: one letter per kind of change, as in ``docker diff`` / ``git status --short``
+CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O"}
+
+
+def _diff_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
+
+
+@command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque", _diff_arguments)
+def diff_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        changes = overlay.changes()
+    if args.json:
+        print(json.dumps(changes.as_dict(), indent=2))
+    else:
+        for change in changes:
+            print("%s %s%s" % (CHANGE_LETTERS[change.kind], change.path, "/" if change.is_dir else ""))
+    return 0
+
+
+def _commit_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("target", help="where to write: a directory or FS URL")
+    parser.add_argument("--only-changes", action="store_true", help="write only the change set, not the whole view")
+    parser.add_argument("--into-lower", action="store_true",
+                        help="allow the target to be the topmost lower (it is rewritten; the upper is then emptied)")
+
+
+@command("commit", "write the merged view, or only the changes, into a directory or FS", _commit_arguments)
+def commit_command(args: argparse.Namespace) -> int:
+    bar = ProgressBar(sys.stderr, "commit") if _progress_wanted(args) else None
+    with open_overlay(args) as overlay:
+        try:
+            changes = overlay.commit(args.target, only_changes=args.only_changes, into_lower=args.into_lower, progress=bar)
+        finally:
+            if bar is not None:
+                bar.finish()
+    print("committed %s into %s (%d changes)" % ("the changes" if args.only_changes or args.into_lower else "the merged view",
+                                                 args.target, len(changes)))
+    return 0
+
+
+def _fsck_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="only report; exit 4 if anything needs repair")
+    parser.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+
+
+@command(
+    "fsck",
+    "find and repair what interrupted operations left in the upper (give the same lowers: "
+    "opening finishes journaled operations)",
+    _fsck_arguments,
+)
+def fsck_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        report = overlay.fsck(repair=not args.dry_run)
+    if args.json:
+        print(json.dumps([attr.asdict(finding) for finding in report.findings], indent=2))
+    else:
+        print(report)
+    return 4 if args.dry_run and not report.clean else 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR (created) and keep it, instead of a temporary one")
+
+
+@command("demo", "the classic overlayfs walkthrough on an embedded sample template", _demo_arguments)
+def demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    width = shutil.get_terminal_size((120, 24)).columns
+    return run_demo(sys.stdout, keep=args.keep, width=max(width, 130))
+
+
+# -- entry point --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unionfs", description="Linux overlayfs semantics for PyFilesystem2: inspect, diff and "
+                                                  "commit overlays of directories, archives and FS URLs.")
+    parser.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                        help="progress bar on stderr for long operations (auto: when stderr is a terminal)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for entry in COMMANDS.values():
+        sub = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
+        if entry.arguments is not None:
+            entry.arguments(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("choose a command: %s (see 'unionfs --help')" % ", ".join(COMMANDS))
+        return COMMANDS[args.command].handler(args)
+    except UsageError as error:
+        return _fail("%s" % error, 2)
+    except (errors.FSError, OpenerError, OSError, ValueError) as error:
+        if os.environ.get("UNIONFS_DEBUG") == "1":
+            raise
+        if isinstance(error, BrokenPipeError):
+            return 1
+        return _fail(str(error) or type(error).__name__, 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as error:  # a bug: still one line, with a way to see the traceback
+        if os.environ.get("UNIONFS_DEBUG") == "1":
+            raise
+        return _fail("internal error: %s: %s (UNIONFS_DEBUG=1 shows the traceback)" % (type(error).__name__, error), 70)
+
+
+def _fail(message: str, code: int) -> int:
+    print("unionfs: error: %s" % " ".join(message.split()), file=sys.stderr)
+    return code

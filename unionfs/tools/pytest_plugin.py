@@ -1,0 +1,225 @@
+"""pytest plugin (entry point ``pytest11``): the ``overlay_factory`` fixture.
+
+``overlay_factory(template)`` returns a fresh copy-on-write :class:`~unionfs.OverlayFS` over a
+*pristine template*: a directory path, a tar or zip path, an FS URL, or an open FS. The
+template is opened once per session and never copied: each test gets an empty memory
+upper over it, so setup and teardown cost the same whatever the template's size. The test
+may write anything; ``overlay.changes()`` tells what it changed.
+
+The template is guarded three ways:
+
+- every overlay reads it through a read-only guard that records any write attempt, and a
+  test whose overlays tried to write into the template fails at teardown;
+- after each test, a constant-cost check: the template's root (the archive file, or the
+  directory) must have the same ``os.stat`` identity, size and mtime as at first use;
+- at the end of the session (or after each test, with ``--unionfs-template-check=each``),
+  a full check: every path and the SHA-256 of every file must match the first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+import attr
+import pytest
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.base import FS
+from fs.memoryfs import MemoryFS
+from fs.mode import Mode
+from fs.osfs import OSFS
+from fs.wrap import WrapReadOnly
+
+from ..formats.archives import ArchiveFS, as_lower
+from ..overlay import OverlayFS
+
+Template = Union[str, "os.PathLike[str]", FS]
+_CHUNK = 1024 * 1024
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.getgroup("unionfs").addoption(
+        "--unionfs-template-check",
+        choices=("session", "each"),
+        default="session",
+        help="when to hash every file of overlay_factory templates: once at the end of the "
+        "session (default) or after each test (cost grows with the template)",
+    )
+
+
+class TemplateGuard(WrapReadOnly):
+    """A read-only view of a template that remembers every attempt to change it."""
+
+    def __init__(self, wrapped: FS, attempts: List[Tuple[str, str]]) -> None:
+        super().__init__(wrapped)
+        self._attempts = attempts
+
+    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> Any:
+        if Mode(mode).writing:
+            self._attempts.append(("openbin(%r)" % mode, path))
+        return super().openbin(path, mode, buffering, **options)
+
+
+def _refusal(name: str) -> Callable[..., Any]:
+    parent = getattr(WrapReadOnly, name)
+
+    def refuse(self: TemplateGuard, path: str, *args: Any, **kwargs: Any) -> Any:
+        self._attempts.append((name, path))
+        return parent(self, path, *args, **kwargs)
+
+    refuse.__name__ = name
+    return refuse
+
+
+for _name in (
+    "appendbytes", "appendtext", "copy", "create", "makedir", "makedirs", "move", "remove", "removedir",
+    "removetree", "setinfo", "settimes", "touch", "upload", "writebytes", "writefile", "writetext",
+):  # fmt: skip
+    setattr(TemplateGuard, _name, _refusal(_name))
+
+
+def content_fingerprint(layer: FS) -> Dict[str, str]:
+    """Every path of ``layer`` with its type and, for files, the SHA-256 of the content."""
+    found: Dict[str, str] = {}
+    for path, info in layer.walk.info(namespaces=["details"]):
+        if info.is_dir:
+            found[path] = "dir"
+            continue
+        with layer.openbin(path) as handle:
+            found[path] = _sha256(handle)
+    return found
+
+
+def _sha256(handle: Any) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _root_stat(path: Optional[str]) -> Optional[Tuple[int, int, int, int]]:
+    if path is None:
+        return None
+    try:
+        result = os.stat(path)
+    except OSError:
+        return (0, 0, 0, 0)
+    return (result.st_dev, result.st_ino, result.st_size, result.st_mtime_ns)
+
+
+@attr.s(eq=False)
+class OpenTemplate:
+    """A template opened for the session, with what it looked like at first use."""
+
+    label: str = attr.ib()
+    fs: FS = attr.ib()
+    owned: bool = attr.ib()
+    os_path: Optional[str] = attr.ib()
+    root_stat: Optional[Tuple[int, int, int, int]] = attr.ib(default=None)
+    fingerprint: Dict[str, str] = attr.ib(factory=dict)
+    attempts: List[Tuple[str, str]] = attr.ib(factory=list)
+
+    def cheap_problems(self) -> List[str]:
+        problems = ["%s(%r) reached the template" % attempt for attempt in self.attempts]
+        self.attempts.clear()
+        if _root_stat(self.os_path) != self.root_stat:
+            problems.append("its root %s changed (os.stat differs)" % self.os_path)
+        return problems
+
+    def content(self) -> Dict[str, str]:
+        """The content fingerprint: of the archive file itself where there is one, else of the FS."""
+        if self.os_path is not None and os.path.isfile(self.os_path):
+            with open(self.os_path, "rb") as handle:
+                return {self.os_path: _sha256(handle)}
+        return content_fingerprint(self.fs)
+
+    def full_problems(self) -> List[str]:
+        now = self.content()
+        changed = sorted(path for path in set(now) | set(self.fingerprint) if now.get(path) != self.fingerprint.get(path))
+        return ["%s differs" % path for path in changed[:10]] + (["..."] if len(changed) > 10 else [])
+
+
+class TemplateCache:
+    """The templates of a session, each opened and fingerprinted once."""
+
+    def __init__(self) -> None:
+        self._open: Dict[Any, OpenTemplate] = {}
+
+    def get(self, template: Template) -> OpenTemplate:
+        key = id(template) if isinstance(template, FS) else os.fspath(template)
+        if key not in self._open:
+            self._open[key] = self._open_template(template)
+        return self._open[key]
+
+    @staticmethod
+    def _open_template(template: Template) -> OpenTemplate:
+        if isinstance(template, FS):
+            os_path = None
+            try:
+                os_path = template.getsyspath("/")
+            except errors.NoSysPath:
+                pass
+            opened = OpenTemplate(repr(template), template, owned=False, os_path=os_path)
+        else:
+            text = os.fspath(template)
+            layer = as_lower(text)
+            if isinstance(layer, ArchiveFS):
+                opened = OpenTemplate(text, layer, owned=True, os_path=os.path.abspath(text))
+            elif "://" in text:
+                import fs as _fs
+
+                opened = OpenTemplate(text, _fs.open_fs(text), owned=True, os_path=None)
+            else:
+                opened = OpenTemplate(text, OSFS(text), owned=True, os_path=os.path.abspath(text))
+        opened.root_stat = _root_stat(opened.os_path)
+        opened.fingerprint = opened.content()
+        return opened
+
+    def __iter__(self) -> Iterator[OpenTemplate]:
+        return iter(list(self._open.values()))
+
+    def close(self) -> None:
+        for opened in self:
+            if opened.owned:
+                opened.fs.close()
+        self._open.clear()
+
+
+@pytest.fixture(scope="session")
+def _unionfs_templates() -> Iterator[TemplateCache]:
+    cache = TemplateCache()
+    yield cache
+    try:
+        problems = ["template %s: %s" % (t.label, problem) for t in cache for problem in t.full_problems()]
+    finally:
+        cache.close()
+    if problems:
+        pytest.fail("overlay_factory templates changed during the session:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def overlay_factory(request: Any, _unionfs_templates: TemplateCache) -> Iterator[Callable[..., OverlayFS]]:
+    """``overlay_factory(template, upper=None)``: a fresh copy-on-write OverlayFS over the pristine
+    ``template`` (directory path, tar/zip path, FS URL or FS), with a memory upper unless
+    ``upper`` (an FS or FS URL) is given. Closed at teardown; the template is checked then."""
+    made: List[Tuple[OverlayFS, OpenTemplate]] = []
+
+    def factory(template: Template, upper: Union[FS, str, None] = None) -> OverlayFS:
+        opened = _unionfs_templates.get(template)
+        overlay = OverlayFS(TemplateGuard(opened.fs, opened.attempts), upper=upper if upper is not None else MemoryFS())
+        made.append((overlay, opened))
+        return overlay
+
+    yield factory
+    for overlay, _ in made:
+        overlay.close()
+    full = request.config.getoption("unionfs_template_check") == "each"
+    problems = []
+    for opened in {id(t): t for _, t in made}.values():
+        found = opened.cheap_problems() + (opened.full_problems() if full else [])
+        problems.extend("template %s: %s" % (opened.label, problem) for problem in found)
+    if problems:
+        pytest.fail("the pristine template changed:\n" + "\n".join(problems), pytrace=False)
