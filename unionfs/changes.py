@@ -389,6 +389,10 @@ class UpperEntry:
     kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
     info: Optional[Info] = attr.ib(default=None, eq=False)
     opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+    #: a directory renamed through the overlay: the absolute path its lower contents are at
+    redirect: Optional[str] = attr.ib(default=None)
+    #: a metadata-only file: the absolute path its data is at in the lowers
+    metacopy: Optional[str] = attr.ib(default=None)
 
 
 def link_target(entry: UpperEntry) -> Optional[str]:
@@ -420,10 +424,10 @@ def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
         child = join(path, name)
         info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
         if index.entries[name]:
-            yield UpperEntry(child, "dir", info, opaque=name in index.opaque)
+            yield UpperEntry(child, "dir", info, opaque=name in index.opaque, redirect=index.redirects.get(name))
             yield from _walk(upper, child)
         else:
-            yield UpperEntry(child, "file", info)
+            yield UpperEntry(child, "file", info, metacopy=index.metacopy.get(name))
 
 
 def lower_names(lowers: Lookup, path: str) -> List[str]:

@@ -566,7 +566,14 @@ class OverlayFS(FS):
             self.check()
             if self._upper is None:
                 raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
-            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout)
+            lookup = self._lookup
+
+            def data_size(path: str) -> int:
+                node = lookup.node(path)
+                assert node is not None
+                return int(node_info(node, ["details"]).size)
+
+            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout, data_size=data_size)
 
 
 def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:

@@ -61,14 +61,18 @@ from tests.support.kernel_oracle import (
     KernelView,
     LayerSpec,
     LibraryView,
+    REDIRECT_OPTIONS,
     add_entry,
     assert_same_file_times,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
+    kernel_metacopy_files,
+    library_metacopy_files,
     outcome,
     realistic,
 )
+from unionfs.core.sidecar import METACOPY_FILE_SIZE
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
@@ -121,6 +125,10 @@ class KernelMachine(RuleBasedStateMachine):
     """Random operations on OverlayFS and on a kernel overlay mount, compared step by step."""
 
     upper_kind = "memory"
+    #: the kernel's mount options beyond the layers, and the library's matching ones: the
+    #: default mount copies (EXDEV for directories, whole-file copy-up), so does the library
+    kernel_options = ""
+    library_options: Dict[str, bool] = {"redirect_dir": False, "metacopy": False}
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,10 +148,10 @@ class KernelMachine(RuleBasedStateMachine):
 
     @initialize(layers=layer_stacks())
     def start(self, layers: List[LayerSpec]) -> None:
-        self.kernel = KernelOverlay(layers).__enter__()
+        self.kernel = KernelOverlay(layers, self.kernel_options).__enter__()
         self.lowers = [self.guard(build_library_layer(layer)) for layer in layers]
         self.upper = self._fresh_upper()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
 
     def _fresh_upper(self) -> FS:
         if self.upper_kind == "memory":
@@ -263,6 +271,24 @@ class KernelMachine(RuleBasedStateMachine):
         path = self.path(data, root=self.upper_kind != "memory")
         self.both("settimes", path, accessed, modified, paths=[path])
 
+    @precondition(lambda self: self.upper_kind == "os")  # MemoryFS keeps no permissions
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o700, 0o755]))
+    def chmod(self, data: st.DataObject, mode: int) -> None:
+        path = self.path(data)
+        self.both("chmod", path, mode, paths=[path])
+
+    @invariant()
+    def metadata_only_copies_hold_no_data(self) -> None:
+        """Where the kernel copied a file up for its metadata only, so did the library, and
+        neither upper holds the file's data (the kernel's is sparse, the library's a token)."""
+        if self.overlay is None or self.kernel is None or self.upper is None or "metacopy=on" not in self.kernel_options:
+            return
+        kernel = kernel_metacopy_files(self.kernel.upper)
+        library = library_metacopy_files(self.upper)
+        assert sorted(library) == sorted(kernel), "metadata-only files: library %s, kernel %s" % (sorted(library), sorted(kernel))
+        assert all(size == 0 for size in kernel.values()), kernel
+        assert all(size <= METACOPY_FILE_SIZE for size in library.values()), library
+
     # -- directories ---------------------------------------------------------------------------------
 
     @rule(data=st.data())
@@ -369,7 +395,7 @@ class KernelMachine(RuleBasedStateMachine):
         assert self.overlay is not None and self.kernel is not None
         self.close_readers()  # handles belong to one overlay instance and one mount
         self.overlay.close()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
         self.kernel.reopen()
 
     @precondition(lambda self: len(self.lowers) < MAX_LOWERS)
@@ -382,7 +408,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.overlay.close()
         self.lowers.insert(0, self.guard(self.upper))
         self.upper = self._fresh_upper()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
         self.kernel.stack()
 
 
@@ -403,7 +429,23 @@ class OSFSUpperMachine(KernelMachine):
     upper_kind = "os"
 
 
+class RedirectMachine(KernelMachine):
+    """The kernel with ``redirect_dir=on,metacopy=on`` against the library's defaults: directory
+    renames are the kernel's real rename(2)s, chmod/utime/rename of lower files copy metadata only."""
+
+    kernel_options = REDIRECT_OPTIONS
+    library_options: Dict[str, bool] = {}
+
+
+class RedirectOSFSMachine(RedirectMachine):
+    upper_kind = "os"
+
+
 TestKernelMemoryUpper = KernelMachine.TestCase
 TestKernelMemoryUpper.settings = _settings()
 TestKernelOSFSUpper = OSFSUpperMachine.TestCase
 TestKernelOSFSUpper.settings = _settings()
+TestKernelRedirectMemoryUpper = RedirectMachine.TestCase
+TestKernelRedirectMemoryUpper.settings = _settings()
+TestKernelRedirectOSFSUpper = RedirectOSFSMachine.TestCase
+TestKernelRedirectOSFSUpper.settings = _settings()

@@ -37,6 +37,7 @@ from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.path import dirname, recursepath
+from fs.permissions import Permissions
 
 from unionfs.errors import IllegalDestination
 from unionfs.core.sidecar import Sidecar
@@ -189,13 +190,19 @@ def _unmount(target: str) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
+#: the kernel's O(1) directory rename and metadata-only copy-up (what OverlayFS does by default)
+REDIRECT_OPTIONS = "redirect_dir=on,metacopy=on"
+
+
 class KernelOverlay:
     """A kernel overlay mount over layer specs, in a private temporary directory.
 
     Use as a context manager (or call :meth:`close`): the mount is always undone and the
     directory removed, whatever happened in between."""
 
-    def __init__(self, lowers: Sequence[LayerSpec]) -> None:
+    def __init__(self, lowers: Sequence[LayerSpec], extra_options: str = "") -> None:
+        #: mount options beyond the layers, e.g. ``REDIRECT_OPTIONS``
+        self.extra_options = extra_options
         self.root = tempfile.mkdtemp(prefix="unionfs-kernel-")
         self.merged = os.path.join(self.root, "merged")
         os.mkdir(self.merged)
@@ -221,7 +228,13 @@ class KernelOverlay:
 
     @property
     def options(self) -> str:
-        return "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(self.lowers), self.upper, self.work)
+        options = "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(self.lowers), self.upper, self.work)
+        return options + ("," + self.extra_options if self.extra_options else "")
+
+    @property
+    def renames_directories(self) -> bool:
+        """Whether rename(2) of a lower or merged directory works here (``redirect_dir=on``)."""
+        return "redirect_dir=on" in self.extra_options
 
     def mount(self) -> None:
         _mount_overlay(self.options, self.merged)
@@ -436,6 +449,12 @@ class KernelView:
             os.utime(self._real(path), (accessed, modified), follow_symlinks=False)
         return int(self._lstat(path).st_mtime)
 
+    def chmod(self, path: str, mode: int) -> int:
+        """chmod(2); the permission bits the entry shows afterwards."""
+        with _KernelCall(path):
+            os.chmod(self._real(path), mode)
+        return stat.S_IMODE(self._lstat(path).st_mode)
+
     def remove(self, path: str) -> None:
         with _KernelCall(path):
             os.unlink(self._real(path))
@@ -506,12 +525,16 @@ class KernelView:
         self.writebytes(dst, data)
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
-        """The library's documented ``movedir``: ``cp -a src/. dst`` then ``rm -rf src``.
+        """The library's documented ``movedir``. On a ``redirect_dir=on`` mount the kernel's
+        real renames: rename(2) of ``src`` to a missing ``dst``; into an existing ``dst`` each
+        entry renamed in, directories that exist on both sides merged recursively, then
+        ``rm -rf src`` of what is left (the emptied directories). On a default mount, where
+        rename(2) answers EXDEV for a lower or merged directory: ``cp -a src/. dst`` then
+        ``rm -rf src``.
 
-        Not rename(2), which answers EXDEV for a lower or merged directory. Like the
-        library, refuse up front (before changing anything) a destination inside the
-        source, an ancestor destination where part of the source would be copied onto the
-        source itself, a missing destination without ``create``, and any file/directory
+        Like the library, refuse up front (before changing anything) a destination inside
+        the source, an ancestor destination where part of the source would be copied onto
+        the source itself, a missing destination without ``create``, and any file/directory
         clash between the two trees."""
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
@@ -539,9 +562,31 @@ class KernelView:
             # the order in which clashes are found is unspecified: with mixed kinds, expect either
             kinds = set(clashes.values())
             raise (kinds.pop() if len(kinds) == 1 else errors.ResourceInvalid)(min(clashes))
+        if self.mount is not None and self.mount.renames_directories:
+            if not self.exists(dst):
+                with _KernelCall(dst, directory=True):
+                    os.rename(self._real(src), self._real(dst))
+                return
+            self._rename_into(src, dst)
+            self.removetree(src)
+            return
         copied = subprocess.run(["cp", "-a", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
+
+    def _rename_into(self, src: str, dst: str) -> None:
+        """rename(2) every entry of ``src`` into the directory ``dst``, recursing where both
+        sides have a directory of the name."""
+        pending = [(src, dst)]
+        while pending:
+            source, destination = pending.pop()
+            for entry in sorted(os.listdir(self._real(source))):
+                child, target = source.rstrip("/") + "/" + entry, destination.rstrip("/") + "/" + entry
+                if os.path.isdir(self._real(child)) and os.path.lexists(self._real(target)):
+                    pending.append((child, target))
+                else:
+                    with _KernelCall(target, directory=True):
+                        os.rename(self._real(child), self._real(target))
 
     # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
 
@@ -686,6 +731,10 @@ class LibraryView:
         self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
         return int(self.fs.getinfo(path, ["details"]).raw["details"]["modified"])
 
+    def chmod(self, path: str, mode: int) -> int:
+        self.fs.setinfo(path, {"access": {"permissions": Permissions(mode=mode).dump()}})
+        return self.fs.getinfo(path, ["access"]).permissions.mode
+
     def remove(self, path: str) -> None:
         self.fs.remove(path)
 
@@ -794,3 +843,55 @@ def assert_same_file_times(library: Dict[str, int], kernel: Dict[str, int]) -> N
         if (library.get(path) != kernel_time if kernel_time < RECENT else (library.get(path) or 0) < RECENT)
     }
     assert not wrong, "file modification times differ (library, kernel): %r" % (wrong,)
+
+
+# -------------------------------------------------------------------------------------------------
+# Metadata-only copy-ups, as each side's upper holds them
+# -------------------------------------------------------------------------------------------------
+
+
+def _data_bytes(real: str) -> int:
+    """Whether a file holds any data on disk: 0 for a sparse file without a data extent
+    (``SEEK_DATA`` finds none), else its size. Not ``st_blocks``, which counts an ext4 xattr
+    block too."""
+    descriptor = os.open(real, os.O_RDONLY)
+    try:
+        os.lseek(descriptor, 0, os.SEEK_DATA)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            return 0
+        raise
+    finally:
+        os.close(descriptor)
+    return os.lstat(real).st_size
+
+
+def kernel_metacopy_files(upper_dir: str) -> Dict[str, int]:
+    """Every file of a kernel upperdir marked ``trusted.overlay.metacopy``, with the bytes of
+    data it holds on disk (none: the kernel leaves it sparse)."""
+    found: Dict[str, int] = {}
+    for directory, _dirs, files in os.walk(upper_dir):
+        for name in files:
+            real = os.path.join(directory, name)
+            try:
+                os.getxattr(real, "trusted.overlay.metacopy", follow_symlinks=False)
+            except OSError:
+                continue
+            found["/" + os.path.relpath(real, upper_dir)] = _data_bytes(real)
+    return found
+
+
+def library_metacopy_files(upper: FS) -> Dict[str, int]:
+    """Every metadata-only file of a unionfs upper (a hint record and a token content, read
+    from the raw upper, not through unionfs's lookup), with the bytes its upper file holds."""
+    from unionfs.core.sidecar import METACOPY, METACOPY_DIR, RESERVED_NAME, metacopy_token, record_dir
+
+    found: Dict[str, int] = {}
+    for path in upper.walk.files(exclude_dirs=[RESERVED_NAME]):
+        if not upper.exists(record_dir(dirname(path)) + "/" + METACOPY + "/" + path.rsplit("/", 1)[1]):
+            continue
+        content = upper.readbytes(path)
+        token = metacopy_token(content)
+        if token is not None and upper.exists(METACOPY_DIR + "/" + token):
+            found[path] = len(content)
+    return found

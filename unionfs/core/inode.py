@@ -40,7 +40,7 @@ def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, An
     hold. Any other failure (an I/O error) propagates: a copy-up must not silently lose
     the metadata it exists to preserve."""
     for namespace, values in metadata.items():
-        if namespace == "access" and _apply_access_on_disk(target, path, values):
+        if namespace == "access" and apply_access_on_disk(target, path, values):
             continue
         try:
             target.setinfo(path, {namespace: dict(values)})
@@ -48,7 +48,7 @@ def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, An
             continue
 
 
-def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
+def apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
     """Mode and owner through the OS where the target has system paths: ``OSFS.setinfo``
     ignores the ``access`` namespace. Whether the target was such a filesystem."""
     try:

@@ -15,7 +15,7 @@ from fs.base import FS
 from fs.path import basename, dirname
 from fs.permissions import Permissions
 
-from .inode import apply_metadata
+from .inode import apply_access_on_disk, apply_metadata
 from .file import FollowingReaders
 from .stack import Layer
 from .lookup import Lookup
@@ -133,7 +133,12 @@ class Upper:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
         cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
         try:
-            self.fs.setinfo(path, info)
+            access = info.get("access")
+            if access and apply_access_on_disk(self.fs, path, access):
+                # OSFS.setinfo ignores the access namespace: chmod/chown go through the OS
+                info = {namespace: values for namespace, values in info.items() if namespace != "access"}
+            if info:
+                self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
             raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
 

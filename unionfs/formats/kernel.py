@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
@@ -71,7 +71,9 @@ class KernelLayer(Layer):
                 index.entries[entry.name] = True
                 if _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
                     index.opaque.add(entry.name)
-                self._refuse(entry.path, "redirect", "a renamed directory (redirect_dir=on)")
+                redirect = self._redirect(entry.path)
+                if redirect is not None:
+                    index.redirects[entry.name] = redirect
             elif (
                 xattr_whiteouts
                 and stat.S_ISREG(st.st_mode)
@@ -80,18 +82,27 @@ class KernelLayer(Layer):
             ):
                 index.whiteouts.add(entry.name)
             else:
-                if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                    self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")
                 index.entries[entry.name] = False
+                if stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
+                    # metadata only: the data is below, at the redirect or the same name
+                    index.metacopy[entry.name] = self._redirect(entry.path)
         return index
 
-    def _refuse(self, path: str, xattr: str, what: str) -> None:
-        """Redirects and metacopy need the lower layers' file handles to follow: a layer using
-        them is refused rather than shown wrongly."""
-        if _overlay_xattr(path, xattr, self.namespaces) is not None:
+    def _redirect(self, path: str) -> Optional[str]:
+        """The entry's ``overlay.redirect``: an absolute path from the layers' root, or a name
+        relative to the parent (the kernel writes those for a rename within one directory)."""
+        value = _overlay_xattr(path, "redirect", self.namespaces)
+        if value is None:
+            return None
+        try:
+            redirect = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedLayer(msg="%s: the redirect of %s is not UTF-8" % (self.label, os.path.relpath(path, self.root))) from None
+        if not redirect or "\0" in redirect or (not redirect.startswith("/") and "/" in redirect):
             raise UnsupportedLayer(
-                msg="%s: %s is %s, which unionfs cannot follow" % (self.label, os.path.relpath(path, self.root), what)
+                msg="%s: %s has a malformed redirect %r" % (self.label, os.path.relpath(path, self.root), redirect)
             )
+        return redirect
 
 
 def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) -> List[Layer]:
@@ -130,8 +141,12 @@ def _whiteout(path: str, style: str, namespace: str, marked_dirs: set) -> None:
     os.setxattr(path, namespace + ".overlay.whiteout", b"")
 
 
-def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout: str = "device") -> None:
-    """Write the upper's entries and markers to ``dest_dir`` in the kernel's format."""
+def export_upper(
+    upper: Layer, dest_dir: str, userxattr: bool = False, whiteout: str = "device", data_size: Any = None
+) -> None:
+    """Write the upper's entries and markers to ``dest_dir`` in the kernel's format: redirect
+    records as ``overlay.redirect``, metadata-only files as sparse files of their data's size
+    (``data_size(path)``) with ``overlay.metacopy`` and their data's path as ``overlay.redirect``."""
     if whiteout not in WHITEOUT_STYLES:
         raise ValueError("whiteout must be one of %s, not %r" % (", ".join(WHITEOUT_STYLES), whiteout))
     if os.path.exists(dest_dir):
@@ -152,7 +167,15 @@ def export_upper(upper: Layer, dest_dir: str, userxattr: bool = False, whiteout:
             os.mkdir(target)
             if change.opaque:
                 os.setxattr(target, namespace + ".overlay.opaque", b"y")
+            if change.redirect is not None:
+                os.setxattr(target, namespace + ".overlay.redirect", change.redirect.encode("utf-8"))
             directories.append((target, change))
+        elif change.metacopy is not None:
+            with open(target, "wb") as out:
+                out.truncate(data_size(change.path) if data_size is not None else 0)  # sparse: no data
+            os.setxattr(target, namespace + ".overlay.metacopy", b"")
+            os.setxattr(target, namespace + ".overlay.redirect", change.metacopy.encode("utf-8"))
+            _apply_metadata(target, change)
         else:
             link = link_target(change)
             if link is not None:
