@@ -40,7 +40,8 @@ MODIFIED = "modified"
 METADATA = "metadata"
 DELETED = "deleted"
 OPAQUE = "opaque"
-KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE)
+RENAMED = "renamed"
+KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE, RENAMED)
 
 _CHUNK = 1024 * 1024
 #: the metadata that counts for "metadata-only" (directory times change with every child, so not those)
@@ -55,6 +56,8 @@ class Change:
     path: str = attr.ib()
     kind: str = attr.ib()
     is_dir: bool = attr.ib()
+    #: for ``renamed``: the path the entry came from (where the lowers hold its contents)
+    source: Optional[str] = attr.ib(default=None)
 
 
 @attr.s(frozen=True, slots=True)
@@ -64,7 +67,9 @@ class ChangeSet:
     ``added``: new in the upper; ``modified``: content or type differs from the lowers;
     ``metadata``: same content, other times/permissions/owner; ``deleted``: whited out;
     ``opaque``: a directory whose lower contents are all hidden (its upper entries are
-    then listed as added)."""
+    then listed as added); ``renamed``: a directory moved through the overlay by a redirect,
+    or a metadata-only file moved, with its ``source`` (the old name is ``deleted`` if a lower
+    has it; the entries inside are compared with the source's)."""
 
     changes: Tuple[Change, ...] = attr.ib(converter=tuple)
 
@@ -76,6 +81,7 @@ class ChangeSet:
     metadata = property(lambda self: self.paths(METADATA))
     deleted = property(lambda self: self.paths(DELETED))
     opaque = property(lambda self: self.paths(OPAQUE))
+    renamed = property(lambda self: self.paths(RENAMED))
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
@@ -108,10 +114,12 @@ ProgressCallback = Callable[[Progress], None]
 def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     """The change set of ``upper`` over ``lowers`` (topmost first)."""
     lower_view = Lookup(list(lowers))
-    return ChangeSet(_changes_in(upper, lower_view, "/", lowers_visible=True))
+    return ChangeSet(_changes_in(upper, lower_view, "/", "/", lowers_visible=True))
 
 
-def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible: bool) -> Iterator[Change]:
+def _changes_in(upper: Layer, lower_view: Lookup, directory: str, origin: str, lowers_visible: bool) -> Iterator[Change]:
+    """The changes inside the upper directory ``directory``, whose lower contents are at
+    ``origin`` (its own path, unless it or an ancestor was renamed by a redirect)."""
     index = upper.dir(directory)
     if index is None:
         return
@@ -120,21 +128,26 @@ def _changes_in(upper: Layer, lower_view: Lookup, directory: str, lowers_visible
         entries.pop(RESERVED_NAME, None)
     for name in sorted(set(entries) | index.whiteouts):
         path = join(directory, name)
-        lower = lower_view.node(path) if lowers_visible else None
-        if name not in entries:
+        is_dir = entries.get(name)
+        moved = (index.redirects.get(name) if is_dir else index.metacopy.get(name)) if is_dir is not None else None
+        source = moved if moved is not None else join(origin, name)
+        lower = lower_view.node(source) if lowers_visible or moved is not None else None
+        if is_dir is None:
             if lower is not None:
                 yield Change(path, DELETED, lower.is_dir)
             continue
-        is_dir = entries[name]
-        kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque)
+        if moved is not None and moved != path and lower is not None and lower.is_dir == is_dir:
+            kind: Optional[str] = RENAMED
+        else:
+            kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque, metacopy=name in index.metacopy)
         if kind is not None:
-            yield Change(path, kind, is_dir)
+            yield Change(path, kind, is_dir, source if kind == RENAMED else None)
         if is_dir:
             below_visible = lower is not None and lower.is_dir and kind != OPAQUE
-            yield from _changes_in(upper, lower_view, path, below_visible)
+            yield from _changes_in(upper, lower_view, path, source, below_visible)
 
 
-def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool) -> Optional[str]:
+def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool, metacopy: bool = False) -> Optional[str]:
     if lower is None:
         return ADDED
     if lower.is_dir != is_dir:
@@ -142,16 +155,16 @@ def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaqu
     if is_dir:
         if opaque:
             return OPAQUE
-        return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _DIR_FIELDS) else None
-    if not _same_bytes(upper.fs, lower.top.fs, path):
+        return METADATA if _metadata_differs(upper.fs, path, lower, _DIR_FIELDS) else None
+    if not metacopy and not _same_bytes(upper.fs, path, lower):  # metadata only: the lower's bytes
         return MODIFIED
-    return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _FILE_FIELDS) else None
+    return METADATA if _metadata_differs(upper.fs, path, lower, _FILE_FIELDS) else None
 
 
-def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tuple[str, str]]) -> bool:
+def _metadata_differs(upper_fs: FS, path: str, lower: Node, fields: Sequence[Tuple[str, str]]) -> bool:
     """Whether a field both layers report differs (a field one side cannot hold is not a change)."""
     mine = upper_fs.getinfo(path, COPIED_NAMESPACES).raw
-    theirs = lower_fs.getinfo(path, COPIED_NAMESPACES).raw
+    theirs = lower.top.fs.getinfo(lower.top_path, COPIED_NAMESPACES).raw
     for namespace, key in fields:
         a = (mine.get(namespace) or {}).get(key)
         b = (theirs.get(namespace) or {}).get(key)
@@ -168,10 +181,11 @@ def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tu
     return False
 
 
-def _same_bytes(upper_fs: FS, lower_fs: FS, path: str) -> bool:
-    if upper_fs.getinfo(path, ["details"]).size != lower_fs.getinfo(path, ["details"]).size:
+def _same_bytes(upper_fs: FS, path: str, lower: Node) -> bool:
+    layer, data_path = lower.data
+    if upper_fs.getinfo(path, ["details"]).size != layer.fs.getinfo(data_path, ["details"]).size:
         return False
-    with upper_fs.openbin(path) as mine, lower_fs.openbin(path) as theirs:
+    with upper_fs.openbin(path) as mine, layer.fs.openbin(data_path) as theirs:
         while True:
             a, b = mine.read(_CHUNK), theirs.read(_CHUNK)
             if a != b:
@@ -234,6 +248,15 @@ def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Report
     reporter.report(path)
 
 
+def _copy_tree(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+    """Put the view's ``path`` and, for a directory, everything below it into ``target``: a
+    renamed tree's contents are in no other change."""
+    _copy_entry(view, target, path, is_dir, reporter)
+    if is_dir:
+        for child, child_is_dir, _size in _walk_view(view, path):
+            _copy_entry(view, target, child, child_is_dir, reporter)
+
+
 def _remove(target: FS, path: str) -> None:
     if target.isdir(path):
         target.removetree(path)
@@ -241,10 +264,10 @@ def _remove(target: FS, path: str) -> None:
         target.remove(path)
 
 
-def _walk_view(view: FS) -> List[Tuple[str, bool, int]]:
-    """Every entry of ``view`` as (path, is_dir, size), parents first."""
+def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int]]:
+    """Every entry of ``view`` below ``top`` as (path, is_dir, size), parents first."""
     found: List[Tuple[str, bool, int]] = []
-    pending = ["/"]
+    pending = [top]
     while pending:
         directory = pending.pop()
         for info in sorted(view.scandir(directory, ["details"]), key=lambda item: item.name):
@@ -278,6 +301,8 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
             _copy_entry(view, target, path, True, reporter)
             for name in target.listdir(path):
                 _remove(target, join(path, name))
+        elif change.kind == RENAMED:
+            _copy_tree(view, target, path, change.is_dir, reporter)
         elif change.kind == METADATA and target.exists(path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
