@@ -79,3 +79,20 @@ def test_round_trip_of_awkward_layer_urls():
 def test_bad_overlay_urls_fail_clearly(url, message):
     with pytest.raises(errors.CreateFailed, match=message):
         fs.open_fs(url)
+
+
+def test_the_url_sets_the_copying_options(tmp_path) -> None:
+    """``?redirect_dir=off&metacopy=off``: movedir of a lower directory copies it."""
+    import fs as _fs
+    from fs.osfs import OSFS as _OSFS
+
+    (tmp_path / "low" / "d").mkdir(parents=True)
+    (tmp_path / "low" / "d" / "f").write_text("f")
+    (tmp_path / "up").mkdir()
+    url = "overlay://%s?upper=%s&redirect_dir=off&metacopy=off" % (tmp_path / "low", tmp_path / "up")
+    with _fs.open_fs(url) as overlay:
+        overlay.movedir("d", "e", create=True)
+    assert (tmp_path / "up" / "e" / "f").read_text() == "f"  # copied, not redirected
+    with pytest.raises(errors.CreateFailed, match="on or off"):
+        _fs.open_fs(url.replace("metacopy=off", "metacopy=maybe"))
+    assert _OSFS(str(tmp_path / "low")).readtext("d/f") == "f"

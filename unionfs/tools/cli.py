@@ -87,6 +87,10 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
     group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    group.add_argument("--no-redirect-dir", dest="redirect_dir", action="store_false",
+                       help="movedir of a lower directory copies it (no redirect record; the kernel's default)")
+    group.add_argument("--no-metacopy", dest="metacopy", action="store_false",
+                       help="setinfo and move of a lower file copy its data up (the kernel's default)")
 
 
 def open_overlay(args: argparse.Namespace) -> OverlayFS:
@@ -102,7 +106,7 @@ def open_overlay(args: argparse.Namespace) -> OverlayFS:
         return overlay
     if not args.lower:
         raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
-    return OverlayFS(args.lower, upper=args.upper)
+    return OverlayFS(args.lower, upper=args.upper, redirect_dir=args.redirect_dir, metacopy=args.metacopy)
 
 
 def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:

@@ -18,7 +18,7 @@ Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote, unquote
 
 from .. import _fsimport  # noqa: F401
@@ -61,10 +61,30 @@ def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
         raise errors.CreateFailed(msg="%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url)
     upper: Optional[str] = None
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != "upper":
-            raise errors.CreateFailed(msg="%r: unknown parameter %r (the only one is 'upper')" % (fs_url, key))
-        upper = value
+        if key == "upper":
+            upper = value
+        elif key not in OPTIONS:
+            raise errors.CreateFailed(
+                msg="%r: unknown parameter %r (known: upper, %s)" % (fs_url, key, ", ".join(OPTIONS))
+            )
     return lowers, upper
+
+
+#: the overlay's boolean options a URL may set: ``?redirect_dir=off&metacopy=off``
+OPTIONS = ("redirect_dir", "metacopy")
+_SWITCH = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False, "no": False}
+
+
+def parse_overlay_options(fs_url: str) -> Dict[str, bool]:
+    """The options (:data:`OPTIONS`) an ``overlay://`` URL sets, e.g. ``{"redirect_dir": False}``."""
+    query = fs_url.partition("!")[0].partition("?")[2]
+    options: Dict[str, bool] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in OPTIONS:
+            if value.lower() not in _SWITCH:
+                raise errors.CreateFailed(msg="%r: %s must be on or off, not %r" % (fs_url, key, value))
+            options[key] = _SWITCH[value.lower()]
+    return options
 
 
 class OverlayOpener(Opener):
@@ -74,7 +94,7 @@ class OverlayOpener(Opener):
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
         lowers, upper = parse_overlay_url(fs_url)
-        overlay = OverlayFS(lowers, upper=upper)
+        overlay = OverlayFS(lowers, upper=upper, **parse_overlay_options(fs_url))
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)
