@@ -90,7 +90,7 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
     copy_up(lookup, upper, node)
     if not upper.has_opaque(path):
         upper.add_opaque(path)
-    upper.drop_records_below(path)
+    upper.drop_hidden_records(path)
 
 
 def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
@@ -130,16 +130,15 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     merging recursively (journaled). With ``redirect_dir`` off a lower or merged tree is
     copied: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which itself
     answers EXDEV there."""
-    entries = _walk(lookup, src)
-    for rel, node in entries:
+    target = lookup.node(dst)
+    if target is None and (upper.redirect_dir or _pure_upper(upper, src)):
+        rename_dir(lookup, upper, src, dst)  # nothing at dst to clash with: the tree is not read
+        return
+    for rel, node in _walk(lookup, src):
         existing = lookup.node(join(dst, rel))
         if existing is not None and existing.is_dir != node.is_dir:
             error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
             raise error(join(dst, rel))
-    target = lookup.node(dst)
-    if target is None and (upper.redirect_dir or _pure_upper(upper, src)):
-        rename_dir(lookup, upper, src, dst)
-        return
     journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
 
 

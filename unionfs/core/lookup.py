@@ -168,13 +168,13 @@ def resolve_in(
     a metadata-only file continues down to the layer holding its data."""
     # the kernel's ovl_lower_positive: the name itself in the parent's lower layers
     lower_positive = False
-    for layer, _dir_path, index in indexes:
+    for layer, _dir_path, listed in indexes:
         if layer.is_upper:
             continue
-        if name in index.entries:
+        if name in listed.entries:
             lower_positive = True
             break
-        if name in index.whiteouts:
+        if name in listed.whiteouts:
             break
     found: List[_Hit] = []
     layers: List[Layer] = []

@@ -387,6 +387,13 @@ class Sidecar:
     def add_opaque(self, path: str) -> None:
         self.add_record(path, OPAQUE)
 
+    def drop_kind(self, dir_path: str, kind: str) -> None:
+        """Forget every record of ``kind`` of the entries of the directory ``dir_path``."""
+        try:
+            self.fs.removetree(record_dir(dir_path) + "/" + kind)
+        except errors.ResourceNotFound:
+            pass
+
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
         try:

@@ -263,6 +263,20 @@ class Upper:
         self.lookup.forget("/", subtree=True)
         self.sidecar.reread_version()
 
+    def drop_hidden_records(self, path: str) -> None:
+        """After ``path`` became opaque: forget the records nothing below can show through any
+        more. In a plain upper that is every record inside it; where redirects may exist only
+        its own whiteouts, since a renamed or metadata-only entry deeper down still reaches the
+        lowers by its absolute path (as the kernel's do past a hand-set opaque xattr)."""
+        if REDIRECT not in VERSIONS[self.sidecar.version].kinds:
+            self.drop_records_below(path)
+            return
+        self.sidecar.drop_kind(path, WHITEOUT)
+        index = self.layer.dir(path)
+        if index is not None:
+            index.whiteouts.clear()
+        self.lookup.forget(path, subtree=True)
+
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""
         self.sidecar.drop_records_below(path)
