@@ -34,7 +34,7 @@ from fs.base import FS
 from fs.opener.errors import OpenerError
 from fs.path import join
 
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, Progress
+from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED, Progress
 from ..overlay import OverlayFS
 from ..core.sidecar import RESERVED_NAME
 
@@ -208,7 +208,7 @@ def cat_command(args: argparse.Namespace) -> int:
 
 
 #: one letter per kind of change, as in ``docker diff`` / ``git status --short``
-CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O"}
+CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O", RENAMED: "R"}
 
 
 def _diff_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +216,7 @@ def _diff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
 
 
-@command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque", _diff_arguments)
+@command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque, R renamed (from its source)", _diff_arguments)
 def diff_command(args: argparse.Namespace) -> int:
     with open_overlay(args) as overlay:
         changes = overlay.changes()
@@ -224,7 +224,9 @@ def diff_command(args: argparse.Namespace) -> int:
         print(json.dumps(changes.as_dict(), indent=2))
     else:
         for change in changes:
-            print("%s %s%s" % (CHANGE_LETTERS[change.kind], change.path, "/" if change.is_dir else ""))
+            slash = "/" if change.is_dir else ""
+            source = " <- %s%s" % (change.source, slash) if change.source is not None else ""
+            print("%s %s%s%s" % (CHANGE_LETTERS[change.kind], change.path, slash, source))
     return 0
 
 
