@@ -69,6 +69,18 @@ class FollowingReaders:
                 if not readers:
                     del self._by_path[reader.name]
 
+    def moved(self, src: str, dst: str) -> None:
+        """The entry at ``src`` (a file, or a directory and everything below it) is now at
+        ``dst``: its readers follow a later copy-up there, as the kernel's descriptors follow
+        their inode across rename(2)."""
+        prefix = src.rstrip("/") + "/"
+        with self._lock:
+            for path in [p for p in self._by_path if p == src or p.startswith(prefix)]:
+                readers = self._by_path.pop(path)
+                for reader in readers:
+                    reader.name = dst + path[len(src):]
+                self._by_path.setdefault(dst + path[len(src):], weakref.WeakSet()).update(readers)
+
     def copied_up(self, upper_fs: FS, path: str) -> None:
         """The file at ``path`` now lives in the upper: its lower readers move over to it."""
         with self._lock:

@@ -171,6 +171,7 @@ class Upper:
         if origin is not None:
             self.sidecar.add_record(dst, METACOPY)
         self.fs.move(src, dst, overwrite=True)
+        self.readers.moved(src, dst)
         self.layer.note_entry(src, None)
         self.layer.note_entry(dst, False)
         if origin is not None:
@@ -187,6 +188,7 @@ class Upper:
     def move_dir(self, src: str, dst: str) -> None:
         """Rename a directory of the upper; ``dst`` must not exist in the upper."""
         rename_dir(self.fs, src, dst)
+        self.readers.moved(src, dst)
         self.layer.note_entry(src, None)
         self.layer.note_entry(dst, True)
         self.lookup.forget(src, subtree=True)
