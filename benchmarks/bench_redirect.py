@@ -12,7 +12,7 @@
 
 Run (root, for the kernel mount): ``.venv/bin/python benchmarks/bench_redirect.py [--quick]``.
 Prints a markdown table and the verdicts; exits 1 if a verdict fails. Times are the fastest of
-7 runs (3 with ``--quick``), bytes the median.
+15 runs (3 with ``--quick``; a shared machine disturbs single runs by milliseconds), bytes the median.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from unionfs import OverlayFS
 
 GIB = 1 << 30
 MIB = 1 << 20
-REPEATS = 7
+REPEATS = 15
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
