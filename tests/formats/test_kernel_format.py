@@ -327,3 +327,20 @@ def test_export_kernel_for_userxattr_mounts(tmp_path, lowers, kernel_overlay) ->
         assert snapshot_dir(merged) == view
     with OverlayFS.from_kernel([str(tmp_path / "upperdir")] + lowers, userxattr=True) as again:
         assert snapshot_fs(again) == view
+
+
+def test_renames_cannot_be_exported_for_a_userxattr_mount(tmp_path) -> None:
+    """The kernel refuses userxattr with redirect_dir or metacopy: such an export is refused
+    by name before anything is written."""
+    from fs.errors import Unsupported
+
+    lower = MemoryFS()
+    lower.makedirs("d")
+    upper = MemoryFS()
+    with OverlayFS(lower, upper) as overlay:
+        overlay.movedir("d", "e", create=True)
+        with pytest.raises(Unsupported, match="cannot export /e for a userxattr mount"):
+            overlay.export_kernel(str(tmp_path / "dest"), userxattr=True)
+        assert not (tmp_path / "dest").exists()
+        overlay.export_kernel(str(tmp_path / "trusted"))
+    assert os.getxattr(str(tmp_path / "trusted" / "e"), "trusted.overlay.redirect") == b"/d"

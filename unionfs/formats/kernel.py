@@ -141,6 +141,27 @@ def _whiteout(path: str, style: str, namespace: str, marked_dirs: set) -> None:
     os.setxattr(path, namespace + ".overlay.whiteout", b"")
 
 
+def _refuse_renames_for_userxattr(upper: Layer) -> None:
+    """The kernel refuses ``-o userxattr`` together with ``redirect_dir`` and ``metacopy``
+    ("conflicting options"), so ``user.overlay.redirect``/``metacopy`` would never be followed:
+    a renamed directory or a metadata-only file cannot be exported for such a mount."""
+    pending = ["/"]
+    while pending:
+        directory = pending.pop()
+        index = upper.dir(directory)
+        if index is None:
+            continue
+        for name in sorted(set(index.redirects) & {n for n, is_dir in index.entries.items() if is_dir}) + sorted(index.metacopy):
+            path = directory.rstrip("/") + "/" + name
+            raise errors.Unsupported(
+                path,
+                msg="cannot export %s for a userxattr mount: the kernel does not follow redirects or "
+                "metadata-only copies there (export with userxattr=False, or make the upper with "
+                "redirect_dir=False, metacopy=False)" % path,
+            )
+        pending.extend(directory.rstrip("/") + "/" + n for n, is_dir in index.entries.items() if is_dir and not (directory == "/" and n == ".unionfs"))
+
+
 def export_upper(
     upper: Layer, dest_dir: str, userxattr: bool = False, whiteout: str = "device", data_size: Any = None
 ) -> None:
@@ -149,6 +170,8 @@ def export_upper(
     (``data_size(path)``) with ``overlay.metacopy`` and their data's path as ``overlay.redirect``."""
     if whiteout not in WHITEOUT_STYLES:
         raise ValueError("whiteout must be one of %s, not %r" % (", ".join(WHITEOUT_STYLES), whiteout))
+    if userxattr:
+        _refuse_renames_for_userxattr(upper)
     if os.path.exists(dest_dir):
         if not os.path.isdir(dest_dir):
             raise errors.DirectoryExpected(dest_dir)
