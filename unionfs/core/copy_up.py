@@ -50,8 +50,9 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
     if node.is_dir:
         _copy_up_dir(upper, node)
     elif what == METADATA and upper.metacopy and not node.in_upper:
-        layer, path = node.data
-        upper.install_metacopy(node.path, node.origin, copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)))
+        # the kernel's metacopy: the metadata now, the data (found at the origin) on first write
+        metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
+        upper.install_metacopy(node.path, node.origin, metadata)
     else:
         _copy_up_file(upper, node, what != EMPTY)
 
