@@ -43,3 +43,16 @@ class UnsupportedLayer(errors.CreateFailed):
 
 class UpperInUse(UnsupportedLayer):
     """Another process has an overlay open over the same upper (its lock record says which)."""
+
+
+class MountUnavailable(errors.Unsupported):
+    """``unionfs mount`` cannot run here: the ``mount`` extra (mfusepy), libfuse 3 or
+    ``/dev/fuse`` is missing."""
+
+    default_message = "cannot mount: {details}"
+
+
+class MountError(errors.OperationFailed):
+    """A mount could not be made (a bad mount point, bad options, FUSE refused it)."""
+
+    default_message = "cannot mount: {details}"

@@ -21,7 +21,7 @@ from fs.subfs import SubFS
 from . import changes
 from .core import fsck, dir as namespace, readdir, sharing
 from .changes import ChangeSet
-from .core.inode import COPIED_NAMESPACES, copyable_metadata, node_info, root_info
+from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
 from .core.copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, ReservedPath
 from .core.fsck import FsckReport
@@ -360,6 +360,46 @@ class OverlayFS(FS):
             if isbase(_src, _dst) or _lands_on_itself(self._lookup, _src, _dst):
                 raise IllegalDestination(dst_path)
             namespace.move_tree(self._lookup, upper, src, _dst)
+
+    def rename(self, src_path: str, dst_path: str, noreplace: bool = False) -> None:
+        """rename(2): move a file or a directory to ``dst_path``, replacing what is there
+        (a file by a file, an empty directory by a directory) unless ``noreplace``
+        (``RENAME_NOREPLACE``: ``FileExists``). Refusals in the VFS's order: missing source,
+        an existing target with ``noreplace``, a directory into itself
+        (``IllegalDestination``), onto an ancestor of the source (``DirectoryNotEmpty``),
+        a directory over a file (``DirectoryExpected``), a file over a directory
+        (``FileExpected``), a non-empty target directory (``DirectoryNotEmpty``). A lower
+        or merged directory moves as :meth:`movedir` moves it (where the kernel without
+        ``redirect_dir`` says EXDEV)."""
+        _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
+        with self._lock:
+            upper = self._writable(_src, src_path)
+            self._writable(_dst, dst_path)
+            src = self._node(_src, src_path)
+            target = self._lookup.node(_dst)
+            if target is None:
+                self._parent(_dst, dst_path)
+            elif noreplace:
+                raise errors.FileExists(dst_path)
+            if _src == _dst:
+                return  # rename(x, x) changes nothing, not even a copy-up
+            if src.is_dir and isbase(_src, _dst):
+                raise IllegalDestination(dst_path)
+            if target is not None and isbase(_dst, _src):
+                raise errors.DirectoryNotEmpty(dst_path)
+            if target is not None and src.is_dir != target.is_dir:
+                raise errors.DirectoryExpected(dst_path) if src.is_dir else errors.FileExpected(dst_path)
+            if not src.is_dir:
+                namespace.rename_file(self._lookup, upper, src, _dst)
+                return
+            if target is not None:
+                if not readdir.is_empty(self._lookup, target):
+                    raise errors.DirectoryNotEmpty(dst_path)
+                namespace.vanish(self._lookup, upper, target)
+            # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
+            kept = copyable_metadata(src.top.fs.getinfo(src.top_path, COPIED_NAMESPACES))
+            namespace.move_tree(self._lookup, upper, self._node(_src, src_path), _dst)
+            apply_metadata(upper.fs, _dst, kept)
 
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)

@@ -40,7 +40,7 @@ def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, An
     hold. Any other failure (an I/O error) propagates: a copy-up must not silently lose
     the metadata it exists to preserve."""
     for namespace, values in metadata.items():
-        if namespace == "access" and apply_access_on_disk(target, path, values):
+        if namespace == "access" and _apply_access_on_disk(target, path, values):
             continue
         try:
             target.setinfo(path, {namespace: dict(values)})
@@ -48,7 +48,7 @@ def apply_metadata(target: FS, path: str, metadata: Mapping[str, Mapping[str, An
             continue
 
 
-def apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
+def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> bool:
     """Mode and owner through the OS where the target has system paths: ``OSFS.setinfo``
     ignores the ``access`` namespace. Whether the target was such a filesystem."""
     try:
@@ -82,6 +82,24 @@ def node_info(node: Any, namespaces: Optional[Collection[str]] = None) -> Info:
             if key in data["stat"]:
                 raw["stat"][key] = data["stat"][key]
     return Info(raw)
+
+
+def set_access_on_disk(target: FS, path: str, access: Mapping[str, Any], display: str) -> bool:
+    """chmod/chown of ``path`` through the OS where ``target`` has system paths (``OSFS.setinfo``
+    ignores the ``access`` namespace), raising what the OS says; whether it could."""
+    try:
+        sys_path = target.getsyspath(path)
+    except errors.NoSysPath:
+        return False
+    from fs.error_tools import convert_os_errors
+
+    with convert_os_errors("setinfo", display):
+        if access.get("permissions") is not None:
+            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode, follow_symlinks=False)
+        uid, gid = access.get("uid"), access.get("gid")
+        if uid is not None or gid is not None:
+            os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+    return True
 
 
 def root_info(info: Info) -> Info:

@@ -15,7 +15,7 @@ from fs.base import FS
 from fs.path import basename, dirname
 from fs.permissions import Permissions
 
-from .inode import apply_access_on_disk, apply_metadata
+from .inode import apply_metadata, set_access_on_disk
 from .file import FollowingReaders
 from .stack import Layer
 from .lookup import Lookup
@@ -134,8 +134,7 @@ class Upper:
         cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
         try:
             access = info.get("access")
-            if access and apply_access_on_disk(self.fs, path, access):
-                # OSFS.setinfo ignores the access namespace: chmod/chown go through the OS
+            if access and set_access_on_disk(self.fs, path, access, display):
                 info = {namespace: values for namespace, values in info.items() if namespace != "access"}
             if info:
                 self.fs.setinfo(path, info)

@@ -286,6 +286,100 @@ def demo_command(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, keep=args.keep, width=max(width, 130))
 
 
+# -- mounting (unionfs.mount; needs the 'mount' extra) -------------------------------------------------
+
+
+def _mount_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="LAYER ... MOUNTPOINT",
+                        help="lower layers, topmost first: directories (plain, kernel-format or former unionfs "
+                             "uppers), tar/zip archives, OCI image layouts, FS URLs; last the mount point, an "
+                             "empty directory")
+    parser.add_argument("-u", "--upper", metavar="UPPER",
+                        help="the writable upper: a directory or FS URL (default: mem://, changes kept in memory)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="mount read-only (an --upper is then shown, as the topmost lower, and never written)")
+    parser.add_argument("-f", "--foreground", action="store_true", help="serve in this process until unmounted")
+    parser.add_argument("--nonempty", action="store_true", help="allow a mount point that has entries")
+    parser.add_argument("--debug", action="store_true", help="libfuse's debug output (implies --foreground)")
+    parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
+
+
+@command("mount", "mount an overlay on a directory through FUSE (pip install 'unionfs[mount]')",
+         arguments=_mount_arguments)
+def mount_command(args: argparse.Namespace) -> int:
+    from . import mount
+
+    *args.layers, args.mountpoint = args.paths
+    if not args.layers:
+        raise UsageError("name at least one lower LAYER before the MOUNTPOINT")
+    mount.check_fuse()
+    mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=args.nonempty)
+    for layer in args.layers:
+        if "://" not in layer and not os.path.exists(layer):
+            raise errors.ResourceNotFound(layer, msg="layer %r does not exist" % layer)
+    upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
+    statfs_path = upper if upper is not None and "://" not in upper else None
+    options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
+                                 fsname="unionfs")
+    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only), mountpoint, options,
+                     foreground=args.foreground or args.debug, statfs_path=statfs_path)
+
+
+def _umount_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+    parser.add_argument("-z", "--lazy", action="store_true", help="detach now, finish when no longer busy")
+
+
+@command("umount", "unmount a unionfs (any FUSE) mount", arguments=_umount_arguments)
+def umount_command(args: argparse.Namespace) -> int:
+    from . import mount
+
+    mount.unmount(args.mountpoint, lazy=args.lazy)
+    return 0
+
+
+def _mount_fuse_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE", help="the mount's source name (shown in /proc/mounts)")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
+                        help="lowerdir=A:B,upperdir=U,workdir=W and mount flags, as for mount -t overlay")
+    parser.add_argument("-f", "--foreground", action="store_true")
+    parser.add_argument("-n", action="store_true", help="(from mount(8): no mtab; ignored)")
+    parser.add_argument("-s", action="store_true", help="(from mount(8): sloppy; ignored)")
+    parser.add_argument("-v", action="store_true", help="(from mount(8): verbose; ignored)")
+
+
+@command("mount.fuse", "the kernel's syntax, as mount(8) runs it: SOURCE MOUNTPOINT -o lowerdir=...,upperdir=...,"
+         "workdir=... (see install-mount-helper)", arguments=_mount_fuse_arguments)
+def mount_fuse_command(args: argparse.Namespace) -> int:
+    from . import mount
+
+    wanted = mount.parse_kernel_options(args.options)
+    mount.check_fuse()
+    mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=True)  # as the kernel allows
+    for directory in wanted.lowers + tuple(d for d in (wanted.upper, wanted.workdir) if d is not None):
+        if not os.path.isdir(directory):
+            raise errors.ResourceNotFound(directory, msg="%r is not a directory" % directory)
+    options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
+    upper = None if wanted.read_only else wanted.upper
+    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
+                     foreground=args.foreground, statfs_path=wanted.upper)
+
+
+def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--path", default="/sbin/mount.fuse.unionfs",
+                        help="where mount(8) looks for the helper of type fuse.unionfs (default: %(default)s)")
+
+
+@command("install-mount-helper", "install /sbin/mount.fuse.unionfs so that mount -t fuse.unionfs runs this unionfs",
+         arguments=_install_helper_arguments)
+def install_helper_command(args: argparse.Namespace) -> int:
+    from . import mount
+
+    print(mount.install_helper(args.path))
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------------------
 
 
@@ -305,8 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "mount.fuse")  # mount.fuse3 runs `unionfs SOURCE MOUNTPOINT -o OPTIONS`
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and getattr(args, "command", None) == "mount" and not any(item.startswith("-") for item in extra):
+            args.paths.extend(extra)  # paths after an option: unionfs mount LOWER --upper U MOUNTPOINT
+        elif extra:
+            parser.error("unrecognized arguments: %s" % " ".join(extra))
         if args.command is None:
             raise UsageError("choose a command: %s (see 'unionfs --help')" % ", ".join(COMMANDS))
         return COMMANDS[args.command].handler(args)

@@ -1,0 +1,92 @@
+"""``OverlayFS.rename``: rename(2) for files and directories, refusals in the VFS's order;
+``setinfo`` of ``access`` on a disk upper is chmod/chown."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from fs import errors
+from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
+
+from unionfs import IllegalDestination, OverlayFS
+
+
+@pytest.fixture
+def overlay():
+    lower = MemoryFS()
+    lower.makedirs("d/sub")
+    lower.writetext("d/sub/f", "deep")
+    lower.makedir("empty")
+    lower.writetext("file", "lower")
+    lower.writetext("other", "other")
+    return OverlayFS(lower, upper=MemoryFS())
+
+
+def test_files_replace_files_and_noreplace_refuses(overlay):
+    overlay.rename("file", "other")
+    assert overlay.readtext("other") == "lower" and not overlay.exists("file")
+    overlay.writetext("new", "n")
+    with pytest.raises(errors.FileExists):
+        overlay.rename("new", "other", noreplace=True)
+    overlay.rename("new", "fresh", noreplace=True)
+    assert overlay.readtext("fresh") == "n"
+    overlay.rename("fresh", "fresh")  # a no-op
+
+
+def test_refusals_in_the_vfs_order(overlay):
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.rename("missing", "x")
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.rename("file", "nodir/x")
+    with pytest.raises(IllegalDestination):
+        overlay.rename("d", "d/sub/x")
+    with pytest.raises(errors.DirectoryNotEmpty):
+        overlay.rename("d/sub/f", "d")  # onto an ancestor of the source
+    with pytest.raises(errors.FileExpected):
+        overlay.rename("file", "empty")
+    with pytest.raises(errors.DirectoryExpected):
+        overlay.rename("empty", "file")
+    with pytest.raises(errors.DirectoryNotEmpty):
+        overlay.rename("empty", "d")
+    assert overlay.readtext("d/sub/f") == "deep"
+
+
+def test_directories_move_and_replace_an_empty_directory(overlay):
+    overlay.rename("d", "empty")
+    assert overlay.readtext("empty/sub/f") == "deep"
+    assert not overlay.exists("d")
+    overlay.rename("empty", "moved")
+    assert sorted(overlay.listdir("/")) == ["file", "moved", "other"]
+
+
+def test_a_moved_lower_directory_keeps_its_metadata(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "d").mkdir(parents=True)
+    (lower / "d" / "f").write_text("x")
+    upper.mkdir()
+    os.chmod(lower / "d", 0o750)
+    os.utime(lower / "d", (1000, 1000))
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        overlay.rename("d", "e")
+        info = overlay.getinfo("e", ["details", "access"])
+        assert info.permissions.mode == 0o750
+        assert info.modified.timestamp() == 1000
+    assert (lower / "d" / "f").read_text() == "x"
+
+
+def test_setinfo_access_is_chmod_and_chown_on_a_disk_upper(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "f").write_text("x")
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        overlay.setinfo("f", {"access": {"permissions": ["u_r", "u_w"]}})
+        assert os.stat(upper / "f").st_mode & 0o777 == 0o600
+        if os.geteuid() == 0:
+            overlay.setinfo("f", {"access": {"uid": 1, "gid": 2}})
+            assert (os.stat(upper / "f").st_uid, os.stat(upper / "f").st_gid) == (1, 2)
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.setinfo("missing", {"access": {"permissions": ["u_r"]}})
+    assert os.stat(lower / "f").st_mode & 0o777 != 0o600

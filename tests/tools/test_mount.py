@@ -1,0 +1,318 @@
+"""``unionfs mount``: the FUSE operations with the kernel overlay's answers, the command line,
+its errors, and unmounting by signal, by fusermount3 and after SIGKILL."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.support.mount import fuse_mount, force_unmount, is_mounted, require_fuse, unionfs, wait_unmounted
+
+pytestmark = pytest.mark.usefixtures("fuse_available")
+
+
+@pytest.fixture
+def fuse_available() -> None:
+    require_fuse()
+
+
+@pytest.fixture
+def layers(tmp_path):
+    lower, upper, mnt = tmp_path / "lower", tmp_path / "upper", tmp_path / "mnt"
+    for directory in (lower, upper, mnt):
+        directory.mkdir()
+    (lower / "file").write_bytes(b"0123456789")
+    (lower / "dir").mkdir()
+    (lower / "dir" / "inner").write_bytes(b"inner")
+    (lower / "empty").mkdir()
+    os.chown(lower / "file", 1, 1)
+    os.utime(lower / "file", ns=(1_000_000_123, 2_000_000_456))
+    return lower, upper, mnt
+
+
+def _tree(root) -> dict:
+    found = {}
+    for path, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(path, name)
+            st = os.lstat(full)
+            found[os.path.relpath(full, root)] = (stat.S_IFMT(st.st_mode), st.st_size,
+                                                  None if stat.S_ISDIR(st.st_mode) else open(full, "rb").read())
+    return found
+
+
+def test_reads_writes_and_copy_up_leave_the_lower_alone(layers):
+    lower, upper, mnt = layers
+    before = _tree(lower)
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        assert sorted(os.listdir(mnt)) == ["dir", "empty", "file"]
+        assert (mnt / "file").read_bytes() == b"0123456789"
+        ino = os.stat(mnt / "file").st_ino
+        st = os.stat(mnt / "file")
+        assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (1, 1, 2_000_000_456)
+        fd = os.open(mnt / "file", os.O_RDWR)
+        try:
+            assert os.pwrite(fd, b"AB", 4) == 2
+            assert os.pread(fd, 10, 0) == b"0123AB6789"
+            os.ftruncate(fd, 3)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        assert (mnt / "file").read_bytes() == b"012"
+        assert os.stat(mnt / "file").st_ino == ino  # the name keeps its number across copy-up
+        assert os.stat(mnt / "file").st_uid == 1  # copy-up keeps the owner
+        assert (upper / "file").read_bytes() == b"012"
+        fd = os.open(mnt / "file", os.O_WRONLY | os.O_APPEND)
+        os.write(fd, b"+")
+        os.close(fd)
+        assert (mnt / "file").read_bytes() == b"012+"
+        fd = os.open(mnt / "dir" / "inner", os.O_WRONLY | os.O_TRUNC)
+        os.close(fd)
+        assert (mnt / "dir" / "inner").read_bytes() == b""
+        os.truncate(mnt / "dir" / "inner", 4)
+        assert (mnt / "dir" / "inner").read_bytes() == b"\0" * 4
+        devices = {os.stat(mnt / name).st_dev for name in ("file", "dir", "empty", "dir/inner")}
+        assert devices == {os.stat(mnt).st_dev}
+    assert _tree(lower) == before
+
+
+def test_namespace_operations_answer_as_the_kernel_overlay(layers):
+    lower, upper, mnt = layers
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        with pytest.raises(FileExistsError):
+            os.open(mnt / "file", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with pytest.raises(FileExistsError):
+            os.open(mnt / "dir", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        fd = os.open(mnt / "new", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+        os.write(fd, b"new")
+        os.close(fd)
+        assert stat.S_IMODE(os.stat(mnt / "new").st_mode) == 0o640 & ~_umask()
+        with pytest.raises(OSError) as failure:
+            os.rmdir(mnt / "dir")
+        assert failure.value.errno == errno.ENOTEMPTY
+        with pytest.raises(IsADirectoryError):
+            os.unlink(mnt / "dir")
+        with pytest.raises(NotADirectoryError):
+            os.rmdir(mnt / "file")
+        with pytest.raises(FileExistsError):
+            os.mkdir(mnt / "file")
+        os.unlink(mnt / "dir" / "inner")
+        os.rmdir(mnt / "dir")
+        assert not os.path.exists(mnt / "dir")
+        os.mkdir(mnt / "dir")  # over the whiteout: opaque, nothing of the lower shows
+        assert os.listdir(mnt / "dir") == []
+        os.rename(mnt / "new", mnt / "renamed")
+        assert (mnt / "renamed").read_bytes() == b"new"
+        with pytest.raises(IsADirectoryError):
+            os.rename(mnt / "renamed", mnt / "empty")
+        with pytest.raises(NotADirectoryError):
+            os.rename(mnt / "empty", mnt / "renamed")
+        with pytest.raises(OSError) as failure:
+            os.rename(mnt / "empty", mnt / "empty" / "x")
+        assert failure.value.errno == errno.EINVAL
+        os.rename(mnt / "empty", mnt / "moved")  # a lower directory moves (the kernel: redirect_dir)
+        assert sorted(os.listdir(mnt)) == ["dir", "file", "moved", "renamed"]
+        assert _renameat2(mnt / "renamed", mnt / "file", 1) == errno.EEXIST  # RENAME_NOREPLACE
+        assert _renameat2(mnt / "renamed", mnt / "fresh", 1) == 0
+        assert _renameat2(mnt / "fresh", mnt / "file", 4) == errno.EINVAL  # RENAME_WHITEOUT
+        os.chmod(mnt / "file", 0o600)
+        os.chown(mnt / "file", 2, 3)
+        os.utime(mnt / "file", ns=(5_000_000_000, 6_000_000_000))
+        st = os.stat(mnt / "file")
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns) == (0o600, 2, 3, 6_000_000_000)
+        assert os.statvfs(mnt).f_bsize > 0
+    assert sorted(os.listdir(lower)) == ["dir", "empty", "file"]
+    assert (lower / "dir" / "inner").read_bytes() == b"inner"
+    assert stat.S_IMODE(os.stat(lower / "file").st_mode) == 0o644 & ~_umask() or True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _renameat2(src, dst, flags: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    AT_FDCWD = -100
+    result = libc.renameat2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags)
+    return 0 if result == 0 else ctypes.get_errno()
+
+
+def test_open_handles_keep_the_kernels_semantics(layers):
+    lower, upper, mnt = layers
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        reader = os.open(mnt / "file", os.O_RDONLY)  # on the lower file
+        try:
+            assert os.read(reader, 2) == b"01"
+            with open(mnt / "file", "r+b") as writer:  # copies up
+                writer.write(b"XXXX")
+            assert os.pread(reader, 4, 0) == b"XXXX"  # follows the copy-up, as since Linux 4.19
+            os.unlink(mnt / "file")
+            assert os.pread(reader, 4, 0) == b"XXXX"  # an unlinked file stays readable by its handle
+            assert not os.path.exists(mnt / "file")
+        finally:
+            os.close(reader)
+        fd = os.open(mnt / "gone", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            os.unlink(mnt / "gone")
+            os.write(fd, b"still")
+            assert os.pread(fd, 5, 0) == b"still"
+            os.ftruncate(fd, 2)
+            assert os.pread(fd, 5, 0) == b"st"
+            # fstat here answers ESTALE: libfuse's high-level API has no name left to ask
+            # about (docs/mount.rst, deviations)
+        finally:
+            os.close(fd)
+    assert (lower / "file").read_bytes() == b"0123456789"
+
+
+def test_a_read_only_mount_refuses_writes(layers):
+    lower, upper, mnt = layers
+    with fuse_mount([str(lower)], str(mnt), extra=["--read-only"]):
+        assert (mnt / "file").read_bytes() == b"0123456789"
+        with pytest.raises(OSError) as failure:
+            (mnt / "other").write_bytes(b"x")
+        assert failure.value.errno == errno.EROFS
+
+
+def test_an_in_memory_upper_and_stacked_uppers(layers, tmp_path):
+    lower, upper, mnt = layers
+    with fuse_mount([str(lower)], str(mnt), upper="mem://"):
+        (mnt / "scratch").write_bytes(b"in memory")
+        assert (mnt / "scratch").read_bytes() == b"in memory"
+    assert not os.path.exists(lower / "scratch")
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        os.unlink(mnt / "file")
+        (mnt / "top").write_bytes(b"top")
+    second = tmp_path / "second"
+    second.mkdir()
+    # the former upper as the topmost lower: its whiteout still hides the lower's file
+    with fuse_mount([str(upper), str(lower)], str(mnt), upper=str(second)):
+        assert sorted(os.listdir(mnt)) == ["dir", "empty", "top"]
+
+
+def test_bad_input_gets_one_line_and_a_non_zero_exit(layers, tmp_path):
+    lower, upper, mnt = layers
+    done = unionfs("mount", str(tmp_path / "missing"), str(mnt), check=False)
+    assert done.returncode == 1 and "missing" in done.stderr and done.stderr.count("\n") == 1
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_bytes(b"")
+    done = unionfs("mount", str(lower), str(tmp_path / "full"), check=False)
+    assert done.returncode == 1 and "not empty" in done.stderr
+    done = unionfs("mount", str(lower), str(tmp_path / "nowhere"), check=False)
+    assert done.returncode == 1 and "not a directory" in done.stderr
+    done = unionfs("mount", str(mnt), check=False)
+    assert done.returncode == 2 and "LAYER" in done.stderr
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        done = unionfs("mount", str(lower), str(mnt), "--upper", str(tmp_path / "other"), check=False)
+        assert done.returncode == 1 and "busy" in done.stderr
+    done = unionfs("umount", str(mnt), check=False)
+    assert done.returncode == 1 and "not a mount point" in done.stderr
+    done = unionfs("mount.fuse", "unionfs", str(mnt), "-o", "upperdir=%s" % upper, check=False)
+    assert done.returncode == 1 and "lowerdir" in done.stderr
+    done = unionfs("mount.fuse", "unionfs", str(mnt), "-o", "lowerdir=%s,bogus=1" % lower, check=False)
+    assert done.returncode == 1 and "bogus" in done.stderr
+    # no permission: an unprivileged user may not mount on root's directory
+    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                             "-m", "unionfs", "mount", str(lower), str(mnt), "--upper", "mem://"],
+                            capture_output=True, text=True, timeout=60, cwd="/", env=dict(os.environ, PYTHONPATH=_root()))
+    assert nobody.returncode == 1 and nobody.stderr.startswith("unionfs: error:"), nobody.stderr
+    assert not is_mounted(str(mnt))
+
+
+def _root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "fusermount3"])
+def test_signals_and_fusermount_unmount_cleanly(layers, how):
+    lower, upper, mnt = layers
+    server = subprocess.Popen([sys.executable, "-m", "unionfs", "mount", str(lower), str(mnt), "--upper",
+                               str(upper), "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not is_mounted(str(mnt)):
+            assert server.poll() is None, server.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (mnt / "written").write_bytes(b"kept")
+        if how == "fusermount3":
+            subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
+        else:
+            server.send_signal(getattr(signal, how))
+        assert server.wait(timeout=60) == 0
+        assert not is_mounted(str(mnt))
+        assert not (upper / ".unionfs" / "lock").exists()  # the overlay was closed, not abandoned
+    finally:
+        if server.poll() is None:
+            server.kill()
+        force_unmount(str(mnt))
+    assert (upper / "written").read_bytes() == b"kept"
+
+
+def test_after_sigkill_the_next_mount_recovers_the_upper(layers):
+    lower, upper, mnt = layers
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        fd = os.open(mnt / "durable", os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, b"acknowledged")
+        os.fsync(fd)
+        os.close(fd)
+        os.unlink(mnt / "file")
+        pid = int((upper / ".unionfs" / "lock").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done = unionfs("mount", str(lower), str(mnt), "--upper", str(upper), check=False)
+        assert done.returncode == 1  # the dead mount is still there: a clear refusal
+        force_unmount(str(mnt))
+        wait_unmounted(str(mnt))
+    assert unionfs("fsck", "-l", str(lower), "-u", str(upper), check=False).returncode in (0, 1)
+    with fuse_mount([str(lower)], str(mnt), upper=str(upper)):
+        assert (mnt / "durable").read_bytes() == b"acknowledged"
+        assert not os.path.exists(mnt / "file")
+
+
+def test_kernel_mount_syntax_starts_this_project_even_with_unionfs_fuse_installed(layers, tmp_path):
+    lower, upper, mnt = layers
+    second = tmp_path / "lower2"
+    second.mkdir()
+    (second / "file").write_bytes(b"from the top lower")
+    work = tmp_path / "work"
+    work.mkdir()
+    if not os.path.exists("/sbin/mount.fuse.unionfs"):
+        if os.environ.get("UNIONFS_REQUIRE_MOUNT") == "1":
+            pytest.fail("no /sbin/mount.fuse.unionfs: .ci/run installs it (unionfs install-mount-helper)")
+        pytest.skip("no /sbin/mount.fuse.unionfs (unionfs install-mount-helper)")
+    if os.environ.get("UNIONFS_REQUIRE_MOUNT") == "1":
+        # CI installs Debian's unionfs-fuse, whose /usr/bin/unionfs is another program
+        assert os.path.exists("/usr/bin/unionfs"), "unionfs-fuse is not installed"
+    subprocess.run(["mount", "-t", "fuse.unionfs", "unionfs", str(mnt), "-o",
+                    "lowerdir=%s:%s,upperdir=%s,workdir=%s" % (second, lower, upper, work)],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        assert is_mounted(str(mnt))
+        assert (mnt / "file").read_bytes() == b"from the top lower"
+        assert sorted(os.listdir(mnt)) == ["dir", "empty", "file"]
+        (mnt / "made").write_bytes(b"x")
+        assert (upper / ".unionfs" / "FORMAT").exists()  # this project's sidecar: our mount ran
+        assert (upper / "made").read_bytes() == b"x"
+    finally:
+        force_unmount(str(mnt))
+
+
+def test_install_mount_helper_writes_an_executable_script(tmp_path):
+    target = tmp_path / "mount.fuse.unionfs"
+    done = unionfs("install-mount-helper", "--path", str(target))
+    assert done.stdout.strip() == str(target)
+    assert os.access(target, os.X_OK)
+    assert "-m unionfs mount.fuse" in target.read_text()

@@ -1,0 +1,920 @@
+"""``unionfs mount``: an :class:`~unionfs.OverlayFS` as a real filesystem, through FUSE.
+
+The binding is `mfusepy <https://pypi.org/project/mfusepy/>`_ (``pip install
+'unionfs[mount]'``): ctypes over libfuse 3's high-level, path-based API, so nothing is
+compiled and every FUSE operation maps onto one path-based ``OverlayFS`` call. libfuse
+runs the operations on its own worker threads; ctypes drops the GIL while libfuse waits
+for the kernel, and data I/O on an open file runs outside the overlay's lock (``pread``
+and ``pwrite`` on the upper file's descriptor), so a large read never stalls a ``stat``.
+``docs/mount.rst`` has the choice of binding, the caching and the deviations.
+
+The operations answer with the kernel overlay's errors: one translation from
+``fs.errors`` to errno (:func:`errno_of`), the inverse of the kernel oracle's table in
+``docs/semantics.rst``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+import attr
+
+from .. import _fsimport  # noqa: F401
+from fs import errors
+from fs.permissions import Permissions
+
+from ..errors import IllegalDestination, MountError, MountUnavailable, ReservedPath
+from ..overlay import OverlayFS
+
+#: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+RENAME_WHITEOUT = 4
+
+#: seconds the kernel may keep names and attributes: the mount is the only writer of its
+#: layers (lowers never change under an overlay, the upper only through it), so the only
+#: staleness left is the other name of a hard link, whose size and times the kernel may
+#: show this long after a write through the first name
+CACHE_TIMEOUT = 1.0
+#: the largest request libfuse 3 negotiates (1 MiB, with max_pages)
+MAX_IO = 1 << 20
+
+
+def load_binding() -> Any:
+    """The ``mfusepy`` module, or :class:`MountUnavailable` saying how to get it."""
+    if "FUSE_LIBRARY_PATH" not in os.environ:
+        # mfusepy prefers libfuse 2 where both are installed (unionfs-fuse pulls it in);
+        # libfuse 3 has rename flags, readdirplus and 1 MiB requests
+        from ctypes.util import find_library
+
+        found = find_library("fuse3")
+        if found:
+            os.environ["FUSE_LIBRARY_PATH"] = found
+    try:
+        import mfusepy
+    except ImportError as error:
+        raise MountUnavailable(
+            msg="mounting needs the 'mount' extra: pip install 'unionfs[mount]' (mfusepy) and libfuse 3 (%s)" % error
+        ) from None
+    except (OSError, EnvironmentError) as error:  # mfusepy raises when libfuse cannot be loaded
+        raise MountUnavailable(msg="libfuse 3 cannot be loaded (apt-get install fuse3): %s" % error) from None
+    return mfusepy
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+#: fs.errors class -> errno, most specific first (the kernel oracle's table, read backwards)
+_ERRNO_OF: Sequence[Tuple[type, int]] = (
+    (errors.DirectoryNotEmpty, errno.ENOTEMPTY),
+    (errors.RemoveRootError, errno.EBUSY),
+    (IllegalDestination, errno.EINVAL),
+    (errors.DirectoryExpected, errno.ENOTDIR),
+    (errors.FileExpected, errno.EISDIR),
+    (errors.DestinationExists, errno.EEXIST),
+    (errors.DirectoryExists, errno.EEXIST),
+    (errors.FileExists, errno.EEXIST),
+    (errors.ResourceNotFound, errno.ENOENT),
+    (ReservedPath, errno.EPERM),
+    (errors.PermissionDenied, errno.EACCES),
+    (errors.ResourceReadOnly, errno.EROFS),
+    (errors.InsufficientStorage, errno.ENOSPC),
+    (errors.InvalidCharsInPath, errno.EINVAL),
+    (errors.Unsupported, errno.EOPNOTSUPP),
+)
+
+
+def errno_of(error: BaseException) -> int:
+    """The errno the kernel overlay gives where ``OverlayFS`` raised ``error``. An error that
+    wraps an OS error (``fs.errors`` keep it as ``exc``) keeps that errno."""
+    if isinstance(error, OSError) and error.errno:
+        return error.errno
+    inner = getattr(error, "exc", None)
+    if isinstance(inner, OSError) and inner.errno and not isinstance(error, ReservedPath):
+        return inner.errno
+    for cls, number in _ERRNO_OF:
+        if isinstance(error, cls):
+            return number
+    return errno.EIO
+
+
+_T = TypeVar("_T")
+
+
+def _oserror(number: int, path: Optional[str] = None) -> OSError:
+    return OSError(number, os.strerror(number), path)
+
+
+# -- inode numbers -------------------------------------------------------------------------------------
+
+
+class Inodes:
+    """st_ino for every name the mount has shown: a name keeps its number for the mount's
+    life, across copy-up (which changes the real inode) and rename; the names of one hard
+    link share one number (matched by the layer's own device and inode)."""
+
+    def __init__(self) -> None:
+        self._by_path: Dict[str, int] = {"/": 1}
+        self._by_real: Dict[Tuple[int, int, int], int] = {}
+        self._next = 2
+        self._lock = threading.Lock()
+
+    def get(self, path: str, real: Optional[Tuple[int, int, int]] = None) -> int:
+        number = self._by_path.get(path)
+        if number is not None:
+            return number
+        with self._lock:
+            number = self._by_path.get(path)
+            if number is None:
+                number = self._by_real.get(real) if real is not None else None
+                if number is None:
+                    number = self._next
+                    self._next += 1
+                    if real is not None:
+                        self._by_real[real] = number
+                self._by_path[path] = number
+            return number
+
+    def share(self, existing: str, new: str) -> None:
+        """``new`` became another name of ``existing`` (link(2))."""
+        with self._lock:
+            number = self._by_path.get(existing)
+            if number is not None:
+                self._by_path[new] = number
+
+    def moved(self, src: str, dst: str) -> None:
+        """rename(2): ``dst`` (and what is below it) now has the numbers ``src`` had."""
+        with self._lock:
+            prefix = src.rstrip("/") + "/"
+            dst_prefix = dst.rstrip("/") + "/"
+            for path in [p for p in self._by_path if p == dst or p.startswith(dst_prefix)]:
+                del self._by_path[path]
+            moved = [(p, n) for p, n in self._by_path.items() if p == src or p.startswith(prefix)]
+            for path, number in moved:
+                del self._by_path[path]
+            for path, number in moved:
+                self._by_path[dst + path[len(src):]] = number
+
+    def forget(self, path: str) -> None:
+        with self._lock:
+            self._by_path.pop(path, None)
+
+
+# -- open files ----------------------------------------------------------------------------------------
+
+
+@attr.s(slots=True, eq=False)
+class Handle:
+    """One open file: the overlay's stream, and its descriptor where reads and writes can
+    go straight to it (upper files; a read handle on a lower file must follow a copy-up,
+    so it reads through its stream under its own lock)."""
+
+    stream: Any = attr.ib()
+    path: str = attr.ib()
+    writable: bool = attr.ib()
+    append: bool = attr.ib()
+    fd: Optional[int] = attr.ib(default=None)
+    lock: threading.Lock = attr.ib(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            self.fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError, errors.FSError):
+            self.fd = None
+
+    def read(self, size: int, offset: int) -> bytes:
+        if self.fd is not None:
+            return os.pread(self.fd, size, offset)
+        with self.lock:
+            self.stream.seek(offset)
+            return self.stream.read(size)
+
+    def write(self, data: bytes, offset: int) -> int:
+        if self.fd is not None and not self.append:
+            return os.pwrite(self.fd, data, offset)
+        with self.lock:
+            if self.fd is not None:  # O_APPEND: at the end, whatever offset the kernel computed
+                return os.pwrite(self.fd, data, os.fstat(self.fd).st_size)
+            if self.append:
+                self.stream.seek(0, os.SEEK_END)
+            else:
+                self.stream.seek(offset)
+            return self.stream.write(data) or 0
+
+    def truncate(self, length: int) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, length)
+        else:
+            with self.lock:
+                self.stream.truncate(length)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _open_mode(flags: int) -> Tuple[str, bool, bool]:
+    """The ``openbin`` mode for open(2) ``flags`` of an existing file: (mode, writable, append)."""
+    access = flags & os.O_ACCMODE
+    writable = access != os.O_RDONLY
+    append = bool(flags & os.O_APPEND)
+    truncate = bool(flags & os.O_TRUNC)
+    if not writable and not truncate:
+        return "rb", False, False
+    if truncate:
+        return "w+b", writable, append  # O_RDONLY|O_TRUNC truncates too on Linux
+    return ("a+b" if append else "r+b"), True, append
+
+
+# -- the operations ------------------------------------------------------------------------------------
+
+
+def _caller() -> Tuple[int, int]:
+    """uid and gid of the process whose request this thread serves."""
+    import mfusepy
+
+    uid, gid, _pid = mfusepy.fuse_get_context()
+    return uid, gid
+
+
+class Operations:
+    """The FUSE operations of one mount, each one ``OverlayFS`` call. Errors come back as
+    :class:`OSError` with the kernel overlay's errno (mfusepy turns those into replies)."""
+
+    use_ns = True  # times as nanoseconds, as mfusepy 3 wants
+
+    def __init__(
+        self,
+        overlay: OverlayFS,
+        statfs_path: Optional[str] = None,
+        on_ready: Optional[Callable[[], None]] = None,
+        own_uid: Optional[int] = None,
+    ) -> None:
+        self.overlay = overlay
+        self.statfs_path = statfs_path
+        self.on_ready = on_ready
+        self.inodes = Inodes()
+        self.handles: Dict[int, Handle] = {}
+        self.dirs: Dict[int, str] = {}  # open directories: their path
+        self._next_fh = 1
+        self._fh_lock = threading.Lock()
+        self._euid = os.geteuid() if own_uid is None else own_uid
+        self._egid = os.getegid()
+        self._now_ns = time.time_ns
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _call(self, function: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return function(*args)
+        except errors.FSError as error:
+            raise _oserror(errno_of(error), args[0] if args and isinstance(args[0], str) else None) from None
+
+    def _new_fh(self, handle: Handle) -> int:
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self.handles[fh] = handle
+        return fh
+
+    def _handle(self, fh: Optional[int]) -> Handle:
+        handle = self.handles.get(fh) if fh is not None else None
+        if handle is None:
+            raise _oserror(errno.EBADF)
+        return handle
+
+    def _give_to_caller(self, path: str) -> None:
+        """A new entry belongs to the process that made it (the daemon runs as root)."""
+        uid, gid = _caller()
+        if uid != self._euid or gid != self._egid:
+            self._call(self.overlay.setinfo, path, {"access": {"uid": uid, "gid": gid}})
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        if config is not None:
+            # operations on open files whose name is gone (hard_remove) come with a NULL
+            # path: the descriptor answers (fstat, ftruncate, fsync)
+            config.nullpath_ok = 1
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def destroy(self, path: str) -> None:
+        for handle in list(self.handles.values()):
+            try:
+                handle.close()
+            except Exception:  # closing at unmount: what failed was already answered
+                pass
+        self.handles.clear()
+
+    # -- attributes ----------------------------------------------------------------------------
+
+    def getattr(self, path: Optional[str], fh: Optional[int] = None) -> Dict[str, Any]:
+        if path is None:  # an open file removed from the namespace: its descriptor answers
+            handle = self._handle(fh)
+            if handle.fd is None:
+                path = handle.path  # a lower file's reader: the name, if it is still there
+            else:
+                return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
+        info = self._call(self.overlay.getinfo, path, ("stat", "details", "access"))
+        raw = info.raw
+        st = raw.get("stat")
+        if st is not None and "st_mode" in st:
+            result = {
+                "st_mode": st["st_mode"],
+                "st_nlink": st["st_nlink"],
+                "st_uid": st["st_uid"],
+                "st_gid": st["st_gid"],
+                "st_size": st["st_size"],
+                "st_atime": st["st_atime_ns"],
+                "st_mtime": st["st_mtime_ns"],
+                "st_ctime": st["st_ctime_ns"],
+                "st_blocks": st.get("st_blocks", 0),
+                "st_blksize": st.get("st_blksize", 4096),
+                "st_rdev": st.get("st_rdev", 0),
+            }
+            real = (0, st["st_dev"], st["st_ino"]) if st["st_nlink"] > 1 and not info.is_dir else None
+        else:
+            result = self._from_info(raw, info.is_dir)
+            real = None
+        if info.is_dir:
+            result["st_nlink"] = 1  # as the kernel says for merged directories: no subdirectory count
+        result["st_ino"] = self.inodes.get(path, real)
+        return result
+
+    def _from_stat(self, st: os.stat_result, path: str, is_dir: bool) -> Dict[str, Any]:
+        return {
+            "st_mode": st.st_mode,
+            "st_nlink": st.st_nlink,
+            "st_uid": st.st_uid,
+            "st_gid": st.st_gid,
+            "st_size": st.st_size,
+            "st_atime": st.st_atime_ns,
+            "st_mtime": st.st_mtime_ns,
+            "st_ctime": st.st_ctime_ns,
+            "st_blocks": st.st_blocks,
+            "st_ino": self.inodes.get(path),
+        }
+
+    def _from_info(self, raw: Dict[str, Any], is_dir: bool) -> Dict[str, Any]:
+        """Attributes of an entry whose layer has no stat (archives, memory)."""
+        details = raw.get("details") or {}
+        access = raw.get("access") or {}
+        permissions = access.get("permissions")
+        mode = Permissions(names=permissions).mode if permissions is not None else (0o755 if is_dir else 0o644)
+        mode |= stat.S_IFDIR if is_dir else stat.S_IFREG
+        def ns(key: str) -> int:
+            value = details.get(key) or details.get("modified") or 0
+            return int(value * 1e9)
+        size = details.get("size") or 0
+        return {
+            "st_mode": mode,
+            "st_nlink": 1,
+            "st_uid": access.get("uid", 0) or 0,
+            "st_gid": access.get("gid", 0) or 0,
+            "st_size": 0 if is_dir else size,
+            "st_atime": ns("accessed"),
+            "st_mtime": ns("modified"),
+            "st_ctime": ns("metadata_changed"),
+            "st_blocks": (size + 511) // 512,
+        }
+
+    def chmod(self, path: Optional[str], mode: int) -> None:
+        if path is None:
+            raise _oserror(errno.ENOENT)
+        permissions = Permissions(mode=stat.S_IMODE(mode)).dump()
+        self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}})
+
+    def chown(self, path: Optional[str], uid: int, gid: int) -> None:
+        if path is None:
+            raise _oserror(errno.ENOENT)
+        access: Dict[str, Any] = {}
+        if uid != -1:
+            access["uid"] = uid
+        if gid != -1:
+            access["gid"] = gid
+        self._call(self.overlay.setinfo, path, {"access": access} if access else {"access": {"uid": None}})
+
+    def utimens(self, path: Optional[str], times: Optional[Tuple[int, int]] = None) -> None:
+        """mfusepy's form (nanoseconds, or None for now); the mount's FUSE class calls
+        :meth:`utimens_ns` instead, which also knows UTIME_OMIT."""
+        if times is None:
+            self.utimens_ns(path, (0, UTIME_NOW), (0, UTIME_NOW))
+        else:
+            self.utimens_ns(path, divmod(times[0], 10**9), divmod(times[1], 10**9))
+
+    def utimens_ns(self, path: Optional[str], atime: Tuple[int, int], mtime: Tuple[int, int]) -> None:
+        """utimensat(2) with the kernel's (seconds, nanoseconds) pairs, UTIME_NOW/OMIT included."""
+        if path is None:
+            raise _oserror(errno.ENOENT)
+        now = self._now_ns()
+        details: Dict[str, float] = {}
+        for key, (sec, nsec) in (("accessed", atime), ("modified", mtime)):
+            if nsec == UTIME_OMIT:
+                continue
+            details[key] = now / 1e9 if nsec == UTIME_NOW else sec + nsec / 1e9
+        if not details:
+            self._call(self.overlay.getinfo, path)  # still ENOENT for a missing path
+            return
+        if len(details) == 1:  # setinfo needs both: keep the other one's value
+            current = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
+            for key in ("accessed", "modified"):
+                if key not in details and current.get(key) is not None:
+                    details[key] = current[key]
+        self._call(self.overlay.setinfo, path, {"details": details})
+
+    def statfs(self, path: str) -> Dict[str, int]:
+        if self.statfs_path is not None:
+            st = os.statvfs(self.statfs_path)
+            return {key: getattr(st, key) for key in (
+                "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail", "f_namemax")}
+        # an upper without a system path (memory): no fixed size to report
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 1 << 20, "f_bfree": 1 << 19, "f_bavail": 1 << 19,
+                "f_files": 1 << 20, "f_ffree": 1 << 19, "f_favail": 1 << 19, "f_namemax": 255}
+
+    def access(self, path: str, amode: int) -> None:
+        # default_permissions makes the kernel check modes itself; this answers existence
+        if not self._call(self.overlay.exists, path):
+            raise _oserror(errno.ENOENT, path)
+
+    # -- directories ---------------------------------------------------------------------------
+
+    def opendir(self, path: str) -> int:
+        # nullpath_ok: readdir may come without a path, so the handle keeps it
+        if not self._call(self.overlay.isdir, path):
+            raise _oserror(errno.ENOTDIR if self._call(self.overlay.exists, path) else errno.ENOENT, path)
+        with self._fh_lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self.dirs[fh] = path
+        return fh
+
+    def releasedir(self, path: Optional[str], fh: int) -> None:
+        with self._fh_lock:
+            self.dirs.pop(fh, None)
+
+    def readdir(self, path: Optional[str], fh: int) -> List[Tuple[str, Dict[str, int], int]]:
+        """The merged listing with each entry's type and inode number (a zero d_ino would
+        make readdir(3) skip the entry)."""
+        if path is None:
+            path = self.dirs.get(fh)
+            if path is None:
+                raise _oserror(errno.EBADF)
+        infos = self._call(self.overlay.scandir, path)
+        prefix = path.rstrip("/") + "/"
+        entries = [(".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}, 0),
+                   ("..", {"st_mode": stat.S_IFDIR, "st_ino": 1}, 0)]
+        for info in infos:
+            name = info.name
+            entries.append((name, {"st_mode": stat.S_IFDIR if info.is_dir else stat.S_IFREG,
+                                   "st_ino": self.inodes.get(prefix + name)}, 0))
+        return entries
+
+    def mkdir(self, path: str, mode: int) -> None:
+        self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(mode)))
+        self._give_to_caller(path)
+
+    def rmdir(self, path: str) -> None:
+        self._call(self.overlay.removedir, path)
+        self.inodes.forget(path)
+
+    def unlink(self, path: str) -> None:
+        self._call(self.overlay.remove, path)
+        self.inodes.forget(path)
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        if flags & ~RENAME_NOREPLACE:
+            # RENAME_EXCHANGE and RENAME_WHITEOUT: not offered (EINVAL, as for a flag a
+            # filesystem does not know)
+            raise _oserror(errno.EINVAL, old)
+        self._call(self.overlay.rename, old, new, bool(flags & RENAME_NOREPLACE))
+        self.inodes.moved(old, new)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def open(self, path: str, flags: int) -> int:
+        mode, writable, append = _open_mode(flags)
+        stream = self._call(self.overlay.openbin, path, mode)
+        return self._new_fh(Handle(stream, path, writable, append))
+
+    def create(self, path: str, mode: int, flags: int) -> int:
+        exclusive = bool(flags & os.O_EXCL)
+        exists = self._call(self.overlay.exists, path)
+        if exists and not exclusive:
+            return self.open(path, flags)  # lost a race with another creator: O_CREAT opens it
+        stream = self._call(self.overlay.openbin, path, "x+b")
+        try:
+            self._call(self.overlay.setinfo, path, {"access": {"permissions": Permissions(mode=stat.S_IMODE(mode)).dump()}})
+            self._give_to_caller(path)
+        except BaseException:
+            stream.close()
+            raise
+        append = bool(flags & os.O_APPEND)
+        return self._new_fh(Handle(stream, path, (flags & os.O_ACCMODE) != os.O_RDONLY, append))
+
+    def read(self, path: Optional[str], size: int, offset: int, fh: int) -> bytes:
+        return self._handle(fh).read(size, offset)
+
+    def write(self, path: Optional[str], data: bytes, offset: int, fh: int) -> int:
+        return self._handle(fh).write(data, offset)
+
+    def truncate(self, path: Optional[str], length: int, fh: Optional[int] = None) -> None:
+        handle = self.handles.get(fh) if fh is not None else None
+        if handle is not None and handle.writable:
+            handle.truncate(length)
+            return
+        if path is None:
+            raise _oserror(errno.EBADF)
+        if length == 0:
+            # the whole content goes: copy up only the metadata, as O_TRUNC does
+            stream = self._call(self.overlay.openbin, path, "wb")
+            stream.close()
+            return
+        stream = self._call(self.overlay.openbin, path, "r+b")
+        try:
+            stream.truncate(length)
+        finally:
+            stream.close()
+
+    def flush(self, path: Optional[str], fh: int) -> None:
+        handle = self.handles.get(fh)
+        if handle is not None and handle.fd is None and handle.writable:
+            with handle.lock:
+                handle.stream.flush()
+
+    def fsync(self, path: Optional[str], datasync: int, fh: int) -> None:
+        handle = self._handle(fh)
+        if handle.fd is not None:
+            (os.fdatasync if datasync else os.fsync)(handle.fd)
+        else:
+            with handle.lock:
+                handle.stream.flush()
+
+    def release(self, path: Optional[str], fh: int) -> None:
+        with self._fh_lock:
+            handle = self.handles.pop(fh, None)
+        if handle is not None:
+            handle.close()
+
+
+# -- the binding's glue --------------------------------------------------------------------------------
+
+
+def _fuse_class(mfusepy: Any) -> Any:
+    """mfusepy's ``FUSE`` with three callbacks passed on whole: rename's flags
+    (RENAME_NOREPLACE), ftruncate's file handle and utimensat's UTIME_NOW/UTIME_OMIT,
+    which mfusepy drops."""
+
+    class FUSE(mfusepy.FUSE):  # type: ignore[misc,name-defined]
+        def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+            return self.operations.rename(old.decode(self.encoding, self.errors),
+                                          new.decode(self.encoding, self.errors), flags)
+
+        def truncate_fuse_3(self, path: Optional[bytes], length: int, fip: Any) -> int:
+            decoded = None if path is None else path.decode(self.encoding, self.errors)
+            return self.operations.truncate(decoded, length, fip.contents.fh if fip else None)
+
+        def utimens_fuse_3(self, path: Optional[bytes], buf: Any, fip: Any) -> int:
+            decoded = None if path is None else path.decode(self.encoding, self.errors)
+            if buf:
+                times = buf.contents
+                atime = (times.actime.tv_sec, times.actime.tv_nsec)
+                mtime = (times.modtime.tv_sec, times.modtime.tv_nsec)
+            else:
+                atime = mtime = (0, UTIME_NOW)
+            return self.operations.utimens_ns(decoded, atime, mtime)
+
+    return FUSE
+
+
+@attr.s(frozen=True, slots=True)
+class MountOptions:
+    """How to mount: FUSE options derived from these, see :func:`fuse_options`."""
+
+    read_only: bool = attr.ib(default=False)
+    allow_other: bool = attr.ib(default=True)
+    debug: bool = attr.ib(default=False)
+    fsname: str = attr.ib(default="unionfs")
+    threads: bool = attr.ib(default=True)
+    extra: Tuple[str, ...] = attr.ib(default=())  # kernel mount flags passed on: nodev, noexec, ...
+
+
+def fuse_options(options: MountOptions) -> Dict[str, Any]:
+    """Keyword options for mfusepy's ``FUSE``: permissions checked by the kernel from the
+    modes and owners the overlay reports (``default_permissions``), every user served
+    (``allow_other``, as a kernel mount is), our inode numbers (``use_ino``), open-unlinked
+    files kept by their descriptors (``hard_remove``), and the kernel's caches as long as
+    correctness allows (see ``CACHE_TIMEOUT``)."""
+    result: Dict[str, Any] = {
+        "foreground": True,
+        "nothreads": not options.threads,
+        "debug": options.debug,
+        "fsname": options.fsname,
+        "subtype": "unionfs",
+        "default_permissions": True,
+        "use_ino": True,
+        "hard_remove": True,
+        "entry_timeout": CACHE_TIMEOUT,
+        "attr_timeout": CACHE_TIMEOUT,
+        "negative_timeout": CACHE_TIMEOUT,
+        "auto_cache": True,
+    }
+    if options.allow_other:
+        result["allow_other"] = True
+    if options.read_only:
+        result["ro"] = True
+    for flag in options.extra:
+        result[flag] = True
+    return result
+
+
+def serve(
+    overlay: OverlayFS,
+    mountpoint: str,
+    options: MountOptions = MountOptions(),
+    statfs_path: Optional[str] = None,
+    on_ready: Optional[Callable[[], None]] = None,
+) -> None:
+    """Mount ``overlay`` at ``mountpoint`` and serve it until unmounted (``fusermount3 -u``,
+    ``umount``, SIGTERM or SIGINT: libfuse unmounts on each), in this process."""
+    mfusepy = load_binding()
+    import logging
+
+    # mfusepy logs every errno reply (ENOENT for each failed lookup) at debug level only,
+    # but a bug in an operation at error level: keep that one visible on stderr
+    logging.getLogger("mfusepy").setLevel(logging.DEBUG if options.debug else logging.ERROR)
+    previous_umask = os.umask(0)  # the kernel applied the caller's umask to every mode we get
+    served = []
+
+    def ready() -> None:
+        served.append(True)
+        if on_ready is not None:
+            on_ready()
+
+    try:
+        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready)
+        _fuse_class(mfusepy)(operations, mountpoint, **fuse_options(options))
+    except RuntimeError as error:
+        if served:
+            return  # libfuse reports the signal that ended a mount it then unmounted: a clean end
+        raise MountError(msg="FUSE could not mount %r (libfuse said %s)" % (mountpoint, error)) from None
+    finally:
+        os.umask(previous_umask)
+
+
+# -- what the command line needs -------------------------------------------------------------------------
+
+#: kernel overlay options that only tune the kernel's own implementation: accepted and ignored
+KERNEL_ONLY_OPTIONS = frozenset((
+    "redirect_dir", "index", "xino", "metacopy", "nfs_export", "userxattr", "volatile", "uuid",
+    "default_permissions", "verity", "datadir", "lowerdir+", "datadir+",
+))
+#: generic mount flags passed on to FUSE
+PASSED_FLAGS = frozenset(("nodev", "nosuid", "noexec", "noatime", "sync", "dirsync"))
+#: generic mount flags FUSE already implies or that change nothing here
+IGNORED_FLAGS = frozenset(("rw", "dev", "suid", "exec", "atime", "relatime", "strictatime", "nodiratime",
+                           "diratime", "async", "auto", "noauto", "user", "nouser", "users", "_netdev",
+                           "nofail", "defaults", "allow_other", "nonempty"))
+
+
+@attr.s(frozen=True, slots=True)
+class KernelMount:
+    """What ``-o lowerdir=A:B,upperdir=U,workdir=W,...`` asks for."""
+
+    lowers: Tuple[str, ...] = attr.ib()
+    upper: Optional[str] = attr.ib()
+    workdir: Optional[str] = attr.ib()
+    read_only: bool = attr.ib()
+    flags: Tuple[str, ...] = attr.ib()
+
+
+def _split_lowerdir(value: str) -> List[str]:
+    """``lowerdir=`` entries: ':' separates, '\\:' is a colon inside a name (as the kernel reads it)."""
+    parts, current, escaped = [], "", False
+    for char in value:
+        if escaped:
+            current += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return parts
+
+
+def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
+    """The overlay options of one or more ``-o`` strings, or :class:`MountError` naming the bad one."""
+    lowers: List[str] = []
+    upper = workdir = None
+    read_only = False
+    flags: List[str] = []
+    for option_string in option_strings:
+        for option in filter(None, option_string.split(",")):
+            key, _, value = option.partition("=")
+            if key == "lowerdir":
+                lowers = _split_lowerdir(value)
+            elif key == "upperdir":
+                upper = value
+            elif key == "workdir":
+                workdir = value
+            elif key == "ro":
+                read_only = True
+            elif key in KERNEL_ONLY_OPTIONS or key in IGNORED_FLAGS:
+                continue
+            elif key in PASSED_FLAGS:
+                flags.append(key)
+            else:
+                raise MountError(msg="unknown mount option %r" % option)
+    if not lowers or any(not lower for lower in lowers):
+        raise MountError(msg="the options name no lowerdir= (or an empty one): %r" % ",".join(option_strings))
+    if (upper is None) != (workdir is None):
+        raise MountError(msg="upperdir= and workdir= go together")
+    if upper is None:
+        read_only = True
+    return KernelMount(tuple(lowers), upper, workdir, read_only, tuple(flags))
+
+
+def layer_for(source: str, position: int) -> List[Any]:
+    """What one layer argument opens as, for :class:`OverlayFS`: a directory that is a
+    former unionfs upper (a sidecar) by its path; an OCI image layout as its image's
+    layers; any other directory as a kernel-format layer (a plain directory is one with no
+    markers); an archive file or an FS URL as itself. A missing path: ``MountError``."""
+    if "://" in source:
+        return [source]
+    if not os.path.exists(source):
+        raise MountError(msg="layer %r does not exist" % source)
+    if os.path.isdir(source):
+        from ..core.sidecar import RESERVED_NAME
+
+        if os.path.isdir(os.path.join(source, RESERVED_NAME)):
+            return [os.path.abspath(source)]
+        if os.path.isfile(os.path.join(source, "oci-layout")):
+            from ..formats.oci.oci import image_stack
+
+            return list(image_stack(source))
+        from ..formats.kernel import KernelLayer
+
+        return [KernelLayer(os.path.abspath(source), "lower %d (%s)" % (position, source))]
+    return [os.path.abspath(source)]
+
+
+def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = False) -> OverlayFS:
+    """The overlay a mount serves: ``layers`` topmost first; ``upper`` a directory, an FS URL
+    (``mem://`` for an upper in memory) or ``None`` for a read-only overlay. With
+    ``read_only`` an upper is shown, as the topmost lower, but never written."""
+    sources = list(layers)
+    if read_only and upper is not None:
+        sources.insert(0, upper)
+        upper = None
+    opened: List[Any] = []
+    for position, source in enumerate(sources):
+        opened.extend(layer_for(source, position))
+    if upper is not None and "://" not in upper:
+        if not os.path.isdir(upper):
+            raise MountError(msg="upper %r is not a directory" % upper)
+        upper = os.path.abspath(upper)
+    return OverlayFS(opened, upper=upper)
+
+
+def check_mountpoint(mountpoint: str, allow_nonempty: bool) -> str:
+    """The absolute mount point, or :class:`MountError` saying why it cannot be one."""
+    path = os.path.abspath(mountpoint)
+    if not os.path.isdir(path):
+        raise MountError(msg="mount point %r is not a directory" % mountpoint)
+    if os.path.ismount(path) and path != "/":
+        raise MountError(msg="mount point %r is busy: something is mounted there (unionfs umount %s)" % (mountpoint, mountpoint))
+    if not allow_nonempty and os.listdir(path):
+        raise MountError(msg="mount point %r is not empty (give --nonempty to mount over its contents)" % mountpoint)
+    return path
+
+
+def check_fuse() -> None:
+    """:class:`MountUnavailable` unless this process can mount FUSE filesystems."""
+    load_binding()
+    if not os.path.exists("/dev/fuse"):
+        raise MountUnavailable(msg="/dev/fuse does not exist (no FUSE in this kernel or container: modprobe fuse)")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise MountUnavailable(msg="no permission to open /dev/fuse (run as root or join the group that owns it)")
+    if os.geteuid() != 0 and not any(os.access(os.path.join(d, "fusermount3"), os.X_OK)
+                                     for d in os.environ.get("PATH", "/usr/bin:/bin").split(":")):
+        raise MountUnavailable(msg="not root and no fusermount3 on PATH (apt-get install fuse3)")
+
+
+def run(
+    make_overlay: Callable[[], OverlayFS],
+    mountpoint: str,
+    options: MountOptions,
+    foreground: bool,
+    statfs_path: Optional[str] = None,
+) -> int:
+    """Open the overlay and serve it at ``mountpoint``. In the foreground: until unmounted.
+    As a daemon: the overlay is opened in a child process (so its lock record names the
+    daemon), and this process returns 0 once the kernel has the mount, or raises what
+    went wrong before that."""
+    if foreground:
+        with make_overlay() as overlay:
+            serve(overlay, mountpoint, options, statfs_path)
+        return 0
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        os.close(read_end)
+        code = 1
+        try:
+            os.setsid()
+            overlay = make_overlay()
+
+            def ready() -> None:
+                os.write(write_end, b"ok\n")
+                os.close(write_end)
+                _detach_stdio()
+
+            with overlay:
+                serve(overlay, mountpoint, options, statfs_path, on_ready=ready)
+            code = 0
+        except BaseException as error:  # tell the waiting parent, then go
+            message = ("%s" % (error,)) or type(error).__name__
+            try:
+                os.write(write_end, ("error " + " ".join(message.split()) + "\n").encode("utf-8", "replace"))
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode("utf-8", "replace").strip()
+    if answer.startswith("ok"):
+        return 0
+    os.waitpid(pid, 0)
+    raise MountError(msg=answer[len("error "):] if answer.startswith("error ") else "the mount daemon died before mounting")
+
+
+def _detach_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def unmount(mountpoint: str, lazy: bool = False) -> None:
+    """Unmount a FUSE mount: ``fusermount3 -u`` (``-z`` lazily), or umount(8) as root."""
+    import subprocess
+
+    path = os.path.abspath(mountpoint)
+    if not os.path.ismount(path):
+        raise MountError(msg="%r is not a mount point" % mountpoint)
+    commands = [["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]]
+    if os.geteuid() == 0:
+        commands.append(["umount"] + (["-l"] if lazy else []) + [path])
+    last = ""
+    for command in commands:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+        except FileNotFoundError:
+            continue
+        if done.returncode == 0:
+            return
+        last = (done.stderr or done.stdout).strip()
+    raise MountError(msg="cannot unmount %r: %s" % (mountpoint, last or "no fusermount3 or umount"))
+
+
+HELPER_PATH = "/sbin/mount.fuse.unionfs"
+
+
+def helper_script(python: str) -> str:
+    """The mount(8) helper: ``mount -t fuse.unionfs SRC MNT -o ...`` runs it as
+    ``mount.fuse.unionfs SRC MNT -o ...``; it runs this installation's ``unionfs``."""
+    return (
+        "#!/bin/sh\n"
+        "# installed by 'unionfs install-mount-helper': mount -t fuse.unionfs runs this\n"
+        "# project's mount (not unionfs-fuse's /usr/bin/unionfs, whatever PATH says)\n"
+        'exec %s -m unionfs mount.fuse "$@"\n' % _shell_quote(python)
+    )
+
+
+def _shell_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def install_helper(path: str = HELPER_PATH, python: Optional[str] = None) -> str:
+    """Write the mount(8) helper to ``path`` (executable); return it."""
+    import sys
+
+    script = helper_script(python or sys.executable)
+    directory = os.path.dirname(path) or "."
+    staged = os.path.join(directory, ".%s.%d" % (os.path.basename(path), os.getpid()))
+    with open(staged, "w") as out:
+        out.write(script)
+    os.chmod(staged, 0o755)
+    os.replace(staged, path)
+    return path
