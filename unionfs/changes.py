@@ -33,7 +33,7 @@ from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
 from .core.readdir import visible_children
-from .core.sidecar import RESERVED_NAME, STAGING_DIR, TREE_DIR
+from .core.sidecar import METACOPY_DIR, RESERVED_NAME, STAGING_DIR, TREE_DIR
 
 ADDED = "added"
 MODIFIED = "modified"
@@ -334,6 +334,9 @@ def empty_upper(upper_fs: FS) -> None:
         upper_fs.makedir(folder, recreate=True)
         for name in upper_fs.listdir(folder):
             _remove(upper_fs, join(folder, name))
+    if upper_fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
+        for name in upper_fs.listdir(METACOPY_DIR):
+            _remove(upper_fs, join(METACOPY_DIR, name))
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:

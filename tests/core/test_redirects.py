@@ -126,3 +126,16 @@ def test_an_older_unionfs_refuses_a_layer_with_redirects_and_a_bad_redirect_is_n
     upper.writetext(record, "relative")
     with pytest.raises(SidecarError, match=record):
         OverlayFS(lower, upper).listdir("/")
+
+
+def test_discard_forgets_the_metacopy_table_too(lower) -> None:
+    from unionfs.core.sidecar import METACOPY_DIR
+
+    upper = MemoryFS()
+    with OverlayFS(lower, upper) as overlay:
+        overlay.setinfo("big", {"details": {"modified": 1234}})
+        overlay.movedir("a", "x", create=True)
+        assert upper.listdir(METACOPY_DIR)
+        overlay.discard()
+        assert sorted(overlay.walk.files()) == ["/a/f", "/a/sub/g", "/b/h", "/big"]
+    assert upper.listdir(METACOPY_DIR) == []
