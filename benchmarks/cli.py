@@ -111,6 +111,8 @@ def _run_workload(workload: Workload, systems: List[System], stack, sizes) -> Li
         for metric, _ in workload.metrics:
             rows[system.name, metric].note = reason
     repeats = min(sizes.repeats, COPYUP_REPEATS) if workload.in_subprocess else sizes.repeats
+    if workload.max_repeats is not None:
+        repeats = min(repeats, workload.max_repeats)
     # one context per system: mutating workloads number their fresh names per system
     contexts = {system.name: Context(sizes, stack) for system in taking_part}
     for repeat in range(repeats):
@@ -132,7 +134,7 @@ def _run_workload(workload: Workload, systems: List[System], stack, sizes) -> Li
 
 def _run_once(workload: Workload, system: System, ctx: Context) -> Dict[str, float]:
     ctx.round += 1
-    if workload.in_subprocess:  # a process per run: warming up is a whole untimed run first
+    if workload.in_subprocess or workload.own_view:  # warming up is a whole untimed run first
         if workload.warm and ctx.round == 1:
             workload.run(None, ctx, system=system)  # type: ignore[call-arg]
         return workload.run(None, ctx, system=system)  # type: ignore[call-arg]

@@ -32,7 +32,7 @@ def reference_name(system: System) -> str:
 def cost_ratio(result, reference, statistic: str = "median") -> Optional[float]:
     """How many times costlier ``result`` is than ``reference`` (None where undefined), by their
     medians or (``statistic="best"``) their best samples."""
-    if reference is None or result.unit == "MiB":
+    if reference is None or result.unit in ("MiB", "count"):
         return None
     mine, theirs = getattr(result, statistic), getattr(reference, statistic)
     if not mine or not theirs:
@@ -99,6 +99,51 @@ def targets(results) -> List[Verdict]:
     verdicts.append(_verdict("copyup unionfs[os] throughput >= 0.8x fs.copy.copy_file",
                              mine / theirs if mine and theirs else None, 0.8, "throughput ratio",
                              higher_is_better=True))
+    verdicts += real_data_targets(index)
+    return verdicts
+
+
+def _system_ratio(index, workload: str, metric: str, system: str, reference: str) -> Optional[float]:
+    """``system``'s cost ratio against raw over ``reference``'s (how far behind it is)."""
+    raw = index.get((workload, metric, "raw[os]"))
+    mine, theirs = index.get((workload, metric, system)), index.get((workload, metric, reference))
+    if raw is None or mine is None or theirs is None:
+        return None
+    ratio, other = cost_ratio(mine, raw), cost_ratio(theirs, raw)
+    return ratio / other if ratio and other else None
+
+
+def real_data_targets(index) -> List[Verdict]:
+    """The targets of issue 11: on the real tree and on many lowers, cold and warm lookups and
+    walks within 1.3x of raw and never more than 1.2x behind MultiFS or the kernel; whiteouts and
+    lowers cost nothing extra; a tar.gz lower commits like a tar, with no decompression restart."""
+    verdicts: List[Verdict] = []
+    measures = [("usr.getinfo.cold", "getinfo"), ("usr.getinfo.warm", "getinfo"), ("usr.walk.cold", "walk"),
+                ("usr.walk.warm", "walk"), ("usr.walkinfo.cold", "walk"), ("usr.walkinfo.warm", "walk"), ("usr.whited.cold", "getinfo"), ("many.getinfo.cold", "getinfo"),
+                ("many.listdir.cold", "listdir")]
+    for workload, metric in measures:
+        if (workload, metric, "unionfs[os]") not in index:
+            continue
+        verdicts.append(_ratio_verdict(index, "%s unionfs[os] <= 1.3x raw[os]" % workload, (workload, metric),
+                                       "unionfs[os]", "raw[os]", 1.3))
+        for other in ("multifs[os]", "kernel"):
+            if (workload, metric, other) in index and index[workload, metric, other].median is not None:
+                verdicts.append(_verdict("%s unionfs[os] <= 1.2x %s's ratio" % (workload, other),
+                                         _system_ratio(index, workload, metric, "unionfs[os]", other), 1.2,
+                                         "ratio against raw over %s's" % other))
+    whited, live = _value(index, "usr.whited.cold", "getinfo", "unionfs[os]"), \
+        _value(index, "usr.getinfo.cold", "getinfo", "unionfs[os]")
+    if whited is not None and live is not None:
+        verdicts.append(_verdict("usr whited-out getinfo unionfs[os] <= 1.2x live getinfo (flat in whiteouts)",
+                                 whited / live, 1.2, "cold time per op, whited-out / live"))
+    tar, targz = _value(index, "archive.commit", "tar", "unionfs[os]"), _value(index, "archive.commit", "targz", "unionfs[os]")
+    if tar is not None and targz is not None:
+        verdicts.append(_verdict("archive.commit unionfs[os] tar.gz <= 1.3x tar", targz / tar, 1.3,
+                                 "commit time from .tar.gz / from .tar"))
+    restarts = _value(index, "archive.commit", "restarts", "unionfs[os]")
+    if restarts is not None:
+        verdicts.append(_verdict("archive.commit unionfs[os] decompression restarts == 0", restarts, 0.0,
+                                 "gzip restarts during the commits"))
     return verdicts
 
 
@@ -118,6 +163,8 @@ def _format(value: Optional[float], unit: str) -> str:
                 return "%.3g %s" % (value / scale, suffix)
     if unit == "B/s":
         return "%.0f MiB/s" % (value / 2 ** 20)
+    if unit == "count":
+        return "%d" % value
     return "%.1f MiB" % value
 
 
@@ -130,7 +177,7 @@ def markdown(results, verdicts: List[Verdict], meta: Dict[str, Any], systems: Se
     index = _index(results)
     lines = ["# unionfs benchmarks (`%s`)" % meta["command"], "",
              "%(date_utc)s UTC, %(cpus)s CPUs, Python %(python)s, Linux %(kernel)s; run took %(seconds)ss." % meta,
-             "Medians of %d repeats (copy-up: at most 5), systems interleaved within each repeat; a warm"
+             "Medians of %d repeats (copy-up: at most 5; the /usr walks and archive commits: 3), systems interleaved within each repeat; a warm"
              " sample is the best of 3 back-to-back passes on one view (7 for the scaling curves), a cold one"
              " a single pass on a fresh view. Ratio = cost against the raw system of the same family (>1 is slower)."
              % meta["sizes"]["repeats"], ""]

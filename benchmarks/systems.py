@@ -41,12 +41,14 @@ class Stack:
     #: ``os_uppers`` maps a system name to its own copy (each system writes its own format)
     mem_upper: Optional[FS] = attr.ib(default=None)
     os_uppers: dict = attr.ib(factory=dict)
+    #: what a workload of the data set needs besides the layers (sampled paths, archives)
+    data: dict = attr.ib(factory=dict)
 
     def close(self) -> None:
         for layer in self.mem_lowers + [self.mem_flat, self.mem_upper]:
             if layer is not None:
                 layer.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)  # (a real tree used as a lower is not in it)
 
 
 @attr.s(slots=True, eq=False)

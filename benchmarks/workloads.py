@@ -11,10 +11,12 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import attr
 
@@ -24,6 +26,7 @@ from fs.base import FS
 from fs.copy import copy_file
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
+from fs.walk import Walker
 from unionfs.core.sidecar import Sidecar
 
 from .systems import Stack, System, View
@@ -55,14 +58,23 @@ class Sizes:
     whiteout_points: Tuple[int, ...] = attr.ib()
     repeats: int = attr.ib()
     scaling_ops: int = attr.ib(default=100)  # lookups/removals timed per scaling point
+    #: the real-data workloads (issue 11): a tree used as the one lower ("" = a small
+    #: synthetic one), paths sampled from it, whiteouts made over it, and the tree archived
+    usr_root: str = attr.ib(default="/usr")
+    usr_samples: int = attr.ib(default=10_000)
+    usr_whiteouts: int = attr.ib(default=100_000)
+    many_lowers: int = attr.ib(default=500)
+    archive_root: str = attr.ib(default="/usr/share/doc")
 
 
 PRESETS = {
     "full": Sizes(8, 2000, 2000, 4096, 256 * CHUNK, 10_000, 20_000, 10_000, 1024 * CHUNK,
                   (1, 10, 100, 1000), (100, 1000, 10_000, 100_000), 5),
     "quick": Sizes(8, 500, 500, 4096, 32 * CHUNK, 10_000, 5_000, 2_000, 64 * CHUNK,
-                   (1, 10, 100), (100, 1000, 10_000), 3),
-    "toy": Sizes(3, 12, 12, 512, 2 * CHUNK, 30, 40, 10, 3 * CHUNK, (1, 3), (10, 30), 1, scaling_ops=5),
+                   (1, 10, 100), (100, 1000, 10_000), 3, usr_samples=2000, usr_whiteouts=20_000, many_lowers=100,
+                   archive_root="/usr/share/doc/python3"),
+    "toy": Sizes(3, 12, 12, 512, 2 * CHUNK, 30, 40, 10, 3 * CHUNK, (1, 3), (10, 30), 1, scaling_ops=5,
+                 usr_root="", usr_samples=50, usr_whiteouts=80, many_lowers=4, archive_root=""),
 }
 
 
@@ -86,7 +98,11 @@ class Workload:
     x: Optional[int] = attr.ib(default=None)  # the scaling parameter, for curves
     series: Optional[str] = attr.ib(default=None)
     in_subprocess: bool = attr.ib(default=False)  # runs its own view in a probe process
+    #: opens what it measures itself (``run(None, ctx, system=...)``), like the probe workloads
+    own_view: bool = attr.ib(default=False)
     passes: int = attr.ib(default=WARM_PASSES)  # timed passes per warm sample (the best counts)
+    #: at most this many repeats (the real-data walks take seconds per sample)
+    max_repeats: Optional[int] = attr.ib(default=None)
 
 
 # -- materialising data sets ------------------------------------------------------------------------
@@ -428,6 +444,226 @@ def _mib(size: int) -> str:
     return "%d KiB" % (size // 1024) if size >= 1024 else "%d B" % size
 
 
+# -- real data (issue 11): this machine's /usr as the lower, many lowers, a tar.gz lower ---------------
+
+
+def _regular_files(root: str) -> List[str]:
+    """Every regular file under ``root`` as a path of the tree rooted there, in walk order."""
+    found: List[str] = []
+    for directory, _dirs, files in os.walk(root):
+        relative = directory[len(root):] or "/"
+        for name in files:
+            if os.path.isfile(os.path.join(directory, name)) and not os.path.islink(os.path.join(directory, name)):
+                found.append(relative.rstrip("/") + "/" + name)
+    return found
+
+
+def _synthetic_tree(root: str) -> None:
+    """A small stand-in for /usr (toy preset): nested directories and one wide one."""
+    files: LayerFiles = [("/wide/w%d" % index, b"w") for index in range(120)]
+    files += [("/lib/p%d/q%d/f%d" % (index % 4, index % 3, index), b"f" * (index % 50)) for index in range(80)]
+    _write_os(root, files, [])
+
+
+def _sample(paths: Sequence[str], count: int) -> List[str]:
+    import random
+
+    return random.Random(11).sample(list(paths), min(count, len(paths)))
+
+
+def build_usr(sizes: Sizes, scratch: str) -> Stack:
+    """The real tree as the one lower (raw: the tree itself), and paths sampled from it."""
+    root = sizes.usr_root
+    if not root:
+        root = os.path.join(scratch, "usr")
+        _synthetic_tree(root)
+    stack = Stack(scratch, os_lowers=[root], os_flat=root)
+    files = _regular_files(root)
+    stack.data["samples"] = _sample(files, sizes.usr_samples)
+    stack.data["files"] = len(files)
+    stack.data["symlinked"] = _symlinked_dirs(root)
+    return stack
+
+
+def build_usr_whited(sizes: Sizes, scratch: str) -> Stack:
+    """The real tree with ``usr_whiteouts`` of its files whited out in a prepared upper (in each
+    system's own format, the directories holding them in the upper as a copy-up leaves them)."""
+    stack = build_usr(sizes, scratch)
+    whited = _sample(_regular_files(stack.os_lowers[0]), sizes.usr_whiteouts)
+    stack.data["samples"] = whited[: sizes.usr_samples]
+    for name in ("unionfs[os]", "kernel"):
+        upper = os.path.join(scratch, "upper-" + name)
+        for directory in sorted({os.path.dirname(path) for path in whited}):
+            os.makedirs(upper + directory, exist_ok=True)
+        if name == "kernel":
+            device = os.makedev(0, 0)
+            for path in whited:
+                os.mknod(upper + path, 0o600 | 0o020000, device)
+        else:
+            _add_records(OSFS(upper), whited)
+        stack.os_uppers[name] = upper
+    return stack
+
+
+def build_many_lowers(sizes: Sizes, scratch: str) -> Stack:
+    """``many_lowers`` lowers sharing ``/d``: each has 20 names of its own there, the top one also
+    the ``scaling_ops`` files looked up (raw: the top lower, and a flat copy for the listing)."""
+    count = sizes.many_lowers
+    layers: List[LayerFiles] = [[("/d/l%d_%d" % (position, k), b"l") for k in range(20)] for position in range(count)]
+    layers[0] += [("/d/top%d" % index, b"t") for index in range(sizes.scaling_ops)]
+    return materialise(scratch, layers, families=("os",))
+
+
+def usr_getinfo(view: View, ctx: Context) -> Dict[str, float]:
+    """getinfo of the sampled existing paths (raw: of the tree itself)."""
+    paths = ctx.stack.data["samples"]
+    getinfo = view.fs.getinfo
+    return {"getinfo": _timed(lambda: len([getinfo(path) for path in paths]))}
+
+
+class _TreeWalker(Walker):
+    """``fs.walk``'s walker, not entering the directories that are symlinks in the real tree:
+    every walker follows them (``is_dir`` is the target's), and trees like /usr have symlink
+    loops (``bin/X11 -> .``, llvm's ``build/Release -> ..``) that make a walk endless."""
+
+    def __init__(self, skip: Collection[str], **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self._skip = skip
+
+    def check_scan_dir(self, fs: FS, path: str, info: object) -> bool:
+        return path not in self._skip
+
+
+def _symlinked_dirs(root: str) -> List[str]:
+    found = []
+    for directory, dirs, _files in os.walk(root):
+        for name in dirs:
+            if os.path.islink(os.path.join(directory, name)):
+                found.append((directory[len(root):] or "/").rstrip("/") + "/" + name)
+    return found
+
+
+def _walker(namespaces: Sequence[str]) -> Callable[[View, Context], Dict[str, float]]:
+    def run(view: View, ctx: Context) -> Dict[str, float]:
+        """A walk of the whole tree with ``namespaces`` (files only for basic), per entry."""
+        count = [0]
+        walker = _TreeWalker(frozenset(ctx.stack.data["symlinked"]))
+
+        def walk() -> int:
+            if namespaces:
+                count[0] = sum(1 for _ in walker.info(view.fs, namespaces=list(namespaces)))
+            else:
+                count[0] = sum(1 for _ in walker.files(view.fs))
+            return max(count[0], 1)
+
+        per_entry = _timed(walk)
+        assert count[0] >= ctx.stack.data["files"] * 0.99, (count[0], ctx.stack.data["files"])
+        return {"walk": per_entry}
+
+    return run
+
+
+def usr_whited_getinfo(view: View, ctx: Context) -> Dict[str, float]:
+    """getinfo of whited-out paths (raw: of the same paths, which exist there)."""
+    paths = ctx.stack.data["samples"]
+    getinfo = view.fs.getinfo
+    hidden = view.system.kind != "raw"
+
+    def lookups() -> int:
+        for path in paths:
+            try:
+                getinfo(path)
+                assert not hidden, path
+            except errors.ResourceNotFound:
+                assert hidden, path
+        return len(paths)
+
+    return {"getinfo": _timed(lookups)}
+
+
+def many_top_getinfo(view: View, ctx: Context) -> Dict[str, float]:
+    """getinfo of files of the topmost of many lowers (raw: in that lower)."""
+    paths = ["/d/top%d" % index for index in range(ctx.sizes.scaling_ops)]
+    target = view.layers[0] if view.layers else view.fs
+    getinfo = target.getinfo
+    return {"getinfo": _timed(lambda: len([getinfo(path) for path in paths]))}
+
+
+def many_listdir(view: View, ctx: Context) -> Dict[str, float]:
+    """listdir of the directory all the lowers share (raw: a flat copy of it), per name."""
+    expected = 20 * ctx.sizes.many_lowers + ctx.sizes.scaling_ops
+    names = [0]
+
+    def listing() -> int:
+        names[0] = len(view.fs.listdir("/d"))
+        return 1
+
+    per_call = _timed(listing)
+    assert names[0] == expected, (names[0], expected)
+    return {"listdir": per_call}
+
+
+def _archive_source(sizes: Sizes, scratch: str) -> str:
+    root = sizes.archive_root
+    if not root or not os.path.isdir(root):
+        root = os.path.join(scratch, "tree")
+        _synthetic_tree(root)
+    return root
+
+
+def build_archives(sizes: Sizes, scratch: str) -> Stack:
+    """The tree as a plain tar and as a tar.gz (``tar``'s own order: a directory, then what is in it)."""
+    import tarfile
+
+    source = _archive_source(sizes, scratch)
+    stack = Stack(scratch)
+    for name, mode in (("tree.tar", "w"), ("tree.tar.gz", "w:gz")):
+        path = os.path.join(scratch, name)
+        with tarfile.open(path, mode) as archive:  # type: ignore[call-overload]
+            archive.add(source, arcname=".")
+        stack.data[name] = path
+    stack.data["files"] = len(_regular_files(source)) + sum(
+        1 for d, _, fs_ in os.walk(source) for f in fs_ if os.path.islink(os.path.join(d, f)))
+    return stack
+
+
+def archive_commit(view: Optional[View], ctx: Context, system: Optional[System] = None) -> Dict[str, float]:
+    """The whole tree out of each archive as a lower: ``commit`` into a fresh directory (raw: one
+    streaming ``tarfile`` extraction, what ``tar xf`` does), and the decompression restarts."""
+    import tarfile
+
+    from unionfs import OverlayFS
+
+    assert system is not None
+    values: Dict[str, float] = {}
+    restarts = 0
+    for name, metric in (("tree.tar", "tar"), ("tree.tar.gz", "targz")):
+        target = tempfile.mkdtemp(prefix="commit-", dir=ctx.stack.scratch)
+        try:
+            started = time.perf_counter()
+            if system.kind == "raw":
+                options = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}
+                with tarfile.open(ctx.stack.data[name], "r|*") as archive:
+                    archive.extractall(target, **options)  # type: ignore[arg-type]
+            else:
+                with OverlayFS(ctx.stack.data[name], upper=MemoryFS()) as overlay:
+                    overlay.commit(target)
+                    restarts += _restarts(overlay)
+            values[metric] = time.perf_counter() - started
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+    values["restarts"] = float(restarts)
+    return values
+
+
+def _restarts(overlay: FS) -> int:
+    """Decompression restarts of the overlay's archive lowers (0 for a system without them)."""
+    from unionfs.formats.archives import ArchiveFS
+
+    layers = getattr(overlay, "_lookup").layers
+    return sum(layer.fs.restarts for layer in layers if isinstance(layer.fs, ArchiveFS))
+
+
 ALL_KINDS = ("raw", "multifs", "unionfs", "kernel", "fuse")
 OVERLAYS = ("raw", "unionfs", "kernel", "fuse")
 
@@ -476,6 +712,37 @@ def workloads(sizes: Sizes) -> List[Workload]:
             % (3 * sizes.scaling_ops, sizes.scaling_ops, count, count), (("lookup", "s/op"), ("remove", "s/op")),
             "whited@%d" % count, whiteouts_ops, ("raw", "unionfs", "kernel", "fuse"), x=count, series="whiteouts",
             passes=SCALING_PASSES))
+    real = ("raw", "multifs", "unionfs", "kernel")
+    tree = "this machine's %s" % sizes.usr_root if sizes.usr_root else "a small synthetic tree"
+    for warm in (False, True):
+        label = "warm" if warm else "cold"
+        result += [
+            Workload("usr.getinfo.%s" % label, "getinfo of %d sampled files, %s as the lower, %s"
+                     % (sizes.usr_samples, tree, label), (("getinfo", "s/op"),), "usr", usr_getinfo, real,
+                     warm=warm, families=("os",)),
+            Workload("usr.walk.%s" % label, "walk.files() of %s as the lower, %s, per file" % (tree, label),
+                     (("walk", "s/op"),), "usr", _walker(()), real, warm=warm, families=("os",), passes=1,
+                     max_repeats=3),
+            Workload("usr.walkinfo.%s" % label, "walk.info(namespaces=['details']) of the same, %s, per entry"
+                     % label, (("walk", "s/op"),), "usr", _walker(("details",)), real, warm=warm, families=("os",),
+                     passes=1, max_repeats=3),
+        ]
+    result += [
+        Workload("usr.whited.cold", "getinfo of %d whited-out files (of %d whiteouts in the upper), %s, cold "
+                 "(raw: the same files)" % (sizes.usr_samples, sizes.usr_whiteouts, tree),
+                 (("getinfo", "s/op"),), "usr-whited", usr_whited_getinfo, ("raw", "unionfs", "kernel"),
+                 warm=False, families=("os",)),
+        Workload("many.getinfo.cold", "getinfo of %d files of the topmost of %d lowers, cold (raw: that lower)"
+                 % (sizes.scaling_ops, sizes.many_lowers), (("getinfo", "s/op"),), "many", many_top_getinfo,
+                 real, warm=False, families=("os",)),
+        Workload("many.listdir.cold", "listdir of a dir of %d names merged from %d lowers, cold (raw: flat copy)"
+                 % (20 * sizes.many_lowers + sizes.scaling_ops, sizes.many_lowers), (("listdir", "s/op"),), "many",
+                 many_listdir, real, warm=False, families=("os",)),
+        Workload("archive.commit", "commit of %s from a .tar and a .tar.gz lower (raw: tarfile streaming "
+                 "extraction), and decompression restarts" % (sizes.archive_root or "a small synthetic tree"),
+                 (("tar", "s/op"), ("targz", "s/op"), ("restarts", "count")), "archives", archive_commit,
+                 ("raw", "unionfs"), warm=False, families=("os",), own_view=True, max_repeats=3),
+    ]
     return result
 
 
@@ -489,6 +756,9 @@ def build_stack(key: str, sizes: Sizes, scratch: str) -> Stack:
         return build_whiteouts(sizes, scratch)
     if key == "copyup":
         return build_copyup(sizes, scratch)
+    real = {"usr": build_usr, "usr-whited": build_usr_whited, "many": build_many_lowers, "archives": build_archives}
+    if key in real:
+        return real[key](sizes, scratch)
     kind, count = key.split("@")
     if kind == "lowers":
         return build_lowers(int(count), sizes, scratch)

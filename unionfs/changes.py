@@ -278,12 +278,36 @@ def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int]]:
     return found
 
 
-def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback]) -> None:
-    """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries)."""
+def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback], layers: Sequence[Layer] = ()) -> None:
+    """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries):
+    the directories parents first, then the files in the order their layers store them."""
     entries = _walk_view(view)
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
-    for path, is_dir, _size in entries:
+    files = [entry for entry in entries if not entry[1]]
+    key = read_order(layers)
+    if key is not None:
+        files.sort(key=lambda entry: key(entry[0]))  # type: ignore[misc]
+    for path, is_dir, _size in [entry for entry in entries if entry[1]] + files:
         _copy_entry(view, target, path, is_dir, reporter)
+
+
+def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, int]]]:
+    """A sort key that reads files layer by layer, each layer's in the order it stores them
+    (an archive's members in archive order: one pass, no decompression restart); ``None``
+    when no layer has an order of its own (any order is as good)."""
+    if not any(callable(getattr(layer.fs, "read_order", None)) for layer in layers):
+        return None
+    lookup = Lookup(layers)
+    position = {id(layer): number for number, layer in enumerate(layers)}
+
+    def key(path: str) -> Tuple[int, int]:
+        node = lookup.node(path)
+        if node is None:  # pragma: no cover - the view changed under us
+            return (len(layers), 0)
+        in_layer = getattr(node.top.fs, "read_order", None)
+        return (position[id(node.top)], in_layer(path) if callable(in_layer) else 0)
+
+    return key
 
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
@@ -375,7 +399,7 @@ def commit(
         elif only_changes:
             apply_changes(view, change_set, target_fs, progress)
         else:
-            commit_merged(view, target_fs, progress)
+            commit_merged(view, target_fs, progress, [upper] + list(lowers))
         return change_set, position is not None
     finally:
         if opened:

@@ -5,14 +5,19 @@ caches). Random operations on a small name space, so they collide often."""
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 from typing import Dict, Tuple
 
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import unionfs  # noqa: F401
 from fs import errors
+from fs.copy import copy_fs
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 
@@ -65,12 +70,15 @@ EXPECTED = (errors.ResourceError, errors.ResourceInvalid, errors.RemoveRootError
 class WarmVersusCold(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.lowers = build_lowers()
+        self.lowers = [self._on_disk(layer, "lower%d" % index) for index, layer in enumerate(build_lowers())]
         self.before = [snapshot(layer) for layer in self.lowers]
-        self.upper = MemoryFS()
+        self.upper = self._on_disk(MemoryFS(), "upper")
         self.overlay = OverlayFS(self.lowers, self.upper)
         view(self.overlay)  # warm every cache
         probes(self.overlay)
+
+    def _on_disk(self, memory: MemoryFS, name: str):  # the layers as they are (MemoryFS)
+        return memory
 
     def attempt(self, operation, *args) -> None:
         try:
@@ -138,6 +146,41 @@ class WarmVersusCold(RuleBasedStateMachine):
 
 
 TestWarmVersusCold = WarmVersusCold.TestCase
+
+
+class WarmVersusColdOnDiskTinyCaches(WarmVersusCold):
+    """The same on OSFS layers (lookups by ``os.stat``, listings by ``os.scandir``, records by
+    ``lstat``) with every cache bounded to a few entries, so that evictions happen all the
+    time: an evicted answer is asked again, never left stale."""
+
+    def __init__(self) -> None:
+        self.scratch = tempfile.mkdtemp(prefix="coherence-")
+        self._limits = _set_limits(node=3, listing=4, index=4, records=2)
+        super().__init__()
+
+    def _on_disk(self, memory: MemoryFS, name: str) -> OSFS:
+        os.makedirs(os.path.join(self.scratch, name))
+        layer = OSFS(os.path.join(self.scratch, name))
+        copy_fs(memory, layer)
+        return layer
+
+    def teardown(self) -> None:
+        _set_limits(**self._limits)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _set_limits(node: int, listing: int, index: int, records: int) -> Dict[str, int]:
+    """Set the cache bounds new overlays get; return the ones they replace."""
+    from unionfs.core import lookup, sidecar, stack
+
+    old = dict(node=lookup.NODE_LIMIT, listing=lookup.LISTING_LIMIT, index=stack.INDEX_LIMIT,
+               records=sidecar.RECORD_DIR_LIMIT)
+    lookup.NODE_LIMIT, lookup.LISTING_LIMIT, stack.INDEX_LIMIT, sidecar.RECORD_DIR_LIMIT = node, listing, index, records
+    return old
+
+
+TestWarmVersusColdOnDiskTinyCaches = WarmVersusColdOnDiskTinyCaches.TestCase
+TestWarmVersusColdOnDiskTinyCaches.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
 
 
 def test_cache_movedir_forgets_answers_below_copied_up_directories(guard_lower):

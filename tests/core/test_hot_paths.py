@@ -91,3 +91,73 @@ def test_paths_are_validated_once_and_still_refused_every_time(guard_lower, monk
     overlay.close()
     with pytest.raises(errors.FilesystemClosed):
         overlay.getinfo("a/./b//f")
+
+
+class NameLog(WrapFS):
+    """A layer that logs which paths it is asked about and which directories it lists."""
+
+    def __init__(self, wrapped: FS) -> None:
+        super().__init__(wrapped)
+        self.asked: List[str] = []
+        self.listed: List[str] = []
+
+    def getinfo(self, path, namespaces=None):
+        self.asked.append(path)
+        return super().getinfo(path, namespaces)
+
+    def scandir(self, path, namespaces=None, page=None):
+        self.listed.append(path)
+        return super().scandir(path, namespaces, page)
+
+
+def test_a_cold_lookup_asks_for_the_name_and_lists_no_directory(guard_lower, tmp_path):
+    """Issue 11: the first getinfo of a name in a large directory read the whole directory
+    of every layer (18,037 entries for one name of /usr/lib/x86_64-linux-gnu)."""
+    lower = MemoryFS()
+    lower.makedirs("big")
+    for index in range(300):
+        lower.writetext("big/f%d" % index, "f")
+    logged = NameLog(guard_lower(lower))
+    upper = NameLog(MemoryFS())
+    overlay = OverlayFS(logged, upper=upper)
+    upper.listed.clear()  # (opening checks the sidecar's staging area)
+    assert overlay.getinfo("big/f7").name == "f7" and not overlay.exists("big/nope")
+    assert logged.listed == [] and [path for path in upper.listed if not path.startswith("/.unionfs/")] == []
+    assert upper.listed == ["/.unionfs/tree"]  # which record kinds the root has: once, not per name
+    assert logged.asked.count("/big/f7") <= 2  # the lookup, and the getinfo it answers
+
+
+def test_a_cold_lookup_of_a_top_file_asks_no_lower_below_it(guard_lower):
+    """Issue 11: at 500 lowers one cold lookup of a top-layer file read every lower's directory."""
+    lowers = []
+    for position in range(40):
+        layer = MemoryFS()
+        layer.makedirs("d")
+        layer.writetext("d/own%d" % position, "o")
+        if position == 0:
+            layer.writetext("d/top", "t")
+        lowers.append(NameLog(guard_lower(layer)))
+    overlay = OverlayFS(lowers, upper=MemoryFS())
+    assert overlay.readtext("d/top") == "t"
+    assert [layer for layer in lowers[1:] if "/d/top" in layer.asked] == []
+    assert all(layer.listed == [] for layer in lowers)
+
+
+def test_whether_a_lower_has_an_upper_entry_is_asked_only_to_remove_it(guard_lower):
+    """The upper decides an entry it has; a lower is asked whether it has the name too only
+    when the answer matters (a removal needs a whiteout iff one does)."""
+    lower = MemoryFS()
+    lower.makedirs("d")
+    lower.writetext("d/shadowed", "lower")
+    logged = NameLog(guard_lower(lower))
+    overlay = OverlayFS(logged, upper=MemoryFS())
+    overlay.writetext("d/shadowed", "upper")
+    overlay.writetext("d/mine", "upper only")
+    cold = OverlayFS(logged, upper=overlay._upper.fs)  # type: ignore[union-attr]
+    logged.asked.clear()
+    assert cold.readtext("d/shadowed") == "upper" and cold.readtext("d/mine") == "upper only"
+    assert "/d/shadowed" not in logged.asked and "/d/mine" not in logged.asked
+    cold.remove("d/shadowed")
+    cold.remove("d/mine")
+    assert "/d/shadowed" in logged.asked  # asked now: it needs a whiteout
+    assert cold.listdir("d") == [] and OverlayFS(logged, upper=overlay._upper.fs).listdir("d") == []  # type: ignore[union-attr]

@@ -63,24 +63,25 @@ def test_corruption_is_refused_on_open_naming_the_path(layers, name):
     assert where in str(raised.value)
 
 
-RECORD_CORRUPTIONS = {
-    "whiteout directory is a file": (lambda u: _replace_with_file(u, TREE_DIR + "/d/a/w"), TREE_DIR + "/d/a/w"),
-    "whiteout record is a directory": (lambda u: _replace_with_dir(u, TREE_DIR + "/d/a/w/f"), TREE_DIR + "/d/a/w/f"),
-    "opaque record is a directory": (lambda u: _replace_with_dir(u, TREE_DIR + "/d/a/o/b"), TREE_DIR + "/d/a/o/b"),
+RECORD_CORRUPTIONS = {  # (corrupt, the path named, the name the records are about)
+    "whiteout directory is a file": (lambda u: _replace_with_file(u, TREE_DIR + "/d/a/w"), TREE_DIR + "/d/a/w", "a/f"),
+    "whiteout record is a directory": (
+        lambda u: _replace_with_dir(u, TREE_DIR + "/d/a/w/f"), TREE_DIR + "/d/a/w/f", "a/f"),
+    "opaque record is a directory": (lambda u: _replace_with_dir(u, TREE_DIR + "/d/a/o/b"), TREE_DIR + "/d/a/o/b", "a/b"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(RECORD_CORRUPTIONS))
 def test_corrupt_records_are_refused_when_their_directory_is_read(layers, name):
-    """Records are read lazily, one directory at a time: the first look at the directory
-    raises; no listing of it is ever shown without its records."""
+    """Records are read lazily: a listing of the directory raises (no listing is ever shown
+    without its records), and so does a cold lookup of the name a broken record is about
+    (a lookup asks that name's records only)."""
     lower, upper = layers
-    corrupt, where = RECORD_CORRUPTIONS[name]
+    corrupt, where, about = RECORD_CORRUPTIONS[name]
     corrupt(upper)
-    overlay = OverlayFS(lower, upper)
-    for look in (lambda: overlay.listdir("a"), lambda: overlay.exists("a/f"), lambda: overlay.fsck(repair=False)):
+    for look in (lambda o: o.listdir("a"), lambda o: o.exists(about), lambda o: o.fsck(repair=False)):
         with pytest.raises(SidecarError) as raised:
-            look()
+            look(OverlayFS(lower, upper))  # a fresh overlay each: every look is a cold one
         assert raised.value.path == where
 
 

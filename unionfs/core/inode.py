@@ -69,7 +69,7 @@ def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> b
 def node_info(node: Any, namespaces: Optional[Collection[str]] = None) -> Info:
     """The info of a merged entry: its top layer's; a metadata-only file's size (and the
     stat namespace's size and blocks) are its data's, as the kernel's getattr reports."""
-    info = node.top.fs.getinfo(node.top_path, namespaces)
+    info = node.top.getinfo(node.top_path, namespaces)  # (the layer reuses its lookup's stat)
     if not node.metacopy:
         return info
     layer, path = node.data

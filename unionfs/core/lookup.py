@@ -8,7 +8,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import attr
 
@@ -16,8 +16,9 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, iteratepath, join
 
-from .stack import DirIndex, Layer, all_names
+from .stack import DIR, FILE, OPAQUE_DIR, WHITED, DirIndex, Layer, all_names
 from .sidecar import is_reserved
+from .treecache import TreeCache, parent_of
 
 
 @attr.s(frozen=True, slots=True)
@@ -29,20 +30,49 @@ class Node:
     #: the layers that make up this entry, topmost first; a file has one, or for a
     #: metadata-only copy-up its metadata layer(s) and last the layer holding its data
     layers: Tuple[Layer, ...] = attr.ib()
-    #: some lower layer has an entry here, so removing it from the view needs a whiteout
-    lower_positive: bool = attr.ib()
-    #: where the entry is in each of ``layers`` (redirects make them differ from ``path``)
+    #: whether some lower has an entry here; ``None`` until asked (see :attr:`lower_positive`)
+    _lower_positive: Optional[bool] = attr.ib(default=None)
+    #: the lowers still to ask when the upper alone decided the entry (lowers never change)
+    _below: Tuple[Layer, ...] = attr.ib(default=(), repr=False)
+    #: where the entry is in each of ``layers`` (redirects make them differ from ``path``;
+    #: empty: ``path`` in every layer)
     paths: Tuple[str, ...] = attr.ib(default=())
     #: the path the layers below the upper look this entry up at (the kernel's redirect
-    #: path): ``path`` unless the upper's entry or an ancestor's carries a redirect
-    origin: str = attr.ib(default="")
+    #: path): ``path`` (empty) unless the upper's entry or an ancestor's carries a redirect
+    _origin: str = attr.ib(default="")
     #: a file whose top layer holds its metadata only; the data is in ``layers[-1]``
     metacopy: bool = attr.ib(default=False)
 
     @property
+    def lower_positive(self) -> bool:
+        """Some lower layer has an entry here, so removing it from the view needs a whiteout.
+        An entry the upper decides does not read the lowers to be looked up: they are asked
+        only when this is wanted (a removal or rename), one name each, down to the first lower
+        that has the name or whites it out."""
+        known = self._lower_positive
+        if known is None:
+            known = False
+            parent, name = dirname(self.path), basename(self.path)
+            for layer in self._below:
+                code = layer.lookup(parent, name)
+                if code >= FILE:
+                    known = True
+                    break
+                if code == WHITED:
+                    break  # a lower whiteout hides the name in every layer below it
+            object.__setattr__(self, "_lower_positive", known)
+        return known
+
+    @property
     def top(self) -> Layer:
-        """The layer whose entry wins: metadata comes from here (and data, but for metacopy)."""
+        """The layer whose entry wins: data and metadata come from here."""
         return self.layers[0]
+
+    @property
+    def origin(self) -> str:
+        """Where the layers below the upper look this entry up (its path unless a redirect of
+        it or of an ancestor says otherwise)."""
+        return self._origin or self.path
 
     @property
     def top_path(self) -> str:
@@ -69,13 +99,114 @@ class Node:
 
 @attr.s(frozen=True, slots=True)
 class Listing:
-    """The visible entries of a merged directory, in listing order."""
+    """The visible entries of a merged directory, in listing order: each name, whether it is a
+    directory and the layer that wins it. No :class:`Node` is made per entry: a walk needs
+    only these, and a child looked up later resolves from the same cached indexes."""
 
+    path: str = attr.ib()
     names: Tuple[str, ...] = attr.ib()
-    nodes: Tuple[Node, ...] = attr.ib()
+    is_dirs: Tuple[bool, ...] = attr.ib()
+    tops: Tuple[Layer, ...] = attr.ib()
 
 
 _MISSING = object()
+
+#: cached lookup answers (one per path) and merged listings (their names, all listings
+#: together) kept at most; least recently used go first. Sized for a tree like /usr
+#: (about 140,000 entries) to stay warm in full.
+NODE_LIMIT = 200_000
+LISTING_LIMIT = 400_000
+
+
+def resolve_child(parent: Node, name: str) -> Optional[Node]:
+    """Look ``name`` up in the directory ``parent`` by the kernel's rules, one layer at a time,
+    stopping at the first layer that decides (each layer is asked about this one name)."""
+    dir_path = parent.path
+    path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+    found: List[Layer] = []
+    top_is_dir = False
+    merging = True  # can deeper layers still add to the entry?
+    lower_positive = False
+    layers = parent.layers
+    for position, layer in enumerate(layers):
+        code = layer.lookup(dir_path, name)
+        if code <= WHITED:
+            if code == WHITED:
+                if not layer.is_upper:
+                    break  # a lower whiteout hides this name in every layer below it
+                if not found:
+                    return None  # the upper whites it out: nothing of the lowers shows
+                merging = False
+            continue
+        is_dir = code >= DIR
+        if not layer.is_upper:
+            lower_positive = True
+        if merging:
+            if not found:
+                found.append(layer)
+                top_is_dir = is_dir
+                merging = is_dir and code != OPAQUE_DIR
+            elif top_is_dir and is_dir:
+                found.append(layer)
+                merging = code != OPAQUE_DIR
+            else:
+                merging = False
+        if not merging:
+            if lower_positive:
+                break
+            # decided by the upper alone: whether a lower has the name is asked when wanted
+            return Node(path, top_is_dir, tuple(found), None, layers[position + 1:])
+    if not found:
+        return None
+    return Node(path, top_is_dir, tuple(found), lower_positive)
+
+
+def merge_listing(directory: Node) -> Listing:
+    """The merged listing of ``directory``: each layer's index read once, layer by layer (not
+    each name through every layer), with the rules of :func:`resolve_child`."""
+    indexes = []
+    for layer in directory.layers:
+        index = layer.dir(directory.path)
+        if index is not None:  # a layer whose listing vanished under us counts as empty
+            indexes.append((layer, index))
+    if len(indexes) == 1:  # one layer: its entries are the listing
+        layer, index = indexes[0]
+        names = tuple(index.entries)
+        return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names))
+    # per name: [top layer or None, top is a dir, still merging, decided]
+    state: Dict[str, list] = {}
+    for layer, index in indexes:
+        upper = layer.is_upper
+        for name, is_dir in index.entries.items():
+            entry = state.get(name)
+            if entry is None:
+                state[name] = [layer, is_dir, is_dir and name not in index.opaque, False]
+            elif not entry[3] and entry[2]:  # merging: a directory over this one, or not
+                if is_dir and entry[1]:
+                    entry[2] = name not in index.opaque
+                else:
+                    entry[2] = False
+        if index.whiteouts:
+            for name in index.whiteouts:
+                if name in index.entries:
+                    continue  # an entry wins over a record of the same name in one layer
+                entry = state.get(name)
+                if entry is None:
+                    state[name] = [None, False, False, True]  # hidden from every layer below
+                elif upper or entry[2]:
+                    entry[2] = False
+                    entry[3] = True
+    names_: List[str] = []
+    is_dirs: List[bool] = []
+    tops: List[Layer] = []
+    for name, entry in state.items():
+        if entry[0] is not None:
+            names_.append(name)
+            is_dirs.append(entry[1])
+            tops.append(entry[0])
+    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops))
+
+
 _STOP = object()  # a whiteout, or a non-directory on the way: nothing here nor below
 
 
@@ -105,7 +236,7 @@ def _in_index(index: DirIndex, dir_path: str, name: str) -> Any:
     return _Hit(join(dir_path, name), False, False, None, False)
 
 
-def _below(parent_origin: str, name: str, redirect: Optional[str]) -> str:
+def _lower_name(parent_origin: str, name: str, redirect: Optional[str]) -> str:
     """Where the layers below look an entry up: its redirect, absolute or relative to the
     parent's place there, else its own name there."""
     if redirect is None:
@@ -132,13 +263,14 @@ def _walk(layer: Layer, path: str) -> Tuple[Any, str]:
         if not hit.is_dir:
             return _STOP, path
         stop = stop or hit.opaque
-        below = _below(below, part, hit.redirect)
+        below = _lower_name(below, part, hit.redirect)
         current = hit.path
     return _MISSING, path  # the root itself is never looked up this way
 
 
-def resolve_child(parent: Node, name: str, all_layers: Sequence[Layer]) -> Optional[Node]:
-    """Look ``name`` up in the directory ``parent`` by the kernel's rules."""
+def resolve_redirected(parent: Node, name: str, all_layers: Sequence[Layer]) -> Optional[Node]:
+    """Look ``name`` up in the directory ``parent`` by the kernel's rules, redirects and
+    metadata-only files included (every layer's directory index read whole)."""
     return resolve_in(parent, layer_indexes(parent), name, join(parent.path, name), all_layers)
 
 
@@ -178,7 +310,7 @@ def resolve_in(
             break
     found: List[_Hit] = []
     layers: List[Layer] = []
-    parent_origin = parent.origin or parent.path
+    parent_origin = parent.origin
     origin: Optional[str] = None
     relative = name  # the name looked up in the parent's layers
     absolute: Optional[str] = None  # once a redirect is absolute: the path walked in each layer
@@ -205,7 +337,7 @@ def resolve_in(
         layers.append(layer)
         if origin is None:
             # where the layers below the topmost entry look it up (the kernel's d.name)
-            origin = _below(parent_origin, name, hit.redirect) if layer.is_upper else join(parent_origin, name)
+            origin = _lower_name(parent_origin, name, hit.redirect) if layer.is_upper else join(parent_origin, name)
         if not hit.is_dir and not hit.metacopy:
             break
         if hit.opaque or hit.stop:
@@ -235,71 +367,132 @@ def resolve_in(
         is_dir,
         tuple(layers),
         lower_positive,
-        tuple(hit.path for hit in found),
-        origin or join(parent_origin, name),
+        paths=tuple(hit.path for hit in found),
+        origin=origin or join(parent_origin, name),
         metacopy=not is_dir and found[0].metacopy,
     )
 
 
 class Lookup:
-    """Resolves paths of the merged view and caches the answers."""
+    """Resolves paths of the merged view and caches the answers (bounded: :data:`NODE_LIMIT`
+    nodes and :data:`LISTING_LIMIT` listed names, least recently used forgotten first)."""
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    def __init__(self, layers: Sequence[Layer], node_limit: Optional[int] = None, listing_limit: Optional[int] = None) -> None:
         self.layers = tuple(layers)
-        self.root = Node(
-            "/", True, self.layers, any(not layer.is_upper for layer in layers), ("/",) * len(self.layers), "/"
-        )
-        self._nodes: Dict[str, Optional[Node]] = {"/": self.root}
-        # cached paths by parent, so forgetting a subtree costs the size of what is cached in it
-        self._cached_children: Dict[str, Set[str]] = {}
+        self.root = Node("/", True, self.layers, any(not layer.is_upper for layer in layers))
+        #: a lower may hold redirects or metadata-only files (they never change while open)
+        self._lower_redirects = any(layer.may_redirect for layer in self.layers if not layer.is_upper)
+        self._upper = self.layers[0] if self.layers and self.layers[0].is_upper else None
+        self._nodes: TreeCache[Optional[Node]] = TreeCache(node_limit or NODE_LIMIT)
+        self._nodes.put("/", self.root)
         # merged listings by directory path; dropped with the directory's node or any child's
-        self._listings: Dict[str, Listing] = {}
+        self._listings: TreeCache[Listing] = TreeCache(listing_limit or LISTING_LIMIT, lambda listing: len(listing.names))
+
+    @property
+    def redirect_mode(self) -> bool:
+        """Whether some layer may hold redirects or metadata-only files: lookups then follow
+        them, reading each directory's index whole (the upper becomes such a layer with its
+        first redirect or metacopy record, and its lookups that could see one are forgotten)."""
+        return self._lower_redirects or (self._upper is not None and self._upper.may_redirect)
 
     def node(self, path: str) -> Optional[Node]:
         """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""
-        cached = self._nodes.get(path, _MISSING)
+        nodes = self._nodes
+        cached = nodes.get(path, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
+        if path == "/":
+            nodes.put("/", self.root)
+            return self.root
         if is_reserved(path):
             return None
         # up to the nearest cached ancestor, then down one component at a time: a loop, not
         # recursion, so a path of thousands of components is an answer, not a RecursionError
         unresolved = [path]
-        while dirname(unresolved[-1]) not in self._nodes:
-            unresolved.append(dirname(unresolved[-1]))
-        node = self._nodes[dirname(unresolved[-1])]
-        for current in reversed(unresolved):
-            node = resolve_child(node, basename(current), self.layers) if node is not None and node.is_dir else None
-            self._remember(dirname(current), current, node)
+        while True:
+            parent_path = parent_of(unresolved[-1])
+            if parent_path == "/":
+                parent: object = self.root
+                break
+            parent = nodes.get(parent_path, _MISSING)
+            if parent is not _MISSING:
+                break
+            unresolved.append(parent_path)
+        node: Optional[Node] = parent  # type: ignore[assignment]
+        redirects = self.redirect_mode
+        while unresolved:
+            if node is None or not node.is_dir:
+                for current in unresolved:
+                    nodes.put(current, None)
+                return None
+            if not redirects and len(unresolved) > 1 and len(node.layers) == 1 and node.layers[0].probes:
+                # below a directory only one layer makes up, nothing merges, hides or adds: that
+                # layer's answer for the whole path is the view's (one stat, not one per component;
+                # one component goes through resolve_child, which uses the index if cached)
+                return self._resolve_in_one(node.layers[0], unresolved)
+            current = unresolved.pop()
+            name = current[current.rfind("/") + 1:]
+            node = resolve_redirected(node, name, self.layers) if redirects else resolve_child(node, name)
+            nodes.put(current, node)
         return node
 
-    def _remember(self, parent_path: str, path: str, node: Optional[Node]) -> None:
-        self._nodes[path] = node
-        self._cached_children.setdefault(parent_path, set()).add(path)
+    def _resolve_in_one(self, layer: Layer, unresolved: List[str]) -> Optional[Node]:
+        path = unresolved[0]
+        is_dir = layer.probe_path(path)
+        if is_dir is None:
+            self._nodes.put(path, None)  # (which ancestor is missing is asked again if wanted)
+            return None
+        lower_positive = not layer.is_upper
+        for current in reversed(unresolved[1:]):  # every ancestor of an existing path is a directory
+            self._nodes.put(current, Node(current, True, (layer,), lower_positive))
+        node = Node(path, is_dir, (layer,), lower_positive)
+        self._nodes.put(path, node)
+        return node
 
     def listing(self, directory: Node) -> Listing:
         """The visible entries of the merged ``directory``, cached until one of them changes."""
         listing = self._listings.get(directory.path)
         if listing is not None:
-            return listing
-        prefix = directory.path if directory.path == "/" else directory.path + "/"
+            return listing  # type: ignore[return-value]
+        listing = self._merge_redirected(directory) if self.redirect_mode else merge_listing(directory)
+        if directory is self.root or self._nodes.peek(directory.path) is directory:  # never cache a stale node's
+            self._listings.put(directory.path, listing)
+        return listing
+
+    def _merge_redirected(self, directory: Node) -> Listing:
+        """The merged listing where redirects may be followed: every name of the layers'
+        indexes (each at the directory's path in that layer) resolved by :func:`resolve_in`."""
         indexes = layer_indexes(directory)
-        cached, siblings = self._nodes, self._cached_children.setdefault(directory.path, set())
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
         names: List[str] = []
-        nodes: List[Node] = []
+        is_dirs: List[bool] = []
+        tops: List[Layer] = []
         for name in all_names(indexes):
             path = prefix + name
-            child = cached.get(path, _MISSING)
-            if child is _MISSING:  # resolved here, not by node(): the parent and its indexes are in hand
-                child = cached[path] = resolve_in(directory, indexes, name, path, self.layers)
-                siblings.add(path)
+            child = self._nodes.get(path, _MISSING)
+            if child is _MISSING:  # resolved here: the parent and its indexes are in hand
+                child = resolve_in(directory, indexes, name, path, self.layers)
+                self._nodes.put(path, child)
             if child is not None:
                 names.append(name)
-                nodes.append(child)  # type: ignore[arg-type]
-        listing = Listing(tuple(names), tuple(nodes))
-        if self._nodes.get(directory.path) is directory:  # never cache a listing of a stale node
-            self._listings[directory.path] = listing
-        return listing
+                is_dirs.append(child.is_dir)  # type: ignore[union-attr]
+                tops.append(child.top)  # type: ignore[union-attr]
+        return Listing(directory.path, tuple(names), tuple(is_dirs), tuple(tops))
+
+    def cached_listing(self, directory: Node) -> Optional[Listing]:
+        """The cached listing of ``directory``, if any (not marked as used)."""
+        return self._listings.peek(directory.path)  # type: ignore[return-value]
+
+    def children(self, directory: Node) -> List[Node]:
+        """The nodes of the entries of ``directory`` (resolved from the indexes its listing read)."""
+        listing = self.listing(directory)
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        nodes = []
+        for name in listing.names:
+            child = self.node(prefix + name)
+            if child is not None:  # (a layer changed under us)
+                nodes.append(child)
+        return nodes
 
     def child(self, parent: Node, name: str) -> Optional[Node]:
         return self.node(join(parent.path, name))
@@ -319,24 +512,27 @@ class Lookup:
                 ancestor = dirname(ancestor)
         return errors.ResourceNotFound(display)
 
+    def copied_up_dir(self, path: str, upper: Layer) -> None:
+        """The lower directory ``path`` was just copied up (an empty, non-opaque copy): its node
+        is the old one with the upper on top, known without asking any layer again."""
+        old = self._nodes.peek(path)
+        self.forget(path)
+        if isinstance(old, Node) and old.is_dir and not old.in_upper:
+            paths = ((path,) + old.paths) if old.paths else ()
+            self._nodes.put(path, Node(path, True, (upper,) + old.layers, True, paths=paths, origin=old._origin))
+
     def forget(self, path: str, subtree: bool = False) -> None:
         """Drop cached answers for ``path`` (and everything below it when ``subtree``), with the
         listings of ``path`` and of its parent."""
-        self._listings.pop(path, None)
+        self._listings.discard(path)
         if path == "/":
             if subtree:
-                self._nodes = {"/": self.root}
-                self._cached_children = {}
-                self._listings = {}
+                self._nodes.clear()
+                self._nodes.put("/", self.root)
+                self._listings.clear()
             return
-        self._listings.pop(dirname(path), None)
-        self._nodes.pop(path, None)
-        # ``path`` stays in its parent's set: answers cached below it must stay reachable
-        # for a later subtree forget of an ancestor
+        self._listings.discard(dirname(path))
+        self._nodes.discard(path)
         if subtree:
-            pending = [path]
-            while pending:
-                for child in self._cached_children.pop(pending.pop(), ()):
-                    self._nodes.pop(child, None)
-                    self._listings.pop(child, None)
-                    pending.append(child)
+            self._nodes.forget_below(path)
+            self._listings.forget_below(path)

@@ -13,19 +13,19 @@ from typing import Collection, Dict, Iterator, List, Optional, Tuple
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.info import Info
-from fs.path import dirname, join
+from fs.path import join
 
 from .inode import node_info
-from .stack import Layer
+from .stack import DirIndex, Layer
 from .lookup import Lookup, Node
 
 #: namespace requests a listing answers by itself
 BASIC_ONLY = frozenset({"basic"})
 
 
-def visible_children(lookup: Lookup, directory: Node) -> Tuple[Node, ...]:
-    """The nodes of the entries of ``directory`` in the merged view (cached by the lookup)."""
-    return lookup.listing(directory).nodes
+def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
+    """The nodes of the entries of ``directory`` in the merged view."""
+    return lookup.children(directory)
 
 
 def is_empty(lookup: Lookup, directory: Node) -> bool:
@@ -33,13 +33,13 @@ def is_empty(lookup: Lookup, directory: Node) -> bool:
     return not lookup.listing(directory).names
 
 
-def _bulk_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
-    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted."""
-    index = layer.dir(path)
-    listed = len(index.entries) if index is not None else 0
+def _layer_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
+    """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted (the
+    same scan indexes the directory if it was not), else one getinfo per name."""
+    index = layer.cached_dir(path)
+    listed = len(index.entries) if isinstance(index, DirIndex) else len(names)
     if len(names) * 4 >= listed:
-        wanted = set(names)
-        return {info.name: info for info in layer.fs.scandir(path, namespaces) if info.name in wanted}
+        return layer.scan(path, namespaces)
     return {name: layer.fs.getinfo(join(path, name), namespaces) for name in names}
 
 
@@ -51,33 +51,51 @@ def scan(
 ) -> Iterator[Info]:
     """Infos of the merged listing, each from the layer that wins the entry; ``page`` slices
     the merged list, so only the page's infos are read."""
+    wanted = tuple(namespaces or ())
+    basic_only = BASIC_ONLY.issuperset(wanted)
+    if not basic_only and lookup.redirect_mode:
+        # redirects put an entry's top at another path of its layer, a metadata-only file's
+        # size is its data's: each entry's info comes through its node
+        listing = lookup.listing(directory)
+        names = listing.names if page is None else listing.names[page[0]:page[1]]
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        for name in names:
+            child = lookup.node(prefix + name)
+            if child is not None:
+                yield node_info(child, wanted)
+        return
+    if not basic_only and page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
+        # a cold details scan of a one-layer directory: that layer's scan is the answer (and
+        # indexes the directory), not an index read followed by a second scan
+        layer = directory.layers[0]
+        scanned = layer.scan(directory.path, wanted)
+        for name in lookup.listing(directory).names:
+            one = scanned.get(name)
+            if one is not None:
+                yield one
+        return
     listing = lookup.listing(directory)
-    names, children = listing.names, listing.nodes
+    names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
     if page is not None:
         start, end = page
-        names, children = names[start:end], children[start:end]
-    wanted = tuple(namespaces or ())
-    if BASIC_ONLY.issuperset(wanted):
+        names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
+    if basic_only:
         # name and type are all the basic namespace holds, and the listing knows both: no layer is read
-        for name, child in zip(names, children):
-            yield Info({"basic": {"name": name, "is_dir": child.is_dir}})
+        for name, is_dir in zip(names, is_dirs):
+            yield Info({"basic": {"name": name, "is_dir": is_dir}})
         return
-    # one bulk read per (layer, directory in that layer): redirects can make them differ
-    by_place: Dict[Tuple[int, str], List[str]] = {}
+    by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}
+    for name, top in zip(names, tops):
+        by_layer.setdefault(id(top), []).append(name)
+        layer_of[id(top)] = top
     infos: Dict[str, Info] = {}
-    for name, child in zip(names, children):
-        if child.metacopy:  # metadata from the top, size from the data
-            infos[name] = node_info(child, wanted)
-            continue
-        by_place.setdefault((id(child.top), dirname(child.top_path)), []).append(name)
-        layer_of[id(child.top)] = child.top
-    for (key, place), layer_names in by_place.items():
+    for key, layer_names in by_layer.items():
         try:
-            found = _bulk_infos(layer_of[key], place, layer_names, wanted)
+            found = _layer_infos(layer_of[key], directory.path, layer_names, wanted)
         except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
             continue
-        infos.update(found)
+        infos.update((name, found[name]) for name in layer_names if name in found)
     for name in names:
         info = infos.get(name)
         if info is not None:

@@ -31,18 +31,22 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 from __future__ import annotations
 
 import os
+import stat
 import uuid
-from typing import Dict, FrozenSet, Optional
 
 import attr
+from typing import Dict, FrozenSet, Optional, Set, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.copy import copy_dir
+from fs.error_tools import convert_os_errors
+from fs.osfs import OSFS
 from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
+from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
@@ -51,6 +55,11 @@ TREE_DIR = SIDECAR_DIR + "/tree"
 STAGING_DIR = SIDECAR_DIR + "/tmp"
 JOURNAL_DIR = SIDECAR_DIR + "/journal"
 LOCK_PATH = SIDECAR_DIR + "/lock"
+
+#: directories whose record kinds a sidecar remembers at most (least recently used go first)
+RECORD_DIR_LIMIT = 100_000
+_MISSING = object()
+
 #: the metacopy table: one file per metadata-only copy-up, named by its token, holding its data path
 METACOPY_DIR = SIDECAR_DIR + "/meta"
 
@@ -98,9 +107,25 @@ def version_for(kinds: FrozenSet[str], journal: bool) -> int:
     return min(v for v, f in VERSIONS.items() if kinds <= f.kinds and f.journal == journal)
 
 
+#: the record kinds a directory's records can be of
+_KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY)
+
+
 def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+
+
+def sys_root(layer_fs: FS) -> Optional[str]:
+    """The OS path of an OSFS layer's root (no trailing slash), else ``None``: on a plain OS
+    directory one record is one ``lstat``."""
+    if type(layer_fs) is not OSFS:
+        return None
+    try:
+        root = layer_fs.getsyspath("/")
+    except errors.NoSysPath:
+        return None
+    return root[:-1] if root.endswith("/") else root
 
 
 def metacopy_token(head: bytes) -> Optional[str]:
@@ -137,6 +162,9 @@ class Sidecar:
 
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
         self.fs = layer_fs
+        self._sys_root = sys_root(layer_fs)
+        #: record kinds present per directory (see :meth:`_kinds_at`)
+        self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
         #: what FORMAT says (a key of VERSIONS)
         self.version = version
 
@@ -246,15 +274,23 @@ class Sidecar:
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
         try:
-            infos = list(self.fs.scandir(where))
+            records = self._list(where)
         except errors.ResourceNotFound:
             return frozenset()
         except errors.DirectoryExpected:
             raise SidecarError(where, "a record directory is a file") from None
-        for info in infos:
-            if info.is_dir:
-                raise SidecarError(where + "/" + info.name, "a record is a directory")
-        return frozenset(info.name for info in infos)
+        for name, is_dir in records.items():
+            if is_dir:
+                raise SidecarError(where + "/" + name, "a record is a directory")
+        return frozenset(records)
+
+    def _list(self, where: str) -> Dict[str, bool]:
+        """Name -> is_dir of the sidecar directory ``where`` (one ``os.scandir`` on an OSFS)."""
+        if self._sys_root is not None:
+            with convert_os_errors("scandir", where, directory=True):
+                with os.scandir(self._sys_root + where) as scan:
+                    return {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
+        return {info.name: info.is_dir for info in self.fs.scandir(where)}
 
     def whiteouts(self, dir_path: str) -> FrozenSet[str]:
         """Names whited out in ``dir_path`` of this layer."""
@@ -264,10 +300,74 @@ class Sidecar:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
         return self._names(dir_path, OPAQUE)
 
+    def records(self, dir_path: str) -> Tuple[Set[str], Set[str]]:
+        """The whiteout and opaque names of ``dir_path``: only the record kinds that M(dir_path)
+        has are read (most directories have none: then this reads nothing more)."""
+        kinds = self._kinds_at(dir_path)
+        whiteouts = set(self._names(dir_path, WHITEOUT)) if WHITEOUT in kinds else set()
+        opaque = set(self._names(dir_path, OPAQUE)) if OPAQUE in kinds else set()
+        return whiteouts, opaque
+
+    def _kinds_at(self, dir_path: str) -> FrozenSet[str]:
+        """Which record kinds (``w``, ``o``) M(dir_path) holds: one listing of it, remembered
+        (every record written or dropped goes through this object, which keeps it true)."""
+        cached = self._kinds.get(dir_path, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        where = record_dir(dir_path)
+        try:
+            listing = self._list(where)
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            listing = {}  # (a record directory that is a file is junk: fsck reports it)
+        for kind in _KINDS:
+            if kind in listing and not listing[kind]:
+                raise SidecarError(where + "/" + kind, "a record directory is a file")
+        kinds = frozenset(kind for kind in _KINDS if kind in listing)
+        self._kinds.put(dir_path, kinds)
+        return kinds
+
+    def kinds(self, dir_path: str) -> FrozenSet[str]:
+        """Which record kinds the directory ``dir_path`` has (remembered)."""
+        return self._kinds_at(dir_path)
+
+    def forget(self) -> None:
+        """Forget what is remembered of the record directories (the layer changed behind us)."""
+        self._kinds.clear()
+
+    def has_record(self, path: str, kind: str) -> bool:
+        """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
+        nothing at all where the directory has no records of that kind)."""
+        if kind not in self._kinds_at(dirname(path)):
+            return False
+        record = self._record_path(path, kind)
+        if self._sys_root is not None:
+            try:
+                mode = os.lstat(self._sys_root + record).st_mode
+            except FileNotFoundError:
+                return False
+            except NotADirectoryError:
+                raise SidecarError(dirname(record), "a record directory is a file") from None
+            except OSError as error:
+                raise SidecarError(record, "cannot read the record: %s" % error) from error
+            if stat.S_ISDIR(mode):
+                raise SidecarError(record, "a record is a directory")
+            return True
+        try:
+            if self.fs.getinfo(record).is_dir:
+                raise SidecarError(record, "a record is a directory")
+        except errors.ResourceNotFound:
+            return False
+        except errors.DirectoryExpected:
+            raise SidecarError(dirname(record), "a record directory is a file") from None
+        return True
+
+    def _record_path(self, path: str, kind: str) -> str:
+        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+
     def redirects(self, dir_path: str) -> Dict[str, str]:
         """Redirect records in ``dir_path``: child name -> the absolute path its lower contents
         are at (meaningful only for the child directories of this layer)."""
-        if REDIRECT not in VERSIONS[self.version].kinds:
+        if REDIRECT not in self._kinds_at(dir_path):
             return {}
         where = record_dir(dir_path) + "/" + REDIRECT
         result = {}
@@ -286,7 +386,7 @@ class Sidecar:
 
     def metacopy_hints(self, dir_path: str) -> FrozenSet[str]:
         """Names in ``dir_path`` that may be metadata-only copy-ups (see :meth:`metacopy_origin`)."""
-        if METACOPY not in VERSIONS[self.version].kinds:
+        if METACOPY not in self._kinds_at(dir_path):
             return frozenset()
         return self._names(dir_path, METACOPY)
 
@@ -327,6 +427,7 @@ class Sidecar:
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
             self.fs.move(staged, record, overwrite=True)
+        self._note_kind(dirname(path), REDIRECT)
 
     def new_metacopy(self, origin: str) -> bytes:
         """Enter a metadata-only copy-up of the lower data at ``origin`` in the table; returns
@@ -362,18 +463,37 @@ class Sidecar:
         staged = self.staging_path()
         copy_dir(self.fs, source, self.fs, staged)
         rename_dir(self.fs, staged, target)
+        self._kinds.discard(dst)
+        self._kinds.forget_below(dst)
 
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+
+    def _note_kind(self, dir_path: str, kind: str) -> None:
+        kinds = self._kinds.peek(dir_path)
+        if kinds is not None and kind not in kinds:  # type: ignore[operator]
+            self._kinds.put(dir_path, kinds | {kind})  # type: ignore[operator]
 
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
         try:  # one call when the record directory exists, as it does for all but the first
-            self.fs.openbin(record, "w").close()
+            self._create_empty(record)
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
+            self._create_empty(record)
+        kinds = self._kinds.peek(dirname(path))
+        if kinds is not None and kind not in kinds:  # type: ignore[operator]
+            self._kinds.put(dirname(path), kinds | {kind})  # type: ignore[operator]
+
+    def _create_empty(self, record: str) -> None:
+        """Create the empty file ``record``: on a plain OS directory one ``open``/``close``,
+        not a trip through the FS's buffered file objects."""
+        if self._sys_root is None:
             self.fs.openbin(record, "w").close()
+            return
+        with convert_os_errors("openbin", record):  # the errors OSFS.openbin would raise
+            os.close(os.open(self._sys_root + record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
 
     def remove_record(self, path: str, kind: str) -> None:
         try:
@@ -389,6 +509,7 @@ class Sidecar:
 
     def drop_kind(self, dir_path: str, kind: str) -> None:
         """Forget every record of ``kind`` of the entries of the directory ``dir_path``."""
+        self._kinds.discard(dir_path)
         try:
             self.fs.removetree(record_dir(dir_path) + "/" + kind)
         except errors.ResourceNotFound:
@@ -396,6 +517,8 @@ class Sidecar:
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
+        self._kinds.discard(path)
+        self._kinds.forget_below(path)
         try:
             self.fs.removetree(record_dir(path))
         except errors.ResourceNotFound:

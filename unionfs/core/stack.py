@@ -10,7 +10,9 @@ live overlay is undefined), and every change to the upper goes through
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+import os
+import stat
+from typing import Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -18,12 +20,20 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs
 from fs import errors
 from fs.base import FS
+from fs.error_tools import convert_os_errors
+from fs.info import Info
 from fs.opener.errors import OpenerError
+from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
 from ..formats.archives import as_lower
 from ..errors import UnsupportedLayer
-from .sidecar import RESERVED_NAME, WHITEOUT, Sidecar
+from .sidecar import OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
+from .treecache import TreeCache
+
+_MISSING = object()
+#: what :meth:`Layer.cached_dir` answers for a directory it has no index of
+MISSING = _MISSING
 
 LayerSource = Union[FS, str]
 
@@ -47,44 +57,151 @@ class DirIndex:
         return self.whiteouts if kind == WHITEOUT else self.opaque
 
 
+#: what one layer says about one name of a directory (:meth:`Layer.lookup`), in the order
+#: the merge tests them: nothing, a whiteout record, a file, a directory, an opaque directory
+ABSENT, WHITED, FILE, DIR, OPAQUE_DIR = range(5)
+
+#: the namespaces an OSFS info is made of from one ``os.stat`` (others ask the FS itself)
+_STAT_NAMESPACES = frozenset({"basic", "details", "access"})
+
+#: how many directory entries a layer keeps indexed at most (:class:`TreeCache` weight:
+#: entries plus one per directory); least recently used directories go first
+INDEX_LIMIT = 400_000
+
+
 class Layer:
-    """One filesystem of the stack, read through its marker format with a directory cache."""
+    """One filesystem of the stack, read through its marker format.
+
+    A name is answered by :meth:`lookup`: from the directory's index where it is cached (a
+    listing made it), else by asking the layer about that one name (:meth:`_probe`: a stat,
+    plus one for a record where the layer has a sidecar) without reading the directory. A
+    subclass whose markers need the whole directory (a kernel-format dir, an indexed tar)
+    sets ``PROBES = False`` and always answers from :meth:`dir`.
+    """
+
+    #: whether :meth:`lookup` may answer a cold name without reading its directory
+    PROBES = True
 
     def __init__(self, layer_fs: FS, label: str, is_upper: bool, sidecar: Optional[Sidecar]) -> None:
         self.fs = layer_fs
         self.label = label
         self.is_upper = is_upper
         self.sidecar = sidecar
-        self._dirs: Dict[str, Optional[DirIndex]] = {}
+        self._dirs: TreeCache[Optional[DirIndex]] = TreeCache(INDEX_LIMIT, _index_weight)
+        #: the OS path of the layer's root where it is a plain OS directory: a probe is then
+        #: one ``lstat`` instead of a trip through the FS's getinfo
+        self._sys_root = sys_root(layer_fs)
+        #: (path, os.stat_result) of the last probe of a lower that found something, until used
+        #: or replaced (never of the upper, whose files change through open handles)
+        self._last_stat: Optional[Tuple[str, os.stat_result]] = None
+        self.probes = self.PROBES
 
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
+
+    @property
+    def may_redirect(self) -> bool:
+        """Whether this layer may hold redirects or metadata-only files: a sidecar of a version
+        with those records (lookups then read directories whole, where the records are)."""
+        sidecar = self.sidecar
+        return sidecar is not None and REDIRECT in VERSIONS[sidecar.version].kinds
 
     # -- reading ------------------------------------------------------------------------------
 
     def dir(self, path: str) -> Optional[DirIndex]:
         """The index of directory ``path`` in this layer, or ``None`` if it is not a directory here."""
-        try:
-            return self._dirs[path]
-        except KeyError:
-            pass
+        index = self._dirs.get(path, _MISSING)
+        if index is not _MISSING:
+            return index  # type: ignore[return-value]
         index = self._read_dir(path)
-        self._dirs[path] = index
+        self._dirs.put(path, index)
         return index
 
-    def _read_dir(self, path: str) -> Optional[DirIndex]:
+    def cached_dir(self, path: str) -> object:
+        """The cached index of ``path`` (``None``: not a directory here), or :data:`MISSING`."""
+        return self._dirs.get(path, _MISSING)
+
+    def lookup(self, dir_path: str, name: str) -> int:
+        """What this layer has at ``name`` in its directory ``dir_path`` (which the caller knows
+        to be a directory of this layer): ABSENT, WHITED, FILE, DIR or OPAQUE_DIR."""
+        index = self._dirs.get(dir_path, _MISSING)
+        if index is _MISSING:
+            if self.probes and not self.may_redirect:
+                return self._probe(dir_path, name)
+            index = self.dir(dir_path)
+        if index is None:
+            return ABSENT
+        is_dir = index.entries.get(name)  # type: ignore[union-attr]
+        if is_dir is None:
+            return WHITED if name in index.whiteouts else ABSENT  # type: ignore[union-attr]
+        if is_dir:
+            return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
+        return FILE
+
+    def _probe(self, dir_path: str, name: str) -> int:
+        """:meth:`lookup` for one name, without the directory's index: what a listing of the
+        directory would say about it (an entry wins over a record of the same name)."""
+        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        if path == SIDECAR_DIR:
+            return ABSENT
+        is_dir = self._stat_dir(path)
+        sidecar = self.sidecar
+        if is_dir is None:
+            return WHITED if sidecar is not None and sidecar.has_record(path, WHITEOUT) else ABSENT
+        if not is_dir:
+            return FILE
+        return OPAQUE_DIR if sidecar is not None and sidecar.has_record(path, OPAQUE) else DIR
+
+    def _stat_dir(self, path: str) -> Optional[bool]:
+        """Whether ``path`` is a directory of the layer's FS (``None``: nothing there), as its
+        ``scandir`` would type it (a symlink is typed by its target, a dangling one a file)."""
+        if self._sys_root is not None:
+            sys_path = self._sys_root + path
+            try:
+                result = os.stat(sys_path)  # what OSFS.getinfo stats: kept for the getinfo that follows
+            except (FileNotFoundError, NotADirectoryError):
+                self._last_stat = None
+                return False if os.path.islink(sys_path) else None  # a dangling symlink is listed
+            except OSError as error:
+                raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+            if not self.is_upper:  # a lower never changes while mounted: its stat stays true
+                self._last_stat = (path, result)
+            return stat.S_ISDIR(result.st_mode)
         try:
-            # the basic namespace's raw dict: Info's properties cost more than the scan itself
-            basics = (info.raw["basic"] for info in self.fs.scandir(path))
-            entries = {basic["name"]: basic.get("is_dir", False) for basic in basics}
+            return bool(self.fs.getinfo(path).is_dir)
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
+
+    def probe_path(self, path: str) -> Optional[bool]:
+        """:meth:`_stat_dir` of a whole path at once: for a path below a directory that only
+        this layer makes up, where no other layer can add, hide or merge anything."""
+        return None if is_reserved(path) else self._stat_dir(path)
+
+    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        """The layer FS's info of ``path``; built from the ``stat`` that the lookup of ``path``
+        just made when there was one (one system call per cold getinfo, not two)."""
+        last, self._last_stat = self._last_stat, None
+        if last is not None and last[0] == path and _STAT_NAMESPACES.issuperset(namespaces or ()):
+            result = last[1]
+            raw: Dict[str, Dict[str, object]] = {"basic": {"name": basename(path), "is_dir": stat.S_ISDIR(result.st_mode)}}
+            wanted = namespaces or ()
+            if "details" in wanted:
+                raw["details"] = OSFS._make_details_from_stat(result)
+            if "access" in wanted:
+                raw["access"] = OSFS._make_access_from_stat(result)
+            return Info(raw)
+        return self.fs.getinfo(path, namespaces)
+
+    def _read_dir(self, path: str) -> Optional[DirIndex]:
+        entries = list_dir(self.fs, self._sys_root, path)
+        return None if entries is None else self._index_of(path, entries)
+
+    def _index_of(self, path: str, entries: Dict[str, bool]) -> DirIndex:
         if path == "/":
             entries.pop(RESERVED_NAME, None)
         index = DirIndex(entries)
         if self.sidecar is not None:
-            index.whiteouts = set(self.sidecar.whiteouts(path))
-            index.opaque = set(self.sidecar.opaque_names(path))
+            index.whiteouts, index.opaque = self.sidecar.records(path)
             index.redirects = self.sidecar.redirects(path)
             for name in self.sidecar.metacopy_hints(path):
                 if entries.get(name) is False:
@@ -93,17 +210,30 @@ class Layer:
                         index.metacopy[name] = origin
         return index
 
+    def scan(self, path: str, namespaces: Tuple[str, ...]) -> Dict[str, Info]:
+        """Infos of every entry of directory ``path`` with ``namespaces``, in one scandir; the
+        directory's index is made from the same scan if it was not cached."""
+        infos = {info.name: info for info in self.fs.scandir(path, namespaces)}
+        if path == "/":
+            infos.pop(RESERVED_NAME, None)
+        if self.PROBES and self._dirs.peek(path, _MISSING) is _MISSING:
+            self._dirs.put(path, self._index_of(path, {name: info.is_dir for name, info in infos.items()}))
+        return infos
+
     def reset(self) -> None:
         """Forget every cached listing (after the layer changed behind the overlay's back)."""
         self._dirs.clear()
+        if self.sidecar is not None:
+            self.sidecar.forget()
 
     # -- keeping the cache true (upper only) -----------------------------------------------------
 
     def _parent_index(self, path: str) -> Optional[DirIndex]:
-        return self._dirs.get(dirname(path))
+        return self._dirs.peek(dirname(path))  # type: ignore[return-value]
 
     def note_entry(self, path: str, is_dir: Optional[bool], new_dir: bool = False) -> None:
-        """Record that ``path`` now is a directory (``new_dir``: just made, so empty), a file, or gone."""
+        """Record that ``path`` now is a directory (``new_dir``: just made where nothing was, so
+        empty), a file, or gone."""
         parent = self._parent_index(path)
         was_dir = True if parent is None else parent.entries.get(basename(path), False)
         if parent is not None:
@@ -112,12 +242,15 @@ class Layer:
                 parent.entries.pop(basename(path), None)
             else:
                 parent.entries[basename(path)] = is_dir
+            self._dirs.reweigh(dirname(path))
+        if new_dir:
+            # nothing was there, so all that can be cached below is "no such directory",
+            # which stays true of an empty directory: nothing to forget
+            self._dirs.put(path, DirIndex({}))
+            return
         if was_dir or is_dir:
             self.forget_below(path)
-        if new_dir:
-            self._dirs[path] = DirIndex({})
-        else:
-            self._dirs.pop(path, None)
+        self._dirs.discard(path)
 
     def note_metacopy(self, path: str, origin: Optional[str]) -> None:
         """Record that the upper file ``path`` now is (``origin``) or no longer is metadata-only."""
@@ -150,19 +283,39 @@ class Layer:
 
     def forget_below(self, path: str) -> None:
         """Drop every cached listing of a directory strictly inside ``path``."""
-        prefix = path.rstrip("/") + "/"
-        for cached in [p for p in self._dirs if p.startswith(prefix)]:
-            del self._dirs[cached]
+        self._dirs.forget_below(path)
 
     def forget_records_below(self, path: str) -> None:
         """Clear the cached records of directories at and under ``path``."""
-        prefix = path.rstrip("/") + "/"
-        for cached, index in self._dirs.items():
-            if index is not None and (cached == path or cached.startswith(prefix)):
+        for _cached, index in self._dirs.below(path):
+            if index is not None:
                 index.whiteouts.clear()
                 index.opaque.clear()
                 index.redirects.clear()
                 index.metacopy.clear()
+
+
+def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Dict[str, bool]]:
+    """Name -> is_dir of the directory ``path`` of ``layer_fs``, ``None`` if it is not one. On
+    an OSFS (``root``: its OS path) straight from ``os.scandir``, typed as OSFS types them (a
+    symlink by its target): no ``Info`` per entry, which costs more than the scan itself."""
+    if root is not None:
+        try:
+            with convert_os_errors("scandir", path, directory=True):
+                with os.scandir(root + path) as scan:
+                    return {entry.name: entry.is_dir() for entry in scan}
+        except (errors.ResourceNotFound, errors.DirectoryExpected):
+            return None
+    try:
+        # the basic namespace's raw dict: Info's properties cost more than the scan itself
+        basics = (info.raw["basic"] for info in layer_fs.scandir(path))
+        return {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
+    except (errors.ResourceNotFound, errors.DirectoryExpected):
+        return None
+
+
+def _index_weight(index: Optional[DirIndex]) -> int:
+    return 1 if index is None else 1 + len(index.entries) + len(index.whiteouts)
 
 
 def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:

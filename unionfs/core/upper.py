@@ -17,7 +17,7 @@ from fs.permissions import Permissions
 
 from .inode import apply_metadata, set_access_on_disk
 from .file import FollowingReaders
-from .stack import Layer
+from .stack import FILE, DirIndex, Layer
 from .lookup import Lookup
 from .sidecar import METACOPY, OPAQUE, REDIRECT, VERSIONS, WHITEOUT, Sidecar, rename_dir
 
@@ -65,12 +65,11 @@ class Upper:
         apply_metadata(self.fs, staged, metadata)
         rename_dir(self.fs, staged, path)
         self.layer.note_entry(path, True, new_dir=True)
-        self.lookup.forget(path)
+        self.lookup.copied_up_dir(path, self.layer)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
         """Open a file of the upper; a file it creates joins the view at once."""
-        index = self.layer.dir(dirname(path))
-        created = index is None or basename(path) not in index.entries
+        created = self.layer.lookup(dirname(path), basename(path)) < FILE
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
             self.layer.note_entry(path, False)
@@ -225,8 +224,12 @@ class Upper:
     # -- records ------------------------------------------------------------------------------
 
     def _has(self, path: str, kind: str) -> bool:
-        index = self.layer.dir(dirname(path))
-        return index is not None and basename(path) in index.records(kind)
+        index = self.layer.cached_dir(dirname(path))
+        if isinstance(index, DirIndex):
+            return basename(path) in index.records(kind)
+        if index is None:  # the upper has no such directory, so no record in it
+            return False
+        return self.sidecar.has_record(path, kind)  # one record asked, not the directory read
 
     def _set(self, path: str, kind: str, present: bool) -> None:
         """Add or remove one record; a record already in the wanted state costs nothing."""

@@ -48,6 +48,14 @@ def _overlay_xattr(path: str, name: str, namespaces: Sequence[str]) -> Optional[
 class KernelLayer(Layer):
     """A lower layer that is a directory in the kernel's overlayfs format."""
 
+    #: whiteouts are devices and opacity an xattr of the entries: read per directory
+    PROBES = False
+
+    @property
+    def may_redirect(self) -> bool:
+        """A kernel layer may carry ``overlay.redirect`` and ``overlay.metacopy`` anywhere."""
+        return True
+
     def __init__(self, directory: str, label: str, userxattr: Optional[bool] = None) -> None:
         if not os.path.isdir(directory):
             raise errors.CreateFailed(msg="kernel-format layer %r is not a directory" % directory)

@@ -256,6 +256,9 @@ class GzipStream(SharedStream):
         self._raw_pos = self._out_pos = 0
         self._buffer = bytearray()  # uncompressed bytes from _out_pos - len(_buffer) to _out_pos
         self._at_end = False
+        #: how many times decompression went back to a checkpoint (reads out of stream order);
+        #: reading in archive order keeps it 0
+        self.restarts = 0
 
     def _best(self, offset: int) -> _Checkpoint:
         """The last checkpoint at or before ``offset``."""
@@ -301,11 +304,20 @@ class GzipStream(SharedStream):
         self._buffer += data
         self._out_pos += len(data)
 
+    def rewind(self) -> None:
+        """Be at the start again for a pass that follows the indexing pass (not a restart:
+        the reads after it go forward from the start)."""
+        with self._lock:
+            if self._raw is not None:
+                self._restore(self._checkpoints[0])
+
     def read_at(self, offset: int, size: int) -> bytes:
         with self._lock:
             start = self._out_pos - len(self._buffer)
             best = self._best(offset)
             if self._raw is None or offset < start or best.out_pos > self._out_pos:
+                if self._raw is not None:
+                    self.restarts += 1
                 self._restore(best)
             while self._out_pos < offset + size and not self._at_end:
                 self._produce()
@@ -331,7 +343,8 @@ def random_access(opener: Opener, compression: str, label: str, first_raw: Optio
 
 
 class Sequential(io.RawIOBase):
-    """A plain forward stream over ``read_at`` (for the one indexing pass)."""
+    """A plain stream over ``read_at`` (for the one indexing pass, and for ``tarfile`` over a
+    decompressed stream); seeking only moves the position the next read starts at."""
 
     def __init__(self, stream: SharedStream) -> None:
         super().__init__()
@@ -340,6 +353,22 @@ class Sequential(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            pos += self._pos
+        elif whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("a decompressed stream has no known end to seek from")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
         data = self._stream.read_at(self._pos, len(buffer))

@@ -17,6 +17,8 @@ index like this:
 
 from __future__ import annotations
 
+import functools
+
 import io
 import tarfile
 from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
@@ -110,7 +112,7 @@ class TarEntry:
                     "metadata_changed": None,
                 },
                 "access": {
-                    "permissions": Permissions(mode=self.mode).dump(),
+                    "permissions": list(_permission_names(self.mode)),
                     "uid": self.uid,
                     "gid": self.gid,
                     "user": self.user or None,
@@ -119,6 +121,13 @@ class TarEntry:
                 "link": {"target": self.link_target},
             }
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _permission_names(mode: int) -> Tuple[str, ...]:
+    """``Permissions(mode=...).dump()``, once per mode: a warm getinfo is a dict build, not a
+    Permissions object per call (layers use a handful of modes)."""
+    return tuple(Permissions(mode=mode).dump())
 
 
 def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
@@ -381,6 +390,11 @@ class TarLayerFS(FS):
                 return info
         return entry.info()
 
+    def read_order(self, path: str) -> int:
+        """Where ``path``'s data lies in the layer tar: reading in this order is one pass."""
+        entry = self.index.entries.get(path)
+        return entry.data_offset if entry is not None else 0
+
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
         _path = self.validatepath(path)
         entry = self._entry(_path)
@@ -471,6 +485,9 @@ def _buffered(reader: MemberReader, buffering: int) -> Any:
 
 class TarLayer(Layer):
     """A lower layer read from an OCI layer tar: markers come from the tar's index."""
+
+    #: the whole tar is indexed in memory already: answer every name from that index
+    PROBES = False
 
     def __init__(self, layer_fs: TarLayerFS, label: str) -> None:
         super().__init__(layer_fs, label, is_upper=False, sidecar=None)
