@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import unionfs  # noqa: F401  (imports fs quietly first)
+from unionfs.testing import trees
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 
@@ -34,21 +34,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 def snapshot(layer: FS) -> Dict[str, str]:
     """Every path of ``layer`` (hidden sidecar included) with its type and a content hash."""
-    result: Dict[str, str] = {}
-    for path, info in _walk_all(layer, "/"):
-        if info.is_dir:
-            result[path] = "dir"
-        else:
-            result[path] = "file:" + hashlib.sha256(layer.readbytes(path)).hexdigest()
-    return result
-
-
-def _walk_all(layer: FS, top: str) -> Iterator:
-    for info in layer.scandir(top):
-        path = top.rstrip("/") + "/" + info.name
-        yield path, info
-        if info.is_dir:
-            yield from _walk_all(layer, path)
+    return trees.snapshot(layer, trees.digest, sidecar=True)
 
 
 class LowerGuard:

@@ -6,8 +6,18 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 """
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
-from .errors import IllegalDestination, ReservedPath, SidecarError, UnsupportedLayer, UpperInUse
-from .formats.oci.blobs import DigestMismatch, LayerFormatError
+from .errors import (
+    DigestMismatch,
+    IllegalDestination,
+    LayerFormatError,
+    MountError,
+    MountUnavailable,
+    ReservedPath,
+    SidecarError,
+    UnsafeArchive,
+    UnsupportedLayer,
+    UpperInUse,
+)
 from .overlay import OverlayFS
 
 __version__ = "0.1.0"
@@ -17,8 +27,11 @@ __all__ = [
     "DigestMismatch",
     "IllegalDestination",
     "LayerFormatError",
+    "MountError",
+    "MountUnavailable",
     "ReservedPath",
     "SidecarError",
+    "UnsafeArchive",
     "UnsupportedLayer",
     "UpperInUse",
     "__version__",

@@ -16,9 +16,8 @@ so the overlay shows the pristine lowers again.
 
 from __future__ import annotations
 
-import io
 import os
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import attr
 
@@ -29,11 +28,13 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
 
+from .errors import convert_errors, create_failed, literal
+from .io import CHUNK, PassThroughReader
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
 from .core.readdir import visible_children
-from .core.sidecar import METACOPY_DIR, RESERVED_NAME, STAGING_DIR, TREE_DIR
+from .core.walk import fs_tree, layer_tree
 
 ADDED = "added"
 MODIFIED = "modified"
@@ -43,7 +44,6 @@ OPAQUE = "opaque"
 RENAMED = "renamed"
 KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE, RENAMED)
 
-_CHUNK = 1024 * 1024
 #: the metadata that counts for "metadata-only" (directory times change with every child, so not those)
 _FILE_FIELDS = (("details", "modified"), ("access", "permissions"), ("access", "uid"), ("access", "gid"))
 _DIR_FIELDS = (("access", "permissions"), ("access", "uid"), ("access", "gid"))
@@ -71,7 +71,7 @@ class ChangeSet:
     or a metadata-only file moved, with its ``source`` (the old name is ``deleted`` if a lower
     has it; the entries inside are compared with the source's)."""
 
-    changes: Tuple[Change, ...] = attr.ib(converter=tuple)
+    changes: Tuple[Change, ...] = attr.ib(converter=lambda changes: tuple(changes))  # type: ignore[misc]
 
     def paths(self, kind: str) -> Tuple[str, ...]:
         return tuple(change.path for change in self.changes if change.kind == kind)
@@ -114,37 +114,31 @@ ProgressCallback = Callable[[Progress], None]
 def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     """The change set of ``upper`` over ``lowers`` (topmost first)."""
     lower_view = Lookup(list(lowers))
-    return ChangeSet(_changes_in(upper, lower_view, "/", "/", lowers_visible=True))
-
-
-def _changes_in(upper: Layer, lower_view: Lookup, directory: str, origin: str, lowers_visible: bool) -> Iterator[Change]:
-    """The changes inside the upper directory ``directory``, whose lower contents are at
-    ``origin`` (its own path, unless it or an ancestor was renamed by a redirect)."""
-    index = upper.dir(directory)
-    if index is None:
-        return
-    entries = dict(index.entries)
-    if directory == "/":
-        entries.pop(RESERVED_NAME, None)
-    for name in sorted(set(entries) | index.whiteouts):
-        path = join(directory, name)
-        is_dir = entries.get(name)
-        moved = (index.redirects.get(name) if is_dir else index.metacopy.get(name)) if is_dir is not None else None
+    #: directory -> where the lowers hold its contents (its own path, unless it or an ancestor
+    #: was renamed by a redirect) and whether they show through it (decided when its entry is
+    #: compared); the context of the names inside it
+    below: Dict[str, Tuple[str, bool]] = {}
+    found: List[Change] = []
+    for entry in layer_tree(upper, order="names", descend=lambda entry: below.pop(entry.path), context=("/", True)):
+        origin, lowers_visible = cast(Tuple[str, bool], entry.context)
+        index, name = entry.parent, entry.name
+        moved = None if entry.is_dir is None else (index.redirects if entry.is_dir else index.metacopy).get(name)
         source = moved if moved is not None else join(origin, name)
         lower = lower_view.node(source) if lowers_visible or moved is not None else None
-        if is_dir is None:
+        if entry.is_dir is None:
             if lower is not None:
-                yield Change(path, DELETED, lower.is_dir)
+                found.append(Change(entry.path, DELETED, lower.is_dir))
             continue
-        if moved is not None and moved != path and lower is not None and lower.is_dir == is_dir:
-            kind: Optional[str] = RENAMED
+        kind: Optional[str]
+        if moved is not None and moved != entry.path and lower is not None and lower.is_dir == entry.is_dir:
+            kind = RENAMED
         else:
-            kind = _compare(upper, path, is_dir, lower, opaque=name in index.opaque, metacopy=name in index.metacopy)
+            kind = _compare(upper, entry.path, entry.is_dir, lower, opaque=entry.opaque, metacopy=name in index.metacopy)
         if kind is not None:
-            yield Change(path, kind, is_dir, source if kind == RENAMED else None)
-        if is_dir:
-            below_visible = lower is not None and lower.is_dir and kind != OPAQUE
-            yield from _changes_in(upper, lower_view, path, source, below_visible)
+            found.append(Change(entry.path, kind, entry.is_dir, source if kind == RENAMED else None))
+        if entry.is_dir:
+            below[entry.path] = (source, lower is not None and lower.is_dir and kind != OPAQUE)
+    return ChangeSet(found)
 
 
 def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool, metacopy: bool = False) -> Optional[str]:
@@ -166,8 +160,8 @@ def _metadata_differs(upper_fs: FS, path: str, lower: Node, fields: Sequence[Tup
     mine = upper_fs.getinfo(path, COPIED_NAMESPACES).raw
     theirs = lower.top.fs.getinfo(lower.top_path, COPIED_NAMESPACES).raw
     for namespace, key in fields:
-        a = (mine.get(namespace) or {}).get(key)
-        b = (theirs.get(namespace) or {}).get(key)
+        a: Any = (mine.get(namespace) or {}).get(key)
+        b: Any = (theirs.get(namespace) or {}).get(key)
         if a is None or b is None:
             continue
         if key == "modified":
@@ -187,7 +181,7 @@ def _same_bytes(upper_fs: FS, path: str, lower: Node) -> bool:
         return False
     with upper_fs.openbin(path) as mine, layer.fs.openbin(data_path) as theirs:
         while True:
-            a, b = mine.read(_CHUNK), theirs.read(_CHUNK)
+            a, b = mine.read(CHUNK), theirs.read(CHUNK)
             if a != b:
                 return False
             if not a:
@@ -205,31 +199,14 @@ class _Reporter:
         self.files_total, self.bytes_total = files_total, bytes_total
         self.files_done = self.bytes_done = 0
 
+    def read(self, path: str, data: bytes) -> None:
+        """Another chunk of ``path`` was read."""
+        self.bytes_done += len(data)
+        self.report(path)
+
     def report(self, path: str) -> None:
         if self.callback is not None:
             self.callback(Progress(path, self.files_done, self.files_total, self.bytes_done, self.bytes_total))
-
-
-class _CountingReader(io.RawIOBase):
-    """A source file that reports every chunk read from it."""
-
-    def __init__(self, source: BinaryIO, path: str, reporter: _Reporter) -> None:
-        super().__init__()
-        self._source, self._path, self._reporter = source, path, reporter
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(_CHUNK if size is None or size < 0 else size)
-        self._reporter.bytes_done += len(data)
-        self._reporter.report(self._path)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
@@ -242,7 +219,7 @@ def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Report
     else:
         target.makedirs(dirname(path), recreate=True)
         with view.openbin(path) as source:
-            target.upload(path, _CountingReader(source, path, reporter), chunk_size=_CHUNK)
+            target.upload(path, cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data))), chunk_size=CHUNK)
         reporter.files_done += 1
     apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)
@@ -266,29 +243,37 @@ def _remove(target: FS, path: str) -> None:
 
 def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int]]:
     """Every entry of ``view`` below ``top`` as (path, is_dir, size), parents first."""
-    found: List[Tuple[str, bool, int]] = []
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        for info in sorted(view.scandir(directory, ["details"]), key=lambda item: item.name):
-            path = join(directory, info.name)
-            found.append((path, info.is_dir, 0 if info.is_dir else info.size))
-            if info.is_dir:
-                pending.append(path)
-    return found
+    return [
+        (entry.path, entry.info.is_dir, 0 if entry.info.is_dir else entry.info.size)
+        for entry in fs_tree(view, top, ["details"])
+    ]
 
 
-def commit_merged(view: FS, target: FS, progress: Optional[ProgressCallback], layers: Sequence[Layer] = ()) -> None:
-    """Copy every entry of the merged ``view`` into ``target`` (replacing same-named entries):
-    the directories parents first, then the files in the order their layers store them."""
-    entries = _walk_view(view)
+def commit_merged(
+    view: FS,
+    target: FS,
+    progress: Optional[ProgressCallback],
+    layers: Sequence[Layer] = (),
+    entries: Optional[List[Tuple[str, bool, int]]] = None,
+) -> None:
+    """Copy every entry of the merged ``view`` (or the ``entries`` taken from it before, see
+    :func:`ordered_entries`) into ``target``, replacing same-named entries."""
+    if entries is None:
+        entries = ordered_entries(view, layers)
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
+    for path, is_dir, _size in entries:
+        _copy_entry(view, target, path, is_dir, reporter)
+
+
+def ordered_entries(view: FS, layers: Sequence[Layer]) -> List[Tuple[str, bool, int]]:
+    """Every entry of ``view`` as (path, is_dir, size): the directories parents first, then the
+    files in the order their layers store them (see :func:`read_order`)."""
+    entries = _walk_view(view)
     files = [entry for entry in entries if not entry[1]]
     key = read_order(layers)
     if key is not None:
         files.sort(key=lambda entry: key(entry[0]))  # type: ignore[misc]
-    for path, is_dir, _size in [entry for entry in entries if entry[1]] + files:
-        _copy_entry(view, target, path, is_dir, reporter)
+    return [entry for entry in entries if entry[1]] + files
 
 
 def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, int]]]:
@@ -304,8 +289,9 @@ def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, i
         node = lookup.node(path)
         if node is None:  # pragma: no cover - the view changed under us
             return (len(layers), 0)
-        in_layer = getattr(node.top.fs, "read_order", None)
-        return (position[id(node.top)], in_layer(path) if callable(in_layer) else 0)
+        layer, data_path = node.data  # where the bytes are read from (a renamed file's origin)
+        in_layer = getattr(layer.fs, "read_order", None)
+        return (position[id(layer)], in_layer(data_path) if callable(in_layer) else 0)
 
     return key
 
@@ -344,36 +330,11 @@ def same_fs(a: FS, b: FS) -> bool:
         return False
 
 
-# -- discard -------------------------------------------------------------------------------------------
-
-
-def empty_upper(upper_fs: FS) -> None:
-    """Remove every entry of the upper and every sidecar record, keeping an empty sidecar."""
-    for info in list(upper_fs.scandir("/")):
-        if info.name == RESERVED_NAME:
-            continue
-        _remove(upper_fs, "/" + info.name)
-    for folder in (TREE_DIR, STAGING_DIR):
-        # emptied, not removed and made again: a crash in between must not lose the folder
-        upper_fs.makedir(folder, recreate=True)
-        for name in upper_fs.listdir(folder):
-            _remove(upper_fs, join(folder, name))
-    if upper_fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
-        for name in upper_fs.listdir(METACOPY_DIR):
-            _remove(upper_fs, join(METACOPY_DIR, name))
-
-
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
     """The commit target as an FS, and whether we opened it (and so must close it)."""
-    if isinstance(target, FS):
-        return target, False
-    import fs as _fs
-    from fs.opener.errors import OpenerError
+    from .formats.resolve import open_target as resolve_target
 
-    try:
-        return _fs.open_fs(target, writeable=True, create=True), True
-    except (errors.FSError, OpenerError) as error:
-        raise errors.CreateFailed(msg="cannot open commit target %r: %s" % (target, error)) from error
+    return resolve_target(target)
 
 
 def commit(
@@ -384,23 +345,34 @@ def commit(
     only_changes: bool,
     into_lower: bool,
     progress: Optional[ProgressCallback],
-) -> Tuple[ChangeSet, bool]:
-    """Write ``view`` (or only its changes) into ``target``; return the change set and whether
-    the target was the topmost lower (the caller must then discard the upper)."""
+    lock: ContextManager[Any],
+    discard: Callable[[], None],
+) -> ChangeSet:
+    """Write ``view`` (or only its changes) into ``target``; return the change set.
+
+    ``lock`` (the overlay's) is held while the change set and the list of entries are taken,
+    not while file data streams: each file is opened through ``view``, which takes the lock
+    to resolve and open it, and read without it, so one large commit does not stall every
+    other thread. A target that is the topmost lower is rewritten under the lock from start
+    to end, and then the upper is emptied (``discard``) before the lock is let go."""
     target_fs, opened = open_target(target)
     try:
-        if same_fs(target_fs, upper.fs):
-            raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
-        position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
-        change_set = compute(upper, lowers)
-        if position is not None:
-            _check_into_lower(change_set, lowers, position, into_lower)
-            apply_changes(view, change_set, target_fs, progress)
-        elif only_changes:
+        with lock:
+            if same_fs(target_fs, upper.fs):
+                raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
+            position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
+            change_set = compute(upper, lowers)
+            if position is not None:
+                _check_into_lower(change_set, lowers, position, into_lower)
+                apply_changes(view, change_set, target_fs, progress)
+                discard()
+                return change_set
+            entries = None if only_changes else ordered_entries(view, [upper] + list(lowers))
+        if entries is None:
             apply_changes(view, change_set, target_fs, progress)
         else:
-            commit_merged(view, target_fs, progress, [upper] + list(lowers))
-        return change_set, position is not None
+            commit_merged(view, target_fs, progress, entries=entries)
+        return change_set
     finally:
         if opened:
             target_fs.close()
@@ -412,18 +384,20 @@ def _check_into_lower(change_set: ChangeSet, lowers: Sequence[Layer], position: 
     label = lowers[position].label
     if not into_lower:
         raise errors.OperationFailed(
-            msg="the commit target is %s of this overlay; ask for it explicitly to rewrite it "
-            "(into_lower=True; --into-lower on the command line)" % label
+            msg=literal(
+                "the commit target is %s of this overlay; ask for it explicitly to rewrite it "
+                "(into_lower=True; --into-lower on the command line)" % label
+            )
         )
     if position != 0:
-        raise errors.OperationFailed(msg="cannot commit into %s: only the topmost lower can take the changes" % label)
+        raise errors.OperationFailed(msg=literal("cannot commit into %s: only the topmost lower can take the changes" % label))
     deeper = Lookup(list(lowers[1:])) if len(lowers) > 1 else None
     if deeper is None:
         return
     for change in change_set:
         if change.kind in (DELETED, OPAQUE) and deeper.node(change.path) is not None:
             raise errors.OperationFailed(
-                msg="cannot commit into %s: %r is %s but a deeper lower still has it" % (label, change.path, change.kind)
+                msg=literal("cannot commit into %s: %r is %s but a deeper lower still has it" % (label, change.path, change.kind))
             )
 
 
@@ -457,29 +431,21 @@ def link_target(entry: UpperEntry) -> Optional[str]:
     if kind == int(ResourceType.symlink) or target:
         return str(target or "")
     if kind not in (int(ResourceType.file), int(ResourceType.unknown)):
-        raise errors.Unsupported(entry.path, msg="cannot export %s: a %s, not a file" % (entry.path, ResourceType(kind).name))
+        raise errors.Unsupported(entry.path, msg=literal("cannot export %s: a %s, not a file" % (entry.path, ResourceType(kind).name)))
     return None
 
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
     """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
-    yield from _walk(upper, "/")
-
-
-def _walk(upper: Layer, path: str) -> Iterator[UpperEntry]:
-    index = upper.dir(path)
-    if index is None:
-        return
-    for name in sorted(index.whiteouts - set(index.entries)):
-        yield UpperEntry(join(path, name), "whiteout")
-    for name in sorted(index.entries):
-        child = join(path, name)
-        info = upper.fs.getinfo(child, EXPORT_NAMESPACES)
-        if index.entries[name]:
-            yield UpperEntry(child, "dir", info, opaque=name in index.opaque, redirect=index.redirects.get(name))
-            yield from _walk(upper, child)
+    for entry in layer_tree(upper, order="export"):
+        if entry.is_dir is None:
+            yield UpperEntry(entry.path, "whiteout")
         else:
-            yield UpperEntry(child, "file", info, metacopy=index.metacopy.get(name))
+            info = upper.fs.getinfo(entry.path, EXPORT_NAMESPACES)
+            if entry.is_dir:
+                yield UpperEntry(entry.path, "dir", info, opaque=entry.opaque, redirect=entry.parent.redirects.get(entry.name))
+            else:
+                yield UpperEntry(entry.path, "file", info, metacopy=entry.parent.metacopy.get(entry.name))
 
 
 def lower_names(lowers: Lookup, path: str) -> List[str]:

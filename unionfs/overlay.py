@@ -1,13 +1,15 @@
 """``OverlayFS``: the PyFilesystem2 API over the overlay's lookup, readdir, copy-up and
-namespace modules. Each method validates its path once, takes the lock, checks the
+directory-operation modules. Each method validates its path once, takes the lock, checks the
 kernel's error conditions in the kernel's order, and delegates."""
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import threading
 import weakref
-from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 from . import _fsimport  # noqa: F401
 from fs import errors
@@ -19,19 +21,25 @@ from fs.permissions import Permissions
 from fs.subfs import SubFS
 
 from . import changes
-from .core import fsck, dir as namespace, readdir, sharing
-from .changes import ChangeSet
+from .core import dir as dirops
+from .core import fsck, readdir, sharing
+from .changes import ChangeSet, ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
 from .core.copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, ReservedPath
 from .core.fsck import FsckReport
 from .core.journal import Intent
-from .core.stack import Layer, LayerSource, open_layers
+from .core.stack import Layer, LayerSource, Stack, open_layers
+from .formats import resolve
 from .core.lookup import Lookup, Node
 from .core.sidecar import is_reserved
+from .core.file import FollowingReaders
 from .core.upper import Upper
+from .io import CHUNK, copy_stream
 
 
+#: text a whole-file text write keeps in memory before it spools to a temporary file
+CHUNK_SPOOLED = 1 << 20
 #: how many validated paths an overlay remembers before it starts afresh
 VALID_PATHS_KEPT = 1 << 16
 
@@ -54,38 +62,63 @@ class OverlayFS(FS):
 
     def __init__(
         self,
-        lowers: Union[LayerSource, Sequence[LayerSource]],
+        lowers: Union[LayerSource, Sequence[Union[LayerSource, Layer]]],
         upper: Optional[LayerSource] = None,
+        volatile: bool = False,
         *,
         redirect_dir: bool = True,
         metacopy: bool = True,
     ) -> None:
         super().__init__()
-        self._lock = threading.RLock()
+        #: an RLock; with an upper, the lock shared by every overlay of it (sharing.InstanceLock)
+        self._lock: Any = threading.RLock()
         self._owned: List[FS] = []  # set before anything can fail: close() runs from __del__ even then
         self._shared: Optional[sharing.SharedUpper] = None
-        layers = open_layers(lowers, upper)
+        #: the kernel's ``-o volatile``: nothing is fsynced (faster; a power cut may lose or
+        #: tear what operations wrote, see docs/reliability.rst)
+        self.volatile = volatile
+        try:
+            layers = open_layers(
+                lowers, upper, resolve.resolve_lower, resolve.resolve_upper, self._join_upper, volatile=volatile
+            )
+        except BaseException:
+            if self._shared is not None:
+                self._leave()
+            raise
         self._owned = [layer.fs for layer, source in zip(layers, _sources(lowers, upper)) if isinstance(source, str)]
         self._layers: Tuple[Layer, ...] = tuple(layers)
         self._lookup = Lookup(layers)
+        #: read handles on lower files that follow a copy-up (the kernel's stacked file operations)
+        self._readers = FollowingReaders()
         self._upper: Optional[Upper] = (
-            Upper(layers[0], self._lookup, redirect_dir=redirect_dir, metacopy=metacopy) if layers[0].is_upper else None
+            Upper(layers[0], self._lookup, self._readers, redirect_dir=redirect_dir, metacopy=metacopy)
+            if layers[0].is_upper
+            else None
         )
         #: operations an earlier, interrupted overlay left in the journal and this one finished
         self.recovered: List[Intent] = []
         self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
         if self._upper is not None:
-            self._shared = sharing.join(self._upper.fs)
-            self._leave = weakref.finalize(self, sharing.leave, self._shared)  # runs once: close or GC
+            assert self._shared is not None
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
             with self._lock:
-                self.recovered = namespace.recover(self._lookup, self._upper)
-                self._cleared = fsck.clear_staging(self._upper)
+                self._cleared = fsck.drop_torn_journal(self._upper)
+                self.recovered = dirops.recover(self._lookup, self._upper)
+                self._cleared += fsck.clear_staging(self._upper)
                 self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
-        self._invalid_chars = frozenset(self._meta.get("invalid_path_chars", "")) | {"\0"}
+        self._invalid_chars = frozenset(str(self._meta.get("invalid_path_chars") or "")) | {"\0"}
         #: caller's path -> validated absolute normal path (a pure function of the path)
         self._valid_paths: Dict[str, str] = {}
+
+    def _join_upper(self, upper_fs: FS, lowers: List[FS]) -> None:
+        """Share (or, first in this process, lock) the upper before its sidecar is touched."""
+        nested = sharing.nested_uppers(lowers)
+        self._shared = sharing.join(upper_fs, nested)
+        self._leave = weakref.finalize(self, sharing.leave, self._shared, nested)  # runs once: close or GC
+
+    def __enter__(self) -> "OverlayFS":
+        return self
 
     def __repr__(self) -> str:
         upper = self._upper.fs if self._upper is not None else None
@@ -93,6 +126,12 @@ class OverlayFS(FS):
 
     def _lower_layers(self) -> List[Layer]:
         return [layer for layer in self._layers if not layer.is_upper]
+
+    @property
+    def stack(self) -> Stack:
+        """A read-only view of the layers (the upper's, if any, and the lowers), for exporters
+        and tools: what they need without the overlay's private state."""
+        return Stack(self._upper.layer if self._upper is not None else None, self._lower_layers())
 
     # -- path handling ------------------------------------------------------------------------------
 
@@ -146,7 +185,7 @@ class OverlayFS(FS):
         if is_reserved(path):
             raise ReservedPath(display)
         self._lock.wrote = True
-        self.recovered.extend(namespace.recover(self._lookup, self._upper))
+        self.recovered.extend(dirops.recover(self._lookup, self._upper))
         return self._upper
 
     # -- the essential methods ---------------------------------------------------------------------
@@ -156,6 +195,19 @@ class OverlayFS(FS):
         with self._lock:
             info = node_info(self._node(_path, path), namespaces)
         return root_info(info) if _path == "/" else info
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
+        directory on disk; ``None`` where it has no system path (archives, memory: ask
+        :meth:`getinfo`), and for a metadata-only file (whose size is its lower data's). What
+        ``unionfs mount`` answers stat(2) with, one system call and no ``Info`` built. Errors
+        as :meth:`getinfo`'s."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path)
+            if node.metacopy:
+                return None  # its size is its data's, which getinfo reports
+            return node.top.lstat(node.top_path)
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
@@ -175,7 +227,7 @@ class OverlayFS(FS):
                     return self.opendir(_path)
                 raise errors.DirectoryExists(path)
             self._parent(_path, path, want_dir=True)
-            namespace.make_dir(self._lookup, upper, _path, permissions)
+            dirops.make_dir(self._lookup, upper, _path, permissions)
             return self.opendir(_path)
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
@@ -194,13 +246,16 @@ class OverlayFS(FS):
                 if data_layer.is_upper or self._upper is None:
                     return data_layer.fs.openbin(data_path, mode, buffering, **options)
                 # lower data: the handle follows a later copy-up, as the kernel's does
-                return self._upper.readers.open(data_layer.fs, _path, mode, buffering=buffering, data_path=data_path, **options)
+                return cast(
+                    BinaryIO,
+                    self._readers.open(data_layer.fs, _path, mode, buffering=buffering, data_path=data_path, **options),
+                )
             upper = self._writable(_path, path)
             if node is None:
                 if not _mode.create:
                     raise self._lookup.missing(_path, path)
                 self._parent(_path, path)
-                return namespace.create_file(self._lookup, upper, _path, mode, buffering, **options)
+                return dirops.create_file(self._lookup, upper, _path, mode, buffering, **options)
             if _mode.exclusive:
                 raise errors.FileExists(path)
             copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)
@@ -213,7 +268,7 @@ class OverlayFS(FS):
             node = self._node(_path, path)
             if node.is_dir:
                 raise errors.FileExpected(path)
-            namespace.vanish(self._lookup, upper, node)
+            dirops.hide(self._lookup, upper, node)
 
     def removedir(self, path: str) -> None:
         _path = self.validatepath(path)
@@ -226,7 +281,7 @@ class OverlayFS(FS):
                 raise errors.DirectoryExpected(path)
             if not readdir.is_empty(self._lookup, node):
                 raise errors.DirectoryNotEmpty(path)
-            namespace.vanish(self._lookup, upper, node)
+            dirops.hide(self._lookup, upper, node)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
         _path = self.validatepath(path)
@@ -276,22 +331,86 @@ class OverlayFS(FS):
             raise errors.FileExpected(display)
         return node
 
+    def _open_lower_data(self, path: str, display: str) -> Tuple[Node, Optional[BinaryIO]]:
+        """The file node at ``path`` and, for a lower file, a handle opened on it. Called with
+        the lock held; a lower file never changes, so its bytes are read after the lock is let
+        go and one large read does not stall every other thread. An upper file (which a write
+        may change in place) is read under the lock: the handle is ``None``."""
+        node = self._file_node(path, display)
+        layer, data_path = node.data  # (a metadata-only upper file's data is in a lower)
+        if layer.is_upper:
+            return node, None
+        return node, layer.fs.openbin(data_path, "r")
+
     def readbytes(self, path: str) -> bytes:
         _path = self.validatepath(path)
         with self._lock:
-            layer, data_path = self._file_node(_path, path).data
-            return layer.fs.readbytes(data_path)
+            node, handle = self._open_lower_data(_path, path)
+            if handle is None:
+                return node.top.fs.readbytes(node.top_path)
+        with handle:
+            return handle.read()
 
     def download(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
         _path = self.validatepath(path)
         with self._lock:
-            layer, data_path = self._file_node(_path, path).data
-            layer.fs.download(data_path, file, chunk_size=chunk_size, **options)
+            node, handle = self._open_lower_data(_path, path)
+            if handle is None:
+                node.top.fs.download(node.top_path, file, chunk_size=chunk_size, **options)
+                return
+        with handle:
+            copy_stream(handle, file, chunk_size or CHUNK)
 
     def writebytes(self, path: str, contents: bytes) -> None:
         if not isinstance(contents, bytes):
             raise TypeError("contents must be bytes")
         self.upload(path, io.BytesIO(contents))
+
+    def writetext(
+        self, path: str, contents: str, encoding: str = "utf-8", errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Replace a file with text, staged and renamed into place like :meth:`writebytes`
+        (the base class would truncate it first and write after, showing it empty between)."""
+        if not isinstance(contents, str):
+            raise TypeError("contents must be unicode")
+        self.upload(path, io.BytesIO(_encode(contents, encoding, errors, newline)))
+
+    def writefile(
+        self, path: str, file: Any, encoding: Optional[str] = None, errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Set a file to the contents of ``file`` (text with ``encoding``), staged like :meth:`upload`."""
+        if encoding is None:  # binary, as the base class opens it
+            self.upload(path, file)
+            return
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SPOOLED) as spool:
+            text = io.TextIOWrapper(spool, encoding=encoding, errors=errors, newline=newline)  # type: ignore[arg-type]
+            for chunk in iter(lambda: file.read(CHUNK_SPOOLED), ""):
+                text.write(chunk)
+            text.flush()
+            spool.seek(0)
+            self.upload(path, spool)  # type: ignore[arg-type]
+            text.detach()
+
+    def appendbytes(self, path: str, data: bytes) -> None:
+        """Append to a file: a new file is staged whole like :meth:`writebytes`, an existing
+        one is appended to in place (an ``O_APPEND`` write, as on the kernel)."""
+        if not isinstance(data, bytes):
+            raise TypeError("must be bytes")
+        _path = self.validatepath(path)
+        with self._lock:
+            if not self.exists(_path):
+                self.writebytes(path, data)
+                return
+            with self.openbin(path, "ab") as append_file:
+                append_file.write(data)
+
+    def appendtext(
+        self, path: str, text: str, encoding: str = "utf-8", errors: Optional[str] = None, newline: str = ""
+    ) -> None:
+        """Append text to a file, as :meth:`appendbytes` appends bytes."""
+        if not isinstance(text, str):
+            raise TypeError("must be unicode string")
+        self.appendbytes(path, _encode(text, encoding, errors, newline))
 
     def upload(self, path: str, file: BinaryIO, chunk_size: Optional[int] = None, **options: Any) -> None:
         """Write a whole file atomically: staged in the upper, then renamed into place. An
@@ -307,7 +426,7 @@ class OverlayFS(FS):
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            namespace.install_file(self._lookup, upper, _path, file, kept)
+            dirops.install_file(self._lookup, upper, _path, file, kept)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -322,7 +441,7 @@ class OverlayFS(FS):
                 metadata = copyable_metadata(src.top.fs.getinfo(src.top_path, ["details"]))
             layer, data_path = src.data
             with layer.fs.openbin(data_path, "r") as source:
-                namespace.install_file(self._lookup, upper, _dst, source, metadata)
+                dirops.install_file(self._lookup, upper, _dst, source, metadata)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -334,7 +453,7 @@ class OverlayFS(FS):
                 raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
                 return  # rename(x, x) changes nothing, not even a copy-up
-            namespace.rename_file(self._lookup, upper, src, _dst)
+            dirops.rename_file(self._lookup, upper, src, _dst)
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         """Move the contents of ``src_path`` into ``dst_path`` and remove ``src_path``.
@@ -359,7 +478,7 @@ class OverlayFS(FS):
                 return  # rename(d, d) changes nothing, as in the kernel
             if isbase(_src, _dst) or _lands_on_itself(self._lookup, _src, _dst):
                 raise IllegalDestination(dst_path)
-            namespace.move_tree(self._lookup, upper, src, _dst)
+            dirops.move_tree(self._lookup, upper, src, _dst)
 
     def rename(self, src_path: str, dst_path: str, noreplace: bool = False) -> None:
         """rename(2): move a file or a directory to ``dst_path``, replacing what is there
@@ -390,15 +509,15 @@ class OverlayFS(FS):
             if target is not None and src.is_dir != target.is_dir:
                 raise errors.DirectoryExpected(dst_path) if src.is_dir else errors.FileExpected(dst_path)
             if not src.is_dir:
-                namespace.rename_file(self._lookup, upper, src, _dst)
+                dirops.rename_file(self._lookup, upper, src, _dst)
                 return
             if target is not None:
                 if not readdir.is_empty(self._lookup, target):
                     raise errors.DirectoryNotEmpty(dst_path)
-                namespace.vanish(self._lookup, upper, target)
+                dirops.hide(self._lookup, upper, target)
             # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
             kept = copyable_metadata(src.top.fs.getinfo(src.top_path, COPIED_NAMESPACES))
-            namespace.move_tree(self._lookup, upper, self._node(_src, src_path), _dst)
+            dirops.move_tree(self._lookup, upper, self._node(_src, src_path), _dst)
             apply_metadata(upper.fs, _dst, kept)
 
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
@@ -417,9 +536,9 @@ class OverlayFS(FS):
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
             if _path == "/":
-                namespace.remove_children(self._lookup, upper, node)
+                dirops.hide_children(self._lookup, upper, node)
             else:
-                namespace.vanish(self._lookup, upper, node)
+                dirops.hide(self._lookup, upper, node)
 
     def getmeta(self, namespace: str = "standard") -> Mapping[str, object]:
         return dict(self._meta) if namespace == "standard" else {}
@@ -446,35 +565,36 @@ class OverlayFS(FS):
         with self._lock:
             if self._upper is None:
                 return ChangeSet(())
-            return changes.compute(self._upper.layer, self._lower_layers())
+            stack = self.stack
+            assert stack.upper is not None
+            return changes.compute(stack.upper, stack.lowers)
 
     def commit(
         self,
         target: Union[FS, str],
         only_changes: bool = False,
         into_lower: bool = False,
-        progress: Optional[changes.ProgressCallback] = None,
+        progress: Optional[ProgressCallback] = None,
     ) -> ChangeSet:
         """Write the merged view (or with ``only_changes`` the change set) into ``target``, an FS
         or FS URL, streaming, calling ``progress`` as it goes. A target that is the topmost
         lower takes the changes only with ``into_lower=True``, and the upper is then discarded."""
         self.check()
-        with self._lock:
-            if self._upper is None:
-                raise errors.ResourceReadOnly("/", msg="a read-only overlay has nothing to commit")
-            change_set, rewrote_lower = changes.commit(
-                self, self._upper.layer, self._lower_layers(), target, only_changes, into_lower, progress
-            )
-            if rewrote_lower:
-                self.discard()
-            return change_set
+        if self._upper is None:
+            raise errors.ResourceReadOnly("/", msg="a read-only overlay has nothing to commit")
+        stack = self.stack
+        assert stack.upper is not None
+        # the lock is taken inside for the structure, not for the file data (see changes.commit)
+        return changes.commit(
+            self, stack.upper, stack.lowers, target, only_changes, into_lower, progress, self._lock, self.discard
+        )
 
     def discard(self) -> None:
         """Throw away every change: empty the upper and its sidecar, so the view is the lowers'."""
         self.check()
         with self._lock:
             upper = self._writable("/", "/")
-            namespace.journaled(self._lookup, upper, Intent("discard", "/"))  # atomic: rolled forward
+            dirops.journaled(self._lookup, upper, Intent("discard", "/"))  # atomic: rolled forward
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)
@@ -502,7 +622,7 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            namespace.vanish(self._lookup, upper, self._node(_path, path))
+            dirops.hide(self._lookup, upper, self._node(_path, path))
 
     def make_opaque(self, path: str) -> None:
         """Create the directory ``path``, or mark it, opaque in the upper: nothing of the lowers
@@ -517,7 +637,7 @@ class OverlayFS(FS):
                 self._parent(_path, path, want_dir=True)
             elif not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            namespace.make_opaque(self._lookup, upper, _path)
+            dirops.make_opaque(self._lookup, upper, _path)
 
 
     # -- container images and kernel layers (unionfs.formats.oci, unionfs.formats.kernel) ---------------------
@@ -539,9 +659,7 @@ class OverlayFS(FS):
         image order, base first. ``ref``/``index`` choose the image of a layout or
         archive. With ``verify``, digests and diff_ids the image states are checked
         (:class:`unionfs.DigestMismatch` on a mismatch)."""
-        from .formats.oci.oci import image_stack
-
-        return cls._over_own_layers(image_stack(source, ref=ref, index=index, verify=verify), upper)
+        return cls._over_own_layers(resolve.oci_layers(source, ref, index, verify), upper)
 
     @classmethod
     def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
@@ -573,12 +691,11 @@ class OverlayFS(FS):
         that timestamp (reproducible layers). With ``layout`` and ``ref``, the layer is also
         stored in that OCI layout as a new image ``ref`` on top of image ``base_ref`` (or
         alone). Returns a :class:`unionfs.formats.oci.export.ExportedLayer` (diff_id, digest, ...)."""
-        from .formats.oci.export import export
-
         with self._lock:
             self.check()
-            upper = self._upper.layer if self._upper is not None else None
-            return export(upper, self._lower_layers(), dest, gzip, opaque, mtime, layout, ref, base_ref)
+            return resolve.export_oci(
+                self.stack, dest, compress=gzip, opaque=opaque, mtime=mtime, layout=layout, ref=ref, base_ref=base_ref
+            )
 
     @classmethod
     def from_kernel(
@@ -589,9 +706,23 @@ class OverlayFS(FS):
         and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
         ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
         ``False`` only ``trusted.``."""
-        from .formats.kernel import kernel_layers
+        return cls._over_own_layers(resolve.kernel_lowers(lowerdirs, userxattr), upper)
 
-        return cls._over_own_layers(kernel_layers(lowerdirs, userxattr), upper)
+    def export_upper(self, target: Union[FS, str]) -> int:
+        """Publish the upper as a layer: its entries and sidecar records copied into the empty
+        ``target`` (an FS, or an FS URL such as ``s3://bucket/layers/mine``). An overlay with
+        ``target`` stacked over the same lowers shows exactly this overlay's view; the upper
+        itself is unchanged. Returns how many entries were written."""
+        with self._lock:  # held throughout, so the published layer is one consistent state
+            self.check()
+            if self._upper is None:
+                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to publish")
+            target_fs, opened = resolve.open_target(target)
+            try:
+                return resolve.export_upper(self.stack, target_fs, str(target))
+            finally:
+                if opened:
+                    target_fs.close()
 
     def export_kernel(self, dest_dir: str, *, userxattr: bool = False, whiteout: str = "device") -> None:
         """Write the upper (entries, whiteouts, opaque directories) to the empty or new
@@ -600,24 +731,15 @@ class OverlayFS(FS):
         ``whiteout="device"`` writes 0/0 character devices (needs CAP_MKNOD);
         ``"xattr"`` writes xattr whiteouts (Linux 6.7+, for lower layers). ``userxattr``
         uses ``user.overlay.*`` (for ``-o userxattr`` mounts) instead of ``trusted.``."""
-        from .formats.kernel import export_upper
-
         with self._lock:
             self.check()
-            if self._upper is None:
-                raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
-            lookup = self._lookup
-
-            def data_size(path: str) -> int:
-                node = lookup.node(path)
-                assert node is not None
-                return int(node_info(node, ["details"]).size)
-
-            export_upper(self._upper.layer, dest_dir, userxattr=userxattr, whiteout=whiteout, data_size=data_size)
+            resolve.export_kernel(self.stack, dest_dir, userxattr=userxattr, whiteout=whiteout)
 
 
-def _sources(lowers: Union[LayerSource, Sequence[LayerSource]], upper: Optional[LayerSource]) -> List[LayerSource]:
-    lower_list = [lowers] if isinstance(lowers, (FS, str)) else list(lowers)
+def _sources(
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, Layer]]], upper: Optional[LayerSource]
+) -> List[Union[LayerSource, Layer]]:
+    lower_list: List[Union[LayerSource, Layer]] = [lowers] if isinstance(lowers, (FS, str)) else list(lowers)
     return ([upper] if upper is not None else []) + lower_list
 
 
@@ -630,6 +752,17 @@ def _lands_on_itself(lookup: Lookup, src: str, dst: str) -> bool:
     return lookup.node(join(src, relpath(src[len(dst.rstrip("/")):]))) is not None
 
 
+def _encode(text: str, encoding: str, errors: Optional[str], newline: str) -> bytes:
+    """``text`` as a text-mode file with these arguments would write it."""
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding=encoding, errors=errors, newline=newline)
+    wrapper.write(text)
+    wrapper.flush()
+    data = buffer.getvalue()
+    wrapper.detach()
+    return data
+
+
 def _kept_on_truncate(node: Node) -> Dict[str, Any]:
     """What a file keeps when its content is replaced: permissions and owner, not times."""
     metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
@@ -637,10 +770,10 @@ def _kept_on_truncate(node: Node) -> Dict[str, Any]:
     return metadata
 
 
-def _merged_meta(layers: Sequence[Layer], read_only: bool) -> Dict[str, object]:
+def _merged_meta(layers: Sequence[Layer], read_only: bool) -> Dict[str, Union[str, int, bool, None]]:
     """The overlay's ``getmeta``: what holds for every path, whichever layer serves it."""
     metas = [layer.fs.getmeta() for layer in layers]
-    lengths = [meta.get("max_path_length") for meta in metas if meta.get("max_path_length")]
+    lengths = [int(cast(int, meta["max_path_length"])) for meta in metas if meta.get("max_path_length")]
     invalid = sorted(set("".join(str(meta.get("invalid_path_chars") or "") for meta in metas)) | {"\0"})
     return {
         "case_insensitive": any(meta.get("case_insensitive", False) for meta in metas),

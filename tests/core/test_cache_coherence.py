@@ -17,9 +17,12 @@ import unionfs  # noqa: F401
 from fs import errors
 from fs.copy import copy_fs
 from fs.memoryfs import MemoryFS
+from fs.info import Info
+from fs.base import FS
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 from tests.conftest import snapshot
 
@@ -31,19 +34,14 @@ EVERY_PATH = ["/" + "/".join(p) for p in itertools.chain.from_iterable(
 
 def view(overlay: OverlayFS) -> Dict[str, Tuple[str, bytes]]:
     """Every path of the merged view with its type and content, by walking listdir."""
-    result: Dict[str, Tuple[str, bytes]] = {}
-    pending = ["/"]
-    while pending:
-        directory = pending.pop()
-        for info in overlay.scandir(directory, ["details"]):
-            path = directory.rstrip("/") + "/" + info.name
-            if info.is_dir:
-                result[path] = ("dir", b"")
-                pending.append(path)
-            else:
-                result[path] = ("file", overlay.readbytes(path))
-                assert info.size == len(result[path][1]), path
-    return result
+    def record(fs: FS, path: str, info: Info) -> Tuple[str, bytes]:
+        if info.is_dir:
+            return ("dir", b"")
+        data = fs.readbytes(path)
+        assert info.size == len(data), path
+        return ("file", data)
+
+    return trees.snapshot(overlay, record, namespaces=["details"], sidecar=True)
 
 
 def probes(overlay: OverlayFS) -> Dict[str, Tuple[bool, bool]]:

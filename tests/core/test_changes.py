@@ -15,24 +15,12 @@ from fs.osfs import OSFS
 from fs.wrapfs import WrapFS
 from unionfs import OverlayFS
 from unionfs.changes import ChangeSet, Progress
+from unionfs.testing import trees
 
 
 def tree(layer: FS) -> Dict[str, object]:
     """path -> "dir" or the file's bytes, for every visible entry (the sidecar excluded)."""
-    found: Dict[str, object] = {}
-    for path, info in _walk(layer, "/"):
-        found[path] = "dir" if info.is_dir else layer.readbytes(path)
-    return found
-
-
-def _walk(layer: FS, top: str):
-    for info in layer.scandir(top):
-        path = top.rstrip("/") + "/" + info.name
-        if path == "/.unionfs":
-            continue
-        yield path, info
-        if info.is_dir:
-            yield from _walk(layer, path)
+    return trees.snapshot(layer, trees.content)
 
 
 class CountingFS(WrapFS):

@@ -161,3 +161,29 @@ def test_whether_a_lower_has_an_upper_entry_is_asked_only_to_remove_it(guard_low
     cold.remove("d/mine")
     assert "/d/shadowed" in logged.asked  # asked now: it needs a whiteout
     assert cold.listdir("d") == [] and OverlayFS(logged, upper=overlay._upper.fs).listdir("d") == []  # type: ignore[union-attr]
+
+
+class NetworkLog(NameLog):
+    """A layer that says it is a network filesystem (as an S3 bucket does)."""
+
+    def getmeta(self, namespace="standard"):
+        meta = dict(super().getmeta(namespace))
+        meta["network"] = True
+        return meta
+
+
+def test_a_hot_directory_of_a_network_layer_is_listed_once_instead(guard_lower):
+    """On a network layer a name costs a request, a listing many names per request: after
+    ``HOT_AFTER`` cold names of one directory, its listing answers the rest."""
+    from unionfs.core.stack import HOT_AFTER
+
+    lower = MemoryFS()
+    lower.makedirs("d")
+    for index in range(3 * HOT_AFTER):
+        lower.writetext("d/f%d" % index, "f")
+    logged = NetworkLog(guard_lower(lower))
+    overlay = OverlayFS(logged, upper=MemoryFS())
+    for index in range(3 * HOT_AFTER):
+        assert overlay.exists("d/f%d" % index)
+    assert logged.listed == ["/d"]
+    assert len([path for path in logged.asked if path.startswith("/d/")]) == HOT_AFTER

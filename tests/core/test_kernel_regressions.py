@@ -15,6 +15,7 @@ import pytest
 from tests.support.kernel_oracle import (
     DIR,
     FILE,
+    REDIRECT_OPTIONS,
     Entry,
     KernelOverlay,
     KernelView,
@@ -36,11 +37,12 @@ COPYING = {"redirect_dir": False, "metacopy": False}
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
 
-    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable) -> None:
+    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable, options: Dict[str, bool]) -> None:
         self.kernel = kernel
+        self.options = options
         self.lowers = [guard_lower(build_library_layer(layer)) for layer in layers]
         self.upper = MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
 
     def run(self, operation: str, *args: object) -> None:
         paths = [arg for arg in args if isinstance(arg, str)]
@@ -58,7 +60,7 @@ class Pair:
 
     def reopen(self) -> None:
         self.overlay.close()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
         self.kernel.reopen()
         self.check_tree()
 
@@ -66,20 +68,22 @@ class Pair:
         self.overlay.close()
         self.lowers.insert(0, guard_lower(self.upper))
         self.upper = MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper, **COPYING)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
         self.kernel.stack()
         self.check_tree()
 
 
 @pytest.fixture
 def pair(kernel_overlay: None, guard_lower: Callable) -> Iterator[Callable[..., Pair]]:
-    """``pair(layer, ...)``: library and kernel over the given lowers (topmost first)."""
+    """``pair(layer, ...)``: library and kernel over the given lowers (topmost first), by
+    default copying on both sides; ``renames=True``: the library's defaults against a
+    ``redirect_dir=on,metacopy=on`` mount."""
     mounts: List[KernelOverlay] = []
 
-    def make(*layers: LayerSpec) -> Pair:
-        kernel = KernelOverlay(layers).__enter__()
+    def make(*layers: LayerSpec, renames: bool = False) -> Pair:
+        kernel = KernelOverlay(layers, REDIRECT_OPTIONS if renames else "").__enter__()
         mounts.append(kernel)
-        made = Pair(layers, kernel, guard_lower)
+        made = Pair(layers, kernel, guard_lower, {} if renames else COPYING)
         made.check_tree()
         return made
 
@@ -151,3 +155,16 @@ def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pa
     both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
     both.run("movedir", "/b", "/a", False)
     both.run("make_opaque", "/a")
+
+
+def test_make_opaque_keeps_a_metadata_only_file_below_readable(pair: Callable[..., Pair]) -> None:
+    """utimes of a lower file copies up its metadata only; then make_opaque of an ancestor.
+    The library's record names the data's absolute path, so the file stays readable. A
+    kernel metacopy file of the same name has no ``overlay.redirect`` and, with no lower
+    below an opaque directory, answers EIO (and leaves the listing); with the absolute
+    redirect that ``export_kernel`` writes (and the oracle's hand edit sets) the kernel
+    follows it past the opaque directory and shows the file as the library does."""
+    both = pair({"/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR), "/b/a/a": Entry(FILE, b"\0")}, renames=True)
+    both.run("settimes", "/b/a/a", 0, 0)
+    both.run("make_opaque", "/b")
+    assert both.overlay.readbytes("/b/a/a") == b"\0"

@@ -16,6 +16,7 @@ from fs.memoryfs import MemoryFS
 
 from unionfs import DigestMismatch, LayerFormatError, OverlayFS
 from unionfs.formats.oci.image import host_architecture
+from unionfs.testing import trees
 
 from tests.support.imagetools import tar_entry as E, write_tar
 
@@ -26,9 +27,7 @@ def stack(tmp_path, *layers: List, compression: str = "") -> List[str]:
 
 
 def tree(overlay: OverlayFS) -> dict:
-    return {path: (overlay.readtext(path) if overlay.isfile(path) else "/") for path in overlay.walk.files()} | {
-        path: "/" for path in overlay.walk.dirs()
-    }
+    return trees.snapshot(overlay, lambda fs, path, info: "/" if info.is_dir else fs.readtext(path), sidecar=True)
 
 
 def test_whiteouts_hide_lower_layers_only(tmp_path) -> None:

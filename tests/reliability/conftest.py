@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from tests.support.reliability_support import INJECTION_POINTS
+from tests.support.reliability_support import COUNTS, INJECTION_POINTS
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: D103
+    if COUNTS:
+        terminalreporter.section("real kills, lock races, power cuts, fsyncs")
+        for name, counted in COUNTS.items():
+            terminalreporter.write_line("%-50s %s" % (name, counted))
     if not INJECTION_POINTS:
         return
     terminalreporter.section("crash consistency: injection points per operation")

@@ -16,6 +16,7 @@ from fs.osfs import OSFS
 from fs.wrap import read_only
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 Step = Callable[[FS], None]
 
@@ -91,18 +92,7 @@ AFTERWARDS: Dict[str, Step] = {
 
 
 def _tree(view: FS) -> Dict[str, object]:
-    state: Dict[str, object] = {}
-    for path, info in _walk(view, "/"):
-        state[path] = "dir" if info.is_dir else view.readbytes(path)
-    return state
-
-
-def _walk(view: FS, top: str):
-    for info in sorted(view.scandir(top), key=lambda i: i.name):
-        path = top.rstrip("/") + "/" + info.name
-        yield path, info
-        if info.is_dir:
-            yield from _walk(view, path)
+    return trees.snapshot(view, trees.content, sidecar=True)
 
 
 def _kernel_run(root: str, operations: Step, change: Step, afterwards: Step) -> Dict[str, object]:

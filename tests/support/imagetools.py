@@ -14,8 +14,10 @@ from typing import Dict, Iterable, Optional, Tuple
 import pytest
 
 import unionfs  # noqa: F401  (imports fs quietly first)
+from unionfs.testing import trees
 from fs.base import FS
 from fs.enums import ResourceType
+from fs.info import Info
 
 #: what a snapshot records of an entry
 Entry = Tuple[str, ...]
@@ -46,27 +48,20 @@ def write_tar(path: str, members: Iterable[Tuple[tarfile.TarInfo, Optional[bytes
 
 def snapshot_fs(view: FS, with_times: bool = True) -> Dict[str, Entry]:
     """Every path of ``view`` (root excluded): type, mode, owner, content hash or link target, mtime."""
-    result: Dict[str, Entry] = {}
+    def record(fs: FS, child: str, info: Info) -> Entry:
+        kind = ResourceType(info.get("details", "type", 0))
+        if info.is_dir:
+            what = "dir"
+        elif kind == ResourceType.symlink:
+            what = "symlink:" + str(info.get("link", "target"))
+        else:
+            what = "file:" + hashlib.sha256(fs.readbytes(child)).hexdigest()
+        mode = "%o" % info.permissions.mode if info.has_namespace("access") and info.permissions else "?"
+        owner = "%s:%s" % (info.get("access", "uid"), info.get("access", "gid"))
+        mtime = str(int(info.get("details", "modified") or 0)) if with_times and not kind == ResourceType.symlink else ""
+        return (what, mode if kind != ResourceType.symlink else "", owner, mtime)
 
-    def walk(path: str) -> None:
-        for info in view.scandir(path, ["details", "access", "link"]):
-            child = path.rstrip("/") + "/" + info.name
-            kind = ResourceType(info.get("details", "type", 0))
-            if info.is_dir:
-                what = "dir"
-            elif kind == ResourceType.symlink:
-                what = "symlink:" + str(info.get("link", "target"))
-            else:
-                what = "file:" + hashlib.sha256(view.readbytes(child)).hexdigest()
-            mode = "%o" % info.permissions.mode if info.has_namespace("access") and info.permissions else "?"
-            owner = "%s:%s" % (info.get("access", "uid"), info.get("access", "gid"))
-            mtime = str(int(info.get("details", "modified") or 0)) if with_times and not kind == ResourceType.symlink else ""
-            result[child] = (what, mode if kind != ResourceType.symlink else "", owner, mtime)
-            if info.is_dir:
-                walk(child)
-
-    walk("/")
-    return result
+    return trees.snapshot(view, record, namespaces=["details", "access", "link"], sidecar=True)
 
 
 def snapshot_dir(root: str, with_times: bool = True) -> Dict[str, Entry]:

@@ -40,6 +40,7 @@ from fs.path import dirname, recursepath
 from fs.permissions import Permissions
 
 from unionfs.errors import IllegalDestination
+from unionfs.core import sidecar as sidecar_format
 from unionfs.core.sidecar import Sidecar
 
 # -------------------------------------------------------------------------------------------------
@@ -160,9 +161,9 @@ def build_library_layer(layer: LayerSpec) -> MemoryFS:
             layer_fs.writebytes(path, entry.data)
             layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
         if sidecar is not None and entry.kind == OPAQUE:
-            sidecar.add_opaque(path)
+            sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
-            sidecar.add_whiteout(path)
+            sidecar.add_record(path, sidecar_format.WHITEOUT)
     return layer_fs
 
 
@@ -612,7 +613,11 @@ class KernelView:
     def make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
-        directory must not hold."""
+        directory must not hold. Renamed directories and metadata-only files below get an
+        absolute ``overlay.redirect`` (their lower path) where they have none or a relative
+        one: the library's records always name the lower path from the root, which the
+        kernel follows past an opaque directory only when absolute (``export_kernel`` writes
+        them so too)."""
         if path == "/":
             raise errors.OperationFailed(path)
         if self.exists(path):
@@ -623,7 +628,9 @@ class KernelView:
                 parent_mode = os.lstat(self._real(dirname(path))).st_mode
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(path)
-        self._offline(_make_opaque_by_hand, path)
+        assert self.mount is not None
+        upper = self.mount.upper
+        self._offline(lambda real: _make_opaque_by_hand(real, upper), path)
 
     def _walk(self, top: str) -> List[Tuple[str, bool]]:
         found = []
@@ -650,15 +657,46 @@ def _clear_upper_entry(real: str) -> None:
         os.unlink(real)
 
 
-def _make_opaque_by_hand(real: str) -> None:
+def _make_opaque_by_hand(real: str, upper: str) -> None:
     if os.path.lexists(real) and _is_whiteout(real):
         os.unlink(real)
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
-    for directory, _, names in os.walk(real):
+    for directory, dirs, names in os.walk(real):
         for name in names:
             if _is_whiteout(os.path.join(directory, name)):
                 os.unlink(os.path.join(directory, name))
+        for name in dirs + names:
+            entry = os.path.join(directory, name)
+            redirect = _xattr(entry, "trusted.overlay.redirect")
+            renamed = stat.S_ISDIR(os.lstat(entry).st_mode) and redirect is not None
+            metacopy = stat.S_ISREG(os.lstat(entry).st_mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
+            if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
+                os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
+
+
+def _xattr(real: str, name: str) -> Optional[bytes]:
+    try:
+        return os.getxattr(real, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _lower_path(upper: str, real: str) -> str:
+    """Where the lowers hold the upper entry ``real``: its path, sent elsewhere by the
+    redirects of it and its ancestors (absolute, or relative to the parent's lower path)."""
+    below = "/"
+    current = upper
+    for part in os.path.relpath(real, upper).split(os.sep):
+        current = os.path.join(current, part)
+        redirect = _xattr(current, "trusted.overlay.redirect")
+        if redirect is None:
+            below = os.path.join(below, part)
+        elif redirect.startswith(b"/"):
+            below = redirect.decode()
+        else:
+            below = os.path.join(below, redirect.decode())
+    return below
 
 
 class LibraryView:

@@ -11,15 +11,20 @@ import unionfs  # noqa: F401
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.info import Info
 
 from unionfs import OverlayFS
 from unionfs.core.sidecar import (
     FORMAT_PATH, JOURNAL_DIR, METACOPY, RESERVED_NAME, SIDECAR_DIR, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT,
     metacopy_token, record_dir,
 )
+from unionfs.testing import trees
 
 #: operation name -> (injection points, modes), filled by the crash tests, printed at the end
 INJECTION_POINTS: "OrderedDict[str, Tuple[int, int]]" = OrderedDict()
+
+#: what the real-process tests counted (kills, lock races, power cuts, fsyncs), printed at the end
+COUNTS: "OrderedDict[str, str]" = OrderedDict()
 
 View = Dict[str, Tuple]
 
@@ -44,20 +49,13 @@ def _clone_dir(source: FS, copy: MemoryFS, path: str) -> None:
 
 def view(overlay: FS) -> View:
     """Everything the merged view shows: per path its type, content hash and mtime."""
-    state: View = {}
-    pending = ["/"]
-    while pending:
-        directory = pending.pop()
-        for info in overlay.scandir(directory, ["details"]):
-            path = directory.rstrip("/") + "/" + info.name
-            modified = info.raw["details"]["modified"]
-            if info.is_dir:
-                state[path] = ("dir", modified)
-                pending.append(path)
-            else:
-                digest = hashlib.sha256(overlay.readbytes(path)).hexdigest()[:16]
-                state[path] = ("file", digest, modified)
-    return state
+    def record(fs: FS, path: str, info: Info) -> Tuple:
+        modified = info.raw["details"]["modified"]
+        if info.is_dir:
+            return ("dir", modified)
+        return ("file", hashlib.sha256(fs.readbytes(path)).hexdigest()[:16], modified)
+
+    return trees.snapshot(overlay, record, namespaces=["details"], sidecar=True)
 
 
 def describe_difference(got: View, expected: Sequence[View]) -> str:

@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from tests.support.mount import force_unmount, fuse_mount, kernel_mount, require_fuse
+from tests.support.mount import fuse_mount, kernel_mount, require_fuse
 
 pytestmark = pytest.mark.usefixtures("fuse_available")
 
@@ -160,3 +160,4 @@ def test_the_talks_walkthrough_through_the_mount(tmp_path):
         upper_k = snapshot(str(tmp_path / "k" / "upper"))
         upper_u = snapshot(str(tmp_path / "u" / "upper"))
         assert upper_k == upper_u  # the same entries in both uppers (ours keeps its records in /.unionfs)
+

@@ -1,4 +1,4 @@
-"""Namespace operations (the kernel's ``dir.c``): create, remove, rename, hide, make opaque.
+"""Directory operations (the kernel's ``dir.c``): create, remove, rename, hide, make opaque.
 
 Each function assumes the caller (:class:`unionfs.OverlayFS`) validated the path,
 holds the lock and checked the kernel's error conditions; it performs the change in
@@ -21,9 +21,8 @@ from fs import errors
 from fs.path import basename, dirname, join, relpath
 from fs.permissions import Permissions
 
-from . import journal
+from . import journal, walk
 from .inode import apply_metadata
-from ..changes import empty_upper
 from .copy_up import METADATA, copy_up, copy_up_parents
 from .lookup import Lookup, Node
 from .readdir import visible_children
@@ -63,9 +62,10 @@ def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Perm
         upper.makedir(path, permissions)
 
 
-def vanish(lookup: Lookup, upper: Upper, node: Node) -> None:
+def hide(lookup: Lookup, upper: Upper, node: Node) -> None:
     """Take ``node`` (a file or a whole tree) out of the view: a whiteout iff a lower has
-    something there, then the upper's own copy and its records go."""
+    something there, then the upper's own copy and its records go. ``remove``, ``removedir``,
+    ``removetree`` and ``hide`` of the API all end here."""
     copy_up_parents(lookup, upper, node.path)
     if node.lower_positive:
         upper.add_whiteout(node.path)
@@ -107,17 +107,10 @@ def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
 
 
 def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
-    """Every entry below ``top`` in the merged view, parents before children, as (relative path, node)."""
-    found: List[Tuple[str, Node]] = []
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        for child in visible_children(lookup, directory):
-            found.append((relpath(child.path[len(top.path):]) if top.path != "/" else relpath(child.path), child))
-            if child.is_dir:
-                pending.append(child)
-    found.sort(key=lambda item: item[0].count("/"))
-    return found
+    """Every entry below ``top`` in the merged view, parents before children, as (relative path,
+    node); a list, taken before the caller changes the view."""
+    cut = 0 if top.path == "/" else len(top.path)
+    return [(relpath(node.path[cut:]), node) for node in walk.merged(lookup, top)]
 
 
 def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
@@ -192,7 +185,7 @@ def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
                 rename_file(lookup, upper, node, destination)
     remaining = lookup.node(src.path)
     if remaining is not None:
-        vanish(lookup, upper, remaining)
+        hide(lookup, upper, remaining)
 
 
 def _rename_into(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
@@ -228,7 +221,7 @@ def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
         copy_up(lookup, upper, existing)
 
 
-def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
+def hide_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
     """Take every entry of ``directory`` out of the view (``removetree("/")``), journaled."""
     journaled(lookup, upper, journal.Intent("removetree", directory.path))
 
@@ -236,8 +229,7 @@ def remove_children(lookup: Lookup, upper: Upper, directory: Node) -> None:
 def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
     """Run the steps of ``intent`` from wherever the view stands (nothing, if all are done)."""
     if intent.operation == "discard":
-        empty_upper(upper.fs)
-        upper.forget_all()
+        upper.empty()
         return
     node = lookup.node(intent.src)
     if node is None or not node.is_dir:
@@ -247,20 +239,20 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         _move_contents(lookup, upper, node, intent.dst)
     else:
         for child in visible_children(lookup, node):
-            vanish(lookup, upper, child)
+            hide(lookup, upper, child)
 
 
 def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
     """Record ``intent``, run its steps, forget it. A step that fails is retried once on
     fresh caches (every step is idempotent); if that fails too the entry stays, and the
     overlay finishes it before its next write or on the next open."""
-    entry = journal.begin(upper.sidecar, intent)
+    entry = upper.begin(intent)
     try:
         _replay(lookup, upper, intent)
     except errors.FSError:
         upper.forget_all()
         _replay(lookup, upper, intent)
-    journal.finish(upper.sidecar, entry)
+    upper.finish(entry)
 
 
 def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
@@ -271,9 +263,9 @@ def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
     finished = []
     for entry, intent in journal.pending(upper.sidecar):
         _replay(lookup, upper, intent)
-        journal.finish(upper.sidecar, entry)
+        upper.finish(entry)
         finished.append(intent)
-    journal.finish(upper.sidecar)
+    upper.finish()
     return finished
 
 

@@ -1,4 +1,5 @@
-"""Read handles on lower files (the kernel's ``file.c``): they follow the file's copy-up.
+"""File handles of the overlay (the kernel's ``file.c``): read handles on lower files follow
+the file's copy-up; writable handles (:class:`UpperFile`) have the kernel's semantics on any upper.
 
 Since Linux 4.19 (stacked file operations) a file opened read-only while it was still a
 lower file reads the upper copy once the file is copied up, so it sees what is written
@@ -9,14 +10,18 @@ copy, at the same offset, the moment the copy-up lands.
 
 from __future__ import annotations
 
+import errno
+import io
 import threading
 import weakref
-from typing import Any, BinaryIO, Dict
+from typing import Any, BinaryIO, Dict, Optional
 
 from .. import _fsimport  # noqa: F401
 from fs.base import FS
+from fs.mode import Mode
 
 from ..io import LockedReader
+from .durable import Syncer
 
 
 class FollowingReader(LockedReader):
@@ -87,3 +92,98 @@ class FollowingReaders:
             readers = list(self._by_path.pop(path, ()))
         for reader in readers:
             reader.follow(upper_fs, path)
+
+
+#: serialises appends through handles whose upper file has no O_APPEND of its own
+_APPEND_LOCK = threading.Lock()
+#: zeros are written in pieces of this size where an upper cannot extend a file by truncate
+_ZEROS = 1 << 20
+
+
+class UpperFile(io.RawIOBase):
+    """A writable handle on an upper file, with the kernel's semantics on any upper.
+
+    PyFilesystem2's MemoryFS gets ``O_APPEND`` and ``ftruncate`` wrong: an append handle
+    writes at its own position, not at the end (two append handles overwrite each
+    other's data), ``truncate`` moves the position, and ``truncate`` beyond the end does
+    not always extend the file with zeros. The overlay promises the kernel's semantics
+    whatever the upper is, so its handles correct for that here, once, for every upper:
+    every write of an append handle goes to the current end of the file, ``truncate(n)``
+    sets the size to ``n`` (zeros beyond the old end) and leaves the position alone.
+    ``flush`` pushes buffered data to the upper file (it does not sync, as on the
+    kernel); :meth:`fsync` makes it durable, and ``os.fsync(handle.fileno())`` works too
+    where the upper file has a descriptor.
+    """
+
+    def __init__(self, inner: Any, path: str, mode: Mode, syncer: Syncer) -> None:
+        super().__init__()
+        self._inner = inner
+        self._append = mode.appending
+        self._syncer = syncer
+        self.name = path
+        self.mode = mode.to_platform_bin()
+
+    def readable(self) -> bool:
+        return bool(self._inner.readable())
+
+    def writable(self) -> bool:
+        return bool(self._inner.writable())
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        return self._inner.read(-1 if size is None else size)  # type: ignore[no-any-return]
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        if not self._append:
+            return self._inner.write(data)  # type: ignore[no-any-return]
+        with _APPEND_LOCK:  # O_APPEND: find the end and write there as one step
+            self._inner.seek(0, io.SEEK_END)
+            return self._inner.write(data)  # type: ignore[no-any-return]
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        position = self._inner.tell()
+        if size is None:
+            size = position
+        if size < 0:
+            raise OSError(errno.EINVAL, "negative size", self.name)
+        self._inner.truncate(size)
+        end = self._inner.seek(0, io.SEEK_END)
+        while end < size:  # the upper did not extend it: ftruncate(2) fills with zeros
+            end += self._inner.write(b"\0" * min(size - end, _ZEROS))
+        self._inner.seek(position)
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)  # type: ignore[no-any-return]
+
+    def tell(self) -> int:
+        return self._inner.tell()  # type: ignore[no-any-return]
+
+    def fileno(self) -> int:
+        return self._inner.fileno()  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        if not self.closed:
+            self._inner.flush()
+
+    def fsync(self) -> None:
+        """fsync(2): flush, then make the file's data durable (nothing to do on an upper
+        without descriptors, or on a ``volatile`` overlay)."""
+        self._syncer.handle(self._inner)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                super().close()  # flushes first
+            finally:
+                self._inner.close()

@@ -34,6 +34,7 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import join
 
+from . import journal
 from .journal import Intent
 from .sidecar import CHILDREN, METACOPY, OPAQUE, REDIRECT, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
@@ -76,15 +77,21 @@ def find(upper: Upper) -> List[Tuple[Finding, str, bool]]:
     return found
 
 
+def drop_torn_journal(upper: Upper) -> List[Finding]:
+    """Remove journal entries a power cut left empty or cut short (``journal.torn``): such an
+    entry was never durable, so its operation never began counting. Returns what was removed."""
+    return [
+        Finding("journal", where, "dropped an entry a power cut left incomplete (removed when the overlay opened)")
+        for where in journal.drop_torn(upper.sidecar)
+    ]
+
+
 def clear_staging(upper: Upper) -> List[Finding]:
     """Empty the staging area, as the kernel empties its workdir at mount: only an operation
     in progress uses it, and none is while the overlay opens. Returns what was removed."""
     cleared = []
     for finding, where, is_dir in _staging(upper):
-        if is_dir:
-            upper.fs.removetree(where)
-        else:
-            upper.fs.remove(where)
+        upper.delete(where, is_dir)
         cleared.append(attr.evolve(finding, detail=finding.detail + " (removed when the overlay opened)"))
     return cleared
 
@@ -101,10 +108,7 @@ def fsck(
     if repair and found:
         for _finding, where, is_dir in found:
             try:
-                if is_dir:
-                    upper.fs.removetree(where)
-                else:
-                    upper.fs.remove(where)
+                upper.delete(where, is_dir)
             except errors.ResourceNotFound:
                 pass  # inside a tree removed a moment ago
         upper.forget_all()

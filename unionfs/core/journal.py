@@ -20,7 +20,7 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 
 from ..errors import SidecarError
-from .sidecar import JOURNAL_DIR, Sidecar
+from .sidecar import JOURNAL_DIR, SIDECAR_DIR, Sidecar
 
 OPERATIONS = ("movedir", "removetree", "discard")
 
@@ -67,8 +67,43 @@ def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
             text = sidecar.fs.readtext(where)
         except errors.FileExpected:
             raise SidecarError(where, "a journal entry is a directory") from None
+        if torn(text):
+            continue
         entries.append((where, Intent.loads(where, text)))
     return entries
+
+
+def torn(text: str) -> bool:
+    """Whether a journal entry is empty, zeros, or cut short: what a power cut leaves of an
+    entry whose data never reached the disk (written without a sync: by a ``volatile``
+    overlay or an older unionfs). Its operation never started counting; see :func:`drop_torn`."""
+    text = text.rstrip("\0")
+    return not text.endswith("}") and (_ENTRY_START.startswith(text) or text.startswith(_ENTRY_START))
+
+
+#: how every entry :meth:`Intent.dumps` writes begins (its keys are sorted)
+_ENTRY_START = '{"dst": '
+
+
+def drop_torn(sidecar: Sidecar) -> List[str]:
+    """Remove the torn entries of the journal (see :func:`torn`); return their paths."""
+    try:
+        names = sorted(sidecar.fs.listdir(JOURNAL_DIR))
+    except (errors.ResourceNotFound, errors.DirectoryExpected):
+        return []
+    dropped = []
+    for name in names:
+        where = "%s/%s" % (JOURNAL_DIR, name)
+        try:
+            text = sidecar.fs.readtext(where)
+        except (errors.FSError, ValueError):
+            continue  # pending() names what is wrong with it
+        if torn(text):
+            sidecar.fs.remove(where)
+            dropped.append(where)
+    if dropped:
+        sidecar.sync.dir(JOURNAL_DIR)
+    return dropped
 
 
 def begin(sidecar: Sidecar, intent: Intent) -> str:
@@ -76,11 +111,15 @@ def begin(sidecar: Sidecar, intent: Intent) -> str:
     format (2 for 1, 4 for 3: readers of the settled version now refuse the upper), then the
     entry appears by one rename. Returns the entry."""
     sidecar.set_journal(True)
-    sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
+    if not sidecar.fs.isdir(JOURNAL_DIR):
+        sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
+        sidecar.sync.dir(SIDECAR_DIR)
     staged = sidecar.staging_path()
     sidecar.fs.writetext(staged, intent.dumps())
+    sidecar.sync.path(staged)  # whole on the disk before it is an entry
     entry = "%s/%s" % (JOURNAL_DIR, staged.rsplit("/", 1)[1])
     sidecar.fs.move(staged, entry)
+    sidecar.sync.dir(JOURNAL_DIR)  # and the entry durable before the first step
     return entry
 
 
@@ -88,5 +127,6 @@ def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
     """Forget a completed entry; with the journal empty, FORMAT names the settled version again."""
     if entry is not None:
         sidecar.fs.remove(entry)
+        sidecar.sync.dir(JOURNAL_DIR)
     if not pending(sidecar):
         sidecar.set_journal(False)

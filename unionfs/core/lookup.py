@@ -16,6 +16,7 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, iteratepath, join
 
+from ..errors import literal
 from .stack import DIR, FILE, OPAQUE_DIR, WHITED, DirIndex, Layer, all_names
 from .sidecar import is_reserved
 from .treecache import TreeCache, parent_of
@@ -83,7 +84,7 @@ class Node:
     def data(self) -> Tuple[Layer, str]:
         """The layer and path a file's content is read from."""
         if self.metacopy and len(self.layers) < 2:
-            raise errors.OperationFailed(self.path, msg="%s is a metadata-only copy whose lower data is missing" % self.path)
+            raise errors.OperationFailed(self.path, msg=literal("%s is a metadata-only copy whose lower data is missing" % self.path))
         return self.layers[-1], (self.paths[-1] if self.paths else self.path)
 
     @property
@@ -493,9 +494,6 @@ class Lookup:
             if child is not None:  # (a layer changed under us)
                 nodes.append(child)
         return nodes
-
-    def child(self, parent: Node, name: str) -> Optional[Node]:
-        return self.node(join(parent.path, name))
 
     def missing(self, path: str, display: str, want_dir: bool = False) -> errors.FSError:
         """The error for a ``path`` that does not resolve, naming the caller's ``display`` path:

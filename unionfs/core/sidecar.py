@@ -46,6 +46,7 @@ from fs.osfs import OSFS
 from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
+from .durable import Syncer
 from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
@@ -116,6 +117,35 @@ def record_dir(dir_path: str) -> str:
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
 
 
+def _torn_format(layer_fs: FS) -> bool:
+    """Whether FORMAT is empty, zeros, or a line cut short: what a power cut leaves of a
+    FORMAT whose data never reached the disk."""
+    try:
+        data = layer_fs.readbytes(FORMAT_PATH)
+    except errors.FSError:
+        return False
+    data = data.rstrip(b"\0")
+    if data.endswith(b"\n"):
+        return False
+    return any(("unionfs-sidecar %d\n" % version).encode().startswith(data) for version in VERSIONS)
+
+
+def _kinds_held(layer_fs: FS) -> FrozenSet[str]:
+    """The record kinds some record directory of the layer holds, with the base kinds (read
+    only when FORMAT must be restored, so the whole record tree is read)."""
+    from .walk import fs_tree  # (walk reads layers, which hold sidecars: imported late)
+
+    held = set(_BASE)
+    if layer_fs.isdir(METACOPY_DIR) and not layer_fs.isempty(METACOPY_DIR):
+        held.add(METACOPY)
+    for entry in fs_tree(layer_fs, TREE_DIR):
+        # TREE_DIR/(d/<name>/)*<kind>/<record>: a kind is an even step down, a name an odd one
+        parts = entry.path[len(TREE_DIR) + 1 :].split("/")
+        if entry.info.is_dir and len(parts) % 2 == 1 and parts[-1] in _KINDS:
+            held.add(parts[-1])
+    return frozenset(held)
+
+
 def sys_root(layer_fs: FS) -> Optional[str]:
     """The OS path of an OSFS layer's root (no trailing slash), else ``None``: on a plain OS
     directory one record is one ``lstat``."""
@@ -160,25 +190,34 @@ def is_reserved(path: str) -> bool:
 class Sidecar:
     """Reads, and for the upper writes, the records of one layer."""
 
-    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION) -> None:
+    def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION, sync: Optional[Syncer] = None) -> None:
         self.fs = layer_fs
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
         #: what FORMAT says (a key of VERSIONS)
         self.version = version
+        #: makes records, FORMAT and journal entries durable before they count (upper only)
+        self.sync = sync if sync is not None else Syncer(layer_fs, volatile=True)
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, layer_fs: FS, create: bool) -> Optional["Sidecar"]:
-        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``."""
+    def open(cls, layer_fs: FS, create: bool, volatile: bool = False) -> Optional["Sidecar"]:
+        """The layer's sidecar; ``None`` for a plain layer, created first if ``create``. The
+        upper's (``create``) syncs what it writes unless ``volatile``."""
+        sync = Syncer(layer_fs, volatile=volatile or not create)
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
-            if create and cls._never_completed(layer_fs):
-                return cls._create(layer_fs)
-            version = cls._check_format(layer_fs)
+            if cls._never_completed(layer_fs):
+                # its creation was interrupted (a crash, a power cut before FORMAT was
+                # durable): nothing was ever recorded in it
+                return cls._create(layer_fs, sync) if create else None
+            if create and _torn_format(layer_fs):
+                version = cls._restore_format(layer_fs, sync)
+            else:
+                version = cls._check_format(layer_fs)
             if not layer_fs.isdir(TREE_DIR):
                 raise SidecarError(TREE_DIR, "the record tree is missing")
             for where, what in ((STAGING_DIR, "the staging area"), (JOURNAL_DIR, "the journal")):
@@ -195,30 +234,50 @@ class Sidecar:
                 )
             if create and not layer_fs.isdir(STAGING_DIR):
                 layer_fs.makedir(STAGING_DIR, recreate=True)  # checked once here, not per copy-up
-            return cls(layer_fs, version)
+            return cls(layer_fs, version, sync)
         if not create:
             return None
-        return cls._create(layer_fs)
+        return cls._create(layer_fs, sync)
 
     @classmethod
-    def _create(cls, layer_fs: FS) -> "Sidecar":
-        """Make (or finish making) the sidecar. FORMAT comes last, staged and renamed into
-        place, so a sidecar without it was never completed and is made again."""
+    def _create(cls, layer_fs: FS, sync: Syncer) -> "Sidecar":
+        """Make (or finish making) the sidecar. FORMAT comes last, staged, synced and renamed
+        into place, so a sidecar without a complete FORMAT was never completed and is made again."""
         for directory in (SIDECAR_DIR, TREE_DIR, STAGING_DIR):
             layer_fs.makedir(directory, recreate=True)
-        sidecar = cls(layer_fs)
-        staged = sidecar.staging_path()
-        layer_fs.writetext(staged, FORMAT_TEXT)
-        layer_fs.move(staged, FORMAT_PATH)
+        sidecar = cls(layer_fs, sync=sync)
+        sync.dirs("/", SIDECAR_DIR)
+        sidecar._write_format(FORMAT_TEXT, overwrite=True)  # over one a power cut left torn
         return sidecar
+
+    def _write_format(self, text: str, overwrite: bool) -> None:
+        """Put ``text`` in FORMAT atomically and durably: staged, synced, renamed, directory synced."""
+        staged = self.staging_path()
+        self.fs.writetext(staged, text)
+        self.sync.path(staged)
+        self.fs.move(staged, FORMAT_PATH, overwrite=overwrite)
+        self.sync.dir(SIDECAR_DIR)
 
     @staticmethod
     def _never_completed(layer_fs: FS) -> bool:
-        """A sidecar whose creation was interrupted: no FORMAT and no record or journal yet
-        (a sidecar that has those but lost FORMAT is damaged, not unfinished)."""
-        if layer_fs.exists(FORMAT_PATH) or layer_fs.exists(JOURNAL_DIR):
+        """A sidecar whose creation was interrupted: no FORMAT (or one a power cut left empty
+        or half-written) and no record or journal yet (a sidecar that has those but lost
+        FORMAT is damaged, not unfinished)."""
+        if layer_fs.exists(JOURNAL_DIR):
+            return False
+        if layer_fs.exists(FORMAT_PATH) and not _torn_format(layer_fs):
             return False
         return not layer_fs.exists(TREE_DIR) or (layer_fs.isdir(TREE_DIR) and layer_fs.isempty(TREE_DIR))
+
+    @classmethod
+    def _restore_format(cls, layer_fs: FS, sync: Syncer) -> int:
+        """Rewrite a FORMAT that a power cut left empty or cut short (written without a sync:
+        by a ``volatile`` overlay or an older unionfs): the lowest version that holds the record
+        kinds the layer has, its journal version if the journal has entries."""
+        journal = layer_fs.isdir(JOURNAL_DIR) and not layer_fs.isempty(JOURNAL_DIR)
+        version = version_for(_kinds_held(layer_fs), journal)
+        cls(layer_fs, sync=sync)._write_format("unionfs-sidecar %d\n" % version, overwrite=True)
+        return version
 
     @staticmethod
     def _check_format(layer_fs: FS) -> int:
@@ -264,9 +323,7 @@ class Sidecar:
         """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
         if version == self.version:
             return
-        staged = self.staging_path()
-        self.fs.writetext(staged, "unionfs-sidecar %d\n" % version)
-        self.fs.move(staged, FORMAT_PATH, overwrite=True)
+        self._write_format("unionfs-sidecar %d\n" % version, overwrite=True)
         self.version = version
 
     # -- reading -----------------------------------------------------------------------------
@@ -422,11 +479,14 @@ class Sidecar:
         record = self._record_path(path, REDIRECT)
         staged = self.staging_path()
         self.fs.writebytes(staged, target.encode("utf-8"))
+        self.sync.path(staged)  # whole on the disk before it is a record
         try:
             self.fs.move(staged, record, overwrite=True)
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
             self.fs.move(staged, record, overwrite=True)
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))  # durable before the step that relies on it
         self._note_kind(dirname(path), REDIRECT)
 
     def new_metacopy(self, origin: str) -> bytes:
@@ -436,11 +496,14 @@ class Sidecar:
         token = uuid.uuid4().hex
         staged = self.staging_path()
         self.fs.writebytes(staged, origin.encode("utf-8"))
+        self.sync.path(staged)
         try:
             self.fs.move(staged, METACOPY_DIR + "/" + token)
         except errors.ResourceNotFound:
             self.fs.makedir(METACOPY_DIR, recreate=True)
             self.fs.move(staged, METACOPY_DIR + "/" + token)
+            self.sync.dir(SIDECAR_DIR)
+        self.sync.dir(METACOPY_DIR)  # the entry is durable before a file names it
         return METACOPY_MAGIC + token.encode("ascii") + b"\n"
 
     def drop_metacopy(self, content: bytes) -> None:
@@ -450,7 +513,8 @@ class Sidecar:
             try:
                 self.fs.remove(METACOPY_DIR + "/" + token)
             except errors.ResourceNotFound:
-                pass
+                return
+            self.sync.dir(METACOPY_DIR)
 
     def copy_records_below(self, src: str, dst: str) -> None:
         """Copy every record inside directory ``src`` to directory ``dst`` (whose own records
@@ -462,12 +526,22 @@ class Sidecar:
         self.fs.makedirs(dirname(target), recreate=True)
         staged = self.staging_path()
         copy_dir(self.fs, source, self.fs, staged)
+        self._sync_tree(staged)  # the copies whole on the disk before the rename shows them
         rename_dir(self.fs, staged, target)
+        self._sync_made_dirs(target)
         self._kinds.discard(dst)
         self._kinds.forget_below(dst)
 
-    def _record_path(self, path: str, kind: str) -> str:
-        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+    def _sync_tree(self, path: str) -> None:
+        """fsync every file and directory below ``path`` and ``path`` itself (a no-op where
+        the upper has no system paths or is volatile)."""
+        if not self.sync.enabled:
+            return
+        from .walk import fs_tree  # (walk reads layers, which hold sidecars: imported late)
+
+        for entry in list(fs_tree(self.fs, path)):
+            self.sync.path(entry.path)
+        self.sync.path(path)
 
     def _note_kind(self, dir_path: str, kind: str) -> None:
         kinds = self._kinds.peek(dir_path)
@@ -482,9 +556,17 @@ class Sidecar:
         except errors.ResourceNotFound:
             self.fs.makedirs(dirname(record), recreate=True)
             self._create_empty(record)
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))  # durable before the step that relies on it
         kinds = self._kinds.peek(dirname(path))
         if kinds is not None and kind not in kinds:  # type: ignore[operator]
             self._kinds.put(dirname(path), kinds | {kind})  # type: ignore[operator]
+
+    def _sync_made_dirs(self, made: str) -> None:
+        """Sync the parents of the record directories ``makedirs`` may have just made."""
+        while made != TREE_DIR and made.startswith(TREE_DIR + "/"):
+            made = dirname(made)
+            self.sync.dir(made)
 
     def _create_empty(self, record: str) -> None:
         """Create the empty file ``record``: on a plain OS directory one ``open``/``close``,
@@ -496,16 +578,12 @@ class Sidecar:
             os.close(os.open(self._sys_root + record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
 
     def remove_record(self, path: str, kind: str) -> None:
+        record = self._record_path(path, kind)
         try:
-            self.fs.remove(self._record_path(path, kind))
+            self.fs.remove(record)
         except errors.ResourceNotFound:
-            pass
-
-    def add_whiteout(self, path: str) -> None:
-        self.add_record(path, WHITEOUT)
-
-    def add_opaque(self, path: str) -> None:
-        self.add_record(path, OPAQUE)
+            return
+        self.sync.dir(dirname(record))
 
     def drop_kind(self, dir_path: str, kind: str) -> None:
         """Forget every record of ``kind`` of the entries of the directory ``dir_path``."""
@@ -513,18 +591,21 @@ class Sidecar:
         try:
             self.fs.removetree(record_dir(dir_path) + "/" + kind)
         except errors.ResourceNotFound:
-            pass
+            return
+        self.sync.dir(record_dir(dir_path))
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
         self._kinds.discard(path)
         self._kinds.forget_below(path)
+        where = record_dir(path)
         try:
-            self.fs.removetree(record_dir(path))
+            self.fs.removetree(where)
         except errors.ResourceNotFound:
-            pass
+            return
         if path == "/":
             self.fs.makedir(TREE_DIR, recreate=True)
+        self.sync.dir(dirname(where))
 
     def staging_path(self) -> str:
         """A fresh name in the staging area (made when the sidecar was opened for writing),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -22,12 +22,10 @@ from fs import errors
 from fs.base import FS
 from fs.error_tools import convert_os_errors
 from fs.info import Info
-from fs.opener.errors import OpenerError
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..formats.archives import as_lower
-from ..errors import UnsupportedLayer
+from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
 from .sidecar import OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
 from .treecache import TreeCache
 
@@ -64,6 +62,9 @@ ABSENT, WHITED, FILE, DIR, OPAQUE_DIR = range(5)
 #: the namespaces an OSFS info is made of from one ``os.stat`` (others ask the FS itself)
 _STAT_NAMESPACES = frozenset({"basic", "details", "access"})
 
+#: cold names asked of one directory of a network layer before that directory is listed
+HOT_AFTER = 16
+
 #: how many directory entries a layer keeps indexed at most (:class:`TreeCache` weight:
 #: entries plus one per directory); least recently used directories go first
 INDEX_LIMIT = 400_000
@@ -95,6 +96,11 @@ class Layer:
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
         self.probes = self.PROBES
+        #: after this many cold names asked of one directory, the directory is indexed instead
+        #: (``None``: never). Local filesystems answer a name with one cheap call; on a network
+        #: filesystem (``getmeta()["network"]``) a listing answers many names per request
+        self.hot_after: Optional[int] = HOT_AFTER if _is_network(layer_fs) else None
+        self._asked: TreeCache[int] = TreeCache(INDEX_LIMIT)
 
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
@@ -126,7 +132,7 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
-            if self.probes and not self.may_redirect:
+            if self.probes and not self.may_redirect and not self._hot(dir_path):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
         if index is None:
@@ -137,6 +143,17 @@ class Layer:
         if is_dir:
             return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
         return FILE
+
+    def _hot(self, dir_path: str) -> bool:
+        """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
+        if self.hot_after is None:
+            return False
+        asked = self._asked.get(dir_path, 0) + 1
+        if asked > self.hot_after:
+            self._asked.discard(dir_path)
+            return True
+        self._asked.put(dir_path, asked)
+        return False
 
     def _probe(self, dir_path: str, name: str) -> int:
         """:meth:`lookup` for one name, without the directory's index: what a listing of the
@@ -192,6 +209,18 @@ class Layer:
             return Info(raw)
         return self.fs.getinfo(path, namespaces)
 
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
+        what a FUSE mount answers getattr with, without building an ``Info``."""
+        if self._sys_root is None:
+            return None
+        try:
+            return os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+        except FileNotFoundError:
+            raise errors.ResourceNotFound(path) from None
+        except OSError as error:
+            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         entries = list_dir(self.fs, self._sys_root, path)
         return None if entries is None else self._index_of(path, entries)
@@ -223,6 +252,7 @@ class Layer:
     def reset(self) -> None:
         """Forget every cached listing (after the layer changed behind the overlay's back)."""
         self._dirs.clear()
+        self._asked.clear()
         if self.sidecar is not None:
             self.sidecar.forget()
 
@@ -314,44 +344,94 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Dict[str,
         return None
 
 
+def _is_network(layer_fs: FS) -> bool:
+    try:
+        return bool(layer_fs.getmeta().get("network", False))
+    except errors.FSError:  # pragma: no cover - a filesystem without meta
+        return False
+
+
 def _index_weight(index: Optional[DirIndex]) -> int:
     return 1 if index is None else 1 + len(index.entries) + len(index.whiteouts)
 
 
-def _open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+@attr.s(frozen=True, slots=True)
+class Stack:
+    """A read-only view of an overlay's layers (``OverlayFS.stack``): what exporters and tools
+    read, so that they need none of the overlay's private state."""
+
+    upper: Optional[Layer] = attr.ib()
+    lowers: Tuple[Layer, ...] = attr.ib(converter=lambda layers: tuple(layers))  # type: ignore[misc]
+
+    @property
+    def layers(self) -> Tuple[Layer, ...]:
+        """Every layer, topmost first."""
+        return ((self.upper,) if self.upper is not None else ()) + self.lowers
+
+
+#: turns a lower as the caller gave it (an FS, an FS URL, whatever the formats understand)
+#: into an FS, ``what`` naming it in errors; the facade injects the formats' resolver, so
+#: this module needs none of them
+LowerResolver = Callable[[Any, str], FS]
+
+
+def open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
+    """``source`` as an FS: an FS as it is, an FS URL opened (an :class:`UnsupportedLayer` naming
+    ``what`` if it cannot be)."""
     if isinstance(source, FS):
         return source
     if isinstance(source, str):
-        try:
+        with convert_errors(unsupported_layer, "cannot open %s %r" % (what, source), fs_errors=True):
             return fs.open_fs(source, writeable=writeable, create=writeable)
-        except (errors.FSError, OpenerError) as error:
-            raise UnsupportedLayer(msg="cannot open %s %r: %s" % (what, source, error)) from error
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 
 
+def _plain_lower(source: Any, what: str) -> FS:
+    return open_fs(source, False, what)
+
+
+def _plain_upper(source: Any, what: str) -> FS:
+    return open_fs(source, True, what)
+
+
 def open_layers(
-    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]], upper: Optional[LayerSource]
+    lowers: Union[LayerSource, Sequence[Union[LayerSource, "Layer"]]],
+    upper: Optional[LayerSource],
+    resolve_lower: LowerResolver = _plain_lower,
+    resolve_upper: LowerResolver = _plain_upper,
+    lock_upper: Optional[Callable[[FS, List[FS]], None]] = None,
+    volatile: bool = False,
 ) -> List[Layer]:
     """Open the stack top-down: the upper (if any), then the lowers in ``lowerdir=`` order.
-    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format)."""
+    A lower may be a ready-made :class:`Layer` (a subclass with its own marker format); any
+    other is given to ``resolve_lower``. ``lock_upper(upper, lowers)`` runs before anything
+    is read from or written to the upper's sidecar; ``volatile`` turns off its syncing."""
     if isinstance(lowers, (FS, str)):
         lowers = [lowers]
     lowers = list(lowers)
     if not lowers:
         raise UnsupportedLayer(msg="an overlay needs at least one lower layer")
-    upper_fs = _open_fs(upper, True, "the upper") if upper is not None else None
+    upper_fs = resolve_upper(upper, "the upper") if upper is not None else None
     # a ready-made Layer (a subclass with a marker format of its own: OCI tar, kernel dir) is kept
     opened: List[Union[Layer, FS]] = [
-        source if isinstance(source, Layer) else _open_fs(as_lower(source), False, "lower %d" % position)
+        source if isinstance(source, Layer) else resolve_lower(source, "lower %d" % position)
         for position, source in enumerate(lowers)
     ]
     layers: List[Layer] = []
     if upper_fs is not None:
         if upper_fs.getmeta().get("read_only", False):
             raise UnsupportedLayer(msg="the upper %r is read-only" % (upper_fs,))
+        if upper_fs.getmeta().get("supports_rename", True) is False:
+            # copy-up, whole-file writes and the journal are atomic only through rename
+            raise UnsupportedLayer(
+                msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
+                "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
+            )
         if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
             raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
-        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True)))
+        if lock_upper is not None:
+            lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
+        layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
     for position, item in enumerate(opened):
         if isinstance(item, Layer):
             if item.is_upper:

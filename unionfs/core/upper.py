@@ -1,8 +1,13 @@
 """The writable upper layer: every change to it goes through :class:`Upper`.
 
-Each method makes one change to the upper filesystem or its sidecar and then tells
-the layer cache and the lookup cache exactly what changed, so cached answers are
-never stale after a write through the overlay.
+Each method makes one change to the upper filesystem or its sidecar and then sends one
+change notification (:meth:`Upper._entry_changed`, :meth:`Upper._records_changed`)
+that updates every cache (the layer's directory index, the lookup's answers and
+listings), so cached answers are never stale after a write through the overlay. The
+read handles that follow a copy-up live in their own registry
+(:class:`~unionfs.core.file.FollowingReaders`), which the overlay owns and hands in.
+The sidecar's own housekeeping (journal entries, staging leftovers, emptying the upper)
+goes through here too.
 """
 
 from __future__ import annotations
@@ -12,20 +17,31 @@ from typing import Any, BinaryIO, Mapping, Optional
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
-from fs.path import basename, dirname
+from fs.mode import Mode
+from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 
+from ..errors import literal
+from ..io import CHUNK, copy_stream
 from .inode import apply_metadata, set_access_on_disk
-from .file import FollowingReaders
+from .file import FollowingReaders, UpperFile
 from .stack import FILE, DirIndex, Layer
+from . import journal
 from .lookup import Lookup
-from .sidecar import METACOPY, OPAQUE, REDIRECT, VERSIONS, WHITEOUT, Sidecar, rename_dir
+from .sidecar import METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
 
 
 class Upper:
     """The upper layer with its sidecar; keeps :class:`Layer` and :class:`Lookup` caches true."""
 
-    def __init__(self, layer: Layer, lookup: Lookup, redirect_dir: bool = True, metacopy: bool = True) -> None:
+    def __init__(
+        self,
+        layer: Layer,
+        lookup: Lookup,
+        readers: Optional[FollowingReaders] = None,
+        redirect_dir: bool = True,
+        metacopy: bool = True,
+    ) -> None:
         assert layer.is_upper and layer.sidecar is not None
         #: rename a lower or merged directory by a redirect record (else by copying)
         self.redirect_dir = redirect_dir
@@ -35,8 +51,36 @@ class Upper:
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
         self.lookup = lookup
-        #: read handles opened on lower files, which move to the upper copy at copy-up
-        self.readers = FollowingReaders()
+        #: fsync of the upper's files and directories (a no-op off disk or when volatile)
+        self.sync = self.sidecar.sync
+        #: read handles opened on lower files, which move to the upper copy at copy-up (the
+        #: overlay's registry: told here when a file lands in the upper)
+        self.readers = readers if readers is not None else FollowingReaders()
+
+    # -- the change notification ------------------------------------------------------------------
+
+    def _entry_changed(
+        self, path: str, is_dir: Optional[bool], new_dir: bool = False, subtree: bool = False, copied_up: bool = False
+    ) -> None:
+        """The upper's entry at ``path`` is now a directory (``new_dir``: just made, so empty),
+        a file, or gone (``None``): every cache hears of it here. ``subtree``: answers below
+        ``path`` may have changed too (a directory came or went with its contents);
+        ``copied_up``: a lower directory got its upper copy, which changes nothing below it
+        but the layers of the answers the lookup keeps."""
+        self.layer.note_entry(path, is_dir, new_dir=new_dir)
+        if copied_up:
+            self.lookup.copied_up_dir(path, self.layer)
+        else:
+            self.lookup.forget(path, subtree=subtree)
+
+    def _records_changed(self, path: str, kind: Optional[str] = None, present: bool = False) -> None:
+        """The ``kind`` record of ``path`` was added or removed (``kind`` None: every record
+        inside the directory ``path`` went); every cache hears of it here."""
+        if kind is None:
+            self.layer.forget_records_below(path)
+        else:
+            self.layer.note_record(path, kind, present)
+        self.lookup.forget(path, subtree=True)
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -53,8 +97,8 @@ class Upper:
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self._clear_stale(path)
         self.fs.makedir(path, permissions=permissions)
-        self.layer.note_entry(path, True, new_dir=True)
-        self.lookup.forget(path)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, True, new_dir=True)
 
     def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         """Make the directory ``path`` with ``metadata`` atomically: made and given its metadata
@@ -63,38 +107,52 @@ class Upper:
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
         rename_dir(self.fs, staged, path)
-        self.layer.note_entry(path, True, new_dir=True)
-        self.lookup.copied_up_dir(path, self.layer)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, True, new_dir=True, copied_up=True)
 
     def openbin(self, path: str, mode: str, buffering: int = -1, **options: Any) -> BinaryIO:
-        """Open a file of the upper; a file it creates joins the view at once."""
+        """Open a file of the upper for writing, as an :class:`UpperFile` (the kernel's
+        append and truncate semantics on any upper); a file it creates joins the view at
+        once, and its name is durable when the open returns."""
         created = self.layer.lookup(dirname(path), basename(path)) < FILE
         handle = self.fs.openbin(path, mode, buffering=buffering, **options)
         if created:
-            self.layer.note_entry(path, False)
-            self.lookup.forget(path)
-        return handle
+            self.sync.dir(dirname(path))
+            self._entry_changed(path, False)
+        return UpperFile(handle, path, Mode(mode), self.sync)  # type: ignore[return-value]
 
-    def stage(self, source: Optional[BinaryIO], chunk_size: int = 1024 * 1024) -> str:
-        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path."""
+    def stage(self, source: Optional[BinaryIO], chunk_size: int = CHUNK) -> str:
+        """Write ``source`` (or nothing) to a fresh staging file, in chunks; return its path.
+        The caller gives it its metadata and :meth:`install` syncs and renames it."""
         staged = self.sidecar.staging_path()
-        with self.fs.openbin(staged, "w") as out:
-            if source is not None:
-                while True:
-                    chunk = source.read(chunk_size)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+        try:
+            with self.fs.openbin(staged, "w") as out:
+                if source is not None:
+                    copy_stream(source, out, chunk_size)
+        except BaseException:
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves
+            # no staging file behind: only a crash does, and opening the upper clears those
+            if self.fs.exists(staged):
+                self.fs.remove(staged)
+            raise
         return staged
 
     def install(self, staged: str, path: str) -> None:
-        """Atomically put a staged file at ``path`` (a rename within the upper); a metadata-only
-        file there becomes an ordinary one by it, then its records go."""
+        """Atomically put a staged file at ``path`` (a rename within the upper): its data and
+        metadata are synced before the rename, the directory after it (as the kernel's
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made. A
+        metadata-only file there becomes an ordinary one by it, then its records go."""
         token = self._metacopy_content(path)
-        self.fs.move(staged, path, overwrite=True)
-        self.layer.note_entry(path, False)
-        self.lookup.forget(path)
+        try:
+            self.sync.path(staged)
+            self.fs.move(staged, path, overwrite=True)
+        except errors.FSError:
+            self._discard_staged(staged)  # refused (a name too long, say): leave nothing behind
+            raise
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, False)
         self.readers.copied_up(self.fs, path)
         if token is not None:
             self._forget_metacopy(path, token)
@@ -108,10 +166,11 @@ class Upper:
         staged = self.sidecar.staging_path()
         self.fs.writebytes(staged, content)
         apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
         self.fs.move(staged, path, overwrite=True)
-        self.layer.note_entry(path, False)
-        self.layer.note_metacopy(path, origin)
-        self.lookup.forget(path)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, False)
+        self.layer.note_metacopy(path, origin)  # after the entry note, which forgets it
 
     def is_metacopy(self, path: str) -> bool:
         index = self.layer.dir(dirname(path))
@@ -128,6 +187,12 @@ class Upper:
         self.sidecar.remove_record(path, METACOPY)
         self.sidecar.drop_metacopy(content)
 
+    def _discard_staged(self, staged: str) -> None:
+        try:
+            self.fs.remove(staged)
+        except errors.FSError:
+            pass  # the next open empties the staging area anyway
+
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
         cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
@@ -138,13 +203,14 @@ class Upper:
             if info:
                 self.fs.setinfo(path, info)
         except errors.ResourceNotFound:
-            raise errors.Unsupported(display, msg="the upper %r cannot set the metadata of %r" % (self.fs, display)) from None
+            raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
+        self.sync.path(path)
 
     def remove_file(self, path: str) -> None:
         token = self._metacopy_content(path)
         self.fs.remove(path)
-        self.layer.note_entry(path, None)
-        self.lookup.forget(path)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, None)
         if token is not None:
             self._forget_metacopy(path, token)
 
@@ -153,8 +219,8 @@ class Upper:
         deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
         rename_dir(self.fs, path, trash)
-        self.layer.note_entry(path, None)
-        self.lookup.forget(path, subtree=True)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, None, subtree=True)
         try:
             self.fs.removetree(trash)
         except errors.FSError:
@@ -169,13 +235,12 @@ class Upper:
         if origin is not None:
             self.sidecar.add_record(dst, METACOPY)
         self.fs.move(src, dst, overwrite=True)
+        self.sync.dirs(dirname(dst), dirname(src))
         self.readers.moved(src, dst)
-        self.layer.note_entry(src, None)
-        self.layer.note_entry(dst, False)
+        self._entry_changed(src, None)
+        self._entry_changed(dst, False)
         if origin is not None:
-            self.layer.note_metacopy(dst, origin)
-        self.lookup.forget(src)
-        self.lookup.forget(dst)
+            self.layer.note_metacopy(dst, origin)  # after the entry note, which forgets it
         if origin is not None:
             self.sidecar.remove_record(src, METACOPY)
         if replaced is not None:
@@ -186,11 +251,10 @@ class Upper:
     def move_dir(self, src: str, dst: str) -> None:
         """Rename a directory of the upper; ``dst`` must not exist in the upper."""
         rename_dir(self.fs, src, dst)
+        self.sync.dirs(dirname(dst), dirname(src))
         self.readers.moved(src, dst)
-        self.layer.note_entry(src, None)
-        self.layer.note_entry(dst, True)
-        self.lookup.forget(src, subtree=True)
-        self.lookup.forget(dst, subtree=True)
+        self._entry_changed(src, None, subtree=True)
+        self._entry_changed(dst, True, subtree=True)
 
     def copy_records_below(self, src: str, dst: str) -> None:
         """Give the directory-to-be ``dst`` a copy of the records inside ``src`` (inert until
@@ -239,8 +303,7 @@ class Upper:
             self.sidecar.add_record(path, kind)
         else:
             self.sidecar.remove_record(path, kind)
-        self.layer.note_record(path, kind, present)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, kind, present)
 
     def has_whiteout(self, path: str) -> bool:
         return self._has(path, WHITEOUT)
@@ -284,5 +347,38 @@ class Upper:
     def drop_records_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``."""
         self.sidecar.drop_records_below(path)
-        self.layer.forget_records_below(path)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path)
+
+    # -- the sidecar's housekeeping ---------------------------------------------------------------
+
+    def empty(self) -> None:
+        """Remove every entry of the upper and every sidecar record, keeping an empty sidecar
+        (``discard``); every cached answer about the upper goes with them."""
+        for info in list(self.fs.scandir("/")):
+            if info.name != RESERVED_NAME:
+                self.delete("/" + info.name, info.is_dir)
+        for folder in (TREE_DIR, STAGING_DIR):
+            # emptied, not removed and made again: a crash in between must not lose the folder
+            self.fs.makedir(folder, recreate=True)
+            for info in list(self.fs.scandir(folder)):
+                self.delete(join(folder, info.name), info.is_dir)
+        if self.fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
+            for info in list(self.fs.scandir(METACOPY_DIR)):
+                self.delete(join(METACOPY_DIR, info.name), info.is_dir)
+        self.forget_all()
+
+    def delete(self, path: str, is_dir: bool) -> None:
+        """Delete ``path`` of the upper FS outright (sidecar leftovers, or what ``empty`` and
+        fsck clear, which then forget every cached answer); a file or a whole tree."""
+        if is_dir:
+            self.fs.removetree(path)
+        else:
+            self.fs.remove(path)
+
+    def begin(self, intent: journal.Intent) -> str:
+        """Record ``intent`` in the journal before its first step; returns the entry."""
+        return journal.begin(self.sidecar, intent)
+
+    def finish(self, entry: Optional[str] = None) -> None:
+        """Forget a completed journal entry (and, with none left, the journal's version)."""
+        journal.finish(self.sidecar, entry)

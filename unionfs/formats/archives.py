@@ -26,41 +26,27 @@ import io
 import os
 import stat
 import tarfile
-import threading
 import zipfile
 from datetime import datetime
-from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union, cast
+from typing import IO, Any, BinaryIO, Callable, Collection, Dict, List, Optional, Tuple, Union, cast
 
 import attr
 
 from .. import _fsimport  # noqa: F401
-from fs import errors
 from fs.base import FS
-from fs.enums import ResourceType
 from fs.info import Info
 from fs.opener.parse import parse_fs_url
-from fs.path import basename, dirname, join
+from fs.path import basename, dirname
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
-from ..errors import UnsupportedLayer
-from ..io import READ_ONLY_ARCHIVE_META, LockedReader
-from .oci.blobs import GZIP_MAGIC, GzipStream, LayerFormatError, Sequential
+from ..errors import LOW_LEVEL_ERRORS, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
+from ..io import LockedReader, WindowReader
+from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, link_target_path, member_info, normalise, tar_access
+from .oci.blobs import GZIP_MAGIC, GzipStream
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
 UNSAFE_POLICIES = ("error", "skip")
-_MAX_LINK_HOPS = 40  # as Linux's MAXSYMLINKS
-
-
-class UnsafeArchive(UnsupportedLayer):
-    """A member of an archive would escape the archive's root or contradicts another member."""
-
-    default_message = "unsafe archive {path!r}: member {member!r} {reason}"
-
-    def __init__(self, path: str, member: str, reason: str) -> None:
-        self.member = member
-        self.reason = reason
-        super().__init__(msg=self.default_message.format(path=path, member=member, reason=reason))
 
 
 @attr.s(frozen=True, slots=True)
@@ -89,26 +75,13 @@ class _Member:
 
 
 def normalise_member_name(name: str) -> Optional[str]:
-    """The absolute view path of a member name, ``None`` for the root, or ``ValueError``.
-
-    Leading ``/`` and ``./`` are dropped (as tar does on extraction), empty and ``.``
-    components vanish, a ``..`` component anywhere is refused: inside the archive it is
-    never needed, and pointing outside it is the classic path-traversal attack. Bytes
-    that are not UTF-8 (tar keeps them as surrogate escapes) become ``\\xNN`` text.
+    """The absolute view path of a member name, ``None`` for the root, or ``ValueError``: the
+    archive lowers' policy of :func:`~unionfs.formats.archive_index.normalise`. A ``..``
+    component anywhere is refused: inside the archive it is never needed, and pointing
+    outside it is the classic path-traversal attack.
     """
-    parts = [part for part in _text(name).replace("\0", "").split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ValueError("has a '..' component")
-    return "/" + "/".join(parts) if parts else None
-
-
-def _text(name: str) -> str:
-    """``name`` with undecodable bytes (kept by tarfile as surrogate escapes) as ``\\xNN``."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    path = normalise(name, dotdot="refuse")
+    return None if path == "/" else path
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
@@ -123,18 +96,10 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
-class _MemberFile(LockedReader):
-    """A read-only stream of one member; every read and seek holds the archive's lock,
-    because all members share the archive's one file position."""
-
-    def __init__(self, inner: IO[bytes], lock: threading.RLock, name: str) -> None:
-        super().__init__(inner, name, lock)
-
-
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
 
 
-class ArchiveFS(FS):
+class ArchiveFS(ArchiveIndexFS):
     """A tar (plain, gzip, bzip2, xz) or zip archive as a read-only filesystem.
 
     Build it with :func:`open_archive`. Policy for what an archive may contain:
@@ -150,8 +115,6 @@ class ArchiveFS(FS):
       ``unsafe="error"`` (the default), or are left out (and listed in :attr:`skipped`)
       with ``unsafe="skip"``.
     """
-
-    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(
         self,
@@ -252,15 +215,15 @@ class ArchiveFS(FS):
             if current_kind == "symlink" and current_target.startswith("/"):
                 self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
                 return False
-            base = dirname(current_path) if current_kind == "symlink" else "/"
-            resolved = _resolve_inside(base, current_target)
-            if resolved is None:
+            try:
+                resolved = link_target_path(current_path, current_target, symbolic=current_kind == "symlink")
+            except ValueError:
                 self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
                 return False
             entry = final.get(resolved)
             if entry is None and resolved in self._members:  # an implied directory, or the root
                 entry = ("", "directory", {})
-            if entry is None or seen > _MAX_LINK_HOPS:
+            if entry is None or seen > MAX_LINK_HOPS:
                 why = "has a link loop" if entry is not None else "is a dangling link (to %r)" % target_name
                 self._reject(raw_name, why, unsafe=False)
                 return False
@@ -272,59 +235,24 @@ class ArchiveFS(FS):
         self._add(_Member(path, False, **dict(final[current_path][2], link_target=target_name)))
         return True
 
-    # -- the FS API ----------------------------------------------------------------------------
+    # -- the index, for ArchiveIndexFS --------------------------------------------------------------
 
-    def _member(self, path: str) -> _Member:
-        _path = self.validatepath(path)
-        try:
-            return self._members[_path]
-        except KeyError:
-            raise errors.ResourceNotFound(path) from None
+    def _entry(self, path: str) -> Optional[_Member]:
+        return self._members.get(path)
 
-    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
-        member = self._member(path)
-        return Info(_raw_info(member, namespaces or ()))
+    def _names(self, path: str, entry: _Member) -> List[str]:
+        return list(self._children[path])
 
-    def listdir(self, path: str) -> List[str]:
-        member = self._member(path)
-        if not member.is_dir:
-            raise errors.DirectoryExpected(path)
-        return list(self._children[member.path])
+    def _info(self, path: str, entry: _Member, namespaces: Collection[str]) -> Info:
+        kind = "directory" if entry.is_dir else "file"  # links read as the file they name
+        return member_info(basename(path), kind, namespaces, entry.size, entry.modified, entry.access, entry.link_target)
 
-    def scandir(
-        self, path: str, namespaces: Optional[Collection[str]] = None, page: Optional[Tuple[int, int]] = None
-    ) -> Iterator[Info]:
-        member = self._member(path)
-        if not member.is_dir:
-            raise errors.DirectoryExpected(path)
-        names = list(self._children[member.path])
-        if page is not None:
-            names = names[page[0] : page[1]]
-        wanted = namespaces or ()
-        return iter([Info(_raw_info(self._members[join(member.path, name)], wanted)) for name in names])
-
-    def exists(self, path: str) -> bool:
-        return self.validatepath(path) in self._members
-
-    def isdir(self, path: str) -> bool:
-        member = self._members.get(self.validatepath(path))
-        return member is not None and member.is_dir
-
-    def isfile(self, path: str) -> bool:
-        member = self._members.get(self.validatepath(path))
-        return member is not None and not member.is_dir
-
-    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
-        if set(mode) & set("wax+"):
-            raise errors.ResourceReadOnly(path)
-        member = self._member(path)
-        if member.is_dir:
-            raise errors.FileExpected(path)
-        assert member.opener is not None
+    def _open(self, path: str, entry: _Member, shown: str, buffering: int) -> BinaryIO:
+        assert entry.opener is not None
         with self._lock:
-            inner = member.opener()
-        raw = _MemberFile(inner, self._lock, member.path)
-        return io.BufferedReader(raw, buffer_size=io.DEFAULT_BUFFER_SIZE if buffering < 2 else buffering)  # type: ignore[return-value]
+            inner = entry.opener()
+        # members share the archive's one file position: every read and seek holds its lock
+        return buffered(LockedReader(inner, path, self._lock), buffering)
 
     def read_order(self, path: str) -> int:
         """Where ``path``'s data lies in the archive: read in this order, the archive is read
@@ -338,12 +266,6 @@ class ArchiveFS(FS):
         0 for plain tar and zip); reading members in :meth:`read_order` keeps it 0."""
         return self._stream.restarts if self._stream is not None else 0
 
-    def _read_only(self, path: str, *args: Any, **kwargs: Any) -> Any:
-        self.check()
-        raise errors.ResourceReadOnly(path)
-
-    makedir = remove = removedir = setinfo = _read_only  # type: ignore[assignment]
-
     def close(self) -> None:
         if not self.isclosed() and self._closer is not None:
             with self._lock:
@@ -351,68 +273,13 @@ class ArchiveFS(FS):
         super().close()
 
 
-def _resolve_inside(base: str, target: str) -> Optional[str]:
-    """``target`` taken relative to the directory ``base``; ``None`` if it climbs out of the root."""
-    parts = [part for part in base.split("/") if part]
-    for part in _text(target).split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-        else:
-            parts.append(part)
-    return "/" + "/".join(parts)
-
-
-def _raw_info(member: _Member, namespaces: Collection[str]) -> Dict[str, Dict[str, Any]]:
-    raw: Dict[str, Dict[str, Any]] = {"basic": {"name": basename(member.path), "is_dir": member.is_dir}}
-    if "details" in namespaces:
-        raw["details"] = {
-            "type": int(ResourceType.directory if member.is_dir else ResourceType.file),
-            "size": member.size,
-            "modified": member.modified,
-            "accessed": None,
-            "created": None,
-            "metadata_changed": None,
-        }
-    if "access" in namespaces and member.access:
-        raw["access"] = dict(member.access)
-    if "link" in namespaces:
-        raw["link"] = {"target": member.link_target}
-    return raw
-
-
 # -- reading the member tables -------------------------------------------------------------------
-
-_TAR_KINDS = {
-    tarfile.REGTYPE: "file",
-    tarfile.AREGTYPE: "file",
-    tarfile.CONTTYPE: "file",
-    tarfile.DIRTYPE: "directory",
-    tarfile.SYMTYPE: "symlink",
-    tarfile.LNKTYPE: "hardlink",
-    tarfile.CHRTYPE: "character device",
-    tarfile.BLKTYPE: "block device",
-    tarfile.FIFOTYPE: "FIFO",
-}
-
 
 def _tar_members(archive: tarfile.TarFile) -> List[_Raw]:
     found: List[_Raw] = []
     for info in archive.getmembers():
-        kind = _TAR_KINDS.get(info.type, "member of unknown type")
-        fields: Dict[str, Any] = {
-            "modified": float(info.mtime),
-            "access": {
-                "permissions": Permissions(mode=info.mode & 0o7777).dump(),
-                "uid": info.uid,
-                "gid": info.gid,
-                "user": info.uname or None,
-                "group": info.gname or None,
-            },
-        }
+        kind = TAR_KINDS.get(info.type, "member of unknown type")
+        fields: Dict[str, Any] = {"modified": float(info.mtime), "access": tar_access(info)}
         if kind == "file":
             fields["size"] = info.size
             fields["data_offset"] = info.offset_data
@@ -485,7 +352,12 @@ def open_archive(
     label = source if isinstance(source, str) else getattr(source, "name", repr(source))
     label = str(label) if within is None else "%s in %r" % (label, within)
     owned: Optional[IO[bytes]] = None
-    try:
+
+    def close_owned() -> None:
+        if owned is not None:
+            owned.close()
+
+    with convert_errors(unsupported_layer, "cannot open archive %s" % label, LOW_LEVEL_ERRORS + (ValueError,), fs_errors=True, cleanup=close_owned):
         if isinstance(source, str):
             if within is not None:
                 owned = within.openbin(source, "r")
@@ -497,16 +369,6 @@ def open_archive(
         if not handle.seekable():
             raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
         return _open_handle(handle, label, unsafe, owned)
-    except errors.FSError as error:
-        if owned is not None:
-            owned.close()
-        if isinstance(error, UnsupportedLayer):
-            raise
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
-    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, ValueError) as error:
-        if owned is not None:
-            owned.close()
-        raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from error
 
 
 def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:
@@ -524,7 +386,7 @@ def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[
         # decompression in all, and any other read at most a checkpoint's spacing
         raw = cast(BinaryIO, handle)
         stream = GzipStream(lambda: raw, label, first_raw=raw)
-        fileobj = io.BufferedReader(Sequential(stream), buffer_size=64 * 1024)  # type: ignore[assignment]
+        fileobj = io.BufferedReader(WindowReader(stream.read_at), buffer_size=64 * 1024)  # type: ignore[assignment]
     handle.seek(start)
     try:
         if stream is not None:  # already decompressed: a plain tar to tarfile

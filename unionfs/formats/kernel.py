@@ -5,8 +5,10 @@ container engine keeps a layer. A whiteout is a character device 0/0, or (the "x
 whiteout" of Linux 6.7+) an empty regular file with ``overlay.whiteout`` inside a
 directory whose ``overlay.opaque`` is ``x``; a directory is opaque when its
 ``overlay.opaque`` xattr is ``y``. Both the ``trusted.`` and the ``user.`` (``-o
-userxattr``) namespaces are understood. Redirects and metacopy are not (the kernel
-only creates them with ``redirect_dir=on`` or ``metacopy=on``).
+userxattr``) namespaces are understood, and so are the renames of ``redirect_dir=on`` and
+``metacopy=on``: a directory's ``overlay.redirect`` (where the lowers hold its contents) and
+a metadata-only file's ``overlay.metacopy`` (its data below, at its ``overlay.redirect`` or
+the same name), followed as the kernel's ``namei.c`` does.
 
 Writing (:func:`export_upper`): the upper and its sidecar as such a directory, so that
 ``mount -t overlay`` over the same lowers shows the same merged view.
@@ -16,15 +18,19 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 
-from ..errors import UnsupportedLayer
+from ..errors import UnsupportedLayer, literal
+from ..io import copy_stream
 from ..changes import UpperEntry, link_target, upper_entries
-from ..core.stack import DirIndex, Layer
+from ..core.inode import node_info
+from ..core.lookup import Lookup
+from ..core.stack import DirIndex, Layer, Stack
+from ..core.walk import layer_tree
 
 WHITEOUT_STYLES = ("device", "xattr")
 
@@ -58,7 +64,7 @@ class KernelLayer(Layer):
 
     def __init__(self, directory: str, label: str, userxattr: Optional[bool] = None) -> None:
         if not os.path.isdir(directory):
-            raise errors.CreateFailed(msg="kernel-format layer %r is not a directory" % directory)
+            raise errors.CreateFailed(msg=literal("kernel-format layer %r is not a directory" % directory))
         super().__init__(OSFS(directory), label, is_upper=False, sidecar=None)
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
@@ -125,8 +131,8 @@ def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) ->
 
 def _apply_metadata(path: str, change: UpperEntry, is_link: bool = False) -> None:
     info = change.info
-    raw = info.raw if info is not None else {}
-    access = raw.get("access") or {}
+    raw: Mapping[str, Any] = info.raw if info is not None else {}
+    access: Mapping[str, Any] = raw.get("access") or {}
     if access.get("uid") is not None or access.get("gid") is not None:
         os.chown(path, int(access.get("uid") or 0), int(access.get("gid") or 0), follow_symlinks=False)
     if not is_link and access.get("permissions") is not None:
@@ -153,29 +159,33 @@ def _refuse_renames_for_userxattr(upper: Layer) -> None:
     """The kernel refuses ``-o userxattr`` together with ``redirect_dir`` and ``metacopy``
     ("conflicting options"), so ``user.overlay.redirect``/``metacopy`` would never be followed:
     a renamed directory or a metadata-only file cannot be exported for such a mount."""
-    pending = ["/"]
-    while pending:
-        directory = pending.pop()
-        index = upper.dir(directory)
-        if index is None:
-            continue
-        for name in sorted(set(index.redirects) & {n for n, is_dir in index.entries.items() if is_dir}) + sorted(index.metacopy):
-            path = directory.rstrip("/") + "/" + name
+    for entry in layer_tree(upper, order="export"):
+        if (entry.is_dir and entry.name in entry.parent.redirects) or (entry.is_dir is False and entry.name in entry.parent.metacopy):
             raise errors.Unsupported(
-                path,
-                msg="cannot export %s for a userxattr mount: the kernel does not follow redirects or "
-                "metadata-only copies there (export with userxattr=False, or make the upper with "
-                "redirect_dir=False, metacopy=False)" % path,
+                entry.path,
+                msg=literal(
+                    "cannot export %s for a userxattr mount: the kernel does not follow redirects or "
+                    "metadata-only copies there (export with userxattr=False, or make the upper with "
+                    "redirect_dir=False, metacopy=False)" % entry.path
+                ),
             )
-        pending.extend(directory.rstrip("/") + "/" + n for n, is_dir in index.entries.items() if is_dir and not (directory == "/" and n == ".unionfs"))
 
 
-def export_upper(
-    upper: Layer, dest_dir: str, userxattr: bool = False, whiteout: str = "device", data_size: Any = None
-) -> None:
-    """Write the upper's entries and markers to ``dest_dir`` in the kernel's format: redirect
-    records as ``overlay.redirect``, metadata-only files as sparse files of their data's size
-    (``data_size(path)``) with ``overlay.metacopy`` and their data's path as ``overlay.redirect``."""
+def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout: str = "device") -> None:
+    """Write the entries and markers of the upper of ``stack`` to ``dest_dir`` in the kernel's
+    format: redirect records as ``overlay.redirect``, metadata-only files as sparse files of
+    their data's size with ``overlay.metacopy`` and their data's path as ``overlay.redirect``."""
+    upper = stack.upper
+    if upper is None:
+        raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
+    lookup = Lookup(list(stack.layers))
+
+    def data_size(path: str) -> int:
+        """The size a metadata-only file shows: its data's."""
+        node = lookup.node(path)
+        assert node is not None
+        return int(node_info(node, ["details"]).size)
+
     if whiteout not in WHITEOUT_STYLES:
         raise ValueError("whiteout must be one of %s, not %r" % (", ".join(WHITEOUT_STYLES), whiteout))
     if userxattr:
@@ -203,7 +213,7 @@ def export_upper(
             directories.append((target, change))
         elif change.metacopy is not None:
             with open(target, "wb") as out:
-                out.truncate(data_size(change.path) if data_size is not None else 0)  # sparse: no data
+                out.truncate(data_size(change.path))  # sparse: no data
             os.setxattr(target, namespace + ".overlay.metacopy", b"")
             os.setxattr(target, namespace + ".overlay.redirect", change.metacopy.encode("utf-8"))
             _apply_metadata(target, change)
@@ -214,11 +224,7 @@ def export_upper(
                 _apply_metadata(target, change, is_link=True)
                 continue
             with upper.fs.openbin(change.path, "r") as source, open(target, "wb") as out:
-                while True:
-                    chunk = source.read(1024 * 1024)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+                copy_stream(source, out)
             _apply_metadata(target, change)
     for target, change in reversed(directories):  # children first: writing them changed the times
         _apply_metadata(target, change)

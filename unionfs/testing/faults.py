@@ -32,6 +32,8 @@ from fs.base import FS
 from fs.mode import Mode
 from fs.wrapfs import WrapFS
 
+from ..errors import literal
+
 MODES = ("fail", "crash")
 
 
@@ -65,12 +67,12 @@ class FaultPlan:
         """Count one write-side call; raise :class:`InjectedFault` where one is due."""
         with self._lock:
             if self.crashed:
-                raise InjectedFault(path, msg="injected crash: %s %s refused" % (operation, path))
+                raise InjectedFault(path, msg=literal("injected crash: %s %s refused" % (operation, path)))
             self.calls += 1
             self.log.append((operation, path))
             if self.calls == self.fail_at:
                 self.crashed = self.mode == "crash"
-                raise InjectedFault(path, msg="injected fault at write-side call %d: %s %s" % (self.calls, operation, path))
+                raise InjectedFault(path, msg=literal("injected fault at write-side call %d: %s %s" % (self.calls, operation, path)))
 
 
 class FaultyFS(WrapFS):
@@ -164,7 +166,7 @@ class FaultyFS(WrapFS):
     touch = FS.touch
     copy = FS.copy
     copydir = FS.copydir
-    open = FS.open
+    open = FS.open  # type: ignore[assignment]  # FS's text wrapper over our openbin, not WrapFS's delegation
 
 
 class _FaultyFile:

@@ -23,20 +23,17 @@ import json
 import os
 import shutil
 import sys
-import time
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence, TextIO
+from typing import Callable, Dict, NoReturn, Optional, Sequence
 
 import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
-from fs.base import FS
 from fs.opener.errors import OpenerError
-from fs.path import join
 
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED, Progress
+from ..errors import message_of
 from ..overlay import OverlayFS
-from ..core.sidecar import RESERVED_NAME
+from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
 ArgumentAdder = Callable[[argparse.ArgumentParser], None]
@@ -87,6 +84,8 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
     group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    group.add_argument("--volatile", action="store_true",
+                       help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
     group.add_argument("--no-redirect-dir", dest="redirect_dir", action="store_false",
                        help="movedir of a lower directory copies it (no redirect record; the kernel's default)")
     group.add_argument("--no-metacopy", dest="metacopy", action="store_false",
@@ -103,66 +102,22 @@ def open_overlay(args: argparse.Namespace) -> OverlayFS:
         overlay = _fs.open_fs(args.url)
         if not isinstance(overlay, OverlayFS):
             raise UsageError("--url must be an overlay:// URL")
+        if getattr(args, "volatile", False) and not overlay.volatile:
+            overlay.close()
+            raise UsageError("with --url, say volatile=1 in the URL instead of --volatile")
+        if not getattr(args, "redirect_dir", True) or not getattr(args, "metacopy", True):
+            overlay.close()
+            raise UsageError("with --url, say redirect_dir=off / metacopy=off in the URL instead")
         return overlay
     if not args.lower:
         raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
-    return OverlayFS(args.lower, upper=args.upper, redirect_dir=args.redirect_dir, metacopy=args.metacopy)
-
-
-def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:
-    """``layer`` below ``path`` drawn as a tree, one entry per line, names sorted, dirs with ``/``."""
-    lines: List[str] = []
-
-    def draw(directory: str, prefix: str) -> None:
-        infos = sorted(layer.scandir(directory), key=lambda info: info.name)
-        if directory == "/" and not show_reserved:
-            infos = [info for info in infos if info.name != RESERVED_NAME]
-        for position, info in enumerate(infos):
-            last = position == len(infos) - 1
-            lines.append(prefix + ("└── " if last else "├── ") + info.name + ("/" if info.is_dir else ""))
-            if info.is_dir:
-                draw(join(directory, info.name), prefix + ("    " if last else "│   "))
-
-    draw(path, "")
-    return lines
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
-        self.stream, self.label, self.width = stream, label, width
-        self._last_draw = 0.0
-        self._drawn = False
-
-    def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        done = progress.bytes_done >= progress.bytes_total and progress.files_done >= progress.files_total
-        if not done and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else (1.0 if done else 0.0)
-        filled = int(self.width * fraction)
-        self.stream.write(
-            "\r%s [%s%s] %3d%% %s/%s  %d/%d files"
-            % (self.label, "#" * filled, "-" * (self.width - filled), fraction * 100,
-               _size(progress.bytes_done), _size(progress.bytes_total), progress.files_done, progress.files_total)
-        )
-        self.stream.flush()
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (count, unit)
-        count /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    return OverlayFS(
+        args.lower,
+        upper=args.upper,
+        volatile=getattr(args, "volatile", False),
+        redirect_dir=getattr(args, "redirect_dir", True),
+        metacopy=getattr(args, "metacopy", True),
+    )
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -208,9 +163,6 @@ def cat_command(args: argparse.Namespace) -> int:
 
 
 #: one letter per kind of change, as in ``docker diff`` / ``git status --short``
-CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O", RENAMED: "R"}
-
-
 def _diff_arguments(parser: argparse.ArgumentParser) -> None:
     overlay_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
@@ -249,6 +201,24 @@ def commit_command(args: argparse.Namespace) -> int:
                 bar.finish()
     print("committed %s into %s (%d changes)" % ("the changes" if args.only_changes or args.into_lower else "the merged view",
                                                  args.target, len(changes)))
+    return 0
+
+
+def _export_upper_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("target", help="an empty directory or FS URL, e.g. s3://bucket/layers/mine")
+
+
+@command(
+    "export-upper",
+    "publish the upper as a layer (entries and sidecar records) into an empty directory or FS, "
+    "for other overlays to stack over the same lowers",
+    _export_upper_arguments,
+)
+def export_upper_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        written = overlay.export_upper(args.target)
+    print("published the upper into %s (%d entries)" % (args.target, written))
     return 0
 
 
@@ -418,7 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         if isinstance(error, BrokenPipeError):
             return 1
-        return _fail(str(error) or type(error).__name__, 1)
+        return _fail(message_of(error), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except Exception as error:  # a bug: still one line, with a way to see the traceback

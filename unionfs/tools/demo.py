@@ -19,8 +19,9 @@ from .. import _fsimport  # noqa: F401
 from fs.base import FS
 from fs.osfs import OSFS
 
-from .cli import CHANGE_LETTERS, tree_lines
+from .render import CHANGE_LETTERS, tree_lines
 from ..overlay import OverlayFS
+from ..testing.trees import make_tree, snapshot
 
 #: the sample template: path -> content
 SAMPLE_TEMPLATE: Dict[str, str] = {
@@ -137,11 +138,9 @@ class _Walkthrough:
         os.makedirs(self.upper_dir, exist_ok=True)
         if os.listdir(self.upper_dir) or (os.path.isdir(self.lower_dir) and os.listdir(self.lower_dir)):
             raise DemoCheckFailed("%s must be empty or new" % self.workdir)
-        for path, text in SAMPLE_TEMPLATE.items():
-            target = os.path.join(self.lower_dir, *path.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "w", encoding="utf-8") as handle:
-                handle.write(text)
+        os.makedirs(self.lower_dir, exist_ok=True)
+        with OSFS(self.lower_dir) as lower:
+            make_tree(lower, SAMPLE_TEMPLATE)
 
 
 def side_by_side(columns: Sequence[Tuple[str, List[str]]], width: int) -> str:
@@ -161,7 +160,4 @@ def _fit(text: str, width: int) -> str:
 
 def fingerprint(layer: FS) -> Dict[str, str]:
     """Every visible path with its type or the SHA-256 of its content (the sidecar left out)."""
-    found: Dict[str, str] = {}
-    for path, info in layer.walk.info(exclude_dirs=[".unionfs"]):
-        found[path] = "dir" if info.is_dir else hashlib.sha256(layer.readbytes(path)).hexdigest()
-    return found
+    return snapshot(layer, lambda fs, path, info: "dir" if info.is_dir else hashlib.sha256(fs.readbytes(path)).hexdigest())

@@ -21,7 +21,7 @@ import os
 import stat
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, cast
 
 import attr
 
@@ -38,6 +38,9 @@ UTIME_OMIT = (1 << 30) - 2
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
+#: readdir's flag asking for attributes, and the filler's flag giving them (libfuse 3)
+FUSE_READDIR_PLUS = 1
+FUSE_FILL_DIR_PLUS = 2
 
 #: seconds the kernel may keep names and attributes: the mount is the only writer of its
 #: layers (lowers never change under an overlay, the upper only through it), so the only
@@ -322,9 +325,36 @@ class Operations:
                 path = handle.path  # a lower file's reader: the name, if it is still there
             else:
                 return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
-        info = self._call(self.overlay.getinfo, path, ("stat", "details", "access"))
-        raw = info.raw
-        st = raw.get("stat")
+        # the top layer's own lstat where it is a directory on disk (one system call);
+        # details and access where it is not (archives, memory)
+        st = self._call(self.overlay.lstat, path)
+        if st is not None:
+            return self._stat_attributes(path, st)
+        return self._attributes(path, self._call(self.overlay.getinfo, path, ("details", "access")))
+
+    def _stat_attributes(self, path: str, st: os.stat_result) -> Dict[str, Any]:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        real = (0, st.st_dev, st.st_ino) if st.st_nlink > 1 and not is_dir else None
+        return {
+            "st_mode": st.st_mode,
+            # directories: 1, as the kernel says for merged directories (no subdirectory count)
+            "st_nlink": 1 if is_dir else st.st_nlink,
+            "st_uid": st.st_uid,
+            "st_gid": st.st_gid,
+            "st_size": st.st_size,
+            "st_atime": st.st_atime_ns,
+            "st_mtime": st.st_mtime_ns,
+            "st_ctime": st.st_ctime_ns,
+            "st_blocks": st.st_blocks,
+            "st_blksize": st.st_blksize,
+            "st_rdev": st.st_rdev,
+            "st_ino": self.inodes.get(path, real),
+        }
+
+    def _attributes(self, path: str, info: Any) -> Dict[str, Any]:
+        """stat(2)'s fields for the entry ``path`` whose info is ``info``."""
+        raw = cast(Dict[str, Any], info.raw)
+        st: Optional[Dict[str, Any]] = raw.get("stat")
         if st is not None and "st_mode" in st:
             result = {
                 "st_mode": st["st_mode"],
@@ -423,7 +453,7 @@ class Operations:
             self._call(self.overlay.getinfo, path)  # still ENOENT for a missing path
             return
         if len(details) == 1:  # setinfo needs both: keep the other one's value
-            current = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
+            current: Mapping[str, Any] = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
             for key in ("accessed", "modified"):
                 if key not in details and current.get(key) is not None:
                     details[key] = current[key]
@@ -476,6 +506,22 @@ class Operations:
                                    "st_ino": self.inodes.get(prefix + name)}, 0))
         return entries
 
+    def readdir_plus(self, path: Optional[str], fh: int) -> List[Tuple[str, Dict[str, Any]]]:
+        """The listing with every entry's full attributes (READDIRPLUS): the kernel caches
+        them, so ``ls -l``, ``find`` and ``git status`` need no LOOKUP per entry."""
+        if path is None:
+            path = self.dirs.get(fh)
+            if path is None:
+                raise _oserror(errno.EBADF)
+        prefix = path.rstrip("/") + "/"
+        entries = []
+        for name in self._call(self.overlay.listdir, path):
+            try:
+                entries.append((name, self.getattr(prefix + name)))
+            except OSError:
+                continue  # gone since the listing (another thread's unlink)
+        return entries
+
     def mkdir(self, path: str, mode: int) -> None:
         self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(mode)))
         self._give_to_caller(path)
@@ -509,14 +555,22 @@ class Operations:
         if exists and not exclusive:
             return self.open(path, flags)  # lost a race with another creator: O_CREAT opens it
         stream = self._call(self.overlay.openbin, path, "x+b")
+        handle = Handle(stream, path, (flags & os.O_ACCMODE) != os.O_RDONLY, bool(flags & os.O_APPEND))
         try:
-            self._call(self.overlay.setinfo, path, {"access": {"permissions": Permissions(mode=stat.S_IMODE(mode)).dump()}})
-            self._give_to_caller(path)
+            if handle.fd is not None:
+                # the new file is in the upper: its own descriptor takes mode and owner,
+                # without another trip through the overlay
+                os.fchmod(handle.fd, stat.S_IMODE(mode))
+                uid, gid = _caller()
+                if uid != self._euid or gid != self._egid:
+                    os.fchown(handle.fd, uid, gid)
+            else:
+                self._call(self.overlay.setinfo, path, {"access": {"permissions": Permissions(mode=stat.S_IMODE(mode)).dump()}})
+                self._give_to_caller(path)
         except BaseException:
             stream.close()
             raise
-        append = bool(flags & os.O_APPEND)
-        return self._new_fh(Handle(stream, path, (flags & os.O_ACCMODE) != os.O_RDONLY, append))
+        return self._new_fh(handle)
 
     def read(self, path: Optional[str], size: int, offset: int, fh: int) -> bytes:
         return self._handle(fh).read(size, offset)
@@ -576,6 +630,26 @@ def _fuse_class(mfusepy: Any) -> Any:
             return self.operations.rename(old.decode(self.encoding, self.errors),
                                           new.decode(self.encoding, self.errors), flags)
 
+        def readdir_fuse_3(self, path: Optional[bytes], buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
+            if not flags & FUSE_READDIR_PLUS:
+                return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+            decoded = None if path is None else path.decode(self.encoding, self.errors)
+            entries = self.operations.readdir_plus(decoded, fip.contents.fh)
+            st = mfusepy.c_stat()
+            size = ctypes.sizeof(st)
+            for name, number in ((".", self.operations.inodes.get(decoded or "/")), ("..", 1)):
+                ctypes.memset(ctypes.byref(st), 0, size)
+                st.st_mode = stat.S_IFDIR
+                st.st_ino = number  # a zero d_ino would make readdir(3) skip the entry
+                if filler(buf, name.encode(), st, 0, 0) != 0:
+                    return 0
+            for name, attributes in entries:
+                ctypes.memset(ctypes.byref(st), 0, size)
+                mfusepy.set_st_attrs(st, attributes, use_ns=True)
+                if filler(buf, name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS) != 0:
+                    break
+            return 0
+
         def truncate_fuse_3(self, path: Optional[bytes], length: int, fip: Any) -> int:
             decoded = None if path is None else path.decode(self.encoding, self.errors)
             return self.operations.truncate(decoded, length, fip.contents.fh if fip else None)
@@ -624,6 +698,7 @@ def fuse_options(options: MountOptions) -> Dict[str, Any]:
         "attr_timeout": CACHE_TIMEOUT,
         "negative_timeout": CACHE_TIMEOUT,
         "auto_cache": True,
+        "max_threads": 16,  # libfuse 3's worker threads (mfusepy leaves the limit unset)
     }
     if options.allow_other:
         result["allow_other"] = True

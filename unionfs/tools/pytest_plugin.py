@@ -26,6 +26,7 @@ import attr
 import pytest
 
 from .. import _fsimport  # noqa: F401
+from ..io import CHUNK
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
@@ -35,9 +36,9 @@ from fs.wrap import WrapReadOnly
 
 from ..formats.archives import ArchiveFS, as_lower
 from ..overlay import OverlayFS
+from ..testing.trees import snapshot
 
 Template = Union[str, "os.PathLike[str]", FS]
-_CHUNK = 1024 * 1024
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -83,19 +84,18 @@ for _name in (
 
 def content_fingerprint(layer: FS) -> Dict[str, str]:
     """Every path of ``layer`` with its type and, for files, the SHA-256 of the content."""
-    found: Dict[str, str] = {}
-    for path, info in layer.walk.info(namespaces=["details"]):
+    def record(fs: FS, path: str, info: Any) -> str:
         if info.is_dir:
-            found[path] = "dir"
-            continue
-        with layer.openbin(path) as handle:
-            found[path] = _sha256(handle)
-    return found
+            return "dir"
+        with fs.openbin(path) as handle:
+            return _sha256(handle)
+
+    return snapshot(layer, record, namespaces=["details"], sidecar=True)
 
 
 def _sha256(handle: Any) -> str:
     digest = hashlib.sha256()
-    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -217,7 +217,7 @@ def overlay_factory(request: Any, _unionfs_templates: TemplateCache) -> Iterator
     for overlay, _ in made:
         overlay.close()
     full = request.config.getoption("unionfs_template_check") == "each"
-    problems = []
+    problems: List[str] = []
     for opened in {id(t): t for _, t in made}.values():
         found = opened.cheap_problems() + (opened.full_problems() if full else [])
         problems.extend("template %s: %s" % (opened.label, problem) for problem in found)

@@ -4,7 +4,7 @@ A layer tar is never extracted. Its members are read in place: for a plain tar b
 seeking to the member's data, for a compressed one through a decompressing stream that
 is shared by the layer and only reopened when a read goes backwards (so reading the
 members in archive order costs one decompression in total). Digests are computed while
-a blob is read through :class:`HashingReader`.
+a blob is read through :class:`unionfs.io.HashingReader`.
 """
 
 from __future__ import annotations
@@ -20,27 +20,15 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 import attr
 
 from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
-from fs import errors
+
+from ...errors import DigestMismatch, LayerFormatError, convert_errors
+from ...io import CHUNK, WindowReader
 
 #: opens a fresh, seekable binary handle on a blob (the caller closes it)
 Opener = Callable[[], BinaryIO]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-CHUNK = 1024 * 1024
-
-
-class LayerFormatError(errors.CreateFailed):
-    """An image, layout or layer is malformed; the message names the offending file or member."""
-
-    default_message = "invalid image or layer: {details}"
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(msg=msg)
-
-
-class DigestMismatch(LayerFormatError):
-    """A blob's content does not hash to the digest that names it."""
 
 
 @attr.s(frozen=True, slots=True)
@@ -62,7 +50,7 @@ def window_opener(outer: Opener, offset: int, size: int) -> Opener:
 
     def open_window() -> BinaryIO:
         read_at, close = seek_reader(outer)
-        return io.BufferedReader(MemberReader(read_at, offset, size, close))  # type: ignore[return-value]
+        return io.BufferedReader(WindowReader(read_at, offset, size, close))  # type: ignore[return-value]
 
     return open_window
 
@@ -107,59 +95,6 @@ def peek(opener: Opener, size: int = 4) -> bytes:
         return handle.read(size)
 
 
-class HashingReader(io.RawIOBase):
-    """Passes reads through and hashes every byte that goes by."""
-
-    def __init__(self, handle: BinaryIO, algorithm: str = "sha256") -> None:
-        super().__init__()
-        self._handle = handle
-        self.algorithm = algorithm
-        self._hash = hashlib.new(algorithm)
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        data = self._handle.read(len(buffer))
-        self._hash.update(data)
-        self.size += len(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def drain(self) -> None:
-        """Read (and hash) whatever is left."""
-        while self.read(CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "%s:%s" % (self.algorithm, self._hash.hexdigest())
-
-
-class HashingWriter(io.RawIOBase):
-    """Passes writes through, hashing and counting them."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        super().__init__()
-        self._handle = handle
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
-        self._hash.update(data)
-        self._handle.write(data)
-        self.size += len(data)
-        return len(data)
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self._hash.hexdigest()
-
-
 def algorithm_of(digest: str, label: str) -> str:
     algorithm, _, hex_part = digest.partition(":")
     if algorithm not in ("sha256", "sha512") or not hex_part or not all(c in "0123456789abcdef" for c in hex_part):
@@ -179,11 +114,9 @@ def check_size(blob: Blob, actual: int) -> None:
 
 def read_verified(blob: Blob, limit: int = 64 * 1024 * 1024) -> bytes:
     """The whole (small) blob, checked against its digest."""
-    try:
+    with convert_errors(LayerFormatError, "cannot read %s" % blob.label, (OSError,)):
         with blob.opener() as handle:
             data = handle.read(limit + 1)
-    except OSError as error:
-        raise LayerFormatError("cannot read %s: %s" % (blob.label, error)) from error
     if len(data) > limit:
         raise LayerFormatError("%s is larger than %d bytes" % (blob.label, limit))
     check_size(blob, len(data))
@@ -239,6 +172,11 @@ class _Checkpoint:
     out_pos: int = attr.ib()  # uncompressed offset
     raw_pos: int = attr.ib()  # compressed offset of the next input byte
     state: Any = attr.ib()  # a copy of the zlib decompressor at that point
+
+
+#: uncompressed bytes a gzip stream keeps behind its last read (a reader's read-ahead
+#: going back a little then needs no restart from a checkpoint)
+KEEP_BEHIND = 256 * 1024
 
 
 class GzipStream(SharedStream):
@@ -322,11 +260,14 @@ class GzipStream(SharedStream):
             while self._out_pos < offset + size and not self._at_end:
                 self._produce()
                 start = self._out_pos - len(self._buffer)
-                if offset > start:  # keep only what this read can still use
-                    del self._buffer[: min(offset, self._out_pos) - start]
+                drop = min(offset, self._out_pos) - start - KEEP_BEHIND
+                if drop > 0:  # keep what this read can use, and a window behind it
+                    del self._buffer[:drop]
             start = self._out_pos - len(self._buffer)
             data = bytes(self._buffer[offset - start: offset - start + size])
-            del self._buffer[: max(0, offset - start + len(data))]
+            drop = offset - start + len(data) - KEEP_BEHIND
+            if drop > 0:  # a read a little behind this one (a reader's read-ahead) needs no restart
+                del self._buffer[:drop]
             return data
 
     def close(self) -> None:
@@ -340,85 +281,6 @@ def random_access(opener: Opener, compression: str, label: str, first_raw: Optio
     if compression == "gzip":
         return GzipStream(opener, label, first_raw)
     return SharedStream(opener, compression, label, first_raw)
-
-
-class Sequential(io.RawIOBase):
-    """A plain stream over ``read_at`` (for the one indexing pass, and for ``tarfile`` over a
-    decompressed stream); seeking only moves the position the next read starts at."""
-
-    def __init__(self, stream: SharedStream) -> None:
-        super().__init__()
-        self._stream = stream
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            pos += self._pos
-        elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("a decompressed stream has no known end to seek from")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        data = self._stream.read_at(self._pos, len(buffer))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-class MemberReader(io.RawIOBase):
-    """A read-only, seekable file for ``size`` bytes at ``offset`` of an uncompressed stream."""
-
-    def __init__(self, read_at: Callable[[int, int], bytes], offset: int, size: int, on_close: Optional[Callable[[], None]] = None) -> None:
-        super().__init__()
-        self._read_at = read_at
-        self._offset = offset
-        self._size = size
-        self._pos = 0
-        self._on_close = on_close
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + pos
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        wanted = min(len(buffer), self._size - self._pos)
-        if wanted <= 0:
-            return 0
-        data = self._read_at(self._offset + self._pos, wanted)
-        if len(data) < wanted:
-            raise OSError("unexpected end of layer data")
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed and self._on_close is not None:
-            self._on_close()
-        super().close()
 
 
 def seek_reader(opener: Opener) -> Tuple[Callable[[int, int], bytes], Callable[[], None]]:

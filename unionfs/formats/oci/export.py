@@ -18,7 +18,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
 
 import attr
 
@@ -26,12 +26,14 @@ from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.info import Info
 
-from .blobs import HashingWriter, LayerFormatError
+from ...errors import LayerFormatError, literal
+from ...io import HashingWriter
 from ...changes import EXPORT_NAMESPACES, UpperEntry, link_target, lower_names, upper_entries
 from ...core.inode import node_info
 from ...core.readdir import visible_children
-from ...core.stack import Layer
-from ...core.lookup import Lookup
+from ...core.stack import Layer, Stack
+from ...core.walk import preorder
+from ...core.lookup import Lookup, Node
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
 from .image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, host_architecture, ref_names
 
@@ -53,12 +55,12 @@ class ExportedLayer:
     manifest_digest: Optional[str] = attr.ib(default=None)
 
 
-def _tarinfo(name: str, kind: int, info: Optional[Info], mtime: Optional[int]) -> tarfile.TarInfo:
+def _tarinfo(name: str, kind: bytes, info: Optional[Info], mtime: Optional[int]) -> tarfile.TarInfo:
     entry = tarfile.TarInfo(name)
-    entry.type = kind  # type: ignore[assignment]
-    raw = info.raw if info is not None else {}
-    access = raw.get("access") or {}
-    details = raw.get("details") or {}
+    entry.type = kind
+    raw: Mapping[str, Any] = info.raw if info is not None else {}
+    access: Mapping[str, Any] = raw.get("access") or {}
+    details: Mapping[str, Any] = raw.get("details") or {}
     if access.get("permissions") is not None:
         entry.mode = info.permissions.mode  # type: ignore[union-attr]
     else:
@@ -78,7 +80,7 @@ def _archive_name(path: str, is_dir: bool) -> str:
 def _representable(path: str) -> None:
     """A layer tar cannot hold a name that reads as a marker."""
     if path.rpartition("/")[2].startswith(WHITEOUT_PREFIX):
-        raise errors.Unsupported(path, msg="cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path)
+        raise errors.Unsupported(path, msg=literal("cannot export %s: an OCI layer reads names starting with '.wh.' as whiteouts" % path))
 
 
 def _write_entries(
@@ -124,18 +126,19 @@ def _write_entries(
 
 def _write_merged_tree(archive: tarfile.TarFile, merged: Lookup, top: str, mtime: Optional[int]) -> None:
     """Every entry below ``top`` in the merged view, parents first, names sorted (reproducible)."""
-    pending = [top]
-    while pending:
-        directory = merged.node(pending.pop())
-        assert directory is not None and directory.is_dir
-        for child in sorted(visible_children(merged, directory), key=lambda node: node.path, reverse=True):
-            _representable(child.path)
-            info = node_info(child, EXPORT_NAMESPACES)
-            if child.is_dir:
-                archive.addfile(_tarinfo(_archive_name(child.path, True), tarfile.DIRTYPE, info, mtime))
-                pending.append(child.path)
-            else:
-                _write_file(archive, None, UpperEntry(child.path, "file", info), mtime, child.data)
+    directory = merged.node(top)
+    assert directory is not None and directory.is_dir
+
+    def children(node: Node) -> List[Node]:
+        return sorted(visible_children(merged, node), key=lambda child: child.path) if node.is_dir else []
+
+    for child in preorder(directory, children):
+        _representable(child.path)
+        info = node_info(child, EXPORT_NAMESPACES)
+        if child.is_dir:
+            archive.addfile(_tarinfo(_archive_name(child.path, True), tarfile.DIRTYPE, info, mtime))
+        else:
+            _write_file(archive, None, UpperEntry(child.path, "file", info), mtime, child.data)
 
 
 def _write_file(
@@ -255,17 +258,17 @@ def add_to_layout(
 
 
 def export(
-    upper: Optional[Layer],
-    lower_layers: List[Layer],
+    stack: Stack,
     dest: Union[PathLike, BinaryIO, None],
-    compress: bool,
-    opaque: str,
-    mtime: Optional[int],
-    layout: Optional[PathLike],
-    ref: Optional[str],
-    base_ref: Optional[str],
+    compress: bool = False,
+    opaque: str = "marker",
+    mtime: Optional[int] = None,
+    layout: Optional[PathLike] = None,
+    ref: Optional[str] = None,
+    base_ref: Optional[str] = None,
 ) -> ExportedLayer:
-    """The body of :meth:`unionfs.OverlayFS.export_layer`."""
+    """The upper of ``stack`` as an OCI layer: the body of :meth:`unionfs.OverlayFS.export_layer`."""
+    upper, lower_layers = stack.upper, list(stack.lowers)
     if upper is None:
         raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
     if (layout is None) != (ref is None):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import posixpath
 import tarfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,7 +19,9 @@ import attr
 
 from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 
-from .blobs import Blob, LayerFormatError, compression_of, file_opener, peek, read_verified, window_opener
+from ...errors import LayerFormatError, convert_errors
+from ..archive_index import plain_tar_files
+from .blobs import Blob, compression_of, file_opener, peek, read_verified, window_opener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -94,22 +95,9 @@ def parse_json(blob: Blob) -> Any:
 def _tar_members(path: str) -> Dict[str, Tuple[int, int]]:
     """Member name -> (data offset, size) of the regular files of a plain tar archive; a
     symlink member (skopeo's ``<id>/layer.tar``) names its target's data."""
-    try:
-        with tarfile.open(path, mode="r:") as archive:
-            members = list(archive)
-    except (tarfile.TarError, OSError) as error:
-        raise LayerFormatError("%s is not a plain (uncompressed) tar archive: %s" % (path, error)) from error
-    found = {_archive_path(m.name): (m.offset_data, m.size) for m in members if m.isfile()}
-    for member in members:
-        if member.issym():
-            target = _archive_path(posixpath.join(posixpath.dirname(_archive_path(member.name)), member.linkname))
-            if target in found:
-                found[_archive_path(member.name)] = found[target]
-    return found
-
-
-def _archive_path(name: str) -> str:
-    return posixpath.normpath(name).lstrip("/")
+    with convert_errors(LayerFormatError, "%s is not a plain (uncompressed) tar archive" % path, (tarfile.TarError, OSError)):
+        with open(path, "rb") as handle:
+            return plain_tar_files(handle)
 
 
 def ref_names(descriptor: Dict[str, Any]) -> List[str]:

@@ -18,30 +18,21 @@ index like this:
 from __future__ import annotations
 
 import functools
-
-import io
 import tarfile
-from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
 from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
-from fs.base import FS
 from fs.enums import ResourceType
 from fs.info import Info
 from fs.memoryfs import MemoryFS
-from fs.mode import Mode
 from fs.path import basename, dirname, iteratepath, join
 from fs.permissions import Permissions
-from fs.subfs import SubFS
 
 from .blobs import (
     Blob,
-    HashingReader,
-    LayerFormatError,
-    MemberReader,
-    Sequential,
     SharedStream,
     algorithm_of,
     check_digest,
@@ -52,26 +43,16 @@ from .blobs import (
     seek_reader,
 )
 from ...core.stack import DirIndex, Layer
-from ...io import READ_ONLY_ARCHIVE_META
+from ...errors import LayerFormatError, convert_errors, literal
+from ...io import HashingReader, WindowReader
+from .. import archive_index
+from ..archive_index import ArchiveIndexFS, buffered, link_target_path, member_info, normalise
 from ...core.lookup import Lookup
 from .image import PathLike, image_layers
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 META_PREFIX = ".wh..wh."
-
-_TYPES = {
-    tarfile.DIRTYPE: ResourceType.directory,
-    tarfile.REGTYPE: ResourceType.file,
-    tarfile.AREGTYPE: ResourceType.file,
-    tarfile.CONTTYPE: ResourceType.file,
-    tarfile.LNKTYPE: ResourceType.file,
-    tarfile.SYMTYPE: ResourceType.symlink,
-    tarfile.CHRTYPE: ResourceType.character,
-    tarfile.BLKTYPE: ResourceType.block_special_file,
-    tarfile.FIFOTYPE: ResourceType.fifo,
-}
-
 
 @attr.s(slots=True, frozen=True)
 class TarEntry:
@@ -100,27 +81,14 @@ class TarEntry:
         return self.kind == ResourceType.directory
 
     def info(self) -> Info:
-        return Info(
-            {
-                "basic": {"name": self.name, "is_dir": self.is_dir},
-                "details": {
-                    "type": int(self.kind),
-                    "size": self.size,
-                    "modified": self.mtime,
-                    "accessed": None,
-                    "created": None,
-                    "metadata_changed": None,
-                },
-                "access": {
-                    "permissions": list(_permission_names(self.mode)),
-                    "uid": self.uid,
-                    "gid": self.gid,
-                    "user": self.user or None,
-                    "group": self.group or None,
-                },
-                "link": {"target": self.link_target},
-            }
-        )
+        access = {
+            "permissions": list(_permission_names(self.mode)),
+            "uid": self.uid,
+            "gid": self.gid,
+            "user": self.user or None,
+            "group": self.group or None,
+        }
+        return member_info(self.name, self.kind, None, self.size, self.mtime, access, self.link_target)
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,21 +104,14 @@ def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
 
 
 def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
-    """The absolute, normalised path of a tar member name; ``..`` escapes are refused
-    (or, with ``clamp``, stay at the root, as in a symlink target inside a root filesystem)."""
-    parts: List[str] = []
-    for part in raw_name.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                if clamp:
-                    continue
-                raise LayerFormatError("%s: member %r escapes the layer root" % (label, raw_name))
-            parts.pop()
-            continue
-        parts.append(part)
-    return "/" + "/".join(parts)
+    """The absolute, normalised path of a tar member name (OCI's policy of
+    :func:`~unionfs.formats.archive_index.normalise`: ``..`` resolves inside the layer and
+    one that escapes is refused, or with ``clamp`` stays at the root, as a symlink target
+    inside a root filesystem does)."""
+    try:
+        return normalise(raw_name, dotdot="clamp" if clamp else "resolve", backslashes=True)
+    except ValueError:
+        raise LayerFormatError("%s: member %r escapes the layer root" % (label, raw_name)) from None
 
 
 @attr.s(slots=True)
@@ -227,7 +188,8 @@ class _IndexBuilder:
             else:
                 self.whiteouts.setdefault(parent, set()).add(name[len(WHITEOUT_PREFIX):])
             return
-        kind = _TYPES.get(member.type)
+        kind_name = archive_index.TAR_KINDS.get(member.type)
+        kind = archive_index.RESOURCE_TYPES[kind_name] if kind_name is not None else None
         if kind is None:
             if member.type in (tarfile.GNUTYPE_SPARSE,) or member.issparse():
                 raise LayerFormatError("%s: sparse member %r is not supported" % (self.label, member.name))
@@ -329,24 +291,23 @@ class _StrictTarInfo(tarfile.TarInfo):
 def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
     """Read a layer tar once: its members, markers, digest and diff_id (checked if known)."""
     algorithm = algorithm_of(blob.digest, blob.label) if blob.digest else "sha256"
+    builder = _IndexBuilder(blob.label)
     try:
-        compression = compression_of(peek(blob.opener))
-        with blob.opener() as raw_handle:
-            raw = HashingReader(raw_handle, algorithm)
-            stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
-            plain = HashingReader(Sequential(stream) if stream is not None else raw)  # type: ignore[arg-type]
-            builder = _IndexBuilder(blob.label)
-            with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
-                for member in archive:
-                    builder.add(member)
-            plain.drain()
-            raw.drain()
-            if stream is not None:
-                stream.close()  # its handle closes with this block; later reads reopen the blob
+        with convert_errors(LayerFormatError, "%s is not a readable layer tar" % blob.label):
+            compression = compression_of(peek(blob.opener))
+            with blob.opener() as raw_handle:
+                raw = HashingReader(raw_handle, algorithm)
+                stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
+                plain = HashingReader(WindowReader(stream.read_at) if stream is not None else raw)  # type: ignore[arg-type]
+                with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
+                    for member in archive:
+                        builder.add(member)
+                plain.drain()
+                raw.drain()
+                if stream is not None:
+                    stream.close()  # its handle closes with this block; later reads reopen the blob
     except _DamagedHeader as error:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise LayerFormatError("%s is not a readable layer tar: %s" % (blob.label, error)) from error
     check_size(blob, raw.size)
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
@@ -355,10 +316,8 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
     return index
 
 
-class TarLayerFS(FS):
+class TarLayerFS(ArchiveIndexFS):
     """A read-only FS over one indexed layer tar. Markers are not part of it."""
-
-    _meta = READ_ONLY_ARCHIVE_META
 
     def __init__(self, blob: Blob, diff_id: Optional[str] = None) -> None:
         super().__init__()
@@ -375,18 +334,23 @@ class TarLayerFS(FS):
     def __repr__(self) -> str:
         return "TarLayerFS(%r)" % (self.blob.label,)
 
+    # -- the index, for ArchiveIndexFS --------------------------------------------------------------
+
     def _entry(self, path: str) -> Optional[TarEntry]:
         if path == "/":
             return self.index.root or _implicit_dir("")
         return self.index.entries.get(path)
 
-    def _info(self, path: str, entry: TarEntry) -> Info:
-        """The entry's info; an implied directory shows the one below it, if any."""
+    def _names(self, path: str, entry: TarEntry) -> List[str]:
+        return list(self.index.dirs[path].entries)
+
+    def _info(self, path: str, entry: TarEntry, namespaces: Collection[str]) -> Info:
+        """The entry's info (every namespace); an implied directory shows the one below it, if any."""
         if entry.implicit and self.below is not None:
             node = self.below.node(path)
             if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
-                info = node.top.fs.getinfo(path, ("details", "access", "link"))
-                info.raw["basic"]["name"] = entry.name
+                info = node.top.fs.getinfo(node.top_path, ("details", "access", "link"))
+                cast(Dict[str, Any], info.raw["basic"])["name"] = entry.name
                 return info
         return entry.info()
 
@@ -395,92 +359,36 @@ class TarLayerFS(FS):
         entry = self.index.entries.get(path)
         return entry.data_offset if entry is not None else 0
 
-    def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
-        _path = self.validatepath(path)
-        entry = self._entry(_path)
-        if entry is None:
-            raise errors.ResourceNotFound(path)
-        info = self._info(_path, entry)
-        if _path == "/":
-            info.raw["basic"]["name"] = ""
-        return info
-
-    def listdir(self, path: str) -> List[str]:
-        return list(self._dir(path).entries)
-
-    def _dir(self, path: str) -> DirIndex:
-        _path = self.validatepath(path)
-        directory = self.index.dirs.get(_path)
-        if directory is None:
-            if _path in self.index.entries:
-                raise errors.DirectoryExpected(path)
-            raise errors.ResourceNotFound(path)
-        return directory
-
-    def scandir(
-        self, path: str, namespaces: Optional[Collection[str]] = None, page: Optional[Tuple[int, int]] = None
-    ) -> Iterator[Info]:
-        _path = self.validatepath(path)
-        names = list(self._dir(_path).entries)
-        if page is not None:
-            names = names[page[0]:page[1]]
-        return iter([self._info(join(_path, name), self.index.entries[join(_path, name)]) for name in names])
-
-    def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
-        _mode = Mode(mode)
-        _mode.validate_bin()
-        _path = self.validatepath(path)
-        if _mode.writing:
-            raise errors.ResourceReadOnly(path)
-        entry = self._entry(_path)
-        if entry is None:
-            raise errors.ResourceNotFound(path)
-        if entry.is_dir:
-            raise errors.FileExpected(path)
+    def _open(self, path: str, entry: TarEntry, shown: str, buffering: int) -> BinaryIO:
         if entry.kind == ResourceType.symlink:
-            return self._open_link(_path, entry, path)
+            return self._open_link(path, entry, shown)
         if self._shared is not None:
-            reader = MemberReader(self._shared.read_at, entry.data_offset, entry.size)
+            reader = WindowReader(self._shared.read_at, entry.data_offset, entry.size)
         else:
             read_at, close = seek_reader(self.blob.opener)
-            reader = MemberReader(read_at, entry.data_offset, entry.size, close)
-        return _buffered(reader, buffering)  # type: ignore[return-value]
+            reader = WindowReader(read_at, entry.data_offset, entry.size, close)
+        return buffered(reader, buffering)
 
     def _open_link(self, path: str, entry: TarEntry, shown: str, depth: int = 0) -> BinaryIO:
         """Read through a symlink, resolved in the image as of this layer (this layer over
         the ones below it); a link through a symlinked directory is not followed."""
         target = entry.link_target or ""
-        resolved = member_path(target if target.startswith("/") else dirname(path) + "/" + target, self.blob.label, clamp=True)
-        node = self.view.node(resolved) if self.view is not None and depth < 40 else None
+        resolved = link_target_path(path, target, dotdot="clamp")
+        node = self.view.node(resolved) if self.view is not None and depth < archive_index.MAX_LINK_HOPS else None
         if node is None or node.is_dir:
-            raise errors.ResourceNotFound(shown, msg="%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target))
-        top = node.top.fs
+            raise errors.ResourceNotFound(shown, msg=literal("%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target)))
+        data_layer, data_path = node.data  # (a renamed directory's file is below at its origin)
+        top = data_layer.fs
         if isinstance(top, TarLayerFS):
-            link = top._entry(resolved)
+            link = top._entry(data_path)
             if link is not None and link.kind == ResourceType.symlink:
-                return top._open_link(resolved, link, shown, depth + 1)
-        return top.openbin(resolved, "r")
-
-    def makedir(self, path: str, permissions: Optional[Permissions] = None, recreate: bool = False) -> SubFS[FS]:
-        raise errors.ResourceReadOnly(path)
-
-    def remove(self, path: str) -> None:
-        raise errors.ResourceReadOnly(path)
-
-    def removedir(self, path: str) -> None:
-        raise errors.ResourceReadOnly(path)
-
-    def setinfo(self, path: str, info: Any) -> None:
-        raise errors.ResourceReadOnly(path)
+                return top._open_link(data_path, link, shown, depth + 1)
+        return top.openbin(data_path, "r")
 
     def close(self) -> None:
         if self._shared is not None:
             self._shared.close()
         super().close()
-
-
-def _buffered(reader: MemberReader, buffering: int) -> Any:
-    return io.BufferedReader(reader, buffer_size=buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
 
 
 class TarLayer(Layer):

@@ -1,4 +1,5 @@
 """``OverlayFS.rename``: rename(2) for files and directories, refusals in the VFS's order;
+``OverlayFS.lstat``: the top layer's own lstat where it is on disk;
 ``setinfo`` of ``access`` on a disk upper is chmod/chown."""
 
 from __future__ import annotations
@@ -90,3 +91,21 @@ def test_setinfo_access_is_chmod_and_chown_on_a_disk_upper(tmp_path):
         with pytest.raises(errors.ResourceNotFound):
             overlay.setinfo("missing", {"access": {"permissions": ["u_r"]}})
     assert os.stat(lower / "f").st_mode & 0o777 != 0o600
+
+
+def test_lstat_answers_from_the_top_layer_on_disk_and_none_elsewhere(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "f").write_text("lower")
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        assert overlay.lstat("f").st_ino == os.lstat(lower / "f").st_ino
+        overlay.writetext("f", "upper!")
+        assert overlay.lstat("f").st_ino == os.lstat(upper / "f").st_ino and overlay.lstat("f").st_size == 6
+        assert overlay.lstat("/").st_ino == os.lstat(upper).st_ino
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.lstat("missing")
+    memory = MemoryFS()
+    memory.writetext("f", "x")
+    with OverlayFS(memory, upper=MemoryFS()) as overlay:
+        assert overlay.lstat("f") is None

@@ -1,0 +1,234 @@
+"""``unionfs mount`` against the kernel's overlayfs, fuse-overlayfs and the raw directory,
+with real programs, side by side in one run.
+
+    python -m benchmarks.mount [--preset quick|full] [--only WORKLOAD ...] [--json PATH]
+
+Every system gets the same lower directory and a fresh empty upper; each workload runs on
+a fresh mount after ``echo 3 > /proc/sys/vm/drop_caches`` (cold caches, as a first use
+would see them), ``--repeat`` times, and the median counts. Workloads (full preset sizes):
+``find`` + stat of 100k entries, reading 2,000 small files, a 1 GiB sequential read,
+``tar x`` of 20k files, ``git status`` in a 20k-file repository, copy-up of a 1 GiB file
+by appending one byte; and an OCI image lower: ``unionfs mount`` of the image layout
+itself against extracting its layer and mounting the directory (kernel, fuse-overlayfs).
+Ratios are time(unionfs) / time(fuse-overlayfs), so lower is better; for the sequential
+read the throughput ratio is printed too. Needs root, fuse3, fuse-overlayfs, umoci, git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+PRESETS = {
+    # entries for find, small files, MiB sequential, tar members, git files, MiB copy-up
+    "full": dict(tree=100_000, small=2_000, big_mib=1024, tar=20_000, git=20_000, copy_mib=1024, repeat=3),
+    "quick": dict(tree=10_000, small=500, big_mib=128, tar=2_000, git=2_000, copy_mib=128, repeat=3),
+}
+SYSTEMS = ("raw", "kernel", "fuse-overlayfs", "unionfs")
+
+
+def sh(command: str, cwd: Optional[str] = None) -> None:
+    subprocess.run(command, shell=True, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as control:
+        control.write("3\n")
+
+
+def build_lower(root: str, sizes: Dict[str, int]) -> str:
+    """The one lower directory every system mounts."""
+    lower = os.path.join(root, "lower")
+    for kind, count in (("tree", sizes["tree"]), ("small", sizes["small"])):
+        for number in range(count):
+            directory = os.path.join(lower, kind, "d%03d" % (number // 100))
+            if number % 100 == 0:
+                os.makedirs(directory)
+            with open(os.path.join(directory, "f%05d" % number), "wb") as out:
+                out.write(b"x" * (4096 if kind == "small" else 64))
+    chunk = os.urandom(1 << 20)
+    with open(os.path.join(lower, "big"), "wb") as out:
+        for _ in range(sizes["big_mib"]):
+            out.write(chunk)
+    with open(os.path.join(lower, "copy"), "wb") as out:
+        for _ in range(sizes["copy_mib"]):
+            out.write(chunk)
+    repo = os.path.join(lower, "repo")
+    for number in range(sizes["git"]):
+        directory = os.path.join(repo, "d%03d" % (number // 100))
+        if number % 100 == 0:
+            os.makedirs(directory)
+        with open(os.path.join(directory, "f%05d.txt" % number), "w") as out:
+            out.write("line %d\n" % number)
+    git = "git -c user.name=b -c user.email=b@b "
+    sh("git init -q . && %s add -A && %s commit -qm base" % (git, git), cwd=repo)
+    return lower
+
+
+def build_archive(root: str, members: int) -> str:
+    path = os.path.join(root, "archive.tar")
+    with tarfile.open(path, "w") as archive:
+        for number in range(members):
+            data = b"member %d\n" % number
+            info = tarfile.TarInfo("t/d%03d/f%05d" % (number // 100, number))
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@contextlib.contextmanager
+def mounted(system: str, lowers: List[str], root: str, python: str) -> Iterator[str]:
+    """The merged directory of ``system`` over ``lowers`` with a fresh upper."""
+    base = tempfile.mkdtemp(dir=root, prefix=system + "-")
+    upper, work, mnt = (os.path.join(base, name) for name in ("upper", "work", "mnt"))
+    for directory in (upper, work, mnt):
+        os.mkdir(directory)
+    try:
+        if system == "raw":
+            yield lowers[0]  # reads only; writing workloads take a copy target of their own
+            return
+        if system == "kernel":
+            sh("mount -t overlay overlay %s -o lowerdir=%s,upperdir=%s,workdir=%s" % (mnt, ":".join(lowers), upper, work))
+        elif system == "fuse-overlayfs":
+            sh("fuse-overlayfs -o lowerdir=%s,upperdir=%s,workdir=%s %s" % (":".join(lowers), upper, work, mnt))
+        else:
+            sh("%s -m unionfs mount %s --upper %s %s" % (python, " ".join(lowers), upper, mnt))
+        try:
+            yield mnt
+        finally:
+            for command in ("umount %s" % mnt, "umount -l %s" % mnt):
+                if subprocess.run(command, shell=True, capture_output=True).returncode == 0:
+                    break
+            time.sleep(0.2)  # let a FUSE daemon finish closing its upper
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def timed(action: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def workloads(archive: str, root: str) -> Dict[str, Callable[[str], None]]:
+    def writable(view: str) -> str:
+        """Where a writing workload writes: the view itself, or for raw a fresh directory."""
+        return view if not view.endswith("/lower") else tempfile.mkdtemp(dir=root, prefix="raw-write-")
+
+    def copy_up(view: str) -> None:
+        if view.endswith("/lower"):
+            target = tempfile.mkdtemp(dir=root, prefix="raw-copy-")
+            sh("cp %s/copy %s/copy && echo >> %s/copy" % (view, target, target))
+        else:
+            sh("echo >> %s/copy" % view)
+
+    return {
+        "find+stat": lambda view: sh("find %s/tree -printf '%%s %%m %%u\\n' > /dev/null" % view),
+        "small reads": lambda view: sh("find %s/small -type f -print0 | xargs -0 cat > /dev/null" % view),
+        "sequential read": lambda view: sh("dd if=%s/big of=/dev/null bs=1M" % view),
+        "tar x": lambda view: sh("tar xf %s" % archive, cwd=writable(view)),
+        "git status": lambda view: sh("git status --porcelain > /dev/null", cwd=os.path.join(view, "repo")),
+        "copy-up by append": copy_up,
+    }
+
+
+def run(preset: str, only: List[str], python: str) -> Dict[str, Dict[str, float]]:
+    sizes = PRESETS[preset]
+    root = tempfile.mkdtemp(prefix="unionfs-mount-bench-")
+    results: Dict[str, Dict[str, float]] = {}
+    try:
+        print("building the lower (%s preset)..." % preset, flush=True)
+        lower = build_lower(root, sizes)
+        archive = build_archive(root, sizes["tar"])
+        for name, workload in workloads(archive, root).items():
+            if only and name not in only:
+                continue
+            results[name] = {}
+            for system in SYSTEMS:
+                samples = []
+                for _ in range(sizes["repeat"]):
+                    with mounted(system, [lower], root, python) as view:
+                        drop_caches()
+                        samples.append(timed(lambda: workload(view)))
+                results[name][system] = statistics.median(samples)
+                print("  %-18s %-15s %8.3f s" % (name, system, results[name][system]), flush=True)
+        if not only or "oci" in only:
+            results.update(oci(root, lower, python, sizes["repeat"]))
+    finally:
+        subprocess.run("umount -l %s/*/mnt 2>/dev/null" % root, shell=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def oci(root: str, lower: str, python: str, repeat: int) -> Dict[str, Dict[str, float]]:
+    """Time to a first full walk of an image's tree: unionfs mounts the OCI layout as it is;
+    the others must extract the layer to a directory first."""
+    layout = os.path.join(root, "image")
+    layer = os.path.join(root, "layer.tar")
+    sh("tar -C %s -cf %s tree small" % (lower, layer))
+    sh("umoci init --layout %s && umoci new --image %s:base && umoci raw add-layer --image %s:base %s"
+       % (layout, layout, layout, layer))
+    walk = "find %s -printf '%%s %%m\\n' > /dev/null"
+    result: Dict[str, float] = {}
+    for system in ("kernel", "fuse-overlayfs", "unionfs"):
+        samples = []
+        for _ in range(repeat):
+            drop_caches()
+            start = time.perf_counter()
+            if system == "unionfs":
+                with mounted(system, [layout], root, python) as view:
+                    sh(walk % view)
+            else:
+                extracted = tempfile.mkdtemp(dir=root, prefix="extract-")
+                sh("tar -C %s -xf %s" % (extracted, layer))
+                with mounted(system, [extracted], root, python) as view:
+                    sh(walk % view)
+                shutil.rmtree(extracted)
+            samples.append(time.perf_counter() - start)
+        result[system] = statistics.median(samples)
+        print("  %-18s %-15s %8.3f s" % ("oci: ready+walk", system, result[system]), flush=True)
+    return {"OCI image lower (extract+mount vs mount)": result}
+
+
+def report(results: Dict[str, Dict[str, float]], preset: str) -> str:
+    lines = ["| workload (%s preset) | raw | kernel | fuse-overlayfs | unionfs | unionfs / fuse-overlayfs |" % preset,
+             "|---|---|---|---|---|---|"]
+    for name, times in results.items():
+        cells = ["%.3f s" % times[s] if s in times else "-" for s in SYSTEMS]
+        ratio = times["unionfs"] / times["fuse-overlayfs"]
+        extra = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
+        lines.append("| %s | %s | %.2fx%s |" % (name, " | ".join(cells), ratio, extra))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mount", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    parser.add_argument("--only", action="append", default=[], help="one workload by name (repeatable), or 'oci'")
+    parser.add_argument("--json", help="write the medians here")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("benchmarks.mount: needs root (mounts, drop_caches)", file=sys.stderr)
+        return 2
+    results = run(args.preset, args.only, sys.executable)
+    print(report(results, args.preset))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

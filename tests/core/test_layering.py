@@ -1,0 +1,78 @@
+"""Who may import whom (docs/design.rst): the core imports no format and no tool, the facade
+reaches the formats through formats/resolve.py alone, and no two modules import each other."""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Dict, Set
+
+import unionfs
+
+PACKAGE = os.path.dirname(unionfs.__file__)
+
+
+def _module_name(path: str) -> str:
+    relative = os.path.relpath(path, os.path.dirname(PACKAGE))[: -len(".py")].replace(os.sep, ".")
+    return relative[: -len(".__init__")] if relative.endswith(".__init__") else relative
+
+
+def _imports() -> Dict[str, Set[str]]:
+    """module -> the unionfs modules it imports (anywhere in it, lazily too)."""
+    found: Dict[str, Set[str]] = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            module = _module_name(path)
+            package = module if name == "__init__.py" else module.rsplit(".", 1)[0]
+            targets: Set[str] = set()
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom):
+                    if node.level:
+                        base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                        target = ".".join(base + ([node.module] if node.module else []))
+                    else:
+                        target = node.module or ""
+                    if target.startswith("unionfs"):
+                        targets.add(target)
+                        targets.update(target + "." + alias.name for alias in node.names)
+                elif isinstance(node, ast.Import):
+                    targets.update(alias.name for alias in node.names if alias.name.startswith("unionfs"))
+            found[module] = targets
+    return found
+
+
+def _real(targets: Set[str], modules: Set[str]) -> Set[str]:
+    return {target for target in targets if target in modules}
+
+
+def test_the_core_imports_no_format_and_no_tool():
+    imports = _imports()
+    modules = set(imports)
+    for module, targets in imports.items():
+        if module.startswith("unionfs.core"):
+            outside = {t for t in _real(targets, modules) if not t.startswith("unionfs.core")}
+            assert outside <= {"unionfs", "unionfs._fsimport", "unionfs.errors", "unionfs.io"}, (module, outside)
+
+
+def test_the_facade_reaches_the_formats_through_resolve_only():
+    imports = _imports()
+    modules = set(imports)
+    for module in ("unionfs.overlay", "unionfs.changes", "unionfs.errors", "unionfs.io", "unionfs"):
+        formats = {t for t in _real(imports[module], modules) if t.startswith("unionfs.formats")}
+        assert formats <= {"unionfs.formats", "unionfs.formats.resolve"}, (module, formats)
+
+
+def test_no_two_modules_import_each_other():
+    imports = _imports()
+    modules = set(imports)
+    graph = {module: _real(targets, modules) - {module} for module, targets in imports.items()}
+    pairs = {
+        tuple(sorted((a, b)))
+        for a, targets in graph.items()
+        for b in targets
+        if a in graph.get(b, ()) and not (a == "unionfs" or b == "unionfs") and not a.startswith(b + ".") and not b.startswith(a + ".")
+    }
+    assert not pairs, pairs  # e.g. cli <-> demo, which render.py ended

@@ -1,0 +1,87 @@
+"""The door to the formats: what the facade (:mod:`unionfs.overlay`) asks of them.
+
+The core knows layers only as filesystems with a marker format; everything that turns a
+caller's path, URL or FS into a layer, and every writer of a layer format, is reached
+from here, so the core imports no format and the facade imports only this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
+import fs
+from fs.base import FS
+
+from ..errors import convert_errors, create_failed
+
+from ..core.stack import Layer, Stack, open_fs
+from .archives import as_lower
+from .fsspec_layer import is_object_store_url, open_fsspec_url
+
+
+def resolve_lower(source: Any, what: str) -> FS:
+    """A lower as the caller gave it, as an FS: an archive (a path, a ``tar://``/``zip://``
+    URL, an open tar or zip FS) becomes an :class:`~unionfs.formats.archives.ArchiveFS`, an
+    object-store URL (``s3://bucket/prefix``) an :class:`~unionfs.formats.fsspec_layer.FsspecFS`,
+    an FS URL is opened, an FS is kept."""
+    if isinstance(source, str) and is_object_store_url(source):
+        return open_fsspec_url(source)
+    return open_fs(as_lower(source), False, what)
+
+
+def resolve_upper(source: Any, what: str) -> FS:
+    """The upper as the caller gave it, as an FS (an object-store URL opens through fsspec, and
+    the stack then refuses it: it cannot rename)."""
+    if isinstance(source, str) and is_object_store_url(source):
+        return open_fsspec_url(source, writable=True)
+    return open_fs(source, True, what)
+
+
+def oci_layers(source: Any, ref: Optional[str], index: Optional[int], verify: bool) -> List[Layer]:
+    """The lowers of a container image, topmost first (see :meth:`unionfs.OverlayFS.from_oci`)."""
+    from .oci.oci import image_stack
+
+    return image_stack(source, ref=ref, index=index, verify=verify)
+
+
+def kernel_lowers(lowerdirs: Any, userxattr: Optional[bool]) -> List[Layer]:
+    """Layers for kernel-format directories, topmost first (see :meth:`unionfs.OverlayFS.from_kernel`)."""
+    from .kernel import kernel_layers
+
+    return kernel_layers(lowerdirs, userxattr)
+
+
+def export_oci(stack: Stack, dest: Any, **options: Any) -> Any:
+    """The upper of ``stack`` as an OCI layer (see :meth:`unionfs.OverlayFS.export_layer`)."""
+    from .oci.export import export
+
+    return export(stack, dest, **options)
+
+
+def export_kernel(stack: Stack, dest_dir: str, **options: Any) -> None:
+    """The upper of ``stack`` as a kernel upperdir (see :meth:`unionfs.OverlayFS.export_kernel`)."""
+    from .kernel import export_upper
+
+    export_upper(stack, dest_dir, **options)
+
+
+def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
+    """A commit or publishing target as a writable FS, and whether it was opened here (and so
+    must be closed by the caller): an FS as it is, ``s3://bucket/prefix`` through fsspec, any
+    other FS URL through ``fs.open_fs`` (created if missing)."""
+    if isinstance(target, FS):
+        return target, False
+    with convert_errors(create_failed, "cannot open commit target %r" % (target,), fs_errors=True):
+        if is_object_store_url(target):
+            return open_fsspec_url(target, writable=True), True
+        return fs.open_fs(target, writeable=True, create=True), True
+
+
+def export_upper(stack: Stack, target: FS, label: str) -> int:
+    """The upper of ``stack`` published as a layer into ``target`` (see
+    :meth:`unionfs.OverlayFS.export_upper`)."""
+    from .publish import export_upper as publish
+
+    assert stack.upper is not None
+    return publish(stack.upper, target, label)
