@@ -663,14 +663,18 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
     for directory, dirs, names in os.walk(real):
+        kept = []
         for name in names:
             if _is_whiteout(os.path.join(directory, name)):
                 os.unlink(os.path.join(directory, name))
-        for name in dirs + names:
+            else:
+                kept.append(name)
+        for name in dirs + kept:
             entry = os.path.join(directory, name)
+            mode = os.lstat(entry).st_mode
             redirect = _xattr(entry, "trusted.overlay.redirect")
-            renamed = stat.S_ISDIR(os.lstat(entry).st_mode) and redirect is not None
-            metacopy = stat.S_ISREG(os.lstat(entry).st_mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
+            renamed = stat.S_ISDIR(mode) and redirect is not None
+            metacopy = stat.S_ISREG(mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
             if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
                 os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
 
