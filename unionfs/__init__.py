@@ -7,6 +7,7 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
 from .errors import (
+    ArchiveTooLarge,
     DigestMismatch,
     IllegalDestination,
     LayerFormatError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "OverlayFS",
+    "ArchiveTooLarge",
     "DigestMismatch",
     "IllegalDestination",
     "LayerFormatError",

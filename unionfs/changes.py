@@ -17,7 +17,7 @@ so the overlay shows the pristine lowers again.
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
@@ -30,6 +30,8 @@ from fs.path import dirname, join
 
 from .errors import convert_errors, create_failed, literal
 from .io import CHUNK, PassThroughReader
+from .core.identity import identity, overlaps, relation, same
+from .core.nofollow import is_link, link_on_path, remove_entry
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
@@ -209,23 +211,55 @@ class _Reporter:
             self.callback(Progress(path, self.files_done, self.files_total, self.bytes_done, self.bytes_total))
 
 
-def _copy_entry(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+class _Target:
+    """The commit target, written without ever following a link out of it (an on-disk target
+    may hold links to anywhere): a link where the view has an entry, or a directory on the
+    way to one, is replaced like any entry of another type, never written through; a link
+    on the way to a path being deleted means nothing of the target is there."""
+
+    def __init__(self, target_fs: FS) -> None:
+        self.fs = target_fs
+        self._real: Set[str] = set()  # directories of the target known not to be links
+
+    def make_way(self, path: str) -> None:
+        """Replace every link at ``path`` or on the way there."""
+        while True:
+            link = link_on_path(self.fs, path, self._real)
+            if link is None:
+                return
+            remove_entry(self.fs, link)
+
+    def holds(self, path: str) -> bool:
+        """Whether the target has an entry at ``path`` itself, reached without any link."""
+        if link_on_path(self.fs, dirname(path), self._real) is not None:
+            return False
+        return self.fs.exists(path) or is_link(self.fs, path)
+
+    def remove(self, path: str) -> None:
+        remove_entry(self.fs, path)
+        prefix = path.rstrip("/") + "/"
+        self._real = {known for known in self._real if known != path and not known.startswith(prefix)}
+
+
+def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
     """Put the view's ``path`` (a directory alone, or a file streamed) into ``target``, replacing
-    an entry of the other type there, and give it the view's metadata."""
-    if target.exists(path) and target.isdir(path) != is_dir:
-        _remove(target, path)
+    an entry of the other type there (or a link), and give it the view's metadata."""
+    target.make_way(path)
+    if target.fs.exists(path) and target.fs.isdir(path) != is_dir:
+        target.remove(path)
     if is_dir:
-        target.makedirs(path, recreate=True)
+        _make_dir(target.fs, path)
     else:
-        target.makedirs(dirname(path), recreate=True)
+        _make_dir(target.fs, dirname(path))
         with view.openbin(path) as source:
-            target.upload(path, cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data))), chunk_size=CHUNK)
+            reader = cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data)))
+            target.fs.upload(path, reader, chunk_size=CHUNK)
         reporter.files_done += 1
-    apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+    apply_metadata(target.fs, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
     reporter.report(path)
 
 
-def _copy_tree(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporter) -> None:
+def _copy_tree(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
     """Put the view's ``path`` and, for a directory, everything below it into ``target``: a
     renamed tree's contents are in no other change."""
     _copy_entry(view, target, path, is_dir, reporter)
@@ -234,11 +268,13 @@ def _copy_tree(view: FS, target: FS, path: str, is_dir: bool, reporter: _Reporte
             _copy_entry(view, target, child, child_is_dir, reporter)
 
 
-def _remove(target: FS, path: str) -> None:
-    if target.isdir(path):
-        target.removetree(path)
-    else:
-        target.remove(path)
+def _make_dir(target: FS, path: str) -> None:
+    """Make the directory ``path`` of the target; its parent usually exists already (entries
+    come parents first), and one ``makedir`` is cheaper than ``makedirs`` on a deep path."""
+    try:
+        target.makedir(path, recreate=True)
+    except errors.ResourceNotFound:
+        target.makedirs(path, recreate=True)
 
 
 def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int]]:
@@ -261,8 +297,9 @@ def commit_merged(
     if entries is None:
         entries = ordered_entries(view, layers)
     reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
+    safe = _Target(target)
     for path, is_dir, _size in entries:
-        _copy_entry(view, target, path, is_dir, reporter)
+        _copy_entry(view, safe, path, is_dir, reporter)
 
 
 def ordered_entries(view: FS, layers: Sequence[Layer]) -> List[Tuple[str, bool, int]]:
@@ -301,33 +338,63 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
     copied = [c for c in changes if c.kind in (ADDED, MODIFIED) and not c.is_dir]
     sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
     reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    safe = _Target(target)
     for change in changes:
         path = change.path
         if change.kind == DELETED:
-            if target.exists(path):
-                _remove(target, path)
+            if safe.holds(path):
+                safe.remove(path)
             reporter.report(path)
         elif change.kind == OPAQUE:
-            _copy_entry(view, target, path, True, reporter)
+            _copy_entry(view, safe, path, True, reporter)
             for name in target.listdir(path):
-                _remove(target, join(path, name))
+                safe.remove(join(path, name))
         elif change.kind == RENAMED:
-            _copy_tree(view, target, path, change.is_dir, reporter)
-        elif change.kind == METADATA and target.exists(path):
+            _copy_tree(view, safe, path, change.is_dir, reporter)
+        elif change.kind == METADATA and safe.holds(path) and not is_link(target, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
         else:
-            _copy_entry(view, target, path, change.is_dir, reporter)
+            _copy_entry(view, safe, path, change.is_dir, reporter)
 
 
-def same_fs(a: FS, b: FS) -> bool:
-    """Whether two FS objects are one filesystem: the same object, or the same OS directory."""
-    if a is b:
-        return True
-    try:
-        return os.path.samefile(a.getsyspath("/"), b.getsyspath("/"))
-    except (errors.NoSysPath, OSError):
-        return False
+def _target_position(target: Union[FS, str], upper: Layer, lowers: Sequence[Layer]) -> Optional[int]:
+    """Which lower the commit target is (``None``: none). A target that is the upper, or that
+    contains or lies inside the upper or a lower, is refused: writing it would change a layer.
+    A URL is identified before it is opened: opening ``zip://`` for writing rewrites the file
+    when closed, so a refused target must never be opened."""
+    target_id = identity(target)
+    if target_id is None:
+        return None  # storage unknown until opened: the caller identifies the opened FS
+    upper_id = identity(upper.fs)
+    assert upper_id is not None
+    if overlaps(target_id, upper_id):
+        raise errors.OperationFailed(
+            msg=literal(
+                "cannot commit into %r: it %s this overlay's own upper (%s)"
+                % (target, relation(target_id, upper_id), upper_id.describe())
+            )
+        )
+    for position, layer in enumerate(lowers):
+        lower_id = identity(layer.fs)
+        if lower_id is None or not overlaps(target_id, lower_id):
+            continue
+        if not same(target_id, lower_id):
+            raise errors.OperationFailed(
+                msg=literal(
+                    "cannot commit into %r: it %s %s of this overlay (%s), which would change that lower"
+                    % (target, relation(target_id, lower_id), layer.label, lower_id.describe())
+                )
+            )
+        if lower_id.archive:
+            raise errors.OperationFailed(
+                msg=literal(
+                    "cannot commit into %r: it is %s of this overlay, an archive, which cannot be rewritten "
+                    "in place; commit into a new archive and replace the old one with it" % (target, layer.label)
+                )
+            )
+        return position
+    return None
 
 
 def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
@@ -355,12 +422,15 @@ def commit(
     to resolve and open it, and read without it, so one large commit does not stall every
     other thread. A target that is the topmost lower is rewritten under the lock from start
     to end, and then the upper is emptied (``discard``) before the lock is let go."""
+    with lock:
+        position = _target_position(target, upper, lowers)
+        if position is not None:  # refused before the target is opened (see _target_position)
+            _check_into_lower(compute(upper, lowers), lowers, position, into_lower)
     target_fs, opened = open_target(target)
     try:
         with lock:
-            if same_fs(target_fs, upper.fs):
-                raise errors.OperationFailed(msg="cannot commit an overlay into its own upper")
-            position = next((i for i, layer in enumerate(lowers) if same_fs(layer.fs, target_fs)), None)
+            if isinstance(target, str):
+                position = _target_position(target_fs, upper, lowers)  # as opened: mem://, s3://...
             change_set = compute(upper, lowers)
             if position is not None:
                 _check_into_lower(change_set, lowers, position, into_lower)

@@ -99,6 +99,11 @@ class UpperInUse(UnsupportedLayer):
     """Another process has an overlay open over the same upper (its lock record says which)."""
 
 
+class ArchiveTooLarge(UnsupportedLayer):
+    """An archive goes past one of the limits it was opened with
+    (:class:`unionfs.formats.archives.ArchiveLimits`: members, expansion ratio)."""
+
+
 class UnsafeArchive(UnsupportedLayer):
     """A member of an archive would escape the archive's root or contradicts another member."""
 
@@ -205,6 +210,7 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     UnsupportedLayer,
     UpperInUse,
     UnsafeArchive,
+    ArchiveTooLarge,
     LayerFormatError,
     DigestMismatch,
     MountUnavailable,

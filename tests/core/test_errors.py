@@ -27,6 +27,7 @@ INSTANCES = {
     unionfs_errors.UpperInUse: lambda: unionfs_errors.UpperInUse(msg="the upper %r is in use" % BRACES),
     unionfs_errors.UnsafeArchive: lambda: unionfs_errors.UnsafeArchive(BRACES, BRACES + "/m", "has a '..' component"),
     unionfs_errors.LayerFormatError: lambda: unionfs_errors.LayerFormatError("%s is not a readable layer tar" % BRACES),
+    unionfs_errors.ArchiveTooLarge: lambda: unionfs_errors.ArchiveTooLarge(msg="archive %s has more than 5 members" % BRACES),
     unionfs_errors.DigestMismatch: lambda: unionfs_errors.DigestMismatch("%s: digest mismatch" % BRACES),
     unionfs_errors.MountUnavailable: lambda: unionfs_errors.MountUnavailable(msg="cannot mount %s: no /dev/fuse" % BRACES),
     unionfs_errors.MountError: lambda: unionfs_errors.MountError(msg="FUSE could not mount %r" % BRACES),

@@ -18,9 +18,10 @@ import attr
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
+from fs.path import abspath, isbase, normpath
 
 from ..errors import SidecarError
-from .sidecar import JOURNAL_DIR, SIDECAR_DIR, Sidecar
+from .sidecar import JOURNAL_DIR, SIDECAR_DIR, Sidecar, is_reserved, read_text
 
 OPERATIONS = ("movedir", "removetree", "discard")
 
@@ -48,7 +49,32 @@ class Intent:
             raise SidecarError(where, "journal entry without an absolute source path")
         if intent.operation == "movedir" and not (isinstance(intent.dst, str) and intent.dst.startswith("/")):
             raise SidecarError(where, "movedir journal entry without an absolute destination path")
+        refusal = intent.refusal()
+        if refusal is not None:
+            raise SidecarError(where, "journal entry the overlay would never write: %s" % refusal)
         return intent
+
+    def refusal(self) -> Optional[str]:
+        """Why the API would never have journaled this intent (``None``: it could have). An
+        entry is replayed with no caller to check it, so it is checked here, as the API checks."""
+        paths = [("source", self.src)] + ([("destination", self.dst)] if self.dst is not None else [])
+        for what, path in paths:
+            assert path is not None
+            try:
+                normal = abspath(normpath(path))
+            except ValueError:
+                return "the %s %r climbs out of the root" % (what, path)
+            if normal != path or "\0" in path:
+                return "the %s %r is not a normal absolute path" % (what, path)
+            if is_reserved(path):
+                return "the %s %r is inside the sidecar" % (what, path)
+        if self.operation in ("removetree", "discard") and self.src != "/":
+            return "%s is journaled for the root only, not %r" % (self.operation, self.src)
+        if self.operation == "movedir":
+            assert self.dst is not None
+            if self.src == "/" or self.src == self.dst or isbase(self.src, self.dst):
+                return "movedir %r into %r moves a directory into itself" % (self.src, self.dst)
+        return None
 
 
 def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
@@ -64,7 +90,7 @@ def pending(sidecar: Sidecar) -> List[Tuple[str, Intent]]:
     for name in names:
         where = "%s/%s" % (JOURNAL_DIR, name)
         try:
-            text = sidecar.fs.readtext(where)
+            text = read_text(sidecar.fs, where, "the journal entry")
         except errors.FileExpected:
             raise SidecarError(where, "a journal entry is a directory") from None
         if torn(text):

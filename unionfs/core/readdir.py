@@ -40,7 +40,7 @@ def _layer_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tu
     listed = len(index.entries) if isinstance(index, DirIndex) else len(names)
     if len(names) * 4 >= listed:
         return layer.scan(path, namespaces)
-    return {name: layer.fs.getinfo(join(path, name), namespaces) for name in names}
+    return {name: layer.entry_info(join(path, name), namespaces) for name in names}
 
 
 def scan(
@@ -62,7 +62,8 @@ def scan(
         for name in names:
             child = lookup.node(prefix + name)
             if child is not None:
-                yield node_info(child, wanted)
+                # (entry_info: a dangling link is listed by its own lstat, as below)
+                yield node_info(child, wanted) if child.metacopy else child.top.entry_info(child.top_path, wanted)
         return
     if not basic_only and page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
         # a cold details scan of a one-layer directory: that layer's scan is the answer (and
@@ -91,12 +92,11 @@ def scan(
         layer_of[id(top)] = top
     infos: Dict[str, Info] = {}
     for key, layer_names in by_layer.items():
-        try:
-            found = _layer_infos(layer_of[key], directory.path, layer_names, wanted)
-        except errors.ResourceNotFound:  # pragma: no cover - a layer changed under us
-            continue
+        # no error is swallowed here: a layer that fails to describe an entry it lists raises,
+        # rather than the entry vanishing from the listing (and from what commit writes)
+        found = _layer_infos(layer_of[key], directory.path, layer_names, wanted)
         infos.update((name, found[name]) for name in layer_names if name in found)
-    for name in names:
+    for name, top in zip(names, tops):
         info = infos.get(name)
-        if info is not None:
-            yield info
+        # a name the scandir did not return (the layer changed under us) is read on its own
+        yield info if info is not None else top.entry_info(join(directory.path, name), wanted)

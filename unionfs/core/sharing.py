@@ -28,7 +28,8 @@ from fs.base import FS
 from fs.wrapfs import WrapFS
 
 from ..errors import SidecarError, UnsupportedLayer, UpperInUse
-from .sidecar import LOCK_PATH, RESERVED_NAME, SIDECAR_DIR
+from .identity import identity
+from .sidecar import LINK_REASON, LOCK_PATH, RESERVED_NAME, SIDECAR_DIR
 
 _registry: Dict[Hashable, "SharedUpper"] = {}
 _registry_lock = threading.Lock()
@@ -61,8 +62,11 @@ class OSLock:
             pass
         except OSError as error:
             raise SidecarError(SIDECAR_DIR, "cannot make the sidecar directory (%s)" % error.strerror) from None
-        if not stat.S_ISDIR(os.lstat(sidecar_dir).st_mode):  # lstat: never lock through a link
-            raise SidecarError(SIDECAR_DIR, "it is a file or a link, not a directory")
+        mode = os.lstat(sidecar_dir).st_mode  # lstat: never lock through a link
+        if stat.S_ISLNK(mode):
+            raise SidecarError(SIDECAR_DIR, LINK_REASON)
+        if not stat.S_ISDIR(mode):
+            raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
         for _attempt in range(1000):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
@@ -157,15 +161,12 @@ class SharedUpper:
 
 
 def upper_key(upper_fs: FS) -> Hashable:
-    """What identifies an upper: its real directory if it has one, else the innermost FS
-    object under any wrappers plus the sub-directory they expose."""
-    path = "/"
-    while isinstance(upper_fs, WrapFS):
-        upper_fs, path = upper_fs.delegate_path(path)
-    try:
-        return ("dir", os.path.realpath(upper_fs.getsyspath(path)))
-    except errors.NoSysPath:
-        return ("fs", id(upper_fs), path)
+    """What identifies an upper: its storage as :func:`unionfs.core.identity.identity` sees it
+    (its real directory if it has one, else the innermost FS object under any wrappers plus
+    the sub-directory they expose)."""
+    found = identity(upper_fs)
+    assert found is not None
+    return found.key()
 
 
 def nested_uppers(lowers: Collection[FS]) -> Tuple[Hashable, ...]:

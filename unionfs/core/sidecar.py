@@ -47,6 +47,7 @@ from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
 from .durable import Syncer
+from .nofollow import is_link, link_on_path, remove_entry, syspath
 from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
@@ -115,6 +116,28 @@ _KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY)
 def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+
+
+LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
+
+
+def _refuse_links(layer_fs: FS) -> None:
+    """Refuse a sidecar whose fixed parts are links: records, staging and the journal would
+    live wherever they point, and emptying the staging area would delete the files there."""
+    if syspath(layer_fs, "/") is None:
+        return
+    for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH, METACOPY_DIR):
+        if is_link(layer_fs, where):
+            raise SidecarError(where, LINK_REASON)
+
+
+def read_text(layer_fs: FS, path: str, what: str) -> str:
+    """A sidecar file as UTF-8 text; bytes that are not UTF-8 are damage, not a crash."""
+    data = layer_fs.readbytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SidecarError(path, "%s is not UTF-8 text (%s)" % (what, error)) from None
 
 
 def _torn_format(layer_fs: FS) -> bool:
@@ -192,6 +215,9 @@ class Sidecar:
 
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION, sync: Optional[Syncer] = None) -> None:
         self.fs = layer_fs
+        #: only a layer with system paths can hold links; record directories checked not to be one
+        self._may_link = syspath(layer_fs, "/") is not None
+        self._real: Set[str] = set()
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
@@ -207,6 +233,7 @@ class Sidecar:
         """The layer's sidecar; ``None`` for a plain layer, created first if ``create``. The
         upper's (``create``) syncs what it writes unless ``volatile``."""
         sync = Syncer(layer_fs, volatile=volatile or not create)
+        _refuse_links(layer_fs)
         if layer_fs.exists(SIDECAR_DIR):
             if not layer_fs.isdir(SIDECAR_DIR):
                 raise SidecarError(SIDECAR_DIR, "it is a file, not a directory")
@@ -282,7 +309,7 @@ class Sidecar:
     @staticmethod
     def _check_format(layer_fs: FS) -> int:
         try:
-            text = layer_fs.readtext(FORMAT_PATH)
+            text = read_text(layer_fs, FORMAT_PATH, "FORMAT")
         except errors.ResourceNotFound:
             raise SidecarError(FORMAT_PATH, "the FORMAT file is missing") from None
         except errors.FileExpected:
@@ -328,6 +355,14 @@ class Sidecar:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _no_link(self, where: str) -> None:
+        """Refuse a record directory reached through a link: its records would be read from, and
+        written to, wherever the link points."""
+        if self._may_link:
+            link = link_on_path(self.fs, where, self._real)
+            if link is not None:
+                raise SidecarError(link, LINK_REASON)
+
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
         try:
@@ -336,6 +371,7 @@ class Sidecar:
             return frozenset()
         except errors.DirectoryExpected:
             raise SidecarError(where, "a record directory is a file") from None
+        self._no_link(where)  # only what exists can be a link: checked once it was found
         for name, is_dir in records.items():
             if is_dir:
                 raise SidecarError(where + "/" + name, "a record is a directory")
@@ -374,11 +410,13 @@ class Sidecar:
         where = record_dir(dir_path)
         try:
             listing = self._list(where)
+            self._no_link(where)  # found: it must not have been reached through a link
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
         for kind in _KINDS:
             if kind in listing and not listing[kind]:
-                raise SidecarError(where + "/" + kind, "a record directory is a file")
+                linked = self._may_link and is_link(self.fs, where + "/" + kind)
+                raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
         kinds = frozenset(kind for kind in _KINDS if kind in listing)
         self._kinds.put(dir_path, kinds)
         return kinds
@@ -390,6 +428,7 @@ class Sidecar:
     def forget(self) -> None:
         """Forget what is remembered of the record directories (the layer changed behind us)."""
         self._kinds.clear()
+        self._real.clear()
 
     def has_record(self, path: str, kind: str) -> bool:
         """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
@@ -477,6 +516,7 @@ class Sidecar:
         written whole in the staging area and renamed into place, so never seen half-written."""
         self.require(REDIRECT)
         record = self._record_path(path, REDIRECT)
+        self._no_link(dirname(record))
         staged = self.staging_path()
         self.fs.writebytes(staged, target.encode("utf-8"))
         self.sync.path(staged)  # whole on the disk before it is a record
@@ -522,8 +562,10 @@ class Sidecar:
         source = record_dir(src)
         if not self.fs.isdir(source):
             return
+        self._no_link(source)
         target = record_dir(dst)
         self.fs.makedirs(dirname(target), recreate=True)
+        self._no_link(dirname(target))
         staged = self.staging_path()
         copy_dir(self.fs, source, self.fs, staged)
         self._sync_tree(staged)  # the copies whole on the disk before the rename shows them
@@ -551,6 +593,7 @@ class Sidecar:
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
         record = self._record_path(path, kind)
+        self._no_link(dirname(record))
         try:  # one call when the record directory exists, as it does for all but the first
             self._create_empty(record)
         except errors.ResourceNotFound:
@@ -587,25 +630,31 @@ class Sidecar:
 
     def drop_kind(self, dir_path: str, kind: str) -> None:
         """Forget every record of ``kind`` of the entries of the directory ``dir_path``."""
+        self.forget_checked()
         self._kinds.discard(dir_path)
         try:
-            self.fs.removetree(record_dir(dir_path) + "/" + kind)
+            remove_entry(self.fs, record_dir(dir_path) + "/" + kind)
         except errors.ResourceNotFound:
             return
         self.sync.dir(record_dir(dir_path))
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""
+        self.forget_checked()
         self._kinds.discard(path)
         self._kinds.forget_below(path)
         where = record_dir(path)
         try:
-            self.fs.removetree(where)
+            remove_entry(self.fs, where)
         except errors.ResourceNotFound:
             return
         if path == "/":
             self.fs.makedir(TREE_DIR, recreate=True)
         self.sync.dir(dirname(where))
+
+    def forget_checked(self) -> None:
+        """Forget which record directories were checked (after they were removed or replaced)."""
+        self._real.clear()
 
     def staging_path(self) -> str:
         """A fresh name in the staging area (made when the sidecar was opened for writing),

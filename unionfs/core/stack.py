@@ -26,6 +26,8 @@ from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
 from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
+from .identity import identity, overlaps, relation
+from .nofollow import lstat_info
 from .sidecar import OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
 from .treecache import TreeCache
 
@@ -96,6 +98,8 @@ class Layer:
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
         self.probes = self.PROBES
+        #: what the caller passed for this layer, kept alive with it
+        self.source: object = None
         #: after this many cold names asked of one directory, the directory is indexed instead
         #: (``None``: never). Local filesystems answer a name with one cheap call; on a network
         #: filesystem (``getmeta()["network"]``) a listing answers many names per request
@@ -209,6 +213,17 @@ class Layer:
             return Info(raw)
         return self.fs.getinfo(path, namespaces)
 
+    def entry_info(self, path: str, namespaces: Collection[str]) -> Info:
+        """The info of an entry this layer lists: the layer's own, or where that fails because
+        the entry is a link to nothing, the link itself (``lstat``); never silently nothing."""
+        try:
+            return self.getinfo(path, namespaces)
+        except errors.ResourceNotFound:
+            info = lstat_info(self.fs, path, namespaces)
+            if info is None:
+                raise
+            return info
+
     def lstat(self, path: str) -> Optional[os.stat_result]:
         """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
         what a FUSE mount answers getattr with, without building an ``Info``."""
@@ -242,7 +257,15 @@ class Layer:
     def scan(self, path: str, namespaces: Tuple[str, ...]) -> Dict[str, Info]:
         """Infos of every entry of directory ``path`` with ``namespaces``, in one scandir; the
         directory's index is made from the same scan if it was not cached."""
-        infos = {info.name: info for info in self.fs.scandir(path, namespaces)}
+        try:
+            infos = {info.name: info for info in self.fs.scandir(path, namespaces)}
+        except errors.ResourceNotFound:
+            # one entry could not be described (OSFS stats each, and a dangling link has
+            # nothing to stat): that is no reason for the others to vanish, so read each name
+            entries = list_dir(self.fs, self._sys_root, path)
+            if entries is None:
+                raise
+            infos = {name: self.entry_info(join(path, name), namespaces) for name in entries}
         if path == "/":
             infos.pop(RESERVED_NAME, None)
         if self.PROBES and self._dirs.peek(path, _MISSING) is _MISSING:
@@ -427,8 +450,7 @@ def open_layers(
                 msg="the upper %s cannot rename, so copy-up could leave half-made files visible: keep "
                 "the upper on a local filesystem and publish it with OverlayFS.export_upper" % (upper_fs,)
             )
-        if any((item.fs if isinstance(item, Layer) else item) is upper_fs for item in opened):
-            raise UnsupportedLayer(msg="the upper %r cannot also be a lower" % (upper_fs,))
+        _refuse_overlaps(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
         if lock_upper is not None:
             lock_upper(upper_fs, [item.fs if isinstance(item, Layer) else item for item in opened])
         layers.append(Layer(upper_fs, "upper", True, Sidecar.open(upper_fs, create=True, volatile=volatile)))
@@ -439,7 +461,25 @@ def open_layers(
             layers.append(item)
         else:
             layers.append(Layer(item, "lower %d" % position, False, Sidecar.open(item, create=False)))
+    # the caller's objects live as long as the layers: one may own what its layer reads
+    # (a ZipFS closes its archive when collected, and the layer reads that archive)
+    for layer, source in zip(layers[1:] if upper_fs is not None else layers, lowers):
+        layer.source = source
     return layers
+
+
+def _refuse_overlaps(upper_fs: FS, lower_fss: Sequence[FS]) -> None:
+    """Refuse an upper that is, contains or lies inside a lower, however either is spelled
+    (the kernel refuses overlapping layers: writes to the upper would change a lower)."""
+    upper_id = identity(upper_fs)
+    assert upper_id is not None
+    for position, lower_fs in enumerate(lower_fss):
+        lower_id = identity(lower_fs)
+        if lower_id is not None and overlaps(upper_id, lower_id):
+            raise UnsupportedLayer(
+                msg="overlapping layers: the upper (%s) %s lower %d (%s); an upper must not be, contain or "
+                "lie inside a lower" % (upper_id.describe(), relation(upper_id, lower_id), position, lower_id.describe())
+            )
 
 
 def all_names(indexes: Iterable[Tuple[Layer, str, DirIndex]]) -> Dict[str, None]:

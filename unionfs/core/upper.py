@@ -28,6 +28,7 @@ from .file import FollowingReaders, UpperFile
 from .stack import FILE, DirIndex, Layer
 from . import journal
 from .lookup import Lookup
+from .nofollow import remove_entry
 from .sidecar import METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
 
 
@@ -132,10 +133,11 @@ class Upper:
                 if source is not None:
                     copy_stream(source, out, chunk_size)
         except BaseException:
-            # a source that fails mid-stream (a network read, a damaged archive member) leaves
-            # no staging file behind: only a crash does, and opening the upper clears those
-            if self.fs.exists(staged):
+            # a source that fails mid-stream (a network read, a damaged archive member) leaves no partial copy behind
+            try:
                 self.fs.remove(staged)
+            except errors.FSError:
+                pass  # the next open empties the staging area anyway
             raise
         return staged
 
@@ -222,7 +224,7 @@ class Upper:
         self.sync.dir(dirname(path))
         self._entry_changed(path, None, subtree=True)
         try:
-            self.fs.removetree(trash)
+            remove_entry(self.fs, trash)  # a link moved here is removed itself, never its target
         except errors.FSError:
             pass
 
@@ -329,6 +331,7 @@ class Upper:
         self.layer.reset()
         self.lookup.forget("/", subtree=True)
         self.sidecar.reread_version()
+        self.sidecar.forget_checked()
 
     def drop_hidden_records(self, path: str) -> None:
         """After ``path`` became opaque: forget the records nothing below can show through any
@@ -370,10 +373,7 @@ class Upper:
     def delete(self, path: str, is_dir: bool) -> None:
         """Delete ``path`` of the upper FS outright (sidecar leftovers, or what ``empty`` and
         fsck clear, which then forget every cached answer); a file or a whole tree."""
-        if is_dir:
-            self.fs.removetree(path)
-        else:
-            self.fs.remove(path)
+        remove_entry(self.fs, path)  # never through a link: a link goes itself, not its target
 
     def begin(self, intent: journal.Intent) -> str:
         """Record ``intent`` in the journal before its first step; returns the entry."""

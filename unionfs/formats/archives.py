@@ -23,16 +23,19 @@ and :class:`ArchiveFS`).
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from datetime import datetime
 from typing import IO, Any, BinaryIO, Callable, Collection, Dict, List, Optional, Tuple, Union, cast
 
 import attr
 
 from .. import _fsimport  # noqa: F401
+from fs import errors
 from fs.base import FS
 from fs.info import Info
 from fs.opener.parse import parse_fs_url
@@ -40,7 +43,7 @@ from fs.path import basename, dirname
 from fs.permissions import Permissions
 from fs.time import datetime_to_epoch
 
-from ..errors import LOW_LEVEL_ERRORS, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
+from ..errors import LOW_LEVEL_ERRORS, ArchiveTooLarge, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
 from ..io import LockedReader, WindowReader
 from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, link_target_path, member_info, normalise, tar_access
 from .oci.blobs import GZIP_MAGIC, GzipStream
@@ -96,6 +99,71 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return name
 
 
+#: what reading a damaged member raises inside the standard library
+_DAMAGE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+class _MemberFile(LockedReader):
+    """A read-only stream of one member; every read and seek holds the archive's lock,
+    because all members share the archive's one file position. Damage found while reading
+    (a bad CRC, a truncated stream) is a :class:`LayerFormatError` naming archive and member."""
+
+    def __init__(self, inner: IO[bytes], lock: Any, name: str, archive: str = "") -> None:
+        super().__init__(inner, name, lock)
+        self._archive = archive
+
+    def _damaged(self, error: BaseException) -> LayerFormatError:
+        return LayerFormatError("damaged archive %s: member %r cannot be read (%s)" % (self._archive, self.name, error))
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        try:
+            return super().read(size)
+        except _DAMAGE as error:
+            raise self._damaged(error) from None
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return super().readinto(buffer)
+        except _DAMAGE as error:
+            raise self._damaged(error) from None
+
+
+@attr.s(frozen=True, slots=True)
+class ArchiveLimits:
+    """How much an archive may make unionfs do when it is opened; past a limit opening raises
+    :class:`ArchiveTooLarge` (the defaults are :data:`DEFAULT_LIMITS`; pass ``limits=`` to
+    :func:`open_archive`, or set :data:`DEFAULT_LIMITS`, ``--max-members``/``--max-ratio``
+    on the command line). ``None`` turns a limit off.
+
+    - ``max_members``: members indexed (each costs about 2 KiB of memory).
+    - ``max_ratio``: expanded size over stored size of a compressed archive (a gzip "bomb"
+      of 4 MB expanding to 4 GiB has 1,000; ordinary layers stay well under 20). Checked
+      from each member header before its data is decompressed, so a bomb costs nothing.
+    """
+
+    max_members: Optional[int] = attr.ib(default=500_000)
+    max_ratio: Optional[float] = attr.ib(default=200.0)
+
+
+#: the limits :func:`open_archive` applies when given none
+DEFAULT_LIMITS = ArchiveLimits()
+#: expansion allowed whatever the ratio: small archives of zeros are no threat
+_RATIO_SLACK = 16 * 1024 * 1024
+
+
+def _check_limits(label: str, limits: ArchiveLimits, count: int, expanded: int, stored: Optional[int]) -> None:
+    if limits.max_members is not None and count > limits.max_members:
+        raise ArchiveTooLarge(
+            msg="archive %s has more than %d members (limit max_members, --max-members on the command line: raise it to open the archive)"
+            % (label, limits.max_members)
+        )
+    if limits.max_ratio is not None and stored is not None and expanded > limits.max_ratio * stored + _RATIO_SLACK:
+        raise ArchiveTooLarge(
+            msg="archive %s expands to more than %g times its stored size of %d bytes (limit max_ratio, --max-ratio on the command line: "
+            "a compression bomb, or raise the limit to open it)" % (label, limits.max_ratio, stored)
+        )
+
+
 _Raw = Tuple[str, str, Dict[str, Any]]  # (raw name, kind, attributes)
 
 
@@ -123,9 +191,15 @@ class ArchiveFS(ArchiveIndexFS):
         unsafe: str,
         closer: Optional[Callable[[], None]],
         stream: Optional[GzipStream] = None,
+        source_path: Optional[str] = None,
+        keep: Any = None,
     ) -> None:
         super().__init__()
         self._stream = stream
+        #: the archive file on disk, if known: how :func:`unionfs.core.identity.identity` knows it
+        self.source_path = source_path
+        #: an object whose open archive this one reads (a caller's ZipFS closes it when collected)
+        self._keep = keep
         if unsafe not in UNSAFE_POLICIES:
             raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
         self.label = label
@@ -193,13 +267,22 @@ class ArchiveFS(ArchiveIndexFS):
                 self._reject(entry[0], "is a %s but other members are inside it" % entry[1], unsafe=True)
 
     def _ensure_dir(self, path: str) -> None:
-        """Make the implied directory ``path`` (and its parents) exist."""
-        if path not in self._members:
-            self._add(_Member(path, True))
+        """Make the implied directory ``path`` (and its parents) exist: a loop up to the first
+        ancestor that exists, so a member thousands of levels deep costs no recursion."""
+        missing = []
+        while path not in self._members:
+            missing.append(path)
+            path = dirname(path)
+        for directory in reversed(missing):
+            self._link(_Member(directory, True))
 
     def _add(self, member: _Member) -> None:
+        self._ensure_dir(dirname(member.path))
+        self._link(member)
+
+    def _link(self, member: _Member) -> None:
+        """Enter ``member`` into the index; its parent directory exists."""
         parent = dirname(member.path)
-        self._ensure_dir(parent)
         self._members[member.path] = member
         self._children[parent][basename(member.path)] = None
         if member.is_dir:
@@ -252,7 +335,7 @@ class ArchiveFS(ArchiveIndexFS):
         with self._lock:
             inner = entry.opener()
         # members share the archive's one file position: every read and seek holds its lock
-        return buffered(LockedReader(inner, path, self._lock), buffering)
+        return buffered(_MemberFile(inner, self._lock, path, self.label), buffering)
 
     def read_order(self, path: str) -> int:
         """Where ``path``'s data lies in the archive: read in this order, the archive is read
@@ -275,9 +358,57 @@ class ArchiveFS(ArchiveIndexFS):
 
 # -- reading the member tables -------------------------------------------------------------------
 
-def _tar_members(archive: tarfile.TarFile) -> List[_Raw]:
+def _read_tar_headers(
+    archive: tarfile.TarFile, label: str, limits: ArchiveLimits, stored: Optional[int]
+) -> List[tarfile.TarInfo]:
+    """Every member header, refusing what ``tarfile`` would pass over in silence: it stops at
+    the first damaged header after the first member as if the archive ended there. Limits are
+    checked from each header, before the member's data is skipped (decompressed)."""
+    infos: List[tarfile.TarInfo] = []
+    loaded = getattr(archive, "_loaded", False)  # an fs.tarfs reader may have read them all
+    for info in iter(lambda: _next_header(archive, label, infos), None) if not loaded else archive.getmembers():
+        infos.append(info)
+        _check_limits(label, limits, len(infos), info.offset_data + info.size, stored)
+        if info.issparse():
+            raise LayerFormatError(
+                "archive %s: member %r is a sparse file, which unionfs does not support" % (label, info.name)
+            )
+    _check_tar_end(archive, label, infos)
+    return infos
+
+
+def _next_header(archive: tarfile.TarFile, label: str, infos: List[tarfile.TarInfo]) -> Optional[tarfile.TarInfo]:
+    try:
+        return archive.next()
+    except (tarfile.ReadError, EOFError, OSError, zlib.error, lzma.LZMAError) as error:
+        after = " after member %r" % infos[-1].name if infos else ""
+        raise LayerFormatError("archive %s is damaged or truncated%s: %s" % (label, after, error)) from None
+
+
+def _check_tar_end(archive: tarfile.TarFile, label: str, infos: List[tarfile.TarInfo]) -> None:
+    """Where ``tarfile`` stopped must be the archive's end: nothing, or the zero end blocks."""
+    stream = archive.fileobj
+    assert stream is not None
+    stream.seek(archive.offset)
+    reached = stream.tell()
+    block = stream.read(tarfile.BLOCKSIZE)
+    last = infos[-1].name if infos else None
+    if reached < archive.offset or (not block and infos and infos[-1].offset_data + infos[-1].size > reached):
+        raise LayerFormatError("archive %s is truncated: member %r ends past the end of the archive" % (label, last))
+    if block and block != tarfile.NUL * len(block):
+        raise LayerFormatError(
+            "archive %s is damaged: the header at offset %d (after member %r) is not a valid tar header"
+            % (label, archive.offset, last)
+        )
+    if block and len(block) < tarfile.BLOCKSIZE:
+        raise LayerFormatError("archive %s is truncated at offset %d (after member %r)" % (label, archive.offset, last))
+
+
+def _tar_members(
+    archive: tarfile.TarFile, label: str = "", limits: Optional[ArchiveLimits] = None, stored: Optional[int] = None
+) -> List[_Raw]:
     found: List[_Raw] = []
-    for info in archive.getmembers():
+    for info in _read_tar_headers(archive, label, limits or DEFAULT_LIMITS, stored):
         kind = TAR_KINDS.get(info.type, "member of unknown type")
         fields: Dict[str, Any] = {"modified": float(info.mtime), "access": tar_access(info)}
         if kind == "file":
@@ -299,9 +430,13 @@ def _tar_opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[],
     return open_member
 
 
-def _zip_members(archive: zipfile.ZipFile) -> List[_Raw]:
+def _zip_members(
+    archive: zipfile.ZipFile, label: str = "", limits: Optional[ArchiveLimits] = None, stored: Optional[int] = None
+) -> List[_Raw]:
     found: List[_Raw] = []
-    for info in archive.infolist():
+    infos = archive.infolist()
+    _check_limits(label, limits or DEFAULT_LIMITS, len(infos), sum(info.file_size for info in infos), stored)
+    for info in infos:
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
         is_dir = info.is_dir() or stat.S_ISDIR(mode)
         if info.flag_bits & 0x1:
@@ -341,13 +476,16 @@ def open_archive(
     source: Union[str, BinaryIO],
     within: Optional[FS] = None,
     unsafe: str = "error",
+    limits: Optional[ArchiveLimits] = None,
 ) -> ArchiveFS:
     """Open a tar (plain, gz, bz2, xz) or zip archive as a read-only :class:`ArchiveFS`.
 
     ``source`` is an OS path, a path inside the FS ``within``, or an open seekable binary
     file (which the caller keeps owning). Compression is detected from the content.
-    Raises :class:`UnsupportedLayer` if it is not a readable archive and
-    :class:`UnsafeArchive` for hostile members (unless ``unsafe="skip"``).
+    Raises :class:`UnsupportedLayer` if it is not a readable archive, :class:`LayerFormatError`
+    if it is damaged (a bad header, truncated, sparse members), :class:`ArchiveTooLarge` past
+    ``limits`` (:data:`DEFAULT_LIMITS` if not given) and :class:`UnsafeArchive` for hostile
+    members (unless ``unsafe="skip"``).
     """
     label = source if isinstance(source, str) else getattr(source, "name", repr(source))
     label = str(label) if within is None else "%s in %r" % (label, within)
@@ -368,15 +506,38 @@ def open_archive(
             handle = source
         if not handle.seekable():
             raise UnsupportedLayer(msg="cannot use archive %s: it is not seekable" % label)
-        return _open_handle(handle, label, unsafe, owned)
+        return _open_handle(handle, label, unsafe, owned, _source_path(source, within), limits or DEFAULT_LIMITS)
 
 
-def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[bytes]]) -> ArchiveFS:
+def _source_path(source: Union[str, BinaryIO], within: Optional[FS]) -> Optional[str]:
+    """The archive's path on disk, if it has one."""
+    if not isinstance(source, str):
+        name = getattr(source, "name", None)
+        return name if isinstance(name, str) and os.path.isfile(name) else None
+    if within is None:
+        return source
+    try:
+        return within.getsyspath(source)
+    except errors.NoSysPath:
+        return None
+
+
+def _open_handle(
+    handle: IO[bytes],
+    label: str,
+    unsafe: str,
+    owned: Optional[IO[bytes]],
+    source_path: Optional[str],
+    limits: ArchiveLimits,
+) -> ArchiveFS:
     start = handle.tell()
+    stored = handle.seek(0, io.SEEK_END) - start
+    handle.seek(start)
     if zipfile.is_zipfile(handle):
         handle.seek(start)
         zip_archive = zipfile.ZipFile(handle, "r")
-        return ArchiveFS(label, _zip_members(zip_archive), unsafe, _closer(zip_archive, owned))
+        members = _zip_members(zip_archive, label, limits, stored)
+        return ArchiveFS(label, members, unsafe, _closer(zip_archive, owned), source_path=source_path)
     handle.seek(start)
     stream: Optional[GzipStream] = None
     fileobj: IO[bytes] = handle
@@ -397,10 +558,11 @@ def _open_handle(handle: IO[bytes], label: str, unsafe: str, owned: Optional[IO[
         raise UnsupportedLayer(msg="cannot open archive %s: not a tar or zip archive" % label) from None
     except LayerFormatError as error:
         raise UnsupportedLayer(msg="cannot open archive %s: %s" % (label, error)) from None
-    members = _tar_members(tar_archive)
+    compressed = tar_archive.fileobj is not handle  # a gzip/bz2/xz reader over it
+    members = _tar_members(tar_archive, label, limits, stored if compressed else None)
     if stream is not None:
         stream.rewind()  # the index pass read to the end; reads in archive order go on from here
-    return ArchiveFS(label, members, unsafe, _closer(tar_archive, owned), stream)
+    return ArchiveFS(label, members, unsafe, _closer(tar_archive, owned), stream, source_path=source_path)
 
 
 def _closer(archive: Union[tarfile.TarFile, zipfile.ZipFile, None], owned: Optional[IO[bytes]]) -> Callable[[], None]:
@@ -421,10 +583,13 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
 
     inner = getattr(layer_fs, "_wrap_fs", layer_fs)
     label = str(getattr(inner, "_file", repr(inner)))
+    source = getattr(inner, "_file", None)
+    source_path = source if isinstance(source, str) else _source_path(source, None) if source is not None else None
+    # ``keep``: the reader closes its archive when collected, and the overlay reads that archive
     if isinstance(inner, ReadTarFS):
-        return ArchiveFS(label, _tar_members(inner._tar), unsafe, None)
+        return ArchiveFS(label, _tar_members(inner._tar, label), unsafe, None, source_path=source_path, keep=layer_fs)
     if isinstance(inner, ReadZipFS):
-        return ArchiveFS(label, _zip_members(inner._zip), unsafe, None)
+        return ArchiveFS(label, _zip_members(inner._zip, label), unsafe, None, source_path=source_path, keep=layer_fs)
     return None
 
 

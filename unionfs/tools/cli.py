@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Callable, Dict, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
 import attr
 
@@ -33,6 +33,7 @@ from fs.opener.errors import OpenerError
 
 from ..errors import message_of
 from ..overlay import OverlayFS
+from ..formats import archives
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
@@ -84,6 +85,12 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
     group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    limits = archives.DEFAULT_LIMITS
+    group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
+                       help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
+    group.add_argument("--max-ratio", type=_limit(float), default=limits.max_ratio, metavar="R",
+                       help="refuse a compressed lower that expands to more than R times its size "
+                       "(default %s; 0: no limit)" % limits.max_ratio)
     group.add_argument("--volatile", action="store_true",
                        help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
     group.add_argument("--no-redirect-dir", dest="redirect_dir", action="store_false",
@@ -92,8 +99,25 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="setinfo and move of a lower file copy its data up (the kernel's default)")
 
 
+def _limit(kind: type) -> Callable[[str], Any]:
+    """An argparse type: a positive number, or 0 for no limit (``None``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a number: %r" % text) from None
+        if value < 0:
+            raise argparse.ArgumentTypeError("must be 0 (no limit) or more, not %r" % text)
+        return value or None
+
+    return parse
+
+
 def open_overlay(args: argparse.Namespace) -> OverlayFS:
     """The overlay named by :func:`overlay_arguments`' options."""
+    # archives opened for this command (lowers given as paths or URLs) use the limits asked for
+    archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
     if args.url:
         if args.lower or args.upper:
             raise UsageError("give either --url or -l/-u, not both")

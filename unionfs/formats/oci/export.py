@@ -35,7 +35,7 @@ from ...core.stack import Layer, Stack
 from ...core.walk import preorder
 from ...core.lookup import Lookup, Node
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
-from .image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, host_architecture, ref_names
+from .image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, expect, host_architecture, ref_names
 
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = MEDIA_LAYER + "+gzip"
@@ -210,12 +210,19 @@ def _base_image(store: BlobStore, base_ref: Optional[str]) -> Tuple[Dict[str, An
         arch = host_architecture()
         manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "layers": []}
         return manifest, {"architecture": arch, "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
-    top = store.json("index.json")
-    manifests = [m for m in top.get("manifests") or [] if isinstance(m, dict)]
+    manifests = _index_manifests(store)
     descriptor = choose(manifests, [ref_names(m) for m in manifests], base_ref, None, store.root)
     manifest_blob, manifest = store.descriptor_json(descriptor, store.root)
-    _, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
-    return manifest, config
+    manifest = expect(manifest, dict, manifest_blob.label, "the manifest")
+    config_blob, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
+    return manifest, expect(config, dict, config_blob.label, "the config")
+
+
+def _index_manifests(store: BlobStore) -> List[Dict[str, Any]]:
+    """The manifest descriptors of the layout's index.json, refusing ill-typed JSON."""
+    where = "%s index.json" % store.root
+    top = expect(store.json("index.json"), dict, where, "the index")
+    return [m for m in expect(top.get("manifests") or [], list, where, "manifests") if isinstance(m, dict)]
 
 
 def _check_layout(root: str) -> None:
@@ -250,7 +257,7 @@ def add_to_layout(
     manifest.setdefault("mediaType", MEDIA_MANIFEST)
     manifest_descriptor = dict(_put_blob(root, _dump(manifest)), mediaType=MEDIA_MANIFEST, annotations={REF_ANNOTATION: ref})
     index = store.json("index.json")
-    others = [m for m in index.get("manifests") or [] if (m.get("annotations") or {}).get(REF_ANNOTATION) != ref]
+    others = [m for m in _index_manifests(store) if (m.get("annotations") or {}).get(REF_ANNOTATION) != ref]
     index = dict(index, manifests=others + [manifest_descriptor])
     index.setdefault("schemaVersion", 2)
     _install(os.path.join(root, "index.json"), _dump(index))

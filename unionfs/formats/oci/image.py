@@ -21,7 +21,7 @@ from ... import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 
 from ...errors import LayerFormatError, convert_errors
 from ..archive_index import plain_tar_files
-from .blobs import Blob, compression_of, file_opener, peek, read_verified, window_opener
+from .blobs import Blob, algorithm_of, compression_of, file_opener, peek, read_verified, window_opener
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -56,6 +56,7 @@ class BlobStore:
         return name in self._members
 
     def blob(self, name: str, digest: Optional[str] = None, size: Optional[int] = None) -> Blob:
+        _check_name(name, self.root)
         label = "%s/%s" % (self.root.rstrip("/"), name) if self._members is None else "%s!%s" % (self.root, name)
         if self._members is None:
             path = os.path.join(self.root, name)
@@ -80,9 +81,32 @@ class BlobStore:
         digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
         if not isinstance(digest, str) or ":" not in digest:
             raise LayerFormatError("%s: descriptor without a valid digest: %r" % (context, descriptor))
+        algorithm_of(digest, context)  # always, verified or not: the digest becomes a path
         algorithm, _, hex_part = digest.partition(":")
         size = descriptor.get("size")
         return self.blob("blobs/%s/%s" % (algorithm, hex_part), digest, size if isinstance(size, int) else None)
+
+
+def _check_name(name: Any, root: str) -> None:
+    """A blob name from an image's own metadata must stay inside the image: relative, without
+    ``..`` (a ``docker save`` manifest naming ``../outside/evil.tar`` reads nothing outside)."""
+    if not isinstance(name, str) or not name:
+        raise LayerFormatError("%s: a blob name must be a non-empty string, not %r" % (root, name))
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "\0" in name:
+        raise LayerFormatError("%s: blob name %r points outside the image" % (root, name))
+
+
+def expect(value: Any, kind: type, where: str, what: str) -> Any:
+    """``value`` if it is a ``kind``, else a :class:`LayerFormatError` saying what was wrong."""
+    if not isinstance(value, kind):
+        raise LayerFormatError(
+            "%s: %s must be a JSON %s, not %s" % (where, what, _JSON_NAMES.get(kind, kind.__name__), type(value).__name__)
+        )
+    return value
+
+
+_JSON_NAMES: Dict[type, str] = {dict: "object", list: "array", str: "string"}
 
 
 def parse_json(blob: Blob) -> Any:
@@ -143,8 +167,9 @@ def _platform_manifest(store: BlobStore, descriptor: Dict[str, Any], where: str)
     for _ in range(8):
         if descriptor.get("mediaType") not in INDEX_TYPES:
             return descriptor
-        _, nested = store.descriptor_json(descriptor, where)
-        manifests = [m for m in nested.get("manifests") or [] if isinstance(m, dict)]
+        nested_blob, nested = store.descriptor_json(descriptor, where)
+        nested = expect(nested, dict, nested_blob.label, "a nested index")
+        manifests = [m for m in expect(nested.get("manifests") or [], list, nested_blob.label, "manifests") if isinstance(m, dict)]
         arch = host_architecture()
         fitting = [m for m in manifests if (m.get("platform") or {}).get("os", "linux") == "linux" and (m.get("platform") or {}).get("architecture", arch) == arch]
         if not fitting:
@@ -156,18 +181,25 @@ def _platform_manifest(store: BlobStore, descriptor: Dict[str, Any], where: str)
 def layout_layers(store: BlobStore, ref: Optional[str], index: Optional[int]) -> ImageLayers:
     """The chosen image of an OCI image layout (a directory or a tarred one)."""
     where = store.root
-    top = store.json("index.json")
-    manifests = [m for m in (top.get("manifests") or []) if isinstance(m, dict)]
+    index_label = "%s index.json" % where
+    top = expect(store.json("index.json"), dict, index_label, "the index")
+    manifests = [m for m in expect(top.get("manifests") or [], list, index_label, "manifests") if isinstance(m, dict)]
     descriptor = _platform_manifest(store, choose(manifests, [ref_names(m) for m in manifests], ref, index, where), where)
     manifest_blob, manifest = store.descriptor_json(descriptor, where)
-    _, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
-    layers = tuple(store.by_digest(layer, manifest_blob.label) for layer in manifest.get("layers") or [])
+    manifest = expect(manifest, dict, manifest_blob.label, "the manifest")
+    config_blob, config = store.descriptor_json(manifest.get("config") or {}, manifest_blob.label)
+    expect(config, dict, config_blob.label, "the config")
+    layers = tuple(
+        store.by_digest(layer, manifest_blob.label)
+        for layer in expect(manifest.get("layers") or [], list, manifest_blob.label, "layers")
+    )
     diff_ids = _diff_ids(config, len(layers), manifest_blob.label)
     return ImageLayers(layers, diff_ids)
 
 
 def _diff_ids(config: Dict[str, Any], count: int, label: str) -> Tuple[Optional[str], ...]:
-    diff_ids = ((config.get("rootfs") or {}).get("diff_ids")) or []
+    rootfs = expect(expect(config, dict, label, "the config").get("rootfs") or {}, dict, label, "rootfs")
+    diff_ids = expect(rootfs.get("diff_ids") or [], list, label, "rootfs.diff_ids")
     if len(diff_ids) != count:
         raise LayerFormatError("%s: the config lists %d diff_ids for %d layers" % (label, len(diff_ids), count))
     return tuple(diff_ids)
@@ -176,10 +208,11 @@ def _diff_ids(config: Dict[str, Any], count: int, label: str) -> Tuple[Optional[
 def docker_layers(store: BlobStore, ref: Optional[str], index: Optional[int]) -> ImageLayers:
     """The chosen image of a (pre-OCI) ``docker save`` archive, from its ``manifest.json``."""
     where = store.root
-    entries = [e for e in store.json("manifest.json") if isinstance(e, dict)]
+    label = "%s manifest.json" % where
+    entries = [e for e in expect(store.json("manifest.json"), list, label, "manifest.json") if isinstance(e, dict)]
     entry = choose(entries, [list(e.get("RepoTags") or []) for e in entries], ref, index, where)
-    config = store.json(entry["Config"])
-    layers = tuple(store.blob(name) for name in entry.get("Layers") or [])
+    config = store.json(expect(entry.get("Config"), str, label, "Config"))
+    layers = tuple(store.blob(name) for name in expect(entry.get("Layers") or [], list, label, "Layers"))
     return ImageLayers(layers, _diff_ids(config, len(layers), store.blob(entry["Config"]).label))
 
 

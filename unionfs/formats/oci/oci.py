@@ -188,11 +188,13 @@ class _IndexBuilder:
             else:
                 self.whiteouts.setdefault(parent, set()).add(name[len(WHITEOUT_PREFIX):])
             return
+        if member.type == tarfile.GNUTYPE_SPARSE or member.issparse():
+            # PAX sparse members are regular files to ``member.type``: refuse them by their map,
+            # or a 10 KiB tar would declare (and a copy-up write) a member of any size
+            raise LayerFormatError("%s: sparse member %r is not supported" % (self.label, member.name))
         kind_name = archive_index.TAR_KINDS.get(member.type)
         kind = archive_index.RESOURCE_TYPES[kind_name] if kind_name is not None else None
         if kind is None:
-            if member.type in (tarfile.GNUTYPE_SPARSE,) or member.issparse():
-                raise LayerFormatError("%s: sparse member %r is not supported" % (self.label, member.name))
             kind = ResourceType.file  # unknown types read as regular files, as tar does
         entry = TarEntry(
             name=name,
