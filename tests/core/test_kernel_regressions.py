@@ -168,3 +168,19 @@ def test_make_opaque_keeps_a_metadata_only_file_below_readable(pair: Callable[..
     both.run("settimes", "/b/a/a", 0, 0)
     both.run("make_opaque", "/b")
     assert both.overlay.readbytes("/b/a/a") == b"\0"
+
+
+def test_a_metadata_only_copy_of_a_metadata_only_file_below_an_opaque_directory(pair: Callable[..., Pair], guard_lower: Callable) -> None:
+    """A lower's metadata-only file below a directory that lower made opaque, copied up for
+    its metadata again: walking its absolute path, the kernel's ``ovl_lookup_single`` sets
+    ``d->stop`` at the opaque directory but resets it to ``!metacopy`` at the file, whose own
+    redirect then leads on to the data. Stopping there left the copy with no data
+    (OperationFailed where the kernel's utimes succeeded)."""
+    both = pair({"/b": Entry(DIR), "/b/a": Entry(DIR)}, renames=True)
+    both.run("appendbytes", "/b/a/a", b"xyz")
+    both.stack(guard_lower)
+    both.run("settimes", "/b/a/a", 1, 999999998)
+    both.run("make_opaque", "/b")
+    both.stack(guard_lower)
+    both.run("settimes", "/b/a/a", 193, 1485854)
+    assert both.overlay.readbytes("/b/a/a") == b"xyz"

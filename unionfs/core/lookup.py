@@ -259,7 +259,9 @@ def _walk(layer: Layer, path: str) -> Tuple[Any, str]:
         if not isinstance(hit, _Hit):
             return hit, join(below, *parts[position:])
         if position == len(parts) - 1:
-            hit.stop = stop
+            # an opaque directory on the way stops a directory (ovl_lookup_single keeps d->stop),
+            # not a metadata-only file, whose own lookup goes on to its data (d->stop = !metacopy)
+            hit.stop = stop and hit.is_dir
             return hit, join(below, part)
         if not hit.is_dir:
             return _STOP, path
