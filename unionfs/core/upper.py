@@ -12,7 +12,10 @@ goes through here too.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Mapping, Optional
+import contextlib
+import os
+import time
+from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -141,11 +144,13 @@ class Upper:
             raise
         return staged
 
-    def install(self, staged: str, path: str) -> None:
+    def install(self, staged: str, path: str, copy_up: bool = False) -> None:
         """Atomically put a staged file at ``path`` (a rename within the upper): its data and
         metadata are synced before the rename, the directory after it (as the kernel's
-        copy-up does), so neither a crash nor a power cut shows it empty or half-made. A
-        metadata-only file there becomes an ordinary one by it, then its records go."""
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made.
+        ``copy_up``: it is the upper copy of the lower file at ``path``, so that file's read
+        handles move to it (a replacement leaves them on what they read). A metadata-only
+        file there becomes an ordinary one by it, then its records go."""
         token = self._metacopy_content(path)
         try:
             self.sync.path(staged)
@@ -155,7 +160,8 @@ class Upper:
             raise
         self.sync.dir(dirname(path))
         self._entry_changed(path, False)
-        self.readers.copied_up(self.fs, path)
+        if copy_up:
+            self.readers.copied_up(self.fs, path)
         if token is not None:
             self._forget_metacopy(path, token)
 
@@ -287,6 +293,60 @@ class Upper:
         self.layer.note_redirect(path, None)
         self.lookup.forget(path, subtree=True)
 
+    # -- directory times (the kernel's: a directory whose entries change gets the time of the
+    # change; a copy-up into it keeps the times it had) --------------------------------------
+
+    def _syspath(self, path: str) -> Optional[str]:
+        try:
+            return self.fs.getsyspath(path)
+        except errors.NoSysPath:
+            return None
+
+    def times(self, path: str) -> Optional[Tuple[float, float]]:
+        """``(accessed, modified)`` of the upper's entry at ``path``; None where it has none."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                status = os.stat(sys_path)
+                return status.st_atime, status.st_mtime
+            raw: Dict[str, Any] = dict(self.fs.getinfo(path, ["details"]).raw.get("details") or {})
+        except (OSError, errors.FSError):
+            return None
+        if raw.get("modified") is None:
+            return None
+        return float(raw.get("accessed") or raw["modified"]), float(raw["modified"])
+
+    def set_times(self, path: str, times: Optional[Tuple[float, float]]) -> None:
+        """Give ``path`` the ``(accessed, modified)`` times (now, if None), where the upper can:
+        a ``MemoryFS`` cannot set its own root's, and that is all it loses."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                os.utime(sys_path, times)
+                return
+            accessed, modified = times if times is not None else (self.now(),) * 2
+            self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
+        except (OSError, errors.FSError):
+            pass  # best effort, as cp -p: times are never worth failing a change for
+
+    @staticmethod
+    def now() -> float:
+        """The time a change is stamped with (one clock for every stamp the overlay makes)."""
+        return time.time()
+
+    def touch(self, path: str) -> None:
+        """The directory ``path`` had an entry made, removed or renamed: its mtime is now."""
+        self.set_times(path, None)
+
+    @contextlib.contextmanager
+    def keeping_times(self, path: str) -> Iterator[None]:
+        """Put back the times of directory ``path`` after the block: a copy-up into it (a rename
+        on disk) changes nothing the kernel shows."""
+        before = self.times(path)
+        yield
+        if before is not None and self.times(path) != before:
+            self.set_times(path, before)
+
     # -- records ------------------------------------------------------------------------------
 
     def _has(self, path: str, kind: str) -> bool:
@@ -360,14 +420,19 @@ class Upper:
         for info in list(self.fs.scandir("/")):
             if info.name != RESERVED_NAME:
                 self.delete("/" + info.name, info.is_dir)
+        # durable before the journal entry goes: else a power cut brings the entries back
+        # with nothing left to say the discard was under way
+        self.sync.dir("/")
         for folder in (TREE_DIR, STAGING_DIR):
             # emptied, not removed and made again: a crash in between must not lose the folder
             self.fs.makedir(folder, recreate=True)
             for info in list(self.fs.scandir(folder)):
                 self.delete(join(folder, info.name), info.is_dir)
+            self.sync.dir(folder)
         if self.fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
             for info in list(self.fs.scandir(METACOPY_DIR)):
                 self.delete(join(METACOPY_DIR, info.name), info.is_dir)
+            self.sync.dir(METACOPY_DIR)
         self.forget_all()
 
     def delete(self, path: str, is_dir: bool) -> None:
