@@ -31,6 +31,7 @@ from fs import errors
 from fs.permissions import Permissions
 
 from ..errors import IllegalDestination, MountError, MountUnavailable, ReservedPath
+from ..core.durable import system_root
 from ..overlay import OverlayFS
 
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
@@ -295,6 +296,12 @@ class Operations:
         self.listings: Dict[int, List[List[Any]]] = {}  # open directories: what readdir continues
         self._next_fh = 1
         self._fh_lock = threading.Lock()
+        upper = overlay.stack.upper
+        if upper is None or system_root(upper.fs) is not None:
+            # every writable handle writes through its descriptor (pwrite), so close(2) has
+            # nothing to flush: without the operation the kernel stops sending FLUSH after
+            # its first ENOSYS, one request less per close
+            self.flush = None  # type: ignore[assignment]
         self._euid = os.geteuid() if own_uid is None else own_uid
         self._egid = os.getegid()
         self._now_ns = time.time_ns
@@ -543,8 +550,8 @@ class Operations:
         """The entries of the open directory ``fh``, "." and ".." first, each as [name,
         attributes]: read afresh at offset 0 (a new opendir, or a rewinddir, which must see
         changes since) and kept for the requests that continue from an offset. For
-        READDIRPLUS the names only: :meth:`entry_attributes` adds each one's attributes as
-        libfuse takes it."""
+        READDIRPLUS with each one's attributes where its layer is on disk (the others are
+        added by :meth:`entry_attributes` as libfuse takes them)."""
         path = self.dirs.get(fh)
         if path is None:
             raise _oserror(errno.EBADF)
@@ -553,7 +560,9 @@ class Operations:
             if plus:
                 entries = [[".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}],
                            ["..", {"st_mode": stat.S_IFDIR, "st_ino": 1}]]
-                entries.extend([name, None] for name in self._call(self.overlay.listdir, path))
+                prefix = path.rstrip("/") + "/"
+                for name, st in self._call(self.overlay.lstat_listing, path):
+                    entries.append([name, None if st is None else self._stat_attributes(prefix + name, st)])
             else:
                 entries = [[name, attributes] for name, attributes, _ in self.readdir(path, fh)]
             self.listings[fh] = entries
@@ -564,7 +573,7 @@ class Operations:
         the kernel caches them, so ``ls -l``, ``find`` and ``git status`` need no LOOKUP per
         entry); ``None`` if it is gone since the listing (another thread's unlink)."""
         attributes = entry[1]
-        if attributes is None or "st_nlink" not in attributes:
+        if attributes is None:
             path = self.dirs.get(fh)
             if path is None:
                 raise _oserror(errno.EBADF)
@@ -717,8 +726,22 @@ def _fuse_class(mfusepy: Any) -> Any:
     which mfusepy drops."""
 
     fill_stat = _stat_filler(mfusepy)
+    keep_thread_state = ctypes.pythonapi.PyGILState_Ensure
+    keep_thread_state.restype = ctypes.c_int
+    threads_kept: set = set()
 
     class FUSE(mfusepy.FUSE):  # type: ignore[misc,name-defined]
+        def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+            # libfuse's worker threads are not Python's: ctypes makes a Python thread state
+            # for every callback and frees it afterwards. One PyGILState_Ensure that is never
+            # released keeps it for the thread's life (libfuse 3.12+ keeps its workers until
+            # unmount, at most max_threads of them), which makes each request cheaper
+            ident = threading.get_ident()
+            if ident not in threads_kept:
+                threads_kept.add(ident)
+                keep_thread_state()
+            return super()._wrapper(func, *args, **kwargs)
+
         def getattr_fuse_3(self, path: Optional[bytes], buf: Any, fip: Any) -> int:
             fh = fip.contents.fh if fip else None
             fill_stat(buf.contents, self.operations.getattr(None if path is None else path.decode(self.encoding, self.errors), fh))
