@@ -144,6 +144,14 @@ def real_data_targets(index) -> List[Verdict]:
     if restarts is not None:
         verdicts.append(_verdict("archive.commit unionfs[os] decompression restarts == 0", restarts, 0.0,
                                  "gzip restarts during the commits"))
+    tar, targz = _value(index, "archive.walkread", "tar", "unionfs[os]"), _value(index, "archive.walkread", "targz", "unionfs[os]")
+    if tar is not None and targz is not None:
+        verdicts.append(_verdict("archive.walkread unionfs[os] tar.gz <= 1.3x tar", targz / tar, 1.3,
+                                 "walk + read time from .tar.gz / from .tar"))
+    restarts = _value(index, "archive.walkread", "restarts", "unionfs[os]")
+    if restarts is not None:
+        verdicts.append(_verdict("archive.walkread unionfs[os] decompression restarts == 0", restarts, 0.0,
+                                 "gzip restarts during the breadth-first walk + read"))
     return verdicts
 
 
