@@ -2,9 +2,9 @@
 
 ``fs`` 2.4.16 calls ``pkg_resources.declare_namespace`` at import time. Setuptools
 67 to 81 warn about that (81 with a ``UserWarning`` that is shown by default) and
-setuptools 82 removed ``pkg_resources`` altogether, which is why ``setup.cfg`` pins
-``setuptools<82``. The maintained fork ``fs-next`` provides the same ``fs`` package
-without ``pkg_resources`` and needs none of this.
+setuptools 82 removed ``pkg_resources`` altogether. ``setup.cfg`` therefore installs the
+maintained fork ``fs-next`` (the same ``fs`` package without ``pkg_resources``) on Python
+3.10+, and ``fs`` 2.4.16 with ``setuptools<82`` only before 3.10, where this matters.
 """
 
 import warnings

@@ -27,6 +27,7 @@ from fs.base import FS
 from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import dirname, join
+from fs.wrapfs import WrapFS
 
 from .errors import convert_errors, create_failed, literal
 from .io import CHUNK, PassThroughReader
@@ -308,7 +309,12 @@ def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, i
 
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
     """Make ``target`` (a copy of the lowers' view) into the merged view by applying ``changes``."""
-    copied = [c for c in changes if c.kind in (ADDED, MODIFIED) and not c.is_dir]
+    # every file whose bytes will be written counts, a metadata-only change the target lacks
+    # too (it is copied whole), so progress never passes 100%
+    copied = [
+        c for c in changes
+        if not c.is_dir and (c.kind in (ADDED, MODIFIED) or (c.kind == METADATA and not target.exists(c.path)))
+    ]
     sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
     reporter = _Reporter(progress, len(copied), sum(sizes.values()))
     safe = _Target(target)
@@ -397,11 +403,13 @@ def commit(
         position = _target_position(target, upper, lowers)
         if position is not None:  # refused before the target is opened (see _target_position)
             _check_into_lower(compute(upper, lowers), lowers, position, into_lower)
-    target_fs, opened = open_target(target)
+    opened_fs, opened = open_target(target)
+    # a zip being written cannot hold times before 1980: clamped, not a failed archive
+    target_fs = _ZipTimes(opened_fs) if _is_zip_writer(opened_fs) else opened_fs
     try:
         with lock:
             if isinstance(target, str):
-                position = _target_position(target_fs, upper, lowers)  # as opened: mem://, s3://...
+                position = _target_position(opened_fs, upper, lowers)  # as opened: mem://, s3://...
             change_set = compute(upper, lowers)
             if position is not None:
                 _check_into_lower(change_set, lowers, position, into_lower)
@@ -416,7 +424,42 @@ def commit(
         return change_set
     finally:
         if opened:
-            target_fs.close()
+            _close(opened_fs)
+
+
+#: the earliest time a zip archive can hold (1980-01-01 00:00 UTC; its DOS date has no earlier)
+ZIP_EPOCH = 315532800
+
+
+def _is_zip_writer(target: FS) -> bool:
+    from fs.zipfs import WriteZipFS
+
+    return isinstance(getattr(target, "_wrap_fs", target), WriteZipFS) or isinstance(target, WriteZipFS)
+
+
+class _ZipTimes(WrapFS):
+    """A zip being written, whose times are clamped to :data:`ZIP_EPOCH`: a file of mtime 0 (what
+    reproducible exports use) would otherwise fail the whole archive when it is closed."""
+
+    def setinfo(self, path: str, info: Any) -> None:
+        details = dict(info.get("details") or {})
+        for key in ("modified", "accessed", "created"):
+            if details.get(key) is not None and details[key] < ZIP_EPOCH:
+                details[key] = ZIP_EPOCH
+        super().setinfo(path, dict(info, details=details) if details else info)
+
+
+def _close(target: FS) -> None:
+    """Close a target we opened. If its close fails half-way (a zip that cannot be written), it
+    is marked closed all the same, so ``FS.__del__`` does not try again and print a traceback."""
+    try:
+        target.close()
+    except Exception:
+        FS.close(target)
+        inner = getattr(target, "_wrap_fs", None)
+        if inner is not None:
+            FS.close(inner)
+        raise
 
 
 def _check_into_lower(change_set: ChangeSet, lowers: Sequence[Layer], position: int, into_lower: bool) -> None:

@@ -141,6 +141,12 @@ class MountError(_LiteralMessage, errors.OperationFailed):
     default_message = "cannot mount: {details}"
 
 
+class ModesLost(UserWarning):
+    """An export from an upper that holds no modes or owners (a ``MemoryFS``): the entries are
+    written with default modes (0644 files, 0755 directories) and root, whatever the lower
+    files they were copied up from had."""
+
+
 #: what reading a layer or opening an FS can raise below the ``fs.errors`` level: the OS,
 #: a truncated stream, a damaged tar, zip or compressed stream, an FS URL no opener takes
 LOW_LEVEL_ERRORS: Tuple[Type[BaseException], ...] = (
@@ -202,6 +208,9 @@ def create_failed(message: str) -> errors.CreateFailed:
     return errors.CreateFailed(msg=literal(message))
 
 
+#: every public warning class (warnings, not errors: the operation went through)
+WARNINGS: Tuple[Type[Warning], ...] = (ModesLost,)
+
 #: every public exception class, for the tests that check each one
 PUBLIC: Tuple[Type[errors.FSError], ...] = (
     ReservedPath,
@@ -217,4 +226,8 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     MountError,
 )
 
-__all__ = [cls.__name__ for cls in PUBLIC] + ["convert_errors", "literal", "message_of", "LOW_LEVEL_ERRORS"]
+__all__ = (
+    [cls.__name__ for cls in PUBLIC]
+    + [cls.__name__ for cls in WARNINGS]
+    + ["convert_errors", "literal", "message_of", "LOW_LEVEL_ERRORS"]
+)

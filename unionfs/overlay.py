@@ -51,6 +51,10 @@ class OverlayFS(FS):
     order of the kernel's ``lowerdir=``). ``upper`` is a writable FS or FS URL, or
     ``None`` for a read-only overlay. Layers given as URLs are opened, owned and closed
     by the overlay; layers given as FS objects stay open when the overlay closes.
+    ``unsafe`` ("error" or "skip"): what archive lowers given by path or URL do with hostile
+    members (``unionfs.formats.archives.open_archive``). ``recover=False`` opens without
+    finishing interrupted operations or emptying the staging area (for inspection:
+    ``fsck(repair=False)`` reports them; the first write finishes them).
     """
 
     def __init__(
@@ -58,6 +62,9 @@ class OverlayFS(FS):
         lowers: Union[LayerSource, Sequence[Union[LayerSource, Layer]]],
         upper: Optional[LayerSource] = None,
         volatile: bool = False,
+        *,
+        unsafe: str = "error",
+        recover: bool = True,
     ) -> None:
         super().__init__()
         #: an RLock; with an upper, the lock shared by every overlay of it (sharing.InstanceLock)
@@ -68,9 +75,11 @@ class OverlayFS(FS):
         #: tear what operations wrote, see docs/reliability.rst)
         self.volatile = volatile
         try:
-            layers = open_layers(
-                lowers, upper, resolve.resolve_lower, resolve.resolve_upper, self._join_upper, volatile=volatile
-            )
+
+            def resolve_lower(source: Any, what: str) -> FS:
+                return resolve.resolve_lower(source, what, unsafe)
+
+            layers = open_layers(lowers, upper, resolve_lower, resolve.resolve_upper, self._join_upper, volatile=volatile)
         except BaseException:
             if self._shared is not None:
                 self._leave()
@@ -87,11 +96,12 @@ class OverlayFS(FS):
         if self._upper is not None:
             assert self._shared is not None
             self._lock = sharing.InstanceLock(self._shared, self._upper.forget_all)
-            with self._lock:
-                self._cleared = fsck.drop_torn_journal(self._upper)
-                self.recovered = dirops.recover(self._lookup, self._upper)
-                self._cleared += fsck.clear_staging(self._upper)
-                self._lock.wrote = bool(self.recovered or self._cleared)
+            if recover:  # else left for inspection (fsck(repair=False)); the first write finishes them
+                with self._lock:
+                    self._cleared = fsck.drop_torn_journal(self._upper)
+                    self.recovered = dirops.recover(self._lookup, self._upper)
+                    self._cleared += fsck.clear_staging(self._upper)
+                    self._lock.wrote = bool(self.recovered or self._cleared)
         self._meta = _merged_meta(self._layers, read_only=self._upper is None)
         self._invalid_chars = frozenset(str(self._meta.get("invalid_path_chars") or "")) | {"\0"}
         #: caller's path -> validated absolute normal path (a pure function of the path)
@@ -238,8 +248,14 @@ class OverlayFS(FS):
                 return dirops.create_file(self._lookup, upper, _path, mode, buffering, **options)
             if _mode.exclusive:
                 raise errors.FileExists(path)
-            copy_up(self._lookup, upper, node, with_data=not _mode.truncate)
-            return upper.openbin(_path, mode, buffering, **options)
+            if not node.in_upper:
+                copy_up(self._lookup, upper, node, with_data=not _mode.truncate)  # stamped if truncating
+                return upper.openbin(_path, mode, buffering, **options)
+            before = upper.times(_path) if _mode.truncate else None
+            handle = upper.openbin(_path, mode, buffering, **options)
+            if before is not None and upper.times(_path) == before:
+                upper.set_times(_path, None)  # O_TRUNC stamps the file, also where the upper (MemoryFS) does not
+            return handle
 
     def remove(self, path: str) -> None:
         _path = self.validatepath(path)
@@ -405,21 +421,23 @@ class OverlayFS(FS):
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            dirops.install_file(self._lookup, upper, _path, file, kept)
+            dirops.install_file(self._lookup, upper, _path, file, kept, replaced=node)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            self._file_destination(_dst, dst_path, overwrite)
+            replaced = self._file_destination(_dst, dst_path, overwrite)
             if _src == _dst:
                 raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
-            metadata: Dict[str, Any] = {}
+            target = self._lookup.node(_dst) if replaced else None
+            # an existing destination keeps its mode and owner (cp opens it O_TRUNC: the same inode)
+            metadata: Dict[str, Any] = _kept_on_truncate(target) if target is not None else {}
             if preserve_time:
-                metadata = copyable_metadata(src.top.fs.getinfo(_src, ["details"]))
+                metadata.update(copyable_metadata(src.top.fs.getinfo(_src, ["details"])))
             with src.top.fs.openbin(_src, "r") as source:
-                dirops.install_file(self._lookup, upper, _dst, source, metadata)
+                dirops.install_file(self._lookup, upper, _dst, source, metadata, replaced=target)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
@@ -576,6 +594,7 @@ class OverlayFS(FS):
             for layer in self._layers:
                 layer.reset()
             self._lookup.forget("/", subtree=True)
+            upper.readers.detach("/", subtree=True)  # lower files come back: new files to old handles
 
     # -- explicit control ---------------------------------------------------------------------------
 
@@ -587,7 +606,7 @@ class OverlayFS(FS):
         with self._lock:
             if self._upper is None:
                 return FsckReport((), repaired=repair)
-            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair)
+            report = fsck.fsck(self._upper, self.recovered, self._cleared, repair=repair, pending=not repair)
             if repair:
                 self.recovered, self._cleared = [], []
             return report
@@ -677,13 +696,13 @@ class OverlayFS(FS):
 
     @classmethod
     def from_kernel(
-        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = None
+        cls, lowerdirs: Any, upper: Optional[LayerSource] = None, *, userxattr: Optional[bool] = False
     ) -> "OverlayFS":
         """An overlay over directories in the kernel's overlayfs format, topmost first as in
         ``lowerdir=`` (a former upperdir, a container engine's layers): 0/0 character devices
         and xattr whiteouts hide, ``overlay.opaque=y`` directories are opaque. ``userxattr``:
-        ``None`` reads ``trusted.overlay.*`` and ``user.overlay.*``, ``True`` only ``user.``,
-        ``False`` only ``trusted.``."""
+        ``False`` (or ``None``) reads ``trusted.overlay.*`` only, as the kernel's default mount
+        does; ``True`` only ``user.overlay.*``, as a ``-o userxattr`` mount does."""
         return cls._over_own_layers(resolve.kernel_lowers(lowerdirs, userxattr), upper)
 
     def export_upper(self, target: Union[FS, str]) -> int:

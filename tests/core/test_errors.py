@@ -13,7 +13,7 @@ from fs.memoryfs import MemoryFS
 import unionfs
 from unionfs import OverlayFS
 from unionfs import errors as unionfs_errors
-from unionfs.errors import PUBLIC, convert_errors, literal
+from unionfs.errors import PUBLIC, WARNINGS, convert_errors, literal
 from unionfs.formats.archives import open_archive
 
 BRACES = "/a/{x}/b{0}{"
@@ -45,6 +45,7 @@ def test_every_exception_class_of_the_package_is_in_errors():
             if (
                 isinstance(value, type)
                 and issubclass(value, Exception)
+                and not issubclass(value, Warning)
                 and value.__module__ == module.__name__
                 and not name.startswith("_")
             ):
@@ -55,6 +56,18 @@ def test_every_exception_class_of_the_package_is_in_errors():
     assert set(INSTANCES) == set(PUBLIC)
     for cls in PUBLIC:
         assert getattr(unionfs, cls.__name__) is cls  # all importable from the package
+
+
+def test_every_warning_class_of_the_package_is_in_errors():
+    found = set()
+    for module_info in pkgutil.walk_packages(unionfs.__path__, "unionfs."):
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, Warning) and value.__module__ == module.__name__:
+                found.add(value)
+    assert found == set(WARNINGS)
+    for cls in WARNINGS:
+        assert getattr(unionfs, cls.__name__) is cls
 
 
 @pytest.mark.parametrize("cls", PUBLIC, ids=lambda cls: cls.__name__)

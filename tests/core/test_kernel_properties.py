@@ -63,6 +63,7 @@ from tests.support.kernel_oracle import (
     LibraryView,
     add_entry,
     assert_same_file_times,
+    assert_same_modes,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
@@ -92,10 +93,12 @@ some_bytes = st.binary(min_size=1, max_size=6)
 small = st.integers(min_value=0, max_value=8)
 times = st.integers(min_value=0, max_value=RECENT - 1)  # old: tell set times from fresh ones
 
+dir_modes = st.sampled_from([None, 0o700, 0o750])
+file_modes = st.sampled_from([None, 0o600])
 entries = st.one_of(
-    st.just(Entry(DIR)),
-    st.just(Entry(OPAQUE)),
-    st.builds(Entry, st.just(FILE), contents),
+    st.builds(Entry, st.just(DIR), st.just(b""), dir_modes),
+    st.builds(Entry, st.just(OPAQUE), st.just(b""), dir_modes),
+    st.builds(Entry, st.just(FILE), contents, file_modes),
     st.just(Entry(WHITEOUT)),
 )
 
@@ -114,7 +117,29 @@ def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
 
 
 MAX_LOWERS = 6
-MAX_READERS = 3
+MAX_HANDLES = 3
+
+
+@attr.s(slots=True)
+class Held:
+    """A handle held open across steps: the library's (unbuffered) and the kernel's descriptor."""
+
+    path: str = attr.ib()
+    handle: BinaryIO = attr.ib()
+    descriptor: int = attr.ib()
+    writable: bool = attr.ib()
+
+    def close(self) -> None:
+        self.handle.close()
+        os.close(self.descriptor)
+
+    def contents(self) -> bytes:
+        """The whole file as the library's handle reads it now, its position left alone."""
+        position = self.handle.tell()
+        self.handle.seek(0)
+        data = self.handle.read()
+        self.handle.seek(position)
+        return data
 
 
 class KernelMachine(RuleBasedStateMachine):
@@ -133,17 +158,25 @@ class KernelMachine(RuleBasedStateMachine):
         self.visible: List[str] = []  # the merged tree's paths after the last step
         self.visible_dirs: List[str] = ["/"]
         self.visible_files: List[str] = []
-        #: read handles held open: (path, library handle, kernel descriptor)
-        self.readers: List[Tuple[str, BinaryIO, int]] = []
+        #: handles held open across steps
+        self.handles: List[Held] = []
 
     # -- set-up and tear-down ---------------------------------------------------------------------
 
     @initialize(layers=layer_stacks())
     def start(self, layers: List[LayerSpec]) -> None:
         self.kernel = KernelOverlay(layers).__enter__()
-        self.lowers = [self.guard(build_library_layer(layer)) for layer in layers]
+        # on-disk lowers for an OSFS upper: they hold the modes a MemoryFS cannot
+        self.lowers = [self.guard(build_library_layer(layer, self._lower_dir())) for layer in layers]
         self.upper = self._fresh_upper()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
+
+    def _lower_dir(self) -> Optional[str]:
+        if self.upper_kind == "memory":
+            return None
+        directory = tempfile.mkdtemp(prefix="unionfs-lower-")
+        self.scratch.append(directory)
+        return directory
 
     def _fresh_upper(self) -> FS:
         if self.upper_kind == "memory":
@@ -154,7 +187,7 @@ class KernelMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            self.close_readers()
+            self.close_handles()
             if self.overlay is not None:
                 self.overlay.close()
             self.guard.check()
@@ -181,14 +214,17 @@ class KernelMachine(RuleBasedStateMachine):
             return
         kernel_times: Dict[str, int] = {}
         library_times: Dict[str, int] = {}
-        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
-        assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
+        kernel_modes: Dict[str, int] = {}
+        library_modes: Dict[str, int] = {}
+        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times, kernel_modes)
+        assert_same_tree(LibraryView(self.overlay).tree(library_times, library_modes), kernel_tree)
         assert_same_file_times(library_times, kernel_times)
-        for path, handle, descriptor in self.readers:
+        if self.upper_kind != "memory":  # a MemoryFS upper holds no modes (docs/semantics.rst)
+            assert_same_modes(library_modes, kernel_modes)
+        for held in self.handles:
             # since Linux 4.19 a descriptor opened on a lower file follows its copy-up, and a
-            # removed file's descriptor keeps its data
-            handle.seek(0)
-            assert handle.read() == os.pread(descriptor, 1 << 16, 0), "the reader held on %s" % path
+            # removed (or replaced by a new file) file's descriptor keeps its data
+            assert held.contents() == os.pread(held.descriptor, 1 << 16, 0), "the handle held on %s" % held.path
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
         self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
@@ -208,13 +244,19 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), payload=contents)
     def write(self, data: st.DataObject, payload: bytes) -> None:
         path = self.path(data)
-        self.close_readers(path)  # writebytes replaces the file atomically (docs/semantics.rst)
+        self.close_replaced(path)
         self.both("writebytes", path, payload, paths=[path])
 
     @rule(data=st.data(), payload=contents)
     def write_streamed(self, data: st.DataObject, payload: bytes) -> None:
         path = self.path(data)
         self.both("write_streamed", path, payload, paths=[path])
+
+    @rule(data=st.data())
+    def open_truncating(self, data: st.DataObject) -> None:
+        """open(O_TRUNC) with nothing written: the file's mtime changes all the same."""
+        path = self.path(data)
+        self.both("open_truncating", path, paths=[path])
 
     @rule(data=st.data(), payload=some_bytes)
     def append(self, data: st.DataObject, payload: bytes) -> None:
@@ -254,7 +296,7 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), overwrite=st.booleans())
     def copy(self, data: st.DataObject, overwrite: bool) -> None:
         src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
-        self.close_readers(dst)  # copy replaces the destination atomically, as writebytes does
+        self.close_replaced(dst)
         self.both("copy", src, dst, overwrite, paths=[src, dst])
 
     @rule(data=st.data(), accessed=times, modified=times)
@@ -288,56 +330,100 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(data=st.data(), create=st.booleans())
     def movedir(self, data: st.DataObject, create: bool) -> None:
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        assert self.kernel is not None
         # the library moves the files, so their handles follow them as after rename(2); after the
         # kernel side's cp -a + rm -rf they would stay on the old files (docs/semantics.rst)
-        self.close_readers(src, below=True)
+        self.close_handles(src, below=True)
+        # a destination file the move replaces: cp -a rewrites it in place, so a kernel descriptor
+        # reads the new data; the library renames over it and its handle keeps the old file
+        # (docs/semantics.rst): check that, then close them
+        replaced = [
+            held
+            for held in self.handles
+            if _below(held.path, dst) and os.path.isfile(self.kernel.merged + src.rstrip("/") + held.path[len(dst.rstrip("/")):])
+        ]
+        before = [held.contents() for held in replaced]
         self.both("movedir", src, dst, create, paths=[src, dst])
+        for held, old in zip(replaced, before):
+            assert held.contents() == old, "the handle held on replaced %s" % held.path
+            held.close()
+            self.handles.remove(held)
 
     @rule(data=st.data())
     def hide(self, data: st.DataObject) -> None:
         """``OverlayFS.hide``; on the kernel, the same edit by hand in the unmounted upper."""
         path = self.path(data, root=True)
-        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
+        self.close_handles()  # the kernel side remounts; held descriptors stay on the old mount
         self.both("hide", path, paths=[path])
 
     @rule(data=st.data())
     def make_opaque(self, data: st.DataObject) -> None:
         """``OverlayFS.make_opaque``; on the kernel, mkdir + the opaque xattr by hand."""
         path = self.path(data, root=True, kind="dir")
-        self.close_readers()  # the kernel side remounts; held descriptors stay on the old mount
+        self.close_handles()  # the kernel side remounts; held descriptors stay on the old mount
         self.both("make_opaque", path, paths=[path])
 
-    # -- read handles held across steps --------------------------------------------------------------
+    # -- handles held across steps ----------------------------------------------------------------
 
-    @precondition(lambda self: len(self.readers) < MAX_READERS)
-    @rule(data=st.data())
-    def open_reader(self, data: st.DataObject) -> None:
-        """A read-only handle kept open (``openbin(p, "r")``; ``open(O_RDONLY)``), for files:
-        the kernel opens directories read-only too, PyFilesystem2 has no such handle."""
+    @precondition(lambda self: len(self.handles) < MAX_HANDLES)
+    @rule(data=st.data(), writable=st.booleans())
+    def open_handle(self, data: st.DataObject, writable: bool) -> None:
+        """A handle kept open: read-only (``openbin(p, "r", buffering=0)``; ``open(O_RDONLY)``)
+        or a second writer (``"r+"``; ``O_RDWR``, which copies up), for files: the kernel opens
+        directories read-only too, PyFilesystem2 has no such handle."""
         assert self.overlay is not None and self.kernel is not None
         path = self.path(data, kind="file")
         if os.path.isdir(self.kernel.merged + path):
             return
-        library = outcome(lambda: LibraryView(self.overlay).open_reader(path))
-        kernel = outcome(lambda: KernelView(self.kernel.merged).open_reader(path))
+        library = outcome(lambda: LibraryView(self.overlay).open_handle(path, writable))
+        kernel = outcome(lambda: KernelView(self.kernel.merged).open_handle(path, writable))
         if (library.error is None) != (kernel.error is None):  # close what did open, then report
             for opened in (library.value, kernel.value):
                 if opened is not None:
                     opened.close() if hasattr(opened, "close") else os.close(opened)
-        assert_same_outcome("open_reader(%r)" % path, attr.evolve(library, value=None), attr.evolve(kernel, value=None), [path])
+        assert_same_outcome("open_handle(%r, %r)" % (path, writable), attr.evolve(library, value=None), attr.evolve(kernel, value=None), [path])
         if kernel.error is None:
-            self.readers.append((path, library.value, kernel.value))
+            self.handles.append(Held(path, library.value, kernel.value, writable))
 
-    def close_readers(self, path: Optional[str] = None, below: bool = False) -> None:
+    @precondition(lambda self: self.handles)
+    @rule(data=st.data(), size=small)
+    def read_held(self, data: st.DataObject, size: int) -> None:
+        """Read on from a held handle's position (a partial read: what is read next must be
+        what the kernel's descriptor reads next, also after other handles wrote)."""
+        held = data.draw(st.sampled_from(self.handles), label="handle")
+        assert held.handle.read(size) == os.read(held.descriptor, size), "reading on from %s" % held.path
+
+    @precondition(lambda self: any(held.writable for held in self.handles))
+    @rule(data=st.data(), offset=small, payload=some_bytes)
+    def write_held(self, data: st.DataObject, offset: int, payload: bytes) -> None:
+        """pwrite(2) through a held writer; the library's handle seeks, writes and seeks back."""
+        held = data.draw(st.sampled_from([held for held in self.handles if held.writable]), label="writer")
+        position = held.handle.tell()
+        held.handle.seek(offset)
+        held.handle.write(payload)
+        held.handle.seek(position)
+        os.pwrite(held.descriptor, payload, offset)
+
+    def close_replaced(self, path: str) -> None:
+        """Close the handles on ``path`` if it is a file of the upper, which ``writebytes`` and
+        ``copy`` replace atomically: a handle keeps the old file, where the kernel truncates
+        and rewrites it in place (docs/semantics.rst). A lower file (the kernel copies it up,
+        and the handles follow) or a removed one (a new file: handles stay on the old one)
+        keeps its handles, and they are checked."""
+        assert self.kernel is not None
+        real = self.kernel.upper + path
+        if os.path.isfile(real) and not os.path.islink(real):
+            self.close_handles(path)
+
+    def close_handles(self, path: Optional[str] = None, below: bool = False) -> None:
         """Close the held handles (those on ``path`` only, if given; or ``below`` it too)."""
         kept = []
-        for reader in self.readers:
-            if path is None or reader[0] == path or (below and reader[0].startswith(path.rstrip("/") + "/")):
-                reader[1].close()
-                os.close(reader[2])
+        for held in self.handles:
+            if path is None or held.path == path or (below and _below(held.path, path)):
+                held.close()
             else:
-                kept.append(reader)
-        self.readers = kept
+                kept.append(held)
+        self.handles = kept
 
     # -- queries -------------------------------------------------------------------------------------
 
@@ -367,7 +453,7 @@ class KernelMachine(RuleBasedStateMachine):
     def reopen(self) -> None:
         """A new OverlayFS over the same upper; the kernel unmounts and mounts again."""
         assert self.overlay is not None and self.kernel is not None
-        self.close_readers()  # handles belong to one overlay instance and one mount
+        self.close_handles()  # handles belong to one overlay instance and one mount
         self.overlay.close()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
         self.kernel.reopen()
@@ -378,12 +464,16 @@ class KernelMachine(RuleBasedStateMachine):
         """The upper becomes the topmost lower under a fresh, empty upper (on the kernel side
         with its whiteout devices and opaque xattrs, the kernel's own form)."""
         assert self.overlay is not None and self.kernel is not None and self.upper is not None
-        self.close_readers()  # handles belong to one overlay instance and one mount
+        self.close_handles()  # handles belong to one overlay instance and one mount
         self.overlay.close()
         self.lowers.insert(0, self.guard(self.upper))
         self.upper = self._fresh_upper()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
         self.kernel.stack()
+
+
+def _below(path: str, directory: str) -> bool:
+    return path.startswith(directory.rstrip("/") + "/")
 
 
 def _settings() -> settings:

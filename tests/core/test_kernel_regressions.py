@@ -8,7 +8,8 @@ trees, exactly as the state machine does; the docstring gives the kernel's answe
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Iterator, List, Sequence
+import stat
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -21,21 +22,32 @@ from tests.support.kernel_oracle import (
     LayerSpec,
     LibraryView,
     assert_same_file_times,
+    assert_same_modes,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
     outcome,
 )
+from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
+from fs.permissions import Permissions
 from unionfs import OverlayFS
 
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
 
-    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable) -> None:
+    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable, on_disk: Optional[str] = None) -> None:
+        """``on_disk``: a directory for OSFS lowers and an OSFS upper, which hold modes (then
+        compared too); else MemoryFS layers."""
         self.kernel = kernel
-        self.lowers = [guard_lower(build_library_layer(layer)) for layer in layers]
-        self.upper = MemoryFS()
+        self.on_disk = on_disk
+        directories = [os.path.join(on_disk, "lower%d" % n) for n in range(len(layers))] if on_disk else [None] * len(layers)
+        for directory in directories:
+            if directory is not None:
+                os.makedirs(directory)
+        self.lowers = [guard_lower(build_library_layer(layer, directory)) for layer, directory in zip(layers, directories)]
+        self.upper = OSFS(os.path.join(on_disk, "upper"), create=True) if on_disk else MemoryFS()
         self.overlay = OverlayFS(self.lowers, upper=self.upper)
 
     def run(self, operation: str, *args: object) -> None:
@@ -48,9 +60,19 @@ class Pair:
     def check_tree(self) -> None:
         library_times: Dict[str, int] = {}
         kernel_times: Dict[str, int] = {}
-        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times)
-        assert_same_tree(LibraryView(self.overlay).tree(library_times), kernel_tree)
+        library_modes: Dict[str, int] = {}
+        kernel_modes: Dict[str, int] = {}
+        kernel_tree = KernelView(self.kernel.merged).tree(kernel_times, kernel_modes)
+        assert_same_tree(LibraryView(self.overlay).tree(library_times, library_modes), kernel_tree)
         assert_same_file_times(library_times, kernel_times)
+        if self.on_disk:
+            assert_same_modes(library_modes, kernel_modes)
+
+    def use_upper(self, upper: FS) -> None:
+        """Start over (nothing done yet) with ``upper`` instead of the MemoryFS."""
+        self.overlay.close()
+        self.upper = upper
+        self.overlay = OverlayFS(self.lowers, upper=self.upper)
 
     def reopen(self) -> None:
         self.overlay.close()
@@ -72,10 +94,10 @@ def pair(kernel_overlay: None, guard_lower: Callable) -> Iterator[Callable[..., 
     """``pair(layer, ...)``: library and kernel over the given lowers (topmost first)."""
     mounts: List[KernelOverlay] = []
 
-    def make(*layers: LayerSpec) -> Pair:
+    def make(*layers: LayerSpec, on_disk: Optional[str] = None) -> Pair:
         kernel = KernelOverlay(layers).__enter__()
         mounts.append(kernel)
-        made = Pair(layers, kernel, guard_lower)
+        made = Pair(layers, kernel, guard_lower, on_disk)
         made.check_tree()
         return made
 
@@ -147,3 +169,120 @@ def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pa
     both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
     both.run("movedir", "/b", "/a", False)
     both.run("make_opaque", "/a")
+
+
+@pytest.mark.parametrize("recreate", ["writebytes", "write_streamed"])
+def test_read_handle_stays_on_a_removed_file_after_the_name_is_made_again(pair: Callable[..., Pair], recreate: str) -> None:
+    """Issue 11 item 1: a descriptor opened on a lower file keeps reading it after ``unlink``
+    and a new file of the same name: only a copy-up moves it, never a replacement."""
+    both = pair({"/a": Entry(FILE, b"lower")})
+    descriptor = os.open(both.kernel.merged + "/a", os.O_RDONLY)
+    handle = both.overlay.openbin("/a", "r")
+    try:
+        both.run("remove", "/a")
+        both.run(recreate, "/a", b"new")
+        assert os.pread(descriptor, 16, 0) == b"lower"  # the kernel's answer
+        handle.seek(0)
+        assert handle.read() == b"lower"
+    finally:
+        handle.close()
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("upper_kind", ["memory", "os"])
+def test_unbuffered_reader_follows_a_copy_up_and_sees_a_second_writer(pair: Callable[..., Pair], tmp_path, upper_kind: str) -> None:
+    """Issue 11 item 2: a reader opened before the copy-up reads, after it, what another
+    handle writes (the kernel continues ``234XYZ89``); ``buffering=0`` stays unbuffered."""
+    both = pair({"/a": Entry(FILE, b"0123456789")})
+    if upper_kind == "os":
+        both.use_upper(OSFS(str(tmp_path)))
+    descriptor = os.open(both.kernel.merged + "/a", os.O_RDONLY)
+    handle = both.overlay.openbin("/a", "r", buffering=0)
+    kernel_writer = library_writer = None
+    try:
+        assert handle.read(2) == os.read(descriptor, 2) == b"01"
+        kernel_writer = os.open(both.kernel.merged + "/a", os.O_RDWR)  # the copy-up
+        library_writer = both.overlay.openbin("/a", "r+", buffering=0)
+        assert handle.read(1) == os.read(descriptor, 1) == b"2"
+        os.pwrite(kernel_writer, b"XYZ", 5)
+        library_writer.seek(5)
+        library_writer.write(b"XYZ")
+        assert os.read(descriptor, 16) == b"34XYZ89"  # the kernel's answer
+        assert handle.read() == b"34XYZ89"
+    finally:
+        for opened in (handle, library_writer):
+            if opened is not None:
+                opened.close()
+        for fd in (descriptor, kernel_writer):
+            if fd is not None:
+                os.close(fd)
+
+
+def test_setinfo_permissions_on_an_osfs_upper(pair: Callable[..., Pair], tmp_path) -> None:
+    """Issue 11 item 3: chmod on the merged view copies up and sets the mode; OSFS 2.4.16's
+    setinfo drops the ``access`` namespace, so the upper must chmod itself."""
+    both = pair({"/a": Entry(FILE, b"x")})
+    both.use_upper(OSFS(str(tmp_path)))
+    os.chmod(both.kernel.merged + "/a", 0o600)
+    both.overlay.setinfo("/a", {"access": {"permissions": Permissions(mode=0o600).dump()}})
+    assert stat.S_IMODE(os.stat(both.kernel.merged + "/a").st_mode) == 0o600
+    assert both.overlay.getinfo("/a", ["access"]).permissions.mode == 0o600
+
+
+def test_copy_over_an_existing_file_keeps_its_mode(pair: Callable[..., Pair], tmp_path) -> None:
+    """Issue 11 item 3: ``copy`` onto an existing file opens it ``O_TRUNC`` on the kernel, so
+    the destination keeps its inode and its mode (0o600), not the source's or a default."""
+    both = pair({"/src": Entry(FILE, b"source"), "/dst": Entry(FILE, b"old")})
+    both.use_upper(OSFS(str(tmp_path)))
+    os.chmod(both.kernel.merged + "/dst", 0o600)
+    both.overlay.setinfo("/dst", {"access": {"permissions": Permissions(mode=0o600).dump()}})
+    both.run("copy", "/src", "/dst", True)
+    assert stat.S_IMODE(os.stat(both.kernel.merged + "/dst").st_mode) == 0o600
+    assert both.overlay.getinfo("/dst", ["access"]).permissions.mode == 0o600
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_truncating_open_stamps_the_file(pair: Callable[..., Pair], tmp_path, on_disk: bool) -> None:
+    """Issue 11 item 4: open(O_TRUNC) sets the file's mtime even if nothing is written; a
+    MemoryFS upper would keep the copied-up lower time."""
+    both = pair({"/a": Entry(FILE, b"lower")}, on_disk=str(tmp_path) if on_disk else None)
+    both.run("open_truncating", "/a")
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_directory_times_follow_the_kernel(pair: Callable[..., Pair], tmp_path, on_disk: bool) -> None:
+    """Issue 11 item 4: the directory an entry is made in, removed from (a whiteout too) or
+    renamed in or out of gets the time of the change; ancestors copied up on the way keep
+    their lower times, as the kernel puts a parent's times back after a copy-up."""
+    both = pair(
+        {"/d": Entry(DIR), "/d/e": Entry(DIR), "/d/e/f": Entry(FILE, b"f"), "/g": Entry(DIR), "/g/h": Entry(DIR),
+         "/g/h/i": Entry(FILE, b"i"), "/k": Entry(DIR), "/k/l": Entry(DIR), "/k/l/m": Entry(DIR)},
+        on_disk=str(tmp_path) if on_disk else None,
+    )
+    both.run("writebytes", "/d/e/new", b"x")  # /d keeps its time, /d/e gets now
+    both.run("remove", "/g/h/i")  # a whiteout: /g/h gets now
+    both.run("makedir", "/k/l/m/n")  # /k and /k/l keep theirs
+    both.run("copy", "/d/e/f", "/k/l/m/n/c", False)
+    both.run("move", "/k/l/m/n/c", "/k/l/moved", False)
+    both.run("write_at", "/d/e/f", 0, b"F")  # data only: no directory changes
+    both.run("removedir", "/k/l/m/n")
+    both.run("make_opaque", "/k/l/m")
+    both.run("make_opaque", "/k/l/new")
+
+
+def test_movedir_keeps_directory_modes_and_times(pair: Callable[..., Pair], tmp_path) -> None:
+    """Issue 11 item 3: ``cp -a`` gives the directories it makes (and those it merges into) the
+    source directories' modes and times; so must movedir, also for a pure-upper directory
+    moved into a merged parent (the kernel: 0o700/0o750 kept, not 0o755)."""
+    both = pair(
+        {"/s": Entry(DIR, mode=0o700), "/s/sub": Entry(DIR, mode=0o750), "/s/sub/f": Entry(FILE, b"f", mode=0o600),
+         "/t": Entry(DIR), "/t/sub": Entry(DIR), "/m": Entry(DIR)},
+        on_disk=str(tmp_path),
+    )
+    both.run("movedir", "/s", "/new", True)
+    both.run("movedir", "/new/sub", "/t/sub", False)
+    both.run("makedir", "/u")
+    os.chmod(both.kernel.merged + "/u", 0o700)
+    both.overlay.setinfo("/u", {"access": {"permissions": Permissions(mode=0o700).dump()}})
+    both.run("settimes", "/u", 1000, 1000)
+    both.run("movedir", "/u", "/m/u", True)

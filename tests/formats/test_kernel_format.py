@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import shutil
@@ -14,6 +15,7 @@ from typing import Iterator, List, Optional
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from fs import errors
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
@@ -273,3 +275,67 @@ def test_export_kernel_for_userxattr_mounts(tmp_path, lowers, kernel_overlay) ->
         assert snapshot_dir(merged) == view
     with OverlayFS.from_kernel([str(tmp_path / "upperdir")] + lowers, userxattr=True) as again:
         assert snapshot_fs(again) == view
+
+
+def test_default_reads_trusted_markers_only_as_the_default_mount(tmp_path, lowers, kernel_overlay) -> None:
+    """Issue 11 item 5: ``user.overlay.*`` markers mean nothing to a default mount (no
+    ``-o userxattr``), so the default ``from_kernel`` must ignore them too."""
+    layer = str(tmp_path / "user-marked")
+    write(layer, "etc/conf.d/b", "b")
+    os.setxattr(os.path.join(layer, "etc/conf.d"), "user.overlay.opaque", b"y")
+    write(layer, "usr/lib/x.so", "")
+    os.setxattr(os.path.join(layer, "usr/lib/x.so"), "user.overlay.whiteout", b"")
+    os.setxattr(os.path.join(layer, "usr/lib"), "user.overlay.opaque", b"x")
+    with mounted(tmp_path, [layer] + lowers) as merged:
+        expected = snapshot_dir(merged)
+    assert "/etc/conf.d/a" in expected and "/usr/lib/x.so" in expected
+    for userxattr in ({}, {"userxattr": None}, {"userxattr": False}):
+        with OverlayFS.from_kernel([layer] + lowers, **userxattr) as ours:
+            assert snapshot_fs(ours) == expected, userxattr
+
+
+@pytest.mark.parametrize("merged_below", [False, True])
+def test_removedir_of_a_dir_holding_an_xattr_whiteout_is_not_empty(tmp_path, kernel_overlay, merged_below) -> None:
+    """Issue 11 item 6: the kernel's rmdir counts an xattr whiteout (an empty regular file in an
+    ``opaque=x`` directory) as an entry: ENOTEMPTY, whether or not a lower merges below."""
+    top, base = str(tmp_path / "top"), str(tmp_path / "base")
+    write(top, "d/w", "")
+    os.setxattr(os.path.join(top, "d/w"), "trusted.overlay.whiteout", b"")
+    os.setxattr(os.path.join(top, "d"), "trusted.overlay.opaque", b"x")
+    write(base, "d/w" if merged_below else "other", "below")
+    upperdir = str(tmp_path / "kupper")
+    os.mkdir(upperdir)
+    with mounted(tmp_path, [top, base], upper=upperdir) as merged:
+        with pytest.raises(OSError) as refused:
+            os.rmdir(os.path.join(merged, "d"))
+    assert refused.value.errno == errno.ENOTEMPTY
+    with OverlayFS.from_kernel([top, base], upper=MemoryFS()) as ours:
+        with pytest.raises(errors.DirectoryNotEmpty) as raised:
+            ours.removedir("d")
+        assert raised.value.path == "d"
+        assert ours.isdir("d")
+
+
+def test_export_kernel_from_a_memory_upper_says_modes_are_lost(tmp_path, kernel_overlay) -> None:
+    """Issue 11 item 3: a MemoryFS upper holds no modes, so its export cannot keep the 0o700 of
+    a copied-up directory; it says so (``ModesLost``) instead of silently writing 0755. An
+    OSFS upper keeps the mode and exports without a warning."""
+    import warnings
+
+    from unionfs import ModesLost
+
+    lower = str(tmp_path / "lower")
+    write(lower, "private/f", "f")
+    os.chmod(os.path.join(lower, "private"), 0o700)
+    for name, upper in (("memory", MemoryFS()), ("disk", OSFS(str(tmp_path / "disk-upper"), create=True))):
+        with OverlayFS([OSFS(lower)], upper=upper) as overlay:
+            overlay.writetext("private/new", "n")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                overlay.export_kernel(str(tmp_path / name))
+        lost = [warning for warning in caught if issubclass(warning.category, ModesLost)]
+        mode = stat.S_IMODE(os.stat(tmp_path / name / "private").st_mode)
+        if name == "memory":
+            assert lost and "holds no modes" in str(lost[0].message) and mode == 0o755
+        else:
+            assert not lost and mode == 0o700

@@ -236,3 +236,22 @@ def test_exported_layers_unpack_to_the_merged_view(layout, tmp_path, opaque) -> 
     with OverlayFS.from_oci(layout, ref="ours") as again:
         assert_same_tree(view, snapshot_fs(again))
     assert exported.diff_id == exported.digest  # uncompressed
+
+
+@pytest.mark.parametrize("mtime", [None, 0])
+def test_umoci_stat_reads_the_history_of_an_exported_image(layout, tmp_path, mtime) -> None:
+    """Issue 11 item 13: the history entry export_layer appends carries ``created`` (the export's
+    time, or ``mtime`` for a reproducible layer), ``created_by`` and ``empty_layer``;
+    ``umoci stat`` crashed on the entry without ``created``."""
+    import json
+
+    upper = OSFS(str(tmp_path / "upper"), create=True)
+    with OverlayFS.from_oci(layout, ref="base", upper=upper) as overlay:
+        overlay.writetext("new", "new")
+        overlay.export_layer(layout=layout, ref="ours", base_ref="base", mtime=mtime)
+    stat = json.loads(umoci("stat", "--image", layout + ":ours", "--json"))
+    ours = stat["history"][-1]
+    assert ours["created_by"] == "unionfs export_layer" and not ours.get("empty_layer")  # umoci omits false
+    assert "unionfs export_layer" in umoci("stat", "--image", layout + ":ours")
+    assert ours["created"].startswith("1970-01-01T00:00:00") if mtime == 0 else not ours["created"].startswith("0001")
+    assert "ours" in umoci("ls", "--layout", layout)

@@ -25,15 +25,18 @@ def _damaged(tmp_path, guard_lower):
 
 
 def test_fsck_dry_run_reports_and_repairs_nothing_opening_did_not(tmp_path, capsys, guard_lower):
-    """Opening empties the staging area (as mounting empties the kernel's workdir); the dry
-    run reports that and leaves the stray record alone."""
+    """A dry run changes nothing (issue 11 item 10: it used to empty the staging area, as
+    opening an overlay does): it reports the staging leftover and the stray record and leaves
+    both; a repairing run then removes them."""
     lower, upper = _damaged(tmp_path, guard_lower)
     assert main(["fsck", "-l", lower, "-u", upper, "--dry-run", "--json"]) == 4
     findings = json.loads(capsys.readouterr().out)
     assert sorted(f["kind"] for f in findings) == ["staging", "stray-opaque"]
-    assert "removed when the overlay opened" in [f for f in findings if f["kind"] == "staging"][0]["detail"]
-    assert not (tmp_path / "upper" / ".unionfs" / "tmp" / "half-a-copy-up").exists()
+    assert "interrupted operation" in [f for f in findings if f["kind"] == "staging"][0]["detail"]
+    assert (tmp_path / "upper" / ".unionfs" / "tmp" / "half-a-copy-up").exists()
     assert (tmp_path / "upper" / ".unionfs" / "tree" / "o" / "nothing").exists()
+    assert main(["fsck", "-l", lower, "-u", upper]) == 0
+    assert not (tmp_path / "upper" / ".unionfs" / "tmp" / "half-a-copy-up").exists()
 
 
 def test_fsck_repairs_then_finds_nothing(tmp_path, capsys, guard_lower):

@@ -36,6 +36,7 @@ import unionfs  # noqa: F401  (imports fs quietly first)
 from fs import errors
 from fs.base import FS
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 from fs.path import dirname, recursepath
 
 from unionfs.errors import IllegalDestination
@@ -58,6 +59,8 @@ class Entry:
 
     kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT)))
     data: bytes = attr.ib(default=b"")
+    #: permission bits of a directory or file; None: 0o755 / 0o644
+    mode: Optional[int] = attr.ib(default=None)
 
     @property
     def is_dir(self) -> bool:
@@ -131,8 +134,13 @@ def realistic(layers: Sequence[LayerSpec]) -> List[LayerSpec]:
     return result
 
 
+def _mode(entry: Entry) -> int:
+    return entry.mode if entry.mode is not None else (0o755 if entry.is_dir else 0o644)
+
+
 def build_kernel_layer(layer: LayerSpec, root: str) -> None:
-    """Write ``layer`` under the directory ``root`` in the kernel's marker form."""
+    """Write ``layer`` under the directory ``root`` in the kernel's marker form; files and
+    directories get their modes and the old :data:`LOWER_MTIME`."""
     for path, entry in sorted(layer.items()):
         real = root + path
         if entry.is_dir:
@@ -142,14 +150,19 @@ def build_kernel_layer(layer: LayerSpec, root: str) -> None:
         elif entry.kind == FILE:
             with open(real, "wb") as handle:
                 handle.write(entry.data)
-            os.utime(real, (LOWER_MTIME, LOWER_MTIME))
         else:
             os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        if entry.kind != WHITEOUT:
+            os.chmod(real, _mode(entry))
+    for path, entry in sorted(layer.items(), reverse=True):  # children first: they stamp their parent
+        if entry.kind != WHITEOUT:
+            os.utime(root + path, (LOWER_MTIME, LOWER_MTIME))
 
 
-def build_library_layer(layer: LayerSpec) -> MemoryFS:
-    """``layer`` as a MemoryFS in unionfs's sidecar form (a sidecar only if it has markers)."""
-    layer_fs = MemoryFS()
+def build_library_layer(layer: LayerSpec, directory: Optional[str] = None) -> FS:
+    """``layer`` in unionfs's sidecar form (a sidecar only if it has markers): a MemoryFS, or
+    with ``directory`` an OSFS there, which holds the entries' modes too."""
+    layer_fs: FS = MemoryFS() if directory is None else OSFS(directory)
     sidecar = None
     if any(entry.kind in (OPAQUE, WHITEOUT) for entry in layer.values()):
         sidecar = Sidecar.open(layer_fs, create=True)
@@ -158,11 +171,15 @@ def build_library_layer(layer: LayerSpec) -> MemoryFS:
             layer_fs.makedir(path)
         elif entry.kind == FILE:
             layer_fs.writebytes(path, entry.data)
-            layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
         if sidecar is not None and entry.kind == OPAQUE:
             sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
             sidecar.add_record(path, sidecar_format.WHITEOUT)
+        if directory is not None and entry.kind != WHITEOUT:
+            os.chmod(layer_fs.getsyspath(path), _mode(entry))
+    for path, entry in sorted(layer.items(), reverse=True):
+        if entry.kind != WHITEOUT:
+            layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
     return layer_fs
 
 
@@ -369,8 +386,12 @@ class KernelView:
 
     def open_reader(self, path: str) -> int:
         """A descriptor opened read-only, to be held across steps."""
+        return self.open_handle(path, writable=False)
+
+    def open_handle(self, path: str, writable: bool) -> int:
+        """A descriptor opened read-only or read-write (a copy-up), to be held across steps."""
         with _KernelCall(path):
-            return os.open(self._real(path), os.O_RDONLY)
+            return os.open(self._real(path), os.O_RDWR if writable else os.O_RDONLY)
 
     def readbytes(self, path: str) -> bytes:
         with _KernelCall(path):
@@ -380,8 +401,9 @@ class KernelView:
             finally:
                 os.close(descriptor)
 
-    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
-        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
+    def tree(self, times: Optional[Dict[str, int]] = None, modes: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's and directory's whole-second mtime goes into
+        ``times``, its permission bits into ``modes``, if given."""
         result: Tree = {}
         pending = ["/"]
         while pending:
@@ -394,10 +416,13 @@ class KernelView:
                     pending.append(path)
                 elif stat.S_ISREG(status.st_mode):
                     result[path] = ("file", self.readbytes(path))
-                    if times is not None:
-                        times[path] = int(status.st_mtime)
                 else:
                     result[path] = ("other", stat.filemode(status.st_mode))
+                    continue
+                if times is not None:
+                    times[path] = int(status.st_mtime)
+                if modes is not None:
+                    modes[path] = stat.S_IMODE(status.st_mode)
         return result
 
     # -- writing ---------------------------------------------------------------------------------
@@ -421,6 +446,11 @@ class KernelView:
 
     def write_streamed(self, path: str, data: bytes) -> None:
         self._write(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, data)
+
+    def open_truncating(self, path: str) -> None:
+        """open(O_WRONLY|O_CREAT|O_TRUNC) and close, nothing written: the mtime is stamped all the same."""
+        with _KernelCall(path):
+            os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)
@@ -546,9 +576,20 @@ class KernelView:
 
     # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
 
+    def _copy_up(self, path: str, itself: bool) -> None:
+        """Copy ``path``'s ancestors (and, if ``itself``, ``path``) up through the mount, by a
+        chmod to the mode they have: a hand edit then finds them in the upper with their
+        times, as a copy-up keeps them, instead of making them afresh."""
+        steps = list(recursepath(path))[1:] if itself else list(recursepath(dirname(path)))[1:]
+        for step in steps:
+            real = self._real(step)
+            if os.path.isdir(real) and not os.path.islink(real):
+                os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode))
+
     def _offline(self, edit: Callable[[str], None], path: str) -> None:
         """Unmount, apply ``edit`` to the upper's real path for ``path``, mount again."""
         assert self.mount is not None, "hand edits need the KernelOverlay"
+        self._copy_up(path, itself=False)
         self.mount.unmount()
         try:
             edit(self.mount.upper + path)
@@ -574,6 +615,7 @@ class KernelView:
         if self.exists(path):
             if not stat.S_ISDIR(os.lstat(self._real(path)).st_mode):
                 raise errors.DirectoryExpected(path)
+            self._copy_up(path, itself=True)
         else:
             with _KernelCall(path, directory=True):
                 parent_mode = os.lstat(self._real(dirname(path))).st_mode
@@ -612,9 +654,12 @@ def _make_opaque_by_hand(real: str) -> None:
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
     for directory, _, names in os.walk(real):
+        kept = os.stat(directory)
         for name in names:
             if _is_whiteout(os.path.join(directory, name)):
                 os.unlink(os.path.join(directory, name))
+        # the whiteouts were bookkeeping, not entries of the view: the directory keeps its times
+        os.utime(directory, ns=(kept.st_atime_ns, kept.st_mtime_ns))
 
 
 class LibraryView:
@@ -639,24 +684,31 @@ class LibraryView:
     def open_reader(self, path: str) -> BinaryIO:
         return self.fs.openbin(path, "r")
 
+    def open_handle(self, path: str, writable: bool) -> BinaryIO:
+        """Unbuffered, as a descriptor is: what it reads is what the file holds now."""
+        return self.fs.openbin(path, "r+" if writable else "r", buffering=0)
+
     def readbytes(self, path: str) -> bytes:
         return self.fs.readbytes(path)
 
-    def tree(self, times: Optional[Dict[str, int]] = None) -> Tree:
-        """The whole merged tree; each file's whole-second mtime goes into ``times`` if given."""
+    def tree(self, times: Optional[Dict[str, int]] = None, modes: Optional[Dict[str, int]] = None) -> Tree:
+        """The whole merged tree; each file's and directory's whole-second mtime goes into
+        ``times``, its permission bits (where the layers hold them) into ``modes``, if given."""
         result: Tree = {}
         pending = ["/"]
         while pending:
             directory = pending.pop()
-            for info in self.fs.scandir(directory, ["details"]):
+            for info in self.fs.scandir(directory, ["details", "access"]):
                 path = directory.rstrip("/") + "/" + info.name
                 if info.is_dir:
                     result[path] = ("dir",)
                     pending.append(path)
                 else:
                     result[path] = ("file", self.fs.readbytes(path))
-                    if times is not None:
-                        times[path] = int(info.raw["details"]["modified"])
+                if times is not None:
+                    times[path] = int(info.raw["details"]["modified"])
+                if modes is not None and info.has_namespace("access") and info.permissions is not None:
+                    modes[path] = info.permissions.mode
         return result
 
     def writebytes(self, path: str, data: bytes) -> None:
@@ -669,6 +721,10 @@ class LibraryView:
         """Through an open file (``openbin("w+")``), not the atomic whole-file ``writebytes``."""
         with self.fs.openbin(path, "w+") as handle:
             handle.write(data)
+
+    def open_truncating(self, path: str) -> None:
+        with self.fs.openbin(path, "w"):
+            pass
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         with self.fs.openbin(path, "r+") as handle:
@@ -786,9 +842,16 @@ def assert_same_tree(library: Tree, kernel: Tree) -> None:
     )
 
 
+def assert_same_modes(library: Dict[str, int], kernel: Dict[str, int]) -> None:
+    """Same permission bits for every file and directory."""
+    wrong = {path: (oct(library.get(path, 0)), oct(mode)) for path, mode in kernel.items() if library.get(path) != mode}
+    assert not wrong, "modes differ (library, kernel): %r" % (wrong,)
+
+
 def assert_same_file_times(library: Dict[str, int], kernel: Dict[str, int]) -> None:
     """Where the kernel shows an old time (kept by copy-up and rename, or set by utimes) the
-    library shows the same; where the kernel shows a time of this run, so does the library."""
+    library shows the same; where the kernel shows a time of this run, so does the library.
+    Files and directories alike (a directory gets the time of a change of its entries)."""
     wrong = {
         path: (library.get(path), kernel_time)
         for path, kernel_time in kernel.items()

@@ -146,3 +146,163 @@ def test_console_script_is_installed():
     assert result.returncode == 0
     for name in ("list", "tree", "cat", "diff", "commit", "demo"):
         assert name in result.stdout
+
+
+# -- issue 11 item 10: what a new user tripped over ----------------------------------------------
+
+
+def _tree_state(root) -> dict:
+    """Every path under ``root`` with its type, content and mtime: to prove nothing was written."""
+    state = {}
+    for directory, names, files in os.walk(str(root)):
+        for name in names + files:
+            path = os.path.join(directory, name)
+            status = os.lstat(path)
+            data = open(path, "rb").read() if os.path.isfile(path) else None
+            state[os.path.relpath(path, str(root))] = (status.st_mode, status.st_mtime_ns, data)
+    return state
+
+
+def test_version() -> None:
+    from unionfs import __version__
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == "unionfs " + __version__
+
+
+def test_url_with_a_path_as_the_readme_documents(stack) -> None:
+    lowers = ",".join(stack[i + 1] for i in range(0, len(stack) - 2, 2))
+    url = "overlay://%s?upper=%s!/etc" % (lowers, stack[-1])
+    listed = run("list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["app.conf", "motd"]
+    assert run("cat", "--url", url, "app.conf").stdout == "debug = true\n"
+    assert_one_line_error(run("diff", "--url", url), 2, "whole overlay")
+
+
+def test_progress_after_the_subcommand_and_never_over_100(stack, tmp_path) -> None:
+    """``--progress`` is accepted after the subcommand too; a metadata-only change the target
+    lacks is copied and counted, so the bar never passes 100% (it reached 139%)."""
+    import re
+
+    upper = stack[-1]
+    with OverlayFS([stack[1], stack[3]], upper=upper) as overlay:
+        overlay.setinfo("etc/motd", {"details": {"modified": 1234567}})  # metadata only: same bytes, other mtime
+    result = run("commit", *stack, str(tmp_path / "out"), "--only-changes", "--progress", "always")
+    assert result.returncode == 0, result.stderr
+    percents = [int(p) for p in re.findall(r"(\d+)%", result.stderr)]
+    assert percents and max(percents) == 100 and percents[-1] == 100, result.stderr
+
+
+def test_commit_into_a_zip_of_a_file_with_mtime_0(tmp_path) -> None:
+    """mtime 0 (what reproducible exports use) predates what a zip can hold: the commit clamps it
+    to 1980-01-01 instead of leaving an empty zip and an ``FS.__del__`` traceback."""
+    import zipfile
+
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "f").write_text("data")
+    os.utime(lower / "f", (0, 0))
+    result = run("commit", "-l", str(lower), "-u", str(tmp_path / "up"), "zip://" + str(tmp_path / "out.zip"))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        assert archive.read("f") == b"data" and archive.getinfo("f").date_time[:3] == (1980, 1, 1)
+
+
+def test_tree_of_a_missing_path_prints_only_the_error(stack) -> None:
+    result = run("tree", *stack, "nosuch")
+    assert result.stdout == ""
+    assert_one_line_error(result, 1, "nosuch")
+
+
+def test_read_only_commands_write_nothing(stack, tmp_path) -> None:
+    """list, tree, cat and diff read: an upper that does not exist stays so (``list -u newdir``
+    made ``newdir/.unionfs``), and an existing one is left byte for byte, times included."""
+    lowers = stack[:-2]
+    fresh = tmp_path / "newdir"
+    for command in (["list"], ["tree"], ["cat", "etc/motd"], ["diff"]):
+        result = run(*command[:1], *lowers, "-u", str(fresh), *command[1:])
+        assert result.returncode == 0, result.stderr
+        assert not fresh.exists(), command
+    before = _tree_state(stack[-1])
+    for command in (["list"], ["tree"], ["cat", "etc/app.conf"], ["diff"], ["diff", "--json"]):
+        assert run(*command[:1], *stack, *command[1:]).returncode == 0
+    assert _tree_state(stack[-1]) == before
+
+
+def test_an_upper_that_is_a_file_is_named_clearly(stack, tmp_path) -> None:
+    somefile = tmp_path / "somefile"
+    somefile.write_text("x")
+    for command in ("list", "commit", "diff"):
+        args = [command, *stack[:-2], "-u", str(somefile)] + ([str(tmp_path / "out")] if command == "commit" else [])
+        assert_one_line_error(run(*args), 2, "is a file", "somefile")
+
+
+def test_fsck_dry_run_changes_nothing(stack) -> None:
+    """``fsck --dry-run`` only reports (it used to empty the staging area while opening)."""
+    staging = os.path.join(stack[-1], ".unionfs", "tmp")
+    os.makedirs(staging, exist_ok=True)
+    with open(os.path.join(staging, "leftover"), "w") as out:
+        out.write("half a copy-up")
+    before = _tree_state(stack[-1])
+    result = run("fsck", *stack, "--dry-run")
+    assert result.returncode == 4 and "staging" in result.stdout, result
+    after = _tree_state(stack[-1])
+    # the lock record comes and goes (it keeps other writers out while fsck looks), which
+    # stamps the sidecar directory itself; everything in it and in the upper is as it was
+    assert after.pop(".unionfs")[0] == before.pop(".unionfs")[0]
+    assert after == before
+    assert run("fsck", *stack).returncode == 0
+    assert not os.path.exists(os.path.join(staging, "leftover"))
+
+
+def test_oci_and_kernel_layers_from_the_command_line(tmp_path) -> None:
+    lower = tmp_path / "lower"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc" / "motd").write_text("hello\n")
+    kernel_upper = tmp_path / "kupper"
+    with OverlayFS(str(lower), upper=str(tmp_path / "u")) as overlay:
+        overlay.writetext("etc/new", "new\n")
+        overlay.export_kernel(str(kernel_upper))
+        overlay.export_layer(str(tmp_path / "layer.tar"))
+    listed = run("list", "--kernel", str(kernel_upper), "--kernel", str(lower), "etc")
+    assert listed.returncode == 0 and listed.stdout.split() == ["motd", "new"], listed.stderr
+    # an image made of that layer alone, in an OCI layout, by the CLI's own export-layer
+    layout = tmp_path / "layout"
+    layout.mkdir()  # an empty OCI image layout
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    result = run("export-layer", "-l", str(lower), "-u", str(tmp_path / "u"), "--layout", str(layout), "--tag", "one")
+    assert result.returncode == 0 and "diff_id sha256:" in result.stdout, result.stderr
+    listed = run("list", "--oci", str(layout), "--ref", "one", "etc")
+    assert listed.returncode == 0 and listed.stdout.split() == ["new"], listed.stderr
+
+
+def test_discard_hide_make_opaque_export_kernel(stack, tmp_path) -> None:
+    assert run("hide", *stack, "etc/motd").returncode == 0
+    assert run("make-opaque", *stack, "bin").returncode == 0
+    listed = run("list", *stack, "etc")
+    assert listed.stdout.split() == ["app.conf"]
+    assert run("list", *stack, "bin").stdout == ""
+    exported = run("export-kernel", *stack, str(tmp_path / "kernel"), "--whiteout", "xattr")
+    assert exported.returncode == 0, exported.stderr
+    assert os.path.isfile(tmp_path / "kernel" / "etc" / "motd")  # an xattr whiteout
+    assert os.getxattr(str(tmp_path / "kernel" / "bin"), "trusted.overlay.opaque") == b"y"
+    discarded = run("discard", *stack)
+    assert discarded.returncode == 0 and "discarded" in discarded.stdout
+    assert run("diff", *stack).stdout == ""
+    assert run("list", *stack, "etc").stdout.split() == ["app.conf", "motd"]
+
+
+def test_unsafe_archives_from_the_command_line_and_the_url(tmp_path) -> None:
+    hostile = build(str(tmp_path / "hostile.tar"), {"ok.txt": b"ok", "../escape": b"x"}, "tar")
+    assert_one_line_error(run("list", "-l", hostile), 1, "escape")
+    skipped = run("list", "-l", hostile, "--unsafe", "skip")
+    assert skipped.returncode == 0 and skipped.stdout.split() == ["ok.txt"], skipped.stderr
+    url = "overlay://%s?unsafe=skip" % hostile
+    via_url = run("list", "--url", url)
+    assert via_url.returncode == 0 and via_url.stdout.split() == ["ok.txt"], via_url.stderr
+    import fs as _fs
+
+    with _fs.open_fs(url) as overlay:
+        assert overlay.listdir("/") == ["ok.txt"]

@@ -316,3 +316,25 @@ def test_install_mount_helper_writes_an_executable_script(tmp_path):
     assert done.stdout.strip() == str(target)
     assert os.access(target, os.X_OK)
     assert "-m unionfs mount.fuse" in target.read_text()
+
+
+def test_volatile_is_honoured_not_ignored(tmp_path):
+    from unionfs.tools import mount as mount_module
+
+    lower, upper, work = (tmp_path / name for name in ("lower", "upper", "work"))
+    for directory in (lower, upper, work):
+        directory.mkdir()
+    base = "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work)
+    assert mount_module.parse_kernel_options([base]).volatile is False
+    wanted = mount_module.parse_kernel_options([base + ",volatile"])
+    assert wanted.volatile is True
+    overlay = mount_module.open_overlay(wanted.lowers, wanted.upper, volatile=wanted.volatile)
+    try:
+        assert overlay.volatile is True
+    finally:
+        overlay.close()
+    overlay = mount_module.open_overlay(wanted.lowers, wanted.upper)
+    try:
+        assert overlay.volatile is False
+    finally:
+        overlay.close()

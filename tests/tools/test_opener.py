@@ -79,3 +79,27 @@ def test_round_trip_of_awkward_layer_urls():
 def test_bad_overlay_urls_fail_clearly(url, message):
     with pytest.raises(errors.CreateFailed, match=message):
         fs.open_fs(url)
+
+
+def test_relative_layers_resolve_against_cwd(tmp_path, monkeypatch, guard_lower) -> None:
+    """Issue 11 item 11: ``fs.open_fs('overlay://sub', cwd=...)`` resolves relative layer paths
+    (plain, ``osfs://``, ``tar://``, ``zip://``, the upper too) against ``cwd``, as fs's own
+    openers do, not against the process's working directory."""
+    base = tmp_path / "base"
+    (base / "sub").mkdir(parents=True)
+    (base / "sub" / "plain.txt").write_text("plain")
+    build(str(base / "l.tar"), {"from-tar": b"tar"}, "tar")
+    build(str(base / "l.zip"), {"from-zip": b"zip"}, "zip")
+    (base / "up").mkdir()
+    guard_lower(OSFS(str(base / "sub")))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    url = "overlay://sub,osfs://sub,tar://l.tar,zip://l.zip?upper=up"
+    with fs.open_fs(url, cwd=str(base)) as overlay:
+        assert sorted(overlay.listdir("/")) == ["from-tar", "from-zip", "plain.txt"]
+        overlay.writetext("new.txt", "upper")
+    assert (base / "up" / "new.txt").read_text() == "upper"
+    assert not (elsewhere / "up").exists()
+    with pytest.raises((errors.CreateFailed, fs.opener.errors.OpenerError)):
+        fs.open_fs("overlay://sub", cwd=str(elsewhere))  # nothing called sub there

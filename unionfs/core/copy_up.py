@@ -4,7 +4,8 @@ A file is streamed into a staging file inside the upper's sidecar, given the low
 entry's metadata, and renamed into place, so a half-made copy is never visible, not
 even after a crash. A directory is copied alone (not its contents): made and given
 its metadata in the staging area too, then renamed into place. Missing parents are
-copied up first, top-down.
+copied up first, top-down. A copy-up changes no directory's times: the kernel puts back the
+parent's after its rename, and so does :meth:`Upper.keeping_times`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) ->
 
 def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
-    upper.install_dir(node.path, copyable_metadata(info))
+    with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
+        upper.install_dir(node.path, copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
@@ -59,5 +61,9 @@ def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
             staged = upper.stage(source)
     else:
         staged = upper.stage(None)
-    apply_metadata(upper.fs, staged, copyable_metadata(info))
-    upper.install(staged, node.path)
+    metadata = copyable_metadata(info)
+    if not with_data:  # copied up for an O_TRUNC open, which stamps the file: staged stamped
+        metadata["details"] = {"accessed": upper.now(), "modified": upper.now()}
+    apply_metadata(upper.fs, staged, metadata)
+    with upper.keeping_times(dirname(node.path)):
+        upper.install(staged, node.path, copy_up=True)

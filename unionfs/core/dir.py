@@ -14,7 +14,7 @@ journal (:mod:`unionfs.core.journal`): they are rolled forward after a crash.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -22,7 +22,7 @@ from fs.path import dirname, join, relpath
 from fs.permissions import Permissions
 
 from . import journal, walk
-from .inode import apply_metadata
+from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
 from .copy_up import copy_up, copy_up_parents
 from .lookup import Lookup, Node
 from .readdir import visible_children
@@ -35,19 +35,30 @@ def create_file(lookup: Lookup, upper: Upper, path: str, mode: str, buffering: i
     upper.remove_opaque(path)
     handle = upper.openbin(path, mode, buffering, **options)
     upper.remove_whiteout(path)
+    upper.touch(dirname(path))
     return handle
 
 
-def install_file(lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None) -> None:
+def install_file(
+    lookup: Lookup, upper: Upper, path: str, source: Optional[BinaryIO], metadata: Any = None, replaced: Optional[Node] = None
+) -> None:
     """Atomically make ``path`` a file with the content of ``source``: staged, then renamed
-    into place over whatever file or whiteout was there."""
+    into place over whatever file or whiteout was there. ``replaced``: the file that was
+    visible there, which the kernel would have opened ``O_TRUNC``: its directory keeps its
+    times and, if it is a lower file (copied up by that open), its read handles follow."""
     copy_up_parents(lookup, upper, path)
     staged = upper.stage(source)
     if metadata:
         apply_metadata(upper.fs, staged, metadata)
     upper.remove_opaque(path)
-    upper.install(staged, path)
+    if replaced is not None:
+        with upper.keeping_times(dirname(path)):
+            upper.install(staged, path, copy_up=not replaced.in_upper)
+    else:
+        upper.install(staged, path)
     upper.remove_whiteout(path)
+    if replaced is None:
+        upper.touch(dirname(path))
 
 
 def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Permissions] = None) -> None:
@@ -60,6 +71,7 @@ def make_dir(lookup: Lookup, upper: Upper, path: str, permissions: Optional[Perm
     else:
         upper.remove_opaque(path)
         upper.makedir(path, permissions)
+    upper.touch(dirname(path))
 
 
 def hide(lookup: Lookup, upper: Upper, node: Node) -> None:
@@ -67,6 +79,7 @@ def hide(lookup: Lookup, upper: Upper, node: Node) -> None:
     something there, then the upper's own copy and its records go. ``remove``, ``removedir``,
     ``removetree`` and ``hide`` of the API all end here."""
     copy_up_parents(lookup, upper, node.path)
+    upper.readers.detach(node.path, subtree=node.is_dir)  # its read handles stay on what they read
     if node.lower_positive:
         upper.add_whiteout(node.path)
     if node.in_upper:
@@ -77,6 +90,7 @@ def hide(lookup: Lookup, upper: Upper, node: Node) -> None:
     if node.is_dir:
         upper.drop_records_below(node.path)
     upper.remove_opaque(node.path)
+    upper.touch(dirname(node.path))
 
 
 def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
@@ -87,14 +101,17 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
         node = lookup.node(path)
         assert node is not None
     copy_up(lookup, upper, node)
+    upper.readers.detach(path, subtree=True)  # the lower files below are hidden, never copied up
     if not upper.has_opaque(path):
         upper.add_opaque(path)
     upper.drop_records_below(path)
 
 
-def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
     """rename(2) of a non-directory: copy up, move within the upper, whiteout the old name
-    iff a lower has it, and drop any whiteout at the new name."""
+    iff a lower has it, and drop any whiteout at the new name. Both directories get the time
+    of the change, the source's unless ``stamp_source`` is False (a ``movedir``, whose
+    ``cp -a`` only reads the source: its directories keep their times until they go)."""
     copy_up(lookup, upper, src)
     copy_up_parents(lookup, upper, dst)
     if src.lower_positive:
@@ -102,6 +119,9 @@ def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     upper.remove_opaque(dst)
     upper.move_file(src.path, dst)
     upper.remove_whiteout(dst)
+    if stamp_source:
+        upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))
 
 
 def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
@@ -125,22 +145,63 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
         _rename_upper_dir(lookup, upper, src, dst)
         return
-    journaled(lookup, upper, journal.Intent("movedir", src.path, dst))
+    # the source directories' times, before the moves restamp them (journaled: a re-run
+    # after a crash gives the destination these, not what the renames left)
+    times: List[journal.DirTimes] = []
+    for rel, node in [("", src)] + entries:
+        kept = _times(node) if node.is_dir else None
+        if kept is not None:
+            times.append((rel, kept[0], kept[1]))
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times)))
 
 
-def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tuple[journal.DirTimes, ...] = ()) -> None:
     """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
-    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move."""
+    moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move.
+    ``times``: the source directories' times when the move began (from its journal entry)."""
+    entries = _walk(lookup, src)
+    # cp -a gives every directory it copies (or copies into) the source's mode, owner and
+    # times, last, after its contents: read them before moving anything changes them (the
+    # times from the journal entry: an earlier, interrupted run may have restamped them)
+    began = {rel: {"accessed": accessed, "modified": modified} for rel, accessed, modified in times}
+    attributes = [
+        (join(dst, rel) if rel else dst, _dir_metadata(node, began.get(rel)))
+        for rel, node in [("", src)] + entries
+        if node.is_dir
+    ]
     _merge_dir_into(lookup, upper, dst)
-    for rel, node in _walk(lookup, src):
+    for rel, node in entries:
         destination = join(dst, rel)
         if node.is_dir:
             _merge_dir_into(lookup, upper, destination)
         else:
-            rename_file(lookup, upper, node, destination)
+            rename_file(lookup, upper, node, destination, stamp_source=False)
+    for destination, metadata in reversed(attributes):  # deepest first, as cp -a sets them
+        try:
+            apply_metadata(upper.fs, destination, metadata)
+        except errors.ResourceNotFound:
+            pass  # a MemoryFS upper cannot set its own root's attributes (docs/semantics.rst)
     remaining = lookup.node(src.path)
     if remaining is not None:
         hide(lookup, upper, remaining)
+
+
+def _dir_metadata(node: Node, times: Optional[Dict[str, float]] = None) -> Dict[str, Dict[str, Any]]:
+    """What ``cp -a`` carries over from a source directory: mode, owner, times (``times``
+    instead of the directory's own, where given)."""
+    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    if times is not None:
+        metadata["details"] = dict(times)
+    return metadata
+
+
+def _times(node: Node) -> Optional[Tuple[float, float]]:
+    """(accessed, modified) of a directory as the view shows it; None where its layer has none."""
+    details: Dict[str, Any] = dict(node.top.fs.getinfo(node.path, ["details"]).raw.get("details") or {})
+    modified, accessed = details.get("modified"), details.get("accessed")
+    if modified is None:
+        return None
+    return float(accessed if accessed is not None else modified), float(modified)
 
 
 def _merge_dir_into(lookup: Lookup, upper: Upper, path: str) -> None:
@@ -164,14 +225,17 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         upper.empty()
         return
     node = lookup.node(intent.src)
-    if node is None or not node.is_dir:
-        return
     if intent.operation == "movedir":
         assert intent.dst is not None
-        _move_contents(lookup, upper, node, intent.dst)
-    else:
-        for child in visible_children(lookup, node):
-            hide(lookup, upper, child)
+        if node is not None and node.is_dir:
+            _move_contents(lookup, upper, node, intent.dst, intent.times)
+        # the last step, also when a crash came after the source went but before its stamp
+        upper.touch(dirname(intent.src))
+        return
+    if node is None or not node.is_dir:
+        return
+    for child in visible_children(lookup, node):
+        hide(lookup, upper, child)
 
 
 def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
@@ -215,3 +279,5 @@ def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None
     upper.move_dir(src.path, dst)
     upper.remove_opaque(src.path)
     upper.drop_records_below(src.path)
+    upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))

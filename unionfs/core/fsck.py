@@ -34,6 +34,7 @@ from fs.path import join
 
 from . import journal
 from .journal import Intent
+from .journal import pending as journal_pending
 from .sidecar import CHILDREN, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
@@ -95,13 +96,19 @@ def clear_staging(upper: Upper) -> List[Finding]:
 
 
 def fsck(
-    upper: Upper, recovered: Iterable[Intent] = (), cleared: Iterable[Finding] = (), repair: bool = True
+    upper: Upper, recovered: Iterable[Intent] = (), cleared: Iterable[Finding] = (), repair: bool = True, pending: bool = False
 ) -> FsckReport:
     """Find the leftovers of interrupted operations in ``upper`` and, if ``repair``, remove
     them. ``recovered`` and ``cleared``: what the overlay already did when it opened (journal
-    entries rolled forward, staging emptied); they are reported too."""
+    entries rolled forward, staging emptied); they are reported too. ``pending``: also report
+    journal entries still waiting (an overlay opened with ``recover=False``)."""
     finished = [Finding("journal", intent.src, "finished an interrupted %s" % _describe(intent)) for intent in recovered]
     finished += list(cleared)
+    if pending:
+        finished += [
+            Finding("journal", intent.src, "an interrupted %s, finished by the next write or open" % _describe(intent))
+            for _, intent in journal_pending(upper.sidecar)
+        ]
     found = find(upper)
     if repair and found:
         for _finding, where, is_dir in found:

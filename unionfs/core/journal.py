@@ -12,7 +12,7 @@ state after the operation. See :mod:`unionfs.core.sidecar` for the format.
 from __future__ import annotations
 
 import json
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import attr
 
@@ -26,23 +26,34 @@ from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, SIDECA
 OPERATIONS = ("movedir", "removetree", "discard")
 
 
+#: a directory's times as a journal entry keeps them: (path relative to ``src``, accessed, modified)
+DirTimes = Tuple[str, float, float]
+
+
 @attr.s(frozen=True, slots=True)
 class Intent:
     """One operation to finish: ``movedir`` of ``src`` into ``dst``, ``removetree`` of ``src``,
-    or ``discard`` (``src`` is ``/``) of every change in the upper."""
+    or ``discard`` (``src`` is ``/``) of every change in the upper. ``times`` (movedir): the
+    source directories' times when it began, which ``cp -a`` gives the destination's; its
+    own renames restamp the source directories, so a re-run after a crash cannot read them
+    there any more."""
 
     operation: str = attr.ib(validator=attr.validators.in_(OPERATIONS))
     src: str = attr.ib()
     dst: Optional[str] = attr.ib(default=None)
+    times: Tuple[DirTimes, ...] = attr.ib(default=(), eq=False, repr=False)
 
     def dumps(self) -> str:
-        return json.dumps({"operation": self.operation, "src": self.src, "dst": self.dst}, sort_keys=True)
+        data: dict = {"operation": self.operation, "src": self.src, "dst": self.dst}
+        if self.times:
+            data["times"] = [list(entry) for entry in self.times]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def loads(cls, where: str, text: str) -> "Intent":
         try:
             data = json.loads(text)
-            intent = cls(data["operation"], data["src"], data.get("dst"))
+            intent = cls(data["operation"], data["src"], data.get("dst"), _times(data.get("times") or []))
         except (ValueError, TypeError, KeyError) as error:
             raise SidecarError(where, "unreadable journal entry (%s)" % error) from None
         if not isinstance(intent.src, str) or not intent.src.startswith("/"):
@@ -105,6 +116,19 @@ def torn(text: str) -> bool:
     overlay or an older unionfs). Its operation never started counting; see :func:`drop_torn`."""
     text = text.rstrip("\0")
     return not text.endswith("}") and (_ENTRY_START.startswith(text) or text.startswith(_ENTRY_START))
+
+
+def _times(entries: Any) -> Tuple[DirTimes, ...]:
+    """The ``times`` of a journal entry, checked (a ValueError names what is wrong)."""
+    if not isinstance(entries, list):
+        raise ValueError("times is not a list")
+    times = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in entry[1:])):
+            raise ValueError("a times entry is not [path, accessed, modified]")
+        times.append((entry[0], float(entry[1]), float(entry[2])))
+    return tuple(times)
 
 
 #: how every entry :meth:`Intent.dumps` writes begins (its keys are sorted)

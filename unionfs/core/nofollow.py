@@ -26,6 +26,8 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import basename, iteratepath
 
+from ..errors import literal
+
 #: directory descriptors a removal keeps open at once; deeper levels are reopened through
 #: ``..`` and checked to be the same directory (device and inode)
 _OPEN_LEVELS = 64
@@ -136,7 +138,7 @@ def _os_call(path: str, function: Any, *args: Any, **kwargs: Any) -> Any:
     except PermissionError:
         raise errors.PermissionDenied(path) from None
     except OSError as error:
-        raise errors.OperationFailed(path, exc=error, msg="cannot remove %r: %s" % (path, error)) from None
+        raise errors.OperationFailed(path, exc=error, msg=literal("cannot remove %r: %s" % (path, error))) from None
 
 
 @attr.s(slots=True)
@@ -207,5 +209,5 @@ def _reopen_parent(parent: _Level, child: _Level, path: str) -> int:
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != parent.ident:
         os.close(fd)
-        raise errors.OperationFailed(path, msg="cannot remove %r: a directory in it was moved meanwhile" % path)
+        raise errors.OperationFailed(path, msg=literal("cannot remove %r: a directory in it was moved meanwhile" % path))
     return fd

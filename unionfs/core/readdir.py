@@ -28,8 +28,12 @@ def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
 
 
 def is_empty(lookup: Lookup, directory: Node) -> bool:
-    """Emptiness on the merged listing: whited-out entries do not count."""
-    return not lookup.listing(directory).names
+    """Emptiness on the merged listing: whited-out entries do not count. A layer's xattr
+    whiteout (an empty file the kernel hides only from listings) does: the kernel's rmdir
+    reads it as an entry and answers ENOTEMPTY, merged directory or not."""
+    if lookup.listing(directory).names:
+        return False
+    return not any(getattr(layer.dir(directory.path), "sticky", False) for layer in directory.layers)
 
 
 def _layer_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:

@@ -25,7 +25,7 @@ from fs.info import Info
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..errors import UnsupportedLayer, convert_errors, unsupported_layer
+from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info
 from .sidecar import OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved, sys_root
@@ -45,6 +45,8 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+    #: holds a kernel xattr whiteout: the kernel's rmdir counts it as an entry (ENOTEMPTY)
+    sticky: bool = attr.ib(default=False)
 
     def records(self, kind: str) -> Set[str]:
         """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""
@@ -171,7 +173,7 @@ class Layer:
                 self._last_stat = None
                 return False if os.path.islink(sys_path) else None  # a dangling symlink is listed
             except OSError as error:
-                raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+                raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
             return stat.S_ISDIR(result.st_mode)
@@ -221,7 +223,7 @@ class Layer:
         except FileNotFoundError:
             raise errors.ResourceNotFound(path) from None
         except OSError as error:
-            raise errors.OperationFailed(path, exc=error, msg="cannot stat %r in %s: %s" % (path, self.label, error)) from error
+            raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         entries = list_dir(self.fs, self._sys_root, path)

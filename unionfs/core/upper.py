@@ -12,8 +12,10 @@ goes through here too.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, BinaryIO, Mapping, Optional
+import time
+from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -119,10 +121,12 @@ class Upper:
             raise
         return staged
 
-    def install(self, staged: str, path: str) -> None:
+    def install(self, staged: str, path: str, copy_up: bool = False) -> None:
         """Atomically put a staged file at ``path`` (a rename within the upper): its data and
         metadata are synced before the rename, the directory after it (as the kernel's
-        copy-up does), so neither a crash nor a power cut shows it empty or half-made."""
+        copy-up does), so neither a crash nor a power cut shows it empty or half-made.
+        ``copy_up``: it is the upper copy of the lower file at ``path``, so that file's read
+        handles move to it (a replacement leaves them on what they read)."""
         try:
             self.sync.path(staged)
             self.fs.move(staged, path, overwrite=True)
@@ -131,7 +135,8 @@ class Upper:
             raise
         self.sync.dir(dirname(path))
         self._entry_changed(path, False)
-        self.readers.copied_up(self.fs, path)
+        if copy_up:
+            self.readers.copied_up(self.fs, path)
 
     def _discard_staged(self, staged: str) -> None:
         try:
@@ -190,6 +195,60 @@ class Upper:
             pass
         # MemoryFS (also behind WrapFS/SubFS) moves the entry itself; others copy then delete.
         self.fs.movedir(src, dst, create=True)
+
+    # -- directory times (the kernel's: a directory whose entries change gets the time of the
+    # change; a copy-up into it keeps the times it had) --------------------------------------
+
+    def _syspath(self, path: str) -> Optional[str]:
+        try:
+            return self.fs.getsyspath(path)
+        except errors.NoSysPath:
+            return None
+
+    def times(self, path: str) -> Optional[Tuple[float, float]]:
+        """``(accessed, modified)`` of the upper's entry at ``path``; None where it has none."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                status = os.stat(sys_path)
+                return status.st_atime, status.st_mtime
+            raw: Dict[str, Any] = dict(self.fs.getinfo(path, ["details"]).raw.get("details") or {})
+        except (OSError, errors.FSError):
+            return None
+        if raw.get("modified") is None:
+            return None
+        return float(raw.get("accessed") or raw["modified"]), float(raw["modified"])
+
+    def set_times(self, path: str, times: Optional[Tuple[float, float]]) -> None:
+        """Give ``path`` the ``(accessed, modified)`` times (now, if None), where the upper can:
+        a ``MemoryFS`` cannot set its own root's, and that is all it loses."""
+        sys_path = self._syspath(path)
+        try:
+            if sys_path is not None:
+                os.utime(sys_path, times)
+                return
+            accessed, modified = times if times is not None else (self.now(),) * 2
+            self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
+        except (OSError, errors.FSError):
+            pass  # best effort, as cp -p: times are never worth failing a change for
+
+    @staticmethod
+    def now() -> float:
+        """The time a change is stamped with (one clock for every stamp the overlay makes)."""
+        return time.time()
+
+    def touch(self, path: str) -> None:
+        """The directory ``path`` had an entry made, removed or renamed: its mtime is now."""
+        self.set_times(path, None)
+
+    @contextlib.contextmanager
+    def keeping_times(self, path: str) -> Iterator[None]:
+        """Put back the times of directory ``path`` after the block: a copy-up into it (a rename
+        on disk) changes nothing the kernel shows."""
+        before = self.times(path)
+        yield
+        if before is not None and self.times(path) != before:
+            self.set_times(path, before)
 
     # -- records ------------------------------------------------------------------------------
 
@@ -250,11 +309,15 @@ class Upper:
         for info in list(self.fs.scandir("/")):
             if info.name != RESERVED_NAME:
                 self.delete("/" + info.name, info.is_dir)
+        # durable before the journal entry goes: else a power cut brings the entries back
+        # with nothing left to say the discard was under way
+        self.sync.dir("/")
         for folder in (TREE_DIR, STAGING_DIR):
             # emptied, not removed and made again: a crash in between must not lose the folder
             self.fs.makedir(folder, recreate=True)
             for info in list(self.fs.scandir(folder)):
                 self.delete(join(folder, info.name), info.is_dir)
+            self.sync.dir(folder)
         self.forget_all()
 
     def delete(self, path: str, is_dir: bool) -> None:

@@ -604,18 +604,19 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
     return None
 
 
-def as_lower(source: Any) -> Any:
+def as_lower(source: Any, unsafe: str = "error") -> Any:
     """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
-    zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged."""
+    zip FS) becomes an :class:`ArchiveFS` (``unsafe``: what to do with hostile members);
+    anything else is returned unchanged."""
     if isinstance(source, FS):
-        return archive_from_fs(source) or source
+        return archive_from_fs(source, unsafe) or source
     if isinstance(source, str):
         if "://" in source:
             parsed = parse_fs_url(source)
             if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:
-                return open_archive(parsed.resource)
+                return open_archive(parsed.resource, unsafe=unsafe)
             return source
         if os.path.isfile(source):
-            return open_archive(source)
+            return open_archive(source, unsafe=unsafe)
     return source
 

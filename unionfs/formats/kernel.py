@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.osfs import OSFS
 
-from ..errors import UnsupportedLayer, literal
+from ..errors import ModesLost, UnsupportedLayer, literal
 from ..io import copy_stream
 from ..changes import UpperEntry, link_target, upper_entries
 from ..core.stack import DirIndex, Layer, Stack
@@ -31,9 +32,8 @@ WHITEOUT_STYLES = ("device", "xattr")
 
 
 def _namespaces(userxattr: Optional[bool]) -> Tuple[str, ...]:
-    """Where to look for overlay xattrs: ``None`` both, ``True`` ``user.``, ``False`` ``trusted.``."""
-    if userxattr is None:
-        return ("trusted", "user")
+    """Where to look for overlay xattrs: ``True`` ``user.`` (``-o userxattr``); ``False`` and
+    ``None`` ``trusted.`` only, as the kernel's default mount, which ignores ``user.overlay.*``."""
     return ("user",) if userxattr else ("trusted",)
 
 
@@ -83,6 +83,7 @@ class KernelLayer(Layer):
                 and _overlay_xattr(entry.path, "whiteout", self.namespaces) is not None
             ):
                 index.whiteouts.add(entry.name)
+                index.sticky = True
             else:
                 if stat.S_ISREG(st.st_mode) and st.st_size > 0:
                     self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")
@@ -151,8 +152,11 @@ def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout:
     namespace = "user" if userxattr else "trusted"
     marked_dirs: set = set()
     directories: List[Tuple[str, UpperEntry]] = []
+    without_modes = 0
     for change in upper_entries(upper):
         target = os.path.join(dest_dir, change.path.lstrip("/"))
+        if change.kind != "whiteout" and (change.info is None or not (change.info.raw.get("access") or {}).get("permissions")):
+            without_modes += 1
         if change.kind == "whiteout":
             _whiteout(target, whiteout, namespace, marked_dirs)
         elif change.kind == "dir":
@@ -171,3 +175,12 @@ def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout:
             _apply_metadata(target, change)
     for target, change in reversed(directories):  # children first: writing them changed the times
         _apply_metadata(target, change)
+    if without_modes:
+        # said, not guessed: a lower's mode would be wrong for a file removed and made again
+        warnings.warn(
+            ModesLost(
+                "export_kernel to %r: the upper %r holds no modes or owners, so %d entries were written "
+                "with 0644/0755 and root" % (dest_dir, upper.fs, without_modes)
+            ),
+            stacklevel=3,
+        )

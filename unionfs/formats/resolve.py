@@ -20,14 +20,15 @@ from .archives import as_lower
 from .fsspec_layer import is_object_store_url, open_fsspec_url
 
 
-def resolve_lower(source: Any, what: str) -> FS:
+def resolve_lower(source: Any, what: str, unsafe: str = "error") -> FS:
     """A lower as the caller gave it, as an FS: an archive (a path, a ``tar://``/``zip://``
-    URL, an open tar or zip FS) becomes an :class:`~unionfs.formats.archives.ArchiveFS`, an
+    URL, an open tar or zip FS) becomes an :class:`~unionfs.formats.archives.ArchiveFS`
+    (``unsafe``: what it does with hostile members, "error" or "skip"), an
     object-store URL (``s3://bucket/prefix``) an :class:`~unionfs.formats.fsspec_layer.FsspecFS`,
     an FS URL is opened, an FS is kept."""
     if isinstance(source, str) and is_object_store_url(source):
         return open_fsspec_url(source)
-    return open_fs(as_lower(source), False, what)
+    return open_fs(as_lower(source, unsafe), False, what)
 
 
 def resolve_upper(source: Any, what: str) -> FS:

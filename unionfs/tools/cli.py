@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import sys
-from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import attr
 
@@ -31,9 +31,16 @@ from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.opener.errors import OpenerError
 
-from ..errors import message_of
+from fs.path import join
+
+from .. import __version__
+from ..changes import ChangeSet
+from ..changes import compute as compute_changes
+from ..errors import literal, message_of
 from ..overlay import OverlayFS
+from ..core.stack import Layer
 from ..formats import archives
+from .opener import parse_overlay_options
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
 Handler = Callable[[argparse.Namespace], int]
@@ -79,12 +86,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def overlay_arguments(parser: argparse.ArgumentParser) -> None:
-    """``-l/--lower`` (repeatable, topmost first), ``-u/--upper``, or ``--url overlay://...``."""
+    """``-l/--lower`` (repeatable, topmost first), ``-u/--upper``, or ``--url overlay://...``;
+    ``--oci`` (an image) or ``--kernel`` (kernel-format layers) instead of ``-l``; ``--unsafe``."""
     group = parser.add_argument_group("layers")
     group.add_argument("-l", "--lower", action="append", default=[], metavar="LAYER",
                        help="a lower layer: directory, tar/zip archive or FS URL; repeat, topmost first")
     group.add_argument("-u", "--upper", metavar="LAYER", help="the writable upper: directory or FS URL")
-    group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay:// URL instead")
+    group.add_argument("--url", metavar="URL", help="the whole overlay as one overlay://...[!PATH] URL instead")
+    group.add_argument("--oci", metavar="IMAGE",
+                       help="the lowers are the layers of a container image: an OCI layout or a docker save archive")
+    group.add_argument("--ref", metavar="NAME", help="which image of --oci (its ref name or tag)")
+    group.add_argument("--kernel", action="append", default=[], metavar="DIR",
+                       help="a lower in the kernel's overlayfs format (an upperdir, a container layer); repeat, topmost first")
+    group.add_argument("--userxattr", action="store_true",
+                       help="--kernel layers use user.overlay.* markers (-o userxattr), not trusted.overlay.*")
+    group.add_argument("--unsafe", choices=("error", "skip"), default=None,
+                       help="archive lowers with unsafe members (.., links out): refuse (error, the default) or leave them out")
     limits = archives.DEFAULT_LIMITS
     group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
                        help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
@@ -110,25 +127,97 @@ def _limit(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def open_overlay(args: argparse.Namespace) -> OverlayFS:
-    """The overlay named by :func:`overlay_arguments`' options."""
+@attr.s(frozen=True, slots=True)
+class Stack:
+    """The layers the options name: lowers (paths, URLs or ready-made layers) and an upper."""
+
+    lowers: List[Any] = attr.ib()
+    upper: Optional[str] = attr.ib()
+    #: the directory a URL's ``!PATH`` names ("/" for none)
+    subdir: str = attr.ib(default="/")
+    unsafe: str = attr.ib(default="error")
+    #: ``--volatile`` or ``?volatile=1``: nothing is fsynced
+    volatile: bool = attr.ib(default=False)
+
+
+def _stack(args: argparse.Namespace) -> Stack:
+    """What :func:`overlay_arguments`' options name, checked for contradictions."""
+    kinds = [name for name, given in (("--url", args.url), ("-l/--lower", args.lower), ("--oci", args.oci),
+                                      ("--kernel", args.kernel)) if given]
+    if len(kinds) > 1:
+        raise UsageError("give one of --url, -l/--lower, --oci or --kernel, not %s" % " and ".join(kinds))
+    if not kinds:
+        raise UsageError("name at least one lower layer with -l/--lower (or --url, --oci, --kernel)")
+    unsafe = args.unsafe or "error"
+    volatile = bool(getattr(args, "volatile", False))
+    if args.url:
+        if args.upper:
+            raise UsageError("give either --url or -u, not both (the URL names its upper)")
+        if not args.url.startswith("overlay://"):
+            raise UsageError("--url must be an overlay:// URL")
+        body, _, subdir = args.url.partition("!")  # the README's overlay://...!PATH
+        options = parse_overlay_options(body)
+        return Stack(
+            list(options.lowers), options.upper, "/" + subdir.strip("/"), args.unsafe or options.unsafe,
+            volatile or options.volatile,
+        )
+    if args.oci:
+        from ..formats.oci.oci import image_stack
+
+        return Stack(list(image_stack(args.oci, ref=args.ref)), args.upper, unsafe=unsafe, volatile=volatile)
+    if args.kernel:
+        from ..formats.kernel import kernel_layers
+
+        return Stack(list(kernel_layers(args.kernel, args.userxattr)), args.upper, unsafe=unsafe, volatile=volatile)
+    return Stack(list(args.lower), args.upper, unsafe=unsafe, volatile=volatile)
+
+
+def _is_plain_path(layer: str) -> bool:
+    return "://" not in layer
+
+
+def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: bool = True) -> OverlayFS:
+    """The overlay named by :func:`overlay_arguments`' options.
+
+    ``read_only`` (list, tree, cat, diff): nothing is written, not even a sidecar or a lock
+    record: the upper is read as the topmost lower, and an upper directory that does not exist
+    yet reads as empty. ``recover=False``: interrupted operations are left as they are."""
     # archives opened for this command (lowers given as paths or URLs) use the limits asked for
     archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
-    if args.url:
-        if args.lower or args.upper:
-            raise UsageError("give either --url or -l/-u, not both")
-        import fs as _fs
+    stack = _stack(args)
+    lowers, upper = list(stack.lowers), stack.upper
+    if upper is not None and _is_plain_path(upper):
+        if os.path.exists(upper) and not os.path.isdir(upper):
+            raise UsageError("the upper %r is a file; an upper is a directory (or an FS URL)" % upper)
+        if read_only and not os.path.exists(upper):
+            upper = None  # an upper that does not exist yet holds no changes
+    args.upper_on_top = read_only and upper is not None
+    if args.upper_on_top:
+        lowers, upper = [upper] + lowers, None
+    try:
+        overlay = OverlayFS(lowers, upper=upper, volatile=stack.volatile, unsafe=stack.unsafe, recover=recover)
+    except BaseException:
+        for layer in stack.lowers:
+            if isinstance(layer, Layer):
+                layer.fs.close()
+        raise
+    overlay._owned.extend(layer.fs for layer in stack.lowers if isinstance(layer, Layer))
+    args.subdir = stack.subdir
+    return overlay
 
-        overlay = _fs.open_fs(args.url)
-        if not isinstance(overlay, OverlayFS):
-            raise UsageError("--url must be an overlay:// URL")
-        if getattr(args, "volatile", False) and not overlay.volatile:
-            overlay.close()
-            raise UsageError("with --url, say volatile=1 in the URL instead of --volatile")
-        return overlay
-    if not args.lower:
-        raise UsageError("name at least one lower layer with -l/--lower (or an overlay with --url)")
-    return OverlayFS(args.lower, upper=args.upper, volatile=getattr(args, "volatile", False))
+
+def view_path(args: argparse.Namespace, path: str) -> str:
+    """``path`` of the command line inside the directory a URL's ``!PATH`` named."""
+    subdir = getattr(args, "subdir", "/")
+    if subdir == "/":
+        return path  # as the caller spelled it, for error messages
+    return join(subdir, path.lstrip("/")) if path not in ("", "/") else subdir
+
+
+def whole_overlay(args: argparse.Namespace) -> None:
+    """Refuse a URL's ``!PATH`` for a command that works on the whole overlay."""
+    if getattr(args, "subdir", "/") != "/":
+        raise UsageError("%s works on the whole overlay: leave the !PATH off the URL" % args.command)
 
 
 def _progress_wanted(args: argparse.Namespace) -> bool:
@@ -145,18 +234,19 @@ def _path_argument(parser: argparse.ArgumentParser) -> None:
 
 @command("list", "list a directory of the merged view", _path_argument)
 def list_command(args: argparse.Namespace) -> int:
-    with open_overlay(args) as overlay:
-        for info in sorted(overlay.scandir(args.path), key=lambda info: info.name):
+    with open_overlay(args, read_only=True) as overlay:
+        for info in sorted(overlay.scandir(view_path(args, args.path)), key=lambda info: info.name):
             print(info.name + ("/" if info.is_dir else ""))
     return 0
 
 
 @command("tree", "draw the merged view (or a directory of it) as a tree", _path_argument)
 def tree_command(args: argparse.Namespace) -> int:
-    with open_overlay(args) as overlay:
-        print(args.path)
-        for line in tree_lines(overlay, args.path):
-            print(line)
+    with open_overlay(args, read_only=True) as overlay:
+        lines = tree_lines(overlay, view_path(args, args.path))  # first: an error prints nothing else
+    print(args.path)
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -167,8 +257,8 @@ def _cat_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("cat", "write a file of the merged view to stdout", _cat_arguments)
 def cat_command(args: argparse.Namespace) -> int:
-    with open_overlay(args) as overlay:
-        overlay.download(args.path, sys.stdout.buffer)
+    with open_overlay(args, read_only=True) as overlay:
+        overlay.download(view_path(args, args.path), sys.stdout.buffer)
     sys.stdout.buffer.flush()
     return 0
 
@@ -181,8 +271,12 @@ def _diff_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque", _diff_arguments)
 def diff_command(args: argparse.Namespace) -> int:
-    with open_overlay(args) as overlay:
-        changes = overlay.changes()
+    # read only: the upper is read as the topmost layer (with its sidecar), so not even a lock
+    # record is written; no upper (or none yet) has no changes
+    with open_overlay(args, read_only=True) as overlay:
+        whole_overlay(args)
+        layers = overlay._layers
+        changes = compute_changes(layers[0], layers[1:]) if args.upper_on_top else ChangeSet(())
     if args.json:
         print(json.dumps(changes.as_dict(), indent=2))
     else:
@@ -203,6 +297,7 @@ def _commit_arguments(parser: argparse.ArgumentParser) -> None:
 def commit_command(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr, "commit") if _progress_wanted(args) else None
     with open_overlay(args) as overlay:
+        whole_overlay(args)
         try:
             changes = overlay.commit(args.target, only_changes=args.only_changes, into_lower=args.into_lower, progress=bar)
         finally:
@@ -244,13 +339,87 @@ def _fsck_arguments(parser: argparse.ArgumentParser) -> None:
     _fsck_arguments,
 )
 def fsck_command(args: argparse.Namespace) -> int:
-    with open_overlay(args) as overlay:
+    # --dry-run changes nothing: not even what opening an overlay finishes (journal, staging)
+    with open_overlay(args, recover=not args.dry_run) as overlay:
+        whole_overlay(args)
         report = overlay.fsck(repair=not args.dry_run)
     if args.json:
         print(json.dumps([attr.asdict(finding) for finding in report.findings], indent=2))
     else:
         print(report)
     return 4 if args.dry_run and not report.clean else 0
+
+
+@command("discard", "throw away every change: empty the upper, so the view is the lowers' again", overlay_arguments)
+def discard_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        whole_overlay(args)
+        count = len(overlay.changes())
+        overlay.discard()
+    print("discarded %d changes" % count)
+    return 0
+
+
+def _export_layer_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("dest", nargs="?", help="the layer tar to write (optional with --layout)")
+    parser.add_argument("--gzip", action="store_true", help="gzip the layer")
+    parser.add_argument("--mtime", type=int, metavar="SECONDS", help="one timestamp for every entry (reproducible layers)")
+    parser.add_argument("--opaque", choices=("marker", "whiteouts"), default="marker",
+                        help="opaque directories as .wh..wh..opq (marker) or one .wh. per lower name (whiteouts)")
+    parser.add_argument("--layout", metavar="DIR", help="also store it in this OCI layout as a new image (needs --tag)")
+    parser.add_argument("--tag", metavar="NAME", help="the new image's ref name in --layout")
+    parser.add_argument("--base-tag", metavar="NAME", help="the image of --layout the new one is based on")
+
+
+@command("export-layer", "write the upper's changes as an OCI layer tar (and optionally a new image)", _export_layer_arguments)
+def export_layer_command(args: argparse.Namespace) -> int:
+    if args.dest is None and args.layout is None:
+        raise UsageError("name the layer tar to write, or --layout with --tag")
+    if (args.layout is None) != (args.tag is None):
+        raise UsageError("--layout and --tag go together")
+    with open_overlay(args) as overlay:
+        whole_overlay(args)
+        layer = overlay.export_layer(args.dest, gzip=args.gzip, opaque=args.opaque, mtime=args.mtime,
+                                     layout=args.layout, ref=args.tag, base_ref=args.base_tag)
+    print("diff_id %s\ndigest %s\nsize %d" % (layer.diff_id, layer.digest, layer.size))
+    return 0
+
+
+def _export_kernel_arguments(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("dest", help="an empty or new directory: the upperdir (or top lowerdir) to mount")
+    parser.add_argument("--whiteout", choices=("device", "xattr"), default="device",
+                        help="whiteouts as 0/0 devices (an upperdir; needs CAP_MKNOD) or xattr whiteouts (a lowerdir)")
+    parser.add_argument("--user-xattrs", action="store_true", help="write user.overlay.* (for -o userxattr mounts)")
+
+
+@command("export-kernel", "write the upper in the kernel's overlayfs format", _export_kernel_arguments)
+def export_kernel_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        whole_overlay(args)
+        overlay.export_kernel(args.dest, userxattr=args.user_xattrs, whiteout=args.whiteout)
+    print("exported the upper to %s" % args.dest)
+    return 0
+
+
+def _one_path_argument(parser: argparse.ArgumentParser) -> None:
+    overlay_arguments(parser)
+    parser.add_argument("path", help="a path of the merged view")
+
+
+@command("hide", "white out a file or a whole tree of the view, without copying anything", _one_path_argument)
+def hide_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        overlay.hide(view_path(args, args.path))
+    return 0
+
+
+@command("make-opaque", "create or mark a directory opaque: nothing of the lowers shows through it", _one_path_argument)
+def make_opaque_command(args: argparse.Namespace) -> int:
+    with open_overlay(args) as overlay:
+        overlay.make_opaque(view_path(args, args.path))
+    return 0
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +450,8 @@ def _mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nonempty", action="store_true", help="allow a mount point that has entries")
     parser.add_argument("--debug", action="store_true", help="libfuse's debug output (implies --foreground)")
     parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
+    parser.add_argument("--volatile", action="store_true",
+                        help="do not fsync the upper (the kernel's -o volatile): faster, but a power cut may lose changes")
 
 
 @command("mount", "mount an overlay on a directory through FUSE (pip install 'unionfs[mount]')",
@@ -295,12 +466,12 @@ def mount_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=args.nonempty)
     for layer in args.layers:
         if "://" not in layer and not os.path.exists(layer):
-            raise errors.ResourceNotFound(layer, msg="layer %r does not exist" % layer)
+            raise errors.ResourceNotFound(layer, msg=literal("layer %r does not exist" % layer))
     upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
                                  fsname="unionfs")
-    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only), mountpoint, options,
+    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
 
 
@@ -338,11 +509,11 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
     mountpoint = mount.check_mountpoint(args.mountpoint, allow_nonempty=True)  # as the kernel allows
     for directory in wanted.lowers + tuple(d for d in (wanted.upper, wanted.workdir) if d is not None):
         if not os.path.isdir(directory):
-            raise errors.ResourceNotFound(directory, msg="%r is not a directory" % directory)
+            raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
-    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False), mountpoint, options,
-                     foreground=args.foreground, statfs_path=wanted.upper)
+    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
+                     mountpoint, options, foreground=args.foreground, statfs_path=wanted.upper)
 
 
 def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
@@ -361,17 +532,22 @@ def install_helper_command(args: argparse.Namespace) -> int:
 
 # -- entry point --------------------------------------------------------------------------------------
 
+PROGRESS_CHOICES = ("auto", "always", "never")
+PROGRESS_HELP = "progress bar on stderr for long operations (auto: when stderr is a terminal)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unionfs", description="Linux overlayfs semantics for PyFilesystem2: inspect, diff and "
                                                   "commit overlays of directories, archives and FS URLs.")
-    parser.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                        help="progress bar on stderr for long operations (auto: when stderr is a terminal)")
+    parser.add_argument("--version", action="version", version="unionfs %s" % __version__)
+    parser.add_argument("--progress", choices=PROGRESS_CHOICES, default="auto", help=PROGRESS_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for entry in COMMANDS.values():
         sub = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
         if entry.arguments is not None:
             entry.arguments(sub)
+        # also after the subcommand (unionfs commit --progress always ...); unset unless given
+        sub.add_argument("--progress", choices=PROGRESS_CHOICES, default=argparse.SUPPRESS, help=PROGRESS_HELP)
     return parser
 
 

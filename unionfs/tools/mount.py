@@ -747,7 +747,7 @@ def serve(
 
 #: kernel overlay options that only tune the kernel's own implementation: accepted and ignored
 KERNEL_ONLY_OPTIONS = frozenset((
-    "redirect_dir", "index", "xino", "metacopy", "nfs_export", "userxattr", "volatile", "uuid",
+    "redirect_dir", "index", "xino", "metacopy", "nfs_export", "userxattr", "uuid",
     "default_permissions", "verity", "datadir", "lowerdir+", "datadir+",
 ))
 #: generic mount flags passed on to FUSE
@@ -767,6 +767,8 @@ class KernelMount:
     workdir: Optional[str] = attr.ib()
     read_only: bool = attr.ib()
     flags: Tuple[str, ...] = attr.ib()
+    #: ``-o volatile``: the upper is not fsynced (``OverlayFS(volatile=True)``)
+    volatile: bool = attr.ib(default=False)
 
 
 def _split_lowerdir(value: str) -> List[str]:
@@ -791,7 +793,7 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
     """The overlay options of one or more ``-o`` strings, or :class:`MountError` naming the bad one."""
     lowers: List[str] = []
     upper = workdir = None
-    read_only = False
+    read_only = volatile = False
     flags: List[str] = []
     for option_string in option_strings:
         for option in filter(None, option_string.split(",")):
@@ -804,6 +806,8 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
                 workdir = value
             elif key == "ro":
                 read_only = True
+            elif key == "volatile":
+                volatile = True
             elif key in KERNEL_ONLY_OPTIONS or key in IGNORED_FLAGS:
                 continue
             elif key in PASSED_FLAGS:
@@ -816,7 +820,7 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
         raise MountError(msg="upperdir= and workdir= go together")
     if upper is None:
         read_only = True
-    return KernelMount(tuple(lowers), upper, workdir, read_only, tuple(flags))
+    return KernelMount(tuple(lowers), upper, workdir, read_only, tuple(flags), volatile)
 
 
 def layer_for(source: str, position: int) -> List[Any]:
@@ -843,10 +847,11 @@ def layer_for(source: str, position: int) -> List[Any]:
     return [os.path.abspath(source)]
 
 
-def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = False) -> OverlayFS:
+def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = False, volatile: bool = False) -> OverlayFS:
     """The overlay a mount serves: ``layers`` topmost first; ``upper`` a directory, an FS URL
     (``mem://`` for an upper in memory) or ``None`` for a read-only overlay. With
-    ``read_only`` an upper is shown, as the topmost lower, but never written."""
+    ``read_only`` an upper is shown, as the topmost lower, but never written; ``volatile``
+    as for :class:`OverlayFS`."""
     sources = list(layers)
     if read_only and upper is not None:
         sources.insert(0, upper)
@@ -858,7 +863,7 @@ def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = 
         if not os.path.isdir(upper):
             raise MountError(msg="upper %r is not a directory" % upper)
         upper = os.path.abspath(upper)
-    return OverlayFS(opened, upper=upper)
+    return OverlayFS(opened, upper=upper, volatile=volatile)
 
 
 def check_mountpoint(mountpoint: str, allow_nonempty: bool) -> str:

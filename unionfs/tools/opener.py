@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][&volatile=1][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][&volatile=1][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -13,6 +13,10 @@ Form::
   :func:`overlay_url` does exactly that.
 - ``volatile=1`` (or ``true``/``yes``) opens the overlay with ``volatile=True``: nothing is
   fsynced, as with the kernel's ``-o volatile`` (see docs/reliability.rst).
+- ``unsafe=skip`` leaves hostile archive members out of archive lowers (``unsafe="skip"`` of
+  :class:`~unionfs.OverlayFS`); the default ``error`` refuses such an archive.
+- Relative paths (plain, or in ``osfs://``, ``tar://``, ``zip://`` URLs) resolve against the
+  ``cwd`` given to ``fs.open_fs``, as fs's own openers do.
 - ``!PATH`` at the end opens that directory of the overlay (closing it closes the overlay).
 
 Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
@@ -20,8 +24,11 @@ Example: ``overlay://tar:///srv/base.tar.gz,/srv/site?upper=mem://``.
 
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, quote, unquote
+
+import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -43,7 +50,7 @@ def quote_layer(url: str) -> str:
     return quote(url, safe=_SAFE)
 
 
-def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bool = False) -> str:
+def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bool = False, unsafe: str = "error") -> str:
     """The ``overlay://`` URL of these layer URLs or paths (topmost lower first)."""
     if not lowers:
         raise ValueError("an overlay needs at least one lower layer")
@@ -53,6 +60,8 @@ def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bo
         query.append("upper=" + quote_layer(upper))
     if volatile:
         query.append("volatile=1")
+    if unsafe != "error":
+        query.append("unsafe=" + quote_layer(unsafe))
     return url + ("?" + "&".join(query) if query else "")
 
 
@@ -61,12 +70,24 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 def parse_overlay_url(fs_url: str) -> Tuple[List[str], Optional[str]]:
     """The lower URLs and the upper URL (or ``None``) of an ``overlay://`` URL."""
-    lowers, upper, _volatile = parse_overlay_options(fs_url)
-    return lowers, upper
+    options = parse_overlay_options(fs_url)
+    return options.lowers, options.upper
 
 
-def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
-    """The lower URLs, the upper URL (or ``None``) and ``volatile`` of an ``overlay://`` URL."""
+@attr.s(auto_attribs=True, frozen=True)
+class OverlayOptions:
+    """What an ``overlay://`` URL says: its layers and its parameters."""
+
+    lowers: List[str]
+    upper: Optional[str]
+    #: ``?volatile=1``: nothing is fsynced (the kernel's ``-o volatile``)
+    volatile: bool = False
+    #: ``?unsafe=skip``: hostile archive members are left out ("error": refused)
+    unsafe: str = "error"
+
+
+def parse_overlay_options(fs_url: str) -> OverlayOptions:
+    """The lower URLs, the upper URL (or ``None``) and the parameters of an ``overlay://`` URL."""
     prefix = PROTOCOL + "://"
     if not fs_url.startswith(prefix):
         raise errors.CreateFailed(msg=literal("%r is not an %s URL" % (fs_url, prefix)))
@@ -77,6 +98,7 @@ def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
         raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
     volatile = False
+    unsafe = "error"
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "upper":
             upper = value
@@ -84,9 +106,41 @@ def parse_overlay_options(fs_url: str) -> Tuple[List[str], Optional[str], bool]:
             volatile = value.lower() in _TRUE
         elif key == "volatile":
             raise errors.CreateFailed(msg=literal("%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value)))
+        elif key == "unsafe" and value in ("error", "skip"):
+            unsafe = value
+        elif key == "unsafe":
+            raise errors.CreateFailed(msg=literal("%r: unsafe=%r (it is 'error' or 'skip')" % (fs_url, value)))
         else:
-            raise errors.CreateFailed(msg=literal("%r: unknown parameter %r (they are 'upper' and 'volatile')" % (fs_url, key)))
-    return lowers, upper, volatile
+            raise errors.CreateFailed(
+                msg=literal("%r: unknown parameter %r (they are 'upper', 'volatile' and 'unsafe')" % (fs_url, key))
+            )
+    return OverlayOptions(lowers, upper, volatile, unsafe)
+
+
+#: URL schemes whose resource is a path on this machine, resolved against ``cwd`` as fs's own openers do
+_PATH_SCHEMES = ("osfs", "file", "tar", "zip", "overlay")
+
+
+def against(layer: str, cwd: str) -> str:
+    """``layer`` (a plain path or an FS URL) with a relative path resolved against ``cwd``, the
+    directory ``fs.open_fs(..., cwd=...)`` resolves relative paths against."""
+    if not cwd:
+        return layer
+    scheme, separator, rest = layer.partition("://")
+    if not separator:
+        return layer if os.path.isabs(layer) else os.path.join(cwd, layer)
+    if scheme == "overlay":
+        options = parse_overlay_options(layer.partition("!")[0])
+        inner = overlay_url(
+            [against(lower, cwd) for lower in options.lowers],
+            against(options.upper, cwd) if options.upper else None,
+            volatile=options.volatile,
+            unsafe=options.unsafe,
+        )
+        return inner + ("!" + layer.partition("!")[2] if "!" in layer else "")
+    if scheme in _PATH_SCHEMES and rest and not rest.startswith("/"):
+        return "%s://%s" % (scheme, os.path.join(cwd, rest))
+    return layer
 
 
 class OverlayOpener(Opener):
@@ -95,8 +149,13 @@ class OverlayOpener(Opener):
     protocols = [PROTOCOL]
 
     def open_fs(self, fs_url: str, parse_result: ParseResult, writeable: bool, create: bool, cwd: str) -> FS:
-        lowers, upper, volatile = parse_overlay_options(fs_url)
-        overlay = OverlayFS(lowers, upper=upper, volatile=volatile)
+        options = parse_overlay_options(fs_url)
+        overlay = OverlayFS(
+            [against(lower, cwd) for lower in options.lowers],
+            upper=against(options.upper, cwd) if options.upper else None,
+            volatile=options.volatile,
+            unsafe=options.unsafe,
+        )
         if parse_result.path and parse_result.path.strip("/"):
             try:
                 return overlay.opendir(parse_result.path, factory=ClosingSubFS)

@@ -11,7 +11,10 @@ The template is guarded three ways:
 - every overlay reads it through a read-only guard that records any write attempt, and a
   test whose overlays tried to write into the template fails at teardown;
 - after each test, a constant-cost check: the template's root (the archive file, or the
-  directory) must have the same ``os.stat`` identity, size and mtime as at first use;
+  directory) must have the same ``os.stat`` identity, size and mtime as at first use, and a
+  directory template on Linux is watched with inotify from first use, so a change anywhere
+  inside it (a file rewritten in place too) fails the very test that made it, naming the
+  test and the file;
 - at the end of the session (or after each test, with ``--unionfs-template-check=each``),
   a full check: every path and the SHA-256 of every file must match the first use.
 """
@@ -37,8 +40,70 @@ from fs.wrap import WrapReadOnly
 from ..formats.archives import ArchiveFS, as_lower
 from ..overlay import OverlayFS
 from ..testing.trees import snapshot
+from .opener import against
 
 Template = Union[str, "os.PathLike[str]", FS]
+
+#: the inotify events that mean "changed": written, attributes, created, deleted, moved
+_IN_CHANGES = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+
+
+class TreeWatch:
+    """Every directory of a tree watched with inotify (Linux): :meth:`changes` names what changed
+    since the last call, at a cost that does not grow with the tree. ``available`` is False
+    where inotify is missing or its watch limit is reached; the root ``os.stat`` check remains."""
+
+    def __init__(self, root: str) -> None:
+        self.available = False
+        self._fd = -1
+        self._paths: Dict[int, str] = {}
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            self._fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            if self._fd < 0:
+                return
+            for directory, _, _ in os.walk(root):
+                wd = libc.inotify_add_watch(self._fd, os.fsencode(directory), _IN_CHANGES)
+                if wd < 0:
+                    self.close()
+                    return
+                self._paths[wd] = os.path.relpath(directory, root)
+            self.available = True
+        except (OSError, AttributeError):
+            self.close()
+
+    def changes(self) -> List[str]:
+        """The paths (relative to the root) changed since the last call."""
+        if not self.available:
+            return []
+        import struct
+
+        found: List[str] = []
+        while True:
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                break
+            offset = 0
+            while offset + 16 <= len(data):
+                wd, _, _, length = struct.unpack_from("iIII", data, offset)
+                name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode(errors="replace")
+                offset += 16 + length
+                path = os.path.normpath(os.path.join(self._paths.get(wd, "?"), name))
+                if path not in found:
+                    found.append(path)
+        return found
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+        self.available = False
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -121,12 +186,17 @@ class OpenTemplate:
     root_stat: Optional[Tuple[int, int, int, int]] = attr.ib(default=None)
     fingerprint: Dict[str, str] = attr.ib(factory=dict)
     attempts: List[Tuple[str, str]] = attr.ib(factory=list)
+    watch: Optional[TreeWatch] = attr.ib(default=None)
 
     def cheap_problems(self) -> List[str]:
         problems = ["%s(%r) reached the template" % attempt for attempt in self.attempts]
         self.attempts.clear()
-        if _root_stat(self.os_path) != self.root_stat:
+        if self.watch is not None:
+            problems.extend("%s changed" % path for path in self.watch.changes())
+        stat_now = _root_stat(self.os_path)
+        if stat_now != self.root_stat:
             problems.append("its root %s changed (os.stat differs)" % self.os_path)
+            self.root_stat = stat_now  # reported once, by the test that did it
         return problems
 
     def content(self) -> Dict[str, str]:
@@ -145,13 +215,22 @@ class OpenTemplate:
 class TemplateCache:
     """The templates of a session, each opened and fingerprinted once."""
 
-    def __init__(self) -> None:
+    def __init__(self, rootdir: str = "") -> None:
         self._open: Dict[Any, OpenTemplate] = {}
+        self.rootdir = rootdir
 
     def get(self, template: Template) -> OpenTemplate:
-        key = id(template) if isinstance(template, FS) else os.fspath(template)
+        label = None
+        if not isinstance(template, FS):
+            # relative paths (plain or in a tar://, zip://, osfs:// URL) mean pytest's rootdir,
+            # as pytest's own paths do, not wherever pytest was started from
+            label = os.fspath(template)
+            template = against(label, self.rootdir)
+        key = id(template) if isinstance(template, FS) else template
         if key not in self._open:
             self._open[key] = self._open_template(template)
+            if label is not None:
+                self._open[key].label = label  # messages name the template as the test did
         return self._open[key]
 
     @staticmethod
@@ -175,6 +254,8 @@ class TemplateCache:
             else:
                 opened = OpenTemplate(text, OSFS(text), owned=True, os_path=os.path.abspath(text))
         opened.root_stat = _root_stat(opened.os_path)
+        if opened.os_path is not None and os.path.isdir(opened.os_path):
+            opened.watch = TreeWatch(opened.os_path)
         opened.fingerprint = opened.content()
         return opened
 
@@ -183,14 +264,16 @@ class TemplateCache:
 
     def close(self) -> None:
         for opened in self:
+            if opened.watch is not None:
+                opened.watch.close()
             if opened.owned:
                 opened.fs.close()
         self._open.clear()
 
 
 @pytest.fixture(scope="session")
-def _unionfs_templates() -> Iterator[TemplateCache]:
-    cache = TemplateCache()
+def _unionfs_templates(pytestconfig: Any) -> Iterator[TemplateCache]:
+    cache = TemplateCache(str(pytestconfig.rootpath))
     yield cache
     try:
         problems = ["template %s: %s" % (t.label, problem) for t in cache for problem in t.full_problems()]
@@ -222,4 +305,4 @@ def overlay_factory(request: Any, _unionfs_templates: TemplateCache) -> Iterator
         found = opened.cheap_problems() + (opened.full_problems() if full else [])
         problems.extend("template %s: %s" % (opened.label, problem) for problem in found)
     if problems:
-        pytest.fail("the pristine template changed:\n" + "\n".join(problems), pytrace=False)
+        pytest.fail("the pristine template changed during %s:\n" % request.node.nodeid + "\n".join(problems), pytrace=False)

@@ -41,6 +41,7 @@ class ProgressBar:
             return
         self._last_draw = now
         fraction = progress.bytes_done / progress.bytes_total if progress.bytes_total else (1.0 if done else 0.0)
+        fraction = min(fraction, 1.0)  # never past 100%, whatever a caller's totals say
         filled = int(self.width * fraction)
         self.stream.write(
             "\r%s [%s%s] %3d%% %s/%s  %d/%d files"

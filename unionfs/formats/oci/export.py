@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple, Union
 
 import attr
@@ -208,10 +209,12 @@ def add_to_layout(
     rootfs = dict(config.get("rootfs") or {"type": "layers"})
     rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [exported.diff_id]
     config["rootfs"] = rootfs
-    history: Dict[str, Any] = {"created_by": "unionfs export_layer"}
-    if created is not None:
-        history["created"] = created
+    # what image tools read (``umoci stat`` fails on an entry without ``created``): when and by
+    # what; ``empty_layer`` stays false, as this entry always adds a layer to rootfs.diff_ids
+    created = created if created is not None else _rfc3339(int(time.time()))
+    history: Dict[str, Any] = {"created": created, "created_by": "unionfs export_layer", "empty_layer": False}
     config["history"] = list(config.get("history") or []) + [history]
+    config["created"] = created
     config_descriptor = dict(_put_blob(root, _dump(config)), mediaType=MEDIA_CONFIG)
     layer_descriptor = {"mediaType": exported.media_type, "digest": exported.digest, "size": exported.size}
     manifest = dict(manifest, config=config_descriptor, layers=list(manifest.get("layers") or []) + [layer_descriptor])
@@ -253,7 +256,7 @@ def export(
                 exported = write_layer(out, upper, lower_layers, compress, opaque, mtime)  # type: ignore[arg-type]
             if dest is not None:
                 _copy_file(staged, dest)
-            created = None if mtime is None else _rfc3339(mtime)
+            created = None if mtime is None else _rfc3339(mtime)  # None: now
             digest = add_to_layout(layout, staged, exported, ref, base_ref, created)  # type: ignore[arg-type]
         finally:
             if os.path.exists(staged):
