@@ -217,6 +217,17 @@ class OverlayFS(FS):
                 return None  # its size is its data's, which getinfo reports
             return node.top.lstat(node.top_path)
 
+    def lstat_listing(self, path: str) -> List[Tuple[str, Optional[os.stat_result]]]:
+        """The entries of directory ``path``, each with :meth:`lstat`'s answer for it (``None``
+        where its layer has no system path): one call for a whole listing with attributes
+        (``unionfs mount``'s READDIRPLUS), not one lookup per entry."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            return readdir.lstat_listing(self._lookup, node)
+
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
         with self._lock:

@@ -8,6 +8,7 @@ and is unspecified; callers must not rely on either).
 
 from __future__ import annotations
 
+import os
 from typing import Collection, Dict, Iterator, List, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
@@ -104,3 +105,20 @@ def scan(
         info = infos.get(name)
         # a name the scandir did not return (the layer changed under us) is read on its own
         yield info if info is not None else top.entry_info(join(directory.path, name), wanted)
+
+
+def lstat_listing(lookup: Lookup, directory: Node) -> List[Tuple[str, Optional[os.stat_result]]]:
+    """Each visible entry of ``directory`` with its ``lstat(2)`` in the layer that wins it,
+    where that layer is a directory on disk (``None``: ask that layer's getinfo), as
+    :meth:`Layer.lstat` answers it: what a FUSE mount's READDIRPLUS answers with, from the
+    listing's own record of each entry's layer instead of one lookup per entry. An entry
+    gone from its layer since the listing was read is left out."""
+    listing = lookup.listing(directory)
+    prefix = directory.path if directory.path == "/" else directory.path + "/"
+    found: List[Tuple[str, Optional[os.stat_result]]] = []
+    for name, top in zip(listing.names, listing.tops):
+        try:
+            found.append((name, top.lstat(prefix + name)))
+        except errors.ResourceNotFound:
+            continue
+    return found

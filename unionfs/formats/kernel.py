@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 import warnings
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
@@ -51,6 +54,15 @@ def _overlay_xattr(path: str, name: str, namespaces: Sequence[str]) -> Optional[
     return None
 
 
+#: how long the ``lstat`` results of a directory read stay the answer to :meth:`KernelLayer.lstat`
+#: (a lower never changes under an overlay but its atimes do: as long as the kernel's own
+#: attribute cache on a mount, ``unionfs.tools.mount.CACHE_TIMEOUT``)
+STATS_FRESH = 1.0
+#: directories whose stats are kept at once (lookups of several directories interleave:
+#: git's parallel index refresh)
+STATS_KEPT = 64
+
+
 class KernelLayer(Layer):
     """A lower layer that is a directory in the kernel's overlayfs format."""
 
@@ -68,6 +80,11 @@ class KernelLayer(Layer):
         super().__init__(OSFS(directory), label, is_upper=False, sidecar=None)
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
+        self._prefixes = tuple("%s.overlay." % namespace for namespace in self.namespaces)
+        #: dir path -> (when read, name -> lstat of its entries): the stats reading the
+        #: directory took, the answer to the lstat of an entry that usually follows its lookup
+        self._stats: "OrderedDict[str, Tuple[float, Dict[str, os.stat_result]]]" = OrderedDict()
+        self._stats_lock = threading.Lock()
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         directory = os.path.join(self.root, path.lstrip("/"))
@@ -77,19 +94,25 @@ class KernelLayer(Layer):
             return None
         xattr_whiteouts = _overlay_xattr(directory, "opaque", self.namespaces) == b"x"
         index = DirIndex({})
+        stats: Dict[str, os.stat_result] = {}
         for entry in listing:
             st = entry.stat(follow_symlinks=False)
+            stats[entry.name] = st
+            # one listxattr tells whether the entry has any overlay xattr at all (most have none)
+            marked = (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and self._has_overlay_xattrs(entry.path)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 index.whiteouts.add(entry.name)
             elif stat.S_ISDIR(st.st_mode):
                 index.entries[entry.name] = True
-                if _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
+                if marked and _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
                     index.opaque.add(entry.name)
-                redirect = self._redirect(entry.path)
-                if redirect is not None:
-                    index.redirects[entry.name] = redirect
+                if marked:
+                    redirect = self._redirect(entry.path)
+                    if redirect is not None:
+                        index.redirects[entry.name] = redirect
             elif (
                 xattr_whiteouts
+                and marked
                 and stat.S_ISREG(st.st_mode)
                 and st.st_size == 0
                 and _overlay_xattr(entry.path, "whiteout", self.namespaces) is not None
@@ -98,10 +121,34 @@ class KernelLayer(Layer):
                 index.sticky = True
             else:
                 index.entries[entry.name] = False
-                if stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
+                if marked and stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
                     # metadata only: the data is below, at the redirect or the same name
                     index.metacopy[entry.name] = self._redirect(entry.path)
+        with self._stats_lock:
+            self._stats[path] = (time.monotonic(), stats)
+            self._stats.move_to_end(path)
+            while len(self._stats) > STATS_KEPT:
+                self._stats.popitem(last=False)
         return index
+
+    def _has_overlay_xattrs(self, path: str) -> bool:
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError:
+            return True  # cannot tell: ask for each xattr, as without this shortcut
+        return any(name.startswith(self._prefixes) for name in names)
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """The entry's stat from the read of its directory just made (one system call less
+        per entry looked up), else the layer's own ``lstat``."""
+        parent, _, name = path.rpartition("/")
+        with self._stats_lock:
+            kept = self._stats.get(parent or "/")
+        if kept is not None and time.monotonic() - kept[0] < STATS_FRESH:
+            found = kept[1].get(name)
+            if found is not None:
+                return found
+        return super().lstat(path)
 
     def _redirect(self, path: str) -> Optional[str]:
         """The entry's ``overlay.redirect``: an absolute path from the layers' root, or a name
