@@ -134,3 +134,23 @@ def test_lstat_listing_is_each_visible_entrys_lstat(tmp_path):
     memory.writetext("f", "x")
     with OverlayFS(memory, upper=MemoryFS()) as overlay:
         assert overlay.lstat_listing("/") == [("f", None)]
+
+
+def test_lstat_listing_of_metadata_only_files_and_redirected_dirs_is_lstats(tmp_path):
+    """A metadata-only file's size is its data's (``lstat`` answers ``None``: ask getinfo),
+    and a renamed (redirected) directory lists its lower entries with their lstat."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "d").mkdir(parents=True)
+    upper.mkdir()
+    (lower / "d" / "data").write_bytes(b"123")
+    (lower / "d" / "other").write_bytes(b"45")
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        overlay.setinfo("d/data", {"access": {"permissions": ["u_r", "u_w"]}})  # metadata-only copy-up
+        found = dict(overlay.lstat_listing("d"))
+        assert found == {name: overlay.lstat("d/" + name) for name in ("data", "other")}
+        assert found["data"] is None and overlay.getsize("d/data") == 3
+        overlay.movedir("d", "moved", create=True)  # one rename and a redirect record
+        found = dict(overlay.lstat_listing("moved"))
+        assert sorted(found) == sorted(overlay.listdir("moved")) == ["data", "other"]
+        assert found == {name: overlay.lstat("moved/" + name) for name in found}
+        assert found["other"].st_ino == os.lstat(lower / "d" / "other").st_ino

@@ -115,10 +115,31 @@ def lstat_listing(lookup: Lookup, directory: Node) -> List[Tuple[str, Optional[o
     gone from its layer since the listing was read is left out."""
     listing = lookup.listing(directory)
     prefix = directory.path if directory.path == "/" else directory.path + "/"
+    # a redirected directory's entries live elsewhere in the lowers: look each one up
+    redirected = bool(directory.paths) or directory.origin != directory.path
     found: List[Tuple[str, Optional[os.stat_result]]] = []
     for name, top in zip(listing.names, listing.tops):
         try:
-            found.append((name, top.lstat(prefix + name)))
+            if redirected or _maybe_metacopy(top, directory.path, name):
+                found.append((name, _entry_lstat(lookup, prefix + name)))
+            else:
+                found.append((name, top.lstat(prefix + name)))
         except errors.ResourceNotFound:
             continue
     return found
+
+
+def _maybe_metacopy(top: Layer, dir_path: str, name: str) -> bool:
+    """Whether ``name`` may be a metadata-only file in ``top`` (whose size is its data's)."""
+    if top.sidecar is None:
+        return False
+    index = top.dir(dir_path)
+    return index is None or name in index.metacopy
+
+
+def _entry_lstat(lookup: Lookup, path: str) -> Optional[os.stat_result]:
+    """:meth:`OverlayFS.lstat` of one entry, through its own lookup."""
+    node = lookup.node(path)
+    if node is None:
+        raise errors.ResourceNotFound(path)
+    return None if node.metacopy else node.top.lstat(node.top_path)
