@@ -212,10 +212,7 @@ class OverlayFS(FS):
         as :meth:`getinfo`'s."""
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, path)
-            if node.metacopy:
-                return None  # its size is its data's, which getinfo reports
-            return node.top.lstat(node.top_path)
+            return readdir.node_lstat(self._node(_path, path))
 
     def lstat_listing(self, path: str) -> List[Tuple[str, Optional[os.stat_result]]]:
         """The entries of directory ``path``, each with :meth:`lstat`'s answer for it (``None``

@@ -142,4 +142,10 @@ def _entry_lstat(lookup: Lookup, path: str) -> Optional[os.stat_result]:
     node = lookup.node(path)
     if node is None:
         raise errors.ResourceNotFound(path)
+    return node_lstat(node)
+
+
+def node_lstat(node: Node) -> Optional[os.stat_result]:
+    """lstat(2) of ``node`` in its top layer where that is a directory on disk; ``None`` there
+    is none, and for a metadata-only file (whose size is its data's: ask getinfo)."""
     return None if node.metacopy else node.top.lstat(node.top_path)
