@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +59,7 @@ def _unmount_below(base: str) -> None:
 def run_mode(copy: str, mode: str, log_dir: str) -> Tuple[bool, int, int, str]:
     """(passed, tests passed, tests run, log path) of one mode."""
     base = tempfile.mkdtemp(prefix="unionmount-base-")
+    os.chmod(base, 0o755)  # the suite's tests as the bin user must reach the mount (mkdtemp: 0700)
     log_path = os.path.join(log_dir, "unionmount-%s.log" % mode)
     env = dict(os.environ, UNIONMOUNT_BASEDIR=base)
     try:
@@ -94,9 +96,10 @@ def main(argv: List[str]) -> int:
         os.chmod(path, 0o755)
     failed = False
     for mode in modes:
+        started = time.monotonic()
         ok, passed, run, log_path = run_mode(copy, mode, log_dir)
-        print("unionmount-testsuite ./run %s: %d of %d tests passed%s" % (
-            " ".join(MODES[mode]), passed, run, "" if ok else " (stopped at a failure)"))
+        print("unionmount-testsuite ./run %s: %d of %d tests passed%s (%.0f s)" % (
+            " ".join(MODES[mode]), passed, run, "" if ok else " (stopped at a failure)", time.monotonic() - started))
         if not ok:
             failed = True
             with open(log_path) as log:

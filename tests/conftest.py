@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import unionfs  # noqa: F401  (imports fs quietly first)
+from fs import errors
 from unionfs.testing import trees
 from fs.base import FS
 from fs.memoryfs import MemoryFS
@@ -33,8 +35,33 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def snapshot(layer: FS) -> Dict[str, str]:
-    """Every path of ``layer`` (hidden sidecar included) with its type and a content hash."""
-    return trees.snapshot(layer, trees.digest, sidecar=True)
+    """Every path of ``layer`` (hidden sidecar included) with its type and a content hash; on
+    disk with ``lstat``, so a symbolic link is recorded as itself (its target), never followed."""
+    try:
+        root = layer.getsyspath("/")
+    except errors.NoSysPath:
+        root = None
+    if root is not None:
+        return _snapshot_on_disk(root)
+    return trees.snapshot(layer, trees.digest, namespaces=["link"], sidecar=True)
+
+
+def _snapshot_on_disk(root: str) -> Dict[str, str]:
+    result: Dict[str, str] = {}
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        for entry in os.scandir(directory):
+            path = entry.path[len(root.rstrip("/")):]
+            if entry.is_symlink():
+                result[path] = "link:" + os.readlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                result[path] = "dir"
+                pending.append(entry.path)
+            else:
+                with open(entry.path, "rb") as handle:
+                    result[path] = "file:" + hashlib.sha256(handle.read()).hexdigest()
+    return result
 
 
 class LowerGuard:

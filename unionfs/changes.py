@@ -32,8 +32,8 @@ from fs.wrapfs import WrapFS
 from .errors import convert_errors, create_failed, literal
 from .io import CHUNK, PassThroughReader
 from .core.identity import identity, overlaps, relation, same
-from .core.nofollow import is_link, link_on_path, remove_entry
-from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .core.nofollow import is_link, link_on_path, remove_entry, syspath
+from .core.inode import COPIED_NAMESPACES, apply_link_metadata, apply_metadata, copyable_metadata
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
 from .core.readdir import visible_children
@@ -135,6 +135,8 @@ def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
         kind: Optional[str]
         if moved is not None and moved != entry.path and lower is not None and lower.is_dir == entry.is_dir:
             kind = RENAMED
+        elif entry.is_link or (lower is not None and lower.is_link):
+            kind = _compare_links(upper, entry.path, entry.is_link, lower)
         else:
             kind = _compare(upper, entry.path, entry.is_dir, lower, opaque=entry.opaque, metacopy=name in index.metacopy)
         if kind is not None:
@@ -142,6 +144,17 @@ def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
         if entry.is_dir:
             below[entry.path] = (source, lower is not None and lower.is_dir and kind != OPAQUE)
     return ChangeSet(found)
+
+
+def _compare_links(upper: Layer, path: str, upper_is_link: bool, lower: Optional[Node]) -> Optional[str]:
+    """A symbolic link on either side: the same only if both are links to the same target
+    (a link's times and owner do not count: the kernel's readlink and stat of what it
+    points to are what a reader sees)."""
+    if lower is None:
+        return ADDED
+    if not (upper_is_link and lower.is_link):
+        return MODIFIED
+    return None if upper.readlink(path) == lower.top.readlink(lower.top_path) else MODIFIED
 
 
 def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool, metacopy: bool = False) -> Optional[str]:
@@ -243,11 +256,17 @@ class _Target:
 
 
 def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
-    """Put the view's ``path`` (a directory alone, or a file streamed) into ``target``, replacing
-    an entry of the other type there (or a link), and give it the view's metadata."""
-    target.make_way(path)
-    if target.fs.exists(path) and target.fs.isdir(path) != is_dir:
+    """Put the view's ``path`` (a directory alone, a symbolic link as a link, or a file
+    streamed) into ``target``, replacing an entry of the other type there (or a link), and
+    give it the view's metadata."""
+    view_link = _is_view_link(view, path)
+    target.make_way(path)  # a link of the target there, or on the way, goes first
+    if target.fs.exists(path) and (target.fs.isdir(path) != is_dir or view_link):
         target.remove(path)
+    if view_link:
+        _write_link(view, target.fs, path)
+        reporter.report(path)
+        return
     if is_dir:
         _make_dir(target.fs, path)
     else:
@@ -260,13 +279,38 @@ def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _R
     reporter.report(path)
 
 
-def _copy_tree(view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter) -> None:
-    """Put the view's ``path`` and, for a directory, everything below it into ``target``: a
-    renamed tree's contents are in no other change."""
+def _copy_tree(
+    view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter, inside: Sequence[Tuple[str, bool, int, bool]]
+) -> None:
+    """Put the view's ``path`` and, for a directory, everything ``inside`` it (its
+    :func:`_walk_view`) into ``target``: a renamed tree's contents are in no other change."""
     _copy_entry(view, target, path, is_dir, reporter)
-    if is_dir:
-        for child, child_is_dir, _size in _walk_view(view, path):
-            _copy_entry(view, target, child, child_is_dir, reporter)
+    for child, child_is_dir, _size, _is_link in inside:
+        _copy_entry(view, target, child, child_is_dir, reporter)
+def _is_view_link(view: FS, path: str) -> bool:
+    islink = getattr(view, "islink", None)
+    return bool(islink(path)) if islink is not None else False
+
+
+def _write_link(view: FS, target: FS, path: str) -> None:
+    """Make ``path`` in ``target`` the symbolic link the view has there (an OS directory only;
+    :func:`check_links_fit` refused any other target before anything was written)."""
+    sys_path = syspath(target, path)
+    assert sys_path is not None
+    _make_dir(target, dirname(path))
+    os.symlink(view.readlink(path), sys_path)  # type: ignore[attr-defined]
+    apply_link_metadata(sys_path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+
+
+def check_links_fit(target: FS, links: Sequence[str]) -> None:
+    """A commit of symbolic links into a filesystem that cannot hold them is refused up front,
+    naming the first link: writing the file each points to instead would change the tree."""
+    if links and syspath(target, "/") is None:
+        raise errors.Unsupported(
+            links[0],
+            msg="cannot commit the symbolic link %r (and %d more) into %r: it cannot hold symbolic links; "
+            "commit into an OS directory" % (links[0], len(links) - 1, target),
+        )
 
 
 def _make_dir(target: FS, path: str) -> None:
@@ -278,11 +322,11 @@ def _make_dir(target: FS, path: str) -> None:
         target.makedirs(path, recreate=True)
 
 
-def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int]]:
-    """Every entry of ``view`` below ``top`` as (path, is_dir, size), parents first."""
+def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int, bool]]:
+    """Every entry of ``view`` below ``top`` as (path, is_dir, size, is_link), parents first."""
     return [
-        (entry.path, entry.info.is_dir, 0 if entry.info.is_dir else entry.info.size)
-        for entry in fs_tree(view, top, ["details"])
+        (entry.path, entry.info.is_dir, 0 if entry.info.is_dir or entry.info.is_link else entry.info.size, entry.info.is_link)
+        for entry in fs_tree(view, top, ["details", "link"])
     ]
 
 
@@ -291,20 +335,29 @@ def commit_merged(
     target: FS,
     progress: Optional[ProgressCallback],
     layers: Sequence[Layer] = (),
-    entries: Optional[List[Tuple[str, bool, int]]] = None,
+    entries: Optional[List[Tuple[str, bool, int, bool]]] = None,
 ) -> None:
     """Copy every entry of the merged ``view`` (or the ``entries`` taken from it before, see
     :func:`ordered_entries`) into ``target``, replacing same-named entries."""
     if entries is None:
         entries = ordered_entries(view, layers)
-    reporter = _Reporter(progress, sum(1 for e in entries if not e[1]), sum(e[2] for e in entries))
+    check_links_fit(target, [e[0] for e in entries if e[3]])
+    reporter = _Reporter(progress, sum(1 for e in entries if not e[1] and not e[3]), sum(e[2] for e in entries))
     safe = _Target(target)
-    for path, is_dir, _size in entries:
+    for path, is_dir, _size, _is_link in entries:
         _copy_entry(view, safe, path, is_dir, reporter)
+    _settle_directory_times(view, target, [path for path, is_dir, _size, _is_link in entries if is_dir])
 
 
-def ordered_entries(view: FS, layers: Sequence[Layer]) -> List[Tuple[str, bool, int]]:
-    """Every entry of ``view`` as (path, is_dir, size): the directories parents first, then the
+def _settle_directory_times(view: FS, target: FS, directories: Sequence[str]) -> None:
+    """Give directories their metadata again, deepest first: writing their children changed
+    their times after :func:`_copy_entry` set them."""
+    for path in reversed(directories):
+        apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
+
+
+def ordered_entries(view: FS, layers: Sequence[Layer]) -> List[Tuple[str, bool, int, bool]]:
+    """Every entry of ``view`` as (path, is_dir, size, is_link): the directories parents first, then the
     files in the order their layers store them (see :func:`read_order`)."""
     entries = _walk_view(view)
     files = [entry for entry in entries if not entry[1]]
@@ -337,13 +390,20 @@ def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, i
 def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[ProgressCallback]) -> None:
     """Make ``target`` (a copy of the lowers' view) into the merged view by applying ``changes``."""
     # every file whose bytes will be written counts, a metadata-only change the target lacks
-    # too (it is copied whole), so progress never passes 100%
+    # too (it is copied whole), so progress never passes 100%; links are written, not counted
     copied = [
         c for c in changes
         if not c.is_dir and (c.kind in (ADDED, MODIFIED) or (c.kind == METADATA and not target.exists(c.path)))
     ]
-    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
-    reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    # a renamed entry is written whole, with everything inside a renamed directory
+    renamed = {c.path: _walk_view(view, c.path) if c.is_dir else [] for c in changes if c.kind == RENAMED}
+    inside = [entry for entries in renamed.values() for entry in entries]
+    copied += [c for c in changes if c.kind == RENAMED and not c.is_dir]
+    links = [c.path for c in copied if _is_view_link(view, c.path)] + [e[0] for e in inside if e[3]]
+    check_links_fit(target, links)
+    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied if c.path not in set(links)}
+    sizes.update((path, size) for path, is_dir, size, is_link in inside if not is_dir and not is_link)
+    reporter = _Reporter(progress, len(sizes), sum(sizes.values()))
     safe = _Target(target)
     for change in changes:
         path = change.path
@@ -356,8 +416,8 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
             for name in target.listdir(path):
                 safe.remove(join(path, name))
         elif change.kind == RENAMED:
-            _copy_tree(view, safe, path, change.is_dir, reporter)
-        elif change.kind == METADATA and safe.holds(path) and not is_link(target, path):
+            _copy_tree(view, safe, path, change.is_dir, reporter, renamed[path])
+        elif change.kind == METADATA and safe.holds(path) and not is_link(target, path) and not _is_view_link(view, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
         else:
@@ -532,6 +592,8 @@ class UpperEntry:
     redirect: Optional[str] = attr.ib(default=None)
     #: a metadata-only file: the absolute path its data is at in the lowers
     metacopy: Optional[str] = attr.ib(default=None)
+    #: an earlier entry of the export that is the same file (a hard link of an upper on disk)
+    hardlink_of: Optional[str] = attr.ib(default=None)
 
 
 def link_target(entry: UpperEntry) -> Optional[str]:
@@ -549,16 +611,35 @@ def link_target(entry: UpperEntry) -> Optional[str]:
 
 
 def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
-    """Every entry and marker of ``upper`` (the sidecar excluded), in export order."""
+    """Every entry and marker of ``upper`` (the sidecar excluded), in export order. A file the
+    upper holds under several names (hard links, on disk) comes once as a file, then as
+    ``hardlink_of`` that first name."""
+    inodes: Dict[Tuple[int, int], str] = {}
     for entry in layer_tree(upper, order="export"):
         if entry.is_dir is None:
             yield UpperEntry(entry.path, "whiteout")
+        elif entry.is_dir:
+            info = upper.getinfo(entry.path, EXPORT_NAMESPACES)
+            yield UpperEntry(entry.path, "dir", info, opaque=entry.opaque, redirect=entry.parent.redirects.get(entry.name))
         else:
-            info = upper.fs.getinfo(entry.path, EXPORT_NAMESPACES)
-            if entry.is_dir:
-                yield UpperEntry(entry.path, "dir", info, opaque=entry.opaque, redirect=entry.parent.redirects.get(entry.name))
-            else:
-                yield UpperEntry(entry.path, "file", info, metacopy=entry.parent.metacopy.get(entry.name))
+            info = upper.getinfo(entry.path, EXPORT_NAMESPACES)
+            metacopy = entry.parent.metacopy.get(entry.name)
+            yield UpperEntry(entry.path, "file", info, metacopy=metacopy, hardlink_of=_first_name(upper, entry.path, inodes))
+
+
+def _first_name(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> Optional[str]:
+    """The name an export already wrote for the same file as ``path`` (on disk, nlink > 1)."""
+    sys_path = syspath(upper.fs, path)
+    if sys_path is None:
+        return None
+    status = os.lstat(sys_path)
+    if status.st_nlink < 2:
+        return None
+    key = (status.st_dev, status.st_ino)
+    first = inodes.get(key)
+    if first is None:
+        inodes[key] = path
+    return first
 
 
 def lower_names(lowers: Lookup, path: str) -> List[str]:

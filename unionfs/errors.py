@@ -128,6 +128,19 @@ class DigestMismatch(LayerFormatError):
     """A blob's content does not hash to the digest that names it."""
 
 
+class LinkLoop(_LiteralMessage, errors.ResourceInvalid):
+    """Resolving a path met more than 40 symbolic links (the kernel's ELOOP): a loop, or a
+    chain too long to be meant."""
+
+    default_message = "too many levels of symbolic links: '{path}'"
+
+
+class NotALink(_LiteralMessage, errors.ResourceInvalid):
+    """``readlink`` of something that is not a symbolic link (the kernel's EINVAL)."""
+
+    default_message = "not a symbolic link: '{path}'"
+
+
 class MountUnavailable(_LiteralMessage, errors.Unsupported):
     """``unionfs mount`` cannot run here: the ``mount`` extra (mfusepy), libfuse 3 or
     ``/dev/fuse`` is missing."""
@@ -222,6 +235,8 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     ArchiveTooLarge,
     LayerFormatError,
     DigestMismatch,
+    LinkLoop,
+    NotALink,
     MountUnavailable,
     MountError,
 )

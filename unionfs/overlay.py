@@ -26,10 +26,11 @@ from .core import fsck, readdir, sharing
 from .changes import ChangeSet, ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
 from .core.copy_up import DATA, EMPTY, METADATA, copy_up
-from .errors import IllegalDestination, ReservedPath
+from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
 from .core.fsck import FsckReport
 from .core.journal import Intent
 from .core.stack import Layer, LayerSource, Stack, open_layers
+from .core.nofollow import syspath
 from .formats import resolve
 from .core.lookup import Lookup, Node
 from .core.sidecar import is_reserved
@@ -160,11 +161,23 @@ class OverlayFS(FS):
 
     # Each helper takes the normalised path and the caller's spelling of it, which errors name.
 
-    def _node(self, path: str, display: str, want_dir: bool = False) -> Node:
-        node = self._lookup.node(path)
+    def _node(self, path: str, display: str, want_dir: bool = False, follow: bool = True) -> Node:
+        """The node at ``path``, symbolic links on the way followed (the last one too with
+        ``follow``): its ``path`` is where it really stands, which every later step uses."""
+        node, real = self._lookup.resolve(path, display, follow)
         if node is None:
-            raise self._lookup.missing(path, display, want_dir)
+            raise self._lookup.missing(real or path, display, want_dir)
         return node
+
+    def _place(self, path: str, display: str, follow: bool) -> Tuple[Optional[Node], str]:
+        """The node at ``path`` (links followed as in :meth:`_node`), or ``None`` and the path
+        where a new entry would go (a dangling link's target, with ``follow``)."""
+        node, real = self._lookup.resolve(path, display, follow)
+        if real is None:  # an empty link target on the way: nowhere to make anything
+            raise errors.ResourceNotFound(display)
+        if node is None and real.endswith("/"):  # a link to "dir/" where no directory is: EISDIR
+            raise errors.FileExpected(display)
+        return node, real
 
     def _parent(self, path: str, display: str, want_dir: bool = False) -> Node:
         """The directory that will hold a new entry at ``path``."""
@@ -175,17 +188,18 @@ class OverlayFS(FS):
             raise errors.DirectoryExpected(display) if want_dir else errors.ResourceNotFound(display)
         return parent
 
-    def _file_destination(self, path: str, display: str, overwrite: bool) -> bool:
-        """Check the target of a file copy or move; whether something is there to replace."""
-        target = self._lookup.node(path)
-        if target is None:
-            self._parent(path, display)
-            return False
-        if not overwrite:
+    def _file_destination(self, path: str, display: str, overwrite: bool, follow: bool) -> Tuple[bool, str]:
+        """Check the target of a file copy (``follow``: written through a link) or move (the
+        link itself is replaced); whether something is there to replace, and its real path."""
+        if not overwrite and self._lookup.resolve(path, display, follow=False)[0] is not None:
             raise errors.DestinationExists(display)
+        target, real = self._place(path, display, follow)
+        if target is None:
+            self._parent(real, display)
+            return False, real
         if target.is_dir:
             raise errors.FileExpected(display)
-        return True
+        return True, real
 
     def _writable(self, path: str, display: str) -> Upper:
         if self._upper is None:
@@ -199,10 +213,13 @@ class OverlayFS(FS):
     # -- the essential methods ---------------------------------------------------------------------
 
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
+        """The entry's info; a symbolic link's own (``lstat``), with its target in the
+        ``link`` namespace (``Info.is_link``, ``Info.target``)."""
         _path = self.validatepath(path)
         with self._lock:
-            info = node_info(self._node(_path, path), namespaces)
-        return root_info(info) if _path == "/" else info
+            node = self._node(_path, path, follow=False)
+            info = node_info(node, namespaces)
+        return root_info(info) if node.path == "/" else info
 
     def lstat(self, path: str) -> Optional[os.stat_result]:
         """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
@@ -212,7 +229,7 @@ class OverlayFS(FS):
         as :meth:`getinfo`'s."""
         _path = self.validatepath(path)
         with self._lock:
-            return readdir.node_lstat(self._node(_path, path))
+            return readdir.node_lstat(self._node(_path, path, follow=False))  # lstat(2): a link's own
 
     def lstat_listing(self, path: str) -> List[Tuple[str, Optional[os.stat_result]]]:
         """The entries of directory ``path``, each with :meth:`lstat`'s answer for it (``None``
@@ -237,13 +254,14 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=False)
             if node is not None:
                 if recreate and node.is_dir:
                     return self.opendir(_path)
                 raise errors.DirectoryExists(path)
-            self._parent(_path, path, want_dir=True)
-            dirops.make_dir(self._lookup, upper, _path, permissions)
+            self._parent(real, path, want_dir=True)
+            self._writable(real, path)
+            dirops.make_dir(self._lookup, upper, real, permissions)
             return self.opendir(_path)
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1, **options: Any) -> BinaryIO:
@@ -251,44 +269,48 @@ class OverlayFS(FS):
         _mode.validate_bin()
         _path = self.validatepath(path)
         with self._lock:
-            node = self._lookup.node(_path)
+            if _mode.exclusive and self._lookup.resolve(_path, path, follow=False)[0] is not None:
+                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory or a
+                # dangling link too
+                raise errors.FileExists(path)
+            node, real = self._lookup.resolve(_path, path)  # through links, as open(2) goes
             if node is not None and node.is_dir:
-                # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory too
-                raise errors.FileExists(path) if _mode.exclusive else errors.FileExpected(path)
+                raise errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):
                 if node is None:
-                    raise self._lookup.missing(_path, path)
+                    raise self._lookup.missing(real or _path, path)
                 data_layer, data_path = node.data
                 if data_layer.is_upper or self._upper is None:
                     return data_layer.fs.openbin(data_path, mode, buffering, **options)
                 # lower data: the handle follows a later copy-up, as the kernel's does
                 return cast(
                     BinaryIO,
-                    self._readers.open(data_layer.fs, _path, mode, buffering=buffering, data_path=data_path, **options),
+                    self._readers.open(data_layer.fs, node.path, mode, buffering=buffering, data_path=data_path, **options),
                 )
             upper = self._writable(_path, path)
             if node is None:
-                if not _mode.create:
-                    raise self._lookup.missing(_path, path)
-                self._parent(_path, path)
-                return dirops.create_file(self._lookup, upper, _path, mode, buffering, **options)
-            if _mode.exclusive:
-                raise errors.FileExists(path)
+                if _mode.create and real is not None and real.endswith("/"):
+                    raise errors.FileExpected(path)  # a link to "dir/" where no directory is: EISDIR
+                if not _mode.create or real is None:
+                    raise self._lookup.missing(real or _path, path)
+                self._parent(real, path)
+                self._writable(real, path)  # a link into the sidecar stays refused
+                return dirops.create_file(self._lookup, upper, real, mode, buffering, **options)
             if not node.in_upper or node.metacopy:
                 # (a metadata-only upper file gets its data now, or none if truncating)
                 copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)  # stamped if truncating
-                return upper.openbin(_path, mode, buffering, **options)
-            before = upper.times(_path) if _mode.truncate else None
-            handle = upper.openbin(_path, mode, buffering, **options)
-            if before is not None and upper.times(_path) == before:
-                upper.set_times(_path, None)  # O_TRUNC stamps the file, also where the upper (MemoryFS) does not
+                return upper.openbin(node.path, mode, buffering, **options)
+            before = upper.times(node.path) if _mode.truncate else None
+            handle = upper.openbin(node.path, mode, buffering, **options)
+            if before is not None and upper.times(node.path) == before:
+                upper.set_times(node.path, None)  # O_TRUNC stamps the file, also where the upper (MemoryFS) does not
             return handle
 
     def remove(self, path: str) -> None:
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._node(_path, path)
+            node = self._node(_path, path, follow=False)  # unlink(2): the link itself
             if node.is_dir:
                 raise errors.FileExpected(path)
             dirops.hide(self._lookup, upper, node)
@@ -299,22 +321,25 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            node = self._node(_path, path, want_dir=True)
+            node = self._node(_path, path, want_dir=True, follow=False)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
             if not readdir.is_empty(self._lookup, node):
                 raise errors.DirectoryNotEmpty(path)
             dirops.hide(self._lookup, upper, node)
 
-    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]]) -> None:
+    def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], follow_symlinks: bool = True) -> None:
+        """Set metadata; through a symbolic link, as chmod(2) and utimes(2) go, or with
+        ``follow_symlinks=False`` on the link itself (lchown(2), lutimes(3): its owner and
+        times; a link has no permissions of its own)."""
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._node(_path, path)
+            node = self._node(_path, path, follow=follow_symlinks)
             if not info:
                 return
             copy_up(self._lookup, upper, node, METADATA)
-            upper.setinfo(_path, info, path)
+            upper.setinfo(node.path, info, path)
 
     # -- overrides: correct and fast for an overlay --------------------------------------------------
 
@@ -331,22 +356,26 @@ class OverlayFS(FS):
                 raise errors.DirectoryExpected(path)
             return iter(list(readdir.scan(self._lookup, node, namespaces, page)))
 
-    def exists(self, path: str) -> bool:
+    def _quiet_node(self, path: str, follow: bool) -> Optional[Node]:
+        """The node for a yes/no question: a link loop on the way is a no, as for ``os.path``."""
         _path = self.validatepath(path)
         with self._lock:
-            return self._lookup.node(_path) is not None
+            try:
+                return self._lookup.resolve(_path, path, follow)[0]
+            except LinkLoop:
+                return None
+
+    def exists(self, path: str) -> bool:
+        """Whether the view has an entry at ``path`` (a dangling link is one: ``lexists``)."""
+        return self._quiet_node(path, follow=False) is not None
 
     def isdir(self, path: str) -> bool:
-        _path = self.validatepath(path)
-        with self._lock:
-            node = self._lookup.node(_path)
-            return node is not None and node.is_dir
+        node = self._quiet_node(path, follow=True)
+        return node is not None and node.is_dir
 
     def isfile(self, path: str) -> bool:
-        _path = self.validatepath(path)
-        with self._lock:
-            node = self._lookup.node(_path)
-            return node is not None and not node.is_dir
+        node = self._quiet_node(path, follow=True)
+        return node is not None and not node.is_dir
 
     def _file_node(self, path: str, display: str) -> Node:
         node = self._node(path, display)
@@ -441,44 +470,50 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             upper = self._writable(_path, path)
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=True)  # written through a link
             if node is None:
-                self._parent(_path, path)
+                self._parent(real, path)
+                self._writable(real, path)
                 kept = None
             elif node.is_dir:
                 raise errors.FileExpected(path)
             else:
                 kept = _kept_on_truncate(node)
-            dirops.install_file(self._lookup, upper, _path, file, kept, replaced=node)
+            dirops.install_file(self._lookup, upper, real, file, kept, replaced=node)
 
     def copy(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_dst, dst_path)
             src = self._file_node(_src, src_path)
-            replaced = self._file_destination(_dst, dst_path, overwrite)
+            replaced, real = self._file_destination(_dst, dst_path, overwrite, follow=True)
             if _src == _dst:
                 raise IllegalDestination(dst_path)  # cp: 'x' and 'x' are the same file
-            target = self._lookup.node(_dst) if replaced else None
+            self._writable(real, dst_path)
+            target = self._lookup.node(real) if replaced else None
             # an existing destination keeps its mode and owner (cp opens it O_TRUNC: the same inode)
             metadata: Dict[str, Any] = _kept_on_truncate(target) if target is not None else {}
             if preserve_time:
                 metadata.update(copyable_metadata(src.top.fs.getinfo(src.top_path, ["details"])))
             layer, data_path = src.data
             with layer.fs.openbin(data_path, "r") as source:
-                dirops.install_file(self._lookup, upper, _dst, source, metadata, replaced=target)
+                dirops.install_file(self._lookup, upper, real, source, metadata, replaced=target)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
         _src, _dst = self.validatepath(src_path), self.validatepath(dst_path)
         with self._lock:
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
-            src = self._file_node(_src, src_path)
+            src = self._node(_src, src_path, follow=False)  # rename(2) moves a link itself
+            if src.is_dir:
+                raise errors.FileExpected(src_path)
             if overwrite and _src != _dst and isbase(_dst, _src):
                 raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
-            if self._file_destination(_dst, dst_path, overwrite) and _src == _dst:
+            replaces, real = self._file_destination(_dst, dst_path, overwrite, follow=False)
+            if replaces and src.path == real:
                 return  # rename(x, x) changes nothing, not even a copy-up
-            dirops.rename_file(self._lookup, upper, src, _dst)
+            self._writable(real, dst_path)
+            dirops.rename_file(self._lookup, upper, src, real)
 
     def movedir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
         """Move the contents of ``src_path`` into ``dst_path`` and remove ``src_path``.
@@ -489,21 +524,22 @@ class OverlayFS(FS):
         with self._lock:
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
-            src = self._node(_src, src_path, want_dir=True)
+            src = self._node(_src, src_path, want_dir=True, follow=False)
             if not src.is_dir:
                 raise errors.DirectoryExpected(src_path)
-            target = self._lookup.node(_dst)
+            target, real = self._place(_dst, dst_path, follow=False)
             if target is None:
                 if not create:
                     raise errors.ResourceNotFound(dst_path)
-                self._parent(_dst, dst_path, want_dir=True)
+                self._parent(real, dst_path, want_dir=True)
             elif not target.is_dir:
                 raise errors.DirectoryExpected(dst_path)
-            if _src == _dst:
+            self._writable(real, dst_path)
+            if src.path == real:
                 return  # rename(d, d) changes nothing, as in the kernel
-            if isbase(_src, _dst) or _lands_on_itself(self._lookup, _src, _dst):
+            if isbase(src.path, real) or _lands_on_itself(self._lookup, src.path, real):
                 raise IllegalDestination(dst_path)
-            dirops.move_tree(self._lookup, upper, src, _dst)
+            dirops.move_tree(self._lookup, upper, src, real)
 
     def rename(self, src_path: str, dst_path: str, noreplace: bool = False) -> None:
         """rename(2): move a file or a directory to ``dst_path``, replacing what is there
@@ -519,12 +555,14 @@ class OverlayFS(FS):
         with self._lock:
             upper = self._writable(_src, src_path)
             self._writable(_dst, dst_path)
-            src = self._node(_src, src_path)
-            target = self._lookup.node(_dst)
+            src = self._node(_src, src_path, follow=False)  # a link moves as itself
+            target, real = self._place(_dst, dst_path, follow=False)
             if target is None:
-                self._parent(_dst, dst_path)
+                self._parent(real, dst_path)
             elif noreplace:
                 raise errors.FileExists(dst_path)
+            self._writable(real, dst_path)
+            _src, _dst = src.path, real  # the links on the way followed
             if _src == _dst:
                 return  # rename(x, x) changes nothing, not even a copy-up
             if src.is_dir and isbase(_src, _dst):
@@ -542,7 +580,7 @@ class OverlayFS(FS):
                 dirops.hide(self._lookup, upper, target)
             # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
             kept = copyable_metadata(src.top.fs.getinfo(src.top_path, COPIED_NAMESPACES))
-            dirops.move_tree(self._lookup, upper, self._node(_src, src_path), _dst)
+            dirops.move_tree(self._lookup, upper, self._node(_src, src_path, follow=False), _dst)
             apply_metadata(upper.fs, _dst, kept)
 
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:
@@ -557,10 +595,13 @@ class OverlayFS(FS):
         _path = self.validatepath(dir_path)
         with self._lock:
             upper = self._writable(_path, dir_path)
-            node = self._node(_path, dir_path, want_dir=True)
+            node = self._node(_path, dir_path, want_dir=True, follow=False)
+            if node.is_link:
+                dirops.hide(self._lookup, upper, node)  # as ``rm -rf link``: the link itself goes
+                return
             if not node.is_dir:
                 raise errors.DirectoryExpected(dir_path)
-            if _path == "/":
+            if node.path == "/":
                 dirops.hide_children(self._lookup, upper, node)
             else:
                 dirops.hide(self._lookup, upper, node)
@@ -648,7 +689,10 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.RemoveRootError(path)
-            dirops.hide(self._lookup, upper, self._node(_path, path))
+            node = self._node(_path, path, follow=False)
+            if node.path == "/":
+                raise errors.RemoveRootError(path)
+            dirops.hide(self._lookup, upper, node)
 
     def make_opaque(self, path: str) -> None:
         """Create the directory ``path``, or mark it, opaque in the upper: nothing of the lowers
@@ -658,12 +702,78 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             if _path == "/":
                 raise errors.OperationFailed(path, msg="the root cannot be made opaque; removetree('/') hides every lower entry")
-            node = self._lookup.node(_path)
+            node, real = self._place(_path, path, follow=False)
             if node is None:
-                self._parent(_path, path, want_dir=True)
+                self._parent(real, path, want_dir=True)
             elif not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            dirops.make_opaque(self._lookup, upper, _path)
+            if real == "/":
+                raise errors.OperationFailed(path, msg="the root cannot be made opaque")
+            self._writable(real, path)
+            dirops.make_opaque(self._lookup, upper, real)
+
+    # -- symbolic and hard links (extensions: PyFilesystem2 has no link API) -------------------------
+
+    def readlink(self, path: str) -> str:
+        """The target of the symbolic link ``path``, as stored (never interpreted).
+        :class:`unionfs.NotALink` where ``path`` is no link (the kernel's EINVAL)."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, follow=False)
+            if not node.is_link:
+                raise NotALink(path)
+            return node.top.readlink(node.top_path)
+
+    def islink(self, path: str) -> bool:
+        """Whether ``path`` is a symbolic link (dangling or not). ``ResourceNotFound`` where
+        nothing is there, as PyFilesystem2's ``FS.islink`` contract says."""
+        _path = self.validatepath(path)
+        with self._lock:
+            return self._node(_path, path, follow=False).is_link
+
+    def symlink(self, target: str, path: str) -> None:
+        """Create the symbolic link ``path`` -> ``target`` in the upper (symlink(2)): over a
+        whiteout it replaces it; ``FileExists`` where the view has anything, a dangling link
+        too. ``target`` is stored as given and resolved when read through, inside the overlay:
+        relative from the link's directory, absolute from the overlay's root."""
+        if not isinstance(target, str):
+            raise TypeError("a link target must be str, not %s" % type(target).__name__)
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path, path)
+            if not target:
+                raise errors.ResourceNotFound(path, msg="an empty link target: '%s'" % path)  # ENOENT, as symlink(2)
+            if "\0" in target:
+                raise errors.InvalidCharsInPath(path, msg="a link target holds a NUL byte: '%s'" % path)
+            node, real = self._place(_path, path, follow=False)
+            if node is not None:
+                raise errors.FileExists(path)
+            self._parent(real, path)
+            self._writable(real, path)
+            dirops.make_link(self._lookup, upper, real, target)
+
+    def link(self, existing: str, new: str) -> None:
+        """Give the non-directory ``existing`` the second name ``new`` (link(2); a symbolic
+        link is linked as itself). The entry is copied up first, as the kernel does, and both
+        names then share one file in the upper. Needs an upper with system paths (an OS
+        directory): elsewhere ``fs.errors.Unsupported``. ``PermissionDenied`` for a
+        directory, ``FileExists`` where ``new`` is taken."""
+        _src, _dst = self.validatepath(existing), self.validatepath(new)
+        with self._lock:
+            upper = self._writable(_dst, new)
+            src = self._node(_src, existing, follow=False)
+            target, real = self._place(_dst, new, follow=False)
+            if target is None:
+                self._parent(real, new)
+            else:
+                raise errors.FileExists(new)
+            if src.is_dir:
+                raise errors.PermissionDenied(existing, msg="cannot hard-link a directory: '%s'" % existing)
+            self._writable(src.path, existing)
+            self._writable(real, new)
+            if syspath(upper.fs, "/") is None:
+                raise errors.Unsupported(new, msg="the upper %r cannot hold hard links (it has no system path): '%s'" % (upper.fs, new))
+            dirops.hard_link(self._lookup, upper, src, real)
 
 
     # -- container images and kernel layers (unionfs.formats.oci, unionfs.formats.kernel) ---------------------

@@ -29,6 +29,8 @@ INSTANCES = {
     unionfs_errors.LayerFormatError: lambda: unionfs_errors.LayerFormatError("%s is not a readable layer tar" % BRACES),
     unionfs_errors.ArchiveTooLarge: lambda: unionfs_errors.ArchiveTooLarge(msg="archive %s has more than 5 members" % BRACES),
     unionfs_errors.DigestMismatch: lambda: unionfs_errors.DigestMismatch("%s: digest mismatch" % BRACES),
+    unionfs_errors.LinkLoop: lambda: unionfs_errors.LinkLoop(BRACES),
+    unionfs_errors.NotALink: lambda: unionfs_errors.NotALink(BRACES),
     unionfs_errors.MountUnavailable: lambda: unionfs_errors.MountUnavailable(msg="cannot mount %s: no /dev/fuse" % BRACES),
     unionfs_errors.MountError: lambda: unionfs_errors.MountError(msg="FUSE could not mount %r" % BRACES),
 }
@@ -85,7 +87,8 @@ DEFAULTED = [cls for cls in PUBLIC if cls.__name__ not in ("LayerFormatError", "
 
 @pytest.mark.parametrize("cls", DEFAULTED, ids=lambda cls: cls.__name__)
 def test_the_default_message_still_names_the_fields(cls):
-    error = cls(BRACES) if cls in (unionfs_errors.ReservedPath, unionfs_errors.IllegalDestination) else cls()
+    with_path = (unionfs_errors.ReservedPath, unionfs_errors.IllegalDestination, unionfs_errors.LinkLoop, unionfs_errors.NotALink)
+    error = cls(BRACES) if cls in with_path else cls()
     text = str(error)
     assert "{" not in text.replace(BRACES, "")  # the template's own fields were filled in
 

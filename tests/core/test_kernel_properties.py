@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 import pytest
@@ -53,8 +53,10 @@ from tests.conftest import LowerGuard, kernel_overlay_available
 from tests.support.kernel_oracle import (
     DIR,
     FILE,
+    HARDLINK,
     OPAQUE,
     RECENT,
+    SYMLINK,
     WHITEOUT,
     Entry,
     KernelOverlay,
@@ -78,6 +80,7 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from unionfs import OverlayFS
+from unionfs.formats.kernel import kernel_layers
 
 # The kernel gate, at module level because a state machine cannot take fixtures: skip
 # where overlayfs cannot be mounted, fail instead under UNIONFS_REQUIRE_KERNEL=1 (CI).
@@ -97,6 +100,18 @@ some_bytes = st.binary(min_size=1, max_size=6)
 small = st.integers(min_value=0, max_value=8)
 times = st.integers(min_value=0, max_value=RECENT - 1)  # old: tell set times from fresh ones
 
+#: Link targets: relative (sideways, up, down, chains through other links of the alphabet),
+#: absolute (from the overlay's root: the kernel side resolves them in the mount with
+#: openat2's RESOLVE_IN_ROOT, as a chrooted process would), up past the root, dangling, to
+#: directories, to themselves (loops), and ``.``/``..``.
+link_targets = st.one_of(
+    st.sampled_from(NAMES),
+    st.builds(lambda a, b: a + "/" + b, st.sampled_from(NAMES + "."), st.sampled_from(NAMES)),
+    st.builds(lambda a: "../" + a, st.sampled_from(NAMES)),
+    paths,
+    st.sampled_from(["../../..", "../../../a", "/a/../b", ".", "..", "nowhere", "/nowhere/a", "a/./b/"]),
+)
+
 dir_modes = st.sampled_from([None, 0o700, 0o750])
 file_modes = st.sampled_from([None, 0o600])
 entries = st.one_of(
@@ -104,18 +119,29 @@ entries = st.one_of(
     st.builds(Entry, st.just(OPAQUE), st.just(b""), dir_modes),
     st.builds(Entry, st.just(FILE), contents, file_modes),
     st.just(Entry(WHITEOUT)),
+    st.builds(Entry, st.just(SYMLINK), target=link_targets),
+    st.just(Entry(HARDLINK)),  # to a file of its layer, chosen below (dropped if there is none)
 )
 
 
 @st.composite
 def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
     """One to four lower layers, topmost first, colliding on a tiny name space: files over
-    directories and back, nested and empty directories, whiteouts and opaque directories."""
+    directories and back, nested and empty directories, whiteouts and opaque directories,
+    symbolic links of every kind and hard links to files of the same layer."""
     layers = []
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         layer: LayerSpec = {}
+        hard_links = []
         for path, entry in draw(st.lists(st.tuples(paths, entries), max_size=8)):
-            add_entry(layer, path, entry)
+            if entry.kind == HARDLINK:
+                hard_links.append(path)
+            else:
+                add_entry(layer, path, entry)
+        files = sorted(path for path, entry in layer.items() if entry.kind == FILE)
+        for path in hard_links:
+            if files:
+                add_entry(layer, path, Entry(HARDLINK, target=draw(st.sampled_from(files))))
         layers.append(layer)
     return realistic(layers)
 
@@ -154,6 +180,10 @@ class KernelMachine(RuleBasedStateMachine):
     #: default mount copies (EXDEV for directories, whole-file copy-up), so does the library
     kernel_options = ""
     library_options: Dict[str, bool] = {"redirect_dir": False, "metacopy": False}
+    #: "memory": lowers are MemoryFS in sidecar form (links as records, hard links as copies);
+    #: "kernel": the kernel mount's own lower directories, read as kernel-format layers
+    #: (real symbolic and hard links on disk, never followed by the library's lookup)
+    lower_kind = "memory"
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,10 +204,15 @@ class KernelMachine(RuleBasedStateMachine):
     @initialize(layers=layer_stacks())
     def start(self, layers: List[LayerSpec]) -> None:
         self.kernel = KernelOverlay(layers, self.kernel_options).__enter__()
-        # on-disk lowers for an OSFS upper: they hold the modes a MemoryFS cannot
-        self.lowers = [self.guard(build_library_layer(layer, self._lower_dir())) for layer in layers]
+        if self.lower_kind == "kernel":
+            self.lowers = kernel_layers(self.kernel.lowers)  # type: ignore[assignment]
+        else:
+            # on-disk lowers for an OSFS upper: they hold the modes a MemoryFS cannot
+            self.lowers = [self.guard(build_library_layer(layer, self._lower_dir())) for layer in layers]
         self.upper = self._fresh_upper()
         self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
+        #: the kernel upper's inodes of files hard-linked through the overlay (see _note_linked)
+        self.linked_inodes: Set[Tuple[int, int]] = set()
 
     def _lower_dir(self) -> Optional[str]:
         if self.upper_kind == "memory":
@@ -235,7 +270,8 @@ class KernelMachine(RuleBasedStateMachine):
             assert held.contents() == os.pread(held.descriptor, 1 << 16, 0), "the handle held on %s" % held.path
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
-        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] == "file")
+        # links count as files here: reads, writes and removals through them are the point
+        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] in ("file", "link"))
 
     def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
         """Mostly a path of the view (of ``kind`` "file" or "dir" if given) or a new name in one
@@ -309,8 +345,11 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), accessed=times, modified=times)
     def settimes(self, data: st.DataObject, accessed: int, modified: int) -> None:
-        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst)
+        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst), nor through a link to it
         path = self.path(data, root=self.upper_kind != "memory")
+        assert self.kernel is not None
+        if self.upper_kind == "memory" and KernelView(self.kernel.merged).leads_to_root(path):
+            return
         self.both("settimes", path, accessed, modified, paths=[path])
 
     @precondition(lambda self: self.upper_kind == "os")  # MemoryFS keeps no permissions
@@ -325,7 +364,7 @@ class KernelMachine(RuleBasedStateMachine):
         neither upper holds the file's data (the kernel's is sparse, the library's a token)."""
         if self.overlay is None or self.kernel is None or self.upper is None or "metacopy=on" not in self.kernel_options:
             return
-        kernel = kernel_metacopy_files(self.kernel.upper)
+        kernel = kernel_metacopy_files(self.kernel.upper, skip=self.linked_inodes)
         library = library_metacopy_files(self.upper)
         assert sorted(library) == sorted(kernel), "metadata-only files: library %s, kernel %s" % (sorted(library), sorted(kernel))
         assert all(size == 0 for size in kernel.values()), kernel
@@ -399,7 +438,7 @@ class KernelMachine(RuleBasedStateMachine):
         directories read-only too, PyFilesystem2 has no such handle."""
         assert self.overlay is not None and self.kernel is not None
         path = self.path(data, kind="file")
-        if os.path.isdir(self.kernel.merged + path):
+        if KernelView(self.kernel.merged).isdir(path):
             return
         library = outcome(lambda: LibraryView(self.overlay).open_handle(path, writable))
         kernel = outcome(lambda: KernelView(self.kernel.merged).open_handle(path, writable))
@@ -473,6 +512,60 @@ class KernelMachine(RuleBasedStateMachine):
         path = self.path(data, root=True)
         self.both("exists", path, paths=[path])
 
+    # -- symbolic and hard links ---------------------------------------------------------------------
+
+    @rule(data=st.data(), link_target=link_targets)
+    def symlink(self, data: st.DataObject, link_target: str) -> None:
+        path = self.path(data)
+        self.both("symlink", link_target, path, paths=[path])
+
+    @rule(data=st.data())
+    def readlink(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("readlink", path, paths=[path])
+
+    @rule(data=st.data())
+    def islink(self, data: st.DataObject) -> None:
+        path = self.path(data, root=True)
+        self.both("islink", path, paths=[path])
+
+    @rule(data=st.data())
+    def link(self, data: st.DataObject) -> None:
+        """link(2); an upper without system paths cannot hold one (``Unsupported``, checked
+        against the library's documented refusal instead of the kernel)."""
+        existing, new = self.path(data, "existing", kind="file"), self.path(data, "new")
+        if self.upper_kind == "memory":
+            assert self.overlay is not None
+            result = outcome(lambda: self.overlay.link(existing, new))
+            assert result.error is not None, "link into a MemoryFS upper must be refused"
+            return
+        self.both("link", existing, new, paths=[existing, new])
+        self._note_linked(new)
+
+    def _note_linked(self, path: str) -> None:
+        """Remember the kernel upper's inode of a file just hard-linked: the kernel links a
+        metadata-only copy-up, the library copies the data first (docs/semantics.rst), so
+        :meth:`metadata_only_copies_hold_no_data` leaves that inode out, whatever its names."""
+        assert self.kernel is not None
+        try:
+            status = os.lstat(self.kernel.upper + path)
+        except OSError:
+            return  # the link was refused
+        self.linked_inodes.add((status.st_dev, status.st_ino))
+
+    @rule(data=st.data())
+    def nlink(self, data: st.DataObject) -> None:
+        """``st_nlink`` of a non-directory, where the library's layer shows one (on disk)."""
+        assert self.overlay is not None and self.kernel is not None
+        path = self.path(data, kind="file")
+        library = outcome(lambda: LibraryView(self.overlay).nlink(path))
+        kernel = outcome(lambda: KernelView(self.kernel.merged, self.kernel).nlink(path))
+        if kernel.error is None and library.error is None and library.value is None:
+            return  # a MemoryFS layer has no st_nlink to compare
+        if kernel.error is None and KernelView(self.kernel.merged).isdir(path, follow=False):
+            return  # a merged directory's count is the kernel's own invention (1)
+        assert_same_outcome("nlink(%r)" % path, library, kernel, [path])
+
     # -- structure -----------------------------------------------------------------------------------
 
     @rule()
@@ -529,6 +622,11 @@ class RedirectMachine(KernelMachine):
 
 class RedirectOSFSMachine(RedirectMachine):
     upper_kind = "os"
+class KernelLowersMachine(KernelMachine):
+    """OSFS upper over the kernel mount's own lower directories (kernel-format layers)."""
+
+    upper_kind = "os"
+    lower_kind = "kernel"
 
 
 TestKernelMemoryUpper = KernelMachine.TestCase
@@ -539,3 +637,5 @@ TestKernelRedirectMemoryUpper = RedirectMachine.TestCase
 TestKernelRedirectMemoryUpper.settings = _settings()
 TestKernelRedirectOSFSUpper = RedirectOSFSMachine.TestCase
 TestKernelRedirectOSFSUpper.settings = _settings()
+TestKernelKernelLowers = KernelLowersMachine.TestCase
+TestKernelKernelLowers.settings = _settings()

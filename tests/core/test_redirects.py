@@ -118,7 +118,7 @@ def test_an_older_unionfs_refuses_a_layer_with_redirects_and_a_bad_redirect_is_n
     upper = MemoryFS()
     with OverlayFS(lower, upper) as overlay:
         overlay.movedir("a", "x", create=True)
-    upper.writetext(FORMAT_PATH, "unionfs-sidecar 5\n")
+    upper.writetext(FORMAT_PATH, "unionfs-sidecar 9\n")  # a version after every one this unionfs knows
     with pytest.raises(SidecarError, match="newer"):
         OverlayFS(lower, upper)
     upper.writetext(FORMAT_PATH, "unionfs-sidecar 3\n")

@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 import unionfs
 from fs import errors
+from fs.enums import ResourceType
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from fs.tarfs import TarFS
@@ -237,31 +238,62 @@ def test_links(archive_dir, guard_lower):
         ("lib/alias.so", b"", tarfile.SYMTYPE, "real.so"),
         ("bin/up.so", b"", tarfile.SYMTYPE, "../lib/alias.so"),  # a chain, inside
         ("lib/hard.so", b"", tarfile.LNKTYPE, "lib/real.so"),
+        ("lib/hardalias", b"", tarfile.LNKTYPE, "lib/alias.so"),  # a second name of a symlink
         ("lib/dangling", b"", tarfile.SYMTYPE, "missing"),
         ("lib/dirlink", b"", tarfile.SYMTYPE, "."),
         ("dev/null", b"", tarfile.CHRTYPE),
     ]
     path = guarded(guard_lower, build_tar(str(archive_dir / "links.tar"), entries))
     with open_archive(path) as layer:
-        assert layer.readbytes("lib/alias.so") == b"ELF"
-        assert layer.readbytes("bin/up.so") == b"ELF"
-        assert layer.readbytes("lib/hard.so") == b"ELF"
-        assert layer.getinfo("lib/alias.so", ["link"]).target == "real.so"
-        assert sorted(layer.listdir("lib")) == ["alias.so", "hard.so", "real.so"]
+        assert layer.readbytes("lib/hard.so") == b"ELF"  # a hard link reads as the member it names
+        info = layer.getinfo("lib/alias.so", ["link", "details"])
+        assert info.target == "real.so" and info.is_link and info.type == ResourceType.symlink
+        assert layer.getinfo("lib/hardalias", ["link"]).target == "real.so"
+        assert layer.getinfo("lib/hard.so", ["link"]).target is None
+        assert sorted(layer.listdir("lib")) == ["alias.so", "dangling", "dirlink", "hard.so", "hardalias", "real.so"]
+        assert sorted(layer.symlinks_in("lib")) == ["alias.so", "dangling", "dirlink", "hardalias"]
+        with pytest.raises(errors.FileExpected, match="symbolic link"):
+            layer.readbytes("lib/alias.so")  # the layer alone does not resolve links
         reasons = {skipped.member: skipped.reason for skipped in layer.skipped}
-        assert "dangling" in reasons["lib/dangling"]
-        assert "links to a directory" in reasons["lib/dirlink"]
-        assert "character device" in reasons["dev/null"]
+        assert "character device" in reasons["dev/null"] and len(reasons) == 1
         assert layer.isdir("dev")  # the parent stays, empty
+    with OverlayFS(guard_lower(open_archive(path))) as overlay:  # an overlay resolves them in its view
+        assert overlay.readbytes("lib/alias.so") == b"ELF" == overlay.readbytes("bin/up.so")
+        assert overlay.readbytes("lib/hardalias") == b"ELF"
+        assert sorted(overlay.listdir("lib/dirlink")) == sorted(overlay.listdir("lib"))
+        assert overlay.islink("lib/dangling") and not overlay.isfile("lib/dangling")
 
 
-@pytest.mark.parametrize("target", ["/etc/shadow", "../../etc/shadow", "../../outside", "../x/../../up"])
-def test_links_pointing_outside_are_unsafe(archive_dir, guard_lower, target):
+@pytest.mark.parametrize("target", ["/etc/shadow", "../../etc/shadow", "../../outside", "../x/../../up", "/etc/hostname"])
+def test_links_pointing_outside_are_plain_link_entries(archive_dir, guard_lower, target):
+    """Absolute targets and targets that leave the archive are entries like any other link:
+    they resolve inside the overlay (never on the host), so here they lead nowhere."""
     path = guarded(guard_lower, build_tar(str(archive_dir / "out.tar"), [("x/link", b"", tarfile.SYMTYPE, target), ("x/ok", b"ok")]))
-    with pytest.raises(UnsafeArchive, match="links outside the archive"):
+    with open_archive(path) as layer:
+        assert sorted(layer.listdir("x")) == ["link", "ok"] and layer.skipped == ()
+    with OverlayFS(open_archive(path)) as overlay:
+        assert overlay.readlink("x/link") == target
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.readbytes("x/link")
+
+
+def test_an_absolute_symlink_tar_is_a_lower(archive_dir, guard_lower):
+    """The reproducer of issue 13: ``ln -s /etc/hostname x`` in a tarball made it refused whole."""
+    path = guarded(guard_lower, build_tar(str(archive_dir / "abs.tar"), [("etc/hostname", b"box\n"), ("x", b"", tarfile.SYMTYPE, "/etc/hostname")]))
+    with OverlayFS(open_archive(path)) as overlay:
+        assert overlay.readtext("x") == "box\n"  # resolved at the overlay's root, not the host's
+        assert overlay.getinfo("x", ["link"]).target == "/etc/hostname"
+
+
+@pytest.mark.parametrize("hostile", [[("l", b"", tarfile.SYMTYPE, "/tmp"), ("l/evil", b"written through the link")],
+                                     [("d/l", b"", tarfile.SYMTYPE, "../.."), ("d/l/x/y", b"deeper")]])
+def test_members_written_through_a_link_are_unsafe(archive_dir, guard_lower, hostile):
+    path = guarded(guard_lower, build_tar(str(archive_dir / "through.tar"), hostile))
+    with pytest.raises(UnsafeArchive, match="written through the symbolic link"):
         open_archive(path)
     with open_archive(path, unsafe="skip") as layer:
-        assert layer.listdir("x") == ["ok"]
+        link = hostile[0][0]
+        assert layer.getinfo(link, ["link"]).target == hostile[0][3] and not layer.isdir(link)
 
 
 def test_hard_link_outside_is_unsafe(archive_dir, guard_lower):

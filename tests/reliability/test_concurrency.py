@@ -16,6 +16,7 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
+from unionfs.core.sidecar import FORMAT_TEXT
 from unionfs import IllegalDestination, OverlayFS, UpperInUse
 from unionfs.core.sidecar import LOCK_PATH
 
@@ -323,7 +324,7 @@ def test_an_overlay_finishes_what_another_overlay_of_the_upper_left_in_the_journ
         first.writetext("src/late", "would land in a tree that is moving away")
     assert [(i.operation, i.src) for i in first.recovered] == [("movedir", "/src")]
     assert not first.exists("src") and first.readtext("dst/deep/three") == "deep/three"
-    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+    assert upper.readtext("/.unionfs/FORMAT") == FORMAT_TEXT
 
 
 def test_a_sidecar_broken_behind_an_overlays_back_is_an_error_not_a_deadlock(guard_lower):

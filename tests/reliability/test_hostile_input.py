@@ -14,6 +14,7 @@ import pytest
 from fs import errors
 from fs.osfs import OSFS
 
+from unionfs.core.sidecar import FORMAT_TEXT
 from unionfs import OverlayFS, ReservedPath
 
 
@@ -169,7 +170,7 @@ def test_the_sidecar_is_invisible_and_untouchable(sandbox, path):
     for attempt in writes:
         with pytest.raises(ReservedPath):
             attempt()
-    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+    assert upper.readtext("/.unionfs/FORMAT") == FORMAT_TEXT
 
 
 @pytest.mark.parametrize("name", [".unionfs", ".unionfsx", ".unionfs.bak", "..unionfs", ".wh.x", ".wh..wh..opq"])
@@ -185,12 +186,14 @@ def test_lookalike_names_are_ordinary(sandbox, name):
     assert overlay.readtext("dir/f") == "lower f" and overlay.readtext("top") == "lower top"
     overlay.removetree(where)
     assert not overlay.exists(where)
-    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 1\n"
+    assert upper.readtext("/.unionfs/FORMAT") == FORMAT_TEXT
 
 
-def test_symlinks_in_a_lower_never_lead_writes_out_of_the_upper(tmp_path, guard_lower):
-    """A lower's symbolic links to a directory and a file outside every layer: reading goes
-    through them, writing copies up into real upper entries and never reaches the targets."""
+def test_symlinks_in_a_lower_never_lead_out_of_the_overlay(tmp_path, guard_lower):
+    """A lower's symbolic links to a directory and a file outside every layer (absolute host
+    paths): they resolve inside the overlay's root, where nothing is there, so reads and
+    writes through them fail with ResourceNotFound and the host files are never read or
+    written; the links themselves are entries, listed, removable, copied up as links."""
     outside = tmp_path / "elsewhere"
     (outside / "etc").mkdir(parents=True)
     (outside / "etc" / "passwd").write_text("root:x:0:0")
@@ -199,19 +202,29 @@ def test_symlinks_in_a_lower_never_lead_writes_out_of_the_upper(tmp_path, guard_
     upper_dir.mkdir()
     os.symlink(str(outside / "etc"), str(lower_dir / "evil"))
     os.symlink(str(outside / "etc" / "passwd"), str(lower_dir / "pw"))
+    os.symlink("../../../../../../../../etc/passwd", str(lower_dir / "up"))
     lower = guard_lower(OSFS(str(lower_dir)))
     before = _tree_hash(str(outside), str(upper_dir))
     overlay = OverlayFS(lower, OSFS(str(upper_dir)))
-    assert overlay.readtext("evil/passwd") == "root:x:0:0" == overlay.readtext("pw")
-    overlay.writetext("evil/passwd", "owned")
-    overlay.writetext("evil/new", "new")
-    with overlay.openbin("pw", "r+") as handle:
-        handle.write(b"OWNED")
-    overlay.remove("evil/passwd")
+    assert sorted(overlay.listdir("/")) == ["evil", "pw", "up"]
+    assert overlay.readlink("evil") == str(outside / "etc") and overlay.islink("pw")
+    for path in ("evil/passwd", "pw", "up"):
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.readtext(path)
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.writetext("evil/passwd", "owned")
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.writetext("pw", "owned")  # the target's parent is not in the view
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.listdir("evil")
+    overlay.move("pw", "pw2")  # the link moves as itself
+    overlay.remove("evil")
     overlay.close()
     assert _tree_hash(str(outside), str(upper_dir)) == before
-    assert (upper_dir / "evil").is_dir() and not (upper_dir / "evil").is_symlink()
-    assert (upper_dir / "pw").read_text() == "OWNEDx:0:0" and not (upper_dir / "pw").is_symlink()
+    assert (outside / "etc" / "passwd").read_text() == "root:x:0:0"
+    assert os.readlink(str(upper_dir / "pw2")) == str(outside / "etc" / "passwd")
+    assert not os.path.lexists(str(upper_dir / "evil"))
+    assert sorted(os.listdir(str(outside / "etc"))) == ["passwd"]
 
 
 def test_deep_paths_are_walked_with_loops_not_recursion(guard_lower):

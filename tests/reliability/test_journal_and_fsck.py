@@ -10,6 +10,7 @@ import functools
 
 import unionfs
 from unionfs import SidecarError
+from unionfs.core.sidecar import FORMAT_TEXT, JOURNAL_FORMAT_VERSION
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
 
@@ -52,7 +53,7 @@ def _crash_inside_movedir(lowers):
 
 def test_pending_journal_makes_version_1_readers_refuse(lowers):
     upper = _crash_inside_movedir(lowers)
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 2\n"
+    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar %d\n" % JOURNAL_FORMAT_VERSION
     assert len(upper.listdir(JOURNAL_DIR)) == 1
     # as a read-only lower the half-done move cannot be finished: a clear error, no mixed view
     with pytest.raises(SidecarError, match="interrupted operation is pending"):
@@ -66,7 +67,7 @@ def test_reopening_rolls_the_operation_forward(lowers):
     assert not overlay.exists("src")
     assert sorted(overlay.listdir("dst")) == ["deep", "one", "three", "two"]
     assert overlay.readtext("dst/deep/four") == "four"
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+    assert upper.readtext(FORMAT_PATH) == FORMAT_TEXT
     assert upper.listdir(JOURNAL_DIR) == []
     report = overlay.fsck()
     assert [f.kind for f in report.findings if f.kind == "journal"] == ["journal"]
@@ -80,7 +81,7 @@ def test_a_failed_step_is_retried_at_once(lowers):
     overlay = OverlayFS(lowers, FaultyFS(upper, counting.calls // 2, "fail"))
     overlay.movedir("src", "dst")  # one I/O error in the middle is absorbed by the retry
     assert not overlay.exists("src") and overlay.readtext("dst/one") == "one"
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+    assert upper.readtext(FORMAT_PATH) == FORMAT_TEXT
 
 
 @pytest.mark.parametrize(
@@ -161,7 +162,7 @@ def test_a_crash_during_the_roll_forward_is_rolled_forward_again(lowers):
             OverlayFS(lowers, FaultyFS(upper, fail_at, "crash"))
         overlay = OverlayFS(lowers, upper)
         assert shape(overlay) == expected, fail_at
-        assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+        assert upper.readtext(FORMAT_PATH) == FORMAT_TEXT
 
 
 def test_opening_empties_the_staging_area_and_fsck_reports_it_once(lowers):

@@ -49,7 +49,7 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS
-from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR
+from unionfs.core.sidecar import FORMAT_PATH, FORMAT_TEXT, JOURNAL_DIR
 
 from tests.support import kill_child
 from tests.support.reliability_support import COUNTS, sidecar_problems, upper_rule_problems
@@ -308,7 +308,7 @@ def test_a_torn_format_is_recovered(torn):
     upper.writetext(FORMAT_PATH, torn)
     overlay = OverlayFS(lower, upper)
     assert overlay.listdir("/") == ["g"]  # the whiteout still hides f
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
+    assert upper.readtext(FORMAT_PATH) == FORMAT_TEXT  # the version this unionfs writes
     assert overlay.fsck().clean
     overlay.close()
 
@@ -329,7 +329,7 @@ def test_a_torn_journal_entry_is_dropped(torn):
     assert overlay.readtext("d/e/f") == "lower"
     report = overlay.fsck()
     assert [(finding.kind, finding.path) for finding in report.findings] == [("journal", JOURNAL_DIR + "/torn-entry")]
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n" and upper.listdir(JOURNAL_DIR) == []
+    assert upper.readtext(FORMAT_PATH) == FORMAT_TEXT  # the version this unionfs writes and upper.listdir(JOURNAL_DIR) == []
     overlay.close()
 
 

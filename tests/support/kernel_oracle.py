@@ -28,7 +28,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, BinaryIO, Callable, Collection, Dict, List, Optional, Sequence, Tuple, Type
 
 import attr
 
@@ -40,7 +40,7 @@ from fs.osfs import OSFS
 from fs.path import dirname, recursepath
 from fs.permissions import Permissions
 
-from unionfs.errors import IllegalDestination
+from unionfs.errors import IllegalDestination, LinkLoop, NotALink
 from unionfs.core import sidecar as sidecar_format
 from unionfs.core.sidecar import Sidecar
 
@@ -52,16 +52,20 @@ DIR = "dir"
 OPAQUE = "opaque"  # a directory marked opaque in its layer
 FILE = "file"
 WHITEOUT = "whiteout"
+SYMLINK = "symlink"  # ``target`` is the link's target, stored as given
+HARDLINK = "hardlink"  # ``target`` is the path of a FILE of the same layer: a second name of it
 
 
 @attr.s(frozen=True, slots=True)
 class Entry:
-    """One entry of a layer spec: a directory (maybe opaque), a file with data, or a whiteout."""
+    """One entry of a layer spec: a directory (maybe opaque), a file with data, a whiteout, a
+    symbolic link, or a hard link to a file of the same layer."""
 
-    kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT)))
+    kind: str = attr.ib(validator=attr.validators.in_((DIR, OPAQUE, FILE, WHITEOUT, SYMLINK, HARDLINK)))
     data: bytes = attr.ib(default=b"")
     #: permission bits of a directory or file; None: 0o755 / 0o644
     mode: Optional[int] = attr.ib(default=None)
+    target: str = attr.ib(default="")
 
     @property
     def is_dir(self) -> bool:
@@ -140,9 +144,10 @@ def _mode(entry: Entry) -> int:
 
 
 def build_kernel_layer(layer: LayerSpec, root: str) -> None:
-    """Write ``layer`` under the directory ``root`` in the kernel's marker form; files and
-    directories get their modes and the old :data:`LOWER_MTIME`."""
-    for path, entry in sorted(layer.items()):
+    """Write ``layer`` under the directory ``root`` in the kernel's marker form (hard links
+    last: they need the file they name); files and directories get their modes and the old
+    :data:`LOWER_MTIME`, links the old time too."""
+    for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         real = root + path
         if entry.is_dir:
             os.mkdir(real)
@@ -151,35 +156,51 @@ def build_kernel_layer(layer: LayerSpec, root: str) -> None:
         elif entry.kind == FILE:
             with open(real, "wb") as handle:
                 handle.write(entry.data)
+        elif entry.kind == SYMLINK:
+            os.symlink(entry.target, real)
+        elif entry.kind == HARDLINK:
+            os.link(root + entry.target, real)
         else:
             os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        if entry.kind != WHITEOUT:
+        if entry.kind not in (WHITEOUT, SYMLINK, HARDLINK):  # a hard link has its file's mode
             os.chmod(real, _mode(entry))
     for path, entry in sorted(layer.items(), reverse=True):  # children first: they stamp their parent
         if entry.kind != WHITEOUT:
-            os.utime(root + path, (LOWER_MTIME, LOWER_MTIME))
+            os.utime(root + path, (LOWER_MTIME, LOWER_MTIME), follow_symlinks=entry.kind != SYMLINK)
 
 
 def build_library_layer(layer: LayerSpec, directory: Optional[str] = None) -> FS:
-    """``layer`` in unionfs's sidecar form (a sidecar only if it has markers): a MemoryFS, or
-    with ``directory`` an OSFS there, which holds the entries' modes too."""
+    """``layer`` in unionfs's sidecar form (a sidecar only if it has markers, or links it must
+    keep as records): a MemoryFS, or with ``directory`` an OSFS there, which holds the
+    entries' modes and real links too. A MemoryFS has no hard links: a second name is a copy,
+    which reads the same, and a lower is never written, so nothing can tell them apart but
+    ``st_nlink``."""
     layer_fs: FS = MemoryFS() if directory is None else OSFS(directory)
     sidecar = None
-    if any(entry.kind in (OPAQUE, WHITEOUT) for entry in layer.values()):
+    record_kinds = (OPAQUE, WHITEOUT, SYMLINK) if directory is None else (OPAQUE, WHITEOUT)
+    if any(entry.kind in record_kinds for entry in layer.values()):
         sidecar = Sidecar.open(layer_fs, create=True)
-    for path, entry in sorted(layer.items()):
+    for path, entry in sorted(layer.items(), key=lambda item: (item[1].kind == HARDLINK, item[0])):
         if entry.is_dir:
             layer_fs.makedir(path)
-        elif entry.kind == FILE:
-            layer_fs.writebytes(path, entry.data)
+        elif entry.kind == FILE or (entry.kind == HARDLINK and directory is None):
+            layer_fs.writebytes(path, layer[entry.target].data if entry.kind == HARDLINK else entry.data)
+        elif entry.kind == HARDLINK:
+            os.link(layer_fs.getsyspath(entry.target), layer_fs.getsyspath(path))
+        elif entry.kind == SYMLINK and directory is not None:
+            os.symlink(entry.target, layer_fs.getsyspath(path))
         if sidecar is not None and entry.kind == OPAQUE:
             sidecar.add_record(path, sidecar_format.OPAQUE)
         elif sidecar is not None and entry.kind == WHITEOUT:
             sidecar.add_record(path, sidecar_format.WHITEOUT)
-        if directory is not None and entry.kind != WHITEOUT:
+        elif sidecar is not None and entry.kind == SYMLINK and directory is None:
+            sidecar.write_link(path, entry.target)
+        if directory is not None and entry.kind not in (WHITEOUT, SYMLINK, HARDLINK):
             os.chmod(layer_fs.getsyspath(path), _mode(entry))
     for path, entry in sorted(layer.items(), reverse=True):
-        if entry.kind != WHITEOUT:
+        if entry.kind == SYMLINK and directory is not None:
+            os.utime(layer_fs.getsyspath(path), (LOWER_MTIME, LOWER_MTIME), follow_symlinks=False)
+        elif entry.kind not in (WHITEOUT, SYMLINK):
             layer_fs.setinfo(path, {"details": {"accessed": LOWER_MTIME, "modified": LOWER_MTIME}})
     return layer_fs
 
@@ -307,47 +328,90 @@ class KernelOverlay:
 #: movedir; everything else is a file operation. EXDEV is deliberately absent: where the
 #: kernel gives it (rename of a lower or merged directory), the library documents a
 #: different, working behaviour, and the oracle checks that one instead.
-ERRNO_TO_FS_ERROR: Dict[int, Tuple[Type[errors.FSError], Type[errors.FSError]]] = {
-    errno.ENOENT: (errors.ResourceNotFound, errors.ResourceNotFound),
-    errno.ENOTDIR: (errors.ResourceNotFound, errors.DirectoryExpected),
-    errno.EISDIR: (errors.FileExpected, errors.FileExpected),
-    errno.EEXIST: (errors.FileExists, errors.DirectoryExists),
-    errno.ENOTEMPTY: (errors.DirectoryNotEmpty, errors.DirectoryNotEmpty),
-    errno.EINVAL: (IllegalDestination, IllegalDestination),
-    errno.EBUSY: (errors.RemoveRootError, errors.RemoveRootError),
-    errno.EPERM: (errors.PermissionDenied, errors.PermissionDenied),
-    errno.EACCES: (errors.PermissionDenied, errors.PermissionDenied),
-    errno.EROFS: (errors.ResourceReadOnly, errors.ResourceReadOnly),
+#: The link operations (``readlink``, ``islink``, ``symlink``, ``link``: the library's extensions)
+#: have a third column: EINVAL there is readlink of something that is not a link.
+#: ELOOP (more than 40 links in one resolution) is :class:`unionfs.LinkLoop` everywhere.
+ERRNO_TO_FS_ERROR: Dict[int, Tuple[Type[errors.FSError], Type[errors.FSError], Type[errors.FSError]]] = {
+    errno.ENOENT: (errors.ResourceNotFound, errors.ResourceNotFound, errors.ResourceNotFound),
+    errno.ENOTDIR: (errors.ResourceNotFound, errors.DirectoryExpected, errors.ResourceNotFound),
+    errno.EISDIR: (errors.FileExpected, errors.FileExpected, errors.FileExpected),
+    errno.EEXIST: (errors.FileExists, errors.DirectoryExists, errors.FileExists),
+    errno.ENOTEMPTY: (errors.DirectoryNotEmpty, errors.DirectoryNotEmpty, errors.DirectoryNotEmpty),
+    errno.EINVAL: (IllegalDestination, IllegalDestination, NotALink),
+    errno.EBUSY: (errors.RemoveRootError, errors.RemoveRootError, errors.RemoveRootError),
+    errno.EPERM: (errors.PermissionDenied, errors.PermissionDenied, errors.PermissionDenied),
+    errno.EACCES: (errors.PermissionDenied, errors.PermissionDenied, errors.PermissionDenied),
+    errno.EROFS: (errors.ResourceReadOnly, errors.ResourceReadOnly, errors.ResourceReadOnly),
+    errno.ELOOP: (LinkLoop, LinkLoop, LinkLoop),
 }
+#: the columns of :data:`ERRNO_TO_FS_ERROR`
+FILE_OPERATION, DIRECTORY_OPERATION, LINK_OPERATION = 0, 1, 2
 
 
 class UnmappedErrno(AssertionError):
     """The kernel answered with an errno the table does not cover: the oracle has no verdict."""
 
 
-def fs_error_for(error: OSError, path: str, directory: bool) -> errors.FSError:
+def fs_error_for(error: OSError, path: str, directory: bool, link: bool = False) -> errors.FSError:
     """The ``fs.errors`` exception the library must raise where the kernel raised ``error``."""
     try:
         classes = ERRNO_TO_FS_ERROR[error.errno]
     except KeyError:
         raise UnmappedErrno("kernel errno %s (%s) on %r" % (errno.errorcode.get(error.errno), error, path)) from error
-    return classes[1 if directory else 0](path)
+    return classes[LINK_OPERATION if link else DIRECTORY_OPERATION if directory else FILE_OPERATION](path)
 
 
 class _KernelCall:
     """Context manager: OSError -> the mapped ``fs.errors`` exception."""
 
-    def __init__(self, path: str, directory: bool = False) -> None:
+    def __init__(self, path: str, directory: bool = False, link: bool = False) -> None:
         self.path = path
         self.directory = directory
+        self.link = link
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if isinstance(exc, OSError):
-            raise fs_error_for(exc, self.path, self.directory) from exc
+            raise fs_error_for(exc, self.path, self.directory, self.link) from exc
         return False
+
+
+# -------------------------------------------------------------------------------------------------
+# Resolving inside the mount, as a process chrooted into it would
+# -------------------------------------------------------------------------------------------------
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on x86_64 and arm64
+_RESOLVE_IN_ROOT = 0x10
+
+
+def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    """openat2(2) with RESOLVE_IN_ROOT: ``path`` resolved with ``root_fd`` as ``/``, absolute
+    symlinks and ``..`` included (what a process chrooted into the merged directory sees,
+    and what the library does with absolute link targets)."""
+    # openat2 refuses a mode without O_CREAT (EINVAL), unlike open(2), which ignores it
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE_IN_ROOT)
+    relative = (path.lstrip("/") or ".").encode("utf-8", "surrogateescape")
+    for _ in range(100):
+        fd = _libc.syscall(_SYS_OPENAT2, root_fd, relative, ctypes.byref(how), ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
+        code = ctypes.get_errno()
+        # EAGAIN: a rename anywhere (the overlay's own copy-up in its workdir, say) raced a
+        # ".." step; openat2 asks the caller to try again
+        if code != errno.EAGAIN:
+            break
+    raise OSError(code, os.strerror(code), path)
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink("/proc/self/fd/%d" % fd)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -358,8 +422,8 @@ class _KernelCall:
 #: anything else the kernel might show (a leaked whiteout device, say).
 TreeEntry = Tuple[Any, ...]
 Tree = Dict[str, TreeEntry]
-#: getinfo's comparable answer: (is_dir, size of a file or None for a directory)
-InfoSummary = Tuple[bool, Optional[int]]
+#: getinfo's comparable answer: (is_dir, size of a non-directory or None, is a symbolic link)
+InfoSummary = Tuple[bool, Optional[int], bool]
 
 
 class KernelView:
@@ -374,8 +438,34 @@ class KernelView:
         self.merged = merged
         self.mount = mount  # needed only by hide and make_opaque, which edit the upper offline
 
+    def _open(self, path: str, flags: int, mode: int = 0) -> int:
+        """A descriptor of ``path`` resolved inside the mount (links followed, the last too)."""
+        root = os.open(self.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return open_in_root(root, path, flags, mode)
+        finally:
+            os.close(root)
+
     def _real(self, path: str) -> str:
-        return self.merged + path if path != "/" else self.merged
+        """The host path of ``path``: the links on the way resolved inside the mount, the last
+        component as it is (so ``lstat``, ``unlink``, ``rename`` act on a link itself). An
+        unresolvable parent raises the kernel's error."""
+        if path == "/":
+            return self.merged
+        parent, _, name = path.rpartition("/")
+        fd = self._open(parent or "/", os.O_PATH | os.O_DIRECTORY)
+        try:
+            return _fd_path(fd) + "/" + name
+        finally:
+            os.close(fd)
+
+    def _followed(self, path: str) -> str:
+        """The host path of what ``path`` leads to, every link followed inside the mount."""
+        fd = self._open(path, os.O_PATH)
+        try:
+            return _fd_path(fd)
+        finally:
+            os.close(fd)
 
     def _lstat(self, path: str, directory: bool = False) -> os.stat_result:
         with _KernelCall(path, directory):
@@ -384,18 +474,21 @@ class KernelView:
     # -- reading ---------------------------------------------------------------------------------
 
     def exists(self, path: str) -> bool:
-        return os.path.lexists(self._real(path))
+        try:
+            return os.path.lexists(self._real(path))
+        except OSError:
+            return False
 
     def getinfo(self, path: str) -> InfoSummary:
         return _summary(self._lstat(path))
 
     def listdir(self, path: str) -> List[str]:
         with _KernelCall(path, directory=True):
-            return sorted(os.listdir(self._real(path)))
+            return sorted(os.listdir(self._followed(path)))
 
     def scandir(self, path: str) -> List[Tuple[str, InfoSummary]]:
         with _KernelCall(path, directory=True):
-            return sorted((entry.name, _summary(entry.stat(follow_symlinks=False))) for entry in os.scandir(self._real(path)))
+            return sorted((entry.name, _summary(entry.stat(follow_symlinks=False))) for entry in os.scandir(self._followed(path)))
 
     def open_reader(self, path: str) -> int:
         """A descriptor opened read-only, to be held across steps."""
@@ -404,19 +497,55 @@ class KernelView:
     def open_handle(self, path: str, writable: bool) -> int:
         """A descriptor opened read-only or read-write (a copy-up), to be held across steps."""
         with _KernelCall(path):
-            return os.open(self._real(path), os.O_RDWR if writable else os.O_RDONLY)
+            return self._open(path, os.O_RDWR if writable else os.O_RDONLY)
 
     def readbytes(self, path: str) -> bytes:
         with _KernelCall(path):
-            descriptor = os.open(self._real(path), os.O_RDONLY)
+            descriptor = self._open(path, os.O_RDONLY)
             try:
                 return _read_all(descriptor)
             finally:
                 os.close(descriptor)
 
+    # -- links -----------------------------------------------------------------------------------
+
+    def readlink(self, path: str) -> str:
+        with _KernelCall(path, link=True):
+            return os.readlink(self._real(path))
+
+    def islink(self, path: str) -> bool:
+        """``lstat`` and S_ISLNK; ENOENT where nothing is there (PyFilesystem2's ``islink``)."""
+        with _KernelCall(path, link=True):
+            return stat.S_ISLNK(os.lstat(self._real(path)).st_mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        with _KernelCall(path, link=True):
+            os.symlink(target, self._real(path))
+
+    def link(self, existing: str, new: str) -> None:
+        with _KernelCall(new, link=True):
+            os.link(self._real(existing), self._real(new), follow_symlinks=False)
+
+    def isdir(self, path: str, follow: bool = True) -> bool:
+        """Whether ``path`` is a directory (a link to one too, with ``follow``), resolved in the mount."""
+        try:
+            return os.path.isdir(self._followed(path)) if follow else stat.S_ISDIR(os.lstat(self._real(path)).st_mode)
+        except OSError:
+            return False
+
+    def leads_to_root(self, path: str) -> bool:
+        """Whether ``path`` is the root or a link that leads to it."""
+        try:
+            return os.path.samefile(self._followed(path), self.merged)
+        except OSError:
+            return False
+
+    def nlink(self, path: str) -> int:
+        return self._lstat(path).st_nlink
+
     def tree(self, times: Optional[Dict[str, int]] = None, modes: Optional[Dict[str, int]] = None) -> Tree:
         """The whole merged tree; each file's and directory's whole-second mtime goes into
-        ``times``, its permission bits into ``modes``, if given."""
+        ``times``, its permission bits into ``modes``, if given (a link's are not compared)."""
         result: Tree = {}
         pending = ["/"]
         while pending:
@@ -429,6 +558,9 @@ class KernelView:
                     pending.append(path)
                 elif stat.S_ISREG(status.st_mode):
                     result[path] = ("file", self.readbytes(path))
+                elif stat.S_ISLNK(status.st_mode):
+                    result[path] = ("link", os.readlink(entry.path))
+                    continue
                 else:
                     result[path] = ("other", stat.filemode(status.st_mode))
                     continue
@@ -442,7 +574,7 @@ class KernelView:
 
     def _write(self, path: str, flags: int, data: bytes, offset: Optional[int] = None) -> None:
         with _KernelCall(path):
-            descriptor = os.open(self._real(path), flags, 0o644)
+            descriptor = self._open(path, flags, 0o644)
             try:
                 if offset is None:
                     os.write(descriptor, data)
@@ -463,7 +595,7 @@ class KernelView:
     def open_truncating(self, path: str) -> None:
         """open(O_WRONLY|O_CREAT|O_TRUNC) and close, nothing written: the mtime is stamped all the same."""
         with _KernelCall(path):
-            os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            os.close(self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))  # resolved inside the mount
 
     def write_at(self, path: str, offset: int, data: bytes) -> None:
         self._write(path, os.O_RDWR, data, offset)
@@ -473,17 +605,22 @@ class KernelView:
 
     def truncate(self, path: str, size: int) -> None:
         with _KernelCall(path):
-            os.truncate(self._real(path), size)
+            os.truncate(self._followed(path), size)
 
-    def settimes(self, path: str, accessed: int, modified: int) -> int:
+    def settimes(self, path: str, accessed: int, modified: int) -> Optional[int]:
+        """utimes(2) follows a link, as ``OSFS.setinfo`` (and so the library) does; the time
+        read back is the entry's own, none for a link (the tree compares the target's)."""
         with _KernelCall(path):
-            os.utime(self._real(path), (accessed, modified), follow_symlinks=False)
-        return int(self._lstat(path).st_mtime)
+            followed = self._followed(path)
+            os.utime(followed, (accessed, modified))
+            return None if os.path.islink(self._real(path)) else int(os.lstat(followed).st_mtime)
 
     def chmod(self, path: str, mode: int) -> int:
-        """chmod(2); the permission bits the entry shows afterwards."""
+        """chmod(2) follows a link (resolved inside the mount, as the library resolves it:
+        an absolute target from the overlay's root); the permission bits the entry itself
+        shows afterwards."""
         with _KernelCall(path):
-            os.chmod(self._real(path), mode)
+            os.chmod(self._followed(path), mode)
         return stat.S_IMODE(self._lstat(path).st_mode)
 
     def remove(self, path: str) -> None:
@@ -499,6 +636,10 @@ class KernelView:
             os.mkdir(self._real(path))
 
     def makedirs(self, path: str, recreate: bool) -> None:
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._makedirs(path, recreate)
+
+    def _makedirs(self, path: str, recreate: bool) -> None:
         """``fs.base.FS.makedirs``: refuse a non-directory on the way, make what is missing."""
         missing = []
         for step in reversed(list(recursepath(path))):
@@ -519,8 +660,17 @@ class KernelView:
                 raise
 
     def removetree(self, path: str) -> None:
-        """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``)."""
-        if not stat.S_ISDIR(self._lstat(path, directory=True).st_mode):
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._removetree(path)
+
+    def _removetree(self, path: str) -> None:
+        """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``);
+        a link goes itself, as ``rm -rf link`` removes it."""
+        mode = self._lstat(path, directory=True).st_mode
+        if stat.S_ISLNK(mode):
+            self.remove(path)
+            return
+        if not stat.S_ISDIR(mode):
             raise errors.DirectoryExpected(path)
         self._remove_contents(path)
         if path != "/":
@@ -556,6 +706,10 @@ class KernelView:
         self.writebytes(dst, data)
 
     def movedir(self, src: str, dst: str, create: bool) -> None:
+        with _KernelCall(src, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._movedir(src, dst, create)
+
+    def _movedir(self, src: str, dst: str, create: bool) -> None:
         """The library's documented ``movedir``. On a ``redirect_dir=on`` mount the kernel's
         real renames: rename(2) of ``src`` to a missing ``dst``; into an existing ``dst`` each
         entry renamed in, directories that exist on both sides merged recursively, then
@@ -569,20 +723,30 @@ class KernelView:
         clash between the two trees."""
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
+        try:
+            self._real(dst)  # a link loop on the way to the destination is ELOOP, whatever ``create`` says
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise
+        if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
+            raise errors.DirectoryExpected(src)
         if not self.exists(dst):
             if not create:
                 raise errors.ResourceNotFound(dst)
             with _KernelCall(dst, directory=True):
-                parent_mode = os.lstat(self._real(dirname(dst))).st_mode
+                parent_mode = os.stat(self._followed(dirname(dst))).st_mode  # the links on the way followed
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(dst)
         elif not stat.S_ISDIR(os.lstat(self._real(dst)).st_mode):
             raise errors.DirectoryExpected(dst)
-        if dst == src:
+        # where both really are, the links on the way followed (``/c/c`` with ``/c -> a/a`` is ``/a/a/c``)
+        at_src = self._real(src)[len(self.merged):] or "/"
+        at_dst = self._real(dst)[len(self.merged):] or "/"
+        if at_dst == at_src:
             return  # PyFilesystem2's contract: moving a directory onto itself changes nothing
-        if dst.startswith(src.rstrip("/") + "/"):
+        if at_dst.startswith(at_src.rstrip("/") + "/"):
             raise IllegalDestination(dst)
-        if src.startswith(dst.rstrip("/") + "/") and self.exists(src + src[len(dst.rstrip("/")):]):
+        if at_src.startswith(at_dst.rstrip("/") + "/") and self.exists(at_src + at_src[len(at_dst.rstrip("/")):]):
             raise IllegalDestination(dst)  # cp -a would copy part of src onto src itself
         clashes = {}
         for relative, is_dir in self._walk(src):
@@ -601,7 +765,9 @@ class KernelView:
             self._rename_into(src, dst)
             self.removetree(src)
             return
-        copied = subprocess.run(["cp", "-a", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
+        # -a: links as links; --remove-destination: an existing file or link is replaced, as the
+        # library's per-file rename replaces it (never written through, its other hard links untouched)
+        copied = subprocess.run(["cp", "-a", "--remove-destination", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
 
@@ -613,7 +779,8 @@ class KernelView:
             source, destination = pending.pop()
             for entry in sorted(os.listdir(self._real(source))):
                 child, target = source.rstrip("/") + "/" + entry, destination.rstrip("/") + "/" + entry
-                if os.path.isdir(self._real(child)) and os.path.lexists(self._real(target)):
+                real_child = self._real(child)  # (a link is renamed as itself, never followed)
+                if stat.S_ISDIR(os.lstat(real_child).st_mode) and os.path.lexists(self._real(target)):
                     pending.append((child, target))
                 else:
                     with _KernelCall(target, directory=True):
@@ -632,16 +799,23 @@ class KernelView:
                 os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode))
 
     def _offline(self, edit: Callable[[str], None], path: str) -> None:
-        """Unmount, apply ``edit`` to the upper's real path for ``path``, mount again."""
+        """Unmount, apply ``edit`` to the upper's real path for ``path`` (the links on the way
+        resolved in the mount first), mount again."""
         assert self.mount is not None, "hand edits need the KernelOverlay"
         self._copy_up(path, itself=False)
+        with _KernelCall(path):
+            inside = self._real(path)[len(self.merged):]
         self.mount.unmount()
         try:
-            edit(self.mount.upper + path)
+            edit(self.mount.upper + inside)
         finally:
             self.mount.mount()
 
     def hide(self, path: str) -> None:
+        with _KernelCall(path, directory=False):  # an unresolvable path on the way is the kernel's error
+            self._hide(path)
+
+    def _hide(self, path: str) -> None:
         """Delete the upper's entry by hand (making missing parents), then mount again; if a
         lower shows through, put a whiteout device there by hand."""
         if path == "/":
@@ -652,6 +826,10 @@ class KernelView:
             self._offline(lambda real: os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0)), path)
 
     def make_opaque(self, path: str) -> None:
+        with _KernelCall(path, directory=True):  # an unresolvable path on the way is the kernel's error
+            self._make_opaque(path)
+
+    def _make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
         directory must not hold. Renamed directories and metadata-only files below get an
@@ -667,7 +845,7 @@ class KernelView:
             self._copy_up(path, itself=True)
         else:
             with _KernelCall(path, directory=True):
-                parent_mode = os.lstat(self._real(dirname(path))).st_mode
+                parent_mode = os.stat(self._followed(dirname(path))).st_mode  # the links on the way followed
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(path)
         assert self.mount is not None
@@ -758,14 +936,33 @@ class LibraryView:
         return self.fs.exists(path)
 
     def getinfo(self, path: str) -> InfoSummary:
-        info = self.fs.getinfo(path, ["details"])
-        return (info.is_dir, None if info.is_dir else info.size)
+        info = self.fs.getinfo(path, ["details", "link"])
+        return (info.is_dir, None if info.is_dir else info.size, info.is_link)
 
     def listdir(self, path: str) -> List[str]:
         return sorted(self.fs.listdir(path))
 
     def scandir(self, path: str) -> List[Tuple[str, InfoSummary]]:
-        return sorted((info.name, (info.is_dir, None if info.is_dir else info.size)) for info in self.fs.scandir(path, ["details"]))
+        return sorted(
+            (info.name, (info.is_dir, None if info.is_dir else info.size, info.is_link)) for info in self.fs.scandir(path, ["details", "link"])
+        )
+
+    def readlink(self, path: str) -> str:
+        return self.fs.readlink(path)  # type: ignore[attr-defined]
+
+    def islink(self, path: str) -> bool:
+        return self.fs.islink(path)  # type: ignore[attr-defined]
+
+    def symlink(self, target: str, path: str) -> None:
+        self.fs.symlink(target, path)  # type: ignore[attr-defined]
+
+    def link(self, existing: str, new: str) -> None:
+        self.fs.link(existing, new)  # type: ignore[attr-defined]
+
+    def nlink(self, path: str) -> Optional[int]:
+        """``st_nlink`` where the layer serving ``path`` shows it (an OS directory), else None."""
+        raw = self.fs.getinfo(path, ["stat"]).raw.get("stat")
+        return None if raw is None else raw["st_nlink"]
 
     def open_reader(self, path: str) -> BinaryIO:
         return self.fs.openbin(path, "r")
@@ -784,11 +981,14 @@ class LibraryView:
         pending = ["/"]
         while pending:
             directory = pending.pop()
-            for info in self.fs.scandir(directory, ["details", "access"]):
+            for info in self.fs.scandir(directory, ["details", "access", "link"]):
                 path = directory.rstrip("/") + "/" + info.name
                 if info.is_dir:
                     result[path] = ("dir",)
                     pending.append(path)
+                elif info.is_link:
+                    result[path] = ("link", info.target)
+                    continue  # a link's times and mode are not compared
                 else:
                     result[path] = ("file", self.fs.readbytes(path))
                 if times is not None:
@@ -825,9 +1025,10 @@ class LibraryView:
         with self.fs.openbin(path, "r+") as handle:
             handle.truncate(size)
 
-    def settimes(self, path: str, accessed: int, modified: int) -> int:
+    def settimes(self, path: str, accessed: int, modified: int) -> Optional[int]:
         self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
-        return int(self.fs.getinfo(path, ["details"]).raw["details"]["modified"])
+        info = self.fs.getinfo(path, ["details", "link"])
+        return None if info.is_link else int(info.raw["details"]["modified"])
 
     def chmod(self, path: str, mode: int) -> int:
         self.fs.setinfo(path, {"access": {"permissions": Permissions(mode=mode).dump()}})
@@ -866,7 +1067,7 @@ class LibraryView:
 
 def _summary(status: os.stat_result) -> InfoSummary:
     is_dir = stat.S_ISDIR(status.st_mode)
-    return (is_dir, None if is_dir else status.st_size)
+    return (is_dir, None if is_dir else status.st_size, stat.S_ISLNK(status.st_mode))
 
 
 def _read_all(descriptor: int) -> bytes:
@@ -971,9 +1172,10 @@ def _data_bytes(real: str) -> int:
     return os.lstat(real).st_size
 
 
-def kernel_metacopy_files(upper_dir: str) -> Dict[str, int]:
+def kernel_metacopy_files(upper_dir: str, skip: Collection[Tuple[int, int]] = ()) -> Dict[str, int]:
     """Every file of a kernel upperdir marked ``trusted.overlay.metacopy``, with the bytes of
-    data it holds on disk (none: the kernel leaves it sparse)."""
+    data it holds on disk (none: the kernel leaves it sparse); files whose (st_dev, st_ino)
+    is in ``skip`` left out."""
     found: Dict[str, int] = {}
     for directory, _dirs, files in os.walk(upper_dir):
         for name in files:
@@ -982,7 +1184,27 @@ def kernel_metacopy_files(upper_dir: str) -> Dict[str, int]:
                 os.getxattr(real, "trusted.overlay.metacopy", follow_symlinks=False)
             except OSError:
                 continue
+            status = os.lstat(real)
+            if (status.st_dev, status.st_ino) in skip:
+                continue
             found["/" + os.path.relpath(real, upper_dir)] = _data_bytes(real)
+    return found
+
+
+def _raw_files(upper: FS, reserved: str) -> List[str]:
+    """The regular files of the raw upper (its sidecar left out), links never followed."""
+    try:
+        root = upper.getsyspath("/")
+    except errors.NoSysPath:
+        return list(upper.walk.files(exclude_dirs=[reserved]))
+    found = []
+    for directory, dirs, files in os.walk(root):
+        if directory == root and reserved in dirs:
+            dirs.remove(reserved)
+        for name in files:
+            real = os.path.join(directory, name)
+            if stat.S_ISREG(os.lstat(real).st_mode):
+                found.append("/" + os.path.relpath(real, root))
     return found
 
 
@@ -992,7 +1214,7 @@ def library_metacopy_files(upper: FS) -> Dict[str, int]:
     from unionfs.core.sidecar import METACOPY, METACOPY_DIR, RESERVED_NAME, metacopy_token, record_dir
 
     found: Dict[str, int] = {}
-    for path in upper.walk.files(exclude_dirs=[RESERVED_NAME]):
+    for path in _raw_files(upper, RESERVED_NAME):
         if not upper.exists(record_dir(dirname(path)) + "/" + METACOPY + "/" + path.rsplit("/", 1)[1]):
             continue
         content = upper.readbytes(path)

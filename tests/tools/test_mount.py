@@ -318,6 +318,66 @@ def test_install_mount_helper_writes_an_executable_script(tmp_path):
     assert "-m unionfs mount.fuse" in target.read_text()
 
 
+def _link_ops(root) -> dict:
+    """The same link system calls on a mount; what each saw, for comparing two mounts."""
+    seen = {}
+    seen["readlink"] = {name: os.readlink(root / name) for name in ("rel", "abs", "dangling", "todir")}
+    seen["types"] = {entry.name: (entry.is_symlink(), entry.is_dir(follow_symlinks=False)) for entry in os.scandir(root)}
+    seen["through"] = ((root / "rel").read_bytes(), sorted(os.listdir(root / "todir")))
+    os.symlink("file", root / "made")
+    os.symlink("../nowhere", root / "dir" / "made")
+    with pytest.raises(FileExistsError):
+        os.symlink("x", root / "rel")
+    os.link(root / "file", root / "hard")
+    os.link(root / "rel", root / "hardlink-of-link", follow_symlinks=False)
+    st_file, st_hard = os.stat(root / "file"), os.stat(root / "hard")
+    seen["hard"] = (st_file.st_ino == st_hard.st_ino, st_hard.st_nlink, os.readlink(root / "hardlink-of-link"))
+    with open(root / "hard", "ab") as out:
+        out.write(b"+")
+    seen["shared"] = (root / "file").read_bytes()
+    os.chown(root / "made", 7, 8, follow_symlinks=False)
+    os.utime(root / "made", ns=(3_000_000_000, 4_000_000_000), follow_symlinks=False)
+    st = os.lstat(root / "made")
+    seen["lchown"] = (stat.S_ISLNK(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
+    seen["target-untouched"] = (os.stat(root / "file").st_uid, os.stat(root / "file").st_mtime_ns != 4_000_000_000)
+    os.rename(root / "made", root / "renamed")
+    os.unlink(root / "abs")
+    with pytest.raises(OSError) as failure:
+        os.readlink(root / "file")
+    seen["readlink-file"] = failure.value.errno
+    seen["after"] = sorted((entry.name, entry.is_symlink()) for entry in os.scandir(root))
+    seen["after-dir"] = sorted((entry.name, entry.is_symlink()) for entry in os.scandir(root / "dir"))
+    return seen
+
+
+def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
+    """symlink, readlink, link, lchown/lutimes, rename and unlink of links, d_type DT_LNK in
+    listings: the same answers on a unionfs mount and a kernel overlay of the same lower."""
+    from tests.support.mount import kernel_mount
+
+    results = {}
+    for side in ("kernel", "unionfs"):
+        base = tmp_path / side
+        lower, upper, work, mnt = (base / name for name in ("lower", "upper", "work", "mnt"))
+        for directory in (lower, upper, work, mnt):
+            directory.mkdir(parents=True)
+        (lower / "file").write_bytes(b"data")
+        os.chown(lower / "file", 1, 1)
+        (lower / "dir").mkdir()
+        (lower / "dir" / "inner").write_bytes(b"inner")
+        os.symlink("file", lower / "rel")
+        os.symlink("/nonexistent/abs", lower / "abs")
+        os.symlink("../missing", lower / "dangling")
+        os.symlink("dir", lower / "todir")
+        mounted = kernel_mount([str(lower)], str(upper), str(work), str(mnt)) if side == "kernel" else \
+            fuse_mount([str(lower)], str(mnt), upper=str(upper))
+        with mounted:
+            results[side] = _link_ops(mnt)
+        assert os.readlink(lower / "abs") == "/nonexistent/abs" and (lower / "file").read_bytes() == b"data"
+        assert os.readlink(upper / "renamed") == "file" and os.lstat(upper / "renamed").st_uid == 7
+    assert results["unionfs"] == results["kernel"]
+
+
 def test_volatile_is_honoured_not_ignored(tmp_path):
     from unionfs.tools import mount as mount_module
 

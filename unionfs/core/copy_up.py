@@ -50,6 +50,8 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
     copy_up_parents(lookup, upper, node.path)
     if node.is_dir:
         _copy_up_dir(upper, node)
+    elif node.is_link:
+        _copy_up_link(upper, node)
     elif what == METADATA and upper.metacopy and not node.in_upper:
         # the kernel's metacopy: the metadata now, the data (found at the origin) on first write
         metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
@@ -63,6 +65,14 @@ def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
         upper.install_dir(node.path, copyable_metadata(info))
+
+
+def _copy_up_link(upper: Upper, node: Node) -> None:
+    """A symbolic link is copied as a link (its target string, owner and times), never
+    followed, as the kernel's copy-up does."""
+    info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
+    with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
+        upper.install_link(node.path, node.top.readlink(node.top_path), copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:

@@ -108,6 +108,26 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
     upper.drop_hidden_records(path)
 
 
+def make_link(lookup: Lookup, upper: Upper, path: str, target: str) -> None:
+    """symlink(2) at ``path`` (nothing is visible there): it replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    upper.install_link(path, target)
+    upper.remove_whiteout(path)
+    upper.touch(dirname(path))
+
+
+def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
+    """link(2): copy ``existing`` up (the kernel does too), then give it the second name ``new``
+    in the upper (nothing is visible there); it replaces any whiteout."""
+    copy_up(lookup, upper, existing)
+    copy_up_parents(lookup, upper, new)
+    upper.remove_opaque(new)
+    upper.hard_link(existing.path, new)
+    upper.remove_whiteout(new)
+    upper.touch(dirname(new))
+
+
 def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
     """rename(2) of a non-directory: copy up (its metadata only with metacopy, as the
     kernel's rename does; the data stays where it is and the copy keeps naming it), move

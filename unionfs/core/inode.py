@@ -82,6 +82,23 @@ def node_info(node: Any, namespaces: Optional[Collection[str]] = None) -> Info:
             if key in data["stat"]:
                 raw["stat"][key] = data["stat"][key]
     return Info(raw)
+def apply_link_metadata(sys_path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+    """Owner and times of a symbolic link on disk, set on the link itself (a link has no
+    permissions of its own on Linux). Best effort, like ``cp -P --preserve``."""
+    access, details = metadata.get("access") or {}, metadata.get("details") or {}
+    try:
+        uid, gid = access.get("uid"), access.get("gid")
+        if uid is not None or gid is not None:
+            os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+    except (OSError, ValueError, TypeError):
+        pass
+    modified = details.get("modified")
+    if modified is not None:
+        accessed = details.get("accessed")
+        try:
+            os.utime(sys_path, (modified if accessed is None else accessed, modified), follow_symlinks=False)
+        except (OSError, ValueError, TypeError):
+            pass
 
 
 def set_access_on_disk(target: FS, path: str, access: Mapping[str, Any], display: str) -> bool:

@@ -8,7 +8,8 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections import deque
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 import attr
 
@@ -16,8 +17,8 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import basename, dirname, iteratepath, join
 
-from ..errors import literal
-from .stack import DIR, FILE, OPAQUE_DIR, WHITED, DirIndex, Layer, all_names
+from ..errors import LinkLoop, literal
+from .stack import ABSENT, DIR, FILE, OPAQUE_DIR, SYMLINK, WHITED, DirIndex, Layer, all_names
 from .sidecar import is_reserved
 from .treecache import TreeCache, parent_of
 
@@ -43,6 +44,8 @@ class Node:
     _origin: str = attr.ib(default="")
     #: a file whose top layer holds its metadata only; the data is in ``layers[-1]``
     metacopy: bool = attr.ib(default=False)
+    #: a symbolic link (a non-directory whose target the lookup never follows by itself)
+    is_link: bool = attr.ib(default=False, kw_only=True)
 
     @property
     def lower_positive(self) -> bool:
@@ -108,15 +111,22 @@ class Listing:
     names: Tuple[str, ...] = attr.ib()
     is_dirs: Tuple[bool, ...] = attr.ib()
     tops: Tuple[Layer, ...] = attr.ib()
+    #: the names whose winning entry is a symbolic link
+    links: FrozenSet[str] = attr.ib(default=frozenset())
 
 
 _MISSING = object()
+#: the end of a link target that ends in "/": the path resolved so far must be a directory
+_DIR_NEEDED = "/"
 
 #: cached lookup answers (one per path) and merged listings (their names, all listings
 #: together) kept at most; least recently used go first. Sized for a tree like /usr
 #: (about 140,000 entries) to stay warm in full.
 NODE_LIMIT = 200_000
 LISTING_LIMIT = 400_000
+
+#: how many symbolic links one path resolution follows at most (Linux's MAXSYMLINKS)
+MAX_LINK_HOPS = 40
 
 
 def resolve_child(parent: Node, name: str) -> Optional[Node]:
@@ -126,6 +136,7 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
     path = dir_path + name if dir_path == "/" else dir_path + "/" + name
     found: List[Layer] = []
     top_is_dir = False
+    top_is_link = False
     merging = True  # can deeper layers still add to the entry?
     lower_positive = False
     layers = parent.layers
@@ -146,6 +157,7 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
             if not found:
                 found.append(layer)
                 top_is_dir = is_dir
+                top_is_link = code == SYMLINK
                 merging = is_dir and code != OPAQUE_DIR
             elif top_is_dir and is_dir:
                 found.append(layer)
@@ -156,10 +168,10 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
             if lower_positive:
                 break
             # decided by the upper alone: whether a lower has the name is asked when wanted
-            return Node(path, top_is_dir, tuple(found), None, layers[position + 1:])
+            return Node(path, top_is_dir, tuple(found), None, layers[position + 1:], is_link=top_is_link)
     if not found:
         return None
-    return Node(path, top_is_dir, tuple(found), lower_positive)
+    return Node(path, top_is_dir, tuple(found), lower_positive, is_link=top_is_link)
 
 
 def merge_listing(directory: Node) -> Listing:
@@ -173,7 +185,7 @@ def merge_listing(directory: Node) -> Listing:
     if len(indexes) == 1:  # one layer: its entries are the listing
         layer, index = indexes[0]
         names = tuple(index.entries)
-        return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names))
+        return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names), frozenset(index.links))
     # per name: [top layer or None, top is a dir, still merging, decided]
     state: Dict[str, list] = {}
     for layer, index in indexes:
@@ -200,12 +212,16 @@ def merge_listing(directory: Node) -> Listing:
     names_: List[str] = []
     is_dirs: List[bool] = []
     tops: List[Layer] = []
+    links: Set[str] = set()
+    link_tops = {id(layer): index.links for layer, index in indexes if index.links}
     for name, entry in state.items():
         if entry[0] is not None:
             names_.append(name)
             is_dirs.append(entry[1])
             tops.append(entry[0])
-    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops))
+            if link_tops and name in link_tops.get(id(entry[0]), ()):
+                links.add(name)
+    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops), frozenset(links))
 
 
 _STOP = object()  # a whiteout, or a non-directory on the way: nothing here nor below
@@ -223,6 +239,8 @@ class _Hit:
     metacopy: bool = attr.ib()
     #: a directory on the way was opaque: no layer below this one has the name
     stop: bool = attr.ib(default=False)
+    #: a symbolic link (a non-directory: nothing below it is looked up)
+    is_link: bool = attr.ib(default=False)
 
 
 def _in_index(index: DirIndex, dir_path: str, name: str) -> Any:
@@ -232,6 +250,8 @@ def _in_index(index: DirIndex, dir_path: str, name: str) -> Any:
         return _STOP if name in index.whiteouts else _MISSING
     if is_dir:
         return _Hit(join(dir_path, name), True, name in index.opaque, index.redirects.get(name), False)
+    if name in index.links:
+        return _Hit(join(dir_path, name), False, False, None, False, is_link=True)
     if name in index.metacopy:
         return _Hit(join(dir_path, name), False, False, index.metacopy[name], True)
     return _Hit(join(dir_path, name), False, False, None, False)
@@ -334,8 +354,8 @@ def resolve_in(
         if hit is _STOP:
             break
         assert isinstance(hit, _Hit)
-        if found and found[0].is_dir != hit.is_dir:
-            break  # a directory over a file (or a metacopy's data that is a directory) ends it
+        if found and (found[0].is_dir != hit.is_dir or hit.is_link):
+            break  # a directory over a file (or a metacopy's data that is a directory or a link) ends it
         found.append(hit)
         layers.append(layer)
         if origin is None:
@@ -373,6 +393,7 @@ def resolve_in(
         paths=tuple(hit.path for hit in found),
         origin=origin or join(parent_origin, name),
         metacopy=not is_dir and found[0].metacopy,
+        is_link=found[0].is_link,
     )
 
 
@@ -441,16 +462,73 @@ class Lookup:
 
     def _resolve_in_one(self, layer: Layer, unresolved: List[str]) -> Optional[Node]:
         path = unresolved[0]
-        is_dir = layer.probe_path(path)
-        if is_dir is None:
+        code = layer.probe_path(path, len(unresolved))
+        if code == ABSENT:
             self._nodes.put(path, None)  # (which ancestor is missing is asked again if wanted)
             return None
         lower_positive = not layer.is_upper
         for current in reversed(unresolved[1:]):  # every ancestor of an existing path is a directory
             self._nodes.put(current, Node(current, True, (layer,), lower_positive))
-        node = Node(path, is_dir, (layer,), lower_positive)
+        node = Node(path, code >= DIR, (layer,), lower_positive, is_link=code == SYMLINK)
         self._nodes.put(path, node)
         return node
+
+    def resolve(self, path: str, display: str, follow: bool = True) -> Tuple[Optional[Node], Optional[str]]:
+        """The node at ``path`` with the symbolic links on the way followed (the last component's
+        too if ``follow``, as ``stat`` does; else as ``lstat``), and the path it stands at. For a
+        path that does not resolve, the node is ``None`` and the path is where a new entry
+        would be made (through a dangling link, its target), ``None`` if nowhere; a path ending
+        in ``/`` where a link's target ending in ``/`` leads to no directory (only a directory
+        may be there: a file may not be made, as ``open(O_CREAT)`` answers EISDIR).
+
+        A link is followed as a process inside the overlay follows it, as in a chroot or an
+        OCI rootfs: a relative target from the link's directory, an absolute one from the
+        overlay's root, component by component (``..`` after a link is the parent of where
+        the link led), ``..`` at the root stays there: never outside the overlay. More than
+        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``."""
+        node = self.node(path)
+        if node is not None and not (follow and node.is_link):
+            return node, path  # no link on the way: lookup stops at any non-directory
+        hops = 0
+        current = "/"
+        pending = deque(part for part in path.split("/") if part)
+        while pending:
+            part = pending.popleft()
+            if part == _DIR_NEEDED:
+                if pending:
+                    continue  # what comes next needs a directory anyway
+                node = self.node(current)
+                if node is None or not node.is_dir:
+                    # a target ending in "/" names a directory: ENOENT or ENOTDIR, EISDIR for
+                    # O_CREAT, as path resolution answers (callers see the trailing "/")
+                    return None, current.rstrip("/") + "/"
+                continue
+            if part in ("", "."):
+                continue
+            if part == "..":
+                current = dirname(current)
+                continue
+            candidate = current + part if current == "/" else current + "/" + part
+            node = self.node(candidate)
+            if node is None or (pending and not node.is_dir and not node.is_link):
+                # missing here, or a file in the middle (ENOTDIR): the rest goes nowhere
+                rest = [piece for piece in pending if piece not in ("", ".")]
+                return None, candidate + "".join("/" + piece for piece in rest)  # its parent is missing
+            if node.is_link and (pending or follow):
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise LinkLoop(display)
+                target = node.top.readlink(node.top_path)
+                if not target:
+                    return None, None  # an empty target: ENOENT, and nothing can be made there
+                if target.startswith("/"):
+                    current = "/"
+                if target.endswith("/") and target.strip("/"):
+                    pending.appendleft(_DIR_NEEDED)
+                pending.extendleft(reversed(target.split("/")))
+                continue
+            current = candidate
+        return self.node(current), current
 
     def listing(self, directory: Node) -> Listing:
         """The visible entries of the merged ``directory``, cached until one of them changes."""
@@ -470,6 +548,7 @@ class Lookup:
         names: List[str] = []
         is_dirs: List[bool] = []
         tops: List[Layer] = []
+        links: Set[str] = set()
         for name in all_names(indexes):
             path = prefix + name
             child = self._nodes.get(path, _MISSING)
@@ -480,7 +559,9 @@ class Lookup:
                 names.append(name)
                 is_dirs.append(child.is_dir)  # type: ignore[union-attr]
                 tops.append(child.top)  # type: ignore[union-attr]
-        return Listing(directory.path, tuple(names), tuple(is_dirs), tuple(tops))
+                if child.is_link:  # type: ignore[union-attr]
+                    links.add(name)
+        return Listing(directory.path, tuple(names), tuple(is_dirs), tuple(tops), frozenset(links))
 
     def cached_listing(self, directory: Node) -> Optional[Listing]:
         """The cached listing of ``directory``, if any (not marked as used)."""

@@ -20,8 +20,8 @@ from .inode import node_info
 from .stack import DirIndex, Layer
 from .lookup import Lookup, Node
 
-#: namespace requests a listing answers by itself
-BASIC_ONLY = frozenset({"basic"})
+#: namespace requests a listing answers by itself (a link's target: one readlink per link)
+BASIC_ONLY = frozenset({"basic", "link"})
 
 
 def visible_children(lookup: Lookup, directory: Node) -> List[Node]:
@@ -40,7 +40,8 @@ def is_empty(lookup: Lookup, directory: Node) -> bool:
 
 def _layer_infos(layer: Layer, path: str, names: Collection[str], namespaces: Tuple[str, ...]) -> Dict[str, Info]:
     """Infos of ``names`` in one layer's directory: one scandir when most of it is wanted (the
-    same scan indexes the directory if it was not), else one getinfo per name."""
+    same scan indexes the directory if it was not), else one getinfo per name (each a link's
+    own info, never its target's)."""
     index = layer.cached_dir(path)
     listed = len(index.entries) if isinstance(index, DirIndex) else len(names)
     if len(names) * 4 >= listed:
@@ -86,9 +87,15 @@ def scan(
         start, end = page
         names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
     if basic_only:
-        # name and type are all the basic namespace holds, and the listing knows both: no layer is read
-        for name, is_dir in zip(names, is_dirs):
-            yield Info({"basic": {"name": name, "is_dir": is_dir}})
+        # name and type are all the basic namespace holds, and the listing knows both: no layer
+        # is read (but each link's, for its target where the link namespace is asked for)
+        with_links = "link" in wanted
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        for name, is_dir, top in zip(names, is_dirs, tops):
+            raw: Dict[str, Dict[str, object]] = {"basic": {"name": name, "is_dir": is_dir}}
+            if with_links:
+                raw["link"] = {"target": top.readlink(prefix + name) if name in listing.links else None}
+            yield Info(raw)
         return
     by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}

@@ -2,24 +2,31 @@
 
 The kernel keeps whiteouts as 0/0 character devices and opacity as an xattr. Neither
 exists on a MemoryFS, a zip or a cloud bucket, so unionfs keeps them as empty files
-under one reserved directory at the root of the layer, ``/.unionfs``. Format version 1::
+under one reserved directory at the root of the layer, ``/.unionfs``::
 
-    /.unionfs/FORMAT            "unionfs-sidecar 1\\n"
+    /.unionfs/FORMAT            "unionfs-sidecar N\\n": the version, a key of VERSIONS
     /.unionfs/tree/             M(/), the record directory of the root
     M(D)/w/<name>               empty file: D/<name> is whited out in this layer
     M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
+    M(D)/r/<name>               the lowers' path of the renamed directory D/<name> (redirect)
+    M(D)/m/<name>               empty file: D/<name> may be a metadata-only copy-up
+    M(D)/l/<name>               the target of the symbolic link D/<name> (a layer whose FS
+                                cannot hold links); an entry of the FS itself wins over it
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
+    /.unionfs/meta/<token>      the data path of a metadata-only copy-up
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
     /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
     /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
 
-A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
-``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
-``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
-finishes (rolls forward) every pending entry before anything else. While an entry is
-pending FORMAT reads ``"unionfs-sidecar 2"``: readers of version 1 refuse it as
-newer instead of showing the half-done operation; readers of version 2 roll forward
-and restore ``1``. Version 2 is version 1 plus a possibly non-empty journal.
+A writer keeps FORMAT at the lowest version of :data:`VERSIONS` whose record kinds cover
+what the layer holds (``docs/sidecar.rst``), so a layer that never used a newer kind stays
+readable by an older unionfs. A multi-step operation that no ordering makes atomic
+(``movedir`` of a merged tree, ``removetree("/")``) first writes its intent to
+``/.unionfs/journal`` (staged in ``tmp`` and renamed into place) and deletes it when done;
+an overlay opening the upper finishes (rolls forward) every pending entry before anything
+else. While an entry is pending FORMAT names the journal twin of its version (2 for 1, 4
+for 3, 6 for 5, 8 for 7): readers that cannot finish it refuse the layer instead of
+showing the half-done operation.
 
 Records, containers and child names live in separate sub-directories, so any user
 name maps to a record without escaping. Every record is one file: creating or
@@ -33,9 +40,9 @@ from __future__ import annotations
 import os
 import stat
 import uuid
+from typing import Dict, FrozenSet, Optional, Set, Tuple
 
 import attr
-from typing import Dict, FrozenSet, Optional, Set, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -69,8 +76,8 @@ WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
 REDIRECT = "r"  # content: the absolute path the lowers hold this directory at
 METACOPY = "m"  # empty: the file of this name may be a metadata-only copy-up (see METACOPY_DIR)
+LINK = "l"  # M(D)/l/<name>: D/<name> is a symbolic link; the file holds the target (UTF-8)
 CHILDREN = "d"
-
 #: what a metadata-only upper file holds: this prefix and its token, nothing of the data
 METACOPY_MAGIC = b"unionfs-metacopy "
 METACOPY_FILE_SIZE = len(METACOPY_MAGIC) + 32 + 1  # magic, a uuid4 in hex, a newline
@@ -87,6 +94,7 @@ class Format:
 
 _BASE = frozenset({WHITEOUT, OPAQUE, CHILDREN})
 _RENAMES = _BASE | {REDIRECT, METACOPY}
+_LINKS = _BASE | {LINK}
 #: Every FORMAT version this unionfs reads, the one table that versioning follows. A writer
 #: keeps the lowest version whose kinds cover what the layer holds, so a layer that never used
 #: a newer record kind stays readable by an older unionfs; a reader refuses any version not here.
@@ -95,6 +103,10 @@ VERSIONS: Dict[int, Format] = {
     2: Format(_BASE, journal=True),
     3: Format(_RENAMES, journal=False),  # version 1 plus redirect and metacopy records
     4: Format(_RENAMES, journal=True),
+    5: Format(_LINKS, journal=False),  # version 1 plus link records
+    6: Format(_LINKS, journal=True),
+    7: Format(_RENAMES | _LINKS, journal=False),  # both
+    8: Format(_RENAMES | _LINKS, journal=True),
 }
 #: the version a new sidecar starts at
 FORMAT_VERSION = 1
@@ -110,7 +122,7 @@ def version_for(kinds: FrozenSet[str], journal: bool) -> int:
 
 
 #: the record kinds a directory's records can be of
-_KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY)
+_KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
 
 
 def record_dir(dir_path: str) -> str:
@@ -317,14 +329,12 @@ class Sidecar:
         words = text.split()
         if len(words) != 2 or words[0] != "unionfs-sidecar" or not words[1].isdigit():
             raise SidecarError(FORMAT_PATH, "unrecognised FORMAT line %r" % text[:80])
-        if int(words[1]) < 1:
+        number = int(words[1])
+        if number > NEWEST_VERSION:
+            raise SidecarError(FORMAT_PATH, "format version %s is newer than this unionfs (%d)" % (words[1], NEWEST_VERSION))
+        if number not in VERSIONS:
             raise SidecarError(FORMAT_PATH, "format version %s does not exist" % words[1])
-        if int(words[1]) not in VERSIONS:
-            raise SidecarError(
-                FORMAT_PATH,
-                "format version %s is newer than this unionfs (%d)" % (words[1], NEWEST_VERSION),
-            )
-        return int(words[1])
+        return number
 
     def reread_version(self) -> None:
         """Read FORMAT again: another overlay of the upper may have left a journal entry."""
@@ -393,17 +403,19 @@ class Sidecar:
         """Names of the children of ``dir_path`` that are opaque directories in this layer."""
         return self._names(dir_path, OPAQUE)
 
-    def records(self, dir_path: str) -> Tuple[Set[str], Set[str]]:
-        """The whiteout and opaque names of ``dir_path``: only the record kinds that M(dir_path)
-        has are read (most directories have none: then this reads nothing more)."""
+    def records(self, dir_path: str) -> Tuple[Set[str], Set[str], Set[str]]:
+        """The whiteout, opaque and link-record names of ``dir_path``: only the record kinds
+        that M(dir_path) has are read (most directories have none: then this reads nothing more)."""
         kinds = self._kinds_at(dir_path)
         whiteouts = set(self._names(dir_path, WHITEOUT)) if WHITEOUT in kinds else set()
         opaque = set(self._names(dir_path, OPAQUE)) if OPAQUE in kinds else set()
-        return whiteouts, opaque
+        links = set(self._names(dir_path, LINK)) if LINK in kinds else set()
+        return whiteouts, opaque, links
 
     def _kinds_at(self, dir_path: str) -> FrozenSet[str]:
-        """Which record kinds (``w``, ``o``) M(dir_path) holds: one listing of it, remembered
-        (every record written or dropped goes through this object, which keeps it true)."""
+        """Which record kinds (``w``, ``o``, and from version 3 ``l``) M(dir_path) holds: one
+        listing of it, remembered (every record written or dropped goes through this object,
+        which keeps it true)."""
         cached = self._kinds.get(dir_path, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
@@ -456,6 +468,52 @@ class Sidecar:
         except errors.DirectoryExpected:
             raise SidecarError(dirname(record), "a record directory is a file") from None
         return True
+
+    def link_names(self, dir_path: str) -> FrozenSet[str]:
+        """Names of the children of ``dir_path`` that are symbolic links kept as records
+        (version 3 on; a version 1 sidecar has none)."""
+        if LINK not in self._kinds_at(dir_path):
+            return frozenset()
+        return self._names(dir_path, LINK)
+
+    def link_record(self, path: str) -> str:
+        """Where the link record of ``path`` lives."""
+        return self._record_path(path, LINK)
+
+    def read_link(self, path: str) -> str:
+        """The target stored in the link record of ``path``."""
+        record = self._record_path(path, LINK)
+        try:
+            data = self.fs.readbytes(record)
+        except errors.ResourceNotFound:
+            raise errors.ResourceNotFound(path) from None
+        except errors.FileExpected:
+            raise SidecarError(record, "a record is a directory") from None
+        try:
+            return data.decode("utf-8", "surrogateescape")
+        except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes any bytes
+            raise SidecarError(record, "a link target that is not text") from None
+
+    def write_link(self, path: str, target: str) -> None:
+        """Record ``path`` as a symbolic link to ``target``: staged and synced, then renamed
+        into place, so a reader never sees half a target. FORMAT names a version with link
+        records first (a reader too old for them would not see the link)."""
+        self.require(LINK)
+        record = self._record_path(path, LINK)
+        self._no_link(dirname(record))
+        staged = self.staging_path()
+        self.fs.writebytes(staged, target.encode("utf-8", "surrogateescape"))
+        self.sync.path(staged)
+        try:
+            self.fs.move(staged, record, overwrite=True)
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.move(staged, record, overwrite=True)
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))
+        kinds = self._kinds.peek(dirname(path))
+        if kinds is not None and LINK not in kinds:  # type: ignore[operator]
+            self._kinds.put(dirname(path), kinds | {LINK})  # type: ignore[operator]
 
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
@@ -637,6 +695,24 @@ class Sidecar:
         except errors.ResourceNotFound:
             return
         self.sync.dir(record_dir(dir_path))
+    def drop_markers_below(self, path: str) -> None:
+        """Forget every whiteout and opaque record inside the directory ``path``, keeping the
+        link records (those are entries, not markers)."""
+        self._kinds.discard(path)
+        self._kinds.forget_below(path)
+        pending = [record_dir(path)]
+        while pending:
+            where = pending.pop()
+            for kind in (WHITEOUT, OPAQUE):
+                try:
+                    self.fs.removetree(where + "/" + kind)
+                except errors.ResourceNotFound:
+                    continue
+                self.sync.dir(where)
+            try:
+                pending.extend(where + "/" + CHILDREN + "/" + name for name in self.fs.listdir(where + "/" + CHILDREN))
+            except errors.ResourceNotFound:
+                pass
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""

@@ -10,6 +10,7 @@ live overlay is undefined), and every change to the upper goes through
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
@@ -22,13 +23,14 @@ from fs import errors
 from fs.base import FS
 from fs.error_tools import convert_os_errors
 from fs.info import Info
+from fs.enums import ResourceType
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
 from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
 from .identity import identity, overlaps, relation
-from .nofollow import lstat_info
-from .sidecar import OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
+from .nofollow import lstat_info, syspath
+from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
 from .treecache import TreeCache
 
 _MISSING = object()
@@ -42,7 +44,7 @@ LayerSource = Union[FS, str]
 class DirIndex:
     """What one directory of one layer holds, as far as merging is concerned."""
 
-    entries: Dict[str, bool] = attr.ib()  # name -> is_dir
+    entries: Dict[str, bool] = attr.ib()  # name -> is_dir (a symbolic link is not a directory)
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
     #: child directory -> where the lowers hold its contents (the kernel's overlay.redirect):
@@ -51,20 +53,80 @@ class DirIndex:
     #: child file holding metadata only -> where its data is (absolute or relative as above),
     #: ``None`` for the same name (the kernel's overlay.metacopy)
     metacopy: Dict[str, Optional[str]] = attr.ib(factory=dict)
+    #: entries that are symbolic links (never followed by the lookup: a link is a non-directory)
+    links: Set[str] = attr.ib(factory=set)
+    #: the links among them that the sidecar keeps as records (the layer's FS cannot hold links)
+    link_records: Set[str] = attr.ib(factory=set)
     #: holds a kernel xattr whiteout: the kernel's rmdir counts it as an entry (ENOTEMPTY)
     sticky: bool = attr.ib(default=False)
 
     def records(self, kind: str) -> Set[str]:
-        """The names recorded as ``WHITEOUT`` or ``OPAQUE``."""
+        """The names recorded as ``WHITEOUT``, ``OPAQUE`` or ``LINK``."""
+        if kind == LINK:
+            return self.link_records
         return self.whiteouts if kind == WHITEOUT else self.opaque
 
 
 #: what one layer says about one name of a directory (:meth:`Layer.lookup`), in the order
-#: the merge tests them: nothing, a whiteout record, a file, a directory, an opaque directory
-ABSENT, WHITED, FILE, DIR, OPAQUE_DIR = range(5)
+#: the merge tests them: nothing, a whiteout record, a file, a symbolic link (a
+#: non-directory too), a directory, an opaque directory. ``code >= FILE``: an entry;
+#: ``code >= DIR``: a directory.
+ABSENT, WHITED, FILE, SYMLINK, DIR, OPAQUE_DIR = range(6)
 
-#: the namespaces an OSFS info is made of from one ``os.stat`` (others ask the FS itself)
-_STAT_NAMESPACES = frozenset({"basic", "details", "access"})
+#: the namespaces an info is made of from one ``os.lstat`` (and a ``readlink`` for a link)
+_STAT_NAMESPACES = frozenset({"basic", "details", "access", "stat", "lstat", "link"})
+
+
+def disk_root(layer_fs: FS) -> Optional[str]:
+    """The OS path of the root of a layer whose FS has system paths (no trailing slash), else
+    ``None``. Such a layer is read with ``lstat``'s view, straight from the OS: a symbolic
+    link is an entry of its own, never followed (its FS would follow it, and fail on a
+    dangling one)."""
+    try:
+        root = layer_fs.getsyspath("/")
+    except errors.NoSysPath:
+        return None
+    return root[:-1] if root.endswith("/") else root
+
+
+def stat_info(name: str, status: os.stat_result, namespaces: Collection[str], target: Optional[str]) -> Info:
+    """An ``OSFS``-shaped info from an ``lstat`` result, for the entry itself (never followed)."""
+    raw: Dict[str, Dict[str, Any]] = {"basic": {"name": name, "is_dir": stat.S_ISDIR(status.st_mode)}}
+    if "details" in namespaces:
+        raw["details"] = OSFS._make_details_from_stat(status)
+    if "access" in namespaces:
+        raw["access"] = OSFS._make_access_from_stat(status)
+    for namespace in ("stat", "lstat"):
+        if namespace in namespaces:
+            raw[namespace] = {key: getattr(status, key) for key in dir(status) if key.startswith("st_")}
+    if "link" in namespaces:
+        raw["link"] = {"target": target}
+    return Info(raw)
+
+
+def _with_link_namespace(info: Info, namespaces: Collection[str]) -> Info:
+    """``info`` of a non-link with the ``link`` namespace filled in where it was asked for and
+    the layer's FS does not know it (a MemoryFS): ``Info.is_link`` then answers False."""
+    if "link" in namespaces and "link" not in info.raw:
+        info.raw["link"] = {"target": None}  # type: ignore[index]
+    return info
+
+
+def link_info_from_record(name: str, target: str, record: Info, namespaces: Collection[str]) -> Info:
+    """The info of a link the sidecar keeps: the record file's times and owner, type symlink,
+    the size of the target (as ``lstat`` reports it), permissions ``rwxrwxrwx``."""
+    raw: Dict[str, Dict[str, Any]] = {"basic": {"name": name, "is_dir": False}}
+    if "details" in namespaces:
+        details = dict(record.raw.get("details") or {})
+        details.update(type=int(ResourceType.symlink), size=len(target.encode("utf-8", "surrogateescape")))
+        raw["details"] = details
+    if "access" in namespaces:
+        access = dict(record.raw.get("access") or {})
+        access["permissions"] = ["g_r", "g_w", "g_x", "o_r", "o_w", "o_x", "u_r", "u_w", "u_x"]
+        raw["access"] = access
+    if "link" in namespaces:
+        raw["link"] = {"target": target}
+    return Info(raw)
 
 #: cold names asked of one directory of a network layer before that directory is listed
 HOT_AFTER = 16
@@ -93,9 +155,9 @@ class Layer:
         self.is_upper = is_upper
         self.sidecar = sidecar
         self._dirs: TreeCache[Optional[DirIndex]] = TreeCache(INDEX_LIMIT, _index_weight)
-        #: the OS path of the layer's root where it is a plain OS directory: a probe is then
-        #: one ``lstat`` instead of a trip through the FS's getinfo
-        self._sys_root = sys_root(layer_fs)
+        #: the OS path of the layer's root where its FS has system paths: a probe is then one
+        #: ``lstat`` instead of a trip through the FS's getinfo, and links are seen as links
+        self._sys_root = disk_root(layer_fs)
         #: (path, os.stat_result) of the last probe of a lower that found something, until used
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
@@ -135,7 +197,7 @@ class Layer:
 
     def lookup(self, dir_path: str, name: str) -> int:
         """What this layer has at ``name`` in its directory ``dir_path`` (which the caller knows
-        to be a directory of this layer): ABSENT, WHITED, FILE, DIR or OPAQUE_DIR."""
+        to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
             if self.probes and not self.may_redirect and not self._hot(dir_path):
@@ -148,7 +210,7 @@ class Layer:
             return WHITED if name in index.whiteouts else ABSENT  # type: ignore[union-attr]
         if is_dir:
             return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
-        return FILE
+        return SYMLINK if name in index.links else FILE  # type: ignore[union-attr]
 
     def _hot(self, dir_path: str) -> bool:
         """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
@@ -167,53 +229,125 @@ class Layer:
         path = dir_path + name if dir_path == "/" else dir_path + "/" + name
         if path == SIDECAR_DIR:
             return ABSENT
-        is_dir = self._stat_dir(path)
+        code = self._stat_kind(path)
         sidecar = self.sidecar
-        if is_dir is None:
-            return WHITED if sidecar is not None and sidecar.has_record(path, WHITEOUT) else ABSENT
-        if not is_dir:
-            return FILE
-        return OPAQUE_DIR if sidecar is not None and sidecar.has_record(path, OPAQUE) else DIR
+        if code == ABSENT:
+            if sidecar is None:
+                return ABSENT
+            if sidecar.has_record(path, LINK):
+                return SYMLINK
+            return WHITED if sidecar.has_record(path, WHITEOUT) else ABSENT
+        if code == DIR and sidecar is not None and sidecar.has_record(path, OPAQUE):
+            return OPAQUE_DIR
+        return code
 
-    def _stat_dir(self, path: str) -> Optional[bool]:
-        """Whether ``path`` is a directory of the layer's FS (``None``: nothing there), as its
-        ``scandir`` would type it (a symlink is typed by its target, a dangling one a file)."""
+    def _stat_kind(self, path: str) -> int:
+        """What the layer's FS itself has at ``path``: ABSENT, FILE, SYMLINK or DIR, as
+        ``lstat`` sees it (a symbolic link is itself, dangling or not, never its target)."""
         if self._sys_root is not None:
-            sys_path = self._sys_root + path
             try:
-                result = os.stat(sys_path)  # what OSFS.getinfo stats: kept for the getinfo that follows
+                result = os.lstat(self._sys_root + path)  # kept for the getinfo that follows
             except (FileNotFoundError, NotADirectoryError):
                 self._last_stat = None
-                return False if os.path.islink(sys_path) else None  # a dangling symlink is listed
+                return ABSENT
             except OSError as error:
                 raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
-            return stat.S_ISDIR(result.st_mode)
+            mode = result.st_mode
+            return DIR if stat.S_ISDIR(mode) else SYMLINK if stat.S_ISLNK(mode) else FILE
         try:
-            return bool(self.fs.getinfo(path).is_dir)
+            info = self.fs.getinfo(path, ["link"])
         except (errors.ResourceNotFound, errors.DirectoryExpected):
-            return None
+            return ABSENT
+        if info.is_dir:
+            return DIR
+        return SYMLINK if info.get("link", "target") is not None else FILE
 
-    def probe_path(self, path: str) -> Optional[bool]:
-        """:meth:`_stat_dir` of a whole path at once: for a path below a directory that only
-        this layer makes up, where no other layer can add, hide or merge anything."""
-        return None if is_reserved(path) else self._stat_dir(path)
+    def probe_path(self, path: str, depth: int) -> int:
+        """:meth:`_stat_kind` of a whole path, ``depth`` components below a directory that only
+        this layer makes up (where no other layer can add, hide or merge anything), with the
+        link records of its sidecar. Nothing there if a component on the way is a symbolic
+        link: the lookup never follows one (an ``lstat`` of the whole path would)."""
+        if is_reserved(path):
+            return ABSENT
+        code = self._stat_kind(path)
+        if code == ABSENT:
+            if self.sidecar is not None and self.sidecar.has_record(path, LINK) and self._no_link_above(path, depth):
+                return SYMLINK
+            return ABSENT
+        if depth > 1 and not self._no_link_above(path, depth):
+            return ABSENT
+        return code
+
+    def _no_link_above(self, path: str, depth: int) -> bool:
+        """Whether the ``depth - 1`` ancestors of ``path`` nearest to it are directories of
+        this layer's FS, none a symbolic link (a found ``path`` already says they exist)."""
+        kept = self._last_stat
+        ancestor = path
+        for _ in range(depth - 1):
+            ancestor = dirname(ancestor)
+            if self._stat_kind(ancestor) != DIR:
+                self._last_stat = None
+                return False
+        self._last_stat = kept
+        return True
 
     def getinfo(self, path: str, namespaces: Optional[Collection[str]] = None) -> Info:
-        """The layer FS's info of ``path``; built from the ``stat`` that the lookup of ``path``
-        just made when there was one (one system call per cold getinfo, not two)."""
+        """The info of the entry ``path`` of this layer: a symbolic link's own (``lstat``), not
+        its target's. On disk built from the ``lstat`` that the lookup of ``path`` just made
+        when there was one (one system call per cold getinfo, not two)."""
+        wanted = tuple(namespaces or ())
         last, self._last_stat = self._last_stat, None
-        if last is not None and last[0] == path and _STAT_NAMESPACES.issuperset(namespaces or ()):
-            result = last[1]
-            raw: Dict[str, Dict[str, object]] = {"basic": {"name": basename(path), "is_dir": stat.S_ISDIR(result.st_mode)}}
-            wanted = namespaces or ()
-            if "details" in wanted:
-                raw["details"] = OSFS._make_details_from_stat(result)
-            if "access" in wanted:
-                raw["access"] = OSFS._make_access_from_stat(result)
-            return Info(raw)
-        return self.fs.getinfo(path, namespaces)
+        if self._sys_root is not None and _STAT_NAMESPACES.issuperset(wanted):
+            if last is not None and last[0] == path:
+                status = last[1]
+            else:
+                with convert_os_errors("getinfo", path):
+                    status = os.lstat(self._sys_root + path if path != "/" else self._sys_root or "/")
+            target = None
+            if "link" in wanted and stat.S_ISLNK(status.st_mode):
+                with convert_os_errors("getinfo", path):
+                    target = os.readlink(self._sys_root + path)
+            return stat_info(basename(path) if path != "/" else "", status, wanted, target)
+        try:
+            return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
+        except errors.ResourceNotFound:
+            if self.sidecar is None or path == "/" or not self.sidecar.has_record(path, LINK):
+                raise
+        return self._record_info(path, wanted)
+
+    def _record_info(self, path: str, namespaces: Collection[str]) -> Info:
+        """The info of ``path``, a link the sidecar keeps as a record."""
+        assert self.sidecar is not None
+        record = self.fs.getinfo(self.sidecar.link_record(path), namespaces)
+        return link_info_from_record(basename(path), self.sidecar.read_link(path), record, namespaces)
+
+    def readlink(self, path: str) -> str:
+        """The target of the symbolic link ``path`` of this layer (an entry of its FS wins over
+        a link record of the sidecar)."""
+        if self._sys_root is not None:
+            try:
+                return os.readlink(self._sys_root + path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                if error.errno != errno.EINVAL:  # EINVAL: not a link (a record's name, perhaps)
+                    raise errors.OperationFailed(path, exc=error, msg="cannot read the link %r in %s: %s" % (path, self.label, error)) from error
+        else:
+            try:
+                target = self.fs.getinfo(path, ["link"]).get("link", "target")
+            except errors.ResourceNotFound:
+                target = None
+            if target is not None:
+                return str(target)
+        if self.sidecar is not None and self.sidecar.has_record(path, LINK):
+            return self.sidecar.read_link(path)
+        raise errors.ResourceNotFound(path)
+
+    def is_link(self, path: str) -> bool:
+        """Whether this layer's entry ``path`` is a symbolic link."""
+        return self.lookup(dirname(path), basename(path)) == SYMLINK
 
     def entry_info(self, path: str, namespaces: Collection[str]) -> Info:
         """The info of an entry this layer lists: the layer's own, or where that fails because
@@ -239,39 +373,73 @@ class Layer:
             raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
-        entries = list_dir(self.fs, self._sys_root, path)
-        return None if entries is None else self._index_of(path, entries)
+        listed = list_dir(self.fs, self._sys_root, path)
+        return None if listed is None else self._index_of(path, *listed)
 
-    def _index_of(self, path: str, entries: Dict[str, bool]) -> DirIndex:
+    def _index_of(self, path: str, entries: Dict[str, bool], links: Set[str]) -> DirIndex:
         if path == "/":
             entries.pop(RESERVED_NAME, None)
-        index = DirIndex(entries)
+            links.discard(RESERVED_NAME)
+        index = DirIndex(entries, links=links)
         if self.sidecar is not None:
-            index.whiteouts, index.opaque = self.sidecar.records(path)
+            index.whiteouts, index.opaque, records = self.sidecar.records(path)
+            # an entry of the layer's own FS wins over a link record of the same name
+            index.link_records = records - set(entries)
+            for name in index.link_records:
+                entries[name] = False
+            links.update(index.link_records)
             index.redirects = self.sidecar.redirects(path)
             for name in self.sidecar.metacopy_hints(path):
-                if entries.get(name) is False:
+                if entries.get(name) is False and name not in links:  # (a link holds no data)
                     origin = self.sidecar.metacopy_origin(join(path, name))
                     if origin is not None:
                         index.metacopy[name] = origin
         return index
 
     def scan(self, path: str, namespaces: Tuple[str, ...]) -> Dict[str, Info]:
-        """Infos of every entry of directory ``path`` with ``namespaces``, in one scandir; the
-        directory's index is made from the same scan if it was not cached."""
-        try:
-            infos = {info.name: info for info in self.fs.scandir(path, namespaces)}
-        except errors.ResourceNotFound:
-            # one entry could not be described (OSFS stats each, and a dangling link has
-            # nothing to stat): that is no reason for the others to vanish, so read each name
-            entries = list_dir(self.fs, self._sys_root, path)
-            if entries is None:
-                raise
-            infos = {name: self.entry_info(join(path, name), namespaces) for name in entries}
+        """Infos of every entry of directory ``path`` with ``namespaces``, in one scan (a link's
+        own info, never its target's); the directory's index is made from the same scan if it
+        was not cached."""
+        links: Set[str] = set()
+        if self._sys_root is not None and _STAT_NAMESPACES.issuperset(namespaces):
+            infos: Dict[str, Info] = {}
+            sys_dir = self._sys_root + path if path != "/" else self._sys_root + "/"
+            with convert_os_errors("scandir", path, directory=True):
+                with os.scandir(sys_dir) as listing:
+                    for entry in listing:
+                        status = entry.stat(follow_symlinks=False)
+                        target = None
+                        if stat.S_ISLNK(status.st_mode):
+                            links.add(entry.name)
+                            if "link" in namespaces:
+                                target = os.readlink(entry.path)
+                        infos[entry.name] = stat_info(entry.name, status, namespaces, target)
+        else:
+            try:
+                infos = {info.name: _with_link_namespace(info, namespaces) for info in self.fs.scandir(path, namespaces)}
+            except errors.ResourceNotFound:
+                # one entry could not be described (an FS that stats each, and a dangling link
+                # has nothing to stat): that is no reason for the others to vanish
+                listed = list_dir(self.fs, self._sys_root, path)
+                if listed is None:
+                    raise
+                infos = {name: self.entry_info(join(path, name), namespaces) for name in listed[0]}
+            symlinks_in = getattr(self.fs, "symlinks_in", None)
+            if symlinks_in is not None:  # an FS that knows its links (an archive) says which they are
+                links.update(name for name in symlinks_in(path) if name in infos)
         if path == "/":
             infos.pop(RESERVED_NAME, None)
-        if self.PROBES and self._dirs.peek(path, _MISSING) is _MISSING:
-            self._dirs.put(path, self._index_of(path, {name: info.is_dir for name, info in infos.items()}))
+        cached = self._dirs.peek(path, _MISSING)
+        if cached is _MISSING:
+            index = self._index_of(path, {name: info.is_dir and name not in links for name, info in infos.items()}, links)
+            if self.PROBES:
+                self._dirs.put(path, index)
+        else:
+            index = cached
+        if isinstance(index, DirIndex):
+            for name in index.link_records:
+                if name not in infos:
+                    infos[name] = self._record_info(join(path, name), namespaces)
         return infos
 
     def reset(self) -> None:
@@ -286,17 +454,27 @@ class Layer:
     def _parent_index(self, path: str) -> Optional[DirIndex]:
         return self._dirs.peek(dirname(path))  # type: ignore[return-value]
 
-    def note_entry(self, path: str, is_dir: Optional[bool], new_dir: bool = False) -> None:
+    def note_entry(
+        self, path: str, is_dir: Optional[bool], new_dir: bool = False, link: Optional[str] = None
+    ) -> None:
         """Record that ``path`` now is a directory (``new_dir``: just made where nothing was, so
-        empty), a file, or gone."""
+        empty), a file, a symbolic link (``link`` says where: ``"fs"`` a real one, ``"record"``
+        a sidecar record), or gone."""
         parent = self._parent_index(path)
-        was_dir = True if parent is None else parent.entries.get(basename(path), False)
+        name = basename(path)
+        was_dir = True if parent is None else parent.entries.get(name, False)
         if parent is not None:
             parent.metacopy.pop(basename(path), None)  # a new or gone entry holds its own data
+            parent.links.discard(name)
+            parent.link_records.discard(name)
             if is_dir is None:
-                parent.entries.pop(basename(path), None)
+                parent.entries.pop(name, None)
             else:
-                parent.entries[basename(path)] = is_dir
+                parent.entries[name] = is_dir
+                if link is not None:
+                    parent.links.add(name)
+                    if link == "record":
+                        parent.link_records.add(name)
             self._dirs.reweigh(dirname(path))
         if new_dir:
             # nothing was there, so all that can be cached below is "no such directory",
@@ -348,25 +526,52 @@ class Layer:
                 index.opaque.clear()
                 index.redirects.clear()
                 index.metacopy.clear()
+                for name in index.link_records:  # a link record is an entry: it goes too
+                    index.entries.pop(name, None)
+                    index.links.discard(name)
+                index.link_records.clear()
+
+    def forget_markers_below(self, path: str) -> None:
+        """Clear the cached whiteout and opaque records (not the link records: those are
+        entries) of directories at and under ``path``."""
+        for _cached, index in self._dirs.below(path):
+            if index is not None:
+                index.whiteouts.clear()
+                index.opaque.clear()
 
 
-def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Dict[str, bool]]:
-    """Name -> is_dir of the directory ``path`` of ``layer_fs``, ``None`` if it is not one. On
-    an OSFS (``root``: its OS path) straight from ``os.scandir``, typed as OSFS types them (a
-    symlink by its target): no ``Info`` per entry, which costs more than the scan itself."""
+def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dict[str, bool], Set[str]]]:
+    """Name -> is_dir of the directory ``path`` of ``layer_fs`` and the names that are
+    symbolic links, ``None`` if it is not a directory. On disk (``root``: its OS path)
+    straight from ``os.scandir`` with ``lstat``'s view (a link is a non-directory of its own,
+    dangling or not): no ``Info`` per entry, which costs more than the scan itself."""
+    links: Set[str] = set()
     if root is not None:
         try:
             with convert_os_errors("scandir", path, directory=True):
-                with os.scandir(root + path) as scan:
-                    return {entry.name: entry.is_dir() for entry in scan}
+                with os.scandir(root + path if path != "/" else root + "/") as scan:
+                    entries = {}
+                    for entry in scan:
+                        if entry.is_symlink():
+                            entries[entry.name] = False
+                            links.add(entry.name)
+                        else:
+                            entries[entry.name] = entry.is_dir(follow_symlinks=False)
+                    return entries, links
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
     try:
         # the basic namespace's raw dict: Info's properties cost more than the scan itself
         basics = (info.raw["basic"] for info in layer_fs.scandir(path))
-        return {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
+        entries = {str(basic["name"]): bool(basic.get("is_dir", False)) for basic in basics}
     except (errors.ResourceNotFound, errors.DirectoryExpected):
         return None
+    symlinks_in = getattr(layer_fs, "symlinks_in", None)
+    if symlinks_in is not None:  # an FS that knows its links (an archive) says which they are
+        links.update(name for name in symlinks_in(path) if name in entries)
+        for name in links:
+            entries[name] = False
+    return entries, links
 
 
 def _is_network(layer_fs: FS) -> bool:

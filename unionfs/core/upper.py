@@ -20,19 +20,20 @@ from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.error_tools import convert_os_errors
 from fs.mode import Mode
 from fs.path import basename, dirname, join
 from fs.permissions import Permissions
 
 from ..errors import literal
 from ..io import CHUNK, copy_stream
-from .inode import apply_metadata, set_access_on_disk
+from .inode import apply_link_metadata, apply_metadata, set_access_on_disk
 from .file import FollowingReaders, UpperFile
-from .stack import FILE, DirIndex, Layer
+from .stack import FILE, DirIndex, Layer, list_dir, disk_root
 from . import journal
 from .lookup import Lookup
-from .nofollow import remove_entry
-from .sidecar import METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
+from .nofollow import remove_entry, syspath
+from .sidecar import LINK, METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
 
 
 class Upper:
@@ -64,14 +65,21 @@ class Upper:
     # -- the change notification ------------------------------------------------------------------
 
     def _entry_changed(
-        self, path: str, is_dir: Optional[bool], new_dir: bool = False, subtree: bool = False, copied_up: bool = False
+        self,
+        path: str,
+        is_dir: Optional[bool],
+        new_dir: bool = False,
+        subtree: bool = False,
+        copied_up: bool = False,
+        link: Optional[str] = None,
     ) -> None:
         """The upper's entry at ``path`` is now a directory (``new_dir``: just made, so empty),
         a file, or gone (``None``): every cache hears of it here. ``subtree``: answers below
         ``path`` may have changed too (a directory came or went with its contents);
         ``copied_up``: a lower directory got its upper copy, which changes nothing below it
-        but the layers of the answers the lookup keeps."""
-        self.layer.note_entry(path, is_dir, new_dir=new_dir)
+        but the layers of the answers the lookup keeps; ``link``: the entry is a symbolic link
+        (``"fs"`` a real one, ``"record"`` a sidecar record)."""
+        self.layer.note_entry(path, is_dir, new_dir=new_dir, link=link)
         if copied_up:
             self.lookup.copied_up_dir(path, self.layer)
         else:
@@ -149,17 +157,29 @@ class Upper:
         metadata are synced before the rename, the directory after it (as the kernel's
         copy-up does), so neither a crash nor a power cut shows it empty or half-made.
         ``copy_up``: it is the upper copy of the lower file at ``path``, so that file's read
-        handles move to it (a replacement leaves them on what they read). A metadata-only
-        file there becomes an ordinary one by it, then its records go."""
+        handles move to it (a replacement leaves them on what they read). A file the upper
+        holds under several names (a hard link) is rewritten in place instead, as an
+        ``O_TRUNC`` open does on the kernel: every name then reads the new data. A
+        metadata-only file there becomes an ordinary one by it, then its records go."""
         token = self._metacopy_content(path)
+        had_record = self.is_link_record(path)
         try:
-            self.sync.path(staged)
-            self.fs.move(staged, path, overwrite=True)
+            if self._hard_linked(path):
+                with self.fs.openbin(staged, "r") as source, self.fs.openbin(path, "r+") as out:
+                    out.truncate(0)
+                    copy_stream(source, out, CHUNK)
+                self.sync.path(path)
+                self._discard_staged(staged)
+            else:
+                self.sync.path(staged)
+                self._rename_file(staged, path)
         except errors.FSError:
             self._discard_staged(staged)  # refused (a name too long, say): leave nothing behind
             raise
         self.sync.dir(dirname(path))
         self._entry_changed(path, False)
+        if had_record:  # the new entry wins over the record already; now the record goes
+            self.sidecar.remove_record(path, LINK)
         if copy_up:
             self.readers.copied_up(self.fs, path)
         if token is not None:
@@ -201,9 +221,86 @@ class Upper:
         except errors.FSError:
             pass  # the next open empties the staging area anyway
 
+    def _hard_linked(self, path: str) -> bool:
+        """Whether the upper's regular file ``path`` has other names (on disk only)."""
+        index = self.layer.dir(dirname(path))
+        if index is None or index.entries.get(basename(path)) is not False or basename(path) in index.links:
+            return False
+        sys_path = syspath(self.fs, path)
+        if sys_path is None:
+            return False
+        try:
+            return os.lstat(sys_path).st_nlink > 1
+        except OSError:
+            return False
+
+    def _rename_file(self, src: str, dst: str) -> None:
+        """rename(2) within the upper (a symbolic link moves as itself, never followed)."""
+        try:
+            src_sys, dst_sys = self.fs.getsyspath(src), self.fs.getsyspath(dst)
+        except errors.NoSysPath:
+            self.fs.move(src, dst, overwrite=True)
+            return
+        with convert_os_errors("move", dst):
+            os.rename(src_sys, dst_sys)
+
+    # -- symbolic and hard links ------------------------------------------------------------------
+
+    def is_link_record(self, path: str) -> bool:
+        """Whether ``path`` is a link the sidecar keeps as a record."""
+        index = self.layer.dir(dirname(path))
+        return index is not None and basename(path) in index.link_records
+
+    def install_link(self, path: str, target: str, metadata: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+        """Atomically make ``path`` a symbolic link to ``target`` (over a file or link of the
+        upper, or nothing). On disk a real symlink, made in the staging area and renamed into
+        place; on an upper without system paths a link record of the sidecar, written before
+        the file it replaces (if any) goes, since an entry wins over a record. A
+        metadata-only file it replaces loses its records after."""
+        token = self._metacopy_content(path)
+        staged = self.sidecar.staging_path()
+        sys_staged = syspath(self.fs, staged)
+        if sys_staged is not None:
+            with convert_os_errors("symlink", path):
+                os.symlink(target, sys_staged)
+                if metadata:
+                    apply_link_metadata(sys_staged, metadata)
+                os.rename(sys_staged, self.fs.getsyspath(path))
+            self.sync.dir(dirname(path))
+            self._entry_changed(path, False, link="fs")
+        else:
+            self.sidecar.write_link(path, target)
+            if metadata and metadata.get("details"):
+                try:
+                    self.fs.setinfo(self.sidecar.link_record(path), {"details": dict(metadata["details"])})
+                except errors.FSError:
+                    pass  # the record's times are best effort, like cp -p of a link's
+            index = self.layer.dir(dirname(path))
+            if index is not None and basename(path) in index.entries and basename(path) not in index.link_records:
+                self.fs.remove(path)  # a file of the upper the link replaces
+                self.sync.dir(dirname(path))
+            self._entry_changed(path, False, link="record")
+        if token is not None:
+            self._forget_metacopy(path, token)
+
+    def hard_link(self, existing: str, new: str) -> None:
+        """A second name ``new`` for the upper's non-directory ``existing`` (``link(2)``: a
+        symbolic link is linked as itself). Only an upper on disk can hold one."""
+        index = self.layer.dir(dirname(existing))
+        is_link = index is not None and basename(existing) in index.links
+        with convert_os_errors("link", new):
+            os.link(self.fs.getsyspath(existing), self.fs.getsyspath(new), follow_symlinks=False)
+        self.sync.dir(dirname(new))
+        self._entry_changed(new, False, link="fs" if is_link else None)
+
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that
-        cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported."""
+        cannot set it (MemoryFS answers ResourceNotFound for its own root) is Unsupported.
+        A symbolic link (reached only when the caller did not follow it) gets its owner and
+        times set on the link itself."""
+        if self.layer.is_link(path):
+            self._set_link_info(path, info, display)
+            return
         try:
             access = info.get("access")
             if access and set_access_on_disk(self.fs, path, access, display):
@@ -214,10 +311,43 @@ class Upper:
             raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
         self.sync.path(path)
 
+    def _set_link_info(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
+        """Owner and times of the upper's symbolic link ``path``: on disk with lchown and
+        lutimes, for a link record on the record file (what its info is made of)."""
+        access, details = dict(info.get("access") or {}), dict(info.get("details") or {})
+        if self.is_link_record(path):
+            record = self.sidecar.link_record(path)
+            kept = {key: value for key, value in (("details", details), ("access", access)) if value}
+            if kept:
+                self.fs.setinfo(record, kept)
+            self.sync.path(record)
+            return
+        sys_path = self.fs.getsyspath(path)
+        with convert_os_errors("setinfo", display):
+            uid, gid = access.get("uid"), access.get("gid")
+            if uid is not None or gid is not None:
+                os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
+            if details.get("accessed") is not None or details.get("modified") is not None:
+                current = os.lstat(sys_path)
+                accessed = details.get("accessed")
+                modified = details.get("modified")
+                os.utime(
+                    sys_path,
+                    ns=(
+                        current.st_atime_ns if accessed is None else int(accessed * 1e9),
+                        current.st_mtime_ns if modified is None else int(modified * 1e9),
+                    ),
+                    follow_symlinks=False,
+                )
+        self.sync.dir(dirname(path))
+
     def remove_file(self, path: str) -> None:
         token = self._metacopy_content(path)
-        self.fs.remove(path)
-        self.sync.dir(dirname(path))
+        if self.is_link_record(path):
+            self.sidecar.remove_record(path, LINK)
+        else:
+            self.fs.remove(path)
+            self.sync.dir(dirname(path))
         self._entry_changed(path, None)
         if token is not None:
             self._forget_metacopy(path, token)
@@ -235,21 +365,32 @@ class Upper:
             pass
 
     def move_file(self, src: str, dst: str) -> None:
-        """rename(2) within the upper. A metadata-only file stays one: its token moves with it
-        and the hint is at ``dst`` before (inert for any other file there)."""
-        parent = self.layer.dir(dirname(src))
-        origin = parent.metacopy.get(basename(src)) if parent is not None else None
+        """rename(2) of a non-directory of the upper over whatever non-directory ``dst`` holds.
+        A metadata-only file stays one: its token moves with it and the hint is at ``dst``
+        before (inert for any other file there)."""
+        if self.is_link_record(src):
+            target = self.sidecar.read_link(src)
+            self.lookup.forget(src)  # the view may show both names for a moment, never neither
+            self.install_link(dst, target)
+            self.sidecar.remove_record(src, LINK)
+            self._entry_changed(src, None)
+            return
+        index = self.layer.dir(dirname(src))
+        link = "fs" if index is not None and basename(src) in index.links else None
+        origin = index.metacopy.get(basename(src)) if index is not None else None
         replaced = self._metacopy_content(dst)
+        dst_record = self.is_link_record(dst)
         if origin is not None:
             self.sidecar.add_record(dst, METACOPY)
-        self.fs.move(src, dst, overwrite=True)
+        self._rename_file(src, dst)
         self.sync.dirs(dirname(dst), dirname(src))
         self.readers.moved(src, dst)
+        if dst_record:  # the moved entry wins over the record already; now the record goes
+            self.sidecar.remove_record(dst, LINK)
         self._entry_changed(src, None)
-        self._entry_changed(dst, False)
+        self._entry_changed(dst, False, link=link)
         if origin is not None:
             self.layer.note_metacopy(dst, origin)  # after the entry note, which forgets it
-        if origin is not None:
             self.sidecar.remove_record(src, METACOPY)
         if replaced is not None:
             self.sidecar.drop_metacopy(replaced)
@@ -257,7 +398,8 @@ class Upper:
                 self.sidecar.remove_record(dst, METACOPY)
 
     def move_dir(self, src: str, dst: str) -> None:
-        """Rename a directory of the upper; ``dst`` must not exist in the upper."""
+        """Rename a directory of the upper; ``dst`` must not exist in the upper (the caller
+        copied the records inside ``src`` to ``dst`` first: link records are part of them)."""
         rename_dir(self.fs, src, dst)
         self.sync.dirs(dirname(dst), dirname(src))
         self.readers.moved(src, dst)
@@ -395,11 +537,12 @@ class Upper:
 
     def drop_hidden_records(self, path: str) -> None:
         """After ``path`` became opaque: forget the records nothing below can show through any
-        more. In a plain upper that is every record inside it; where redirects may exist only
-        its own whiteouts, since a renamed or metadata-only entry deeper down still reaches the
-        lowers by its absolute path (as the kernel's do past a hand-set opaque xattr)."""
+        more. In a plain upper that is every whiteout and opaque record inside it (link records
+        are entries: they stay); where redirects may exist only its own whiteouts, since a
+        renamed or metadata-only entry deeper down still reaches the lowers by its absolute
+        path (as the kernel's do past a hand-set opaque xattr)."""
         if REDIRECT not in VERSIONS[self.sidecar.version].kinds:
-            self.drop_records_below(path)
+            self.drop_markers_below(path)
             return
         self.sidecar.drop_kind(path, WHITEOUT)
         index = self.layer.dir(path)
@@ -408,32 +551,44 @@ class Upper:
         self.lookup.forget(path, subtree=True)
 
     def drop_records_below(self, path: str) -> None:
-        """Forget every whiteout and opaque record inside the directory ``path``."""
+        """Forget every record inside the directory ``path`` (it left the upper)."""
         self.sidecar.drop_records_below(path)
         self._records_changed(path)
+
+    def drop_markers_below(self, path: str) -> None:
+        """Forget every whiteout and opaque record inside the directory ``path``; its link
+        records stay (they are entries of the tree)."""
+        self.sidecar.drop_markers_below(path)
+        self.layer.forget_markers_below(path)
+        self.lookup.forget(path, subtree=True)
 
     # -- the sidecar's housekeeping ---------------------------------------------------------------
 
     def empty(self) -> None:
         """Remove every entry of the upper and every sidecar record, keeping an empty sidecar
         (``discard``); every cached answer about the upper goes with them."""
-        for info in list(self.fs.scandir("/")):
-            if info.name != RESERVED_NAME:
-                self.delete("/" + info.name, info.is_dir)
+        for name, is_dir in self._entries("/").items():
+            if name != RESERVED_NAME:
+                self.delete("/" + name, is_dir)
         # durable before the journal entry goes: else a power cut brings the entries back
         # with nothing left to say the discard was under way
         self.sync.dir("/")
         for folder in (TREE_DIR, STAGING_DIR):
             # emptied, not removed and made again: a crash in between must not lose the folder
             self.fs.makedir(folder, recreate=True)
-            for info in list(self.fs.scandir(folder)):
-                self.delete(join(folder, info.name), info.is_dir)
+            for name, is_dir in self._entries(folder).items():
+                self.delete(join(folder, name), is_dir)
             self.sync.dir(folder)
         if self.fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
             for info in list(self.fs.scandir(METACOPY_DIR)):
                 self.delete(join(METACOPY_DIR, info.name), info.is_dir)
             self.sync.dir(METACOPY_DIR)
         self.forget_all()
+
+    def _entries(self, folder: str) -> Dict[str, bool]:
+        """Name -> is_dir of the upper FS's directory ``folder`` (a link is no directory)."""
+        listed = list_dir(self.fs, disk_root(self.fs), folder)
+        return {} if listed is None else listed[0]
 
     def delete(self, path: str, is_dir: bool) -> None:
         """Delete ``path`` of the upper FS outright (sidecar leftovers, or what ``empty`` and

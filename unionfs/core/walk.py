@@ -111,6 +111,11 @@ class RawEntry:
     def opaque(self) -> bool:
         return self.name in self.parent.opaque
 
+    @property
+    def is_link(self) -> bool:
+        """A symbolic link of the layer (a non-directory entry, never followed)."""
+        return self.name in self.parent.links
+
 
 def layer_tree(
     layer: Layer,

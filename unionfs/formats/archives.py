@@ -30,7 +30,7 @@ import tarfile
 import zipfile
 import zlib
 from datetime import datetime
-from typing import IO, Any, BinaryIO, Callable, Collection, Dict, List, Optional, Tuple, Union, cast
+from typing import IO, Any, BinaryIO, Callable, Collection, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 import attr
 
@@ -45,7 +45,7 @@ from fs.time import datetime_to_epoch
 
 from ..errors import LOW_LEVEL_ERRORS, ArchiveTooLarge, LayerFormatError, UnsafeArchive, UnsupportedLayer, convert_errors, unsupported_layer
 from ..io import LockedReader, WindowReader
-from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, link_target_path, member_info, normalise, tar_access
+from .archive_index import MAX_LINK_HOPS, TAR_KINDS, ArchiveIndexFS, buffered, member_info, normalise, tar_access, text_name
 from .oci.blobs import GZIP_MAGIC, GzipStream
 
 #: what ``unsafe=`` accepts: raise :class:`UnsafeArchive`, or leave the member out
@@ -70,10 +70,12 @@ class _Member:
     modified: Optional[float] = attr.ib(default=None)
     access: Optional[Dict[str, Any]] = attr.ib(default=None)
     link_target: Optional[str] = attr.ib(default=None)
+    #: a symbolic link (``link_target`` is what it points to); else a hard link's target name
+    is_symlink: bool = attr.ib(default=False)
     #: where the member's data starts in the (uncompressed) archive: reading members in this
     #: order reads the archive in one pass
     data_offset: int = attr.ib(default=0)
-    #: opens the member's data; ``None`` for directories
+    #: opens the member's data; ``None`` for directories and symbolic links
     opener: Optional[Callable[[], IO[bytes]]] = attr.ib(default=None, eq=False, repr=False)
 
 
@@ -182,13 +184,17 @@ class ArchiveFS(ArchiveIndexFS):
     - absolute names and ``./`` prefixes are made relative; non-UTF-8 names are kept
       with ``\\xNN`` escapes; duplicate names: the last member wins (as on extraction);
     - directories that are only implied by deeper members exist, without metadata;
-    - symbolic and hard links to a file inside the archive read as that file (the
-      ``link`` namespace keeps the target); links to directories, dangling links,
-      devices and FIFOs are left out and listed in :attr:`skipped`;
-    - *unsafe* members (a ``..`` component, a link whose target leaves the archive, a
-      file that another member uses as a directory) raise :class:`UnsafeArchive` with
-      ``unsafe="error"`` (the default), or are left out (and listed in :attr:`skipped`)
-      with ``unsafe="skip"``.
+    - a symbolic link is an entry of its own, whatever its target (absolute, leaving the
+      archive, dangling, to a directory): its ``getinfo`` is the link's, with the target in
+      the ``link`` namespace, and an overlay resolves it inside the merged view, never on
+      the host (:meth:`symlinks_in` tells the overlay which entries are links);
+    - a hard link reads as the member it names (a file, or a symbolic link with the same
+      target); a hard link to a directory or to no member, devices and FIFOs are left out
+      and listed in :attr:`skipped`;
+    - *unsafe* members (a ``..`` component in a member's name or a hard link's, a member
+      written through a symbolic link of the archive, a file that another member uses as a
+      directory) raise :class:`UnsafeArchive` with ``unsafe="error"`` (the default), or are
+      left out (and listed in :attr:`skipped`) with ``unsafe="skip"``.
     """
 
     def __init__(
@@ -260,14 +266,23 @@ class ArchiveFS(ArchiveIndexFS):
                 self._ensure_dir(dirname(path))
 
     def _drop_clashes(self, final: Dict[str, Tuple[str, str, Dict[str, Any]]]) -> None:
-        """A non-directory member used as the parent of another member is a contradiction."""
+        """A member below a symbolic link of the archive would be written through the link
+        on extraction (the classic way out of the target directory): it is refused. Any other
+        non-directory member used as the parent of another member is a contradiction."""
         parents = set()
         for path in final:
             parent = dirname(path)
             while parent != "/" and parent not in parents:
                 parents.add(parent)
                 parent = dirname(parent)
-        for parent in sorted(parents):
+        symlinks = {p for p in parents if final.get(p, ("", ""))[1] == "symlink"}
+        if symlinks:
+            for path in sorted(final):
+                through = next((link for link in _strict_ancestors(path) if link in symlinks), None)
+                if through is not None:
+                    raw_name = final.pop(path)[0]
+                    self._reject(raw_name, "is written through the symbolic link %r of the archive" % through.lstrip("/"), unsafe=True)
+        for parent in sorted(parents - symlinks):
             entry = final.get(parent)
             if entry is not None and entry[1] != "directory":
                 del final[parent]
@@ -296,34 +311,50 @@ class ArchiveFS(ArchiveIndexFS):
             self._children.setdefault(member.path, {})
 
     def _add_link(self, path: str, raw_name: str, kind: str, fields: Dict[str, Any], final: Dict[str, Any]) -> bool:
-        """Add a link as the file it resolves to; ``False`` if it was left out."""
+        """Add a symbolic link as itself (its target is never looked at here), a hard link as
+        the member it names; ``False`` if it was left out."""
         target_name = fields["link_target"]
-        seen = 0
+        if kind == "symlink":
+            size = len(text_name(target_name).encode("utf-8"))
+            self._add(_Member(path, False, size=size, is_symlink=True, **dict(fields, link_target=text_name(target_name))))
+            return True
         current_path, current_kind, current_target = path, kind, target_name
-        while current_kind in ("symlink", "hardlink"):
-            seen += 1
-            if current_kind == "symlink" and current_target.startswith("/"):
-                self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
-                return False
-            try:
-                resolved = link_target_path(current_path, current_target, symbolic=current_kind == "symlink")
+        for _ in range(MAX_LINK_HOPS + 1):
+            if current_kind != "hardlink":
+                break
+            try:  # a hard link names a member, from the archive's root, as tar extracts it
+                resolved = normalise_member_name(current_target)
             except ValueError:
                 self._reject(raw_name, "links outside the archive (to %r)" % target_name, unsafe=True)
                 return False
-            entry = final.get(resolved)
-            if entry is None and resolved in self._members:  # an implied directory, or the root
+            entry: Optional[Tuple[str, str, Dict[str, Any]]] = final.get(resolved) if resolved is not None else ("", "directory", {})
+            if entry is None and resolved in self._members:  # an implied directory
                 entry = ("", "directory", {})
-            if entry is None or seen > MAX_LINK_HOPS:
-                why = "has a link loop" if entry is not None else "is a dangling link (to %r)" % target_name
-                self._reject(raw_name, why, unsafe=False)
+            if entry is None:
+                self._reject(raw_name, "is a dangling hard link (to %r)" % target_name, unsafe=False)
                 return False
-            current_path, current_kind = resolved, entry[1]
+            current_path, current_kind = resolved or "/", entry[1]
             current_target = entry[2].get("link_target", "")
+        else:
+            self._reject(raw_name, "has a hard link loop", unsafe=False)
+            return False
+        if current_kind == "symlink":  # a second name of a symbolic link is that link
+            self._add_link(path, raw_name, "symlink", dict(final[current_path][2]), final)
+            return True
         if current_kind != "file":
             self._reject(raw_name, "links to a %s (%r), which a layer cannot alias" % (current_kind, target_name), unsafe=False)
             return False
-        self._add(_Member(path, False, **dict(final[current_path][2], link_target=target_name)))
+        self._add(_Member(path, False, **dict(final[current_path][2], link_target=None)))
         return True
+
+    def symlinks_in(self, path: str) -> List[str]:
+        """The names of the symbolic links in the directory ``path`` (for an overlay's lookup,
+        which shows a link as an entry of its own and resolves it inside the merged view)."""
+        member = self._members.get(self.validatepath(path))
+        if member is None or not member.is_dir:
+            return []
+        prefix = member.path if member.path == "/" else member.path + "/"
+        return [name for name in self._children[member.path] if self._members[prefix + name].is_symlink]
 
     # -- the index, for ArchiveIndexFS --------------------------------------------------------------
 
@@ -334,10 +365,16 @@ class ArchiveFS(ArchiveIndexFS):
         return list(self._children[path])
 
     def _info(self, path: str, entry: _Member, namespaces: Collection[str]) -> Info:
-        kind = "directory" if entry.is_dir else "file"  # links read as the file they name
-        return member_info(basename(path), kind, namespaces, entry.size, entry.modified, entry.access, entry.link_target)
+        # a symbolic link is itself; a hard link reads as the member it names
+        kind = "directory" if entry.is_dir else "symlink" if entry.is_symlink else "file"
+        target = entry.link_target if entry.is_symlink else None
+        return member_info(basename(path), kind, namespaces, entry.size, entry.modified, entry.access, target)
 
     def _open(self, path: str, entry: _Member, shown: str, buffering: int) -> BinaryIO:
+        if entry.is_symlink:
+            raise errors.FileExpected(
+                shown, msg="'%s' is a symbolic link (to %r): an overlay over this archive reads through it" % (shown, entry.link_target)
+            )
         assert entry.opener is not None
         with self._lock:
             inner = entry.opener()
@@ -364,6 +401,13 @@ class ArchiveFS(ArchiveIndexFS):
                 if self._closer is not None:
                     self._closer()
         super().close()
+
+
+def _strict_ancestors(path: str) -> Iterator[str]:
+    parent = dirname(path)
+    while parent != "/":
+        yield parent
+        parent = dirname(parent)
 
 
 # -- reading the member tables -------------------------------------------------------------------
@@ -606,15 +650,22 @@ def archive_from_fs(layer_fs: FS, unsafe: str = "error") -> Optional[ArchiveFS]:
 
 def as_lower(source: Any, unsafe: str = "error") -> Any:
     """A lower given as an archive (a path, a ``tar://``/``zip://`` URL, or an open tar or
-    zip FS) becomes an :class:`ArchiveFS` (``unsafe``: what to do with hostile members);
-    anything else is returned unchanged."""
+    zip FS) becomes an :class:`ArchiveFS`; anything else is returned unchanged. ``unsafe``
+    (``"error"`` or ``"skip"``) is the policy for hostile members; a URL may carry its own,
+    ``tar:///srv/root.tar?unsafe=skip``."""
+    if unsafe not in UNSAFE_POLICIES:
+        raise ValueError("unsafe must be one of %r, not %r" % (UNSAFE_POLICIES, unsafe))
     if isinstance(source, FS):
         return archive_from_fs(source, unsafe) or source
     if isinstance(source, str):
         if "://" in source:
             parsed = parse_fs_url(source)
-            if parsed.protocol in ("tar", "zip") and not parsed.path and not parsed.params:
-                return open_archive(parsed.resource, unsafe=unsafe)
+            params = dict(parsed.params)
+            policy = params.pop("unsafe", unsafe)
+            if parsed.protocol in ("tar", "zip") and not parsed.path and not params:
+                if policy not in UNSAFE_POLICIES:
+                    raise UnsupportedLayer(msg="%r: unsafe must be one of %s" % (source, ", ".join(UNSAFE_POLICIES)))
+                return open_archive(parsed.resource, unsafe=policy)
             return source
         if os.path.isfile(source):
             return open_archive(source, unsafe=unsafe)

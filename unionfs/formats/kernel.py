@@ -121,7 +121,9 @@ class KernelLayer(Layer):
                 index.sticky = True
             else:
                 index.entries[entry.name] = False
-                if marked and stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
+                if stat.S_ISLNK(st.st_mode):
+                    index.links.add(entry.name)  # never followed: the overlay resolves it in its view
+                elif marked and stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
                     # metadata only: the data is below, at the redirect or the same name
                     index.metacopy[entry.name] = self._redirect(entry.path)
         with self._stats_lock:
@@ -262,6 +264,8 @@ def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout:
             if change.redirect is not None:
                 os.setxattr(target, namespace + ".overlay.redirect", change.redirect.encode("utf-8"))
             directories.append((target, change))
+        elif change.hardlink_of is not None:  # a second name of a file already written
+            os.link(os.path.join(dest_dir, change.hardlink_of.lstrip("/")), target, follow_symlinks=False)
         elif change.metacopy is not None:
             with open(target, "wb") as out:
                 out.truncate(data_size(change.path))  # sparse: no data

@@ -7,7 +7,7 @@ from here, so the core imports no format and the facade imports only this module
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 import fs

@@ -61,8 +61,13 @@ def content(fs: FS, path: str, info: Info) -> Union[str, bytes]:
 
 
 def digest(fs: FS, path: str, info: Info) -> str:
-    """``"dir"``, or ``"file:"`` and the SHA-256 of the file's bytes."""
-    return "dir" if info.is_dir else "file:" + hashlib.sha256(fs.readbytes(path)).hexdigest()
+    """``"dir"``, ``"link:"`` and the target of a symbolic link (where the walk asked for the
+    ``link`` namespace), or ``"file:"`` and the SHA-256 of the file's bytes."""
+    if info.is_dir:
+        return "dir"
+    if info.has_namespace("link") and info.target is not None:
+        return "link:" + info.target
+    return "file:" + hashlib.sha256(fs.readbytes(path)).hexdigest()
 
 
 def snapshot(

@@ -28,9 +28,10 @@ import attr
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
+from fs.enums import ResourceType
 from fs.permissions import Permissions
 
-from ..errors import IllegalDestination, MountError, MountUnavailable, ReservedPath
+from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath
 from ..core.durable import system_root
 from ..overlay import OverlayFS
 
@@ -85,6 +86,8 @@ _ERRNO_OF: Sequence[Tuple[type, int]] = (
     (errors.DirectoryNotEmpty, errno.ENOTEMPTY),
     (errors.RemoveRootError, errno.EBUSY),
     (IllegalDestination, errno.EINVAL),
+    (LinkLoop, errno.ELOOP),
+    (NotALink, errno.EINVAL),
     (errors.DirectoryExpected, errno.ENOTDIR),
     (errors.FileExpected, errno.EISDIR),
     (errors.DestinationExists, errno.EEXIST),
@@ -196,6 +199,36 @@ class Inodes:
     def forget(self, path: str) -> None:
         with self._lock:
             self._by_path.pop(path, None)
+
+    def other_names(self, path: str) -> List[str]:
+        """The other names shown with the number of ``path`` (the names of one hard link)."""
+        with self._lock:
+            number = self._by_path.get(path)
+            if number is None:
+                return []
+            return [other for other, value in self._by_path.items() if value == number and other != path]
+
+
+def _invalidate(paths: Sequence[str]) -> None:
+    """Drop what the kernel caches of ``paths`` (attributes, data), from a request's thread:
+    the mount's caching assumes each name changes only through itself, which the other
+    names of a hard link break (libfuse's ``fuse_invalidate_path``; a no-op where the
+    library or the request context is missing)."""
+    if not paths:
+        return
+    try:
+        import mfusepy
+
+        library = mfusepy._libfuse
+        context = library.fuse_get_context()
+        if not context or not context.contents.fuse:
+            return
+        invalidate = library.fuse_invalidate_path
+        invalidate.argtypes = (ctypes.c_void_p, ctypes.c_char_p)
+        for path in paths:
+            invalidate(ctypes.c_void_p(context.contents.fuse), os.fsencode(path))
+    except (ImportError, AttributeError, OSError, ValueError):
+        return
 
 
 # -- open files ----------------------------------------------------------------------------------------
@@ -331,7 +364,7 @@ class Operations:
         """A new entry belongs to the process that made it (the daemon runs as root)."""
         uid, gid = _caller()
         if uid != self._euid or gid != self._egid:
-            self._call(self.overlay.setinfo, path, {"access": {"uid": uid, "gid": gid}})
+            self._call(self.overlay.setinfo, path, {"access": {"uid": uid, "gid": gid}}, False)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -437,7 +470,10 @@ class Operations:
         access = raw.get("access") or {}
         permissions = access.get("permissions")
         mode = Permissions(names=permissions).mode if permissions is not None else (0o755 if is_dir else 0o644)
-        mode |= stat.S_IFDIR if is_dir else stat.S_IFREG
+        if details.get("type") == int(ResourceType.symlink):
+            mode = stat.S_IFLNK | 0o777  # a link has no permissions of its own
+        else:
+            mode |= stat.S_IFDIR if is_dir else stat.S_IFREG
         def ns(key: str) -> int:
             value = details.get(key) or details.get("modified") or 0
             return int(value * 1e9)
@@ -458,7 +494,7 @@ class Operations:
         if path is None:
             raise _oserror(errno.ENOENT)
         permissions = Permissions(mode=stat.S_IMODE(mode)).dump()
-        self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}})
+        self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}}, False)
 
     def chown(self, path: Optional[str], uid: int, gid: int) -> None:
         if path is None:
@@ -468,7 +504,8 @@ class Operations:
             access["uid"] = uid
         if gid != -1:
             access["gid"] = gid
-        self._call(self.overlay.setinfo, path, {"access": access} if access else {"access": {"uid": None}})
+        # the kernel resolved any link on the way: a link here is lchown's, changed itself
+        self._call(self.overlay.setinfo, path, {"access": access} if access else {"access": {"uid": None}}, False)
 
     def utimens(self, path: Optional[str], times: Optional[Tuple[int, int]] = None) -> None:
         """mfusepy's form (nanoseconds, or None for now); the mount's FUSE class calls
@@ -496,7 +533,7 @@ class Operations:
             for key in ("accessed", "modified"):
                 if key not in details and current.get(key) is not None:
                     details[key] = current[key]
-        self._call(self.overlay.setinfo, path, {"details": details})
+        self._call(self.overlay.setinfo, path, {"details": details}, False)
 
     def statfs(self, path: str) -> Dict[str, int]:
         if self.statfs_path is not None:
@@ -536,14 +573,16 @@ class Operations:
             path = self.dirs.get(fh)
             if path is None:
                 raise _oserror(errno.EBADF)
-        infos = self._call(self.overlay.scandir, path)
+        # the link namespace from the listing itself: d_type DT_LNK for a link (find -type l
+        # and ls trust d_type), one readlink per link and no stat per entry
+        infos = self._call(self.overlay.scandir, path, ("link",))
         prefix = path.rstrip("/") + "/"
         entries = [(".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}, 0),
                    ("..", {"st_mode": stat.S_IFDIR, "st_ino": 1}, 0)]
         for info in infos:
             name = info.name
-            entries.append((name, {"st_mode": stat.S_IFDIR if info.is_dir else stat.S_IFREG,
-                                   "st_ino": self.inodes.get(prefix + name)}, 0))
+            kind = stat.S_IFDIR if info.is_dir else stat.S_IFLNK if info.is_link else stat.S_IFREG
+            entries.append((name, {"st_mode": kind, "st_ino": self.inodes.get(prefix + name)}, 0))
         return entries
 
     def listing(self, fh: int, offset: int, plus: bool) -> List[List[Any]]:
@@ -586,6 +625,25 @@ class Operations:
     def mkdir(self, path: str, mode: int) -> None:
         self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(mode)))
         self._give_to_caller(path)
+
+    # -- links ---------------------------------------------------------------------------------
+
+    def readlink(self, path: str) -> str:
+        return self._call(self.overlay.readlink, path)
+
+    def symlink(self, target: str, source: str) -> None:
+        """symlink(2): mfusepy's ``target`` is the new name, ``source`` the text it holds."""
+        self._call(self.overlay.symlink, source, target)
+        uid, gid = _caller()
+        if uid != self._euid or gid != self._egid:  # the link itself, never what it points to
+            self._call(self.overlay.setinfo, target, {"access": {"uid": uid, "gid": gid}}, False)
+
+    def link(self, target: str, source: str) -> None:
+        """link(2): ``target`` becomes a second name of ``source``, with its inode number."""
+        self._call(self.overlay.link, source, target)
+        self.inodes.get(source)
+        self.inodes.share(source, target)
+        _invalidate([source])  # its link count changed
 
     def rmdir(self, path: str) -> None:
         self._call(self.overlay.removedir, path)
@@ -675,7 +733,10 @@ class Operations:
         with self._fh_lock:
             handle = self.handles.pop(fh, None)
         if handle is not None:
+            hard_linked = handle.writable and handle.fd is not None and os.fstat(handle.fd).st_nlink > 1
             handle.close()
+            if hard_linked:  # what was written shows through every name of the file
+                _invalidate(self.inodes.other_names(handle.path))
 
 
 # -- the binding's glue --------------------------------------------------------------------------------

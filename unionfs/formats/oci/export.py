@@ -146,6 +146,11 @@ def _write_file(
     archive: tarfile.TarFile, upper: Optional[Layer], change: UpperEntry, mtime: Optional[int], data: Any = None
 ) -> None:
     """A non-directory; its content from ``data`` (a layer and path) if given, else the upper."""
+    if change.hardlink_of is not None:  # a second name of a file already in the layer
+        entry = _tarinfo(_archive_name(change.path, False), tarfile.LNKTYPE, change.info, mtime)
+        entry.linkname = change.hardlink_of.lstrip("/")
+        archive.addfile(entry)
+        return
     target = link_target(change)
     if target is not None:
         entry = _tarinfo(_archive_name(change.path, False), tarfile.SYMTYPE, change.info, mtime)

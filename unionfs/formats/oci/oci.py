@@ -205,7 +205,7 @@ class _IndexBuilder:
             user=member.uname,
             group=member.gname,
             mtime=float(member.mtime),
-            size=member.size if kind == ResourceType.file and member.type != tarfile.LNKTYPE else 0,
+            size=member.size if kind == ResourceType.file and member.type != tarfile.LNKTYPE else len(member.linkname.encode("utf-8", "surrogateescape")) if member.type == tarfile.SYMTYPE else 0,
             data_offset=member.offset_data,
             link_target=member.linkname if member.type == tarfile.SYMTYPE else None,
             hardlink_to=member_path(member.linkname, self.label) if member.type == tarfile.LNKTYPE else None,
@@ -229,15 +229,21 @@ class _IndexBuilder:
         for path, entry in self.entries.items():
             if entry.hardlink_to is not None:
                 target = self.entries.get(entry.hardlink_to)
-                if target is None or target.kind != ResourceType.file:
+                if target is not None and target.kind == ResourceType.symlink:  # a second name of a link
+                    entry = attr.evolve(entry, kind=ResourceType.symlink, link_target=target.link_target, hardlink_to=None)
+                elif target is None or target.kind != ResourceType.file:
                     raise LayerFormatError("%s: hard link %r points to %r, which is not a file of this layer" % (self.label, path, entry.hardlink_to))
-                entry = attr.evolve(entry, size=target.size, data_offset=target.data_offset, hardlink_to=None)
+                else:
+                    entry = attr.evolve(entry, size=target.size, data_offset=target.data_offset, hardlink_to=None)
                 self.entries[path] = entry
             index.entries[path] = entry
             if entry.is_dir:
                 index.dirs.setdefault(path, DirIndex({}))
         for path, entry in index.entries.items():
-            index.dirs[dirname(path)].entries[entry.name] = entry.is_dir
+            parent_index = index.dirs[dirname(path)]
+            parent_index.entries[entry.name] = entry.is_dir
+            if entry.kind == ResourceType.symlink:
+                parent_index.links.add(entry.name)  # an entry of its own: the overlay resolves it
         for parent, names in self.whiteouts.items():
             directory = index.dirs.get(parent)
             for name in names:
