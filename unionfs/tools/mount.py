@@ -50,16 +50,24 @@ FUSE_FILL_DIR_PLUS = 2
 CACHE_TIMEOUT = 1.0
 #: the largest request libfuse 3 negotiates (1 MiB, with max_pages)
 MAX_IO = 1 << 20
+#: libfuse 3's shared library, as the dynamic loader knows it
+LIBFUSE3_SONAME = "libfuse3.so.3"
 
 
 def load_binding() -> Any:
     """The ``mfusepy`` module, or :class:`MountUnavailable` saying how to get it."""
     if "FUSE_LIBRARY_PATH" not in os.environ:
         # mfusepy prefers libfuse 2 where both are installed (unionfs-fuse pulls it in);
-        # libfuse 3 has rename flags, readdirplus and 1 MiB requests
-        from ctypes.util import find_library
+        # libfuse 3 has rename flags, readdirplus and 1 MiB requests. Its soname first: the
+        # dynamic loader finds that itself, where find_library runs `ldconfig -p` (a process
+        # per mount)
+        try:
+            ctypes.CDLL(LIBFUSE3_SONAME)
+            found: Optional[str] = LIBFUSE3_SONAME
+        except OSError:
+            from ctypes.util import find_library
 
-        found = find_library("fuse3")
+            found = find_library("fuse3")
         if found:
             os.environ["FUSE_LIBRARY_PATH"] = found
     try:
