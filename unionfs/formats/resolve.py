@@ -7,6 +7,7 @@ from here, so the core imports no format and the facade imports only this module
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
@@ -40,6 +41,10 @@ def resolve_lower(source: Any, what: str, unsafe: str = "error") -> FS:
         from .fsspec_layer import open_fsspec_url
 
         return open_fsspec_url(source)
+    if unsafe in ("error", "skip") and isinstance(source, str) and "://" not in source and os.path.isdir(source):
+        # a directory is no archive: as_lower would return it as it is (and check ``unsafe``,
+        # which is one of archives.UNSAFE_POLICIES here)
+        return open_fs(source, False, what)
     from .archives import as_lower
 
     return open_fs(as_lower(source, unsafe), False, what)
