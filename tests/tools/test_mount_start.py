@@ -107,3 +107,60 @@ def test_a_daemonized_mount_returns_and_serves(tmp_path) -> None:
         assert (mnt / "f").read_text() == "lower"
         (mnt / "new").write_text("upper")
     assert (upper / "new").read_text() == "upper"
+
+
+_HOLDER = """
+import sys, time
+from unionfs import OverlayFS
+with OverlayFS([sys.argv[1]], upper=sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def _hold(lower, upper, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lower), str(upper), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_mount_waits_for_an_upper_that_is_being_let_go(tmp_path) -> None:
+    """A FUSE umount returns before the old mount's daemon has closed its overlay; a mount of
+    the same upper right after it waits for the lock (a little), as after the kernel's umount."""
+    import time
+
+    from unionfs.tools.mount import UPPER_WAIT, open_overlay
+
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for directory in (lower, upper):
+        directory.mkdir()
+    holder = _hold(lower, upper, UPPER_WAIT / 3)
+    try:
+        started = time.monotonic()
+        with open_overlay([str(lower)], str(upper)) as overlay:  # what the mount's daemon opens
+            overlay.writetext("/after", "mounted")
+        assert time.monotonic() - started < UPPER_WAIT
+    finally:
+        holder.wait(timeout=60)
+    assert (upper / "after").read_text() == "mounted"
+
+
+def test_a_mount_of_an_upper_in_use_still_fails_naming_the_holder(tmp_path) -> None:
+    from tests.support.mount import unionfs
+    from unionfs.tools.mount import UPPER_WAIT
+    import time
+
+    require_fuse()
+    lower, upper, mnt = tmp_path / "lower", tmp_path / "upper", tmp_path / "mnt"
+    for directory in (lower, upper, mnt):
+        directory.mkdir()
+    holder = _hold(lower, upper, 120)
+    try:
+        started = time.monotonic()
+        done = unionfs("mount", str(lower), str(mnt), "--upper", str(upper), check=False)
+        assert done.returncode == 1 and "in use by process %d" % holder.pid in done.stderr, done.stderr
+        assert time.monotonic() - started >= UPPER_WAIT
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)

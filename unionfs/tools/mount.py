@@ -30,7 +30,7 @@ from fs import errors
 from fs.enums import ResourceType
 from fs.permissions import Permissions
 
-from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath
+from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath, UpperInUse
 from ..overlay import OverlayFS
 
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
@@ -932,7 +932,21 @@ def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = 
         if not os.path.isdir(upper):
             raise MountError(msg="upper %r is not a directory" % upper)
         upper = os.path.abspath(upper)
-    return OverlayFS(opened, upper=upper, volatile=volatile)
+    deadline = time.monotonic() + UPPER_WAIT
+    while True:
+        try:
+            return OverlayFS(opened, upper=upper, volatile=volatile)
+        except UpperInUse:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+#: seconds a mount waits for an upper another process holds before it says UpperInUse: a FUSE
+#: umount returns before the unmounted mount's daemon has closed its overlay (it learns of the
+#: umount from its next read of /dev/fuse), where the kernel's umount is done when it returns;
+#: a remount right after an umount (the unionmount-testsuite's, hundreds) must not fail for that
+UPPER_WAIT = 3.0
 
 
 def check_mountpoint(mountpoint: str, allow_nonempty: bool) -> str:
