@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -42,26 +41,8 @@ def snapshot(layer: FS) -> Dict[str, str]:
     except errors.NoSysPath:
         root = None
     if root is not None:
-        return _snapshot_on_disk(root)
+        return trees.disk_snapshot(root)
     return trees.snapshot(layer, trees.digest, namespaces=["link"], sidecar=True)
-
-
-def _snapshot_on_disk(root: str) -> Dict[str, str]:
-    result: Dict[str, str] = {}
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        for entry in os.scandir(directory):
-            path = entry.path[len(root.rstrip("/")):]
-            if entry.is_symlink():
-                result[path] = "link:" + os.readlink(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                result[path] = "dir"
-                pending.append(entry.path)
-            else:
-                with open(entry.path, "rb") as handle:
-                    result[path] = "file:" + hashlib.sha256(handle.read()).hexdigest()
-    return result
 
 
 class LowerGuard:
