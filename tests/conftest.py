@@ -68,16 +68,14 @@ def guard_lower() -> Iterator[Callable[[FS], FS]]:
     guard.check()
 
 
+#: the small lower of the ``lower`` fixture (and of tests that cannot take fixtures)
+LOWER = {"a/b/f.txt": "lower f", "a/g.txt": "lower g", "top.txt": "lower top", "empty/": None}
+
+
 @pytest.fixture
 def lower(guard_lower) -> FS:
     """A small guarded lower: ``/a/b/f.txt``, ``/a/g.txt``, ``/top.txt``, ``/empty/``."""
-    layer = MemoryFS()
-    layer.makedirs("a/b")
-    layer.writetext("a/b/f.txt", "lower f")
-    layer.writetext("a/g.txt", "lower g")
-    layer.writetext("top.txt", "lower top")
-    layer.makedir("empty")
-    return guard_lower(layer)
+    return guard_lower(trees.make_tree(MemoryFS(), LOWER))
 
 
 def kernel_overlay_available() -> str:
