@@ -10,9 +10,12 @@ parent's after its rename, and so does :meth:`Upper.keeping_times`.
 
 from __future__ import annotations
 
+import stat
 from typing import List
 
 from .. import _fsimport  # noqa: F401
+from fs.enums import ResourceType
+from fs.info import Info
 from fs.path import dirname
 
 from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
@@ -52,7 +55,7 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) ->
 def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
-        upper.install_dir(node.path, copyable_metadata(info))
+        upper.install_dir(node.path, copyable_metadata(info), xattrs_from=(node.top, node.path))
 
 
 def _copy_up_link(upper: Upper, node: Node) -> None:
@@ -60,12 +63,34 @@ def _copy_up_link(upper: Upper, node: Node) -> None:
     followed, as the kernel's copy-up does."""
     info = node.top.getinfo(node.path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
-        upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info))
+        upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info), xattrs_from=(node.top, node.path))
+
+
+#: file types that are made, never read, by a copy-up (opening a FIFO blocks), and their S_IFMT
+SPECIAL_TYPES = {
+    ResourceType.fifo: stat.S_IFIFO,
+    ResourceType.character: stat.S_IFCHR,
+    ResourceType.block_special_file: stat.S_IFBLK,
+    ResourceType.socket: stat.S_IFSOCK,
+}
+
+
+def _copy_up_node(upper: Upper, node: Node, info: Info) -> None:
+    """A FIFO, socket or device node is copied as a new node of the same type, device
+    number, metadata and xattrs; never opened."""
+    status = node.top.lstat(node.path)
+    mode = status.st_mode if status is not None else SPECIAL_TYPES[info.type] | 0o644
+    device = status.st_rdev if status is not None else 0
+    with upper.keeping_times(dirname(node.path)):
+        upper.install_node(node.path, stat.S_IFMT(mode) | 0o600, device, copyable_metadata(info), xattrs_from=(node.top, node.path))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
     layer_fs = node.top.fs
-    info = layer_fs.getinfo(node.path, COPIED_NAMESPACES)
+    info = node.top.getinfo(node.path, COPIED_NAMESPACES)
+    if info.type in SPECIAL_TYPES:
+        _copy_up_node(upper, node, info)
+        return
     if with_data:
         with layer_fs.openbin(node.path, "r") as source:
             staged = upper.stage(source)
@@ -75,5 +100,6 @@ def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
     if not with_data:  # copied up for an O_TRUNC open, which stamps the file: staged stamped
         metadata["details"] = {"accessed": upper.now(), "modified": upper.now()}
     apply_metadata(upper.fs, staged, metadata)
+    upper.copy_xattrs(node.top, node.path, staged)  # after the owner: chown drops security.capability
     with upper.keeping_times(dirname(node.path)):
         upper.install(staged, node.path, copy_up=True)
