@@ -29,7 +29,7 @@ from .core import fsck, readdir, sharing, xattr
 from .changes import ChangeSet, ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, root_info
 from .core.copy_up import copy_up
-from .errors import AttributeExists, IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath
+from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath
 from .core.fsck import FsckReport
 from .core.journal import Intent
 from .core.stack import Layer, LayerSource, Stack, open_layers
@@ -781,12 +781,9 @@ class OverlayFS(FS):
             upper = self._writable(_path, path)
             node = self._node(_path, path, follow=follow_symlinks)
             self._check_xattr_write(node, name, path)
-            exists = xattr.has(node.top, node.path, name)
-            if flags & xattr.XATTR_CREATE and exists:
-                raise AttributeExists(path, name)
-            if flags & xattr.XATTR_REPLACE and not exists:
-                raise NoSuchAttribute(path, name)
             self._writable(node.path, path)
+            # copied up before the flags are checked against the upper copy, as the kernel
+            # does (an XATTR_REPLACE of a missing name still copies up)
             copy_up(self._lookup, upper, node)
             upper.set_xattr(node.path, name, value, flags, path)
 

@@ -58,6 +58,9 @@ class KernelLayer(Layer):
         super().__init__(OSFS(directory), label, is_upper=False, sidecar=None)
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
+        #: xattr prefixes of this layer's markers, never shown through the overlay
+        #: (``trusted.overlay.`` never is: unionfs.core.xattr)
+        self.private_xattrs: Tuple[str, ...] = tuple("%s.overlay." % namespace for namespace in self.namespaces)
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         directory = os.path.join(self.root, path.lstrip("/"))

@@ -1,0 +1,102 @@
+"""Extended attributes, FIFOs and mknod of ``OverlayFS`` against a real kernel overlay: the
+same scenario (tests/support/xattrs.py) with system calls on a kernel overlay mount and with
+the library's calls over the same lower, step by step and in the uppers left behind."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
+
+from unionfs import AttributeExists, AttributeNameInvalid, AttributeTooLarge, NoSuchAttribute, OverlayFS
+from tests.support.mount import kernel_mount
+from tests.support import xattrs
+
+
+def _dirs(base, *names):
+    paths = [base / name for name in names]
+    for path in paths:
+        path.mkdir(parents=True)
+    return [str(path) for path in paths]
+
+
+def test_xattrs_fifos_and_mknod_answer_as_the_kernel_overlay(tmp_path, kernel_overlay):
+    lower, upper, work, mnt = _dirs(tmp_path / "kernel", "lower", "upper", "work", "mnt")
+    xattrs.build_lower(lower)
+    with kernel_mount([lower], upper, work, mnt):
+        kernel = xattrs.run_os(mnt)
+    library_lower, library_upper = _dirs(tmp_path / "library", "lower", "upper")
+    xattrs.build_lower(library_lower)
+    with OverlayFS([OSFS(library_lower)], OSFS(library_upper)) as overlay:
+        library = xattrs.run_library(overlay)
+    for kernel_step, library_step in zip(kernel, library):
+        assert library_step == kernel_step
+    assert xattrs.upper_state(library_upper) == xattrs.upper_state(upper)
+    # the lower is untouched, its FIFOs never opened
+    assert os.listxattr(os.path.join(library_lower, "f")) == os.listxattr(os.path.join(lower, "f"))
+    assert stat.S_ISFIFO(os.lstat(os.path.join(library_lower, "p")).st_mode)
+
+
+def test_kernel_format_lower_hides_its_markers(tmp_path):
+    """A kernel-format layer's own markers (``trusted.overlay.opaque``; ``user.overlay.*``
+    read with userxattr) are never attributes of the view; its user attributes are."""
+    lower = tmp_path / "lower"
+    (lower / "d").mkdir(parents=True)
+    os.setxattr(lower / "d", "trusted.overlay.opaque", b"y")
+    os.setxattr(lower / "d", "user.overlay.opaque", b"y")
+    os.setxattr(lower / "d", "user.keep", b"1")
+    with OverlayFS.from_kernel([str(lower)]) as overlay:
+        assert sorted(overlay.listxattr("/d")) == ["user.keep", "user.overlay.opaque"]
+        with pytest.raises(NoSuchAttribute):
+            overlay.getxattr("/d", "trusted.overlay.opaque")
+    with OverlayFS.from_kernel([str(lower)], userxattr=True) as overlay:
+        assert overlay.listxattr("/d") == ["user.keep"]
+        with pytest.raises(NoSuchAttribute):
+            overlay.getxattr("/d", "user.overlay.opaque")
+
+
+def test_errors_name_the_callers_path(tmp_path):
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "f").write_bytes(b"x")
+    (tmp_path / "upper").mkdir()
+    with OverlayFS([OSFS(str(lower))], OSFS(str(tmp_path / "upper"))) as overlay:
+        for call, wanted in ((lambda: overlay.getxattr("f", "user.no"), NoSuchAttribute),
+                             (lambda: overlay.getxattr("f", ""), AttributeNameInvalid),
+                             (lambda: overlay.setxattr("f", "user.v", b"v" * 65537), AttributeTooLarge)):
+            with pytest.raises(wanted) as raised:
+                call()
+            assert "'f'" in str(raised.value)
+        overlay.setxattr("f", "user.v", b"1")
+        with pytest.raises(AttributeExists):
+            overlay.setxattr("f", "user.v", b"1", os.XATTR_CREATE)
+        with pytest.raises(TypeError):
+            overlay.setxattr("f", "user.v", "text")  # type: ignore[arg-type]
+
+
+def test_upper_without_system_paths_refuses_xattrs_and_fifos_and_reads_none(tmp_path):
+    """A MemoryFS upper holds neither: ``Unsupported`` (ENOTSUP), documented; reads of a lower's
+    attributes still work, and a lower FIFO is listed and typed as one."""
+    from fs import errors
+
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "f").write_bytes(b"x")
+    os.setxattr(lower / "f", "user.a", b"1")
+    os.mkfifo(lower / "p")
+    with OverlayFS([OSFS(str(lower))], MemoryFS()) as overlay:
+        assert overlay.getxattr("/f", "user.a") == b"1"
+        assert overlay.getinfo("/p", ["details"]).type.name == "fifo"
+        with pytest.raises(errors.Unsupported):
+            overlay.setxattr("/f", "user.b", b"2")
+        with pytest.raises(errors.Unsupported):
+            overlay.mkfifo("/q")
+        with pytest.raises(errors.Unsupported):
+            overlay.setinfo("/p", {"details": {"modified": 5, "accessed": 5}})  # a copy-up of a FIFO
+        overlay.writebytes("/m", b"m")
+        assert overlay.listxattr("/m") == []
+        overlay.mknod("/r", stat.S_IFREG | 0o644)  # a regular file can be made anywhere
+        assert overlay.isfile("/r") and sorted(overlay.listdir("/")) == ["f", "m", "p", "r"]
