@@ -23,14 +23,17 @@ def _dirs(base, *names):
     return [str(path) for path in paths]
 
 
-def test_xattrs_fifos_and_mknod_answer_as_the_kernel_overlay(tmp_path, kernel_overlay):
+@pytest.mark.parametrize("lower_kind", ["plain", "kernel-format"])
+def test_xattrs_fifos_and_mknod_answer_as_the_kernel_overlay(tmp_path, kernel_overlay, lower_kind):
     lower, upper, work, mnt = _dirs(tmp_path / "kernel", "lower", "upper", "work", "mnt")
     xattrs.build_lower(lower)
     with kernel_mount([lower], upper, work, mnt):
         kernel = xattrs.run_os(mnt)
     library_lower, library_upper = _dirs(tmp_path / "library", "lower", "upper")
     xattrs.build_lower(library_lower)
-    with OverlayFS([OSFS(library_lower)], OSFS(library_upper)) as overlay:
+    opened = OverlayFS([OSFS(library_lower)], OSFS(library_upper)) if lower_kind == "plain" else \
+        OverlayFS.from_kernel([library_lower], OSFS(library_upper))
+    with opened as overlay:
         library = xattrs.run_library(overlay)
     for kernel_step, library_step in zip(kernel, library):
         assert library_step == kernel_step
@@ -100,3 +103,33 @@ def test_upper_without_system_paths_refuses_xattrs_and_fifos_and_reads_none(tmp_
         assert overlay.listxattr("/m") == []
         overlay.mknod("/r", stat.S_IFREG | 0o644)  # a regular file can be made anywhere
         assert overlay.isfile("/r") and sorted(overlay.listdir("/")) == ["f", "m", "p", "r"]
+
+
+def test_fifos_of_an_oci_layer_are_listed_typed_and_copied_up_as_fifos(tmp_path):
+    """A FIFO member of a layer tar is a FIFO of the view (getinfo, listing, the mount's
+    getattr) and a copy-up (chmod) makes a FIFO in the upper, never reading the member."""
+    import io
+    import tarfile
+
+    from unionfs.tools.mount import Operations
+
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as tar:
+        member = tarfile.TarInfo("p")
+        member.type, member.mode, member.mtime = tarfile.FIFOTYPE, 0o640, 1000
+        tar.addfile(member)
+        data = tarfile.TarInfo("f")
+        data.size, data.mtime = 1, 1000
+        tar.addfile(data, io.BytesIO(b"x"))
+    (tmp_path / "upper").mkdir()
+    with OverlayFS.from_oci([str(layer)], OSFS(str(tmp_path / "upper"))) as overlay:
+        assert sorted(overlay.listdir("/")) == ["f", "p"]
+        assert overlay.getinfo("/p", ["details"]).type.name == "fifo"
+        assert [info.type.name for info in overlay.scandir("/", ["details"]) if info.name == "p"] == ["fifo"]
+        assert stat.S_ISFIFO(Operations(overlay).getattr("/p")["st_mode"])
+        overlay.setinfo("/p", {"access": {"permissions": ["u_r", "u_w"]}})
+        status = os.lstat(tmp_path / "upper" / "p")
+        assert stat.S_ISFIFO(status.st_mode) and stat.S_IMODE(status.st_mode) == 0o600 and status.st_mtime == 1000
+        assert stat.S_ISFIFO(Operations(overlay).getattr("/p")["st_mode"])
+        overlay.rename("/p", "/q")
+        assert sorted(overlay.listdir("/")) == ["f", "q"]

@@ -145,9 +145,7 @@ def copy_all(layer: Layer, path: str, dst_sys_path: str) -> None:
     does). Best effort per name where the upper refuses one (ENOTSUP, EPERM), as the
     kernel skips what the upper filesystem does not support."""
     for stored, value in read_all(layer, path).items():
-        if stored.startswith(PRIVATE) and not stored.startswith(ESCAPED):
-            continue
-        if any(stored.startswith(prefix) for prefix in getattr(layer, "private_xattrs", ())):
+        if shown_name(layer, stored) is None:
             continue
         try:
             os.setxattr(dst_sys_path, stored, value, follow_symlinks=False)
