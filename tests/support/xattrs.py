@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from fs import errors
@@ -15,6 +16,8 @@ from fs import errors
 #: a name longer than XATTR_NAME_MAX, and a value longer than XATTR_SIZE_MAX
 LONG_NAME = "user." + "n" * 251
 BIG_VALUE = b"v" * 65537
+#: a vfs_cap_data (revision 2, effective) granting CAP_NET_RAW
+CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
 
 
 def build_lower(root: str) -> None:
@@ -39,6 +42,10 @@ def build_lower(root: str) -> None:
     os.mkfifo(os.path.join(root, "d", "p"), 0o600)
     with open(os.path.join(root, "g"), "wb") as out:
         out.write(b"g")
+    with open(os.path.join(root, "cap"), "wb") as out:  # file capabilities (CAP_NET_RAW): chown drops them
+        out.write(b"#!/bin/sh\n")
+    os.chown(os.path.join(root, "cap"), 1, 1)
+    os.setxattr(os.path.join(root, "cap"), "security.capability", CAPABILITY)
     for entry in ("f", "d", "p", "g", os.path.join("d", "p"), os.path.join("d", "inner")):
         os.utime(os.path.join(root, entry), (1000, 1000))
 
@@ -100,6 +107,8 @@ STEPS: Sequence[Tuple[str, str, Tuple[Any, ...], bool]] = (
     ("listxattr", "f", (), True),
     ("listxattr", "p", (), True),
     ("listxattr", "ln", (), False),
+    ("chmod", "cap", (0o750,), False),  # the copy-up keeps the capability (set after the owner)
+    ("getxattr", "cap", ("security.capability",), True),
     ("type", "p", (), False),
     ("type", "d/p", (), False),
     ("mkfifo", "q", (0o640,), False),
