@@ -176,8 +176,15 @@ def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tu
     return False
 
 
+#: entry types that hold no data to compare or copy
+_SPECIAL = frozenset((ResourceType.fifo, ResourceType.character, ResourceType.block_special_file, ResourceType.socket))
+
+
 def _same_bytes(upper_fs: FS, lower_fs: FS, path: str) -> bool:
-    if upper_fs.getinfo(path, ["details"]).size != lower_fs.getinfo(path, ["details"]).size:
+    upper_info, lower_info = upper_fs.getinfo(path, ["details"]), lower_fs.getinfo(path, ["details"])
+    if _SPECIAL.intersection((upper_info.type, lower_info.type)):
+        return upper_info.type == lower_info.type  # a FIFO or device holds no bytes (and opening one blocks)
+    if upper_info.size != lower_info.size:
         return False
     with upper_fs.openbin(path) as mine, lower_fs.openbin(path) as theirs:
         while True:
@@ -254,6 +261,9 @@ def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _R
     if is_dir:
         _make_dir(target.fs, path)
     else:
+        kind = view.getinfo(path, ["details"]).type
+        if kind in _SPECIAL:  # never opened: opening a FIFO blocks
+            raise errors.Unsupported(path, msg=literal("cannot commit %s: a %s, not a file" % (path, kind.name)))
         _make_dir(target.fs, dirname(path))
         with view.openbin(path) as source:
             reader = cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data)))

@@ -29,7 +29,7 @@ from .core import fsck, readdir, sharing, xattr
 from .changes import ChangeSet, ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, root_info
 from .core.copy_up import copy_up
-from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath
+from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath, literal
 from .core.fsck import FsckReport
 from .core.journal import Intent
 from .core.stack import Layer, LayerSource, Stack, open_layers
@@ -815,12 +815,12 @@ class OverlayFS(FS):
         if name.startswith("user.") and self._special(node):
             raise errors.PermissionDenied(
                 display, exc=OSError(errno.EPERM, "user.* only on files and directories"),
-                msg="user.* attributes are only for files and directories: '%s'" % display,
+                msg=literal("user.* attributes are only for files and directories: '%s'" % display),
             )
         xattr.check_namespace(name, display, setting=True)
         assert self._upper is not None
         if syspath(self._upper.fs, "/") is None:
-            raise errors.Unsupported(display, msg="the upper %r cannot hold extended attributes (it has no system path): '%s'" % (self._upper.fs, display))
+            raise errors.Unsupported(display, msg=literal("the upper %r cannot hold extended attributes (it has no system path): '%s'" % (self._upper.fs, display)))
 
     def mknod(self, path: str, mode: int, device: int = 0) -> None:
         """mknod(2): a FIFO (``stat.S_IFIFO``), socket or character/block device node, or an
@@ -832,9 +832,9 @@ class OverlayFS(FS):
         kind = stat.S_IFMT(mode)
         _path = self.validatepath(path)
         if kind == stat.S_IFDIR:  # the VFS: EPERM (mkdir makes directories), EINVAL for no type it knows
-            raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "mknod of a directory"), msg="mknod cannot make a directory: '%s'" % path)
+            raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "mknod of a directory"), msg=literal("mknod cannot make a directory: '%s'" % path))
         if kind not in (0, stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
-            raise errors.OperationFailed(path, exc=OSError(errno.EINVAL, "no such file type"), msg="mknod cannot make entries of mode %o: '%s'" % (mode, path))
+            raise errors.OperationFailed(path, exc=OSError(errno.EINVAL, "no such file type"), msg=literal("mknod cannot make entries of mode %o: '%s'" % (mode, path)))
         with self._lock:
             upper = self._writable(_path, path)
             node, real = self._place(_path, path, follow=False)
@@ -843,14 +843,14 @@ class OverlayFS(FS):
             self._parent(real, path)
             self._writable(real, path)
             if kind == stat.S_IFCHR and device == 0:
-                raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "a whiteout"), msg="cannot make a 0/0 character device (a whiteout): '%s'" % path)
+                raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "a whiteout"), msg=literal("cannot make a 0/0 character device (a whiteout): '%s'" % path))
             on_disk = syspath(upper.fs, "/") is not None
             if kind in (0, stat.S_IFREG) and not on_disk:
                 # a regular file can be made anywhere (an upper without modes keeps none)
                 dirops.create_file(self._lookup, upper, real, "xb").close()
                 return
             if not on_disk:
-                raise errors.Unsupported(path, msg="the upper %r cannot hold FIFOs or device nodes (it has no system path): '%s'" % (upper.fs, path))
+                raise errors.Unsupported(path, msg=literal("the upper %r cannot hold FIFOs or device nodes (it has no system path): '%s'" % (upper.fs, path)))
             dirops.make_node(self._lookup, upper, real, stat.S_IFREG | stat.S_IMODE(mode) if kind == 0 else mode, device)
 
     def mkfifo(self, path: str, mode: int = 0o666) -> None:

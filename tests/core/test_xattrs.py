@@ -133,3 +133,38 @@ def test_fifos_of_an_oci_layer_are_listed_typed_and_copied_up_as_fifos(tmp_path)
         assert stat.S_ISFIFO(Operations(overlay).getattr("/p")["st_mode"])
         overlay.rename("/p", "/q")
         assert sorted(overlay.listdir("/")) == ["f", "q"]
+
+
+def test_changes_commit_and_exports_never_open_a_fifo(tmp_path):
+    """A copied-up FIFO is compared by type (no bytes to read: opening it would block), and
+    commit and the exports refuse it with ``Unsupported`` naming it, instead of hanging."""
+    import signal
+
+    from fs import errors
+
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    os.mkfifo(lower / "p")
+    os.mkfifo(lower / "same")
+
+    def hung(signum, frame):
+        raise AssertionError("a FIFO was opened")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with OverlayFS([OSFS(str(lower))], OSFS(str(upper))) as overlay:
+            overlay.setinfo("/p", {"access": {"permissions": ["u_r"]}})
+            overlay.setxattr("/same", "trusted.x", b"1")  # a copy-up that changes no mode
+            found = overlay.changes().as_dict()
+            assert found["metadata"] == ["/p"] and not found["modified"]  # /same: no change the view shows
+            overlay.mkfifo("/new")
+            with pytest.raises(errors.Unsupported) as raised:
+                overlay.commit(str(tmp_path / "target"), only_changes=True)
+            assert "/new" in str(raised.value) or "/p" in str(raised.value)
+            with pytest.raises(errors.Unsupported):
+                overlay.export_layer(str(tmp_path / "layer.tar"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

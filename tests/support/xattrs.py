@@ -46,8 +46,8 @@ def build_lower(root: str) -> None:
         out.write(b"#!/bin/sh\n")
     os.chown(os.path.join(root, "cap"), 1, 1)
     os.setxattr(os.path.join(root, "cap"), "security.capability", CAPABILITY)
-    for entry in ("f", "d", "p", "g", os.path.join("d", "p"), os.path.join("d", "inner")):
-        os.utime(os.path.join(root, entry), (1000, 1000))
+    for entry in ("f", "d", "p", "g", "cap", "ln", os.path.join("d", "p"), os.path.join("d", "inner")):
+        os.utime(os.path.join(root, entry), (1000, 1000), follow_symlinks=False)
 
 
 #: (operation, path, arguments, follow links); NOLINK paths are used with follow=False
