@@ -123,6 +123,11 @@ STEPS: Sequence[Tuple[str, str, Tuple[Any, ...], bool]] = (
     ("rename", "p", ("p2",), False),
     ("type", "p2", (), False),
     ("listxattr", "p2", (), True),
+    ("remove", "g", (), False),
+    ("mkfifo", "g", (0o600,), False),  # over the whiteout of a lower file
+    ("type", "g", (), False),
+    ("mknod", "reg", (stat.S_IFREG | 0o640, 0), False),
+    ("type", "reg", (), False),
     ("remove", "q", (), False),
     ("remove", "sock", (), False),
     ("listdir", "", (), True),
@@ -246,5 +251,7 @@ def upper_state(upper: str) -> Dict[str, Tuple[Any, ...]]:
                 if attribute.startswith("trusted.overlay.") and not attribute.startswith("trusted.overlay.overlay."):
                     continue
                 kept[attribute] = os.getxattr(path, attribute, follow_symlinks=False)
-            state[relative] = (_type_of(status.st_mode), int(status.st_mtime), sorted(kept.items()))
+            # the lower's old times must be kept by copy-up; new entries are made "now" on each side
+            mtime = int(status.st_mtime) if status.st_mtime < 10**6 else "new"
+            state[relative] = (_type_of(status.st_mode), mtime, sorted(kept.items()))
     return state
