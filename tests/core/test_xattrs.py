@@ -168,3 +168,19 @@ def test_changes_commit_and_exports_never_open_a_fifo(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_overlay_as_a_lower_shows_its_views_xattrs(tmp_path):
+    """Stacked overlays: the lower overlay's view is the layer, its attributes included; a
+    ``trusted.overlay.*`` name it shows is the upper overlay's own namespace, hidden, as a
+    kernel overlay over a kernel overlay hides it."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "f").write_bytes(b"x")
+    os.setxattr(lower / "f", "user.a", b"1")
+    with OverlayFS([OSFS(str(lower))], OSFS(str(upper))) as inner:
+        inner.setxattr("/f", "trusted.overlay.mine", b"2")
+        with OverlayFS([inner], MemoryFS()) as outer:
+            assert outer.listxattr("/f") == ["user.a"]
+            assert outer.getxattr("/f", "user.a") == b"1"

@@ -2,8 +2,9 @@
 
 An entry's attributes are its topmost layer's: on a layer that is a directory on disk the
 real ones (``os.listxattr``/``os.getxattr``, never following a link); on a layer whose FS
-offers ``xattrs(path) -> {name: value}`` (an archive index that kept PAX xattrs) those;
-elsewhere (memory, archives without them) none. Names under ``trusted.overlay.`` are the
+offers ``xattrs(path) -> {name: value}`` (an archive index that kept PAX xattrs) those; on
+an overlay used as a layer what its view shows (``listxattr``/``getxattr``); elsewhere
+(memory, archives without them) none. Names under ``trusted.overlay.`` are the
 overlay's own and never shown; one set through the overlay is stored escaped as
 ``trusted.overlay.overlay.<rest>`` and shown unescaped, exactly as the kernel (6.7+) does.
 A kernel-format layer read with ``userxattr`` also hides its ``user.overlay.`` markers
@@ -92,7 +93,12 @@ def read_all(layer: Layer, path: str) -> Dict[str, bytes]:
     sys_path = _sys_path(layer, path)
     if sys_path is None:
         provider = getattr(layer.fs, "xattrs", None)
-        return dict(provider(path)) if callable(provider) else {}
+        if callable(provider):
+            return dict(provider(path))
+        names, value_of = getattr(layer.fs, "listxattr", None), getattr(layer.fs, "getxattr", None)
+        if callable(names) and callable(value_of):  # an overlay as a layer: what its view shows
+            return {name: value_of(path, name, follow_symlinks=False) for name in names(path, follow_symlinks=False)}
+        return {}
     result: Dict[str, bytes] = {}
     try:
         for name in os.listxattr(sys_path, follow_symlinks=False):
