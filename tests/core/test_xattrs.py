@@ -4,15 +4,18 @@ the library's calls over the same lower, step by step and in the uppers left beh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import subprocess
+from typing import Iterator
 
 import pytest
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import AttributeExists, AttributeNameInvalid, AttributeTooLarge, NoSuchAttribute, OverlayFS
-from tests.support.mount import kernel_mount
+from tests.support.mount import force_unmount
 from tests.support import xattrs
 
 
@@ -23,15 +26,28 @@ def _dirs(base, *names):
     return [str(path) for path in paths]
 
 
-@pytest.mark.parametrize("lower_kind", ["plain", "kernel-format"])
-def test_xattrs_fifos_and_mknod_answer_as_the_kernel_overlay(tmp_path, kernel_overlay, lower_kind):
+@contextlib.contextmanager
+def _kernel_overlay_mount(lower: str, upper: str, work: str, mnt: str, options: str) -> Iterator[str]:
+    subprocess.run(["mount", "-t", "overlay", "overlay", mnt, "-o",
+                    "lowerdir=%s,upperdir=%s,workdir=%s%s" % (lower, upper, work, options)], check=True)
+    try:
+        yield mnt
+    finally:
+        force_unmount(mnt)
+
+
+@pytest.mark.parametrize("lower_kind,metacopy", [("plain", False), ("kernel-format", False), ("plain", True)])
+def test_xattrs_fifos_and_mknod_answer_as_the_kernel_overlay(tmp_path, kernel_overlay, lower_kind, metacopy):
+    """With ``metacopy`` on both sides too: setxattr copies up metadata only, and the copy
+    keeps the lower's attributes."""
     lower, upper, work, mnt = _dirs(tmp_path / "kernel", "lower", "upper", "work", "mnt")
     xattrs.build_lower(lower)
-    with kernel_mount([lower], upper, work, mnt):
+    options = ",metacopy=on,redirect_dir=on" if metacopy else ""
+    with _kernel_overlay_mount(lower, upper, work, mnt, options):
         kernel = xattrs.run_os(mnt)
     library_lower, library_upper = _dirs(tmp_path / "library", "lower", "upper")
     xattrs.build_lower(library_lower)
-    opened = OverlayFS([OSFS(library_lower)], OSFS(library_upper)) if lower_kind == "plain" else \
+    opened = OverlayFS([OSFS(library_lower)], OSFS(library_upper), metacopy=metacopy) if lower_kind == "plain" else \
         OverlayFS.from_kernel([library_lower], OSFS(library_upper))
     with opened as overlay:
         library = xattrs.run_library(overlay)
