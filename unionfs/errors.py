@@ -10,6 +10,7 @@ message safe for the ``fs.errors`` classes themselves.
 
 from __future__ import annotations
 
+import errno as _errno
 import lzma
 import tarfile
 import types
@@ -144,7 +145,7 @@ class NotALink(_LiteralMessage, errors.ResourceInvalid):
 class _XattrError(_LiteralMessage, errors.ResourceError):
     """An extended attribute call refused; ``name`` is the attribute's name."""
 
-    def __init__(self, path: str, name: str, msg: Optional[str] = None) -> None:
+    def __init__(self, path: str = "", name: str = "", msg: Optional[str] = None) -> None:
         self.name = name
         super().__init__(path, msg=msg)
 
@@ -168,7 +169,7 @@ class AttributeNameInvalid(_XattrError):
 
     default_message = "invalid extended attribute name {name!r} for '{path}'"
 
-    def __init__(self, path: str, name: str, errno: int) -> None:
+    def __init__(self, path: str = "", name: str = "", errno: int = _errno.ERANGE) -> None:
         self.errno = errno
         super().__init__(path, name)
         self.exc = OSError(errno, "invalid extended attribute name")  # the errno a mount answers
@@ -276,6 +277,10 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     DigestMismatch,
     LinkLoop,
     NotALink,
+    NoSuchAttribute,
+    AttributeExists,
+    AttributeNameInvalid,
+    AttributeTooLarge,
     MountUnavailable,
     MountError,
 )
