@@ -31,7 +31,10 @@ from fs import errors
 from fs.enums import ResourceType
 from fs.permissions import Permissions
 
-from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath, UpperInUse
+from ..errors import (
+    AttributeExists, AttributeNameInvalid, AttributeTooLarge, IllegalDestination, LinkLoop, MountError,
+    MountUnavailable, NoSuchAttribute, NotALink, ReservedPath, UpperInUse,
+)
 from ..core.durable import system_root
 from ..overlay import OverlayFS
 
@@ -91,6 +94,10 @@ def load_binding() -> Any:
 
 #: fs.errors class -> errno, most specific first (the kernel oracle's table, read backwards)
 _ERRNO_OF: Sequence[Tuple[type, int]] = (
+    (NoSuchAttribute, errno.ENODATA),
+    (AttributeExists, errno.EEXIST),
+    (AttributeNameInvalid, errno.ERANGE),  # or EINVAL, which it carries as its OS error
+    (AttributeTooLarge, errno.E2BIG),
     (errors.DirectoryNotEmpty, errno.ENOTEMPTY),
     (errors.RemoveRootError, errno.EBUSY),
     (IllegalDestination, errno.EINVAL),
@@ -127,6 +134,14 @@ def errno_of(error: BaseException) -> int:
 
 _T = TypeVar("_T")
 _NO_OWNER: Any = object()
+
+#: the S_IFMT of the entry types that are neither files, directories nor links (by ResourceType)
+_SPECIAL_MODES: Dict[Any, int] = {
+    int(ResourceType.fifo): stat.S_IFIFO,
+    int(ResourceType.character): stat.S_IFCHR,
+    int(ResourceType.block_special_file): stat.S_IFBLK,
+    int(ResourceType.socket): stat.S_IFSOCK,
+}
 
 
 def _oserror(number: int, path: Optional[str] = None) -> OSError:
@@ -473,7 +488,7 @@ class Operations:
         if details.get("type") == int(ResourceType.symlink):
             mode = stat.S_IFLNK | 0o777  # a link has no permissions of its own
         else:
-            mode |= stat.S_IFDIR if is_dir else stat.S_IFREG
+            mode |= stat.S_IFDIR if is_dir else _SPECIAL_MODES.get(details.get("type"), stat.S_IFREG)
         def ns(key: str) -> int:
             value = details.get(key) or details.get("modified") or 0
             return int(value * 1e9)
@@ -660,6 +675,27 @@ class Operations:
             raise _oserror(errno.EINVAL, old)
         self._call(self.overlay.rename, old, new, bool(flags & RENAME_NOREPLACE))
         self.inodes.moved(old, new)
+
+    # -- extended attributes and special files ------------------------------------------------
+    # the kernel resolved any link on the way and checked the caller's rights (user.* only on
+    # files and directories, trusted.* for CAP_SYS_ADMIN): each call is on the entry itself
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self._call(self.overlay.getxattr, path, name, False)
+
+    def listxattr(self, path: str) -> List[str]:
+        return self._call(self.overlay.listxattr, path, False)
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        self._call(self.overlay.setxattr, path, name, value, options, False)
+
+    def removexattr(self, path: str, name: str) -> None:
+        self._call(self.overlay.removexattr, path, name, False)
+
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
+        self._call(self.overlay.mknod, path, mode, dev)
+        self._give_to_caller(path)
 
     # -- files ---------------------------------------------------------------------------------
 
