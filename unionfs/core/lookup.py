@@ -613,9 +613,11 @@ class Lookup:
             candidate = current + part if current == "/" else current + "/" + part
             node = self.node(candidate)
             if node is None or (pending and not node.is_dir and not node.is_link):
-                # missing here, or a file in the middle (ENOTDIR): the rest goes nowhere
-                rest = [piece for piece in pending if piece not in ("", ".")]
-                return None, candidate + "".join("/" + piece for piece in rest)  # its parent is missing
+                # missing here, or a file in the middle (ENOTDIR): the rest goes nowhere; where
+                # only a link target's final "/" is left, the path keeps it (see above)
+                rest = [piece for piece in pending if piece not in ("", ".", _DIR_NEEDED)]
+                tail = "/" if not rest and _DIR_NEEDED in pending else ""
+                return None, candidate + "".join("/" + piece for piece in rest) + tail  # its parent is missing
             if node.is_link and (pending or follow):
                 hops += 1
                 if hops > MAX_LINK_HOPS:

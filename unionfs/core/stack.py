@@ -251,6 +251,9 @@ class Layer:
                 self._last_stat = None
                 return ABSENT
             except OSError as error:
+                if error.errno == errno.ELOOP:  # (only a whole path's probe meets one) a link on
+                    self._last_stat = None  # the way: the lookup never follows it, nothing is there
+                    return ABSENT
                 raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
