@@ -30,6 +30,8 @@ settings.register_profile(
     derandomize=True,
 )
 settings.register_profile("soak", settings.get_profile("ci"), derandomize=False)
+# ci-quick: the dev profile's size, derandomized like ci (CI's second run, against fs 2.4.16)
+settings.register_profile("ci-quick", settings.get_profile("dev"), derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
