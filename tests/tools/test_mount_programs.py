@@ -3,13 +3,16 @@ tree; the talk's walkthrough through the mount; a whole root chrooted into."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
+import zipfile
 
 import pytest
 
@@ -54,14 +57,33 @@ class Pair:
                 os.makedirs(base / side / part)
             lower_builder(str(base / side / "lower"))
 
-    def run(self, script: str, cwd_rel: str = ".") -> None:
+    def run(self, script: str, cwd_rel: str = ".", same_path: bool = False) -> None:
+        """``sh -ec script`` in each merged directory; both must succeed and print the same.
+        With ``same_path`` each side runs in a private mount namespace with its merged
+        directory bound at one path (``base/at``), so the absolute paths programs write into
+        files (a venv's scripts and ``pyvenv.cfg``) are the same on both sides."""
         outputs = []
         for side in ("k", "u"):
-            done = subprocess.run(["sh", "-ec", script], cwd=str(self.base / side / "mnt" / cwd_rel),
+            mnt = str(self.base / side / "mnt")
+            command = ["sh", "-ec", script]
+            if same_path:
+                at = str(self.base / "at")
+                os.makedirs(at, exist_ok=True)
+                command = ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+                           'mount --bind "$1" "$2"; cd "$2/$3"; shift 3; exec sh -ec "$@"', "sh", mnt, at, cwd_rel,
+                           script]
+            done = subprocess.run(command, cwd=os.path.join(mnt, cwd_rel),
                                   capture_output=True, text=True, timeout=600,
                                   env=dict(os.environ, HOME=str(self.base), GIT_CONFIG_NOSYSTEM="1",
+                                           GIT_AUTHOR_NAME="A U Thor", GIT_AUTHOR_EMAIL="author@example.com",
+                                           GIT_COMMITTER_NAME="C O Mitter", GIT_COMMITTER_EMAIL="c@example.com",
                                            GIT_AUTHOR_DATE="2020-01-01T00:00:00Z",
-                                           GIT_COMMITTER_DATE="2020-01-01T00:00:00Z"))
+                                           GIT_COMMITTER_DATE="2020-01-01T00:00:00Z",
+                                           # py_compile then writes hash-checked .pyc files, not ones
+                                           # stamped with their source's (this run's) mtime
+                                           SOURCE_DATE_EPOCH="1577836800",
+                                           PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+                                           PIP_NO_CACHE_DIR="1"))
             assert done.returncode == 0, "%s side: %s%s" % (side, done.stdout, done.stderr)
             outputs.append(done.stdout)
         assert outputs[0] == outputs[1]
@@ -161,3 +183,85 @@ def test_the_talks_walkthrough_through_the_mount(tmp_path):
         upper_u = snapshot(str(tmp_path / "u" / "upper"))
         assert upper_k == upper_u  # the same entries in both uppers (ours keeps its records in /.unionfs)
 
+
+
+def _tiny_wheel(path: str) -> None:
+    """A pure-Python wheel built by hand (a wheel is a zip with a dist-info): a package, a
+    data file, a console script; deterministic (fixed zip times), needing no build backend."""
+    files = {
+        "tiny/__init__.py": b"VALUE = 42\n\ndef main():\n    print('tiny', VALUE)\n",
+        "tiny/data/table.txt": b"one\ntwo\n",
+        "tiny-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n",
+        "tiny-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tiny-1.0.dist-info/entry_points.txt": b"[console_scripts]\ntiny = tiny:main\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (name, digest, len(data)))
+    record.append("tiny-1.0.dist-info/RECORD,,")
+    files["tiny-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+
+
+def _repo_lower(root: str) -> None:
+    """Some sources in the lower (a project to put under git) and a directory to commit over."""
+    for number in range(30):
+        directory = os.path.join(root, "project", "pkg%d" % (number % 3))
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "m%02d.py" % number), "w") as out:
+            out.write("X = %d\n" % number)
+    os.symlink("pkg0/m00.py", os.path.join(root, "project", "alias.py"))
+    os.chmod(os.path.join(root, "project", "pkg1", "m01.py"), 0o755)
+
+
+def test_git_init_add_commit_status_give_the_kernels_tree(tmp_path):
+    """git over a project of the lower, then edits, a rename, a deletion and a second commit.
+    Fixed author and committer dates make the objects the same; excluded from the comparison:
+    ``.git/index`` only, which caches each file's ctime, inode and device (of the filesystem,
+    not the overlay's semantics); what it records is compared by ``git ls-files -s``, and
+    ``git status`` reads it back (a stale or wrong cache shows as modified files)."""
+    with Pair(tmp_path, _repo_lower) as pair:
+        pair.run("git init -q -b main . && git add -A && git commit -q -m one && git status --porcelain=v2 -b"
+                 " && git ls-files -s && git cat-file -p HEAD && git config --list --local", "project")
+        pair.same_trees(ignore=("project/.git/index",))
+        pair.run("echo 'Y = 1' >> pkg0/m00.py && git mv pkg1/m01.py pkg1/moved.py && git rm -q pkg2/m02.py"
+                 " && mkdir new && echo new > new/file && chmod 600 pkg0/m03.py"
+                 " && git status --porcelain=v2 -uall && git add -A && git commit -q -m two"
+                 " && git status --porcelain && git log --stat --format=%H%n%s && git fsck --strict 2>&1",
+                 "project")
+        pair.same_trees(ignore=("project/.git/index",))
+        pair.run("git gc -q && git count-objects -v | grep -v size && git status --porcelain", "project")
+        pair.same_trees(ignore=("project/.git/index",))
+    for side in ("k", "u"):  # the lowers stayed as built
+        assert not os.path.exists(tmp_path / side / "lower" / "project" / ".git")
+        assert (tmp_path / side / "lower" / "project" / "pkg0" / "m00.py").read_text() == "X = 0\n"
+
+
+def test_venv_and_pip_install_of_a_local_wheel_give_the_kernels_tree(tmp_path):
+    """``python -m venv`` and ``pip install`` of a wheel built here into it, no index, no
+    network; then the package imported, its script run, and ``pip uninstall``. The venv is
+    made ``--without-pip`` and this interpreter's pip installs into it (``pip --python``):
+    ensurepip would add some 1,000 files of pip itself, a minute on the mount, testing nothing
+    ``cp -a`` and ``tar x`` do not. Both sides run with the merged directory bound at one path
+    (absolute paths go into the venv's files) and ``SOURCE_DATE_EPOCH`` (hash-checked
+    ``.pyc``, not ones stamped with this run's mtimes); nothing is excluded."""
+    wheel = str(tmp_path / "tiny-1.0-py3-none-any.whl")
+    _tiny_wheel(wheel)
+    python = sys.executable
+    with Pair(tmp_path, _repo_lower) as pair:
+        pip = '"%s" -m pip --python v/bin/python' % python
+        pair.run('"%s" -m venv --without-pip v && %s install -q --no-index %s'
+                 ' && v/bin/python -c "import tiny, sys; print(tiny.VALUE, tiny.__file__, sys.prefix)"'
+                 ' && v/bin/tiny && %s list --format=freeze' % (python, pip, wheel, pip), same_path=True)
+        pair.same_trees()
+        installed = snapshot(str(tmp_path / "u" / "mnt"))
+        assert any(name.endswith("site-packages/tiny/data/table.txt") for name in installed)
+        assert any(name.endswith("__pycache__/__init__.cpython-%d%d.pyc" % sys.version_info[:2]) for name in installed)
+        assert installed["v/bin/tiny"][0] == stat.S_IFREG and installed["v/bin/tiny"][1] & 0o111
+        pair.run("%s uninstall -q -y tiny && %s list --format=freeze && ! v/bin/python -c 'import tiny'" % (pip, pip),
+                 same_path=True)
+        pair.same_trees()
+        assert not any("tiny" in name for name in snapshot(str(tmp_path / "u" / "mnt")))
