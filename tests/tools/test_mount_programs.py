@@ -12,11 +12,12 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 
 import pytest
 
-from tests.support.mount import fuse_mount, kernel_mount, require_fuse
+from tests.support.mount import force_unmount, fuse_mount, is_mounted, kernel_mount, require_fuse
 
 pytestmark = pytest.mark.usefixtures("fuse_available")
 
@@ -265,3 +266,146 @@ def test_venv_and_pip_install_of_a_local_wheel_give_the_kernels_tree(tmp_path):
                  same_path=True)
         pair.same_trees()
         assert not any("tiny" in name for name in snapshot(str(tmp_path / "u" / "mnt")))
+
+
+def _digests(paths) -> dict:
+    """Each path's type, mode, size and content digest (a link: its target), as lstat sees
+    it: what must not change in a lower."""
+    found = {}
+    for path in paths:
+        st = os.lstat(path)
+        entry = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns]
+        if stat.S_ISREG(st.st_mode) and os.access(path, os.R_OK):
+            with open(path, "rb") as handle:
+                entry.append(hashlib.sha256(handle.read()).hexdigest())
+        elif stat.S_ISLNK(st.st_mode):
+            entry.append(os.readlink(path))
+        found[path] = tuple(entry)
+    return found
+
+
+def _listed(directory: str) -> list:
+    return [os.path.join(directory, name) for name in sorted(os.listdir(directory))]
+
+
+#: What the chrooted shell does: ls, ps from a /proc mounted inside (and unmounted again),
+#: python3 writing and creating directories, a new file in a lower directory, an edit of a
+#: lower file through an absolute link (/etc/os-release -> ../usr/lib/os-release), a lower
+#: file removed, a lower file renamed, an append to a lower file.
+_IN_THE_CHROOT = r"""
+export LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
+ls -1A / > /root/ls-root.txt
+mount -t proc proc /proc
+ps -e -o pid=,comm= > /root/ps.txt
+umount /proc
+python3 -c 'import os, sys; os.makedirs("/srv/new/deep"); open("/tmp/python.txt", "w").write(sys.version)'
+echo hello > /etc/unionfs-chroot.conf
+echo 'ID_LIKE=unionfs' >> /etc/os-release
+rm /etc/issue.net
+mv /etc/debian_version /etc/debian_version.moved
+echo appended >> /etc/hostname
+cat /etc/hostname /etc/debian_version.moved > /root/cat.txt
+ls -1A /tmp /root > /root/ls-opaque.txt
+"""
+
+
+def test_a_whole_root_chrooted_into(tmp_path):
+    """The talk's second part: this machine's root filesystem as the one lower of a mount
+    with an empty upper; ``/tmp`` and ``/root`` made opaque (``OverlayFS.make_opaque``: the
+    talk's ``setfattr -n trusted.overlay.opaque -v y`` in the upper) and the mount made
+    again; then ``chroot MNT /bin/sh -c ...`` runs real programs from the lower. Every write
+    is in the upper; the lower files the commands touched, and a sample of untouched ones
+    (``/etc``, ``/usr/bin``), are as before to the byte and the nanosecond.
+
+    The lower is ``/`` bound (not recursively, read-only) at a directory of its own: the
+    upper and the mount point must lie somewhere, and the library refuses an upper whose
+    path is inside a lower's (as the kernel does within one filesystem). The bound root is
+    the root filesystem as a container image has it: ``/proc``, ``/sys``, ``/dev`` and the
+    other mounts are their empty mount-point directories, so the mount cannot wander into
+    them, nor into itself (it is a mount too); ``/tmp`` and ``/root`` are opaque, so it never
+    looks at the lower's ``/tmp`` (where the upper is), nor at other sessions' files. Lookups
+    are lazy: only what the programs touch is read."""
+    require_fuse()
+    upper, mnt = tmp_path / "upper", tmp_path / "mnt"
+    upper.mkdir()
+    mnt.mkdir()
+    # (bound, not /: the files a container runtime binds over /etc/hostname and such are the
+    # host's, not the root filesystem's; what the mount reads is the bound root)
+    # not below tmp_path: pytest's clean-up must never meet the root through a bind left mounted
+    lower = tempfile.mkdtemp(prefix="unionfs-root-")
+    try:
+        subprocess.run(["mount", "--bind", "/", lower], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", lower], check=True)
+            _whole_root(lower, upper, mnt)
+        finally:
+            force_unmount(lower)
+    finally:
+        if not is_mounted(lower):
+            os.rmdir(lower)
+
+
+def _whole_root(lower: str, upper, mnt) -> None:
+    touched = ["/etc/os-release", "/usr/lib/os-release", "/etc/issue.net", "/etc/debian_version", "/etc/hostname",
+               "/bin/sh", "/usr/bin/python3"]
+    for path in touched:
+        if not os.path.lexists(lower + path):
+            pytest.skip("this machine's root has no %s (the test edits it, in the overlay)" % path)
+    sample = [lower + path for path in touched] + _listed(lower + "/etc") + _listed(lower + "/usr/bin")[:300]
+    before = _digests(sample)
+    root_names = sorted(os.listdir(lower))
+    with fuse_mount([lower], str(mnt), upper=str(upper)):
+        assert sorted(os.listdir(mnt)) == root_names
+        # before: the lower's /tmp shows through, the upper's own directory too where /tmp is
+        # on the root filesystem (the recursion that making /tmp opaque rules out)
+        assert (mnt / str(upper)[1:]).is_dir() == os.path.isdir(lower + str(upper))
+        assert (mnt / "etc" / "debian_version").read_bytes() == open(lower + "/etc/debian_version", "rb").read()
+    from unionfs.tools.mount import open_overlay
+
+    overlay = open_overlay([lower], str(upper))
+    try:
+        overlay.make_opaque("/tmp")
+        overlay.make_opaque("/root")
+    finally:
+        overlay.close()
+    with fuse_mount([lower], str(mnt), upper=str(upper)):
+        assert os.listdir(mnt / "tmp") == [] and os.listdir(mnt / "root") == []
+        assert not os.path.lexists(mnt / str(upper)[1:])
+        try:
+            chroot = shutil.which("chroot", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") or "chroot"
+            done = subprocess.run([chroot, str(mnt), "/bin/sh", "-ec", _IN_THE_CHROOT], capture_output=True,
+                                  text=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
+        finally:
+            if is_mounted(str(mnt / "proc")):  # the script failed before its umount
+                subprocess.run(["umount", "-l", str(mnt / "proc")])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not is_mounted(str(mnt / "proc"))
+        # what the programs saw, read back through the mount
+        assert (mnt / "root" / "ls-root.txt").read_text().split() == sorted(root_names)
+        commands = [line.split(None, 1)[1] for line in (mnt / "root" / "ps.txt").read_text().splitlines()]
+        assert "ps" in commands and "sh" in commands
+        assert (mnt / "tmp" / "python.txt").read_text().startswith("3.")
+        assert (mnt / "root" / "ls-opaque.txt").read_text().split() == [
+            "/root:", "cat.txt", "ls-opaque.txt", "ls-root.txt", "ps.txt", "/tmp:", "python.txt"]
+        merged_hostname = (mnt / "etc" / "hostname").read_bytes()
+        assert merged_hostname == open(lower + "/etc/hostname", "rb").read() + b"appended\n"
+        assert (mnt / "root" / "cat.txt").read_bytes() == merged_hostname + open(lower + "/etc/debian_version", "rb").read()
+        assert not os.path.lexists(mnt / "etc" / "issue.net")
+        assert (mnt / "usr" / "lib" / "os-release").read_bytes().endswith(b"ID_LIKE=unionfs\n")
+        assert os.readlink(mnt / "etc" / "os-release") == "../usr/lib/os-release"  # the link itself untouched
+        assert (mnt / "usr" / "bin" / "python3").read_bytes() == open(lower + "/usr/bin/python3", "rb").read()
+        assert is_mounted(str(mnt))
+    # every write is in the upper ...
+    assert (upper / "etc" / "unionfs-chroot.conf").read_text() == "hello\n"
+    assert (upper / "etc" / "hostname").read_bytes() == merged_hostname
+    assert (upper / "etc" / "debian_version.moved").read_bytes() == open(lower + "/etc/debian_version", "rb").read()
+    assert (upper / "usr" / "lib" / "os-release").read_bytes().endswith(b"ID_LIKE=unionfs\n")
+    assert (upper / "tmp" / "python.txt").exists() and (upper / "root" / "ps.txt").exists()
+    assert (upper / "srv" / "new" / "deep").is_dir()
+    assert not (upper / "usr" / "bin").exists()  # only what was written was copied up
+    # ... and the lower is as it was
+    assert _digests(sample) == before
+    assert sorted(os.listdir(lower)) == root_names
+    for path in ("/etc/unionfs-chroot.conf", "/etc/debian_version.moved", "/srv/new", "/tmp/python.txt",
+                 "/root/ps.txt"):
+        assert not os.path.lexists(lower + path) and not os.path.lexists(path)
