@@ -290,7 +290,7 @@ def _listed(directory: str) -> list:
 
 #: What the chrooted shell does: ls, ps from a /proc mounted inside (and unmounted again),
 #: python3 writing and creating directories, a new file in a lower directory, an edit of a
-#: lower file through an absolute link (/etc/os-release -> ../usr/lib/os-release), a lower
+#: lower file through a link (/etc/os-release -> ../usr/lib/os-release), a lower
 #: file removed, a lower file renamed, an append to a lower file.
 _IN_THE_CHROOT = r"""
 export LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
