@@ -85,6 +85,7 @@ class MountMachine(RuleBasedStateMachine):
         self.visible_dirs: List[str] = ["/"]
         self.visible_files: List[str] = []
         self.handles: List[Held] = []
+        self.last_numbers: Optional[dict] = None  # each side's st_ino per name at the last step
 
     def _fresh(self, kind: str) -> str:
         self.serial += 1
@@ -104,6 +105,7 @@ class MountMachine(RuleBasedStateMachine):
 
     def _mount(self) -> None:
         self.mount = ThreadMount(self.lowers, self.upper, self._fresh("mnt"))
+        self.last_numbers = None
 
     def teardown(self) -> None:
         try:
@@ -141,9 +143,39 @@ class MountMachine(RuleBasedStateMachine):
         assert_same_modes(our_modes, kernel_modes)
         for held in self.handles:
             assert os.pread(held.mine, 1 << 16, 0) == os.pread(held.theirs, 1 << 16, 0), "the descriptor held on %s" % held.path
+        self.same_inodes(kernel_tree)
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(p for p, entry in kernel_tree.items() if entry == ("dir",))
         self.visible_files = sorted(p for p, entry in kernel_tree.items() if entry[0] in ("file", "link"))
+
+    def same_inodes(self, tree: dict) -> None:
+        """``st_ino`` of the non-directories: the names that share a number (hard links) are
+        the same on both, and a name keeps its number from step to step on ours exactly where
+        it does on the kernel's (copy-up, rename and writes keep it; a new file at the name,
+        after unlink or rename over it, gets a new one). Not compared across remounts: the
+        kernel's numbers are the layers' own, ours are the mount's."""
+        assert self.mount is not None and self.kernel is not None
+        numbers = {}
+        for side, root in (("mine", self.mount.mountpoint), ("theirs", self.kernel.merged)):
+            found = {}
+            for path, entry in tree.items():
+                if entry != ("dir",):
+                    found[path] = os.lstat(root + path).st_ino
+            numbers[side] = found
+        groups = {}
+        for side, found in numbers.items():
+            by_number: dict = {}
+            for path, number in found.items():
+                by_number.setdefault(number, set()).add(path)
+            groups[side] = sorted(sorted(group) for group in by_number.values() if len(group) > 1)
+        assert groups["mine"] == groups["theirs"], "names sharing an inode number (ours, the kernel's): %r" % (groups,)
+        if self.last_numbers is not None:
+            kept = {}
+            for side, found in numbers.items():
+                kept[side] = sorted(path for path, number in found.items()
+                                    if path in self.last_numbers[side] and self.last_numbers[side][path] == number)
+            assert kept["mine"] == kept["theirs"], "names that kept their inode number (ours, the kernel's): %r" % (kept,)
+        self.last_numbers = numbers
 
     def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
         """As the kernel property suite's ``path``: mostly a path of the view (of ``kind``),

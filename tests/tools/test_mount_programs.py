@@ -409,3 +409,24 @@ def _whole_root(lower: str, upper, mnt) -> None:
     for path in ("/etc/unionfs-chroot.conf", "/etc/debian_version.moved", "/srv/new", "/tmp/python.txt",
                  "/root/ps.txt"):
         assert not os.path.lexists(lower + path) and not os.path.lexists(path)
+
+
+def _hard_link_lower(root: str) -> None:
+    os.makedirs(os.path.join(root, "d"))
+    with open(os.path.join(root, "d", "a"), "w") as out:
+        out.write("shared\n")
+    os.link(os.path.join(root, "d", "a"), os.path.join(root, "d", "b"))
+
+
+def test_a_copy_up_that_breaks_a_lower_hard_link_gives_the_name_its_own_inode(tmp_path):
+    """Regression: appending to one name of a lower hard link copies that name up alone (two
+    files now, as on the kernel without ``index=on``); the mount kept showing both names with
+    one st_ino, so ``cp -a`` and ``tar`` linked the copies again (a write to one then showed
+    through the other) and ``[ a -ef b ]`` said they were one file."""
+    with Pair(tmp_path, _hard_link_lower) as pair:
+        script = ("[ d/a -ef d/b ] && echo linked before; echo more >> d/a; [ d/a -ef d/b ] || echo separate after;"
+                  " cat d/a d/b; cp -a d e; stat -c '%h %n' d/a d/b e/a e/b; tar cf - d | tar tvf - | grep -c 'link to' || :;"
+                  " ln d/a d/c; [ d/a -ef d/c ] && echo linked again; stat -c '%h %n' d/a d/c d/b;"
+                  " echo last >> d/c; cat d/a")
+        pair.run(script)
+        pair.same_trees()

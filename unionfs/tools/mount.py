@@ -124,29 +124,51 @@ def _oserror(number: int, path: Optional[str] = None) -> OSError:
 class Inodes:
     """st_ino for every name the mount has shown: a name keeps its number for the mount's
     life, across copy-up (which changes the real inode) and rename; the names of one hard
-    link share one number (matched by the layer's own device and inode)."""
+    link share one number (matched by the layer's own device and inode). As on the kernel
+    overlay, a copy-up that breaks a hard link (a name of a lower file with several names
+    copied up alone) gives that name a number of its own: it is another file now, and tools
+    that match (st_dev, st_ino), ``cp -a``, ``tar``, ``du``, must not take it for a link."""
 
     def __init__(self) -> None:
         self._by_path: Dict[str, int] = {"/": 1}
-        self._by_real: Dict[Tuple[int, int, int], int] = {}
+        #: name -> (st_dev, st_ino, one of several names?) of the file it last showed
+        self._identity: Dict[str, Tuple[int, int, bool]] = {}
+        self._by_real: Dict[Tuple[int, int], int] = {}
         self._next = 2
         self._lock = threading.Lock()
 
     def get(self, path: str, real: Optional[Tuple[int, int, int]] = None) -> int:
+        """The number of ``path``; ``real`` is its file's (st_dev, st_ino, st_nlink) in its
+        layer where known (not for directories)."""
         number = self._by_path.get(path)
-        if number is not None:
+        if number is not None and (real is None or (self._identity.get(path) == (real[0], real[1], real[2] > 1)
+                                                    and (real[2] == 1 or self._by_real.get(real[:2]) == number))):
             return number
         with self._lock:
             number = self._by_path.get(path)
-            if number is None:
-                number = self._by_real.get(real) if real is not None else None
+            if real is None:
                 if number is None:
-                    number = self._next
-                    self._next += 1
-                    if real is not None:
-                        self._by_real[real] = number
-                self._by_path[path] = number
+                    number = self._fresh()
+                    self._by_path[path] = number
+                return number
+            key, several = (real[0], real[1]), real[2] > 1
+            seen = self._identity.get(path)
+            if number is not None and seen is not None and seen[2] and seen[:2] != key:
+                number = None  # was one name of a hard link, now another file: a copy-up broke the link
+            if several:
+                number = self._by_real.setdefault(key, number if number is not None else self._fresh())
+            elif number is None:
+                number = self._fresh()
+            elif self._by_real.get(key) == number:
+                del self._by_real[key]  # its last name: the inode may be reused for another file
+            self._by_path[path] = number
+            self._identity[path] = (key[0], key[1], several)
             return number
+
+    def _fresh(self) -> int:
+        number = self._next
+        self._next += 1
+        return number
 
     def share(self, existing: str, new: str) -> None:
         """``new`` became another name of ``existing`` (link(2))."""
@@ -154,23 +176,26 @@ class Inodes:
             number = self._by_path.get(existing)
             if number is not None:
                 self._by_path[new] = number
+                self._identity.pop(new, None)
 
     def moved(self, src: str, dst: str) -> None:
         """rename(2): ``dst`` (and what is below it) now has the numbers ``src`` had."""
         with self._lock:
             prefix = src.rstrip("/") + "/"
             dst_prefix = dst.rstrip("/") + "/"
-            for path in [p for p in self._by_path if p == dst or p.startswith(dst_prefix)]:
-                del self._by_path[path]
-            moved = [(p, n) for p, n in self._by_path.items() if p == src or p.startswith(prefix)]
-            for path, number in moved:
-                del self._by_path[path]
-            for path, number in moved:
-                self._by_path[dst + path[len(src):]] = number
+            for table in (self._by_path, self._identity):
+                for path in [p for p in table if p == dst or p.startswith(dst_prefix)]:
+                    del table[path]
+                moved = [(p, n) for p, n in table.items() if p == src or p.startswith(prefix)]
+                for path, _ in moved:
+                    del table[path]
+                for path, value in moved:
+                    table[dst + path[len(src):]] = value  # type: ignore[index]
 
     def forget(self, path: str) -> None:
         with self._lock:
             self._by_path.pop(path, None)
+            self._identity.pop(path, None)
 
     def other_names(self, path: str) -> List[str]:
         """The other names shown with the number of ``path`` (the names of one hard link)."""
@@ -367,7 +392,7 @@ class Operations:
 
     def _stat_attributes(self, path: str, st: os.stat_result) -> Dict[str, Any]:
         is_dir = stat.S_ISDIR(st.st_mode)
-        real = (0, st.st_dev, st.st_ino) if st.st_nlink > 1 and not is_dir else None
+        real = None if is_dir else (st.st_dev, st.st_ino, st.st_nlink)
         return {
             "st_mode": st.st_mode,
             # directories: 1, as the kernel says for merged directories (no subdirectory count)
@@ -402,7 +427,7 @@ class Operations:
                 "st_blksize": st.get("st_blksize", 4096),
                 "st_rdev": st.get("st_rdev", 0),
             }
-            real = (0, st["st_dev"], st["st_ino"]) if st["st_nlink"] > 1 and not info.is_dir else None
+            real = None if info.is_dir or not st.get("st_ino") else (st.get("st_dev", 0), st["st_ino"], st["st_nlink"])
         else:
             result = self._from_info(raw, info.is_dir)
             real = None
