@@ -95,7 +95,7 @@ class MountMachine(RuleBasedStateMachine):
 
     @initialize(layers=layer_stacks())
     def start(self, layers) -> None:
-        self.kernel = KernelOverlay(layers).__enter__()
+        self.kernel = RedirectingKernelOverlay(layers).__enter__()
         for layer in layers:  # the same kernel-format layers, built once more for our mount
             directory = self._fresh("lower")
             build_kernel_layer(layer, directory)
@@ -242,6 +242,26 @@ class MountMachine(RuleBasedStateMachine):
     def rename_file(self, data, overwrite) -> None:
         src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
         self.both("move", src, dst, overwrite, paths=(src, dst))
+
+    @rule(data=st.data())
+    def rename(self, data) -> None:
+        """rename(2) of anything (a directory too: lower, merged or upper) onto anything,
+        the errno compared exactly."""
+        src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        self.syscall("rename(%r, %r)" % (src, dst), lambda view: os.rename(view._real(src), view._real(dst)))
+
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o711, 0o755, 0o2755, 0o1777]))
+    def chmod(self, data, mode) -> None:
+        """chmod(2), links followed (a copy-up of the metadata)."""
+        path = self.path(data, root=True)
+        self.syscall("chmod(%r, %o)" % (path, mode), lambda view: os.chmod(view._followed(path), mode))
+
+    def syscall(self, what: str, call) -> None:
+        """``call(view)`` on both mounts: the same success, or the same errno."""
+        ours, kernels = self.views()
+        mine = outcome(lambda: _errno_of(call, ours))
+        theirs = outcome(lambda: _errno_of(call, kernels))
+        assert mine == theirs, "%s: ours %s, the kernel's %s" % (what, mine.describe(), theirs.describe())
 
     @rule(data=st.data(), overwrite=st.booleans())
     def copy(self, data, overwrite) -> None:
@@ -439,6 +459,15 @@ def _errno_of(call, *args) -> None:
         call(*args)
     except OSError as error:
         raise _Errno(error.errno)
+
+
+class RedirectingKernelOverlay(KernelOverlay):
+    """The kernel overlay with ``redirect_dir=on``: rename(2) of a lower or merged directory
+    then works, as it does on the unionfs mount (docs/mount.rst), instead of EXDEV."""
+
+    @property
+    def options(self) -> str:
+        return super().options + ",redirect_dir=on"
 
 
 class _Errno(FSError):
