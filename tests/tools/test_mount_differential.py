@@ -373,7 +373,7 @@ class MountMachine(RuleBasedStateMachine):
         assert mine == theirs, "ftruncate of %s: ours %s, the kernel's %s" % (held.path, mine.describe(), theirs.describe())
 
     @rule()
-    def close_handles(self, path: Optional[str] = None) -> None:
+    def close_handles(self) -> None:
         for held in self.handles:
             held.close()
         self.handles = []
@@ -426,8 +426,7 @@ class MountMachine(RuleBasedStateMachine):
     def nlink(self, data) -> None:
         """``st_nlink`` of a non-directory (a merged directory's count is the kernel's own, 1)."""
         path = self.path(data, kind="file")
-        ours, kernels = self.views()
-        if kernels.isdir(path, follow=False):
+        if self.views()[1].isdir(path, follow=False):
             return
         self.both("nlink", path, paths=(path,))
 

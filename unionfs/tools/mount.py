@@ -181,16 +181,8 @@ class Inodes:
     def moved(self, src: str, dst: str) -> None:
         """rename(2): ``dst`` (and what is below it) now has the numbers ``src`` had."""
         with self._lock:
-            prefix = src.rstrip("/") + "/"
-            dst_prefix = dst.rstrip("/") + "/"
-            for table in (self._by_path, self._identity):
-                for path in [p for p in table if p == dst or p.startswith(dst_prefix)]:
-                    del table[path]
-                moved = [(p, n) for p, n in table.items() if p == src or p.startswith(prefix)]
-                for path, _ in moved:
-                    del table[path]
-                for path, value in moved:
-                    table[dst + path[len(src):]] = value  # type: ignore[index]
+            _move_below(self._by_path, src, dst)
+            _move_below(self._identity, src, dst)
 
     def forget(self, path: str) -> None:
         with self._lock:
@@ -204,6 +196,18 @@ class Inodes:
             if number is None:
                 return []
             return [other for other, value in self._by_path.items() if value == number and other != path]
+
+
+def _move_below(table: Dict[str, Any], src: str, dst: str) -> None:
+    """Rename the keys ``src`` and below to ``dst`` and below, dropping what ``dst`` had."""
+    prefix, dst_prefix = src.rstrip("/") + "/", dst.rstrip("/") + "/"
+    for path in [p for p in table if p == dst or p.startswith(dst_prefix)]:
+        del table[path]
+    moved = [(p, value) for p, value in table.items() if p == src or p.startswith(prefix)]
+    for path, _ in moved:
+        del table[path]
+    for path, value in moved:
+        table[dst + path[len(src):]] = value
 
 
 def _invalidate(paths: Sequence[str]) -> None:
