@@ -609,7 +609,9 @@ class Operations:
     def link(self, target: str, source: str) -> None:
         """link(2): ``target`` becomes a second name of ``source``, with its inode number."""
         self._call(self.overlay.link, source, target)
-        self.inodes.get(source)
+        # the source's number as of now: link copied it up, which may have broken a lower
+        # hard link and so given it a number of its own, the one the new name must share
+        self.getattr(source)
         self.inodes.share(source, target)
         _invalidate([source])  # its link count changed
 
