@@ -442,3 +442,12 @@ def test_a_copy_up_that_breaks_a_lower_hard_link_gives_the_name_its_own_inode(tm
                   " echo last >> d/c; cat d/a")
         pair.run(script)
         pair.same_trees()
+
+
+def test_opening_one_name_of_a_lower_hard_link_for_writing_shows_its_new_inode_at_once(tmp_path):
+    """Regression (found by the mount differential): open(O_RDWR) of one name of a lower hard
+    link copies it up alone; without a write, the kernel kept the mount's cached attributes
+    (1 s) with the old, shared st_ino, so ``[ a -ef b ]`` still said one file."""
+    with Pair(tmp_path, _hard_link_lower) as pair:
+        pair.run("stat -c %h d/a d/b; exec 3<>d/a; [ d/a -ef d/b ] || echo separate; exec 3>&-; stat -c '%h %n' d/a d/b")
+        pair.same_trees()

@@ -165,6 +165,11 @@ class Inodes:
             self._identity[path] = (key[0], key[1], several)
             return number
 
+    def linked_number(self, path: str) -> Optional[int]:
+        """The number of ``path`` if it was last seen as one of several names of a file."""
+        seen = self._identity.get(path)
+        return self._by_path.get(path) if seen is not None and seen[2] else None
+
     def _fresh(self) -> int:
         number = self._next
         self._next += 1
@@ -635,8 +640,14 @@ class Operations:
 
     def open(self, path: str, flags: int) -> int:
         mode, writable, append = _open_mode(flags)
+        linked = self.inodes.linked_number(path) if writable else None
         stream = self._call(self.overlay.openbin, path, mode)
-        return self._new_fh(Handle(stream, path, writable, append))
+        fh = self._new_fh(Handle(stream, path, writable, append))
+        if linked is not None and self.getattr(path)["st_ino"] != linked:
+            # the open copied one name of a lower hard link up alone: it has a number of its
+            # own now, which the kernel's cached attributes (open has none in its reply) lack
+            _invalidate([path])
+        return fh
 
     def create(self, path: str, mode: int, flags: int) -> int:
         exclusive = bool(flags & os.O_EXCL)
