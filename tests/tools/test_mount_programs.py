@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 
 import pytest
@@ -363,6 +364,11 @@ def _whole_root(lower: str, upper, mnt) -> None:
         # on the root filesystem (the recursion that making /tmp opaque rules out)
         assert (mnt / str(upper)[1:]).is_dir() == os.path.isdir(lower + str(upper))
         assert (mnt / "etc" / "debian_version").read_bytes() == open(lower + "/etc/debian_version", "rb").read()
+    # the daemon closes the overlay (and removes its lock record) just after the unmount
+    deadline = time.monotonic() + 60
+    while (upper / ".unionfs" / "lock").exists():
+        assert time.monotonic() < deadline, "the first mount's daemon still holds the upper"
+        time.sleep(0.05)
     from unionfs.tools.mount import open_overlay
 
     overlay = open_overlay([lower], str(upper))
