@@ -2,6 +2,7 @@
 with real programs, side by side in one run.
 
     python -m benchmarks.mount [--preset quick|full] [--only WORKLOAD ...] [--json PATH]
+                               [--baseline CHECKOUT]
 
 Every system gets the same lower directory and a fresh empty upper; each workload runs on
 a fresh mount after ``echo 3 > /proc/sys/vm/drop_caches`` (cold caches, as a first use
@@ -11,7 +12,10 @@ would see them), ``--repeat`` times, and the median counts. Workloads (full pres
 by appending one byte; and an OCI image lower: ``unionfs mount`` of the image layout
 itself against extracting its layer and mounting the directory (kernel, fuse-overlayfs).
 Ratios are time(unionfs) / time(fuse-overlayfs), so lower is better; for the sequential
-read the throughput ratio is printed too. Needs root, fuse3, fuse-overlayfs, umoci, git.
+read the throughput ratio is printed too. ``--baseline CHECKOUT`` adds a fifth system,
+``unionfs (baseline)``: the mount of another source tree of this project (for example
+``git archive OLD | tar x -C CHECKOUT``), so that a change is measured before and after
+in the same run, at the same load. Needs root, fuse3, fuse-overlayfs, umoci, git.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ PRESETS = {
     "quick": dict(tree=10_000, small=500, big_mib=128, tar=2_000, git=2_000, copy_mib=128, repeat=3),
 }
 SYSTEMS = ("raw", "kernel", "fuse-overlayfs", "unionfs")
+BASELINE = "unionfs (baseline)"
 
 
 def sh(command: str, cwd: Optional[str] = None) -> None:
@@ -89,9 +94,10 @@ def build_archive(root: str, members: int) -> str:
 
 
 @contextlib.contextmanager
-def mounted(system: str, lowers: List[str], root: str, python: str) -> Iterator[str]:
-    """The merged directory of ``system`` over ``lowers`` with a fresh upper."""
-    base = tempfile.mkdtemp(dir=root, prefix=system + "-")
+def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Optional[str] = None) -> Iterator[str]:
+    """The merged directory of ``system`` over ``lowers`` with a fresh upper (``baseline``:
+    the source tree the baseline system's mount runs from)."""
+    base = tempfile.mkdtemp(dir=root, prefix="".join(c if c.isalnum() else "-" for c in system) + "-")
     upper, work, mnt = (os.path.join(base, name) for name in ("upper", "work", "mnt"))
     for directory in (upper, work, mnt):
         os.mkdir(directory)
@@ -104,7 +110,9 @@ def mounted(system: str, lowers: List[str], root: str, python: str) -> Iterator[
         elif system == "fuse-overlayfs":
             sh("fuse-overlayfs -o lowerdir=%s,upperdir=%s,workdir=%s %s" % (":".join(lowers), upper, work, mnt))
         else:
-            sh("%s -m unionfs mount %s --upper %s %s" % (python, " ".join(lowers), upper, mnt))
+            # run from a source tree (python -m puts the working directory first on sys.path)
+            sh("%s -m unionfs mount %s --upper %s %s" % (python, " ".join(lowers), upper, mnt),
+               cwd=baseline if system == BASELINE else os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         try:
             yield mnt
         finally:
@@ -144,8 +152,9 @@ def workloads(archive: str, root: str) -> Dict[str, Callable[[str], None]]:
     }
 
 
-def run(preset: str, only: List[str], python: str) -> Dict[str, Dict[str, float]]:
+def run(preset: str, only: List[str], python: str, baseline: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     sizes = PRESETS[preset]
+    systems = SYSTEMS + ((BASELINE,) if baseline else ())
     root = tempfile.mkdtemp(prefix="unionfs-mount-bench-")
     results: Dict[str, Dict[str, float]] = {}
     try:
@@ -156,23 +165,23 @@ def run(preset: str, only: List[str], python: str) -> Dict[str, Dict[str, float]
             if only and name not in only:
                 continue
             results[name] = {}
-            for system in SYSTEMS:
+            for system in systems:
                 samples = []
                 for _ in range(sizes["repeat"]):
-                    with mounted(system, [lower], root, python) as view:
+                    with mounted(system, [lower], root, python, baseline) as view:
                         drop_caches()
                         samples.append(timed(lambda: workload(view)))
                 results[name][system] = statistics.median(samples)
                 print("  %-18s %-15s %8.3f s" % (name, system, results[name][system]), flush=True)
         if not only or "oci" in only:
-            results.update(oci(root, lower, python, sizes["repeat"]))
+            results.update(oci(root, lower, python, sizes["repeat"], baseline))
     finally:
         subprocess.run("umount -l %s/*/mnt 2>/dev/null" % root, shell=True)
         shutil.rmtree(root, ignore_errors=True)
     return results
 
 
-def oci(root: str, lower: str, python: str, repeat: int) -> Dict[str, Dict[str, float]]:
+def oci(root: str, lower: str, python: str, repeat: int, baseline: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """Time to a first full walk of an image's tree: unionfs mounts the OCI layout as it is;
     the others must extract the layer to a directory first."""
     layout = os.path.join(root, "image")
@@ -182,13 +191,13 @@ def oci(root: str, lower: str, python: str, repeat: int) -> Dict[str, Dict[str, 
        % (layout, layout, layout, layer))
     walk = "find %s -printf '%%s %%m\\n' > /dev/null"
     result: Dict[str, float] = {}
-    for system in ("kernel", "fuse-overlayfs", "unionfs"):
+    for system in ("kernel", "fuse-overlayfs", "unionfs") + ((BASELINE,) if baseline else ()):
         samples = []
         for _ in range(repeat):
             drop_caches()
             start = time.perf_counter()
-            if system == "unionfs":
-                with mounted(system, [layout], root, python) as view:
+            if system in ("unionfs", BASELINE):
+                with mounted(system, [layout], root, python, baseline) as view:
                     sh(walk % view)
             else:
                 extracted = tempfile.mkdtemp(dir=root, prefix="extract-")
@@ -203,13 +212,20 @@ def oci(root: str, lower: str, python: str, repeat: int) -> Dict[str, Dict[str, 
 
 
 def report(results: Dict[str, Dict[str, float]], preset: str) -> str:
-    lines = ["| workload (%s preset) | raw | kernel | fuse-overlayfs | unionfs | unionfs / fuse-overlayfs |" % preset,
-             "|---|---|---|---|---|---|"]
+    baseline = any(BASELINE in times for times in results.values())
+    systems = SYSTEMS + ((BASELINE,) if baseline else ())
+    head = "| workload (%s preset) | %s | unionfs / fuse-overlayfs |" % (preset, " | ".join(systems))
+    if baseline:
+        head += " baseline / fuse-overlayfs |"
+    lines = [head, "|---" * (len(systems) + 2 + baseline) + "|"]
     for name, times in results.items():
-        cells = ["%.3f s" % times[s] if s in times else "-" for s in SYSTEMS]
-        ratio = times["unionfs"] / times["fuse-overlayfs"]
-        extra = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
-        lines.append("| %s | %s | %.2fx%s |" % (name, " | ".join(cells), ratio, extra))
+        cells = ["%.3f s" % times[s] if s in times else "-" for s in systems]
+        ratios = []
+        for system in ("unionfs",) + ((BASELINE,) if baseline else ()):
+            ratio = times[system] / times["fuse-overlayfs"]
+            extra = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
+            ratios.append("%.2fx%s" % (ratio, extra))
+        lines.append("| %s | %s | %s |" % (name, " | ".join(cells), " | ".join(ratios)))
     return "\n".join(lines)
 
 
@@ -218,11 +234,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument("--only", action="append", default=[], help="one workload by name (repeatable), or 'oci'")
     parser.add_argument("--json", help="write the medians here")
+    parser.add_argument("--baseline", help="a source tree of this project whose mount runs as a fifth system")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("benchmarks.mount: needs root (mounts, drop_caches)", file=sys.stderr)
         return 2
-    results = run(args.preset, args.only, sys.executable)
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "unionfs", "tools", "mount.py")):
+        print("benchmarks.mount: %s is not a source tree of unionfs" % args.baseline, file=sys.stderr)
+        return 2
+    results = run(args.preset, args.only, sys.executable, os.path.abspath(args.baseline) if args.baseline else None)
     print(report(results, args.preset))
     if args.json:
         with open(args.json, "w") as out:

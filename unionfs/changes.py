@@ -44,7 +44,8 @@ MODIFIED = "modified"
 METADATA = "metadata"
 DELETED = "deleted"
 OPAQUE = "opaque"
-KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE)
+RENAMED = "renamed"
+KINDS = (ADDED, MODIFIED, METADATA, DELETED, OPAQUE, RENAMED)
 
 #: the metadata that counts for "metadata-only" (directory times change with every child, so not those)
 _FILE_FIELDS = (("details", "modified"), ("access", "permissions"), ("access", "uid"), ("access", "gid"))
@@ -58,6 +59,8 @@ class Change:
     path: str = attr.ib()
     kind: str = attr.ib()
     is_dir: bool = attr.ib()
+    #: for ``renamed``: the path the entry came from (where the lowers hold its contents)
+    source: Optional[str] = attr.ib(default=None)
 
 
 @attr.s(frozen=True, slots=True)
@@ -67,7 +70,9 @@ class ChangeSet:
     ``added``: new in the upper; ``modified``: content or type differs from the lowers;
     ``metadata``: same content, other times/permissions/owner; ``deleted``: whited out;
     ``opaque``: a directory whose lower contents are all hidden (its upper entries are
-    then listed as added)."""
+    then listed as added); ``renamed``: a directory moved through the overlay by a redirect,
+    or a metadata-only file moved, with its ``source`` (the old name is ``deleted`` if a lower
+    has it; the entries inside are compared with the source's)."""
 
     changes: Tuple[Change, ...] = attr.ib(converter=lambda changes: tuple(changes))  # type: ignore[misc]
 
@@ -79,6 +84,7 @@ class ChangeSet:
     metadata = property(lambda self: self.paths(METADATA))
     deleted = property(lambda self: self.paths(DELETED))
     opaque = property(lambda self: self.paths(OPAQUE))
+    renamed = property(lambda self: self.paths(RENAMED))
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)
@@ -111,23 +117,32 @@ ProgressCallback = Callable[[Progress], None]
 def compute(upper: Layer, lowers: Sequence[Layer]) -> ChangeSet:
     """The change set of ``upper`` over ``lowers`` (topmost first)."""
     lower_view = Lookup(list(lowers))
-    #: directory -> whether the lowers show through it (decided when its entry is compared)
-    below_visible: Dict[str, bool] = {}
+    #: directory -> where the lowers hold its contents (its own path, unless it or an ancestor
+    #: was renamed by a redirect) and whether they show through it (decided when its entry is
+    #: compared); the context of the names inside it
+    below: Dict[str, Tuple[str, bool]] = {}
     found: List[Change] = []
-    for entry in layer_tree(upper, order="names", descend=lambda entry: below_visible.pop(entry.path), context=True):
-        lower = lower_view.node(entry.path) if entry.context else None
+    for entry in layer_tree(upper, order="names", descend=lambda entry: below.pop(entry.path), context=("/", True)):
+        origin, lowers_visible = cast(Tuple[str, bool], entry.context)
+        index, name = entry.parent, entry.name
+        moved = None if entry.is_dir is None else (index.redirects if entry.is_dir else index.metacopy).get(name)
+        source = moved if moved is not None else join(origin, name)
+        lower = lower_view.node(source) if lowers_visible or moved is not None else None
         if entry.is_dir is None:
             if lower is not None:
                 found.append(Change(entry.path, DELETED, lower.is_dir))
             continue
-        if entry.is_link or (lower is not None and lower.is_link):
+        kind: Optional[str]
+        if moved is not None and moved != entry.path and lower is not None and lower.is_dir == entry.is_dir:
+            kind = RENAMED
+        elif entry.is_link or (lower is not None and lower.is_link):
             kind = _compare_links(upper, entry.path, entry.is_link, lower)
         else:
-            kind = _compare(upper, entry.path, entry.is_dir, lower, opaque=entry.opaque)
+            kind = _compare(upper, entry.path, entry.is_dir, lower, opaque=entry.opaque, metacopy=name in index.metacopy)
         if kind is not None:
-            found.append(Change(entry.path, kind, entry.is_dir))
+            found.append(Change(entry.path, kind, entry.is_dir, source if kind == RENAMED else None))
         if entry.is_dir:
-            below_visible[entry.path] = lower is not None and lower.is_dir and kind != OPAQUE
+            below[entry.path] = (source, lower is not None and lower.is_dir and kind != OPAQUE)
     return ChangeSet(found)
 
 
@@ -139,10 +154,10 @@ def _compare_links(upper: Layer, path: str, upper_is_link: bool, lower: Optional
         return ADDED
     if not (upper_is_link and lower.is_link):
         return MODIFIED
-    return None if upper.readlink(path) == lower.top.readlink(path) else MODIFIED
+    return None if upper.readlink(path) == lower.top.readlink(lower.top_path) else MODIFIED
 
 
-def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool) -> Optional[str]:
+def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaque: bool, metacopy: bool = False) -> Optional[str]:
     if lower is None:
         return ADDED
     if lower.is_dir != is_dir:
@@ -150,16 +165,16 @@ def _compare(upper: Layer, path: str, is_dir: bool, lower: Optional[Node], opaqu
     if is_dir:
         if opaque:
             return OPAQUE
-        return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _DIR_FIELDS) else None
-    if not _same_bytes(upper.fs, lower.top.fs, path):
+        return METADATA if _metadata_differs(upper.fs, path, lower, _DIR_FIELDS) else None
+    if not metacopy and not _same_bytes(upper.fs, path, lower):  # metadata only: the lower's bytes
         return MODIFIED
-    return METADATA if _metadata_differs(upper.fs, lower.top.fs, path, _FILE_FIELDS) else None
+    return METADATA if _metadata_differs(upper.fs, path, lower, _FILE_FIELDS) else None
 
 
-def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tuple[str, str]]) -> bool:
+def _metadata_differs(upper_fs: FS, path: str, lower: Node, fields: Sequence[Tuple[str, str]]) -> bool:
     """Whether a field both layers report differs (a field one side cannot hold is not a change)."""
     mine = upper_fs.getinfo(path, COPIED_NAMESPACES).raw
-    theirs = lower_fs.getinfo(path, COPIED_NAMESPACES).raw
+    theirs = lower.top.fs.getinfo(lower.top_path, COPIED_NAMESPACES).raw
     for namespace, key in fields:
         a: Any = (mine.get(namespace) or {}).get(key)
         b: Any = (theirs.get(namespace) or {}).get(key)
@@ -176,10 +191,11 @@ def _metadata_differs(upper_fs: FS, lower_fs: FS, path: str, fields: Sequence[Tu
     return False
 
 
-def _same_bytes(upper_fs: FS, lower_fs: FS, path: str) -> bool:
-    if upper_fs.getinfo(path, ["details"]).size != lower_fs.getinfo(path, ["details"]).size:
+def _same_bytes(upper_fs: FS, path: str, lower: Node) -> bool:
+    layer, data_path = lower.data
+    if upper_fs.getinfo(path, ["details"]).size != layer.fs.getinfo(data_path, ["details"]).size:
         return False
-    with upper_fs.openbin(path) as mine, lower_fs.openbin(path) as theirs:
+    with upper_fs.openbin(path) as mine, layer.fs.openbin(data_path) as theirs:
         while True:
             a, b = mine.read(CHUNK), theirs.read(CHUNK)
             if a != b:
@@ -263,6 +279,14 @@ def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _R
     reporter.report(path)
 
 
+def _copy_tree(
+    view: FS, target: _Target, path: str, is_dir: bool, reporter: _Reporter, inside: Sequence[Tuple[str, bool, int, bool]]
+) -> None:
+    """Put the view's ``path`` and, for a directory, everything ``inside`` it (its
+    :func:`_walk_view`) into ``target``: a renamed tree's contents are in no other change."""
+    _copy_entry(view, target, path, is_dir, reporter)
+    for child, child_is_dir, _size, _is_link in inside:
+        _copy_entry(view, target, child, child_is_dir, reporter)
 def _is_view_link(view: FS, path: str) -> bool:
     islink = getattr(view, "islink", None)
     return bool(islink(path)) if islink is not None else False
@@ -298,11 +322,11 @@ def _make_dir(target: FS, path: str) -> None:
         target.makedirs(path, recreate=True)
 
 
-def _walk_view(view: FS) -> List[Tuple[str, bool, int, bool]]:
-    """Every entry of ``view`` as (path, is_dir, size, is_link), parents first."""
+def _walk_view(view: FS, top: str = "/") -> List[Tuple[str, bool, int, bool]]:
+    """Every entry of ``view`` below ``top`` as (path, is_dir, size, is_link), parents first."""
     return [
         (entry.path, entry.info.is_dir, 0 if entry.info.is_dir or entry.info.is_link else entry.info.size, entry.info.is_link)
-        for entry in fs_tree(view, "/", ["details", "link"])
+        for entry in fs_tree(view, top, ["details", "link"])
     ]
 
 
@@ -356,8 +380,9 @@ def read_order(layers: Sequence[Layer]) -> Optional[Callable[[str], Tuple[int, i
         node = lookup.node(path)
         if node is None:  # pragma: no cover - the view changed under us
             return (len(layers), 0)
-        in_layer = getattr(node.top.fs, "read_order", None)
-        return (position[id(node.top)], in_layer(path) if callable(in_layer) else 0)
+        layer, data_path = node.data  # where the bytes are read from (a renamed file's origin)
+        in_layer = getattr(layer.fs, "read_order", None)
+        return (position[id(layer)], in_layer(data_path) if callable(in_layer) else 0)
 
     return key
 
@@ -370,11 +395,15 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
         c for c in changes
         if not c.is_dir and (c.kind in (ADDED, MODIFIED) or (c.kind == METADATA and not target.exists(c.path)))
     ]
-    links = [c.path for c in copied if _is_view_link(view, c.path)]
+    # a renamed entry is written whole, with everything inside a renamed directory
+    renamed = {c.path: _walk_view(view, c.path) if c.is_dir else [] for c in changes if c.kind == RENAMED}
+    inside = [entry for entries in renamed.values() for entry in entries]
+    copied += [c for c in changes if c.kind == RENAMED and not c.is_dir]
+    links = [c.path for c in copied if _is_view_link(view, c.path)] + [e[0] for e in inside if e[3]]
     check_links_fit(target, links)
-    copied = [c for c in copied if c.path not in set(links)]
-    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied}
-    reporter = _Reporter(progress, len(copied), sum(sizes.values()))
+    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied if c.path not in set(links)}
+    sizes.update((path, size) for path, is_dir, size, is_link in inside if not is_dir and not is_link)
+    reporter = _Reporter(progress, len(sizes), sum(sizes.values()))
     safe = _Target(target)
     for change in changes:
         path = change.path
@@ -386,6 +415,8 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
             _copy_entry(view, safe, path, True, reporter)
             for name in target.listdir(path):
                 safe.remove(join(path, name))
+        elif change.kind == RENAMED:
+            _copy_tree(view, safe, path, change.is_dir, reporter, renamed[path])
         elif change.kind == METADATA and safe.holds(path) and not is_link(target, path) and not _is_view_link(view, path):
             apply_metadata(target, path, copyable_metadata(view.getinfo(path, COPIED_NAMESPACES)))
             reporter.report(path)
@@ -557,6 +588,10 @@ class UpperEntry:
     kind: str = attr.ib()  # "dir", "file" (any non-directory) or "whiteout"
     info: Optional[Info] = attr.ib(default=None, eq=False)
     opaque: bool = attr.ib(default=False)  # a directory that hides its lower counterparts
+    #: a directory renamed through the overlay: the absolute path its lower contents are at
+    redirect: Optional[str] = attr.ib(default=None)
+    #: a metadata-only file: the absolute path its data is at in the lowers
+    metacopy: Optional[str] = attr.ib(default=None)
     #: an earlier entry of the export that is the same file (a hard link of an upper on disk)
     hardlink_of: Optional[str] = attr.ib(default=None)
 
@@ -584,10 +619,12 @@ def upper_entries(upper: Layer) -> Iterator[UpperEntry]:
         if entry.is_dir is None:
             yield UpperEntry(entry.path, "whiteout")
         elif entry.is_dir:
-            yield UpperEntry(entry.path, "dir", upper.getinfo(entry.path, EXPORT_NAMESPACES), opaque=entry.opaque)
+            info = upper.getinfo(entry.path, EXPORT_NAMESPACES)
+            yield UpperEntry(entry.path, "dir", info, opaque=entry.opaque, redirect=entry.parent.redirects.get(entry.name))
         else:
             info = upper.getinfo(entry.path, EXPORT_NAMESPACES)
-            yield UpperEntry(entry.path, "file", info, hardlink_of=_first_name(upper, entry.path, inodes))
+            metacopy = entry.parent.metacopy.get(entry.name)
+            yield UpperEntry(entry.path, "file", info, metacopy=metacopy, hardlink_of=_first_name(upper, entry.path, inodes))
 
 
 def _first_name(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> Optional[str]:

@@ -24,8 +24,8 @@ from . import changes
 from .core import dir as dirops
 from .core import fsck, readdir, sharing
 from .changes import ChangeSet, ProgressCallback
-from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, root_info
-from .core.copy_up import copy_up
+from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
+from .core.copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
 from .core.fsck import FsckReport
 from .core.journal import Intent
@@ -52,6 +52,12 @@ class OverlayFS(FS):
     order of the kernel's ``lowerdir=``). ``upper`` is a writable FS or FS URL, or
     ``None`` for a read-only overlay. Layers given as URLs are opened, owned and closed
     by the overlay; layers given as FS objects stay open when the overlay closes.
+    ``redirect_dir`` (the kernel's ``redirect_dir=on``): ``movedir`` of a lower or merged
+    directory is one rename carrying a redirect record, not a copy of the tree. ``metacopy``
+    (``metacopy=on``): ``setinfo`` and ``move`` of a lower file copy up its metadata only; the
+    data follows on the first open for writing. Both default to on (the kernel's default is
+    off); turn them off for an upper that tools without unionfs must read as plain files.
+    Redirects and metacopy files already in a layer are followed either way.
     ``unsafe`` ("error" or "skip"): what archive lowers given by path or URL do with hostile
     members (``unionfs.formats.archives.open_archive``). ``recover=False`` opens without
     finishing interrupted operations or emptying the staging area (for inspection:
@@ -66,6 +72,8 @@ class OverlayFS(FS):
         *,
         unsafe: str = "error",
         recover: bool = True,
+        redirect_dir: bool = True,
+        metacopy: bool = True,
     ) -> None:
         super().__init__()
         #: an RLock; with an upper, the lock shared by every overlay of it (sharing.InstanceLock)
@@ -90,7 +98,11 @@ class OverlayFS(FS):
         self._lookup = Lookup(layers)
         #: read handles on lower files that follow a copy-up (the kernel's stacked file operations)
         self._readers = FollowingReaders()
-        self._upper: Optional[Upper] = Upper(layers[0], self._lookup, self._readers) if layers[0].is_upper else None
+        self._upper: Optional[Upper] = (
+            Upper(layers[0], self._lookup, self._readers, redirect_dir=redirect_dir, metacopy=metacopy)
+            if layers[0].is_upper
+            else None
+        )
         #: operations an earlier, interrupted overlay left in the journal and this one finished
         self.recovered: List[Intent] = []
         self._cleared: List[fsck.Finding] = []  # staging leftovers removed when opening
@@ -163,6 +175,8 @@ class OverlayFS(FS):
         node, real = self._lookup.resolve(path, display, follow)
         if real is None:  # an empty link target on the way: nowhere to make anything
             raise errors.ResourceNotFound(display)
+        if node is None and real.endswith("/"):  # a link to "dir/" where no directory is: EISDIR
+            raise errors.FileExpected(display)
         return node, real
 
     def _parent(self, path: str, display: str, want_dir: bool = False) -> Node:
@@ -204,18 +218,29 @@ class OverlayFS(FS):
         _path = self.validatepath(path)
         with self._lock:
             node = self._node(_path, path, follow=False)
-            info = node.top.getinfo(node.path, namespaces)
+            info = node_info(node, namespaces)
         return root_info(info) if node.path == "/" else info
 
     def lstat(self, path: str) -> Optional[os.stat_result]:
         """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
         directory on disk; ``None`` where it has no system path (archives, memory: ask
-        :meth:`getinfo`). What ``unionfs mount`` answers stat(2) with, one system call and
-        no ``Info`` built. Errors as :meth:`getinfo`'s."""
+        :meth:`getinfo`), and for a metadata-only file (whose size is its lower data's). What
+        ``unionfs mount`` answers stat(2) with, one system call and no ``Info`` built. Errors
+        as :meth:`getinfo`'s."""
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, path, follow=False)  # lstat(2): a link's own
-            return node.top.lstat(node.path)
+            return readdir.node_lstat(self._node(_path, path, follow=False))  # lstat(2): a link's own
+
+    def lstat_listing(self, path: str) -> List[Tuple[str, Optional[os.stat_result]]]:
+        """The entries of directory ``path``, each with :meth:`lstat`'s answer for it (``None``
+        where its layer has no system path): one call for a whole listing with attributes
+        (``unionfs mount``'s READDIRPLUS), not one lookup per entry."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, want_dir=True)
+            if not node.is_dir:
+                raise errors.DirectoryExpected(path)
+            return readdir.lstat_listing(self._lookup, node)
 
     def listdir(self, path: str) -> List[str]:
         _path = self.validatepath(path)
@@ -254,19 +279,26 @@ class OverlayFS(FS):
             if not (_mode.writing or _mode.truncate):
                 if node is None:
                     raise self._lookup.missing(real or _path, path)
-                if node.in_upper or self._upper is None:
-                    return node.top.fs.openbin(node.path, mode, buffering, **options)
-                # a lower file: the handle follows a later copy-up, as the kernel's does
-                return cast(BinaryIO, self._readers.open(node.top.fs, node.path, mode, buffering=buffering, **options))
+                data_layer, data_path = node.data
+                if data_layer.is_upper or self._upper is None:
+                    return data_layer.fs.openbin(data_path, mode, buffering, **options)
+                # lower data: the handle follows a later copy-up, as the kernel's does
+                return cast(
+                    BinaryIO,
+                    self._readers.open(data_layer.fs, node.path, mode, buffering=buffering, data_path=data_path, **options),
+                )
             upper = self._writable(_path, path)
             if node is None:
+                if _mode.create and real is not None and real.endswith("/"):
+                    raise errors.FileExpected(path)  # a link to "dir/" where no directory is: EISDIR
                 if not _mode.create or real is None:
                     raise self._lookup.missing(real or _path, path)
                 self._parent(real, path)
                 self._writable(real, path)  # a link into the sidecar stays refused
                 return dirops.create_file(self._lookup, upper, real, mode, buffering, **options)
-            if not node.in_upper:
-                copy_up(self._lookup, upper, node, with_data=not _mode.truncate)  # stamped if truncating
+            if not node.in_upper or node.metacopy:
+                # (a metadata-only upper file gets its data now, or none if truncating)
+                copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)  # stamped if truncating
                 return upper.openbin(node.path, mode, buffering, **options)
             before = upper.times(node.path) if _mode.truncate else None
             handle = upper.openbin(node.path, mode, buffering, **options)
@@ -306,7 +338,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, follow=follow_symlinks)
             if not info:
                 return
-            copy_up(self._lookup, upper, node)
+            copy_up(self._lookup, upper, node, METADATA)
             upper.setinfo(node.path, info, path)
 
     # -- overrides: correct and fast for an overlay --------------------------------------------------
@@ -357,16 +389,17 @@ class OverlayFS(FS):
         go and one large read does not stall every other thread. An upper file (which a write
         may change in place) is read under the lock: the handle is ``None``."""
         node = self._file_node(path, display)
-        if node.in_upper:
+        layer, data_path = node.data  # (a metadata-only upper file's data is in a lower)
+        if layer.is_upper:
             return node, None
-        return node, node.top.fs.openbin(node.path, "r")
+        return node, layer.fs.openbin(data_path, "r")
 
     def readbytes(self, path: str) -> bytes:
         _path = self.validatepath(path)
         with self._lock:
             node, handle = self._open_lower_data(_path, path)
             if handle is None:
-                return node.top.fs.readbytes(node.path)
+                return node.top.fs.readbytes(node.top_path)
         with handle:
             return handle.read()
 
@@ -375,7 +408,7 @@ class OverlayFS(FS):
         with self._lock:
             node, handle = self._open_lower_data(_path, path)
             if handle is None:
-                node.top.fs.download(node.path, file, chunk_size=chunk_size, **options)
+                node.top.fs.download(node.top_path, file, chunk_size=chunk_size, **options)
                 return
         with handle:
             copy_stream(handle, file, chunk_size or CHUNK)
@@ -461,8 +494,9 @@ class OverlayFS(FS):
             # an existing destination keeps its mode and owner (cp opens it O_TRUNC: the same inode)
             metadata: Dict[str, Any] = _kept_on_truncate(target) if target is not None else {}
             if preserve_time:
-                metadata.update(copyable_metadata(src.top.fs.getinfo(src.path, ["details"])))
-            with src.top.fs.openbin(src.path, "r") as source:
+                metadata.update(copyable_metadata(src.top.fs.getinfo(src.top_path, ["details"])))
+            layer, data_path = src.data
+            with layer.fs.openbin(data_path, "r") as source:
                 dirops.install_file(self._lookup, upper, real, source, metadata, replaced=target)
 
     def move(self, src_path: str, dst_path: str, overwrite: bool = False, preserve_time: bool = False) -> None:
@@ -545,7 +579,7 @@ class OverlayFS(FS):
                     raise errors.DirectoryNotEmpty(dst_path)
                 dirops.hide(self._lookup, upper, target)
             # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
-            kept = copyable_metadata(src.top.fs.getinfo(_src, COPIED_NAMESPACES))
+            kept = copyable_metadata(src.top.fs.getinfo(src.top_path, COPIED_NAMESPACES))
             dirops.move_tree(self._lookup, upper, self._node(_src, src_path, follow=False), _dst)
             apply_metadata(upper.fs, _dst, kept)
 
@@ -688,7 +722,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, follow=False)
             if not node.is_link:
                 raise NotALink(path)
-            return node.top.readlink(node.path)
+            return node.top.readlink(node.top_path)
 
     def islink(self, path: str) -> bool:
         """Whether ``path`` is a symbolic link (dangling or not). ``ResourceNotFound`` where
@@ -867,7 +901,7 @@ def _encode(text: str, encoding: str, errors: Optional[str], newline: str) -> by
 
 def _kept_on_truncate(node: Node) -> Dict[str, Any]:
     """What a file keeps when its content is replaced: permissions and owner, not times."""
-    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
     metadata.pop("details", None)
     return metadata
 

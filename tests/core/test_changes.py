@@ -56,8 +56,31 @@ def test_change_set_kinds(lower):
         "metadata": ["/a/g.txt"],
         "deleted": ["/top.txt"],
         "opaque": ["/empty"],
+        "renamed": [],
     }
     assert "/a" not in [change.path for change in changes]  # copied up as a parent only
+
+
+def test_renames_and_metadata_only_copies_in_the_change_set(lower):
+    """A directory renamed by a redirect is ``renamed`` with its source, its old name
+    ``deleted``; a metadata-only copy-up is ``metadata``; a moved one ``renamed``; what
+    changes inside a renamed directory is compared with the source's entries."""
+    with OverlayFS(lower, upper=MemoryFS()) as overlay:
+        overlay.movedir("a", "x", create=True)
+        overlay.writetext("x/b/f.txt", "changed")  # inside the renamed tree: modified
+        overlay.setinfo("top.txt", {"details": {"modified": 1000.0}})
+        overlay.move("x/g.txt", "g-moved.txt")
+        changes = overlay.changes()
+        assert [(c.path, c.kind, c.source) for c in changes if c.kind == "renamed"] == [
+            ("/g-moved.txt", "renamed", "/a/g.txt"),
+            ("/x", "renamed", "/a"),
+        ]
+        target = MemoryFS()
+        overlay.commit(target)
+        assert target.readtext("x/b/f.txt") == "changed" and target.readtext("g-moved.txt") == "lower g"
+    assert changes.deleted == ("/a", "/x/g.txt")  # the whiteouts of the old names
+    assert changes.modified == ("/x/b/f.txt",)
+    assert changes.metadata == ("/top.txt",)
 
 
 def test_type_changes_and_deleted_directories(lower):

@@ -38,9 +38,20 @@ def test_copy_up_truncate(overlay, upper):
     assert upper.readtext("a/g.txt") == "low"
 
 
-def test_copy_up_on_setinfo(overlay, upper):
+def test_copy_up_on_setinfo(lower, upper):
+    """With ``metacopy=False`` setinfo copies the whole file up (the kernel's default)."""
+    overlay = OverlayFS(lower, upper, metacopy=False)
     overlay.setinfo("a/g.txt", {"details": {"modified": 1234}})
     assert upper.readtext("a/g.txt") == "lower g"
+    assert overlay.getinfo("a/g.txt", ["details"]).modified.timestamp() == 1234
+
+
+def test_metadata_only_copy_up_on_setinfo(overlay, upper):
+    """With metacopy (the default) the upper gets the metadata and a token, not the data."""
+    overlay.setinfo("a/g.txt", {"details": {"modified": 1234}})
+    assert b"lower g" not in upper.readbytes("a/g.txt")
+    assert overlay.readtext("a/g.txt") == "lower g"
+    assert overlay.getinfo("a/g.txt", ["details"]).size == len("lower g")
     assert overlay.getinfo("a/g.txt", ["details"]).modified.timestamp() == 1234
 
 

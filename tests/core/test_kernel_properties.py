@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, List, Optional, Sequence, Set, Tuple
 
 import attr
 import pytest
@@ -63,15 +63,19 @@ from tests.support.kernel_oracle import (
     KernelView,
     LayerSpec,
     LibraryView,
+    REDIRECT_OPTIONS,
     add_entry,
     assert_same_file_times,
     assert_same_modes,
     assert_same_outcome,
     assert_same_tree,
     build_library_layer,
+    kernel_metacopy_files,
+    library_metacopy_files,
     outcome,
     realistic,
 )
+from unionfs.core.sidecar import METACOPY_FILE_SIZE
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
@@ -172,6 +176,10 @@ class KernelMachine(RuleBasedStateMachine):
     """Random operations on OverlayFS and on a kernel overlay mount, compared step by step."""
 
     upper_kind = "memory"
+    #: the kernel's mount options beyond the layers, and the library's matching ones: the
+    #: default mount copies (EXDEV for directories, whole-file copy-up), so does the library
+    kernel_options = ""
+    library_options: Dict[str, bool] = {"redirect_dir": False, "metacopy": False}
     #: "memory": lowers are MemoryFS in sidecar form (links as records, hard links as copies);
     #: "kernel": the kernel mount's own lower directories, read as kernel-format layers
     #: (real symbolic and hard links on disk, never followed by the library's lookup)
@@ -195,14 +203,16 @@ class KernelMachine(RuleBasedStateMachine):
 
     @initialize(layers=layer_stacks())
     def start(self, layers: List[LayerSpec]) -> None:
-        self.kernel = KernelOverlay(layers).__enter__()
+        self.kernel = KernelOverlay(layers, self.kernel_options).__enter__()
         if self.lower_kind == "kernel":
             self.lowers = kernel_layers(self.kernel.lowers)  # type: ignore[assignment]
         else:
             # on-disk lowers for an OSFS upper: they hold the modes a MemoryFS cannot
             self.lowers = [self.guard(build_library_layer(layer, self._lower_dir())) for layer in layers]
         self.upper = self._fresh_upper()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
+        #: the kernel upper's inodes of files hard-linked through the overlay (see _note_linked)
+        self.linked_inodes: Set[Tuple[int, int]] = set()
 
     def _lower_dir(self) -> Optional[str]:
         if self.upper_kind == "memory":
@@ -341,6 +351,24 @@ class KernelMachine(RuleBasedStateMachine):
         if self.upper_kind == "memory" and KernelView(self.kernel.merged).leads_to_root(path):
             return
         self.both("settimes", path, accessed, modified, paths=[path])
+
+    @precondition(lambda self: self.upper_kind == "os")  # MemoryFS keeps no permissions
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o700, 0o755]))
+    def chmod(self, data: st.DataObject, mode: int) -> None:
+        path = self.path(data)
+        self.both("chmod", path, mode, paths=[path])
+
+    @invariant()
+    def metadata_only_copies_hold_no_data(self) -> None:
+        """Where the kernel copied a file up for its metadata only, so did the library, and
+        neither upper holds the file's data (the kernel's is sparse, the library's a token)."""
+        if self.overlay is None or self.kernel is None or self.upper is None or "metacopy=on" not in self.kernel_options:
+            return
+        kernel = kernel_metacopy_files(self.kernel.upper, skip=self.linked_inodes)
+        library = library_metacopy_files(self.upper)
+        assert sorted(library) == sorted(kernel), "metadata-only files: library %s, kernel %s" % (sorted(library), sorted(kernel))
+        assert all(size == 0 for size in kernel.values()), kernel
+        assert all(size <= METACOPY_FILE_SIZE for size in library.values()), library
 
     # -- directories ---------------------------------------------------------------------------------
 
@@ -512,6 +540,18 @@ class KernelMachine(RuleBasedStateMachine):
             assert result.error is not None, "link into a MemoryFS upper must be refused"
             return
         self.both("link", existing, new, paths=[existing, new])
+        self._note_linked(new)
+
+    def _note_linked(self, path: str) -> None:
+        """Remember the kernel upper's inode of a file just hard-linked: the kernel links a
+        metadata-only copy-up, the library copies the data first (docs/semantics.rst), so
+        :meth:`metadata_only_copies_hold_no_data` leaves that inode out, whatever its names."""
+        assert self.kernel is not None
+        try:
+            status = os.lstat(self.kernel.upper + path)
+        except OSError:
+            return  # the link was refused
+        self.linked_inodes.add((status.st_dev, status.st_ino))
 
     @rule(data=st.data())
     def nlink(self, data: st.DataObject) -> None:
@@ -534,7 +574,7 @@ class KernelMachine(RuleBasedStateMachine):
         assert self.overlay is not None and self.kernel is not None
         self.close_handles()  # handles belong to one overlay instance and one mount
         self.overlay.close()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
         self.kernel.reopen()
 
     @precondition(lambda self: len(self.lowers) < MAX_LOWERS)
@@ -547,7 +587,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.overlay.close()
         self.lowers.insert(0, self.guard(self.upper))
         self.upper = self._fresh_upper()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
         self.kernel.stack()
 
 
@@ -572,6 +612,16 @@ class OSFSUpperMachine(KernelMachine):
     upper_kind = "os"
 
 
+class RedirectMachine(KernelMachine):
+    """The kernel with ``redirect_dir=on,metacopy=on`` against the library's defaults: directory
+    renames are the kernel's real rename(2)s, chmod/utime/rename of lower files copy metadata only."""
+
+    kernel_options = REDIRECT_OPTIONS
+    library_options: Dict[str, bool] = {}
+
+
+class RedirectOSFSMachine(RedirectMachine):
+    upper_kind = "os"
 class KernelLowersMachine(KernelMachine):
     """OSFS upper over the kernel mount's own lower directories (kernel-format layers)."""
 
@@ -583,5 +633,9 @@ TestKernelMemoryUpper = KernelMachine.TestCase
 TestKernelMemoryUpper.settings = _settings()
 TestKernelOSFSUpper = OSFSUpperMachine.TestCase
 TestKernelOSFSUpper.settings = _settings()
+TestKernelRedirectMemoryUpper = RedirectMachine.TestCase
+TestKernelRedirectMemoryUpper.settings = _settings()
+TestKernelRedirectOSFSUpper = RedirectOSFSMachine.TestCase
+TestKernelRedirectOSFSUpper.settings = _settings()
 TestKernelKernelLowers = KernelLowersMachine.TestCase
 TestKernelKernelLowers.settings = _settings()

@@ -16,6 +16,7 @@ import pytest
 from tests.support.kernel_oracle import (
     DIR,
     FILE,
+    REDIRECT_OPTIONS,
     Entry,
     KernelOverlay,
     KernelView,
@@ -34,13 +35,26 @@ from fs.osfs import OSFS
 from fs.permissions import Permissions
 from unionfs import OverlayFS
 
+#: the default kernel mount (redirect_dir and metacopy off) copies where those would rename
+COPYING = {"redirect_dir": False, "metacopy": False}
+
+
 class Pair:
     """The library and the kernel over the same lowers, compared after every step."""
 
-    def __init__(self, layers: Sequence[LayerSpec], kernel: KernelOverlay, guard_lower: Callable, on_disk: Optional[str] = None) -> None:
-        """``on_disk``: a directory for OSFS lowers and an OSFS upper, which hold modes (then
-        compared too); else MemoryFS layers."""
+    def __init__(
+        self,
+        layers: Sequence[LayerSpec],
+        kernel: KernelOverlay,
+        guard_lower: Callable,
+        options: Dict[str, bool],
+        on_disk: Optional[str] = None,
+    ) -> None:
+        """``options``: the library's (COPYING against a default mount); ``on_disk``: a
+        directory for OSFS lowers and an OSFS upper, which hold modes (then compared too);
+        else MemoryFS layers."""
         self.kernel = kernel
+        self.options = options
         self.on_disk = on_disk
         directories = [os.path.join(on_disk, "lower%d" % n) for n in range(len(layers))] if on_disk else [None] * len(layers)
         for directory in directories:
@@ -48,7 +62,7 @@ class Pair:
                 os.makedirs(directory)
         self.lowers = [guard_lower(build_library_layer(layer, directory)) for layer, directory in zip(layers, directories)]
         self.upper = OSFS(os.path.join(on_disk, "upper"), create=True) if on_disk else MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
 
     def run(self, operation: str, *args: object) -> None:
         paths = [arg for arg in args if isinstance(arg, str)]
@@ -72,11 +86,11 @@ class Pair:
         """Start over (nothing done yet) with ``upper`` instead of the MemoryFS."""
         self.overlay.close()
         self.upper = upper
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
 
     def reopen(self) -> None:
         self.overlay.close()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
         self.kernel.reopen()
         self.check_tree()
 
@@ -84,20 +98,22 @@ class Pair:
         self.overlay.close()
         self.lowers.insert(0, guard_lower(self.upper))
         self.upper = MemoryFS()
-        self.overlay = OverlayFS(self.lowers, upper=self.upper)
+        self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.options)
         self.kernel.stack()
         self.check_tree()
 
 
 @pytest.fixture
 def pair(kernel_overlay: None, guard_lower: Callable) -> Iterator[Callable[..., Pair]]:
-    """``pair(layer, ...)``: library and kernel over the given lowers (topmost first)."""
+    """``pair(layer, ...)``: library and kernel over the given lowers (topmost first), by
+    default copying on both sides; ``renames=True``: the library's defaults against a
+    ``redirect_dir=on,metacopy=on`` mount."""
     mounts: List[KernelOverlay] = []
 
-    def make(*layers: LayerSpec, on_disk: Optional[str] = None) -> Pair:
-        kernel = KernelOverlay(layers).__enter__()
+    def make(*layers: LayerSpec, on_disk: Optional[str] = None, renames: bool = False) -> Pair:
+        kernel = KernelOverlay(layers, REDIRECT_OPTIONS if renames else "").__enter__()
         mounts.append(kernel)
-        made = Pair(layers, kernel, guard_lower, on_disk)
+        made = Pair(layers, kernel, guard_lower, {} if renames else COPYING, on_disk)
         made.check_tree()
         return made
 
@@ -169,6 +185,35 @@ def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pa
     both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR)})
     both.run("movedir", "/b", "/a", False)
     both.run("make_opaque", "/a")
+
+
+def test_make_opaque_keeps_a_metadata_only_file_below_readable(pair: Callable[..., Pair]) -> None:
+    """utimes of a lower file copies up its metadata only; then make_opaque of an ancestor.
+    The library's record names the data's absolute path, so the file stays readable. A
+    kernel metacopy file of the same name has no ``overlay.redirect`` and, with no lower
+    below an opaque directory, answers EIO (and leaves the listing); with the absolute
+    redirect that ``export_kernel`` writes (and the oracle's hand edit sets) the kernel
+    follows it past the opaque directory and shows the file as the library does."""
+    both = pair({"/a": Entry(DIR), "/b": Entry(DIR), "/b/a": Entry(DIR), "/b/a/a": Entry(FILE, b"\0")}, renames=True)
+    both.run("settimes", "/b/a/a", 0, 0)
+    both.run("make_opaque", "/b")
+    assert both.overlay.readbytes("/b/a/a") == b"\0"
+
+
+def test_a_metadata_only_copy_of_a_metadata_only_file_below_an_opaque_directory(pair: Callable[..., Pair], guard_lower: Callable) -> None:
+    """A lower's metadata-only file below a directory that lower made opaque, copied up for
+    its metadata again: walking its absolute path, the kernel's ``ovl_lookup_single`` sets
+    ``d->stop`` at the opaque directory but resets it to ``!metacopy`` at the file, whose own
+    redirect then leads on to the data. Stopping there left the copy with no data
+    (OperationFailed where the kernel's utimes succeeded)."""
+    both = pair({"/b": Entry(DIR), "/b/a": Entry(DIR)}, renames=True)
+    both.run("appendbytes", "/b/a/a", b"xyz")
+    both.stack(guard_lower)
+    both.run("settimes", "/b/a/a", 1, 999999998)
+    both.run("make_opaque", "/b")
+    both.stack(guard_lower)
+    both.run("settimes", "/b/a/a", 193, 1485854)
+    assert both.overlay.readbytes("/b/a/a") == b"xyz"
 
 
 @pytest.mark.parametrize("recreate", ["writebytes", "write_streamed"])

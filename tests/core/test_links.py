@@ -4,6 +4,7 @@ every upper kind, resolution inside the view, copy-up, the sidecar's link record
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 
@@ -12,7 +13,7 @@ from fs import errors
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
-from unionfs import LinkLoop, NotALink, OverlayFS
+from unionfs import LinkLoop, NotALink, OverlayFS, SidecarError
 from unionfs.core.sidecar import FORMAT_PATH, FORMAT_TEXT, Sidecar
 
 
@@ -192,6 +193,46 @@ def test_hard_links_need_an_upper_on_disk(base, upper):
     assert overlay.readlink("bin2") == "usr/bin"
 
 
+def test_links_inside_a_renamed_lower_directory(base, upper, tmp_path):
+    """Links meet redirects: a renamed lower directory keeps its links (link records of a
+    MemoryFS lower too), which still resolve in the merged view (a relative one to a name
+    the rename took away then finds nothing), and a link made inside it stays there."""
+    overlay = OverlayFS(base, upper)
+    overlay.rename("etc", "config")  # a lower directory: one rename(2), with a redirect
+    assert sorted(overlay.listdir("config")) == ["alt", "motd", "up"] and not overlay.exists("etc")
+    assert overlay.islink("config/alt") and overlay.readlink("config/alt") == "/usr/bin/tool"
+    assert overlay.readtext("config/alt") == "tool v1"
+    with pytest.raises(errors.ResourceNotFound):
+        overlay.readtext("config/up")  # -> /etc/motd, which the rename took away
+    overlay.symlink("motd", "config/m")
+    assert overlay.readtext("config/m") == "hello"
+    again = OverlayFS(base, upper)
+    assert again.readlink("config/up") == "../../../../etc/motd" and again.readtext("config/m") == "hello"
+    if isinstance(upper, MemoryFS):
+        return  # a commit of links needs a target that holds them (an OS directory)
+    (tmp_path / "out").mkdir()
+    again.commit(str(tmp_path / "out"))
+    assert os.readlink(str(tmp_path / "out" / "config" / "alt")) == "/usr/bin/tool"
+    assert os.readlink(str(tmp_path / "out" / "config" / "m")) == "motd"
+    assert not (tmp_path / "out" / "etc").exists()
+
+
+def test_a_hard_link_of_a_metadata_only_file_gets_its_data_first(base, upper):
+    """link(2) of a metadata-only file: both names are one full file in the upper (never a
+    second name of the token file, which no hint of the new name would explain)."""
+    if isinstance(upper, MemoryFS):
+        return  # hard links need an upper on disk (test_hard_links_need_an_upper_on_disk)
+    overlay = OverlayFS(base, upper)
+    overlay.setinfo("usr/bin/tool", {"details": {"modified": 1_000_000.0}})  # metadata only
+    assert upper.readbytes("usr/bin/tool").startswith(b"unionfs-metacopy ")
+    overlay.link("usr/bin/tool", "usr/bin/tool2")
+    assert upper.readbytes("usr/bin/tool") == upper.readbytes("usr/bin/tool2") == b"tool v1"
+    assert overlay.readtext("usr/bin/tool2") == "tool v1"
+    assert overlay.getinfo("usr/bin/tool", ["details"]).modified.timestamp() == 1_000_000.0
+    overlay.writetext("usr/bin/tool", "tool v2")
+    assert OverlayFS(base, upper).readtext("usr/bin/tool2") == "tool v2"
+
+
 def test_lower_hard_links_read_the_same_and_copy_up_breaks_them(tmp_path, guard_lower):
     """Without the kernel's index=on, copying up one name of a lower hard link breaks it."""
     (tmp_path / "lower").mkdir()
@@ -213,23 +254,38 @@ def _version_1_upper() -> MemoryFS:
     return old
 
 
-def test_a_version_1_sidecar_is_read_as_a_lower_and_upgraded_as_an_upper(base):
+def test_a_version_1_sidecar_is_read_as_a_lower_and_becomes_version_5_with_its_first_link(base):
     old = _version_1_upper()
     assert not OverlayFS([old, base]).exists("etc")  # read as it is, unchanged
     assert old.readtext(FORMAT_PATH) == "unionfs-sidecar 1\n"
-    overlay = OverlayFS(base, old)  # a writer takes it to the current version when it opens it
-    assert old.readtext(FORMAT_PATH) == FORMAT_TEXT and not overlay.exists("etc")
+    overlay = OverlayFS(base, old)  # a writer keeps the lowest version that holds its records
+    assert old.readtext(FORMAT_PATH) == FORMAT_TEXT == "unionfs-sidecar 1\n" and not overlay.exists("etc")
     overlay.symlink("usr", "u")
+    assert old.readtext(FORMAT_PATH) == "unionfs-sidecar 5\n"
     assert overlay.readlink("u") == "usr" and not OverlayFS(base, old).exists("etc")
 
 
-def test_link_records_are_refused_by_a_reader_of_version_1_semantics(base):
-    """A sidecar with link records says version 3: an older unionfs refuses it as newer
-    instead of showing the links as missing entries."""
+def test_link_records_make_the_sidecar_version_5_and_7_with_redirects(base):
+    """A sidecar with link records says version 5 (7 with redirect or metacopy records too):
+    an older unionfs refuses it as newer instead of showing the links as missing entries."""
     upper = MemoryFS()
-    OverlayFS(base, upper).symlink("x", "l")
-    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 3\n"
+    overlay = OverlayFS(base, upper)
+    overlay.symlink("x", "l")
+    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 5\n"
     assert upper.listdir("/.unionfs/tree/l") == ["l"] and upper.readtext("/.unionfs/tree/l/l") == "x"
+    overlay.movedir("etc", "renamed", create=True)  # a lower directory renamed: a redirect record
+    assert upper.readtext(FORMAT_PATH) == "unionfs-sidecar 7\n"
+    with pytest.raises(SidecarError, match="newer"):
+        _reader_without_links(upper, base)
+
+
+def _reader_without_links(upper, base):
+    """An overlay as a unionfs that knows versions 1 to 4 only (before links) opens ``upper``."""
+    from unionfs.core import sidecar
+
+    known = {number: version for number, version in sidecar.VERSIONS.items() if number <= 4}
+    with mock.patch.object(sidecar, "VERSIONS", known), mock.patch.object(sidecar, "NEWEST_VERSION", 4):
+        return OverlayFS(base, upper)
 
 
 def test_fsck_keeps_link_records_and_reports_an_overridden_one(base):

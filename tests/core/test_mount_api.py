@@ -109,3 +109,48 @@ def test_lstat_answers_from_the_top_layer_on_disk_and_none_elsewhere(tmp_path):
     memory.writetext("f", "x")
     with OverlayFS(memory, upper=MemoryFS()) as overlay:
         assert overlay.lstat("f") is None
+
+
+def test_lstat_listing_is_each_visible_entrys_lstat(tmp_path):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "d" / "sub").mkdir(parents=True)
+    upper.mkdir()
+    for name in ("a", "b", "c"):
+        (lower / "d" / name).write_text(name)
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        overlay.writetext("d/b", "upper b")  # copied up: the upper's lstat
+        overlay.remove("d/c")  # whited out: not listed
+        overlay.writetext("d/new", "n")
+        found = dict(overlay.lstat_listing("d"))
+        assert sorted(found) == sorted(overlay.listdir("d")) == ["a", "b", "new", "sub"]
+        assert {name: found[name] for name in found} == {name: overlay.lstat("d/" + name) for name in found}
+        assert found["a"].st_ino == os.lstat(lower / "d" / "a").st_ino
+        assert found["b"].st_ino == os.lstat(upper / "d" / "b").st_ino
+        with pytest.raises(errors.DirectoryExpected):
+            overlay.lstat_listing("d/a")
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.lstat_listing("missing")
+    memory = MemoryFS()
+    memory.writetext("f", "x")
+    with OverlayFS(memory, upper=MemoryFS()) as overlay:
+        assert overlay.lstat_listing("/") == [("f", None)]
+
+
+def test_lstat_listing_of_metadata_only_files_and_redirected_dirs_is_lstats(tmp_path):
+    """A metadata-only file's size is its data's (``lstat`` answers ``None``: ask getinfo),
+    and a renamed (redirected) directory lists its lower entries with their lstat."""
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "d").mkdir(parents=True)
+    upper.mkdir()
+    (lower / "d" / "data").write_bytes(b"123")
+    (lower / "d" / "other").write_bytes(b"45")
+    with OverlayFS(OSFS(str(lower)), upper=OSFS(str(upper))) as overlay:
+        overlay.setinfo("d/data", {"access": {"permissions": ["u_r", "u_w"]}})  # metadata-only copy-up
+        found = dict(overlay.lstat_listing("d"))
+        assert found == {name: overlay.lstat("d/" + name) for name in ("data", "other")}
+        assert found["data"] is None and overlay.getsize("d/data") == 3
+        overlay.movedir("d", "moved", create=True)  # one rename and a redirect record
+        found = dict(overlay.lstat_listing("moved"))
+        assert sorted(found) == sorted(overlay.listdir("moved")) == ["data", "other"]
+        assert found == {name: overlay.lstat("moved/" + name) for name in found}
+        assert found["other"].st_ino == os.lstat(lower / "d" / "other").st_ino

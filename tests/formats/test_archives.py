@@ -21,7 +21,8 @@ from fs.osfs import OSFS
 from fs.tarfs import TarFS
 from fs.zipfs import ZipFS
 from unionfs import OverlayFS
-from unionfs.formats.archives import ArchiveFS, UnsafeArchive, open_archive
+from unionfs.formats.archives import ArchiveFS, ArchiveLimits, UnsafeArchive, open_archive
+from unionfs.formats.oci import blobs
 
 from tests.support.archive_builders import FORMATS, PatternStream, add_tar_member, build, build_tar
 
@@ -457,9 +458,11 @@ def test_any_member_list_gives_a_consistent_tree_or_a_clear_error(tmp_path_facto
                     assert layer.readbytes(member_path) == content
 
 
-def _scattered_targz(path: str) -> dict:
+def _scattered_targz(path: str, alias: bool = False) -> dict:
     """A tar.gz whose archive order is far from any sorted or breadth-first walk order, with
-    incompressible members so that the gzip stream has checkpoints to go back to."""
+    incompressible members so that the gzip stream has checkpoints to go back to; with
+    ``alias``, also a member larger than the stream keeps behind its reads, and a hard link
+    to it under a name the walk reaches right after it (its data read twice in a row)."""
     rng = __import__("random").Random(8)
     contents = {}
     with tarfile.open(path, "w:gz") as archive:
@@ -470,28 +473,113 @@ def _scattered_targz(path: str) -> dict:
             member = tarfile.TarInfo(name)
             member.size = len(data)
             archive.addfile(member, io.BytesIO(data))
+        if alias:
+            data = rng.randbytes(blobs.KEEP_BEHIND * 2)
+            member = tarfile.TarInfo("q/big")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+            link = tarfile.TarInfo("q/big2")
+            link.type, link.linkname = tarfile.LNKTYPE, "q/big"
+            archive.addfile(link)
+            contents["/q/big"] = contents["/q/big2"] = data
     return contents
 
 
-def test_commit_from_a_targz_reads_it_in_one_pass(tmp_path):
+#: no spill: every read behind the decompressor goes back to a checkpoint (counted)
+NO_SPILL = ArchiveLimits(max_spill=0)
+
+
+@pytest.mark.parametrize("limits", [None, NO_SPILL], ids=["spill", "no-spill"])
+def test_commit_from_a_targz_reads_it_in_one_pass(tmp_path, limits):
     """Issue 11: a commit from a .tar.gz lower read members in walk order, and every member
-    behind the stream's position decompressed the archive again from its start."""
+    behind the stream's position decompressed the archive again from its start. Without the
+    spill this is the order of the commit alone (``read_order``)."""
     contents = _scattered_targz(str(tmp_path / "tree.tar.gz"))
-    with OverlayFS(str(tmp_path / "tree.tar.gz"), upper=MemoryFS()) as overlay:
-        archive = overlay._lookup.layers[1].fs
-        assert isinstance(archive, ArchiveFS) and archive.restarts == 0
+    archive = open_archive(str(tmp_path / "tree.tar.gz"), limits=limits)
+    with OverlayFS(archive, upper=MemoryFS()) as overlay:
+        assert archive.restarts == 0
         overlay.commit(str(tmp_path / "out"))
         assert archive.restarts == 0
+    archive.close()
     out = OSFS(str(tmp_path / "out"))
     assert {path: out.readbytes(path) for path in out.walk.files()} == contents
 
 
+def _whole_tree_reads(overlay: OverlayFS, contents: dict, tmp_path) -> None:
+    """What reads a whole tree out of an overlay over one archive lower: walks reading every
+    file (breadth-first, fs's default, and depth-first), copy-up of files against archive
+    order, the change set (which compares copied-up files with the lower's bytes, in name
+    order), commits (whole and changes only) and the exports."""
+    for search in ("breadth", "depth"):
+        assert {path: overlay.readbytes(path) for path in overlay.walk.files(search=search)} == contents
+    for path in sorted(contents, reverse=True)[::3]:
+        overlay.setinfo(path, {"details": {"modified": 1_000_000}})  # copies it up: data read from the lower
+    assert overlay.changes().paths("metadata") == tuple(sorted(contents, reverse=True)[::3][::-1])
+    overlay.commit(str(tmp_path / "whole"))
+    overlay.commit(str(tmp_path / "only"), only_changes=True)
+    overlay.export_layer(io.BytesIO())
+    overlay.export_upper(MemoryFS())
+    out = OSFS(str(tmp_path / "whole"))
+    assert {path: out.readbytes(path) for path in out.walk.files()} == contents
+
+
+def test_whole_tree_reads_over_a_targz_lower_decompress_it_once(tmp_path):
+    """Issue 11: every whole-tree read over a .tar.gz lower (walk + read in either order, the
+    second name of a member, copy-up and change set out of archive order, commit, exports)
+    reads the archive without one decompression restart: the spill taken while the archive
+    was indexed serves every read behind the decompressor."""
+    contents = _scattered_targz(str(tmp_path / "tree.tar.gz"), alias=True)
+    archive = open_archive(str(tmp_path / "tree.tar.gz"))
+    with open(str(tmp_path / "tree.tar.gz"), "rb") as handle:  # all of it, taken while indexing
+        assert archive._stream is not None and archive._stream.spilled == len(__import__("gzip").decompress(handle.read()))
+    with OverlayFS(archive, upper=MemoryFS()) as overlay:
+        _whole_tree_reads(overlay, contents, tmp_path)
+        assert archive.restarts == 0
+    archive.close()
+    assert archive._stream is not None and archive._stream.spilled == 0  # the spill went with it
+
+
+def test_whole_tree_reads_without_the_spill_restart(tmp_path):
+    """The same reads with no spill go back over the archive (what the test above would
+    count if the spill were not taken or not read)."""
+    contents = _scattered_targz(str(tmp_path / "tree.tar.gz"), alias=True)
+    archive = open_archive(str(tmp_path / "tree.tar.gz"), limits=NO_SPILL)
+    with OverlayFS(archive, upper=MemoryFS()) as overlay:
+        _whole_tree_reads(overlay, contents, tmp_path)
+        assert archive.restarts > 0
+    archive.close()
+
+
 def test_targz_members_read_in_any_order_are_right_and_counted(tmp_path):
+    contents = _scattered_targz(str(tmp_path / "tree.tar.gz"), alias=True)
+    with open(str(tmp_path / "tree.tar.gz"), "rb") as handle:
+        plain = len(__import__("gzip").decompress(handle.read()))
+    for limits, spill in ((NO_SPILL, 0), (None, None), (ArchiveLimits(max_spill=500_000), 500_000)):
+        archive = open_archive(str(tmp_path / "tree.tar.gz"), limits=limits)
+        try:
+            stream = archive._stream
+            assert stream is not None
+            assert stream.spilled == (spill if spill is not None else plain) and plain > 500_000
+            for path in sorted(contents, reverse=True):  # against archive order: the counter sees it
+                assert archive.readbytes(path) == contents[path]
+            # no spill, or past a partial one: restarts; all spilled: none
+            assert (archive.restarts > 0) == (spill is not None)
+        finally:
+            archive.close()
+
+
+def test_a_spill_that_cannot_be_written_leaves_the_checkpoints(tmp_path, monkeypatch):
+    """No room for the spill (ENOSPC, no temporary directory) is no error: reads decompress."""
     contents = _scattered_targz(str(tmp_path / "tree.tar.gz"))
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blobs.tempfile, "TemporaryFile", no_room)
     archive = open_archive(str(tmp_path / "tree.tar.gz"))
     try:
-        for path in sorted(contents, reverse=True):  # against archive order: the counter sees it
-            assert archive.readbytes(path) == contents[path]
+        assert archive._stream is not None and archive._stream.spilled == 0
+        assert {path: archive.readbytes(path) for path in sorted(contents, reverse=True)} == contents
         assert archive.restarts > 0
     finally:
         archive.close()

@@ -20,11 +20,29 @@ def opener(data: bytes):
 
 
 @given(st.lists(st.tuples(st.integers(0, len(PLAIN) + 10), st.integers(0, 5000)), min_size=1, max_size=30),
-       st.sampled_from([1000, 50_000, 10_000_000]))
-def test_reads_anywhere_match_the_plain_bytes(reads, spacing) -> None:
-    stream = GzipStream(opener(gzip.compress(PLAIN)), "blob", spacing=spacing)
-    for offset, size in reads:
-        assert stream.read_at(offset, size) == PLAIN[offset:offset + size]
+       st.sampled_from([1000, 50_000, 10_000_000]), st.sampled_from([0, 1, 70_000, None]), st.booleans())
+def test_reads_anywhere_match_the_plain_bytes(reads, spacing, spill, rewind) -> None:
+    """Whatever the checkpoints and the spill (none, a byte, part, all), and with a rewind
+    after a first pass or not."""
+    stream = GzipStream(opener(gzip.compress(PLAIN)), "blob", spacing=spacing, spill=spill)
+    try:
+        if rewind:
+            assert stream.read_at(len(PLAIN) - 5, 10) == PLAIN[-5:]
+            stream.rewind()
+        for offset, size in reads:
+            assert stream.read_at(offset, size) == PLAIN[offset:offset + size]
+        assert stream.spilled <= (len(PLAIN) if spill is None else spill)
+    finally:
+        stream.close()
+        assert stream.spilled == 0
+
+
+def test_a_spilled_stream_reads_backwards_without_restarts() -> None:
+    stream = GzipStream(opener(gzip.compress(PLAIN)), "blob", spacing=30_000, spill=None)
+    assert stream.read_at(0, len(PLAIN)) == PLAIN
+    for offset in range(len(PLAIN) - 7, 0, -37_111):
+        assert stream.read_at(offset, 7) == PLAIN[offset:offset + 7]
+    assert stream.restarts == 0 and stream.spilled == len(PLAIN)
 
 
 def test_backward_reads_restart_from_checkpoints() -> None:
@@ -32,6 +50,7 @@ def test_backward_reads_restart_from_checkpoints() -> None:
     assert stream.read_at(0, len(PLAIN)) == PLAIN  # one pass leaves checkpoints behind
     for offset in range(len(PLAIN) - 7, 0, -37_111):
         assert stream.read_at(offset, 7) == PLAIN[offset:offset + 7]
+    assert stream.restarts > 0
 
 
 def test_several_gzip_members_and_zero_padding_read_as_one_stream() -> None:

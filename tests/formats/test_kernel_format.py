@@ -190,31 +190,86 @@ def test_export_kernel_refuses_special_files_by_name(tmp_path) -> None:
             overlay.export_kernel(str(tmp_path / "dest"))
 
 
-@pytest.mark.parametrize("feature", ["redirect_dir=on", "metacopy=on"])
-def test_layers_with_redirects_or_metacopy_are_refused_by_name(tmp_path, lowers, kernel_overlay, feature) -> None:
-    from unionfs import UnsupportedLayer
+REDIRECT_OPTIONS = "redirect_dir=on,metacopy=on"
 
+
+def _redirect_mount(tmp_path, lowers: List[str], upper: str) -> "contextlib.AbstractContextManager[str]":
+    try:
+        return mounted(tmp_path, lowers, upper=upper, options=REDIRECT_OPTIONS)
+    except subprocess.CalledProcessError as error:  # pragma: no cover - a kernel without them
+        pytest.fail("this kernel does not mount with %s: %s" % (REDIRECT_OPTIONS, error.stderr))
+
+
+def test_a_kernel_upperdir_with_redirects_and_metacopy_opens_to_the_kernels_view(tmp_path, lowers, kernel_overlay) -> None:
+    """The kernel itself renames (within a directory: a relative redirect; across: an absolute
+    one; a renamed directory renamed again; one renamed back), chmods and utimes lower files
+    (metadata-only copy-ups) and moves one of them: ``from_kernel`` shows what it shows."""
     upperdir = str(tmp_path / "kupper")
     os.mkdir(upperdir)
-    options = feature + (",redirect_dir=on" if feature == "metacopy=on" else "")
+    with _redirect_mount(tmp_path, lowers, upperdir) as merged:
+        join = lambda path: os.path.join(merged, path)  # noqa: E731
+        os.rename(join("var/log"), join("var/logs"))  # same directory: relative redirect
+        os.rename(join("etc/conf.d"), join("conf"))  # across directories: absolute redirect
+        os.rename(join("conf"), join("usr/conf"))  # a redirected directory renamed again
+        os.rename(join("opt/app"), join("app"))
+        os.rename(join("app"), join("opt/app"))  # and back onto its original name
+        os.rename(join("shared"), join("etc/shared"))  # merged from both lowers
+        os.chmod(join("usr/lib/x.so"), 0o600)
+        os.utime(join("top-only"), (1000, 1000))
+        os.rename(join("usr/lib/x.so"), join("x-moved.so"))  # a metacopy file moved
+        with open(join("var/logs/old"), "a") as out:  # data copy-up inside a redirected dir
+            out.write("+")
+        expected = snapshot_dir(merged, with_times=False)
+        times = {path: int(os.lstat(join(path.lstrip("/"))).st_mtime) for path in ("/top-only", "/x-moved.so")}
+    metacopy = [path for path in _walk_files(upperdir) if _has_xattr(upperdir + path, "trusted.overlay.metacopy")]
+    assert metacopy, "the kernel made no metadata-only copy-up"
+    with OverlayFS.from_kernel([upperdir] + lowers) as ours:
+        assert snapshot_fs(ours, with_times=False) == expected
+        assert {path: int(ours.getinfo(path, ["details"]).raw["details"]["modified"]) for path in times} == times
+
+
+def test_an_upper_with_redirects_and_metacopy_exports_to_the_same_kernel_view(tmp_path, lowers, kernel_overlay) -> None:
+    """Redirected directories (also nested, renamed twice and back) and metadata-only files
+    (also moved) written by ``export_kernel`` and mounted by the kernel with redirect_dir=on,
+    metacopy=on: the same merged view, and the exported metacopy files hold no data."""
+    upper = MemoryFS()
+    with OverlayFS([OSFS(lower) for lower in lowers], upper) as overlay:
+        overlay.movedir("var/log", "var/logs", create=True)
+        overlay.movedir("etc/conf.d", "conf", create=True)
+        overlay.movedir("conf", "usr/conf", create=True)
+        overlay.movedir("opt/app", "app", create=True)
+        overlay.movedir("app", "opt/app", create=True)
+        overlay.movedir("shared", "etc/shared", create=True)
+        overlay.makedir("new")
+        overlay.movedir("usr/lib", "new/lib", create=True)  # a redirect inside a pure upper directory
+        overlay.setinfo("top-only", {"details": {"modified": 1000, "accessed": 1000}})
+        overlay.move("etc/hosts", "hosts-moved")
+        overlay.appendbytes("var/logs/old", b"+")
+        view = snapshot_fs(overlay, with_times=False)
+        dest = str(tmp_path / "exported")
+        with pytest.warns(ModesLost):  # a MemoryFS upper holds no modes: said
+            overlay.export_kernel(dest)
+    assert upper.readtext("/.unionfs/FORMAT") == "unionfs-sidecar 3\n"
+    for path in ("/top-only", "/hosts-moved"):
+        assert _has_xattr(dest + path, "trusted.overlay.metacopy")
+        assert os.lstat(dest + path).st_blocks * 512 <= 4096  # sparse (at most an xattr block)
+    with _redirect_mount(tmp_path, lowers, dest) as merged:
+        got = snapshot_dir(merged, with_times=False)
+        assert int(os.lstat(os.path.join(merged, "top-only")).st_mtime) == 1000
+    # the owner the library cannot give on MemoryFS is the only difference allowed
+    assert {p: e[:1] for p, e in got.items()} == {p: e[:1] for p, e in view.items()}
+
+
+def _walk_files(root: str) -> List[str]:
+    return ["/" + os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files]
+
+
+def _has_xattr(path: str, name: str) -> bool:
     try:
-        manager = mounted(tmp_path, lowers, upper=upperdir, options=options)
-        merged = manager.__enter__()
-    except subprocess.CalledProcessError:
-        pytest.skip("this kernel does not mount with " + feature)
-    try:
-        if feature == "redirect_dir=on":
-            os.rename(os.path.join(merged, "var/log"), os.path.join(merged, "var/logs"))
-            culprit = "var/logs"
-        else:
-            os.chmod(os.path.join(merged, "usr/lib/x.so"), 0o600)
-            culprit = "usr/lib/x.so"
-    finally:
-        manager.__exit__(None, None, None)
-    with pytest.raises(UnsupportedLayer, match="kernel lower 0 .*: %s is a" % culprit):
-        with OverlayFS.from_kernel([upperdir] + lowers) as ours:
-            for _ in ours.walk.files():
-                pass
+        os.getxattr(path, name, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
 
 
 KERNEL_PATHS = ["etc", "etc/passwd", "etc/hosts", "etc/conf.d", "etc/conf.d/a", "usr/lib", "usr/lib/x.so", "var/log",
@@ -276,6 +331,24 @@ def test_export_kernel_for_userxattr_mounts(tmp_path, lowers, kernel_overlay) ->
         assert snapshot_dir(merged) == view
     with OverlayFS.from_kernel([str(tmp_path / "upperdir")] + lowers, userxattr=True) as again:
         assert snapshot_fs(again) == view
+
+
+def test_renames_cannot_be_exported_for_a_userxattr_mount(tmp_path) -> None:
+    """The kernel refuses userxattr with redirect_dir or metacopy: such an export is refused
+    by name before anything is written."""
+    from fs.errors import Unsupported
+
+    lower = MemoryFS()
+    lower.makedirs("d")
+    upper = MemoryFS()
+    with OverlayFS(lower, upper) as overlay:
+        overlay.movedir("d", "e", create=True)
+        with pytest.raises(Unsupported, match="cannot export /e for a userxattr mount"):
+            overlay.export_kernel(str(tmp_path / "dest"), userxattr=True)
+        assert not (tmp_path / "dest").exists()
+        with pytest.warns(ModesLost):  # a MemoryFS upper holds no modes: said
+            overlay.export_kernel(str(tmp_path / "trusted"))
+    assert os.getxattr(str(tmp_path / "trusted" / "e"), "trusted.overlay.redirect") == b"/d"
 
 
 def test_default_reads_trusted_markers_only_as_the_default_mount(tmp_path, lowers, kernel_overlay) -> None:

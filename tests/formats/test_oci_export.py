@@ -160,3 +160,24 @@ def test_names_that_read_as_markers_cannot_be_exported(tmp_path, base) -> None:
         overlay.writetext("etc/.wh.sneaky", "not a whiteout")
         with pytest.raises(errors.Unsupported, match="cannot export /etc/.wh.sneaky"):
             overlay.export_layer(io.BytesIO())
+
+
+@pytest.mark.parametrize("opaque", ["marker", "whiteouts"])
+def test_redirected_directories_and_metadata_only_files_export_in_full(tmp_path, base, opaque) -> None:
+    """OCI layers have no redirects: a directory renamed through the overlay is written as an
+    opaque directory with its whole merged tree, a metadata-only file with its lower data."""
+    with OverlayFS.from_oci([base], upper=MemoryFS()) as overlay:
+        overlay.movedir("opq", "moved", create=True)  # redirected
+        overlay.remove("moved/a")  # a whiteout inside the renamed tree
+        overlay.movedir("var", "etc/var", create=True)  # redirected, with a subdirectory
+        overlay.setinfo("etc/group", {"details": {"modified": 1000}})  # metadata only
+        overlay.move("etc/var/tmp/t", "t-moved")  # a moved metadata-only file
+        view = snapshot_fs(overlay, with_times=False)
+        exported = io.BytesIO()
+        overlay.export_layer(exported, opaque=opaque)
+    names = [m[0] for m in members(exported.getvalue())]
+    assert "moved/b/c" in names and "etc/var/tmp" in names and "moved/a" not in names, names
+    (tmp_path / "layer").write_bytes(exported.getvalue())
+    with OverlayFS.from_oci([base, str(tmp_path / "layer")]) as stacked:
+        assert {p: e[0] for p, e in snapshot_fs(stacked, with_times=False).items()} == {p: e[0] for p, e in view.items()}
+        assert stacked.readbytes("t-moved") == b"t" and stacked.readbytes("etc/group") == b"g"

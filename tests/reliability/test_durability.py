@@ -362,9 +362,9 @@ def test_records_are_durable_before_the_entry_goes(disk):
 
 def test_journal_entries_are_durable_before_the_first_step(disk):
     lower, upper_dir, log = disk
-    overlay = OverlayFS(lower, upper_dir)
+    overlay = OverlayFS(lower, upper_dir, redirect_dir=False, metacopy=False)
     log.clear()
-    overlay.movedir("d", "moved", create=True)  # a merged tree: journaled
+    overlay.movedir("d", "moved", create=True)  # a merged tree, copied (no redirect_dir): journaled
     entry = log.index("rename", lambda p: p.startswith(STAGING_DIR) and (" -> " + JOURNAL_DIR + "/") in p)
     staged = log.calls[entry][1].split(" -> ")[0]
     assert log.index("fsync", lambda p: p == staged) < entry

@@ -6,12 +6,19 @@ import pytest
 
 from fs.memoryfs import MemoryFS
 
+import functools
+
+import unionfs
+from unionfs import SidecarError
 from unionfs.core.sidecar import FORMAT_TEXT, JOURNAL_FORMAT_VERSION
-from unionfs import OverlayFS, SidecarError
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
 
 from tests.support.reliability_support import view
+
+#: These tests exercise the journal of the copying movedir: a rename to a new name with
+#: redirect_dir on is one atomic rename (tests/reliability/test_redirect_crash.py covers it).
+OverlayFS = functools.partial(unionfs.OverlayFS, redirect_dir=False, metacopy=False)
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ SCENARIOS: Dict[str, Callable[[OverlayFS, Any], None]] = {
     "copy-up": lambda o, lower: o.setinfo("big", {"details": {"modified": 1000}}),
     "writebytes": lambda o, lower: (o.writebytes("big", b"B" * 300_000), o.writebytes("t/a/new", b"N" * 5000)),
     "writetext": lambda o, lower: o.writetext("t/b/new.txt", "text\n" * 20_000),
-    "movedir of a merged tree": lambda o, lower: o.movedir("t", "moved", create=True),
+    "movedir of a merged tree": lambda o, lower: o.movedir("t/a", "t/b", create=True),
     "remove (a new upper)": lambda o, lower: o.remove("f"),
     "removetree": lambda o, lower: o.removetree("t"),
     "write and fsync through a handle": lambda o, lower: _write_and_fsync(o),
@@ -215,7 +215,7 @@ def test_a_movedir_killed_midway_then_cut_recovers(disk, lower_dir, tmp_path):
     os.mkdir(before_upper)
     overlay = OverlayFS(OSFS(lower_dir), OSFS(before_upper))
     before = kill_child.comparable(overlay)
-    overlay.movedir("t", "moved", create=True)
+    overlay.movedir("t/a", "t/b", create=True)
     after = kill_child.comparable(overlay)
     overlay.close()
     upper = os.path.join(disk.mnt, "upper")

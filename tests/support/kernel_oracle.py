@@ -28,7 +28,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from typing import Any, BinaryIO, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, BinaryIO, Callable, Collection, Dict, List, Optional, Sequence, Tuple, Type
 
 import attr
 
@@ -38,6 +38,7 @@ from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from fs.path import dirname, recursepath
+from fs.permissions import Permissions
 
 from unionfs.errors import IllegalDestination, LinkLoop, NotALink
 from unionfs.core import sidecar as sidecar_format
@@ -228,13 +229,19 @@ def _unmount(target: str) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
+#: the kernel's O(1) directory rename and metadata-only copy-up (what OverlayFS does by default)
+REDIRECT_OPTIONS = "redirect_dir=on,metacopy=on"
+
+
 class KernelOverlay:
     """A kernel overlay mount over layer specs, in a private temporary directory.
 
     Use as a context manager (or call :meth:`close`): the mount is always undone and the
     directory removed, whatever happened in between."""
 
-    def __init__(self, lowers: Sequence[LayerSpec]) -> None:
+    def __init__(self, lowers: Sequence[LayerSpec], extra_options: str = "") -> None:
+        #: mount options beyond the layers, e.g. ``REDIRECT_OPTIONS``
+        self.extra_options = extra_options
         self.root = tempfile.mkdtemp(prefix="unionfs-kernel-")
         self.merged = os.path.join(self.root, "merged")
         os.mkdir(self.merged)
@@ -260,7 +267,13 @@ class KernelOverlay:
 
     @property
     def options(self) -> str:
-        return "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(self.lowers), self.upper, self.work)
+        options = "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(self.lowers), self.upper, self.work)
+        return options + ("," + self.extra_options if self.extra_options else "")
+
+    @property
+    def renames_directories(self) -> bool:
+        """Whether rename(2) of a lower or merged directory works here (``redirect_dir=on``)."""
+        return "redirect_dir=on" in self.extra_options
 
     def mount(self) -> None:
         _mount_overlay(self.options, self.merged)
@@ -602,6 +615,14 @@ class KernelView:
             os.utime(followed, (accessed, modified))
             return None if os.path.islink(self._real(path)) else int(os.lstat(followed).st_mtime)
 
+    def chmod(self, path: str, mode: int) -> int:
+        """chmod(2) follows a link (resolved inside the mount, as the library resolves it:
+        an absolute target from the overlay's root); the permission bits the entry itself
+        shows afterwards."""
+        with _KernelCall(path):
+            os.chmod(self._followed(path), mode)
+        return stat.S_IMODE(self._lstat(path).st_mode)
+
     def remove(self, path: str) -> None:
         with _KernelCall(path):
             os.unlink(self._real(path))
@@ -689,12 +710,16 @@ class KernelView:
             self._movedir(src, dst, create)
 
     def _movedir(self, src: str, dst: str, create: bool) -> None:
-        """The library's documented ``movedir``: ``cp -a src/. dst`` then ``rm -rf src``.
+        """The library's documented ``movedir``. On a ``redirect_dir=on`` mount the kernel's
+        real renames: rename(2) of ``src`` to a missing ``dst``; into an existing ``dst`` each
+        entry renamed in, directories that exist on both sides merged recursively, then
+        ``rm -rf src`` of what is left (the emptied directories). On a default mount, where
+        rename(2) answers EXDEV for a lower or merged directory: ``cp -a src/. dst`` then
+        ``rm -rf src``.
 
-        Not rename(2), which answers EXDEV for a lower or merged directory. Like the
-        library, refuse up front (before changing anything) a destination inside the
-        source, an ancestor destination where part of the source would be copied onto the
-        source itself, a missing destination without ``create``, and any file/directory
+        Like the library, refuse up front (before changing anything) a destination inside
+        the source, an ancestor destination where part of the source would be copied onto
+        the source itself, a missing destination without ``create``, and any file/directory
         clash between the two trees."""
         if not stat.S_ISDIR(self._lstat(src, directory=True).st_mode):
             raise errors.DirectoryExpected(src)
@@ -732,11 +757,34 @@ class KernelView:
             # the order in which clashes are found is unspecified: with mixed kinds, expect either
             kinds = set(clashes.values())
             raise (kinds.pop() if len(kinds) == 1 else errors.ResourceInvalid)(min(clashes))
+        if self.mount is not None and self.mount.renames_directories:
+            if not self.exists(dst):
+                with _KernelCall(dst, directory=True):
+                    os.rename(self._real(src), self._real(dst))
+                return
+            self._rename_into(src, dst)
+            self.removetree(src)
+            return
         # -a: links as links; --remove-destination: an existing file or link is replaced, as the
         # library's per-file rename replaces it (never written through, its other hard links untouched)
         copied = subprocess.run(["cp", "-a", "--remove-destination", self._real(src) + "/.", self._real(dst)], capture_output=True, text=True)
         assert copied.returncode == 0, copied.stderr
         self.removetree(src)
+
+    def _rename_into(self, src: str, dst: str) -> None:
+        """rename(2) every entry of ``src`` into the directory ``dst``, recursing where both
+        sides have a directory of the name."""
+        pending = [(src, dst)]
+        while pending:
+            source, destination = pending.pop()
+            for entry in sorted(os.listdir(self._real(source))):
+                child, target = source.rstrip("/") + "/" + entry, destination.rstrip("/") + "/" + entry
+                real_child = self._real(child)  # (a link is renamed as itself, never followed)
+                if stat.S_ISDIR(os.lstat(real_child).st_mode) and os.path.lexists(self._real(target)):
+                    pending.append((child, target))
+                else:
+                    with _KernelCall(target, directory=True):
+                        os.rename(self._real(child), self._real(target))
 
     # -- hand edits of the upper dir, the kernel form of OverlayFS.hide and make_opaque ----------
 
@@ -784,7 +832,11 @@ class KernelView:
     def _make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
-        directory must not hold."""
+        directory must not hold. Renamed directories and metadata-only files below get an
+        absolute ``overlay.redirect`` (their lower path) where they have none or a relative
+        one: the library's records always name the lower path from the root, which the
+        kernel follows past an opaque directory only when absolute (``export_kernel`` writes
+        them so too)."""
         if path == "/":
             raise errors.OperationFailed(path)
         if self.exists(path):
@@ -796,7 +848,9 @@ class KernelView:
                 parent_mode = os.stat(self._followed(dirname(path))).st_mode  # the links on the way followed
             if not stat.S_ISDIR(parent_mode):
                 raise errors.DirectoryExpected(path)
-        self._offline(_make_opaque_by_hand, path)
+        assert self.mount is not None
+        upper = self.mount.upper
+        self._offline(lambda real: _make_opaque_by_hand(real, upper), path)
 
     def _walk(self, top: str) -> List[Tuple[str, bool]]:
         found = []
@@ -823,18 +877,53 @@ def _clear_upper_entry(real: str) -> None:
         os.unlink(real)
 
 
-def _make_opaque_by_hand(real: str) -> None:
+def _make_opaque_by_hand(real: str, upper: str) -> None:
     if os.path.lexists(real) and _is_whiteout(real):
         os.unlink(real)
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
-    for directory, _, names in os.walk(real):
-        kept = os.stat(directory)
+    for directory, dirs, names in os.walk(real):
+        kept_times = os.stat(directory)
+        kept = []
         for name in names:
             if _is_whiteout(os.path.join(directory, name)):
                 os.unlink(os.path.join(directory, name))
+            else:
+                kept.append(name)
         # the whiteouts were bookkeeping, not entries of the view: the directory keeps its times
-        os.utime(directory, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+        os.utime(directory, ns=(kept_times.st_atime_ns, kept_times.st_mtime_ns))
+        for name in dirs + kept:
+            entry = os.path.join(directory, name)
+            mode = os.lstat(entry).st_mode
+            redirect = _xattr(entry, "trusted.overlay.redirect")
+            renamed = stat.S_ISDIR(mode) and redirect is not None
+            metacopy = stat.S_ISREG(mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
+            if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
+                os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
+
+
+def _xattr(real: str, name: str) -> Optional[bytes]:
+    try:
+        return os.getxattr(real, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _lower_path(upper: str, real: str) -> str:
+    """Where the lowers hold the upper entry ``real``: its path, sent elsewhere by the
+    redirects of it and its ancestors (absolute, or relative to the parent's lower path)."""
+    below = "/"
+    current = upper
+    for part in os.path.relpath(real, upper).split(os.sep):
+        current = os.path.join(current, part)
+        redirect = _xattr(current, "trusted.overlay.redirect")
+        if redirect is None:
+            below = os.path.join(below, part)
+        elif redirect.startswith(b"/"):
+            below = redirect.decode()
+        else:
+            below = os.path.join(below, redirect.decode())
+    return below
 
 
 class LibraryView:
@@ -940,6 +1029,10 @@ class LibraryView:
         self.fs.setinfo(path, {"details": {"accessed": accessed, "modified": modified}})
         info = self.fs.getinfo(path, ["details", "link"])
         return None if info.is_link else int(info.raw["details"]["modified"])
+
+    def chmod(self, path: str, mode: int) -> int:
+        self.fs.setinfo(path, {"access": {"permissions": Permissions(mode=mode).dump()}})
+        return self.fs.getinfo(path, ["access"]).permissions.mode
 
     def remove(self, path: str) -> None:
         self.fs.remove(path)
@@ -1056,3 +1149,76 @@ def assert_same_file_times(library: Dict[str, int], kernel: Dict[str, int]) -> N
         if (library.get(path) != kernel_time if kernel_time < RECENT else (library.get(path) or 0) < RECENT)
     }
     assert not wrong, "file modification times differ (library, kernel): %r" % (wrong,)
+
+
+# -------------------------------------------------------------------------------------------------
+# Metadata-only copy-ups, as each side's upper holds them
+# -------------------------------------------------------------------------------------------------
+
+
+def _data_bytes(real: str) -> int:
+    """Whether a file holds any data on disk: 0 for a sparse file without a data extent
+    (``SEEK_DATA`` finds none), else its size. Not ``st_blocks``, which counts an ext4 xattr
+    block too."""
+    descriptor = os.open(real, os.O_RDONLY)
+    try:
+        os.lseek(descriptor, 0, os.SEEK_DATA)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            return 0
+        raise
+    finally:
+        os.close(descriptor)
+    return os.lstat(real).st_size
+
+
+def kernel_metacopy_files(upper_dir: str, skip: Collection[Tuple[int, int]] = ()) -> Dict[str, int]:
+    """Every file of a kernel upperdir marked ``trusted.overlay.metacopy``, with the bytes of
+    data it holds on disk (none: the kernel leaves it sparse); files whose (st_dev, st_ino)
+    is in ``skip`` left out."""
+    found: Dict[str, int] = {}
+    for directory, _dirs, files in os.walk(upper_dir):
+        for name in files:
+            real = os.path.join(directory, name)
+            try:
+                os.getxattr(real, "trusted.overlay.metacopy", follow_symlinks=False)
+            except OSError:
+                continue
+            status = os.lstat(real)
+            if (status.st_dev, status.st_ino) in skip:
+                continue
+            found["/" + os.path.relpath(real, upper_dir)] = _data_bytes(real)
+    return found
+
+
+def _raw_files(upper: FS, reserved: str) -> List[str]:
+    """The regular files of the raw upper (its sidecar left out), links never followed."""
+    try:
+        root = upper.getsyspath("/")
+    except errors.NoSysPath:
+        return list(upper.walk.files(exclude_dirs=[reserved]))
+    found = []
+    for directory, dirs, files in os.walk(root):
+        if directory == root and reserved in dirs:
+            dirs.remove(reserved)
+        for name in files:
+            real = os.path.join(directory, name)
+            if stat.S_ISREG(os.lstat(real).st_mode):
+                found.append("/" + os.path.relpath(real, root))
+    return found
+
+
+def library_metacopy_files(upper: FS) -> Dict[str, int]:
+    """Every metadata-only file of a unionfs upper (a hint record and a token content, read
+    from the raw upper, not through unionfs's lookup), with the bytes its upper file holds."""
+    from unionfs.core.sidecar import METACOPY, METACOPY_DIR, RESERVED_NAME, metacopy_token, record_dir
+
+    found: Dict[str, int] = {}
+    for path in _raw_files(upper, RESERVED_NAME):
+        if not upper.exists(record_dir(dirname(path)) + "/" + METACOPY + "/" + path.rsplit("/", 1)[1]):
+            continue
+        content = upper.readbytes(path)
+        token = metacopy_token(content)
+        if token is not None and upper.exists(METACOPY_DIR + "/" + token):
+            found[path] = len(content)
+    return found

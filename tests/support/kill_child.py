@@ -62,7 +62,7 @@ OPERATIONS: Dict[str, Callable[[OverlayFS, Any], Any]] = {
     "copy-up": lambda o, lower: o.setinfo("big", {"details": {"modified": 1000}}),
     "writebytes": lambda o, lower: o.writebytes("big", _data("new", BIG)),
     "writetext": lambda o, lower: o.writetext("t/a/new.txt", "a new text file\n" * 100_000),
-    "movedir of a merged tree": lambda o, lower: o.movedir("t", "moved", create=True),
+    "movedir of a merged tree": lambda o, lower: o.movedir("t/a", "t/b", create=True),
     "removetree": lambda o, lower: o.removetree("t"),
     "remove": lambda o, lower: o.remove("t/a/x/1"),
     "discard": lambda o, lower: o.discard(),

@@ -15,7 +15,8 @@ from fs.info import Info
 
 from unionfs import OverlayFS
 from unionfs.core.sidecar import (
-    FORMAT_PATH, FORMAT_TEXT, JOURNAL_DIR, RESERVED_NAME, SIDECAR_DIR, STAGING_DIR, TREE_DIR, WHITEOUT, record_dir,
+    FORMAT_PATH, JOURNAL_DIR, METACOPY, RESERVED_NAME, SIDECAR_DIR, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT,
+    metacopy_token, record_dir,
 )
 from unionfs.testing import trees
 
@@ -71,14 +72,15 @@ def describe_difference(got: View, expected: Sequence[View]) -> str:
 def sidecar_problems(upper: FS) -> List[str]:
     """Structural problems of an upper's sidecar that no interruption may cause."""
     problems = []
-    if upper.readtext(FORMAT_PATH) != FORMAT_TEXT:
+    settled = ["unionfs-sidecar %d\n" % version for version, form in VERSIONS.items() if not form.journal]
+    if upper.readtext(FORMAT_PATH) not in settled:
         problems.append("FORMAT reads %r after recovery" % upper.readtext(FORMAT_PATH))
     if not upper.isdir(TREE_DIR):
         problems.append("no record tree")
     if upper.exists(JOURNAL_DIR) and upper.listdir(JOURNAL_DIR):
         problems.append("journal entries left after recovery: %s" % upper.listdir(JOURNAL_DIR))
     for name in upper.listdir(SIDECAR_DIR):
-        if name not in ("FORMAT", "tree", "tmp", "journal", "lock"):
+        if name not in ("FORMAT", "tree", "tmp", "journal", "lock", "meta"):
             problems.append("unknown sidecar entry %s" % name)
     return problems
 
@@ -103,8 +105,13 @@ def upper_rule_problems(upper: FS, state: View) -> List[str]:
                 if shown is None or shown[0] != "dir":
                     problems.append("upper directory %s is not a directory of the view" % path)
             else:
-                digest = hashlib.sha256(upper.readbytes(path)).hexdigest()[:16]
-                if shown is None or shown[:2] != ("file", digest):
+                content = upper.readbytes(path)
+                digest = hashlib.sha256(content).hexdigest()[:16]
+                hinted = upper.exists(record_dir(directory) + "/" + METACOPY + "/" + info.name)
+                if hinted and metacopy_token(content) is not None:  # metadata only: the data is below
+                    if shown is None or shown[0] != "file":
+                        problems.append("metadata-only upper file %s is not a file of the view" % path)
+                elif shown is None or shown[:2] != ("file", digest):
                     problems.append("upper file %s is not what the view shows" % path)
         try:
             whiteouts = upper.listdir(record_dir(directory) + "/" + WHITEOUT)

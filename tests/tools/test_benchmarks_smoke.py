@@ -65,9 +65,10 @@ def test_every_workload_ran_for_every_available_system(toy_run):
             assert row["ratio_vs_raw"] == pytest.approx(1.0)
 
 
-def test_a_targz_commit_restarts_no_decompression(toy_run):
+@pytest.mark.parametrize("workload", ["archive.commit", "archive.walkread"])
+def test_a_targz_commit_or_walk_restarts_no_decompression(toy_run, workload):
     _, report, _ = toy_run
-    rows = [row for row in report["results"] if row["workload"] == "archive.commit" and row["metric"] == "restarts"
+    rows = [row for row in report["results"] if row["workload"] == workload and row["metric"] == "restarts"
             and row["system"] == "unionfs[os]"]
     assert rows and rows[0]["samples"] and all(value == 0 for value in rows[0]["samples"])
 

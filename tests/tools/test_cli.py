@@ -148,6 +148,24 @@ def test_console_script_is_installed():
         assert name in result.stdout
 
 
+def test_diff_shows_renames_and_the_copying_flags(tmp_path):
+    """``R new <- old`` for a directory renamed by a redirect; ``--no-redirect-dir
+    --no-metacopy`` are accepted by every command that opens an overlay."""
+    from fs.osfs import OSFS
+    from unionfs import OverlayFS
+
+    (tmp_path / "low" / "d").mkdir(parents=True)
+    (tmp_path / "low" / "d" / "f").write_text("f")
+    (tmp_path / "up").mkdir()
+    with OverlayFS([OSFS(str(tmp_path / "low"))], OSFS(str(tmp_path / "up"))) as overlay:
+        overlay.movedir("d", "e", create=True)
+    stack = ("-l", str(tmp_path / "low"), "-u", str(tmp_path / "up"))
+    diff = run("diff", *stack)
+    assert diff.returncode == 0 and diff.stdout.splitlines() == ["D /d/", "R /e/ <- /d/"], diff
+    copying = run("diff", "--no-redirect-dir", "--no-metacopy", *stack)
+    assert copying.returncode == 0 and copying.stdout == diff.stdout
+
+
 # -- issue 11 item 10: what a new user tripped over ----------------------------------------------
 
 

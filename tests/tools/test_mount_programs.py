@@ -448,6 +448,13 @@ def test_a_copy_up_that_breaks_a_lower_hard_link_gives_the_name_its_own_inode(tm
                   " echo last >> d/c; cat d/a")
         pair.run(script)
         pair.same_trees()
+    with Pair(tmp_path / "renamed", _hard_link_lower) as pair:
+        # rename and chmod copy one name up alone too (here: metadata-only copies, whose stat is
+        # their lower data's; found by the mount differential)
+        pair.run("stat -c %h d/a d/b >/dev/null; mv d/a d/x; [ d/x -ef d/b ] || echo x is not b;"
+                 " chmod 600 d/b; ln d/x d/y; [ d/x -ef d/y ] && echo x is y; [ d/b -ef d/y ] || echo b is not y;"
+                 " stat -c '%h %a %n' d/x d/y d/b")
+        pair.same_trees()
 
 
 def test_opening_one_name_of_a_lower_hard_link_for_writing_shows_its_new_inode_at_once(tmp_path):

@@ -81,6 +81,23 @@ def test_bad_overlay_urls_fail_clearly(url, message):
         fs.open_fs(url)
 
 
+def test_the_url_sets_the_copying_options(tmp_path) -> None:
+    """``?redirect_dir=off&metacopy=off``: movedir of a lower directory copies it."""
+    import fs as _fs
+    from fs.osfs import OSFS as _OSFS
+
+    (tmp_path / "low" / "d").mkdir(parents=True)
+    (tmp_path / "low" / "d" / "f").write_text("f")
+    (tmp_path / "up").mkdir()
+    url = "overlay://%s?upper=%s&redirect_dir=off&metacopy=off" % (tmp_path / "low", tmp_path / "up")
+    with _fs.open_fs(url) as overlay:
+        overlay.movedir("d", "e", create=True)
+    assert (tmp_path / "up" / "e" / "f").read_text() == "f"  # copied, not redirected
+    with pytest.raises(errors.CreateFailed, match="on or off"):
+        _fs.open_fs(url.replace("metacopy=off", "metacopy=maybe"))
+    assert _OSFS(str(tmp_path / "low")).readtext("d/f") == "f"
+
+
 def test_relative_layers_resolve_against_cwd(tmp_path, monkeypatch, guard_lower) -> None:
     """Issue 11 item 11: ``fs.open_fs('overlay://sub', cwd=...)`` resolves relative layer paths
     (plain, ``osfs://``, ``tar://``, ``zip://``, the upper too) against ``cwd``, as fs's own

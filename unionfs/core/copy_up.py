@@ -35,22 +35,34 @@ def copy_up_parents(lookup: Lookup, upper: Upper, path: str) -> None:
         _copy_up_dir(upper, parent)
 
 
-def copy_up(lookup: Lookup, upper: Upper, node: Node, with_data: bool = True) -> None:
-    """Copy ``node`` (and its parents) up, unless the upper already has it. ``with_data=False``
-    copies a file's metadata only, for an open that truncates it anyway."""
-    if node.in_upper:
+#: what a copy-up of a file brings: its data, nothing (an open that truncates anyway), or
+#: its metadata only where the overlay does metacopy (the data stays in the lower until
+#: the file is opened for writing), else its data
+DATA, EMPTY, METADATA = "data", "empty", "metadata"
+
+
+def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
+    """Copy ``node`` (and its parents) up, unless the upper already has it, as ``what`` says
+    (:data:`DATA`, :data:`EMPTY` or :data:`METADATA`). A metadata-only copy in the upper gets
+    its data (or is emptied) when ``what`` asks for more."""
+    if node.in_upper and not (node.metacopy and what != METADATA):
         return
     copy_up_parents(lookup, upper, node.path)
     if node.is_dir:
         _copy_up_dir(upper, node)
     elif node.is_link:
         _copy_up_link(upper, node)
+    elif what == METADATA and upper.metacopy and not node.in_upper:
+        # the kernel's metacopy: the metadata now, the data (found at the origin) on first write
+        metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
+        with upper.keeping_times(dirname(node.path)):
+            upper.install_metacopy(node.path, node.origin, metadata)
     else:
-        _copy_up_file(upper, node, with_data)
+        _copy_up_file(upper, node, what != EMPTY)
 
 
 def _copy_up_dir(upper: Upper, node: Node) -> None:
-    info = node.top.fs.getinfo(node.path, COPIED_NAMESPACES)
+    info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
         upper.install_dir(node.path, copyable_metadata(info))
 
@@ -58,16 +70,17 @@ def _copy_up_dir(upper: Upper, node: Node) -> None:
 def _copy_up_link(upper: Upper, node: Node) -> None:
     """A symbolic link is copied as a link (its target string, owner and times), never
     followed, as the kernel's copy-up does."""
-    info = node.top.getinfo(node.path, COPIED_NAMESPACES)
+    info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
-        upper.install_link(node.path, node.top.readlink(node.path), copyable_metadata(info))
+        upper.install_link(node.path, node.top.readlink(node.top_path), copyable_metadata(info))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
-    layer_fs = node.top.fs
-    info = layer_fs.getinfo(node.path, COPIED_NAMESPACES)
+    """The data (or nothing) with the metadata of the top layer, staged and renamed into place."""
+    info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
     if with_data:
-        with layer_fs.openbin(node.path, "r") as source:
+        layer, path = node.data
+        with layer.fs.openbin(path, "r") as source:
             staged = upper.stage(source)
     else:
         staged = upper.stage(None)

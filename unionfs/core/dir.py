@@ -18,12 +18,12 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
-from fs.path import dirname, join, relpath
+from fs.path import basename, dirname, join, relpath
 from fs.permissions import Permissions
 
 from . import journal, walk
 from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
-from .copy_up import copy_up, copy_up_parents
+from .copy_up import METADATA, copy_up, copy_up_parents
 from .lookup import Lookup, Node
 from .readdir import visible_children
 from .upper import Upper
@@ -89,6 +89,7 @@ def hide(lookup: Lookup, upper: Upper, node: Node) -> None:
             upper.remove_file(node.path)
     if node.is_dir:
         upper.drop_records_below(node.path)
+        upper.remove_redirect(node.path)
     upper.remove_opaque(node.path)
     upper.touch(dirname(node.path))
 
@@ -104,7 +105,7 @@ def make_opaque(lookup: Lookup, upper: Upper, path: str) -> None:
     upper.readers.detach(path, subtree=True)  # the lower files below are hidden, never copied up
     if not upper.has_opaque(path):
         upper.add_opaque(path)
-    upper.drop_markers_below(path)
+    upper.drop_hidden_records(path)
 
 
 def make_link(lookup: Lookup, upper: Upper, path: str, target: str) -> None:
@@ -128,11 +129,13 @@ def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
 
 
 def rename_file(lookup: Lookup, upper: Upper, src: Node, dst: str, stamp_source: bool = True) -> None:
-    """rename(2) of a non-directory: copy up, move within the upper, whiteout the old name
-    iff a lower has it, and drop any whiteout at the new name. Both directories get the time
-    of the change, the source's unless ``stamp_source`` is False (a ``movedir``, whose
-    ``cp -a`` only reads the source: its directories keep their times until they go)."""
-    copy_up(lookup, upper, src)
+    """rename(2) of a non-directory: copy up (its metadata only with metacopy, as the
+    kernel's rename does; the data stays where it is and the copy keeps naming it), move
+    within the upper, whiteout the old name iff a lower has it, and drop any whiteout at the
+    new name. Both directories get the time of the change, the source's unless
+    ``stamp_source`` is False (a copying ``movedir``, whose ``cp -a`` only reads the source:
+    its directories keep their times until they go)."""
+    copy_up(lookup, upper, src, METADATA)
     copy_up_parents(lookup, upper, dst)
     if src.lower_positive:
         upper.add_whiteout(src.path)
@@ -153,18 +156,24 @@ def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
 
 def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     """Move the contents of directory ``src`` into directory ``dst`` (created if missing), then
-    remove ``src``: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which
-    itself answers EXDEV for a lower or merged directory. Type clashes are refused up front."""
+    remove ``src``. Type clashes are refused up front.
+
+    To a ``dst`` that does not exist this is rename(2): one rename of the upper directory,
+    which for a lower or merged ``src`` carries a redirect record (the kernel's
+    ``redirect_dir=on``). Into an existing ``dst`` each entry is renamed in, directories
+    merging recursively (journaled). With ``redirect_dir`` off a lower or merged tree is
+    copied: the tree ``cp -a src/. dst`` then ``rm -rf src`` gives on the kernel, which itself
+    answers EXDEV there."""
+    target = lookup.node(dst)
+    if target is None and (upper.redirect_dir or _pure_upper(upper, src)):
+        rename_dir(lookup, upper, src, dst)  # nothing at dst to clash with: the tree is not read
+        return
     entries = _walk(lookup, src)
     for rel, node in entries:
         existing = lookup.node(join(dst, rel))
         if existing is not None and existing.is_dir != node.is_dir:
             error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
             raise error(join(dst, rel))
-    target = lookup.node(dst)
-    if target is None and src.layers == (upper.layer,) and not _needs_opaque(lookup, upper, dst):
-        _rename_upper_dir(lookup, upper, src, dst)
-        return
     # the source directories' times, before the moves restamp them (journaled: a re-run
     # after a crash gives the destination these, not what the renames left)
     times: List[journal.DirTimes] = []
@@ -175,10 +184,79 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times)))
 
 
+def _pure_upper(upper: Upper, node: Node) -> bool:
+    """Only the upper has the directory: no redirect is needed to move it."""
+    return node.layers == (upper.layer,)
+
+
+def rename_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """rename(2) of a directory to ``dst``, where the view has nothing: O(1) in the size of
+    the tree. Everything the renamed directory needs at ``dst`` is written first where it is
+    inert (records of ``dst`` apply only once the upper has that directory): its redirect
+    (a lower or merged ``src``: the path its lower contents are at, kept if it has one), or
+    an opaque record (a pure upper ``src`` moved where lowers could show through), and a copy
+    of the records inside ``src``. Then the whiteout of the old name (iff a lower has it),
+    then the one rename that switches the view; then the clean-up of ``src``'s records. Both
+    parent directories get the time of the change, as rename(2) gives them."""
+    copy_up(lookup, upper, src)  # the directory alone, as the kernel's copy-up before rename
+    moved = lookup.node(src.path)
+    assert moved is not None and moved.in_upper
+    copy_up_parents(lookup, upper, dst)
+    upper.remove_redirect(dst, known=False)  # what a former directory at dst may have left
+    upper.sidecar.drop_records_below(dst)
+    if _pure_upper(upper, moved):
+        if _needs_opaque(lookup, upper, dst):
+            upper.add_opaque(dst)
+    else:
+        upper.remove_opaque(dst)
+        upper.set_redirect(dst, moved.origin)
+    upper.copy_records_below(src.path, dst)
+    if src.lower_positive:
+        upper.add_whiteout(src.path)
+    upper.move_dir(src.path, dst)
+    upper.remove_whiteout(dst)
+    upper.remove_opaque(src.path)
+    upper.remove_redirect(src.path)
+    upper.drop_records_below(src.path)
+    upper.touch(dirname(src.path))
+    upper.touch(dirname(dst))
+
+
+def _rename_into(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+    """Rename every entry of ``src`` into the directory ``dst``: what ``dst`` lacks moves by one
+    rename (a directory with a redirect where it needs one), a file replaces a file, and a
+    directory merges into the directory there, recursively. Each step is idempotent."""
+    if lookup.node(dst) is None:
+        make_dir(lookup, upper, dst)
+    pending = [(src.path, dst)]
+    while pending:
+        source, destination = pending.pop()
+        directory = lookup.node(source)
+        if directory is None or not directory.is_dir:
+            continue
+        for child in visible_children(lookup, directory):
+            target = join(destination, basename(child.path))
+            existing = lookup.node(target)
+            if child.is_dir and existing is not None:
+                pending.append((child.path, target))
+            elif child.is_dir:
+                rename_dir(lookup, upper, child, target)
+            else:
+                rename_file(lookup, upper, child, target)
+
+
 def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tuple[journal.DirTimes, ...] = ()) -> None:
     """The steps of a journaled ``movedir``, each idempotent: what is still in ``src``
     moves to ``dst``, then ``src`` goes. Re-running it after a crash finishes the move.
-    ``times``: the source directories' times when the move began (from its journal entry)."""
+    ``times``: the source directories' times when the move began (from its journal entry),
+    for the copying ``movedir`` (``redirect_dir=False``), which gives them as ``cp -a`` does;
+    with ``redirect_dir`` each entry is renamed in, as the kernel's rename(2)s would."""
+    if upper.redirect_dir:
+        _rename_into(lookup, upper, src, dst)
+        remaining = lookup.node(src.path)
+        if remaining is not None:
+            hide(lookup, upper, remaining)
+        return
     entries = _walk(lookup, src)
     # cp -a gives every directory it copies (or copies into) the source's mode, owner and
     # times, last, after its contents: read them before moving anything changes them (the
@@ -209,7 +287,7 @@ def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tup
 def _dir_metadata(node: Node, times: Optional[Dict[str, float]] = None) -> Dict[str, Dict[str, Any]]:
     """What ``cp -a`` carries over from a source directory: mode, owner, times (``times``
     instead of the directory's own, where given)."""
-    metadata = copyable_metadata(node.top.fs.getinfo(node.path, COPIED_NAMESPACES))
+    metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
     if times is not None:
         metadata["details"] = dict(times)
     return metadata
@@ -217,7 +295,7 @@ def _dir_metadata(node: Node, times: Optional[Dict[str, float]] = None) -> Dict[
 
 def _times(node: Node) -> Optional[Tuple[float, float]]:
     """(accessed, modified) of a directory as the view shows it; None where its layer has none."""
-    details: Dict[str, Any] = dict(node.top.fs.getinfo(node.path, ["details"]).raw.get("details") or {})
+    details: Dict[str, Any] = dict(node.top.fs.getinfo(node.top_path, ["details"]).raw.get("details") or {})
     modified, accessed = details.get("modified"), details.get("accessed")
     if modified is None:
         return None
@@ -273,7 +351,7 @@ def journaled(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
 
 def recover(lookup: Lookup, upper: Upper) -> List[journal.Intent]:
     """Finish (roll forward) every operation pending in the journal; return them."""
-    if upper.sidecar.version == journal.FORMAT_VERSION:
+    if not upper.sidecar.journal_pending:
         return []
     upper.forget_all()
     finished = []
@@ -289,15 +367,3 @@ def _needs_opaque(lookup: Lookup, upper: Upper, dst: str) -> bool:
     """A directory moved to ``dst`` must be opaque when lowers could show through it."""
     parent = lookup.node(dirname(dst))
     return upper.has_whiteout(dst) or (parent is not None and any(not layer.is_upper for layer in parent.layers))
-
-
-def _rename_upper_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
-    """A directory that only the upper has moves by one rename, records and all."""
-    copy_up_parents(lookup, upper, dst)
-    if src.lower_positive:
-        upper.add_whiteout(src.path)
-    upper.move_dir(src.path, dst)  # the link records inside move along
-    upper.remove_opaque(src.path)
-    upper.drop_markers_below(dst)  # nothing lower shows through dst: its markers hide nothing
-    upper.touch(dirname(src.path))
-    upper.touch(dirname(dst))

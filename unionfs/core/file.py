@@ -63,8 +63,12 @@ class FollowingReaders:
         self._by_path: Dict[str, "weakref.WeakSet[FollowingReader]"] = {}
         self._lock = threading.Lock()
 
-    def open(self, lower_fs: FS, path: str, mode: str, buffering: int = -1, **options: Any) -> FollowingReader:
-        reader = FollowingReader(lower_fs.openbin(path, mode, buffering=buffering, **options), path, self, buffering)
+    def open(
+        self, lower_fs: FS, path: str, mode: str, buffering: int = -1, data_path: str = "", **options: Any
+    ) -> FollowingReader:
+        """A reader of the lower data at ``data_path`` (``path`` unless a redirect or a
+        metadata-only copy-up says otherwise) that follows the copy-up of ``path``."""
+        reader = FollowingReader(lower_fs.openbin(data_path or path, mode, buffering=buffering, **options), path, self, buffering)
         with self._lock:
             self._by_path.setdefault(path, weakref.WeakSet()).add(reader)
         return reader
@@ -76,6 +80,18 @@ class FollowingReaders:
                 readers.discard(reader)
                 if not readers:
                     del self._by_path[reader.name]
+
+    def moved(self, src: str, dst: str) -> None:
+        """The entry at ``src`` (a file, or a directory and everything below it) is now at
+        ``dst``: its readers follow a later copy-up there, as the kernel's descriptors follow
+        their inode across rename(2)."""
+        prefix = src.rstrip("/") + "/"
+        with self._lock:
+            for path in [p for p in self._by_path if p == src or p.startswith(prefix)]:
+                readers = self._by_path.pop(path)
+                for reader in readers:
+                    reader.name = dst + path[len(src):]
+                self._by_path.setdefault(dst + path[len(src):], weakref.WeakSet()).update(readers)
 
     def detach(self, path: str, subtree: bool = False) -> None:
         """The lower file at ``path`` (or every one below it, with ``subtree``) left the view

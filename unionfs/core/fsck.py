@@ -11,9 +11,11 @@ operation (see :mod:`unionfs.core.dir`); what it can leave behind hides nothing:
 - ``stray-opaque``: an opaque record of a name that is not a directory of the upper;
 - ``whiteout-in-opaque``: a whiteout inside an opaque directory (nothing below shows
   through it anyway);
+- ``stray-redirect``: a redirect record of a name that is not a directory of the upper;
+- ``stray-metacopy``: a metacopy hint of a name that is not a metadata-only file;
 - ``overridden-link``: a link record beside an upper entry of the same name (the entry
   wins; a crash while a file replaced a link);
-- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``l``, ``d``;
+- ``junk``: a name inside the record tree that is none of ``w``, ``o``, ``r``, ``m``, ``l``, ``d``;
 - ``journal``: an operation pending in the journal.
 
 Opening an overlay, like mounting one, already finishes the journal's operations and
@@ -37,7 +39,7 @@ from fs.path import join
 from . import journal
 from .journal import Intent
 from .journal import pending as journal_pending
-from .sidecar import CHILDREN, LINK, OPAQUE, STAGING_DIR, TREE_DIR, WHITEOUT
+from .sidecar import CHILDREN, LINK, METACOPY, OPAQUE, REDIRECT, STAGING_DIR, TREE_DIR, WHITEOUT
 from .upper import Upper
 
 
@@ -156,7 +158,7 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
             continue
         for part in parts:
             where = join(record_dir, part.name)
-            if part.name not in (WHITEOUT, OPAQUE, LINK, CHILDREN) or not part.is_dir:
+            if part.name not in (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK, CHILDREN) or not part.is_dir:
                 yield Finding("junk", where, "not part of the sidecar format"), where, part.is_dir
                 continue
             for record in upper.fs.scandir(where):
@@ -169,6 +171,10 @@ def _records(upper: Upper) -> Iterator[Tuple[Finding, str, bool]]:
                         pending.append((path, record_path, record.name in index.opaque))
                     else:
                         yield Finding("orphan-records", path, "records of a directory the upper does not have"), record_path, True
+                elif part.name == REDIRECT and index.entries.get(record.name) is not True:
+                    yield Finding("stray-redirect", path, "redirect record without an upper directory"), record_path, False
+                elif part.name == METACOPY and record.name not in index.metacopy:
+                    yield Finding("stray-metacopy", path, "metacopy hint without a metadata-only file"), record_path, False
                 elif part.name == LINK and record.is_dir:
                     yield Finding("junk", record_path, "a link record that is a directory"), record_path, True
                 elif part.name == LINK and record.name not in index.link_records:

@@ -8,7 +8,7 @@ ownership where the upper supports them.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping
+from typing import Any, Collection, Dict, Mapping, Optional
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -66,6 +66,22 @@ def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> b
     return True
 
 
+def node_info(node: Any, namespaces: Optional[Collection[str]] = None) -> Info:
+    """The info of a merged entry: its top layer's; a metadata-only file's size (and the
+    stat namespace's size and blocks) are its data's, as the kernel's getattr reports."""
+    info = node.top.getinfo(node.top_path, namespaces)  # (the layer reuses its lookup's stat)
+    if not node.metacopy:
+        return info
+    layer, path = node.data
+    data = layer.fs.getinfo(path, ["details", "stat"] if namespaces and "stat" in namespaces else ["details"]).raw
+    raw = {namespace: dict(values) for namespace, values in info.raw.items()}
+    if "details" in raw:
+        raw["details"]["size"] = (data.get("details") or {}).get("size", raw["details"].get("size"))
+    if "stat" in raw and "stat" in data:
+        for key in ("st_size", "st_blocks"):
+            if key in data["stat"]:
+                raw["stat"][key] = data["stat"][key]
+    return Info(raw)
 def apply_link_metadata(sys_path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
     """Owner and times of a symbolic link on disk, set on the link itself (a link has no
     permissions of its own on Linux). Best effort, like ``cp -P --preserve``."""

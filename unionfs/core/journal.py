@@ -21,7 +21,7 @@ from fs import errors
 from fs.path import abspath, isbase, normpath
 
 from ..errors import SidecarError
-from .sidecar import FORMAT_VERSION, JOURNAL_DIR, JOURNAL_FORMAT_VERSION, SIDECAR_DIR, Sidecar, is_reserved, read_text
+from .sidecar import JOURNAL_DIR, SIDECAR_DIR, Sidecar, is_reserved, read_text
 
 OPERATIONS = ("movedir", "removetree", "discard")
 
@@ -157,9 +157,10 @@ def drop_torn(sidecar: Sidecar) -> List[str]:
 
 
 def begin(sidecar: Sidecar, intent: Intent) -> str:
-    """Record ``intent`` before its first step: FORMAT first says the journal version
-    (readers that cannot finish the operation now refuse the upper), then the entry appears by one rename. Returns the entry."""
-    sidecar.set_version(JOURNAL_FORMAT_VERSION)
+    """Record ``intent`` before its first step: FORMAT first names the journal version of its
+    format (2 for 1, 4 for 3: readers of the settled version now refuse the upper), then the
+    entry appears by one rename. Returns the entry."""
+    sidecar.set_journal(True)
     if not sidecar.fs.isdir(JOURNAL_DIR):
         sidecar.fs.makedir(JOURNAL_DIR, recreate=True)
         sidecar.sync.dir(SIDECAR_DIR)
@@ -173,10 +174,9 @@ def begin(sidecar: Sidecar, intent: Intent) -> str:
 
 
 def finish(sidecar: Sidecar, entry: Optional[str] = None) -> None:
-    """Forget a completed entry; with the journal empty, FORMAT says the settled version
-    again (a version 1 sidecar a writer finished is the current version from then on)."""
+    """Forget a completed entry; with the journal empty, FORMAT names the settled version again."""
     if entry is not None:
         sidecar.fs.remove(entry)
         sidecar.sync.dir(JOURNAL_DIR)
     if not pending(sidecar):
-        sidecar.set_version(FORMAT_VERSION)
+        sidecar.set_journal(False)

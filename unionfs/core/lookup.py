@@ -9,16 +9,16 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 from __future__ import annotations
 
 from collections import deque
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 import attr
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
-from fs.path import basename, dirname
+from fs.path import basename, dirname, iteratepath, join
 
-from ..errors import LinkLoop
-from .stack import ABSENT, DIR, FILE, OPAQUE_DIR, SYMLINK, WHITED, Layer
+from ..errors import LinkLoop, literal
+from .stack import ABSENT, DIR, FILE, OPAQUE_DIR, SYMLINK, WHITED, DirIndex, Layer, all_names
 from .sidecar import is_reserved
 from .treecache import TreeCache, parent_of
 
@@ -29,12 +29,21 @@ class Node:
 
     path: str = attr.ib()
     is_dir: bool = attr.ib()
-    #: the layers that make up this entry, topmost first; a file has exactly one
+    #: the layers that make up this entry, topmost first; a file has one, or for a
+    #: metadata-only copy-up its metadata layer(s) and last the layer holding its data
     layers: Tuple[Layer, ...] = attr.ib()
     #: whether some lower has an entry here; ``None`` until asked (see :attr:`lower_positive`)
     _lower_positive: Optional[bool] = attr.ib(default=None)
     #: the lowers still to ask when the upper alone decided the entry (lowers never change)
     _below: Tuple[Layer, ...] = attr.ib(default=(), repr=False)
+    #: where the entry is in each of ``layers`` (redirects make them differ from ``path``;
+    #: empty: ``path`` in every layer)
+    paths: Tuple[str, ...] = attr.ib(default=())
+    #: the path the layers below the upper look this entry up at (the kernel's redirect
+    #: path): ``path`` (empty) unless the upper's entry or an ancestor's carries a redirect
+    _origin: str = attr.ib(default="")
+    #: a file whose top layer holds its metadata only; the data is in ``layers[-1]``
+    metacopy: bool = attr.ib(default=False)
     #: a symbolic link (a non-directory whose target the lookup never follows by itself)
     is_link: bool = attr.ib(default=False, kw_only=True)
 
@@ -64,8 +73,32 @@ class Node:
         return self.layers[0]
 
     @property
+    def origin(self) -> str:
+        """Where the layers below the upper look this entry up (its path unless a redirect of
+        it or of an ancestor says otherwise)."""
+        return self._origin or self.path
+
+    @property
+    def top_path(self) -> str:
+        """Where the winning entry is in :attr:`top`."""
+        return self.paths[0] if self.paths else self.path
+
+    @property
+    def data(self) -> Tuple[Layer, str]:
+        """The layer and path a file's content is read from."""
+        if self.metacopy and len(self.layers) < 2:
+            raise errors.OperationFailed(self.path, msg=literal("%s is a metadata-only copy whose lower data is missing" % self.path))
+        return self.layers[-1], (self.paths[-1] if self.paths else self.path)
+
+    @property
     def in_upper(self) -> bool:
         return self.layers[0].is_upper
+
+    def layer_paths(self) -> Iterator[Tuple[Layer, str]]:
+        """Each layer with the entry's path in it, topmost first."""
+        if self.paths:
+            return zip(self.layers, self.paths)
+        return ((layer, self.path) for layer in self.layers)
 
 
 @attr.s(frozen=True, slots=True)
@@ -83,6 +116,8 @@ class Listing:
 
 
 _MISSING = object()
+#: the end of a link target that ends in "/": the path resolved so far must be a directory
+_DIR_NEEDED = "/"
 
 #: cached lookup answers (one per path) and merged listings (their names, all listings
 #: together) kept at most; least recently used go first. Sized for a tree like /usr
@@ -189,6 +224,179 @@ def merge_listing(directory: Node) -> Listing:
     return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops), frozenset(links))
 
 
+_STOP = object()  # a whiteout, or a non-directory on the way: nothing here nor below
+
+
+@attr.s(slots=True)
+class _Hit:
+    """What one layer has for the name being looked up."""
+
+    path: str = attr.ib()  # where, in that layer
+    is_dir: bool = attr.ib()
+    opaque: bool = attr.ib()
+    #: for the layers below: a redirect of this entry (absolute, or a relative name)
+    redirect: Optional[str] = attr.ib()
+    metacopy: bool = attr.ib()
+    #: a directory on the way was opaque: no layer below this one has the name
+    stop: bool = attr.ib(default=False)
+    #: a symbolic link (a non-directory: nothing below it is looked up)
+    is_link: bool = attr.ib(default=False)
+
+
+def _in_index(index: DirIndex, dir_path: str, name: str) -> Any:
+    """One name in one directory of one layer: a :class:`_Hit`, ``_MISSING`` or ``_STOP``."""
+    is_dir = index.entries.get(name)
+    if is_dir is None:
+        return _STOP if name in index.whiteouts else _MISSING
+    if is_dir:
+        return _Hit(join(dir_path, name), True, name in index.opaque, index.redirects.get(name), False)
+    if name in index.links:
+        return _Hit(join(dir_path, name), False, False, None, False, is_link=True)
+    if name in index.metacopy:
+        return _Hit(join(dir_path, name), False, False, index.metacopy[name], True)
+    return _Hit(join(dir_path, name), False, False, None, False)
+
+
+def _lower_name(parent_origin: str, name: str, redirect: Optional[str]) -> str:
+    """Where the layers below look an entry up: its redirect, absolute or relative to the
+    parent's place there, else its own name there."""
+    if redirect is None:
+        return join(parent_origin, name)
+    return redirect if redirect.startswith("/") else join(parent_origin, redirect)
+
+
+def _walk(layer: Layer, path: str) -> Tuple[Any, str]:
+    """Look the absolute ``path`` up in one layer from its root, as the kernel's
+    ``ovl_lookup_layer`` does for a redirect: a whiteout or a file on the way ends the
+    lookup, an opaque directory on the way ends it below this layer, and a redirect of a
+    directory on the way changes where the layers below continue. Returns the hit (or
+    ``_MISSING``/``_STOP``) and the path the layers below look up."""
+    parts = iteratepath(path)
+    current, below, stop = "/", "/", False
+    for position, part in enumerate(parts):
+        index = layer.dir(current)
+        hit = _in_index(index, current, part) if index is not None else _MISSING
+        if not isinstance(hit, _Hit):
+            return hit, join(below, *parts[position:])
+        if position == len(parts) - 1:
+            # an opaque directory on the way stops a directory (ovl_lookup_single keeps d->stop),
+            # not a metadata-only file, whose own lookup goes on to its data (d->stop = !metacopy)
+            hit.stop = stop and hit.is_dir
+            return hit, join(below, part)
+        if not hit.is_dir:
+            return _STOP, path
+        stop = stop or hit.opaque
+        below = _lower_name(below, part, hit.redirect)
+        current = hit.path
+    return _MISSING, path  # the root itself is never looked up this way
+
+
+def resolve_redirected(parent: Node, name: str, all_layers: Sequence[Layer]) -> Optional[Node]:
+    """Look ``name`` up in the directory ``parent`` by the kernel's rules, redirects and
+    metadata-only files included (every layer's directory index read whole)."""
+    return resolve_in(parent, layer_indexes(parent), name, join(parent.path, name), all_layers)
+
+
+def layer_indexes(directory: Node) -> List[Tuple[Layer, str, DirIndex]]:
+    """Each layer of the merged ``directory`` with the directory's path there and its index,
+    topmost first; a layer whose listing vanished under us counts as empty and is left out."""
+    indexes = []
+    for layer, path in directory.layer_paths():
+        index = layer.dir(path)
+        if index is not None:
+            indexes.append((layer, path, index))
+    return indexes
+
+
+def resolve_in(
+    parent: Node,
+    indexes: Sequence[Tuple[Layer, str, DirIndex]],
+    name: str,
+    path: str,
+    all_layers: Sequence[Layer],
+) -> Optional[Node]:
+    """Resolve ``name`` (at ``path``) in the directory ``parent`` given by its
+    :func:`layer_indexes` (a listing resolves every name against the same indexes), the way
+    the kernel's ``ovl_lookup`` does: top-down, directories merge until a whiteout, a
+    non-directory or an opaque directory; a redirect sends the layers below to another path
+    (a relative one within the parent's layers, an absolute one from each layer's root);
+    a metadata-only file continues down to the layer holding its data."""
+    # the kernel's ovl_lower_positive: the name itself in the parent's lower layers
+    lower_positive = False
+    for layer, _dir_path, listed in indexes:
+        if layer.is_upper:
+            continue
+        if name in listed.entries:
+            lower_positive = True
+            break
+        if name in listed.whiteouts:
+            break
+    found: List[_Hit] = []
+    layers: List[Layer] = []
+    parent_origin = parent.origin
+    origin: Optional[str] = None
+    relative = name  # the name looked up in the parent's layers
+    absolute: Optional[str] = None  # once a redirect is absolute: the path walked in each layer
+    candidates: Sequence[Tuple[Layer, Optional[str], Optional[DirIndex]]] = indexes
+    position = 0
+    while position < len(candidates):
+        layer, dir_path, index = candidates[position]
+        position += 1
+        walked: Optional[str] = None  # what the layers below look up after a walk of this one
+        if absolute is None:
+            assert index is not None and dir_path is not None
+            hit = _in_index(index, dir_path, relative)
+        else:
+            hit, walked = _walk(layer, absolute)
+        if hit is _MISSING:
+            absolute = walked or absolute
+            continue
+        if hit is _STOP:
+            break
+        assert isinstance(hit, _Hit)
+        if found and (found[0].is_dir != hit.is_dir or hit.is_link):
+            break  # a directory over a file (or a metacopy's data that is a directory or a link) ends it
+        found.append(hit)
+        layers.append(layer)
+        if origin is None:
+            # where the layers below the topmost entry look it up (the kernel's d.name)
+            origin = _lower_name(parent_origin, name, hit.redirect) if layer.is_upper else join(parent_origin, name)
+        if not hit.is_dir and not hit.metacopy:
+            break
+        if hit.opaque or hit.stop:
+            break
+        target = walked if walked != absolute else None
+        if hit.redirect is not None:
+            if hit.redirect.startswith("/"):
+                target = hit.redirect
+            elif absolute is not None:  # relative to the parent's place in the walked path
+                target = join(dirname(target or absolute), hit.redirect)
+            else:
+                relative = hit.redirect
+        if target is not None and target != absolute:
+            absolute = target
+            # an absolute path is walked in every layer below this one, not only the parent's
+            rest = list(all_layers)
+            rest = rest[rest.index(layer) + 1:]
+            candidates = [(deeper, None, None) for deeper in rest]
+            position = 0
+    if not found:
+        return None
+    if found[0].metacopy and found[-1].metacopy:
+        found, layers = found[:1], layers[:1]  # no layer holds the data: missing, not a wrong file
+    is_dir = found[0].is_dir
+    return Node(
+        path,
+        is_dir,
+        tuple(layers),
+        lower_positive,
+        paths=tuple(hit.path for hit in found),
+        origin=origin or join(parent_origin, name),
+        metacopy=not is_dir and found[0].metacopy,
+        is_link=found[0].is_link,
+    )
+
+
 class Lookup:
     """Resolves paths of the merged view and caches the answers (bounded: :data:`NODE_LIMIT`
     nodes and :data:`LISTING_LIMIT` listed names, least recently used forgotten first)."""
@@ -196,10 +404,20 @@ class Lookup:
     def __init__(self, layers: Sequence[Layer], node_limit: Optional[int] = None, listing_limit: Optional[int] = None) -> None:
         self.layers = tuple(layers)
         self.root = Node("/", True, self.layers, any(not layer.is_upper for layer in layers))
+        #: a lower may hold redirects or metadata-only files (they never change while open)
+        self._lower_redirects = any(layer.may_redirect for layer in self.layers if not layer.is_upper)
+        self._upper = self.layers[0] if self.layers and self.layers[0].is_upper else None
         self._nodes: TreeCache[Optional[Node]] = TreeCache(node_limit or NODE_LIMIT)
         self._nodes.put("/", self.root)
         # merged listings by directory path; dropped with the directory's node or any child's
         self._listings: TreeCache[Listing] = TreeCache(listing_limit or LISTING_LIMIT, lambda listing: len(listing.names))
+
+    @property
+    def redirect_mode(self) -> bool:
+        """Whether some layer may hold redirects or metadata-only files: lookups then follow
+        them, reading each directory's index whole (the upper becomes such a layer with its
+        first redirect or metacopy record, and its lookups that could see one are forgotten)."""
+        return self._lower_redirects or (self._upper is not None and self._upper.may_redirect)
 
     def node(self, path: str) -> Optional[Node]:
         """The node at the absolute, normalised ``path``, or ``None`` if the view has nothing there."""
@@ -225,18 +443,20 @@ class Lookup:
                 break
             unresolved.append(parent_path)
         node: Optional[Node] = parent  # type: ignore[assignment]
+        redirects = self.redirect_mode
         while unresolved:
             if node is None or not node.is_dir:
                 for current in unresolved:
                     nodes.put(current, None)
                 return None
-            if len(unresolved) > 1 and len(node.layers) == 1 and node.layers[0].probes:
+            if not redirects and len(unresolved) > 1 and len(node.layers) == 1 and node.layers[0].probes:
                 # below a directory only one layer makes up, nothing merges, hides or adds: that
                 # layer's answer for the whole path is the view's (one stat, not one per component;
                 # one component goes through resolve_child, which uses the index if cached)
                 return self._resolve_in_one(node.layers[0], unresolved)
             current = unresolved.pop()
-            node = resolve_child(node, current[current.rfind("/") + 1:])
+            name = current[current.rfind("/") + 1:]
+            node = resolve_redirected(node, name, self.layers) if redirects else resolve_child(node, name)
             nodes.put(current, node)
         return node
 
@@ -257,7 +477,9 @@ class Lookup:
         """The node at ``path`` with the symbolic links on the way followed (the last component's
         too if ``follow``, as ``stat`` does; else as ``lstat``), and the path it stands at. For a
         path that does not resolve, the node is ``None`` and the path is where a new entry
-        would be made (through a dangling link, its target), ``None`` if nowhere.
+        would be made (through a dangling link, its target), ``None`` if nowhere; a path ending
+        in ``/`` where a link's target ending in ``/`` leads to no directory (only a directory
+        may be there: a file may not be made, as ``open(O_CREAT)`` answers EISDIR).
 
         A link is followed as a process inside the overlay follows it, as in a chroot or an
         OCI rootfs: a relative target from the link's directory, an absolute one from the
@@ -272,6 +494,15 @@ class Lookup:
         pending = deque(part for part in path.split("/") if part)
         while pending:
             part = pending.popleft()
+            if part == _DIR_NEEDED:
+                if pending:
+                    continue  # what comes next needs a directory anyway
+                node = self.node(current)
+                if node is None or not node.is_dir:
+                    # a target ending in "/" names a directory: ENOENT or ENOTDIR, EISDIR for
+                    # O_CREAT, as path resolution answers (callers see the trailing "/")
+                    return None, current.rstrip("/") + "/"
+                continue
             if part in ("", "."):
                 continue
             if part == "..":
@@ -287,11 +518,13 @@ class Lookup:
                 hops += 1
                 if hops > MAX_LINK_HOPS:
                     raise LinkLoop(display)
-                target = node.top.readlink(candidate)
+                target = node.top.readlink(node.top_path)
                 if not target:
                     return None, None  # an empty target: ENOENT, and nothing can be made there
                 if target.startswith("/"):
                     current = "/"
+                if target.endswith("/") and target.strip("/"):
+                    pending.appendleft(_DIR_NEEDED)
                 pending.extendleft(reversed(target.split("/")))
                 continue
             current = candidate
@@ -302,10 +535,33 @@ class Lookup:
         listing = self._listings.get(directory.path)
         if listing is not None:
             return listing  # type: ignore[return-value]
-        listing = merge_listing(directory)
+        listing = self._merge_redirected(directory) if self.redirect_mode else merge_listing(directory)
         if directory is self.root or self._nodes.peek(directory.path) is directory:  # never cache a stale node's
             self._listings.put(directory.path, listing)
         return listing
+
+    def _merge_redirected(self, directory: Node) -> Listing:
+        """The merged listing where redirects may be followed: every name of the layers'
+        indexes (each at the directory's path in that layer) resolved by :func:`resolve_in`."""
+        indexes = layer_indexes(directory)
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        names: List[str] = []
+        is_dirs: List[bool] = []
+        tops: List[Layer] = []
+        links: Set[str] = set()
+        for name in all_names(indexes):
+            path = prefix + name
+            child = self._nodes.get(path, _MISSING)
+            if child is _MISSING:  # resolved here: the parent and its indexes are in hand
+                child = resolve_in(directory, indexes, name, path, self.layers)
+                self._nodes.put(path, child)
+            if child is not None:
+                names.append(name)
+                is_dirs.append(child.is_dir)  # type: ignore[union-attr]
+                tops.append(child.top)  # type: ignore[union-attr]
+                if child.is_link:  # type: ignore[union-attr]
+                    links.add(name)
+        return Listing(directory.path, tuple(names), tuple(is_dirs), tuple(tops), frozenset(links))
 
     def cached_listing(self, directory: Node) -> Optional[Listing]:
         """The cached listing of ``directory``, if any (not marked as used)."""
@@ -343,7 +599,8 @@ class Lookup:
         old = self._nodes.peek(path)
         self.forget(path)
         if isinstance(old, Node) and old.is_dir and not old.in_upper:
-            self._nodes.put(path, Node(path, True, (upper,) + old.layers, True))
+            paths = ((path,) + old.paths) if old.paths else ()
+            self._nodes.put(path, Node(path, True, (upper,) + old.layers, True, paths=paths, origin=old._origin))
 
     def forget(self, path: str, subtree: bool = False) -> None:
         """Drop cached answers for ``path`` (and everything below it when ``subtree``), with the

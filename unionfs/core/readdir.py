@@ -8,6 +8,7 @@ and is unspecified; callers must not rely on either).
 
 from __future__ import annotations
 
+import os
 from typing import Collection, Dict, Iterator, List, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
@@ -15,6 +16,7 @@ from fs import errors
 from fs.info import Info
 from fs.path import join
 
+from .inode import node_info
 from .stack import DirIndex, Layer
 from .lookup import Lookup, Node
 
@@ -57,6 +59,18 @@ def scan(
     the merged list, so only the page's infos are read."""
     wanted = tuple(namespaces or ())
     basic_only = BASIC_ONLY.issuperset(wanted)
+    if not basic_only and lookup.redirect_mode:
+        # redirects put an entry's top at another path of its layer, a metadata-only file's
+        # size is its data's: each entry's info comes through its node
+        listing = lookup.listing(directory)
+        names = listing.names if page is None else listing.names[page[0]:page[1]]
+        prefix = directory.path if directory.path == "/" else directory.path + "/"
+        for name in names:
+            child = lookup.node(prefix + name)
+            if child is not None:
+                # (entry_info: a dangling link is listed by its own lstat, as below)
+                yield node_info(child, wanted) if child.metacopy else child.top.entry_info(child.top_path, wanted)
+        return
     if not basic_only and page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
         # a cold details scan of a one-layer directory: that layer's scan is the answer (and
         # indexes the directory), not an index read followed by a second scan
@@ -98,3 +112,47 @@ def scan(
         info = infos.get(name)
         # a name the scandir did not return (the layer changed under us) is read on its own
         yield info if info is not None else top.entry_info(join(directory.path, name), wanted)
+
+
+def lstat_listing(lookup: Lookup, directory: Node) -> List[Tuple[str, Optional[os.stat_result]]]:
+    """Each visible entry of ``directory`` with its ``lstat(2)`` in the layer that wins it,
+    where that layer is a directory on disk (``None``: ask that layer's getinfo), as
+    :meth:`Layer.lstat` answers it: what a FUSE mount's READDIRPLUS answers with, from the
+    listing's own record of each entry's layer instead of one lookup per entry. An entry
+    gone from its layer since the listing was read is left out."""
+    listing = lookup.listing(directory)
+    prefix = directory.path if directory.path == "/" else directory.path + "/"
+    # a redirected directory's entries live elsewhere in the lowers: look each one up
+    redirected = bool(directory.paths) or directory.origin != directory.path
+    found: List[Tuple[str, Optional[os.stat_result]]] = []
+    for name, top in zip(listing.names, listing.tops):
+        try:
+            if redirected or _maybe_metacopy(top, directory.path, name):
+                found.append((name, _entry_lstat(lookup, prefix + name)))
+            else:
+                found.append((name, top.lstat(prefix + name)))
+        except errors.ResourceNotFound:
+            continue
+    return found
+
+
+def _maybe_metacopy(top: Layer, dir_path: str, name: str) -> bool:
+    """Whether ``name`` may be a metadata-only file in ``top`` (whose size is its data's)."""
+    if top.sidecar is None:
+        return False
+    index = top.dir(dir_path)
+    return index is None or name in index.metacopy
+
+
+def _entry_lstat(lookup: Lookup, path: str) -> Optional[os.stat_result]:
+    """:meth:`OverlayFS.lstat` of one entry, through its own lookup."""
+    node = lookup.node(path)
+    if node is None:
+        raise errors.ResourceNotFound(path)
+    return node_lstat(node)
+
+
+def node_lstat(node: Node) -> Optional[os.stat_result]:
+    """lstat(2) of ``node`` in its top layer where that is a directory on disk; ``None`` there
+    is none, and for a metadata-only file (whose size is its data's: ask getinfo)."""
+    return None if node.metacopy else node.top.lstat(node.top_path)

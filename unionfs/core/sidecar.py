@@ -2,26 +2,31 @@
 
 The kernel keeps whiteouts as 0/0 character devices and opacity as an xattr. Neither
 exists on a MemoryFS, a zip or a cloud bucket, so unionfs keeps them as empty files
-under one reserved directory at the root of the layer, ``/.unionfs``. Format version 3::
+under one reserved directory at the root of the layer, ``/.unionfs``::
 
-    /.unionfs/FORMAT            "unionfs-sidecar 3\\n"
+    /.unionfs/FORMAT            "unionfs-sidecar N\\n": the version, a key of VERSIONS
     /.unionfs/tree/             M(/), the record directory of the root
     M(D)/w/<name>               empty file: D/<name> is whited out in this layer
     M(D)/o/<name>               empty file: the directory D/<name> of this layer is opaque
+    M(D)/r/<name>               the lowers' path of the renamed directory D/<name> (redirect)
+    M(D)/m/<name>               empty file: D/<name> may be a metadata-only copy-up
     M(D)/l/<name>               the target of the symbolic link D/<name> (a layer whose FS
                                 cannot hold links); an entry of the FS itself wins over it
     M(D)/d/<name>/              M(D/<name>), the record directory of the child directory
+    /.unionfs/meta/<token>      the data path of a metadata-only copy-up
     /.unionfs/tmp/              staging for copy-up and trash; never part of the view
     /.unionfs/journal/<entry>   an unfinished multi-step operation, rolled forward on open
     /.unionfs/lock              "<pid> <host>": the process using this upper (system-path uppers)
 
-A multi-step operation that no ordering makes atomic (``movedir`` of a merged tree,
-``removetree("/")``) first writes its intent to ``/.unionfs/journal`` (staged in
-``tmp`` and renamed into place) and deletes it when done; an overlay opening the upper
-finishes (rolls forward) every pending entry before anything else. While an entry is
-pending FORMAT reads the journal version (4; 2 for version 1): readers that cannot finish
-it refuse it instead of showing the half-done operation. :data:`VERSIONS` is the one
-table of every version and what it holds (``docs/sidecar.rst``).
+A writer keeps FORMAT at the lowest version of :data:`VERSIONS` whose record kinds cover
+what the layer holds (``docs/sidecar.rst``), so a layer that never used a newer kind stays
+readable by an older unionfs. A multi-step operation that no ordering makes atomic
+(``movedir`` of a merged tree, ``removetree("/")``) first writes its intent to
+``/.unionfs/journal`` (staged in ``tmp`` and renamed into place) and deletes it when done;
+an overlay opening the upper finishes (rolls forward) every pending entry before anything
+else. While an entry is pending FORMAT names the journal twin of its version (2 for 1, 4
+for 3, 6 for 5, 8 for 7): readers that cannot finish it refuse the layer instead of
+showing the half-done operation.
 
 Records, containers and child names live in separate sub-directories, so any user
 name maps to a record without escaping. Every record is one file: creating or
@@ -42,6 +47,7 @@ import attr
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.copy import copy_dir
 from fs.error_tools import convert_os_errors
 from fs.osfs import OSFS
 from fs.path import basename, dirname, iteratepath
@@ -63,41 +69,60 @@ LOCK_PATH = SIDECAR_DIR + "/lock"
 RECORD_DIR_LIMIT = 100_000
 _MISSING = object()
 
+#: the metacopy table: one file per metadata-only copy-up, named by its token, holding its data path
+METACOPY_DIR = SIDECAR_DIR + "/meta"
+
 WHITEOUT = "w"  # record kinds, also the names of their sub-directories
 OPAQUE = "o"
+REDIRECT = "r"  # content: the absolute path the lowers hold this directory at
+METACOPY = "m"  # empty: the file of this name may be a metadata-only copy-up (see METACOPY_DIR)
 LINK = "l"  # M(D)/l/<name>: D/<name> is a symbolic link; the file holds the target (UTF-8)
 CHILDREN = "d"
-#: the record kinds a record directory may hold (anything else there is junk)
-RECORD_KINDS = (WHITEOUT, OPAQUE, LINK)
+#: what a metadata-only upper file holds: this prefix and its token, nothing of the data
+METACOPY_MAGIC = b"unionfs-metacopy "
+METACOPY_FILE_SIZE = len(METACOPY_MAGIC) + 32 + 1  # magic, a uuid4 in hex, a newline
 
 
 @attr.s(frozen=True, slots=True)
-class FormatVersion:
-    """What a sidecar whose FORMAT says ``number`` may hold."""
+class Format:
+    """One FORMAT version: the record kinds its layers may hold, and whether a journal entry
+    may be pending (a reader of that version finishes it or refuses the layer)."""
 
-    number: int = attr.ib()
-    #: the record kinds of this version
     kinds: FrozenSet[str] = attr.ib()
-    #: an operation may be pending in the journal (readers that cannot finish it refuse the layer)
-    journal: bool = attr.ib(default=False)
-    #: the version FORMAT returns to once the journal is empty
-    settled: int = attr.ib(default=0)
+    journal: bool = attr.ib()
 
 
-#: Every version this unionfs reads, in one table, so that each later bump adds rows here and
-#: nowhere else. Two rows per generation: the settled version, and the same plus a possibly
-#: non-empty journal (FORMAT says the latter only while an operation is pending).
-VERSIONS: Dict[int, FormatVersion] = {
-    1: FormatVersion(1, frozenset({WHITEOUT, OPAQUE})),
-    2: FormatVersion(2, frozenset({WHITEOUT, OPAQUE}), journal=True, settled=1),
-    3: FormatVersion(3, frozenset({WHITEOUT, OPAQUE, LINK})),
-    4: FormatVersion(4, frozenset({WHITEOUT, OPAQUE, LINK}), journal=True, settled=3),
+_BASE = frozenset({WHITEOUT, OPAQUE, CHILDREN})
+_RENAMES = _BASE | {REDIRECT, METACOPY}
+_LINKS = _BASE | {LINK}
+#: Every FORMAT version this unionfs reads, the one table that versioning follows. A writer
+#: keeps the lowest version whose kinds cover what the layer holds, so a layer that never used
+#: a newer record kind stays readable by an older unionfs; a reader refuses any version not here.
+VERSIONS: Dict[int, Format] = {
+    1: Format(_BASE, journal=False),
+    2: Format(_BASE, journal=True),
+    3: Format(_RENAMES, journal=False),  # version 1 plus redirect and metacopy records
+    4: Format(_RENAMES, journal=True),
+    5: Format(_LINKS, journal=False),  # version 1 plus link records
+    6: Format(_LINKS, journal=True),
+    7: Format(_RENAMES | _LINKS, journal=False),  # both
+    8: Format(_RENAMES | _LINKS, journal=True),
 }
-#: what a writer's FORMAT says with no operation pending, and while one is
-FORMAT_VERSION = 3
-JOURNAL_FORMAT_VERSION = 4
-NEWEST_VERSION = max(VERSIONS)
+#: the version a new sidecar starts at
+FORMAT_VERSION = 1
+#: the version FORMAT reads while an operation is pending in a version 1 sidecar
+JOURNAL_FORMAT_VERSION = 2
 FORMAT_TEXT = "unionfs-sidecar %d\n" % FORMAT_VERSION
+NEWEST_VERSION = max(VERSIONS)
+
+
+def version_for(kinds: FrozenSet[str], journal: bool) -> int:
+    """The lowest version that holds ``kinds``, with or without a pending journal."""
+    return min(v for v, f in VERSIONS.items() if kinds <= f.kinds and f.journal == journal)
+
+
+#: the record kinds a directory's records can be of
+_KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
 
 
 def record_dir(dir_path: str) -> str:
@@ -113,7 +138,7 @@ def _refuse_links(layer_fs: FS) -> None:
     live wherever they point, and emptying the staging area would delete the files there."""
     if syspath(layer_fs, "/") is None:
         return
-    for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH):
+    for where in (SIDECAR_DIR, FORMAT_PATH, TREE_DIR, STAGING_DIR, JOURNAL_DIR, LOCK_PATH, METACOPY_DIR):
         if is_link(layer_fs, where):
             raise SidecarError(where, LINK_REASON)
 
@@ -140,6 +165,22 @@ def _torn_format(layer_fs: FS) -> bool:
     return any(("unionfs-sidecar %d\n" % version).encode().startswith(data) for version in VERSIONS)
 
 
+def _kinds_held(layer_fs: FS) -> FrozenSet[str]:
+    """The record kinds some record directory of the layer holds, with the base kinds (read
+    only when FORMAT must be restored, so the whole record tree is read)."""
+    from .walk import fs_tree  # (walk reads layers, which hold sidecars: imported late)
+
+    held = set(_BASE)
+    if layer_fs.isdir(METACOPY_DIR) and not layer_fs.isempty(METACOPY_DIR):
+        held.add(METACOPY)
+    for entry in fs_tree(layer_fs, TREE_DIR):
+        # TREE_DIR/(d/<name>/)*<kind>/<record>: a kind is an even step down, a name an odd one
+        parts = entry.path[len(TREE_DIR) + 1 :].split("/")
+        if entry.info.is_dir and len(parts) % 2 == 1 and parts[-1] in _KINDS:
+            held.add(parts[-1])
+    return frozenset(held)
+
+
 def sys_root(layer_fs: FS) -> Optional[str]:
     """The OS path of an OSFS layer's root (no trailing slash), else ``None``: on a plain OS
     directory one record is one ``lstat``."""
@@ -150,6 +191,30 @@ def sys_root(layer_fs: FS) -> Optional[str]:
     except errors.NoSysPath:
         return None
     return root[:-1] if root.endswith("/") else root
+
+
+def metacopy_token(head: bytes) -> Optional[str]:
+    """The token of a metadata-only upper file's content, or ``None`` for any other content."""
+    if len(head) != METACOPY_FILE_SIZE or not head.startswith(METACOPY_MAGIC) or not head.endswith(b"\n"):
+        return None
+    token = head[len(METACOPY_MAGIC):-1]
+    try:
+        text = token.decode("ascii")
+        int(text, 16)
+    except ValueError:
+        return None
+    return text
+
+
+def rename_dir(layer_fs: FS, src: str, dst: str) -> None:
+    """Move a directory within one layer: one rename(2) where it has system paths; MemoryFS
+    (also behind WrapFS/SubFS) moves the entry itself; others copy, then delete."""
+    try:
+        os.rename(layer_fs.getsyspath(src), layer_fs.getsyspath(dst))
+        return
+    except (errors.NoSysPath, OSError):
+        pass
+    layer_fs.movedir(src, dst, create=True)
 
 
 def is_reserved(path: str) -> bool:
@@ -168,7 +233,7 @@ class Sidecar:
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
-        #: what FORMAT says: JOURNAL_FORMAT_VERSION while an operation may be pending
+        #: what FORMAT says (a key of VERSIONS)
         self.version = version
         #: makes records, FORMAT and journal entries durable before they count (upper only)
         self.sync = sync if sync is not None else Syncer(layer_fs, volatile=True)
@@ -246,9 +311,10 @@ class Sidecar:
     @classmethod
     def _restore_format(cls, layer_fs: FS, sync: Syncer) -> int:
         """Rewrite a FORMAT that a power cut left empty or cut short (written without a sync:
-        by a ``volatile`` overlay or an older unionfs). The journal version if the journal has entries."""
+        by a ``volatile`` overlay or an older unionfs): the lowest version that holds the record
+        kinds the layer has, its journal version if the journal has entries."""
         journal = layer_fs.isdir(JOURNAL_DIR) and not layer_fs.isempty(JOURNAL_DIR)
-        version = JOURNAL_FORMAT_VERSION if journal else FORMAT_VERSION
+        version = version_for(_kinds_held(layer_fs), journal)
         cls(layer_fs, sync=sync)._write_format("unionfs-sidecar %d\n" % version, overwrite=True)
         return version
 
@@ -273,6 +339,22 @@ class Sidecar:
     def reread_version(self) -> None:
         """Read FORMAT again: another overlay of the upper may have left a journal entry."""
         self.version = self._check_format(self.fs)
+
+    @property
+    def journal_pending(self) -> bool:
+        """Whether FORMAT says an operation may be pending in the journal."""
+        return VERSIONS[self.version].journal
+
+    def set_journal(self, pending: bool) -> None:
+        """FORMAT says whether a journal entry may be pending, keeping the record kinds."""
+        self.set_version(version_for(VERSIONS[self.version].kinds, pending))
+
+    def require(self, kind: str) -> None:
+        """Make FORMAT name a version that holds records of ``kind`` before the first is written,
+        so that a reader too old for them refuses the layer instead of showing it wrongly."""
+        current = VERSIONS[self.version]
+        if kind not in current.kinds:
+            self.set_version(version_for(current.kinds | {kind}, current.journal))
 
     def set_version(self, version: int) -> None:
         """Atomically rewrite FORMAT to say ``version`` (staged, then renamed over it)."""
@@ -343,14 +425,17 @@ class Sidecar:
             self._no_link(where)  # found: it must not have been reached through a link
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
-        known = VERSIONS[self.version].kinds
-        for kind in known:
+        for kind in _KINDS:
             if kind in listing and not listing[kind]:
                 linked = self._may_link and is_link(self.fs, where + "/" + kind)
                 raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
-        kinds = frozenset(kind for kind in known if kind in listing)
+        kinds = frozenset(kind for kind in _KINDS if kind in listing)
         self._kinds.put(dir_path, kinds)
         return kinds
+
+    def kinds(self, dir_path: str) -> FrozenSet[str]:
+        """Which record kinds the directory ``dir_path`` has (remembered)."""
+        return self._kinds_at(dir_path)
 
     def forget(self) -> None:
         """Forget what is remembered of the record directories (the layer changed behind us)."""
@@ -411,10 +496,9 @@ class Sidecar:
 
     def write_link(self, path: str, target: str) -> None:
         """Record ``path`` as a symbolic link to ``target``: staged and synced, then renamed
-        into place, so a reader never sees half a target. A version 1 sidecar becomes
-        version 3 first (a reader of version 1 would not see the link)."""
-        if LINK not in VERSIONS[self.version].kinds:
-            self.set_version(FORMAT_VERSION if not VERSIONS[self.version].journal else JOURNAL_FORMAT_VERSION)
+        into place, so a reader never sees half a target. FORMAT names a version with link
+        records first (a reader too old for them would not see the link)."""
+        self.require(LINK)
         record = self._record_path(path, LINK)
         self._no_link(dirname(record))
         staged = self.staging_path()
@@ -433,6 +517,136 @@ class Sidecar:
 
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+
+    def redirects(self, dir_path: str) -> Dict[str, str]:
+        """Redirect records in ``dir_path``: child name -> the absolute path its lower contents
+        are at (meaningful only for the child directories of this layer)."""
+        if REDIRECT not in self._kinds_at(dir_path):
+            return {}
+        where = record_dir(dir_path) + "/" + REDIRECT
+        result = {}
+        for name in self._names(dir_path, REDIRECT):
+            record = where + "/" + name
+            try:
+                target = self.fs.readbytes(record).decode("utf-8")
+            except UnicodeDecodeError:
+                raise SidecarError(record, "a redirect record that is not UTF-8") from None
+            except errors.ResourceNotFound:
+                continue  # removed while we listed
+            if not target.startswith("/") or "\0" in target:
+                raise SidecarError(record, "a redirect record without an absolute path")
+            result[name] = target
+        return result
+
+    def metacopy_hints(self, dir_path: str) -> FrozenSet[str]:
+        """Names in ``dir_path`` that may be metadata-only copy-ups (see :meth:`metacopy_origin`)."""
+        if METACOPY not in self._kinds_at(dir_path):
+            return frozenset()
+        return self._names(dir_path, METACOPY)
+
+    def metacopy_origin(self, path: str) -> Optional[str]:
+        """The lower path the data of the upper file ``path`` is at, if that file is a live
+        metadata-only copy-up: it holds a token whose entry is in the metacopy table. A file
+        with any other content is an ordinary file (a record left by a crash hides nothing)."""
+        try:
+            with self.fs.openbin(path, "r") as handle:
+                head = handle.read(METACOPY_FILE_SIZE + 1)
+        except (errors.ResourceNotFound, errors.FileExpected):
+            return None
+        token = metacopy_token(head)
+        if token is None:
+            return None
+        entry = METACOPY_DIR + "/" + token
+        try:
+            origin = self.fs.readbytes(entry).decode("utf-8")
+        except (errors.ResourceNotFound, errors.FileExpected):
+            return None
+        except UnicodeDecodeError:
+            raise SidecarError(entry, "a metacopy entry that is not UTF-8") from None
+        if not origin.startswith("/"):
+            raise SidecarError(entry, "a metacopy entry without an absolute path")
+        return origin
+
+    # -- writing (upper only) ------------------------------------------------------------------
+
+    def set_redirect(self, path: str, target: str) -> None:
+        """Record that the directory ``path`` of this layer has its lower contents at ``target``:
+        written whole in the staging area and renamed into place, so never seen half-written."""
+        self.require(REDIRECT)
+        record = self._record_path(path, REDIRECT)
+        self._no_link(dirname(record))
+        staged = self.staging_path()
+        self.fs.writebytes(staged, target.encode("utf-8"))
+        self.sync.path(staged)  # whole on the disk before it is a record
+        try:
+            self.fs.move(staged, record, overwrite=True)
+        except errors.ResourceNotFound:
+            self.fs.makedirs(dirname(record), recreate=True)
+            self.fs.move(staged, record, overwrite=True)
+            self._sync_made_dirs(dirname(record))
+        self.sync.dir(dirname(record))  # durable before the step that relies on it
+        self._note_kind(dirname(path), REDIRECT)
+
+    def new_metacopy(self, origin: str) -> bytes:
+        """Enter a metadata-only copy-up of the lower data at ``origin`` in the table; returns
+        the content its upper file must hold."""
+        self.require(METACOPY)
+        token = uuid.uuid4().hex
+        staged = self.staging_path()
+        self.fs.writebytes(staged, origin.encode("utf-8"))
+        self.sync.path(staged)
+        try:
+            self.fs.move(staged, METACOPY_DIR + "/" + token)
+        except errors.ResourceNotFound:
+            self.fs.makedir(METACOPY_DIR, recreate=True)
+            self.fs.move(staged, METACOPY_DIR + "/" + token)
+            self.sync.dir(SIDECAR_DIR)
+        self.sync.dir(METACOPY_DIR)  # the entry is durable before a file names it
+        return METACOPY_MAGIC + token.encode("ascii") + b"\n"
+
+    def drop_metacopy(self, content: bytes) -> None:
+        """Forget the table entry of a metadata-only file whose upper file held ``content``."""
+        token = metacopy_token(content)
+        if token is not None:
+            try:
+                self.fs.remove(METACOPY_DIR + "/" + token)
+            except errors.ResourceNotFound:
+                return
+            self.sync.dir(METACOPY_DIR)
+
+    def copy_records_below(self, src: str, dst: str) -> None:
+        """Copy every record inside directory ``src`` to directory ``dst`` (whose own records
+        are gone): a rename of ``src`` to ``dst`` then carries them in one step."""
+        source = record_dir(src)
+        if not self.fs.isdir(source):
+            return
+        self._no_link(source)
+        target = record_dir(dst)
+        self.fs.makedirs(dirname(target), recreate=True)
+        self._no_link(dirname(target))
+        staged = self.staging_path()
+        copy_dir(self.fs, source, self.fs, staged)
+        self._sync_tree(staged)  # the copies whole on the disk before the rename shows them
+        rename_dir(self.fs, staged, target)
+        self._sync_made_dirs(target)
+        self._kinds.discard(dst)
+        self._kinds.forget_below(dst)
+
+    def _sync_tree(self, path: str) -> None:
+        """fsync every file and directory below ``path`` and ``path`` itself (a no-op where
+        the upper has no system paths or is volatile)."""
+        if not self.sync.enabled:
+            return
+        from .walk import fs_tree  # (walk reads layers, which hold sidecars: imported late)
+
+        for entry in list(fs_tree(self.fs, path)):
+            self.sync.path(entry.path)
+        self.sync.path(path)
+
+    def _note_kind(self, dir_path: str, kind: str) -> None:
+        kinds = self._kinds.peek(dir_path)
+        if kinds is not None and kind not in kinds:  # type: ignore[operator]
+            self._kinds.put(dir_path, kinds | {kind})  # type: ignore[operator]
 
     def add_record(self, path: str, kind: str) -> None:
         """Record ``path`` as whited out (``WHITEOUT``) or as an opaque directory (``OPAQUE``)."""
@@ -472,6 +686,15 @@ class Sidecar:
             return
         self.sync.dir(dirname(record))
 
+    def drop_kind(self, dir_path: str, kind: str) -> None:
+        """Forget every record of ``kind`` of the entries of the directory ``dir_path``."""
+        self.forget_checked()
+        self._kinds.discard(dir_path)
+        try:
+            remove_entry(self.fs, record_dir(dir_path) + "/" + kind)
+        except errors.ResourceNotFound:
+            return
+        self.sync.dir(record_dir(dir_path))
     def drop_markers_below(self, path: str) -> None:
         """Forget every whiteout and opaque record inside the directory ``path``, keeping the
         link records (those are entries, not markers)."""
@@ -490,26 +713,6 @@ class Sidecar:
                 pending.extend(where + "/" + CHILDREN + "/" + name for name in self.fs.listdir(where + "/" + CHILDREN))
             except errors.ResourceNotFound:
                 pass
-
-    def move_records(self, src: str, dst: str) -> None:
-        """Move the records of the entries inside the directory ``src`` to ``dst`` (after the
-        directory itself moved): the link records inside it are part of the tree."""
-        source, destination = record_dir(src), record_dir(dst)
-        for moved in (src, dst):
-            self._kinds.discard(moved)
-            self._kinds.forget_below(moved)
-        if not self.fs.exists(source):
-            return
-        if self.fs.exists(destination):
-            self.fs.removetree(destination)  # stale: ``dst`` was no directory of this layer
-        self.fs.makedirs(dirname(destination), recreate=True)
-        try:
-            os.rename(self.fs.getsyspath(source), self.fs.getsyspath(destination))
-        except (errors.NoSysPath, OSError):
-            self.fs.movedir(source, destination, create=True)
-            if self.fs.exists(source):
-                self.fs.removetree(source)
-        self.sync.dirs(dirname(destination), dirname(source))
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record of the entries inside the directory ``path``."""

@@ -30,7 +30,7 @@ from fs.path import basename, dirname, join
 from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info, syspath
-from .sidecar import LINK, OPAQUE, RESERVED_NAME, SIDECAR_DIR, WHITEOUT, Sidecar, is_reserved
+from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
 from .treecache import TreeCache
 
 _MISSING = object()
@@ -47,6 +47,12 @@ class DirIndex:
     entries: Dict[str, bool] = attr.ib()  # name -> is_dir (a symbolic link is not a directory)
     whiteouts: Set[str] = attr.ib(factory=set)
     opaque: Set[str] = attr.ib(factory=set)  # child directories marked opaque
+    #: child directory -> where the lowers hold its contents (the kernel's overlay.redirect):
+    #: an absolute path, or (kernel layers only) a name relative to this directory
+    redirects: Dict[str, str] = attr.ib(factory=dict)
+    #: child file holding metadata only -> where its data is (absolute or relative as above),
+    #: ``None`` for the same name (the kernel's overlay.metacopy)
+    metacopy: Dict[str, Optional[str]] = attr.ib(factory=dict)
     #: entries that are symbolic links (never followed by the lookup: a link is a non-directory)
     links: Set[str] = attr.ib(factory=set)
     #: the links among them that the sidecar keeps as records (the layer's FS cannot hold links)
@@ -167,6 +173,13 @@ class Layer:
     def __repr__(self) -> str:
         return "<Layer %s %r>" % (self.label, self.fs)
 
+    @property
+    def may_redirect(self) -> bool:
+        """Whether this layer may hold redirects or metadata-only files: a sidecar of a version
+        with those records (lookups then read directories whole, where the records are)."""
+        sidecar = self.sidecar
+        return sidecar is not None and REDIRECT in VERSIONS[sidecar.version].kinds
+
     # -- reading ------------------------------------------------------------------------------
 
     def dir(self, path: str) -> Optional[DirIndex]:
@@ -187,7 +200,7 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
-            if self.probes and not self._hot(dir_path):
+            if self.probes and not self.may_redirect and not self._hot(dir_path):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
         if index is None:
@@ -375,6 +388,12 @@ class Layer:
             for name in index.link_records:
                 entries[name] = False
             links.update(index.link_records)
+            index.redirects = self.sidecar.redirects(path)
+            for name in self.sidecar.metacopy_hints(path):
+                if entries.get(name) is False and name not in links:  # (a link holds no data)
+                    origin = self.sidecar.metacopy_origin(join(path, name))
+                    if origin is not None:
+                        index.metacopy[name] = origin
         return index
 
     def scan(self, path: str, namespaces: Tuple[str, ...]) -> Dict[str, Info]:
@@ -445,6 +464,7 @@ class Layer:
         name = basename(path)
         was_dir = True if parent is None else parent.entries.get(name, False)
         if parent is not None:
+            parent.metacopy.pop(basename(path), None)  # a new or gone entry holds its own data
             parent.links.discard(name)
             parent.link_records.discard(name)
             if is_dir is None:
@@ -464,6 +484,24 @@ class Layer:
         if was_dir or is_dir:
             self.forget_below(path)
         self._dirs.discard(path)
+
+    def note_metacopy(self, path: str, origin: Optional[str]) -> None:
+        """Record that the upper file ``path`` now is (``origin``) or no longer is metadata-only."""
+        parent = self._parent_index(path)
+        if parent is not None:
+            if origin is None:
+                parent.metacopy.pop(basename(path), None)
+            else:
+                parent.metacopy[basename(path)] = origin
+
+    def note_redirect(self, path: str, target: Optional[str]) -> None:
+        """Record that the redirect record of ``path`` was set to ``target`` or removed."""
+        parent = self._parent_index(path)
+        if parent is not None:
+            if target is None:
+                parent.redirects.pop(basename(path), None)
+            else:
+                parent.redirects[basename(path)] = target
 
     def note_record(self, path: str, kind: str, present: bool) -> None:
         """Record that the whiteout or opaque record of ``path`` was added or removed."""
@@ -486,6 +524,12 @@ class Layer:
             if index is not None:
                 index.whiteouts.clear()
                 index.opaque.clear()
+                index.redirects.clear()
+                index.metacopy.clear()
+                for name in index.link_records:  # a link record is an entry: it goes too
+                    index.entries.pop(name, None)
+                    index.links.discard(name)
+                index.link_records.clear()
 
     def forget_markers_below(self, path: str) -> None:
         """Clear the cached whiteout and opaque records (not the link records: those are
@@ -645,13 +689,12 @@ def _refuse_overlaps(upper_fs: FS, lower_fss: Sequence[FS]) -> None:
             )
 
 
-def all_names(layers: Iterable[Layer], path: str) -> Dict[str, None]:
-    """The names the directory ``path`` lists in any of ``layers``, upper first, without duplicates."""
+def all_names(indexes: Iterable[Tuple[Layer, str, DirIndex]]) -> Dict[str, None]:
+    """The names a merged directory lists in any of its layers' ``indexes``, upper first,
+    without duplicates."""
     names: Dict[str, None] = {}
-    for layer in layers:
-        index = layer.dir(path)
-        if index is not None:
-            names.update(dict.fromkeys(index.entries))
+    for _layer, _path, index in indexes:
+        names.update(dict.fromkeys(index.entries))
     return names
 
 

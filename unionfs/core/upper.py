@@ -33,14 +33,25 @@ from .stack import FILE, DirIndex, Layer, list_dir, disk_root
 from . import journal
 from .lookup import Lookup
 from .nofollow import remove_entry, syspath
-from .sidecar import LINK, OPAQUE, RESERVED_NAME, STAGING_DIR, TREE_DIR, WHITEOUT, Sidecar
+from .sidecar import LINK, METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
 
 
 class Upper:
     """The upper layer with its sidecar; keeps :class:`Layer` and :class:`Lookup` caches true."""
 
-    def __init__(self, layer: Layer, lookup: Lookup, readers: Optional[FollowingReaders] = None) -> None:
+    def __init__(
+        self,
+        layer: Layer,
+        lookup: Lookup,
+        readers: Optional[FollowingReaders] = None,
+        redirect_dir: bool = True,
+        metacopy: bool = True,
+    ) -> None:
         assert layer.is_upper and layer.sidecar is not None
+        #: rename a lower or merged directory by a redirect record (else by copying)
+        self.redirect_dir = redirect_dir
+        #: copy up a lower file's metadata only where its data is not about to change
+        self.metacopy = metacopy
         self.layer = layer
         self.fs: FS = layer.fs
         self.sidecar: Sidecar = layer.sidecar
@@ -85,7 +96,18 @@ class Upper:
 
     # -- entries ------------------------------------------------------------------------------
 
+    def _clear_stale(self, path: str) -> None:
+        """Before a directory is made at ``path``, where the upper has none: forget any record of
+        a former directory there (a crash between a rename or removal and its clean-up can leave
+        some), so a redirect of the past never applies to the new one. Plain uppers (no redirect
+        records ever written) cannot have such records, and pay nothing."""
+        if REDIRECT not in VERSIONS[self.sidecar.version].kinds:
+            return
+        self.remove_redirect(path, known=False)
+        self.sidecar.drop_records_below(path)
+
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
+        self._clear_stale(path)
         self.fs.makedir(path, permissions=permissions)
         self.sync.dir(dirname(path))
         self._entry_changed(path, True, new_dir=True)
@@ -93,11 +115,12 @@ class Upper:
     def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         """Make the directory ``path`` with ``metadata`` atomically: made and given its metadata
         in the staging area, then renamed into place (a copy-up never shows half-made)."""
+        self._clear_stale(path)
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
         self.sync.path(staged)
-        self._rename_dir(staged, path)
+        rename_dir(self.fs, staged, path)
         self.sync.dir(dirname(path))
         self._entry_changed(path, True, new_dir=True, copied_up=True)
 
@@ -136,7 +159,9 @@ class Upper:
         ``copy_up``: it is the upper copy of the lower file at ``path``, so that file's read
         handles move to it (a replacement leaves them on what they read). A file the upper
         holds under several names (a hard link) is rewritten in place instead, as an
-        ``O_TRUNC`` open does on the kernel: every name then reads the new data."""
+        ``O_TRUNC`` open does on the kernel: every name then reads the new data. A
+        metadata-only file there becomes an ordinary one by it, then its records go."""
+        token = self._metacopy_content(path)
         had_record = self.is_link_record(path)
         try:
             if self._hard_linked(path):
@@ -157,6 +182,38 @@ class Upper:
             self.sidecar.remove_record(path, LINK)
         if copy_up:
             self.readers.copied_up(self.fs, path)
+        if token is not None:
+            self._forget_metacopy(path, token)
+
+    def install_metacopy(self, path: str, origin: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        """Make ``path`` a metadata-only copy of the lower file whose data is at ``origin``: the
+        table entry and the hint first (both inert without the file), then the file holding
+        the token, with ``metadata``, by one rename. Readers of the lower file stay on it."""
+        content = self.sidecar.new_metacopy(origin)
+        self.sidecar.add_record(path, METACOPY)
+        staged = self.sidecar.staging_path()
+        self.fs.writebytes(staged, content)
+        apply_metadata(self.fs, staged, metadata)
+        self.sync.path(staged)
+        self.fs.move(staged, path, overwrite=True)
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, False)
+        self.layer.note_metacopy(path, origin)  # after the entry note, which forgets it
+
+    def is_metacopy(self, path: str) -> bool:
+        index = self.layer.dir(dirname(path))
+        return index is not None and basename(path) in index.metacopy
+
+    def _metacopy_content(self, path: str) -> Optional[bytes]:
+        """The token content of the metadata-only upper file ``path``; ``None`` for others."""
+        if not self.is_metacopy(path):
+            return None
+        return self.fs.readbytes(path)
+
+    def _forget_metacopy(self, path: str, content: bytes) -> None:
+        """The clean-up after a metadata-only file at ``path`` was replaced or removed."""
+        self.sidecar.remove_record(path, METACOPY)
+        self.sidecar.drop_metacopy(content)
 
     def _discard_staged(self, staged: str) -> None:
         try:
@@ -198,7 +255,9 @@ class Upper:
         """Atomically make ``path`` a symbolic link to ``target`` (over a file or link of the
         upper, or nothing). On disk a real symlink, made in the staging area and renamed into
         place; on an upper without system paths a link record of the sidecar, written before
-        the file it replaces (if any) goes, since an entry wins over a record."""
+        the file it replaces (if any) goes, since an entry wins over a record. A
+        metadata-only file it replaces loses its records after."""
+        token = self._metacopy_content(path)
         staged = self.sidecar.staging_path()
         sys_staged = syspath(self.fs, staged)
         if sys_staged is not None:
@@ -221,6 +280,8 @@ class Upper:
                 self.fs.remove(path)  # a file of the upper the link replaces
                 self.sync.dir(dirname(path))
             self._entry_changed(path, False, link="record")
+        if token is not None:
+            self._forget_metacopy(path, token)
 
     def hard_link(self, existing: str, new: str) -> None:
         """A second name ``new`` for the upper's non-directory ``existing`` (``link(2)``: a
@@ -281,18 +342,21 @@ class Upper:
         self.sync.dir(dirname(path))
 
     def remove_file(self, path: str) -> None:
+        token = self._metacopy_content(path)
         if self.is_link_record(path):
             self.sidecar.remove_record(path, LINK)
         else:
             self.fs.remove(path)
             self.sync.dir(dirname(path))
         self._entry_changed(path, None)
+        if token is not None:
+            self._forget_metacopy(path, token)
 
     def remove_dir(self, path: str) -> None:
         """Take a directory tree out of the upper in one rename, then delete it at leisure: if
         deleting fails the removal has still happened, and the next open empties the trash."""
         trash = self.sidecar.staging_path()
-        self._rename_dir(path, trash)
+        rename_dir(self.fs, path, trash)
         self.sync.dir(dirname(path))
         self._entry_changed(path, None, subtree=True)
         try:
@@ -301,7 +365,9 @@ class Upper:
             pass
 
     def move_file(self, src: str, dst: str) -> None:
-        """rename(2) of a non-directory of the upper over whatever non-directory ``dst`` holds."""
+        """rename(2) of a non-directory of the upper over whatever non-directory ``dst`` holds.
+        A metadata-only file stays one: its token moves with it and the hint is at ``dst``
+        before (inert for any other file there)."""
         if self.is_link_record(src):
             target = self.sidecar.read_link(src)
             self.lookup.forget(src)  # the view may show both names for a moment, never neither
@@ -311,31 +377,63 @@ class Upper:
             return
         index = self.layer.dir(dirname(src))
         link = "fs" if index is not None and basename(src) in index.links else None
+        origin = index.metacopy.get(basename(src)) if index is not None else None
+        replaced = self._metacopy_content(dst)
         dst_record = self.is_link_record(dst)
+        if origin is not None:
+            self.sidecar.add_record(dst, METACOPY)
         self._rename_file(src, dst)
         self.sync.dirs(dirname(dst), dirname(src))
+        self.readers.moved(src, dst)
         if dst_record:  # the moved entry wins over the record already; now the record goes
             self.sidecar.remove_record(dst, LINK)
         self._entry_changed(src, None)
         self._entry_changed(dst, False, link=link)
+        if origin is not None:
+            self.layer.note_metacopy(dst, origin)  # after the entry note, which forgets it
+            self.sidecar.remove_record(src, METACOPY)
+        if replaced is not None:
+            self.sidecar.drop_metacopy(replaced)
+            if origin is None:
+                self.sidecar.remove_record(dst, METACOPY)
 
     def move_dir(self, src: str, dst: str) -> None:
-        """Rename a directory of the upper; ``dst`` must not exist in the upper. The records of
-        the entries inside move with it (the link records are part of the tree)."""
-        self._rename_dir(src, dst)
+        """Rename a directory of the upper; ``dst`` must not exist in the upper (the caller
+        copied the records inside ``src`` to ``dst`` first: link records are part of them)."""
+        rename_dir(self.fs, src, dst)
         self.sync.dirs(dirname(dst), dirname(src))
-        self.sidecar.move_records(src, dst)
+        self.readers.moved(src, dst)
         self._entry_changed(src, None, subtree=True)
         self._entry_changed(dst, True, subtree=True)
 
-    def _rename_dir(self, src: str, dst: str) -> None:
-        try:
-            os.rename(self.fs.getsyspath(src), self.fs.getsyspath(dst))
+    def copy_records_below(self, src: str, dst: str) -> None:
+        """Give the directory-to-be ``dst`` a copy of the records inside ``src`` (inert until
+        the upper has ``dst``): a rename of ``src`` to ``dst`` then carries them at once."""
+        self.sidecar.copy_records_below(src, dst)
+        self.layer.forget_below(dst)
+
+    # -- redirects --------------------------------------------------------------------------------
+
+    def redirect_of(self, path: str) -> Optional[str]:
+        index = self.layer.dir(dirname(path))
+        return index.redirects.get(basename(path)) if index is not None else None
+
+    def set_redirect(self, path: str, target: str) -> None:
+        """The directory ``path`` (or the one about to be renamed there) holds the lower
+        contents at the absolute ``target``."""
+        if self.redirect_of(path) == target:
             return
-        except (errors.NoSysPath, OSError):
-            pass
-        # MemoryFS (also behind WrapFS/SubFS) moves the entry itself; others copy then delete.
-        self.fs.movedir(src, dst, create=True)
+        self.sidecar.set_redirect(path, target)
+        self.layer.note_redirect(path, target)
+        self.lookup.forget(path, subtree=True)
+
+    def remove_redirect(self, path: str, known: bool = True) -> None:
+        """Drop the redirect record of ``path``; ``known=False`` also when the cache knows none."""
+        if known and self.redirect_of(path) is None:
+            return
+        self.sidecar.remove_record(path, REDIRECT)
+        self.layer.note_redirect(path, None)
+        self.lookup.forget(path, subtree=True)
 
     # -- directory times (the kernel's: a directory whose entries change gets the time of the
     # change; a copy-up into it keeps the times it had) --------------------------------------
@@ -437,6 +535,21 @@ class Upper:
         self.sidecar.reread_version()
         self.sidecar.forget_checked()
 
+    def drop_hidden_records(self, path: str) -> None:
+        """After ``path`` became opaque: forget the records nothing below can show through any
+        more. In a plain upper that is every whiteout and opaque record inside it (link records
+        are entries: they stay); where redirects may exist only its own whiteouts, since a
+        renamed or metadata-only entry deeper down still reaches the lowers by its absolute
+        path (as the kernel's do past a hand-set opaque xattr)."""
+        if REDIRECT not in VERSIONS[self.sidecar.version].kinds:
+            self.drop_markers_below(path)
+            return
+        self.sidecar.drop_kind(path, WHITEOUT)
+        index = self.layer.dir(path)
+        if index is not None:
+            index.whiteouts.clear()
+        self.lookup.forget(path, subtree=True)
+
     def drop_records_below(self, path: str) -> None:
         """Forget every record inside the directory ``path`` (it left the upper)."""
         self.sidecar.drop_records_below(path)
@@ -466,6 +579,10 @@ class Upper:
             for name, is_dir in self._entries(folder).items():
                 self.delete(join(folder, name), is_dir)
             self.sync.dir(folder)
+        if self.fs.isdir(METACOPY_DIR):  # the metadata-only files are gone: so is what they named
+            for info in list(self.fs.scandir(METACOPY_DIR)):
+                self.delete(join(METACOPY_DIR, info.name), info.is_dir)
+            self.sync.dir(METACOPY_DIR)
         self.forget_all()
 
     def _entries(self, folder: str) -> Dict[str, bool]:

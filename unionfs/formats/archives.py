@@ -141,10 +141,17 @@ class ArchiveLimits:
     - ``max_ratio``: expanded size over stored size of a compressed archive (a gzip "bomb"
       of 4 MB expanding to 4 GiB has 1,000; ordinary layers stay well under 20). Checked
       from each member header before its data is decompressed, so a bomb costs nothing.
+    - ``max_spill`` (not an error): how many uncompressed bytes of a gzip tar are kept in an
+      anonymous temporary file, taken while the member table is read (0: none). Reads within
+      them decompress nothing, in any order (a second name of a member, a breadth-first walk,
+      a comparison in name order); past them reads decompress from checkpoints, in one pass
+      when made in :meth:`ArchiveFS.read_order` (see
+      :class:`~unionfs.formats.oci.blobs.GzipStream`).
     """
 
     max_members: Optional[int] = attr.ib(default=500_000)
     max_ratio: Optional[float] = attr.ib(default=200.0)
+    max_spill: Optional[int] = attr.ib(default=1024 * 1024 * 1024)
 
 
 #: the limits :func:`open_archive` applies when given none
@@ -387,9 +394,12 @@ class ArchiveFS(ArchiveIndexFS):
         return self._stream.restarts if self._stream is not None else 0
 
     def close(self) -> None:
-        if not self.isclosed() and self._closer is not None:
+        if not self.isclosed():
             with self._lock:
-                self._closer()
+                if self._stream is not None:
+                    self._stream.drop_spill()
+                if self._closer is not None:
+                    self._closer()
         super().close()
 
 
@@ -587,10 +597,11 @@ def _open_handle(
     fileobj: IO[bytes] = handle
     if start == 0 and handle.read(2) == GZIP_MAGIC:
         # gzip through checkpoints (not tarfile's GzipFile, which decompresses from the start
-        # again for every read behind its position): members read in archive order cost one
-        # decompression in all, and any other read at most a checkpoint's spacing
+        # again for every read behind its position), spilled while the index is read: reads
+        # within the spill decompress nothing, in any order; past it members read in archive
+        # order cost one decompression in all, and any other read at most a checkpoint's spacing
         raw = cast(BinaryIO, handle)
-        stream = GzipStream(lambda: raw, label, first_raw=raw)
+        stream = GzipStream(lambda: raw, label, first_raw=raw, spill=limits.max_spill)
         fileobj = io.BufferedReader(WindowReader(stream.read_at), buffer_size=64 * 1024)  # type: ignore[assignment]
     handle.seek(start)
     try:

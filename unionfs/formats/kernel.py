@@ -5,8 +5,10 @@ container engine keeps a layer. A whiteout is a character device 0/0, or (the "x
 whiteout" of Linux 6.7+) an empty regular file with ``overlay.whiteout`` inside a
 directory whose ``overlay.opaque`` is ``x``; a directory is opaque when its
 ``overlay.opaque`` xattr is ``y``. Both the ``trusted.`` and the ``user.`` (``-o
-userxattr``) namespaces are understood. Redirects and metacopy are not (the kernel
-only creates them with ``redirect_dir=on`` or ``metacopy=on``).
+userxattr``) namespaces are understood, and so are the renames of ``redirect_dir=on`` and
+``metacopy=on``: a directory's ``overlay.redirect`` (where the lowers hold its contents) and
+a metadata-only file's ``overlay.metacopy`` (its data below, at its ``overlay.redirect`` or
+the same name), followed as the kernel's ``namei.c`` does.
 
 Writing (:func:`export_upper`): the upper and its sidecar as such a directory, so that
 ``mount -t overlay`` over the same lowers shows the same merged view.
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 import warnings
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
@@ -26,7 +31,10 @@ from fs.osfs import OSFS
 from ..errors import ModesLost, UnsupportedLayer, literal
 from ..io import copy_stream
 from ..changes import UpperEntry, link_target, upper_entries
+from ..core.inode import node_info
+from ..core.lookup import Lookup
 from ..core.stack import DirIndex, Layer, Stack
+from ..core.walk import layer_tree
 
 WHITEOUT_STYLES = ("device", "xattr")
 
@@ -46,11 +54,25 @@ def _overlay_xattr(path: str, name: str, namespaces: Sequence[str]) -> Optional[
     return None
 
 
+#: how long the ``lstat`` results of a directory read stay the answer to :meth:`KernelLayer.lstat`
+#: (a lower never changes under an overlay but its atimes do: as long as the kernel's own
+#: attribute cache on a mount, ``unionfs.tools.mount.CACHE_TIMEOUT``)
+STATS_FRESH = 1.0
+#: directories whose stats are kept at once (lookups of several directories interleave:
+#: git's parallel index refresh)
+STATS_KEPT = 64
+
+
 class KernelLayer(Layer):
     """A lower layer that is a directory in the kernel's overlayfs format."""
 
     #: whiteouts are devices and opacity an xattr of the entries: read per directory
     PROBES = False
+
+    @property
+    def may_redirect(self) -> bool:
+        """A kernel layer may carry ``overlay.redirect`` and ``overlay.metacopy`` anywhere."""
+        return True
 
     def __init__(self, directory: str, label: str, userxattr: Optional[bool] = None) -> None:
         if not os.path.isdir(directory):
@@ -58,6 +80,11 @@ class KernelLayer(Layer):
         super().__init__(OSFS(directory), label, is_upper=False, sidecar=None)
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
+        self._prefixes = tuple("%s.overlay." % namespace for namespace in self.namespaces)
+        #: dir path -> (when read, name -> lstat of its entries): the stats reading the
+        #: directory took, the answer to the lstat of an entry that usually follows its lookup
+        self._stats: "OrderedDict[str, Tuple[float, Dict[str, os.stat_result]]]" = OrderedDict()
+        self._stats_lock = threading.Lock()
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         directory = os.path.join(self.root, path.lstrip("/"))
@@ -67,17 +94,25 @@ class KernelLayer(Layer):
             return None
         xattr_whiteouts = _overlay_xattr(directory, "opaque", self.namespaces) == b"x"
         index = DirIndex({})
+        stats: Dict[str, os.stat_result] = {}
         for entry in listing:
             st = entry.stat(follow_symlinks=False)
+            stats[entry.name] = st
+            # one listxattr tells whether the entry has any overlay xattr at all (most have none)
+            marked = (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)) and self._has_overlay_xattrs(entry.path)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 index.whiteouts.add(entry.name)
             elif stat.S_ISDIR(st.st_mode):
                 index.entries[entry.name] = True
-                if _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
+                if marked and _overlay_xattr(entry.path, "opaque", self.namespaces) == b"y":
                     index.opaque.add(entry.name)
-                self._refuse(entry.path, "redirect", "a renamed directory (redirect_dir=on)")
+                if marked:
+                    redirect = self._redirect(entry.path)
+                    if redirect is not None:
+                        index.redirects[entry.name] = redirect
             elif (
                 xattr_whiteouts
+                and marked
                 and stat.S_ISREG(st.st_mode)
                 and st.st_size == 0
                 and _overlay_xattr(entry.path, "whiteout", self.namespaces) is not None
@@ -85,20 +120,53 @@ class KernelLayer(Layer):
                 index.whiteouts.add(entry.name)
                 index.sticky = True
             else:
-                if stat.S_ISREG(st.st_mode) and st.st_size > 0:
-                    self._refuse(entry.path, "metacopy", "a metadata-only copy-up (metacopy=on)")
                 index.entries[entry.name] = False
                 if stat.S_ISLNK(st.st_mode):
                     index.links.add(entry.name)  # never followed: the overlay resolves it in its view
+                elif marked and stat.S_ISREG(st.st_mode) and _overlay_xattr(entry.path, "metacopy", self.namespaces) is not None:
+                    # metadata only: the data is below, at the redirect or the same name
+                    index.metacopy[entry.name] = self._redirect(entry.path)
+        with self._stats_lock:
+            self._stats[path] = (time.monotonic(), stats)
+            self._stats.move_to_end(path)
+            while len(self._stats) > STATS_KEPT:
+                self._stats.popitem(last=False)
         return index
 
-    def _refuse(self, path: str, xattr: str, what: str) -> None:
-        """Redirects and metacopy need the lower layers' file handles to follow: a layer using
-        them is refused rather than shown wrongly."""
-        if _overlay_xattr(path, xattr, self.namespaces) is not None:
+    def _has_overlay_xattrs(self, path: str) -> bool:
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError:
+            return True  # cannot tell: ask for each xattr, as without this shortcut
+        return any(name.startswith(self._prefixes) for name in names)
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """The entry's stat from the read of its directory just made (one system call less
+        per entry looked up), else the layer's own ``lstat``."""
+        parent, _, name = path.rpartition("/")
+        with self._stats_lock:
+            kept = self._stats.get(parent or "/")
+        if kept is not None and time.monotonic() - kept[0] < STATS_FRESH:
+            found = kept[1].get(name)
+            if found is not None:
+                return found
+        return super().lstat(path)
+
+    def _redirect(self, path: str) -> Optional[str]:
+        """The entry's ``overlay.redirect``: an absolute path from the layers' root, or a name
+        relative to the parent (the kernel writes those for a rename within one directory)."""
+        value = _overlay_xattr(path, "redirect", self.namespaces)
+        if value is None:
+            return None
+        try:
+            redirect = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedLayer(msg="%s: the redirect of %s is not UTF-8" % (self.label, os.path.relpath(path, self.root))) from None
+        if not redirect or "\0" in redirect or (not redirect.startswith("/") and "/" in redirect):
             raise UnsupportedLayer(
-                msg="%s: %s is %s, which unionfs cannot follow" % (self.label, os.path.relpath(path, self.root), what)
+                msg="%s: %s has a malformed redirect %r" % (self.label, os.path.relpath(path, self.root), redirect)
             )
+        return redirect
 
 
 def kernel_layers(lowerdirs: Sequence[str], userxattr: Optional[bool] = None) -> List[Layer]:
@@ -137,13 +205,41 @@ def _whiteout(path: str, style: str, namespace: str, marked_dirs: set) -> None:
     os.setxattr(path, namespace + ".overlay.whiteout", b"")
 
 
+def _refuse_renames_for_userxattr(upper: Layer) -> None:
+    """The kernel refuses ``-o userxattr`` together with ``redirect_dir`` and ``metacopy``
+    ("conflicting options"), so ``user.overlay.redirect``/``metacopy`` would never be followed:
+    a renamed directory or a metadata-only file cannot be exported for such a mount."""
+    for entry in layer_tree(upper, order="export"):
+        if (entry.is_dir and entry.name in entry.parent.redirects) or (entry.is_dir is False and entry.name in entry.parent.metacopy):
+            raise errors.Unsupported(
+                entry.path,
+                msg=literal(
+                    "cannot export %s for a userxattr mount: the kernel does not follow redirects or "
+                    "metadata-only copies there (export with userxattr=False, or make the upper with "
+                    "redirect_dir=False, metacopy=False)" % entry.path
+                ),
+            )
+
+
 def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout: str = "device") -> None:
-    """Write the entries and markers of the upper of ``stack`` to ``dest_dir`` in the kernel's format."""
+    """Write the entries and markers of the upper of ``stack`` to ``dest_dir`` in the kernel's
+    format: redirect records as ``overlay.redirect``, metadata-only files as sparse files of
+    their data's size with ``overlay.metacopy`` and their data's path as ``overlay.redirect``."""
     upper = stack.upper
     if upper is None:
         raise errors.ResourceReadOnly("/", msg="a read-only overlay has no upper to export")
+    lookup = Lookup(list(stack.layers))
+
+    def data_size(path: str) -> int:
+        """The size a metadata-only file shows: its data's."""
+        node = lookup.node(path)
+        assert node is not None
+        return int(node_info(node, ["details"]).size)
+
     if whiteout not in WHITEOUT_STYLES:
         raise ValueError("whiteout must be one of %s, not %r" % (", ".join(WHITEOUT_STYLES), whiteout))
+    if userxattr:
+        _refuse_renames_for_userxattr(upper)
     if os.path.exists(dest_dir):
         if not os.path.isdir(dest_dir):
             raise errors.DirectoryExpected(dest_dir)
@@ -165,9 +261,17 @@ def export_upper(stack: Stack, dest_dir: str, userxattr: bool = False, whiteout:
             os.mkdir(target)
             if change.opaque:
                 os.setxattr(target, namespace + ".overlay.opaque", b"y")
+            if change.redirect is not None:
+                os.setxattr(target, namespace + ".overlay.redirect", change.redirect.encode("utf-8"))
             directories.append((target, change))
         elif change.hardlink_of is not None:  # a second name of a file already written
             os.link(os.path.join(dest_dir, change.hardlink_of.lstrip("/")), target, follow_symlinks=False)
+        elif change.metacopy is not None:
+            with open(target, "wb") as out:
+                out.truncate(data_size(change.path))  # sparse: no data
+            os.setxattr(target, namespace + ".overlay.metacopy", b"")
+            os.setxattr(target, namespace + ".overlay.redirect", change.metacopy.encode("utf-8"))
+            _apply_metadata(target, change)
         else:
             link = link_target(change)
             if link is not None:

@@ -110,6 +110,10 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        "(default %s; 0: no limit)" % limits.max_ratio)
     group.add_argument("--volatile", action="store_true",
                        help="do not fsync (the kernel's -o volatile): faster, but a power cut may lose changes")
+    group.add_argument("--no-redirect-dir", dest="redirect_dir", action="store_false",
+                       help="movedir of a lower directory copies it (no redirect record; the kernel's default)")
+    group.add_argument("--no-metacopy", dest="metacopy", action="store_false",
+                       help="setinfo and move of a lower file copy its data up (the kernel's default)")
 
 
 def _limit(kind: type) -> Callable[[str], Any]:
@@ -138,6 +142,9 @@ class Stack:
     unsafe: str = attr.ib(default="error")
     #: ``--volatile`` or ``?volatile=1``: nothing is fsynced
     volatile: bool = attr.ib(default=False)
+    #: ``--no-redirect-dir``/``--no-metacopy`` or ``?redirect_dir=off``/``?metacopy=off``: copy instead
+    redirect_dir: bool = attr.ib(default=True)
+    metacopy: bool = attr.ib(default=True)
 
 
 def _stack(args: argparse.Namespace) -> Stack:
@@ -150,6 +157,7 @@ def _stack(args: argparse.Namespace) -> Stack:
         raise UsageError("name at least one lower layer with -l/--lower (or --url, --oci, --kernel)")
     unsafe = args.unsafe or "error"
     volatile = bool(getattr(args, "volatile", False))
+    redirect_dir, metacopy = bool(getattr(args, "redirect_dir", True)), bool(getattr(args, "metacopy", True))
     if args.url:
         if args.upper:
             raise UsageError("give either --url or -u, not both (the URL names its upper)")
@@ -160,16 +168,18 @@ def _stack(args: argparse.Namespace) -> Stack:
         return Stack(
             list(options.lowers), options.upper, "/" + subdir.strip("/"), args.unsafe or options.unsafe,
             volatile or options.volatile,
+            redirect_dir=redirect_dir and options.redirect_dir,
+            metacopy=metacopy and options.metacopy,
         )
     if args.oci:
         from ..formats.oci.oci import image_stack
 
-        return Stack(list(image_stack(args.oci, ref=args.ref)), args.upper, unsafe=unsafe, volatile=volatile)
+        return Stack(list(image_stack(args.oci, ref=args.ref)), args.upper, unsafe=unsafe, volatile=volatile, redirect_dir=redirect_dir, metacopy=metacopy)
     if args.kernel:
         from ..formats.kernel import kernel_layers
 
-        return Stack(list(kernel_layers(args.kernel, args.userxattr)), args.upper, unsafe=unsafe, volatile=volatile)
-    return Stack(list(args.lower), args.upper, unsafe=unsafe, volatile=volatile)
+        return Stack(list(kernel_layers(args.kernel, args.userxattr)), args.upper, unsafe=unsafe, volatile=volatile, redirect_dir=redirect_dir, metacopy=metacopy)
+    return Stack(list(args.lower), args.upper, unsafe=unsafe, volatile=volatile, redirect_dir=redirect_dir, metacopy=metacopy)
 
 
 def _is_plain_path(layer: str) -> bool:
@@ -195,7 +205,15 @@ def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: boo
     if args.upper_on_top:
         lowers, upper = [upper] + lowers, None
     try:
-        overlay = OverlayFS(lowers, upper=upper, volatile=stack.volatile, unsafe=stack.unsafe, recover=recover)
+        overlay = OverlayFS(
+            lowers,
+            upper=upper,
+            volatile=stack.volatile,
+            unsafe=stack.unsafe,
+            recover=recover,
+            redirect_dir=stack.redirect_dir,
+            metacopy=stack.metacopy,
+        )
     except BaseException:
         for layer in stack.lowers:
             if isinstance(layer, Layer):
@@ -269,7 +287,7 @@ def _diff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print {kind: [paths]} as JSON")
 
 
-@command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque", _diff_arguments)
+@command("diff", "show the change set: A added, M modified, m metadata only, D deleted, O opaque, R renamed (from its source)", _diff_arguments)
 def diff_command(args: argparse.Namespace) -> int:
     # read only: the upper is read as the topmost layer (with its sidecar), so not even a lock
     # record is written; no upper (or none yet) has no changes
@@ -281,7 +299,9 @@ def diff_command(args: argparse.Namespace) -> int:
         print(json.dumps(changes.as_dict(), indent=2))
     else:
         for change in changes:
-            print("%s %s%s" % (CHANGE_LETTERS[change.kind], change.path, "/" if change.is_dir else ""))
+            slash = "/" if change.is_dir else ""
+            source = " <- %s%s" % (change.source, slash) if change.source is not None else ""
+            print("%s %s%s%s" % (CHANGE_LETTERS[change.kind], change.path, slash, source))
     return 0
 
 

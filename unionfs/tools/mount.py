@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import stat
+import struct
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, cast
@@ -31,6 +32,7 @@ from fs.enums import ResourceType
 from fs.permissions import Permissions
 
 from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath
+from ..core.durable import system_root
 from ..overlay import OverlayFS
 
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
@@ -42,6 +44,10 @@ RENAME_WHITEOUT = 4
 #: readdir's flag asking for attributes, and the filler's flag giving them (libfuse 3)
 FUSE_READDIR_PLUS = 1
 FUSE_FILL_DIR_PLUS = 2
+#: the connection's capabilities (fuse_common.h): listings with attributes, and whether the
+#: kernel decides per request to ask for them
+FUSE_CAP_READDIRPLUS = 1 << 13
+FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 
 #: seconds the kernel may keep names and attributes: the mount is the only writer of its
 #: layers (lowers never change under an overlay, the upper only through it), so the only
@@ -112,6 +118,7 @@ def errno_of(error: BaseException) -> int:
 
 
 _T = TypeVar("_T")
+_NO_OWNER: Any = object()
 
 
 def _oserror(number: int, path: Optional[str] = None) -> OSError:
@@ -121,56 +128,67 @@ def _oserror(number: int, path: Optional[str] = None) -> OSError:
 # -- inode numbers -------------------------------------------------------------------------------------
 
 
+#: where the mount's own inode numbers start: above any a layer's filesystem hands out
+OWN_INODES = 1 << 63
+
+
 class Inodes:
     """st_ino for every name the mount has shown: a name keeps its number for the mount's
-    life, across copy-up (which changes the real inode) and rename; the names of one hard
-    link share one number (matched by the layer's own device and inode). As on the kernel
-    overlay, a copy-up that breaks a hard link (a name of a lower file with several names
-    copied up alone) gives that name a number of its own: it is another file now, and tools
-    that match (st_dev, st_ino), ``cp -a``, ``tar``, ``du``, must not take it for a link."""
+    life, across copy-up (which changes the real inode) and rename. The number is the
+    entry's own inode number in the layer it was first seen in, as the kernel overlay's
+    with its layers on one filesystem (programs that keep inode numbers, such as git's
+    index, find them unchanged), unless another entry of the mount has that number already
+    (layers on different filesystems): then, and for entries without one (archives, memory),
+    it is one of the mount's own, from :data:`OWN_INODES` up. The names of one hard link
+    share one number (the same device and inode). As on the kernel overlay, a copy-up that
+    breaks a hard link (one name of a lower file with several names copied up alone) gives
+    that name the number of its copy: it is another file now, and tools that match
+    (st_dev, st_ino), ``cp -a``, ``tar``, ``du``, must not take the two for one."""
 
     def __init__(self) -> None:
         self._by_path: Dict[str, int] = {"/": 1}
-        #: name -> (st_dev, st_ino, one of several names?) of the file it last showed
-        self._identity: Dict[str, Tuple[int, int, bool]] = {}
-        self._by_real: Dict[Tuple[int, int], int] = {}
-        self._next = 2
+        #: number -> (device, inode) of the layer entry that gave it (``None``: the mount's own)
+        self._owners: Dict[int, Optional[Tuple[int, int]]] = {1: None}
+        #: name -> (device, inode) of the file it showed as one of its several names
+        self._linked: Dict[str, Tuple[int, int]] = {}
+        self._next = OWN_INODES
         self._lock = threading.Lock()
 
-    def get(self, path: str, real: Optional[Tuple[int, int, int]] = None) -> int:
-        """The number of ``path``; ``real`` is its file's (st_dev, st_ino, st_nlink) in its
-        layer where known (not for directories)."""
+    def get(self, path: str, real: Optional[Tuple[int, int, int]] = None, is_dir: bool = False,
+            nlink: int = 1) -> int:
+        """The number of ``path``; ``real`` is (0, device, inode) of its entry where the layer
+        has one, ``nlink`` its link count. A directory never shares its number (a second path
+        with the same directory would look like a loop to ``find``)."""
         number = self._by_path.get(path)
-        if number is not None and (real is None or (self._identity.get(path) == (real[0], real[1], real[2] > 1)
-                                                    and (real[2] == 1 or self._by_real.get(real[:2]) == number))):
+        linked = self._linked.get(path)
+        if number is not None and (linked is None or real is None or linked == real[1:]) and \
+                (nlink == 1 or linked is not None or real is None or is_dir):
             return number
         with self._lock:
             number = self._by_path.get(path)
-            if real is None:
-                if number is None:
-                    number = self._fresh()
-                    self._by_path[path] = number
-                return number
-            key, several = (real[0], real[1]), real[2] > 1
-            seen = self._identity.get(path)
-            if number is not None and seen is not None and seen[2] and seen[:2] != key:
-                number = None  # was one name of a hard link, now another file: a copy-up broke the link
-            if several:
-                number = self._by_real.setdefault(key, number if number is not None else self._fresh())
-            elif number is None:
-                number = self._fresh()
-            elif self._by_real.get(key) == number:
-                del self._by_real[key]  # its last name: the inode may be reused for another file
-            self._by_path[path] = number
-            self._identity[path] = (key[0], key[1], several)
+            linked = self._linked.get(path)
+            if number is None or (linked is not None and real is not None and linked != real[1:]):
+                # new, or one name of a hard link that is another file now: a copy-up broke the link
+                self._linked.pop(path, None)
+                number = self._number(real, is_dir)
+                self._by_path[path] = number
+            if real is not None and nlink > 1 and not is_dir:
+                self._linked[path] = (real[1], real[2])
             return number
 
     def linked_number(self, path: str) -> Optional[int]:
         """The number of ``path`` if it was last seen as one of several names of a file."""
-        seen = self._identity.get(path)
-        return self._by_path.get(path) if seen is not None and seen[2] else None
+        return self._by_path.get(path) if path in self._linked else None
 
-    def _fresh(self) -> int:
+    def _number(self, real: Optional[Tuple[int, int, int]], is_dir: bool) -> int:
+        if real is not None and 0 < real[2] < OWN_INODES:
+            key = (real[1], real[2])
+            owner = self._owners.get(real[2], _NO_OWNER)
+            if owner is _NO_OWNER:
+                self._owners[real[2]] = key
+                return real[2]
+            if owner == key and not is_dir:
+                return real[2]  # another name of the same file: a hard link
         number = self._next
         self._next += 1
         return number
@@ -181,18 +199,17 @@ class Inodes:
             number = self._by_path.get(existing)
             if number is not None:
                 self._by_path[new] = number
-                self._identity.pop(new, None)
 
     def moved(self, src: str, dst: str) -> None:
         """rename(2): ``dst`` (and what is below it) now has the numbers ``src`` had."""
         with self._lock:
             _move_below(self._by_path, src, dst)
-            _move_below(self._identity, src, dst)
+            _move_below(self._linked, src, dst)
 
     def forget(self, path: str) -> None:
         with self._lock:
             self._by_path.pop(path, None)
-            self._identity.pop(path, None)
+            self._linked.pop(path, None)
 
     def other_names(self, path: str) -> List[str]:
         """The other names shown with the number of ``path`` (the names of one hard link)."""
@@ -332,8 +349,15 @@ class Operations:
         self.inodes = Inodes()
         self.handles: Dict[int, Handle] = {}
         self.dirs: Dict[int, str] = {}  # open directories: their path
+        self.listings: Dict[int, List[List[Any]]] = {}  # open directories: what readdir continues
         self._next_fh = 1
         self._fh_lock = threading.Lock()
+        upper = overlay.stack.upper
+        if upper is None or system_root(upper.fs) is not None:
+            # every writable handle writes through its descriptor (pwrite), so close(2) has
+            # nothing to flush: without the operation the kernel stops sending FLUSH after
+            # its first ENOSYS, one request less per close
+            self.flush = None  # type: ignore[assignment]
         self._euid = os.geteuid() if own_uid is None else own_uid
         self._egid = os.getegid()
         self._now_ns = time.time_ns
@@ -372,6 +396,10 @@ class Operations:
             # operations on open files whose name is gone (hard_remove) come with a NULL
             # path: the descriptor answers (fstat, ftruncate, fsync)
             config.nullpath_ok = 1
+        if conn is not None and conn.capable & FUSE_CAP_READDIRPLUS:
+            # READDIRPLUS for every listing request, not only the first of a directory (the
+            # "auto" mode's choice): each reply then carries its entries' attributes
+            conn.want = (conn.want | FUSE_CAP_READDIRPLUS) & ~FUSE_CAP_READDIRPLUS_AUTO
         if self.on_ready is not None:
             self.on_ready()
 
@@ -397,11 +425,19 @@ class Operations:
         st = self._call(self.overlay.lstat, path)
         if st is not None:
             return self._stat_attributes(path, st)
-        return self._attributes(path, self._call(self.overlay.getinfo, path, ("details", "access")))
+        attributes = self._attributes(path, self._call(self.overlay.getinfo, path, ("details", "access")))
+        if self.inodes.linked_number(path) is not None:
+            # one name of a hard link, now a metadata-only copy (chmod, rename): its identity
+            # (the copy's own inode) says whether it is still the file its other names are
+            real = cast(Dict[str, int], self._call(self.overlay.getinfo, path, ("stat",)).raw.get("stat") or {})
+            if real.get("st_ino"):
+                attributes["st_ino"] = self.inodes.get(path, (0, real.get("st_dev", 0), real["st_ino"]), False,
+                                                       real.get("st_nlink", 1))
+        return attributes
 
     def _stat_attributes(self, path: str, st: os.stat_result) -> Dict[str, Any]:
         is_dir = stat.S_ISDIR(st.st_mode)
-        real = None if is_dir else (st.st_dev, st.st_ino, st.st_nlink)
+        real = (0, st.st_dev, st.st_ino)
         return {
             "st_mode": st.st_mode,
             # directories: 1, as the kernel says for merged directories (no subdirectory count)
@@ -415,7 +451,7 @@ class Operations:
             "st_blocks": st.st_blocks,
             "st_blksize": st.st_blksize,
             "st_rdev": st.st_rdev,
-            "st_ino": self.inodes.get(path, real),
+            "st_ino": self.inodes.get(path, real, is_dir, st.st_nlink),
         }
 
     def _attributes(self, path: str, info: Any) -> Dict[str, Any]:
@@ -436,13 +472,13 @@ class Operations:
                 "st_blksize": st.get("st_blksize", 4096),
                 "st_rdev": st.get("st_rdev", 0),
             }
-            real = None if info.is_dir or not st.get("st_ino") else (st.get("st_dev", 0), st["st_ino"], st["st_nlink"])
+            real = (0, st["st_dev"], st["st_ino"])
         else:
             result = self._from_info(raw, info.is_dir)
             real = None
         if info.is_dir:
             result["st_nlink"] = 1  # as the kernel says for merged directories: no subdirectory count
-        result["st_ino"] = self.inodes.get(path, real)
+        result["st_ino"] = self.inodes.get(path, real, info.is_dir, result["st_nlink"])
         return result
 
     def _from_stat(self, st: os.stat_result, path: str, is_dir: bool) -> Dict[str, Any]:
@@ -559,6 +595,7 @@ class Operations:
     def releasedir(self, path: Optional[str], fh: int) -> None:
         with self._fh_lock:
             self.dirs.pop(fh, None)
+            self.listings.pop(fh, None)
 
     def readdir(self, path: Optional[str], fh: int) -> List[Tuple[str, Dict[str, int], int]]:
         """The merged listing with each entry's type and inode number (a zero d_ino would
@@ -579,21 +616,42 @@ class Operations:
             entries.append((name, {"st_mode": kind, "st_ino": self.inodes.get(prefix + name)}, 0))
         return entries
 
-    def readdir_plus(self, path: Optional[str], fh: int) -> List[Tuple[str, Dict[str, Any]]]:
-        """The listing with every entry's full attributes (READDIRPLUS): the kernel caches
-        them, so ``ls -l``, ``find`` and ``git status`` need no LOOKUP per entry."""
+    def listing(self, fh: int, offset: int, plus: bool) -> List[List[Any]]:
+        """The entries of the open directory ``fh``, "." and ".." first, each as [name,
+        attributes]: read afresh at offset 0 (a new opendir, or a rewinddir, which must see
+        changes since) and kept for the requests that continue from an offset. For
+        READDIRPLUS with each one's attributes where its layer is on disk (the others are
+        added by :meth:`entry_attributes` as libfuse takes them)."""
+        path = self.dirs.get(fh)
         if path is None:
+            raise _oserror(errno.EBADF)
+        entries = self.listings.get(fh)
+        if entries is None or offset == 0:
+            if plus:
+                entries = [[".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}],
+                           ["..", {"st_mode": stat.S_IFDIR, "st_ino": 1}]]
+                prefix = path.rstrip("/") + "/"
+                for name, st in self._call(self.overlay.lstat_listing, path):
+                    entries.append([name, None if st is None else self._stat_attributes(prefix + name, st)])
+            else:
+                entries = [[name, attributes] for name, attributes, _ in self.readdir(path, fh)]
+            self.listings[fh] = entries
+        return entries
+
+    def entry_attributes(self, fh: int, entry: List[Any]) -> Optional[Dict[str, Any]]:
+        """The full attributes of ``entry`` of the listing of directory ``fh`` (READDIRPLUS:
+        the kernel caches them, so ``ls -l``, ``find`` and ``git status`` need no LOOKUP per
+        entry); ``None`` if it is gone since the listing (another thread's unlink)."""
+        attributes = entry[1]
+        if attributes is None:
             path = self.dirs.get(fh)
             if path is None:
                 raise _oserror(errno.EBADF)
-        prefix = path.rstrip("/") + "/"
-        entries = []
-        for name in self._call(self.overlay.listdir, path):
             try:
-                entries.append((name, self.getattr(prefix + name)))
+                attributes = entry[1] = self.getattr((path.rstrip("/") + "/") + entry[0])
             except OSError:
-                continue  # gone since the listing (another thread's unlink)
-        return entries
+                return None
+        return cast(Dict[str, Any], attributes)
 
     def mkdir(self, path: str, mode: int) -> None:
         self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(mode)))
@@ -615,7 +673,7 @@ class Operations:
         """link(2): ``target`` becomes a second name of ``source``, with its inode number."""
         self._call(self.overlay.link, source, target)
         # the source's number as of now: link copied it up, which may have broken a lower
-        # hard link and so given it a number of its own, the one the new name must share
+        # hard link and so given it the number of its copy, the one the new name must share
         self.getattr(source)
         self.inodes.share(source, target)
         _invalidate([source])  # its link count changed
@@ -644,8 +702,8 @@ class Operations:
         stream = self._call(self.overlay.openbin, path, mode)
         fh = self._new_fh(Handle(stream, path, writable, append))
         if linked is not None and self.getattr(path)["st_ino"] != linked:
-            # the open copied one name of a lower hard link up alone: it has a number of its
-            # own now, which the kernel's cached attributes (open has none in its reply) lack
+            # the open copied one name of a lower hard link up alone: it has the number of its
+            # copy now, which the kernel's cached attributes (open has none in its reply) lack
             _invalidate([path])
         return fh
 
@@ -723,34 +781,105 @@ class Operations:
 # -- the binding's glue --------------------------------------------------------------------------------
 
 
+#: struct stat of x86_64 Linux, field by field as mfusepy's ``c_stat`` lays it out: dev, ino,
+#: nlink, mode, uid, gid, padding, rdev, size, blksize, blocks, three timespecs, reserved
+_STAT_LAYOUT = struct.Struct("=QQQIIIiQqqqqqqqqq24x")
+_NS = 10**9
+
+
+def _stat_filler(mfusepy: Any) -> Callable[[Any, Mapping[str, Any]], None]:
+    """A function that writes attributes (:meth:`Operations.getattr`'s dict) into a ``c_stat``:
+    one ``struct`` pack and one copy where the layout is x86_64 Linux's (checked here on a
+    sample, field by field), else mfusepy's field-by-field ``set_st_attrs`` (a ctypes
+    attribute set per field costs more than the whole rest of a cached getattr)."""
+    size = ctypes.sizeof(mfusepy.c_stat)
+
+    def fill_slowly(st: Any, attributes: Mapping[str, Any]) -> None:
+        ctypes.memset(ctypes.byref(st), 0, size)
+        mfusepy.set_st_attrs(st, attributes, use_ns=True)
+
+    def fill(st: Any, attributes: Mapping[str, Any]) -> None:
+        get = attributes.get
+        atime, mtime, ctime = get("st_atime", 0), get("st_mtime", 0), get("st_ctime", 0)
+        ctypes.memmove(ctypes.addressof(st), _STAT_LAYOUT.pack(
+            0, get("st_ino", 0), get("st_nlink", 0), attributes["st_mode"], get("st_uid", 0), get("st_gid", 0), 0,
+            get("st_rdev", 0), get("st_size", 0), get("st_blksize", 0), get("st_blocks", 0),
+            atime // _NS, atime % _NS, mtime // _NS, mtime % _NS, ctime // _NS, ctime % _NS), size)
+
+    sample = {"st_ino": 2**40 + 3, "st_nlink": 5, "st_mode": 0o100644, "st_uid": 7, "st_gid": 8, "st_rdev": 9,
+              "st_size": 2**33 + 1, "st_blksize": 4096, "st_blocks": 11, "st_atime": 12 * _NS + 13,
+              "st_mtime": 14 * _NS + 15, "st_ctime": 16 * _NS + 17}
+    if size != _STAT_LAYOUT.size:
+        return fill_slowly
+    fast, slow = mfusepy.c_stat(), mfusepy.c_stat()
+    try:
+        fill(fast, sample)
+        fill_slowly(slow, sample)
+    except (AttributeError, TypeError, struct.error):
+        return fill_slowly
+    return fill if bytes(fast) == bytes(slow) else fill_slowly
+
+
 def _fuse_class(mfusepy: Any) -> Any:
     """mfusepy's ``FUSE`` with three callbacks passed on whole: rename's flags
     (RENAME_NOREPLACE), ftruncate's file handle and utimensat's UTIME_NOW/UTIME_OMIT,
     which mfusepy drops."""
 
+    fill_stat = _stat_filler(mfusepy)
+    keep_thread_state = ctypes.pythonapi.PyGILState_Ensure
+    keep_thread_state.restype = ctypes.c_int
+    threads_kept: set = set()
+
     class FUSE(mfusepy.FUSE):  # type: ignore[misc,name-defined]
+        def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+            # libfuse's worker threads are not Python's: ctypes makes a Python thread state
+            # for every callback and frees it afterwards. One PyGILState_Ensure that is never
+            # released keeps it for the thread's life (libfuse 3.12+ keeps its workers until
+            # unmount, at most max_threads of them), which makes each request cheaper
+            ident = threading.get_ident()
+            if ident not in threads_kept:
+                threads_kept.add(ident)
+                keep_thread_state()
+            return super()._wrapper(func, *args, **kwargs)
+
+        def getattr_fuse_3(self, path: Optional[bytes], buf: Any, fip: Any) -> int:
+            fh = fip.contents.fh if fip else None
+            fill_stat(buf.contents, self.operations.getattr(None if path is None else path.decode(self.encoding, self.errors), fh))
+            return 0
+
+        def create(self, path: bytes, mode: int, fip: Any) -> int:
+            # mfusepy's asks inspect.signature of the operation on every call
+            fi = fip.contents
+            fi.fh = self.operations.create(path.decode(self.encoding, self.errors), mode, fi.flags)
+            return 0
+
         def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
             return self.operations.rename(old.decode(self.encoding, self.errors),
                                           new.decode(self.encoding, self.errors), flags)
 
         def readdir_fuse_3(self, path: Optional[bytes], buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
-            if not flags & FUSE_READDIR_PLUS:
-                return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
-            decoded = None if path is None else path.decode(self.encoding, self.errors)
-            entries = self.operations.readdir_plus(decoded, fip.contents.fh)
+            """The listing in libfuse's offset mode: each entry goes with its position, so a
+            READDIRPLUS reply carries the entries' attributes to the kernel (libfuse 3.14 sends
+            those of a listing filled without offsets with node id 0, which the kernel ignores,
+            and then LOOKUPs every entry), and a large directory is read a page at a time."""
+            operations = self.operations
+            fh = fip.contents.fh
+            plus = bool(flags & FUSE_READDIR_PLUS)
+            entries = operations.listing(fh, offset, plus)
             st = mfusepy.c_stat()
-            size = ctypes.sizeof(st)
-            for name, number in ((".", self.operations.inodes.get(decoded or "/")), ("..", 1)):
-                ctypes.memset(ctypes.byref(st), 0, size)
-                st.st_mode = stat.S_IFDIR
-                st.st_ino = number  # a zero d_ino would make readdir(3) skip the entry
-                if filler(buf, name.encode(), st, 0, 0) != 0:
-                    return 0
-            for name, attributes in entries:
-                ctypes.memset(ctypes.byref(st), 0, size)
-                mfusepy.set_st_attrs(st, attributes, use_ns=True)
-                if filler(buf, name.encode(self.encoding, self.errors), st, 0, FUSE_FILL_DIR_PLUS) != 0:
-                    break
+            encoding, errors_ = self.encoding, self.errors
+            for position in range(offset, len(entries)):
+                entry = entries[position]
+                if plus and position > 1:  # "." and "..": libfuse gives the kernel no attributes
+                    attributes = operations.entry_attributes(fh, entry)
+                    if attributes is None:
+                        continue
+                    fill = FUSE_FILL_DIR_PLUS
+                else:
+                    attributes, fill = entry[1], 0
+                fill_stat(st, attributes)
+                if filler(buf, entry[0].encode(encoding, errors_), st, position + 1, fill) != 0:
+                    break  # the kernel's buffer is full: it asks again from this position
             return 0
 
         def truncate_fuse_3(self, path: Optional[bytes], length: int, fip: Any) -> int:

@@ -2,7 +2,7 @@
 
 Form::
 
-    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][&volatile=1][!PATH]
+    overlay://LOWER[,LOWER...][?upper=UPPER][&unsafe=skip][&volatile=1][&redirect_dir=off][&metacopy=off][!PATH]
 
 - Each ``LOWER`` is an FS URL (``tar://``, ``zip://``, ``osfs://``, ``mem://``, even another
   ``overlay://``) or a plain path to a directory or an archive, topmost first as in the
@@ -13,6 +13,9 @@ Form::
   :func:`overlay_url` does exactly that.
 - ``volatile=1`` (or ``true``/``yes``) opens the overlay with ``volatile=True``: nothing is
   fsynced, as with the kernel's ``-o volatile`` (see docs/reliability.rst).
+- ``redirect_dir=off`` and ``metacopy=off`` (or ``0``/``false``/``no``) open it with
+  ``redirect_dir=False`` / ``metacopy=False``: ``movedir`` of a lower directory copies it,
+  and ``setinfo``/``move`` of a lower file copy its data (an upper readable without unionfs).
 - ``unsafe=skip`` leaves hostile archive members out of archive lowers (``unsafe="skip"`` of
   :class:`~unionfs.OverlayFS`); the default ``error`` refuses such an archive.
 - Relative paths (plain, or in ``osfs://``, ``tar://``, ``zip://`` URLs) resolve against the
@@ -50,7 +53,14 @@ def quote_layer(url: str) -> str:
     return quote(url, safe=_SAFE)
 
 
-def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bool = False, unsafe: str = "error") -> str:
+def overlay_url(
+    lowers: Sequence[str],
+    upper: Optional[str] = None,
+    volatile: bool = False,
+    unsafe: str = "error",
+    redirect_dir: bool = True,
+    metacopy: bool = True,
+) -> str:
     """The ``overlay://`` URL of these layer URLs or paths (topmost lower first)."""
     if not lowers:
         raise ValueError("an overlay needs at least one lower layer")
@@ -62,6 +72,10 @@ def overlay_url(lowers: Sequence[str], upper: Optional[str] = None, volatile: bo
         query.append("volatile=1")
     if unsafe != "error":
         query.append("unsafe=" + quote_layer(unsafe))
+    if not redirect_dir:
+        query.append("redirect_dir=off")
+    if not metacopy:
+        query.append("metacopy=off")
     return url + ("?" + "&".join(query) if query else "")
 
 
@@ -84,6 +98,10 @@ class OverlayOptions:
     volatile: bool = False
     #: ``?unsafe=skip``: hostile archive members are left out ("error": refused)
     unsafe: str = "error"
+    #: ``?redirect_dir=off``: movedir of a lower directory copies it (no redirect record)
+    redirect_dir: bool = True
+    #: ``?metacopy=off``: setinfo and move of a lower file copy its data up
+    metacopy: bool = True
 
 
 def parse_overlay_options(fs_url: str) -> OverlayOptions:
@@ -97,24 +115,27 @@ def parse_overlay_options(fs_url: str) -> OverlayOptions:
     if not lowers:
         raise errors.CreateFailed(msg=literal("%r names no lower layer (overlay://LOWER[,LOWER...][?upper=UPPER])" % fs_url))
     upper: Optional[str] = None
-    volatile = False
+    switches = {"volatile": False, "redirect_dir": True, "metacopy": True}
     unsafe = "error"
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "upper":
             upper = value
-        elif key == "volatile" and value.lower() in _TRUE + _FALSE:
-            volatile = value.lower() in _TRUE
-        elif key == "volatile":
-            raise errors.CreateFailed(msg=literal("%r: volatile=%r is not one of 1, 0, true, false" % (fs_url, value)))
+        elif key in switches and value.lower() in _TRUE + _FALSE:
+            switches[key] = value.lower() in _TRUE
+        elif key in switches:
+            raise errors.CreateFailed(msg=literal("%r: %s=%r is not on or off (nor 1/0, true/false, yes/no)" % (fs_url, key, value)))
         elif key == "unsafe" and value in ("error", "skip"):
             unsafe = value
         elif key == "unsafe":
             raise errors.CreateFailed(msg=literal("%r: unsafe=%r (it is 'error' or 'skip')" % (fs_url, value)))
         else:
             raise errors.CreateFailed(
-                msg=literal("%r: unknown parameter %r (they are 'upper', 'volatile' and 'unsafe')" % (fs_url, key))
+                msg=literal(
+                    "%r: unknown parameter %r (they are 'upper', 'volatile', 'unsafe', 'redirect_dir' and 'metacopy')"
+                    % (fs_url, key)
+                )
             )
-    return OverlayOptions(lowers, upper, volatile, unsafe)
+    return OverlayOptions(lowers, upper, switches["volatile"], unsafe, switches["redirect_dir"], switches["metacopy"])
 
 
 #: URL schemes whose resource is a path on this machine, resolved against ``cwd`` as fs's own openers do
@@ -136,6 +157,8 @@ def against(layer: str, cwd: str) -> str:
             against(options.upper, cwd) if options.upper else None,
             volatile=options.volatile,
             unsafe=options.unsafe,
+            redirect_dir=options.redirect_dir,
+            metacopy=options.metacopy,
         )
         return inner + ("!" + layer.partition("!")[2] if "!" in layer else "")
     if scheme in _PATH_SCHEMES and rest and not rest.startswith("/"):
@@ -155,6 +178,8 @@ class OverlayOpener(Opener):
             upper=against(options.upper, cwd) if options.upper else None,
             volatile=options.volatile,
             unsafe=options.unsafe,
+            redirect_dir=options.redirect_dir,
+            metacopy=options.metacopy,
         )
         if parse_result.path and parse_result.path.strip("/"):
             try:

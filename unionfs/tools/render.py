@@ -8,12 +8,12 @@ from typing import List, TextIO
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs.base import FS
 
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, Progress
+from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED, Progress
 from ..core.sidecar import RESERVED_NAME
 from ..core.walk import fs_tree
 
 #: the letter ``diff`` and the demo print for each kind of change
-CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O"}
+CHANGE_LETTERS = {ADDED: "A", MODIFIED: "M", METADATA: "m", DELETED: "D", OPAQUE: "O", RENAMED: "R"}
 
 
 def tree_lines(layer: FS, path: str = "/", show_reserved: bool = False) -> List[str]:

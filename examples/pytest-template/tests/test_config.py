@@ -11,7 +11,8 @@ def test_rotate_logs(overlay_factory):
     site = overlay_factory(TEMPLATE)
     rotate_logs(site)
     changes = site.changes()
-    assert changes.added == ("/etc/rotated", "/var/log/app.log.1")
+    assert changes.added == ("/etc/rotated",)
+    assert changes.renamed == ("/var/log/app.log.1",)   # moved, its data still the lower's
     assert changes.deleted == ("/var/log/app.log",)
 
 def test_the_next_test_starts_pristine(overlay_factory):

@@ -13,9 +13,10 @@ import bisect
 import gzip
 import hashlib
 import io
+import tempfile
 import threading
 import zlib
-from typing import Any, BinaryIO, Callable, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple, cast
 
 import attr
 
@@ -182,11 +183,30 @@ KEEP_BEHIND = 256 * 1024
 class GzipStream(SharedStream):
     """Random access into a gzip blob: while decompressing, a copy of the decompressor is
     kept every ``spacing`` uncompressed bytes, so a read anywhere restarts from the nearest
-    checkpoint before it instead of from the start (zlib's ``zran`` idea)."""
+    checkpoint before it instead of from the start (zlib's ``zran`` idea).
 
-    def __init__(self, opener: Opener, label: str, first_raw: Optional[BinaryIO] = None, spacing: int = 2 * CHUNK) -> None:
+    With ``spill`` (bytes; ``None``: no bound), the decompressed bytes are also kept, up to
+    that many from the start, in an anonymous temporary file (deleted when closed, or when
+    the process dies) as the first pass (an archive's indexing) goes by: a read within them
+    reads that file and decompresses nothing, so reads in any order (a second name of the
+    same member, a breadth-first walk over a depth-first archive, a comparison in another
+    order) cost no restart. Past the spill, checkpoints as above."""
+
+    def __init__(
+        self,
+        opener: Opener,
+        label: str,
+        first_raw: Optional[BinaryIO] = None,
+        spacing: int = 2 * CHUNK,
+        spill: Optional[int] = 0,
+    ) -> None:
         super().__init__(opener, "gzip", label, first_raw)
         self._spacing = spacing
+        self._spill_limit = spill
+        self._spilling = spill is None or spill > 0
+        self._spill: Optional[BinaryIO] = None
+        #: uncompressed bytes 0 .. spilled are in the spill file
+        self.spilled = 0
         self._checkpoints: List[_Checkpoint] = [_Checkpoint(0, 0, zlib.decompressobj(31))]
         self._checkpoint_offsets: List[int] = [0]
         self._raw: Optional[BinaryIO] = None
@@ -239,41 +259,94 @@ class GzipStream(SharedStream):
         except zlib.error as error:
             raise LayerFormatError("%s: corrupt gzip data: %s" % (self._label, error)) from error
         self._pending = self._inflater.unused_data if self._inflater.eof else self._inflater.unconsumed_tail
+        if self._spilling:
+            self._spill_out(data)
         self._buffer += data
         self._out_pos += len(data)
+
+    def _spill_out(self, data: bytes) -> None:
+        """Append what of ``data`` (starting at ``_out_pos``) extends the spill, within its limit."""
+        skip = self.spilled - self._out_pos
+        room = len(data) if self._spill_limit is None else self._spill_limit - self.spilled
+        if skip < 0 or skip >= len(data) or room <= 0:
+            return  # not contiguous with the spill (after a restart behind it), or full
+        piece = data[skip: skip + room]
+        try:
+            if self._spill is None:
+                self._spill = cast(BinaryIO, tempfile.TemporaryFile(prefix="unionfs-gzip-"))
+            self._spill.seek(self.spilled)
+            self._spill.write(piece)
+        except OSError:  # no room for it: go on with the checkpoints alone
+            self.drop_spill()
+            return
+        self.spilled += len(piece)
+
+    def drop_spill(self) -> None:
+        """Delete the spill file (its reads decompress again); its owner calls this on close,
+        which does not close the blob itself (a caller's open handle)."""
+        self._spilling = False
+        self.spilled = 0
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+    def _from_spill(self, offset: int, size: int) -> Optional[bytes]:
+        """``size`` bytes at ``offset`` out of the spill, or ``None`` if it cannot give them."""
+        try:
+            assert self._spill is not None
+            self._spill.seek(offset)
+            data = self._spill.read(size)
+        except OSError:
+            self.drop_spill()
+            return None
+        return data if len(data) == size else None
 
     def rewind(self) -> None:
         """Be at the start again for a pass that follows the indexing pass (not a restart:
         the reads after it go forward from the start)."""
         with self._lock:
-            if self._raw is not None:
-                self._restore(self._checkpoints[0])
+            if self._raw is not None and self.spilled < self._out_pos:
+                # from the spill's end (reads before it read the spill), or the start
+                self._restore(self._best(self.spilled) if self._spilling else self._checkpoints[0])
 
     def read_at(self, offset: int, size: int) -> bytes:
         with self._lock:
             start = self._out_pos - len(self._buffer)
-            best = self._best(offset)
-            if self._raw is None or offset < start or best.out_pos > self._out_pos:
-                if self._raw is not None:
-                    self.restarts += 1
-                self._restore(best)
-            while self._out_pos < offset + size and not self._at_end:
-                self._produce()
-                start = self._out_pos - len(self._buffer)
-                drop = min(offset, self._out_pos) - start - KEEP_BEHIND
-                if drop > 0:  # keep what this read can use, and a window behind it
-                    del self._buffer[:drop]
+            if offset < start and offset < self.spilled and size > 0:
+                # behind the decompressor, but kept: no decompression at all
+                head = self._from_spill(offset, min(size, self.spilled - offset))
+                if head is not None:
+                    if len(head) == size:
+                        return head
+                    return head + self._read_stream(offset + len(head), size - len(head))
+            return self._read_stream(offset, size)
+
+    def _read_stream(self, offset: int, size: int) -> bytes:
+        """``read_at`` from the decompressor (going back to a checkpoint if it must); locked."""
+        start = self._out_pos - len(self._buffer)
+        best = self._best(offset)
+        if self._raw is None or offset < start or best.out_pos > self._out_pos:
+            if self._raw is not None:
+                self.restarts += 1
+            self._restore(best)
+        while self._out_pos < offset + size and not self._at_end:
+            self._produce()
             start = self._out_pos - len(self._buffer)
-            data = bytes(self._buffer[offset - start: offset - start + size])
-            drop = offset - start + len(data) - KEEP_BEHIND
-            if drop > 0:  # a read a little behind this one (a reader's read-ahead) needs no restart
+            drop = min(offset, self._out_pos) - start - KEEP_BEHIND
+            if drop > 0:  # keep what this read can use, and a window behind it
                 del self._buffer[:drop]
-            return data
+        start = self._out_pos - len(self._buffer)
+        data = bytes(self._buffer[offset - start: offset - start + size])
+        drop = offset - start + len(data) - KEEP_BEHIND
+        if drop > 0:  # a read a little behind this one (a reader's read-ahead) needs no restart
+            del self._buffer[:drop]
+        return data
 
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
+        self.drop_spill()
 
 
 def random_access(opener: Opener, compression: str, label: str, first_raw: Optional[BinaryIO] = None) -> SharedStream:

@@ -29,9 +29,12 @@ from fs.info import Info
 
 from ...errors import LayerFormatError, literal
 from ...io import HashingWriter
-from ...changes import UpperEntry, link_target, lower_names, upper_entries
+from ...changes import EXPORT_NAMESPACES, UpperEntry, link_target, lower_names, upper_entries
+from ...core.inode import node_info
+from ...core.readdir import visible_children
 from ...core.stack import Layer, Stack
-from ...core.lookup import Lookup
+from ...core.walk import preorder
+from ...core.lookup import Lookup, Node
 from .oci import OPAQUE_MARKER, WHITEOUT_PREFIX
 from .image import MEDIA_MANIFEST, REF_ANNOTATION, BlobStore, PathLike, choose, expect, host_architecture, ref_names
 
@@ -85,7 +88,12 @@ def _write_entries(
     archive: tarfile.TarFile, upper: Layer, lowers: Lookup, opaque: str, mtime: Optional[int]
 ) -> None:
     marker_time = mtime if mtime is not None else 0
+    merged = Lookup([upper] + list(lowers.layers))
+    inside: Optional[str] = None  # a redirected directory written whole: skip its upper entries
     for change in upper_entries(upper):
+        if inside is not None and change.path.startswith(inside):
+            continue
+        inside = None
         parent, _, name = change.path.rpartition("/")
         _representable(change.path)
         if change.kind == "whiteout":
@@ -94,7 +102,7 @@ def _write_entries(
         info = change.info
         if change.kind == "dir":
             archive.addfile(_tarinfo(_archive_name(change.path, True), tarfile.DIRTYPE, info, mtime))
-            if change.opaque:
+            if change.opaque or change.redirect is not None:
                 if opaque == "marker":
                     names = [OPAQUE_MARKER]
                 else:
@@ -104,11 +112,40 @@ def _write_entries(
                     names = [WHITEOUT_PREFIX + hidden_name for hidden_name in hidden]
                 for marker in names:
                     archive.addfile(_tarinfo(_archive_name(change.path + "/" + marker, False), tarfile.REGTYPE, None, marker_time))
+            if change.redirect is not None:
+                # OCI has no redirects: the renamed directory is opaque and carries its whole merged tree
+                _write_merged_tree(archive, merged, change.path, mtime)
+                inside = change.path.rstrip("/") + "/"
+            continue
+        if change.metacopy is not None:
+            node = merged.node(change.path)
+            assert node is not None
+            _write_file(archive, upper, attr.evolve(change, info=node_info(node, EXPORT_NAMESPACES)), mtime, node.data)
             continue
         _write_file(archive, upper, change, mtime)
 
 
-def _write_file(archive: tarfile.TarFile, upper: Layer, change: UpperEntry, mtime: Optional[int]) -> None:
+def _write_merged_tree(archive: tarfile.TarFile, merged: Lookup, top: str, mtime: Optional[int]) -> None:
+    """Every entry below ``top`` in the merged view, parents first, names sorted (reproducible)."""
+    directory = merged.node(top)
+    assert directory is not None and directory.is_dir
+
+    def children(node: Node) -> List[Node]:
+        return sorted(visible_children(merged, node), key=lambda child: child.path) if node.is_dir else []
+
+    for child in preorder(directory, children):
+        _representable(child.path)
+        info = node_info(child, EXPORT_NAMESPACES)
+        if child.is_dir:
+            archive.addfile(_tarinfo(_archive_name(child.path, True), tarfile.DIRTYPE, info, mtime))
+        else:
+            _write_file(archive, None, UpperEntry(child.path, "file", info), mtime, child.data)
+
+
+def _write_file(
+    archive: tarfile.TarFile, upper: Optional[Layer], change: UpperEntry, mtime: Optional[int], data: Any = None
+) -> None:
+    """A non-directory; its content from ``data`` (a layer and path) if given, else the upper."""
     if change.hardlink_of is not None:  # a second name of a file already in the layer
         entry = _tarinfo(_archive_name(change.path, False), tarfile.LNKTYPE, change.info, mtime)
         entry.linkname = change.hardlink_of.lstrip("/")
@@ -121,7 +158,8 @@ def _write_file(archive: tarfile.TarFile, upper: Layer, change: UpperEntry, mtim
         archive.addfile(entry)
         return
     entry = _tarinfo(_archive_name(change.path, False), tarfile.REGTYPE, change.info, mtime)
-    with upper.fs.openbin(change.path, "r") as data:
+    source_fs, source_path = (data[0].fs, data[1]) if data is not None else (upper.fs, change.path)  # type: ignore[union-attr]
+    with source_fs.openbin(source_path, "r") as data:
         data.seek(0, io.SEEK_END)
         entry.size = data.tell()
         data.seek(0)

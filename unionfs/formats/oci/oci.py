@@ -357,7 +357,7 @@ class TarLayerFS(ArchiveIndexFS):
         if entry.implicit and self.below is not None:
             node = self.below.node(path)
             if node is not None and node.is_dir and node.layers:  # (the root of no layers has none)
-                info = node.top.fs.getinfo(path, ("details", "access", "link"))
+                info = node.top.fs.getinfo(node.top_path, ("details", "access", "link"))
                 cast(Dict[str, Any], info.raw["basic"])["name"] = entry.name
                 return info
         return entry.info()
@@ -385,12 +385,13 @@ class TarLayerFS(ArchiveIndexFS):
         node = self.view.node(resolved) if self.view is not None and depth < archive_index.MAX_LINK_HOPS else None
         if node is None or node.is_dir:
             raise errors.ResourceNotFound(shown, msg=literal("%s: symlink %s -> %s does not lead to a file" % (self.blob.label, path, target)))
-        top = node.top.fs
+        data_layer, data_path = node.data  # (a renamed directory's file is below at its origin)
+        top = data_layer.fs
         if isinstance(top, TarLayerFS):
-            link = top._entry(resolved)
+            link = top._entry(data_path)
             if link is not None and link.kind == ResourceType.symlink:
-                return top._open_link(resolved, link, shown, depth + 1)
-        return top.openbin(resolved, "r")
+                return top._open_link(data_path, link, shown, depth + 1)
+        return top.openbin(data_path, "r")
 
     def close(self) -> None:
         if self._shared is not None:

@@ -1,0 +1,143 @@
+"""The mount's request path, where it was made fast: listings read a page at a time with
+each entry's attributes (READDIRPLUS in libfuse's offset mode), attributes packed straight
+into the kernel's ``struct stat``, inode numbers that are the layers' own. Each compared with
+the kernel overlay over the same layers, or with the layer itself."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from tests.support.mount import ThreadMount, kernel_mount, require_fuse
+from unionfs.tools.mount import OWN_INODES, Inodes
+
+#: the fields READDIRPLUS hands the kernel and ``stat`` then answers from its cache
+FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_mtime_ns", "st_ctime_ns", "st_blocks")
+
+
+def test_inode_numbers_are_the_layers_own_unless_taken():
+    inodes = Inodes()
+    assert inodes.get("/") == 1
+    assert inodes.get("/a", (0, 5, 100)) == 100
+    assert inodes.get("/a", (0, 5, 999)) == 100  # a name keeps its number (copy-up changes the real one)
+    assert inodes.get("/hard", (0, 5, 100)) == 100  # another name of the same file
+    other_device = inodes.get("/b", (0, 6, 100))  # same number on another filesystem: taken
+    assert other_device >= OWN_INODES
+    assert inodes.get("/dir", (0, 5, 200), is_dir=True) == 200
+    assert inodes.get("/dir2", (0, 5, 200), is_dir=True) >= OWN_INODES  # a directory never shares
+    own = {inodes.get("/mem%d" % n) for n in range(3)}  # entries without a real inode
+    assert len(own) == 3 and min(own) >= OWN_INODES and other_device not in own
+    assert inodes.get("/one", (0, 5, 1)) >= OWN_INODES  # 1 is the root's
+
+
+@pytest.fixture
+def big_layers(tmp_path):
+    """A lower directory with more entries than one READDIRPLUS reply holds (a page), of
+    several types, owners, sizes and times, plus upper entries over it."""
+    require_fuse()
+    lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
+    for directory in (lower, upper, work, tmp_path / "mnt", tmp_path / "kmnt"):
+        directory.mkdir()
+    big = lower / "big"
+    big.mkdir()
+    for number in range(700):
+        name = "entry-with-a-longish-name-%04d" % number
+        if number % 7 == 0:
+            (big / name).mkdir(mode=0o750)
+        else:
+            (big / name).write_bytes(b"x" * number)
+            os.chmod(big / name, 0o600 + number % 64)
+        os.chown(big / name, number % 5, number % 3)
+        os.utime(big / name, ns=(number * 1_000_000_007, number * 2_000_000_011))
+    os.link(big / "entry-with-a-longish-name-0001", big / "second-name")
+    return lower, upper, work, tmp_path / "mnt", tmp_path / "kmnt"
+
+
+def _entries(directory) -> dict:
+    """Every entry of ``directory`` as ``os.scandir`` and then ``lstat`` see it (on the mount,
+    ``lstat`` answers from what the listing gave the kernel)."""
+    found = {}
+    with os.scandir(directory) as scan:
+        for entry in scan:
+            st = entry.stat(follow_symlinks=False)
+            found[entry.name] = (entry.is_dir(follow_symlinks=False),) + tuple(getattr(st, f) for f in FIELDS)
+    return found
+
+
+def test_large_listings_with_attributes_match_the_kernel_overlay(big_layers):
+    lower, upper, work, mnt, kmnt = big_layers
+    mount = ThreadMount([str(lower)], str(upper), str(mnt))
+    try:
+        _change(mnt)
+        on_mount = _entries(mnt / "big")
+        # a second listing of the same open directory from its start (rewinddir) sees a change
+        fd = os.open(mnt / "big", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            first = set(os.listdir(fd))
+            (mnt / "big" / "made-later").write_bytes(b"")
+            assert set(os.listdir(fd)) == first | {"made-later"}
+        finally:
+            os.close(fd)
+        numbers = {name: os.lstat(mnt / "big" / name).st_ino for name in ("entry-with-a-longish-name-0001", "second-name")}
+    finally:
+        mount.close()
+    assert len(on_mount) == 701  # 700, a second name, one made, one removed
+    kernel_upper = lower.parent / "kernel-upper"
+    kernel_upper.mkdir()
+    with kernel_mount([str(lower)], str(kernel_upper), str(work), str(kmnt)):
+        _change(kmnt)
+        on_kernel = _entries(kmnt / "big")
+    for name in CHANGED:  # made or copied up at different moments on the two mounts: times differ
+        on_mount[name], on_kernel[name] = on_mount[name][:6], on_kernel[name][:6]
+    # a directory's link count: the mount says 1 for every directory (docs/mount.rst)
+    assert on_mount == {name: value[:2] + ((1,) if value[0] else value[2:3]) + value[3:]
+                        for name, value in on_kernel.items()}
+    real = os.lstat(lower / "big" / "second-name").st_ino
+    assert numbers == {"entry-with-a-longish-name-0001": real, "second-name": real}
+
+
+CHANGED = ("made-on-the-mount", "entry-with-a-longish-name-0003")
+
+
+def _change(view) -> None:
+    # a mode no umask changes (an in-process mount serves with the process's umask at 0)
+    fd = os.open(view / "big" / CHANGED[0], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+    os.write(fd, b"new")
+    os.close(fd)
+    os.unlink(view / "big" / "entry-with-a-longish-name-0002")
+    os.chmod(view / "big" / CHANGED[1], 0o640)
+
+
+def test_git_finds_its_index_unchanged_through_the_mount(tmp_path):
+    """git's index keeps each file's inode number: with the layer's own numbers, ``git status``
+    on the mount needs to read no file (the index stays as the lower wrote it)."""
+    require_fuse()
+    lower, upper, mnt = tmp_path / "lower", tmp_path / "upper", tmp_path / "mnt"
+    for directory in (lower, upper, mnt):
+        directory.mkdir()
+    repo = lower / "repo"
+    repo.mkdir()
+    for number in range(20):
+        (repo / ("f%02d" % number)).write_text("line %d\n" % number)
+        # older than the index will be: no entry is "racily clean" (git would look again)
+        os.utime(repo / ("f%02d" % number), (10**9, 10**9))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q", "."], cwd=repo, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], cwd=repo, check=True)
+    index_before = (repo / ".git" / "index").read_bytes()
+    mount = ThreadMount([str(lower)], str(upper), str(mnt))
+    try:
+        done = subprocess.run(git + ["status", "--porcelain"], cwd=mnt / "repo", capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == ""
+        numbers = {name: os.lstat(mnt / "repo" / name).st_ino for name in ("f00", "f01")}
+    finally:
+        mount.close()
+    assert numbers == {name: os.lstat(repo / name).st_ino for name in ("f00", "f01")}
+    # nothing stale was found, so nothing was rewritten: the index was not copied up
+    assert not (upper / "repo" / ".git" / "index").exists()
+    assert (repo / ".git" / "index").read_bytes() == index_before
+    assert stat.S_ISDIR(os.lstat(lower / "repo").st_mode)
