@@ -20,10 +20,11 @@ from fs.path import abspath, dirname, isbase, join, normpath, relpath
 from fs.permissions import Permissions
 from fs.subfs import SubFS
 
-from . import changes
+from . import changes, commit as committing
 from .core import dir as dirops
 from .core import fsck, readdir, sharing
-from .changes import ChangeSet, ProgressCallback
+from .changes import ChangeSet
+from .commit import ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
 from .core.copy_up import DATA, EMPTY, METADATA, copy_up
 from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
@@ -623,7 +624,7 @@ class OverlayFS(FS):
                 layer_fs.close()
         super().close()
 
-    # -- change set, commit, discard (logic in unionfs.changes) -----------------------------------------
+    # -- change set, commit, discard (logic in unionfs.changes and unionfs.commit) -----------------------------------------
 
     def changes(self) -> ChangeSet:
         """What the upper changes relative to the lowers, read from the upper and its sidecar."""
@@ -650,8 +651,8 @@ class OverlayFS(FS):
             raise errors.ResourceReadOnly("/", msg="a read-only overlay has nothing to commit")
         stack = self.stack
         assert stack.upper is not None
-        # the lock is taken inside for the structure, not for the file data (see changes.commit)
-        return changes.commit(
+        # the lock is taken inside for the structure, not for the file data (see commit.commit)
+        return committing.commit(
             self, stack.upper, stack.lowers, target, only_changes, into_lower, progress, self._lock, self.discard
         )
 

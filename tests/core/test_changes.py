@@ -14,7 +14,8 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 from fs.wrapfs import WrapFS
 from unionfs import OverlayFS
-from unionfs.changes import ChangeSet, Progress
+from unionfs.changes import ChangeSet
+from unionfs.commit import Progress
 from unionfs.testing import trees
 
 

@@ -60,7 +60,7 @@ def test_the_core_imports_no_format_and_no_tool():
 def test_the_facade_reaches_the_formats_through_resolve_only():
     imports = _imports()
     modules = set(imports)
-    for module in ("unionfs.overlay", "unionfs.changes", "unionfs.errors", "unionfs.io", "unionfs"):
+    for module in ("unionfs.overlay", "unionfs.changes", "unionfs.commit", "unionfs.errors", "unionfs.io", "unionfs"):
         formats = {t for t in _real(imports[module], modules) if t.startswith("unionfs.formats")}
         assert formats <= {"unionfs.formats", "unionfs.formats.resolve"}, (module, formats)
 

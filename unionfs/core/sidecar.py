@@ -495,25 +495,8 @@ class Sidecar:
             raise SidecarError(record, "a link target that is not text") from None
 
     def write_link(self, path: str, target: str) -> None:
-        """Record ``path`` as a symbolic link to ``target``: staged and synced, then renamed
-        into place, so a reader never sees half a target. FORMAT names a version with link
-        records first (a reader too old for them would not see the link)."""
-        self.require(LINK)
-        record = self._record_path(path, LINK)
-        self._no_link(dirname(record))
-        staged = self.staging_path()
-        self.fs.writebytes(staged, target.encode("utf-8", "surrogateescape"))
-        self.sync.path(staged)
-        try:
-            self.fs.move(staged, record, overwrite=True)
-        except errors.ResourceNotFound:
-            self.fs.makedirs(dirname(record), recreate=True)
-            self.fs.move(staged, record, overwrite=True)
-            self._sync_made_dirs(dirname(record))
-        self.sync.dir(dirname(record))
-        kinds = self._kinds.peek(dirname(path))
-        if kinds is not None and LINK not in kinds:  # type: ignore[operator]
-            self._kinds.put(dirname(path), kinds | {LINK})  # type: ignore[operator]
+        """Record ``path`` as a symbolic link to ``target`` (never seen half-written)."""
+        self._write_record(path, LINK, target.encode("utf-8", "surrogateescape"))
 
     def _record_path(self, path: str, kind: str) -> str:
         return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
@@ -570,13 +553,19 @@ class Sidecar:
     # -- writing (upper only) ------------------------------------------------------------------
 
     def set_redirect(self, path: str, target: str) -> None:
-        """Record that the directory ``path`` of this layer has its lower contents at ``target``:
-        written whole in the staging area and renamed into place, so never seen half-written."""
-        self.require(REDIRECT)
-        record = self._record_path(path, REDIRECT)
+        """Record that the directory ``path`` of this layer has its lower contents at ``target``."""
+        self._write_record(path, REDIRECT, target.encode("utf-8"))
+
+    def _write_record(self, path: str, kind: str, content: bytes) -> None:
+        """Write the ``kind`` record of ``path`` holding ``content``: whole and synced in the
+        staging area, then renamed into place (never seen half-written), its directory synced
+        before the step that relies on it. FORMAT names a version with ``kind`` records first
+        (a reader too old for them refuses the layer instead of missing them)."""
+        self.require(kind)
+        record = self._record_path(path, kind)
         self._no_link(dirname(record))
         staged = self.staging_path()
-        self.fs.writebytes(staged, target.encode("utf-8"))
+        self.fs.writebytes(staged, content)
         self.sync.path(staged)  # whole on the disk before it is a record
         try:
             self.fs.move(staged, record, overwrite=True)
@@ -584,8 +573,8 @@ class Sidecar:
             self.fs.makedirs(dirname(record), recreate=True)
             self.fs.move(staged, record, overwrite=True)
             self._sync_made_dirs(dirname(record))
-        self.sync.dir(dirname(record))  # durable before the step that relies on it
-        self._note_kind(dirname(path), REDIRECT)
+        self.sync.dir(dirname(record))
+        self._note_kind(dirname(path), kind)
 
     def new_metacopy(self, origin: str) -> bytes:
         """Enter a metadata-only copy-up of the lower data at ``origin`` in the table; returns
@@ -659,9 +648,7 @@ class Sidecar:
             self._create_empty(record)
             self._sync_made_dirs(dirname(record))
         self.sync.dir(dirname(record))  # durable before the step that relies on it
-        kinds = self._kinds.peek(dirname(path))
-        if kinds is not None and kind not in kinds:  # type: ignore[operator]
-            self._kinds.put(dirname(path), kinds | {kind})  # type: ignore[operator]
+        self._note_kind(dirname(path), kind)
 
     def _sync_made_dirs(self, made: str) -> None:
         """Sync the parents of the record directories ``makedirs`` may have just made."""

@@ -22,7 +22,7 @@ import stat
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, cast
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 import attr
 
@@ -132,6 +132,27 @@ def _oserror(number: int, path: Optional[str] = None) -> OSError:
 OWN_INODES = 1 << 63
 
 
+class _StatFields(Mapping[str, Any]):
+    """An ``os.stat_result`` read by the ``stat`` namespace's names (no copy: getattr is hot)."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, st: os.stat_result) -> None:
+        self._st = st
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self._st, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self._st, key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(name for name in dir(self._st) if name.startswith("st_"))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class Inodes:
     """st_ino for every name the mount has shown: a name keeps its number for the mount's
     life, across copy-up (which changes the real inode) and rename. The number is the
@@ -167,8 +188,9 @@ class Inodes:
         with self._lock:
             number = self._by_path.get(path)
             linked = self._linked.get(path)
-            if number is None or (linked is not None and real is not None and linked != real[1:]):
-                # new, or one name of a hard link that is another file now: a copy-up broke the link
+            if number is None or (linked is not None and real is not None and linked != real[1:] and nlink > 0):
+                # new, or one name of a hard link that is another file now: a copy-up broke the
+                # link (an open file's fstat after its unlink, nlink 0, says nothing of the name)
                 self._linked.pop(path, None)
                 number = self._number(real, is_dir)
                 self._by_path[path] = number
@@ -419,7 +441,7 @@ class Operations:
             if handle.fd is None:
                 path = handle.path  # a lower file's reader: the name, if it is still there
             else:
-                return self._from_stat(os.fstat(handle.fd), handle.path, is_dir=False)
+                return self._stat_attributes(handle.path, os.fstat(handle.fd))
         # the top layer's own lstat where it is a directory on disk (one system call);
         # details and access where it is not (archives, memory)
         st = self._call(self.overlay.lstat, path)
@@ -435,23 +457,25 @@ class Operations:
                                                        real.get("st_nlink", 1))
         return attributes
 
-    def _stat_attributes(self, path: str, st: os.stat_result) -> Dict[str, Any]:
-        is_dir = stat.S_ISDIR(st.st_mode)
-        real = (0, st.st_dev, st.st_ino)
+    def _stat_attributes(self, path: str, st: Union[os.stat_result, Mapping[str, Any]]) -> Dict[str, Any]:
+        """stat(2)'s fields for ``path`` from an ``lstat`` of its entry: an ``os.stat_result``,
+        or the ``stat`` namespace of its info (the same names), the one translation of both."""
+        fields: Mapping[str, Any] = st if isinstance(st, Mapping) else _StatFields(st)
+        is_dir = stat.S_ISDIR(fields["st_mode"])
         return {
-            "st_mode": st.st_mode,
+            "st_mode": fields["st_mode"],
             # directories: 1, as the kernel says for merged directories (no subdirectory count)
-            "st_nlink": 1 if is_dir else st.st_nlink,
-            "st_uid": st.st_uid,
-            "st_gid": st.st_gid,
-            "st_size": st.st_size,
-            "st_atime": st.st_atime_ns,
-            "st_mtime": st.st_mtime_ns,
-            "st_ctime": st.st_ctime_ns,
-            "st_blocks": st.st_blocks,
-            "st_blksize": st.st_blksize,
-            "st_rdev": st.st_rdev,
-            "st_ino": self.inodes.get(path, real, is_dir, st.st_nlink),
+            "st_nlink": 1 if is_dir else fields["st_nlink"],
+            "st_uid": fields["st_uid"],
+            "st_gid": fields["st_gid"],
+            "st_size": fields["st_size"],
+            "st_atime": fields["st_atime_ns"],
+            "st_mtime": fields["st_mtime_ns"],
+            "st_ctime": fields["st_ctime_ns"],
+            "st_blocks": fields.get("st_blocks", 0),
+            "st_blksize": fields.get("st_blksize", 4096),
+            "st_rdev": fields.get("st_rdev", 0),
+            "st_ino": self.inodes.get(path, (0, fields["st_dev"], fields["st_ino"]), is_dir, fields["st_nlink"]),
         }
 
     def _attributes(self, path: str, info: Any) -> Dict[str, Any]:
@@ -459,41 +483,10 @@ class Operations:
         raw = cast(Dict[str, Any], info.raw)
         st: Optional[Dict[str, Any]] = raw.get("stat")
         if st is not None and "st_mode" in st:
-            result = {
-                "st_mode": st["st_mode"],
-                "st_nlink": st["st_nlink"],
-                "st_uid": st["st_uid"],
-                "st_gid": st["st_gid"],
-                "st_size": st["st_size"],
-                "st_atime": st["st_atime_ns"],
-                "st_mtime": st["st_mtime_ns"],
-                "st_ctime": st["st_ctime_ns"],
-                "st_blocks": st.get("st_blocks", 0),
-                "st_blksize": st.get("st_blksize", 4096),
-                "st_rdev": st.get("st_rdev", 0),
-            }
-            real = (0, st["st_dev"], st["st_ino"])
-        else:
-            result = self._from_info(raw, info.is_dir)
-            real = None
-        if info.is_dir:
-            result["st_nlink"] = 1  # as the kernel says for merged directories: no subdirectory count
-        result["st_ino"] = self.inodes.get(path, real, info.is_dir, result["st_nlink"])
+            return self._stat_attributes(path, st)
+        result = self._from_info(raw, info.is_dir)
+        result["st_ino"] = self.inodes.get(path, None, info.is_dir)
         return result
-
-    def _from_stat(self, st: os.stat_result, path: str, is_dir: bool) -> Dict[str, Any]:
-        return {
-            "st_mode": st.st_mode,
-            "st_nlink": st.st_nlink,
-            "st_uid": st.st_uid,
-            "st_gid": st.st_gid,
-            "st_size": st.st_size,
-            "st_atime": st.st_atime_ns,
-            "st_mtime": st.st_mtime_ns,
-            "st_ctime": st.st_ctime_ns,
-            "st_blocks": st.st_blocks,
-            "st_ino": self.inodes.get(path),
-        }
 
     def _from_info(self, raw: Dict[str, Any], is_dir: bool) -> Dict[str, Any]:
         """Attributes of an entry whose layer has no stat (archives, memory)."""

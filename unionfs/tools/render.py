@@ -8,7 +8,8 @@ from typing import List, TextIO
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs.base import FS
 
-from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED, Progress
+from ..changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED
+from ..commit import Progress
 from ..core.sidecar import RESERVED_NAME
 from ..core.walk import fs_tree
 
