@@ -408,7 +408,9 @@ def _whole_root(lower: str, upper, mnt) -> None:
     # every write is in the upper ...
     assert (upper / "etc" / "unionfs-chroot.conf").read_text() == "hello\n"
     assert (upper / "etc" / "hostname").read_bytes() == merged_hostname
-    assert (upper / "etc" / "debian_version.moved").read_bytes() == open(lower + "/etc/debian_version", "rb").read()
+    # a renamed lower file is a metadata-only copy (its data stays in the lower; what it reads
+    # through the mount was checked above, in cat.txt)
+    assert (upper / "etc" / "debian_version.moved").is_file()
     assert (upper / edited[1:]).read_bytes().endswith(b"ID_LIKE=unionfs\n")
     assert (upper / "tmp" / "python.txt").exists() and (upper / "root" / "ps.txt").exists()
     assert (upper / "srv" / "new" / "deep").is_dir()
