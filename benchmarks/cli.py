@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import attr
 
 from . import report
-from .systems import System, all_systems
+from .systems import System, all_systems, baseline_system
 from .workloads import PRESETS, Context, Workload, build_stack, not_applicable, takes_part, workloads
 
 #: copy-ups move the most data: at most this many repeats (their disk noise wants several)
@@ -176,6 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--scratch-dir", default="/var/tmp" if os.path.isdir("/var/tmp") else None,
                         help="where the data sets are written (needs ~3 GiB for the full preset)")
+    parser.add_argument("--baseline", default="", metavar="REV",
+                        help="also run unionfs as of git REV (system unionfs@base[os]): before and after in one run")
     args = parser.parse_args(argv)
 
     ensure_tools(not args.no_install)
@@ -186,6 +188,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.systems:
             wanted = set(args.systems.split(","))
             systems = [system for system in systems if system.name in wanted]
+        if args.baseline:
+            position = next((i + 1 for i, system in enumerate(systems) if system.name == "unionfs[os]"), len(systems))
+            systems.insert(position, baseline_system(args.baseline, scratch))
         for system in systems:
             if system.unavailable:
                 _log("system %s unavailable: %s" % (system.name, system.unavailable))

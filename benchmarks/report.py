@@ -32,7 +32,7 @@ def reference_name(system: System) -> str:
 def cost_ratio(result, reference, statistic: str = "median") -> Optional[float]:
     """How many times costlier ``result`` is than ``reference`` (None where undefined), by their
     medians or (``statistic="best"``) their best samples."""
-    if reference is None or result.unit in ("MiB", "count"):
+    if reference is None or result.unit in ("MiB", "count", "B"):
         return None
     mine, theirs = getattr(result, statistic), getattr(reference, statistic)
     if not mine or not theirs:
@@ -178,6 +178,8 @@ def _format(value: Optional[float], unit: str) -> str:
         return "%.0f MiB/s" % (value / 2 ** 20)
     if unit == "count":
         return "%d" % value
+    if unit == "B":
+        return "%.0f B" % value
     return "%.1f MiB" % value
 
 

@@ -9,9 +9,11 @@ layers (``View.layers``), read with no overlay at all.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Callable, Iterator, List, Optional
 
@@ -74,6 +76,10 @@ class System:
     #: why the system cannot run here ("" when it can)
     unavailable: str = attr.ib(default="")
     max_lowers: Optional[int] = attr.ib(default=None)
+    #: the overlay class a unionfs system opens (a baseline system: an earlier commit's)
+    overlay: Callable[..., FS] = attr.ib(default=OverlayFS, repr=False)
+    #: whose prepared upper it shares (a baseline reads the same format as unionfs[os])
+    upper_of: str = attr.ib(default="")
 
     def view(self, stack: Stack) -> "contextlib.AbstractContextManager[View]":
         return self.open_view(self, stack)
@@ -102,7 +108,7 @@ def _upper_fs(system: System, stack: Stack) -> Iterator[FS]:
     if system.family == "mem":
         yield stack.mem_upper if stack.mem_upper is not None else MemoryFS()
         return
-    prepared = stack.os_uppers.get(system.name)
+    prepared = stack.os_uppers.get(system.upper_of or system.name)
     if prepared is not None:
         yield OSFS(prepared)
         return
@@ -131,7 +137,7 @@ def _multifs_view(system: System, stack: Stack) -> Iterator[View]:
 @contextlib.contextmanager
 def _unionfs_view(system: System, stack: Stack) -> Iterator[View]:
     with _upper_fs(system, stack) as upper:
-        overlay = OverlayFS(_lower_fss(system, stack), upper=upper)
+        overlay = system.overlay(_lower_fss(system, stack), upper=upper)
         try:
             yield View(overlay, system)
         finally:
@@ -191,6 +197,23 @@ def _probe_mount(system: System, scratch: str) -> str:
         return str(error)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+BASELINE = "unionfs@base[os]"
+
+
+def baseline_system(revision: str, scratch: str) -> System:
+    """``unionfs[os]`` as of the git ``revision`` (``--baseline``): that commit's package,
+    imported under another name beside this one, so that before and after run side by side
+    in one run (its modules import each other relatively, so a renamed copy is a copy)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tempfile.mkdtemp(prefix="baseline-", dir=scratch)
+    archive = subprocess.run(["git", "-C", here, "archive", revision, "unionfs"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    os.rename(os.path.join(root, "unionfs"), os.path.join(root, "unionfs_baseline"))
+    sys.path.insert(0, root)
+    module = importlib.import_module("unionfs_baseline")
+    return System(BASELINE, "os", "unionfs", _unionfs_view, overlay=module.OverlayFS, upper_of="unionfs[os]")
 
 
 def all_systems(scratch: str, probe: bool = True) -> List[System]:

@@ -565,6 +565,29 @@ def _walker(namespaces: Sequence[str]) -> Callable[[View, Context], Dict[str, fl
     return run
 
 
+def usr_memory(view: View, ctx: Context) -> Dict[str, float]:
+    """What a cold walk.files() of the tree leaves cached: traced bytes still held after it (the
+    overlay's caches: nodes, listings, layer indexes, record kinds), per entry walked and in all."""
+    import tracemalloc
+
+    walker = _TreeWalker(frozenset(ctx.stack.data["symlinked"]))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        walked = files = 0
+        for _path, dirs, found in walker.walk(view.fs):
+            walked += len(dirs) + len(found)
+            files += len(found)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    nodes = len(view.fs._lookup._nodes)  # type: ignore[attr-defined]
+    assert files >= ctx.stack.data["files"] * 0.99, (files, ctx.stack.data["files"])
+    return {"per_entry": held / max(walked, 1), "held": held / 2 ** 20, "nodes": float(nodes)}
+
+
 def usr_whited_getinfo(view: View, ctx: Context) -> Dict[str, float]:
     """getinfo of whited-out paths (raw: of the same paths, which exist there)."""
     paths = ctx.stack.data["samples"]
@@ -776,6 +799,9 @@ def workloads(sizes: Sizes) -> List[Workload]:
                      passes=1, max_repeats=3),
         ]
     result += [
+        Workload("usr.memory", "memory the caches hold after a cold walk of %s (tracemalloc): per entry "
+                 "walked, in all, and the nodes cached" % tree, (("per_entry", "B"), ("held", "MiB"), ("nodes", "count")),
+                 "usr", usr_memory, ("unionfs",), warm=False, families=("os",), max_repeats=1),
         Workload("usr.whited.cold", "getinfo of %d whited-out files (of %d whiteouts in the upper), %s, cold "
                  "(raw: the same files)" % (sizes.usr_samples, sizes.usr_whiteouts, tree),
                  (("getinfo", "s/op"),), "usr-whited", usr_whited_getinfo, ("raw", "unionfs", "kernel"),

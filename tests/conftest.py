@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -42,26 +41,8 @@ def snapshot(layer: FS) -> Dict[str, str]:
     except errors.NoSysPath:
         root = None
     if root is not None:
-        return _snapshot_on_disk(root)
+        return trees.disk_snapshot(root)
     return trees.snapshot(layer, trees.digest, namespaces=["link"], sidecar=True)
-
-
-def _snapshot_on_disk(root: str) -> Dict[str, str]:
-    result: Dict[str, str] = {}
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        for entry in os.scandir(directory):
-            path = entry.path[len(root.rstrip("/")):]
-            if entry.is_symlink():
-                result[path] = "link:" + os.readlink(entry.path)
-            elif entry.is_dir(follow_symlinks=False):
-                result[path] = "dir"
-                pending.append(entry.path)
-            else:
-                with open(entry.path, "rb") as handle:
-                    result[path] = "file:" + hashlib.sha256(handle.read()).hexdigest()
-    return result
 
 
 class LowerGuard:
@@ -87,16 +68,14 @@ def guard_lower() -> Iterator[Callable[[FS], FS]]:
     guard.check()
 
 
+#: the small lower of the ``lower`` fixture (and of tests that cannot take fixtures)
+LOWER = {"a/b/f.txt": "lower f", "a/g.txt": "lower g", "top.txt": "lower top", "empty/": None}
+
+
 @pytest.fixture
 def lower(guard_lower) -> FS:
     """A small guarded lower: ``/a/b/f.txt``, ``/a/g.txt``, ``/top.txt``, ``/empty/``."""
-    layer = MemoryFS()
-    layer.makedirs("a/b")
-    layer.writetext("a/b/f.txt", "lower f")
-    layer.writetext("a/g.txt", "lower g")
-    layer.writetext("top.txt", "lower top")
-    layer.makedir("empty")
-    return guard_lower(layer)
+    return guard_lower(trees.make_tree(MemoryFS(), LOWER))
 
 
 def kernel_overlay_available() -> str:

@@ -8,6 +8,9 @@ deletions of lower entries become whiteouts recorded in the upper's sidecar.
 from . import _fsimport  # noqa: F401  (first: imports fs without pkg_resources warnings)
 from .errors import (
     ArchiveTooLarge,
+    AttributeExists,
+    AttributeNameInvalid,
+    AttributeTooLarge,
     DigestMismatch,
     IllegalDestination,
     LayerFormatError,
@@ -15,6 +18,7 @@ from .errors import (
     ModesLost,
     MountError,
     MountUnavailable,
+    NoSuchAttribute,
     NotALink,
     ReservedPath,
     SidecarError,
@@ -29,6 +33,9 @@ __version__ = "0.1.0"
 __all__ = [
     "OverlayFS",
     "ArchiveTooLarge",
+    "AttributeExists",
+    "AttributeNameInvalid",
+    "AttributeTooLarge",
     "DigestMismatch",
     "IllegalDestination",
     "LayerFormatError",
@@ -36,6 +43,7 @@ __all__ = [
     "ModesLost",
     "MountError",
     "MountUnavailable",
+    "NoSuchAttribute",
     "NotALink",
     "ReservedPath",
     "SidecarError",

@@ -175,9 +175,16 @@ def _metadata_differs(upper_fs: FS, path: str, lower: Node, fields: Sequence[Tup
     return False
 
 
+#: entry types that hold no data to compare or copy (opening a FIFO blocks)
+NO_DATA = frozenset((ResourceType.fifo, ResourceType.character, ResourceType.block_special_file, ResourceType.socket))
+
+
 def _same_bytes(upper_fs: FS, path: str, lower: Node) -> bool:
     layer, data_path = lower.data
-    if upper_fs.getinfo(path, ["details"]).size != layer.fs.getinfo(data_path, ["details"]).size:
+    upper_info, lower_info = upper_fs.getinfo(path, ["details"]), layer.fs.getinfo(data_path, ["details"])
+    if NO_DATA.intersection((upper_info.type, lower_info.type)):
+        return upper_info.type == lower_info.type  # a FIFO or device holds no bytes (and opening one blocks)
+    if upper_info.size != lower_info.size:
         return False
     with upper_fs.openbin(path) as mine, layer.fs.openbin(data_path) as theirs:
         while True:

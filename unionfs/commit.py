@@ -28,7 +28,7 @@ from .core.inode import COPIED_NAMESPACES, apply_link_metadata, apply_metadata, 
 from .core.stack import Layer
 from .core.lookup import Lookup
 from .core.walk import fs_tree
-from .changes import ADDED, DELETED, METADATA, MODIFIED, OPAQUE, RENAMED, ChangeSet, compute
+from .changes import ADDED, DELETED, METADATA, MODIFIED, NO_DATA, OPAQUE, RENAMED, ChangeSet, compute
 
 
 @attr.s(frozen=True, slots=True)
@@ -108,6 +108,9 @@ def _copy_entry(view: FS, target: _Target, path: str, is_dir: bool, reporter: _R
     if is_dir:
         _make_dir(target.fs, path)
     else:
+        kind = view.getinfo(path, ["details"]).type
+        if kind in NO_DATA:  # never opened: opening a FIFO blocks
+            raise errors.Unsupported(path, msg=literal("cannot commit %s: a %s, not a file" % (path, kind.name)))
         _make_dir(target.fs, dirname(path))
         with view.openbin(path) as source:
             reader = cast(BinaryIO, PassThroughReader(source, lambda data: reporter.read(path, data)))

@@ -10,6 +10,7 @@ message safe for the ``fs.errors`` classes themselves.
 
 from __future__ import annotations
 
+import errno as _errno
 import lzma
 import tarfile
 import types
@@ -141,6 +142,45 @@ class NotALink(_LiteralMessage, errors.ResourceInvalid):
     default_message = "not a symbolic link: '{path}'"
 
 
+class _XattrError(_LiteralMessage, errors.ResourceError):
+    """An extended attribute call refused; ``name`` is the attribute's name."""
+
+    def __init__(self, path: str = "", name: str = "", msg: Optional[str] = None) -> None:
+        self.name = name
+        super().__init__(path, msg=msg)
+
+
+class NoSuchAttribute(_XattrError):
+    """``getxattr``/``removexattr`` of a name the entry does not have, or ``setxattr`` with
+    ``XATTR_REPLACE`` of one (the kernel's ENODATA)."""
+
+    default_message = "no extended attribute {name!r} on '{path}'"
+
+
+class AttributeExists(_XattrError):
+    """``setxattr`` with ``XATTR_CREATE`` of a name the entry has (the kernel's EEXIST)."""
+
+    default_message = "the extended attribute {name!r} exists on '{path}'"
+
+
+class AttributeNameInvalid(_XattrError):
+    """An attribute name that is empty or longer than 255 bytes (the kernel's ERANGE), or a
+    namespace prefix with nothing after it, ``user.`` (EINVAL: ``errno`` says which)."""
+
+    default_message = "invalid extended attribute name {name!r} for '{path}'"
+
+    def __init__(self, path: str = "", name: str = "", errno: int = _errno.ERANGE) -> None:
+        self.errno = errno
+        super().__init__(path, name)
+        self.exc = OSError(errno, "invalid extended attribute name")  # the errno a mount answers
+
+
+class AttributeTooLarge(_XattrError):
+    """An attribute value larger than 64 KiB (the kernel's E2BIG)."""
+
+    default_message = "the value of the extended attribute {name!r} of '{path}' is larger than 64 KiB"
+
+
 class MountUnavailable(_LiteralMessage, errors.Unsupported):
     """``unionfs mount`` cannot run here: the ``mount`` extra (mfusepy), libfuse 3 or
     ``/dev/fuse`` is missing."""
@@ -237,6 +277,10 @@ PUBLIC: Tuple[Type[errors.FSError], ...] = (
     DigestMismatch,
     LinkLoop,
     NotALink,
+    NoSuchAttribute,
+    AttributeExists,
+    AttributeNameInvalid,
+    AttributeTooLarge,
     MountUnavailable,
     MountError,
 )

@@ -4,8 +4,10 @@ kernel's error conditions in the kernel's order, and delegates."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tempfile
 import threading
 import weakref
@@ -14,6 +16,7 @@ from typing import Any, BinaryIO, Collection, Dict, Iterator, List, Mapping, Opt
 from . import _fsimport  # noqa: F401
 from fs import errors
 from fs.base import FS
+from fs.enums import ResourceType
 from fs.info import Info
 from fs.mode import Mode
 from fs.path import abspath, dirname, isbase, join, normpath, relpath
@@ -22,12 +25,12 @@ from fs.subfs import SubFS
 
 from . import changes, commit as committing
 from .core import dir as dirops
-from .core import fsck, readdir, sharing
+from .core import fsck, readdir, sharing, xattr
 from .changes import ChangeSet
 from .commit import ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
 from .core.copy_up import DATA, EMPTY, METADATA, copy_up
-from .errors import IllegalDestination, LinkLoop, NotALink, ReservedPath
+from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath, literal
 from .core.fsck import FsckReport
 from .core.journal import Intent
 from .core.stack import Layer, LayerSource, Stack, open_layers
@@ -776,6 +779,118 @@ class OverlayFS(FS):
                 raise errors.Unsupported(new, msg="the upper %r cannot hold hard links (it has no system path): '%s'" % (upper.fs, new))
             dirops.hard_link(self._lookup, upper, src, real)
 
+
+    # -- extended attributes and special files (extensions: PyFilesystem2 has neither) -------------
+
+    def listxattr(self, path: str, follow_symlinks: bool = True) -> List[str]:
+        """The names of the extended attributes of ``path`` (listxattr(2)): its topmost
+        layer's, without the overlay's own (``trusted.overlay.*``)."""
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, follow=follow_symlinks)
+            return xattr.names(node.top, node.top_path)
+
+    def getxattr(self, path: str, name: str, follow_symlinks: bool = True) -> bytes:
+        """The value of the extended attribute ``name`` of ``path`` (getxattr(2)), from its
+        topmost layer; :class:`unionfs.NoSuchAttribute` where it has none (ENODATA)."""
+        xattr.check_size(name, path)
+        _path = self.validatepath(path)
+        with self._lock:
+            node = self._node(_path, path, follow=follow_symlinks)
+            if name.startswith("user.") and self._special(node):
+                raise NoSuchAttribute(path, name)  # the VFS: user.* only on files and directories
+            xattr.check_namespace(name, path)
+            return xattr.get(node.top, node.top_path, name, path)
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int = 0, follow_symlinks: bool = True) -> None:
+        """Set the extended attribute ``name`` of ``path`` (setxattr(2); ``flags``
+        ``os.XATTR_CREATE``: :class:`unionfs.AttributeExists` if it has one,
+        ``os.XATTR_REPLACE``: :class:`unionfs.NoSuchAttribute` if not). The entry is copied
+        up first (metadata only where the overlay does ``metacopy``, as the kernel). Needs an upper with system
+        paths: elsewhere ``fs.errors.Unsupported``. A ``trusted.overlay.*`` name is stored
+        escaped, as the kernel stores it, and never means anything to the overlay."""
+        xattr.check_size(name, path)
+        xattr.check_value(name, value, path)
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path, path)
+            node = self._node(_path, path, follow=follow_symlinks)
+            self._check_xattr_write(node, name, path)
+            self._writable(node.path, path)
+            # copied up before the flags are checked against the upper copy, as the kernel
+            # does (an XATTR_REPLACE of a missing name still copies up)
+            copy_up(self._lookup, upper, node, METADATA)  # metadata only where the overlay does metacopy
+            upper.set_xattr(node.path, name, value, flags, path)
+
+    def removexattr(self, path: str, name: str, follow_symlinks: bool = True) -> None:
+        """Remove the extended attribute ``name`` of ``path`` (removexattr(2)), copying it up
+        first; :class:`unionfs.NoSuchAttribute` (and no copy-up) where it has none."""
+        xattr.check_size(name, path)
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path, path)
+            node = self._node(_path, path, follow=follow_symlinks)
+            self._check_xattr_write(node, name, path)
+            if not xattr.has(node.top, node.top_path, name):
+                raise NoSuchAttribute(path, name)
+            self._writable(node.path, path)
+            copy_up(self._lookup, upper, node, METADATA)
+            upper.remove_xattr(node.path, name, path)
+
+    def _special(self, node: Node) -> bool:
+        """Whether ``node`` is neither a regular file nor a directory (a link, a FIFO...)."""
+        if node.is_dir:
+            return False
+        if node.is_link:
+            return True
+        return node.top.getinfo(node.top_path, ["details"]).type not in (ResourceType.file, ResourceType.unknown)
+
+    def _check_xattr_write(self, node: Node, name: str, display: str) -> None:
+        """The VFS's refusals of a change of ``name`` on ``node``, then the upper's."""
+        if name.startswith("user.") and self._special(node):
+            raise errors.PermissionDenied(
+                display, exc=OSError(errno.EPERM, "user.* only on files and directories"),
+                msg=literal("user.* attributes are only for files and directories: '%s'" % display),
+            )
+        xattr.check_namespace(name, display, setting=True)
+        assert self._upper is not None
+        if syspath(self._upper.fs, "/") is None:
+            raise errors.Unsupported(display, msg=literal("the upper %r cannot hold extended attributes (it has no system path): '%s'" % (self._upper.fs, display)))
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        """mknod(2): a FIFO (``stat.S_IFIFO``), socket or character/block device node, or an
+        empty regular file (``S_IFREG`` or no type), at ``path``, with the permission bits
+        of ``mode`` (less the process umask, as mknod(2)). ``FileExists`` where the view has
+        anything. Nodes need an upper with system paths (elsewhere ``fs.errors.Unsupported``)
+        and devices the privilege to make them; a character device 0/0 (a whiteout) is
+        refused with EPERM, as the kernel overlay refuses it."""
+        kind = stat.S_IFMT(mode)
+        _path = self.validatepath(path)
+        if kind == stat.S_IFDIR:  # the VFS: EPERM (mkdir makes directories), EINVAL for no type it knows
+            raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "mknod of a directory"), msg=literal("mknod cannot make a directory: '%s'" % path))
+        if kind not in (0, stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+            raise errors.OperationFailed(path, exc=OSError(errno.EINVAL, "no such file type"), msg=literal("mknod cannot make entries of mode %o: '%s'" % (mode, path)))
+        with self._lock:
+            upper = self._writable(_path, path)
+            node, real = self._place(_path, path, follow=False)
+            if node is not None:
+                raise errors.FileExists(path)
+            self._parent(real, path)
+            self._writable(real, path)
+            if kind == stat.S_IFCHR and device == 0:
+                raise errors.PermissionDenied(path, exc=OSError(errno.EPERM, "a whiteout"), msg=literal("cannot make a 0/0 character device (a whiteout): '%s'" % path))
+            on_disk = syspath(upper.fs, "/") is not None
+            if kind in (0, stat.S_IFREG) and not on_disk:
+                # a regular file can be made anywhere (an upper without modes keeps none)
+                dirops.create_file(self._lookup, upper, real, "xb").close()
+                return
+            if not on_disk:
+                raise errors.Unsupported(path, msg=literal("the upper %r cannot hold FIFOs or device nodes (it has no system path): '%s'" % (upper.fs, path)))
+            dirops.make_node(self._lookup, upper, real, stat.S_IFREG | stat.S_IMODE(mode) if kind == 0 else mode, device)
+
+    def mkfifo(self, path: str, mode: int = 0o666) -> None:
+        """mkfifo(3): :meth:`mknod` of a FIFO with the permission bits ``mode``."""
+        self.mknod(path, stat.S_IFIFO | stat.S_IMODE(mode))
 
     # -- container images and kernel layers (unionfs.formats.oci, unionfs.formats.kernel) ---------------------
 

@@ -50,15 +50,8 @@ def probes(overlay: OverlayFS) -> Dict[str, Tuple[bool, bool]]:
 
 
 def build_lowers():
-    top, bottom = MemoryFS(), MemoryFS()
-    bottom.makedirs("a/b")
-    bottom.writetext("a/b/c", "bottom c")
-    bottom.writetext("b", "bottom b")
-    bottom.makedirs("c/a")
-    top.makedirs("a/c")
-    top.writetext("a/a", "top a")
-    top.makedirs("b")
-    top.writetext("b/a", "top b/a")
+    bottom = trees.make_tree(MemoryFS(), {"a/b/c": "bottom c", "b": "bottom b", "c/a/": None})
+    top = trees.make_tree(MemoryFS(), {"a/c/": None, "a/a": "top a", "b/a": "top b/a"})
     return [top, bottom]
 
 
@@ -184,9 +177,7 @@ TestWarmVersusColdOnDiskTinyCaches.settings = settings(max_examples=25, stateful
 def test_cache_movedir_forgets_answers_below_copied_up_directories(guard_lower):
     """Regression (found by the kernel suite): copy-up of ``/c/a`` during a movedir used to
     detach the cached answers below it, so ``/c/a/c`` still existed after ``/c`` was gone."""
-    bottom = MemoryFS()
-    bottom.makedirs("c/a/c")
-    bottom.writetext("c/a/a", "")
+    bottom = trees.make_tree(MemoryFS(), {"c/a/c/": None, "c/a/a": ""})
     overlay = OverlayFS([guard_lower(bottom)], MemoryFS())
     overlay.makedir("/a")
     assert overlay.exists("/c/a/c")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 import pytest
 from hypothesis import given, strategies as st
@@ -18,10 +18,7 @@ from unionfs.changes import ChangeSet
 from unionfs.commit import Progress
 from unionfs.testing import trees
 
-
-def tree(layer: FS) -> Dict[str, object]:
-    """path -> "dir" or the file's bytes, for every visible entry (the sidecar excluded)."""
-    return trees.snapshot(layer, trees.content)
+from tests.conftest import LOWER
 
 
 class CountingFS(WrapFS):
@@ -94,11 +91,8 @@ def test_type_changes_and_deleted_directories(lower):
 
 
 def test_change_set_reads_only_the_lower_directories_of_changed_paths(guard_lower):
-    lower = MemoryFS()
-    lower.makedirs("a/b")
-    lower.writetext("a/b/f.txt", "f")
-    lower.writetext("a/g.txt", "g")
-    lower.makedirs("unrelated/deep/tree")  # never to be read: the change set does not walk the lowers
+    # unrelated/: never to be read, the change set does not walk the lowers
+    lower = trees.make_tree(MemoryFS(), {"a/b/f.txt": "f", "a/g.txt": "g", "unrelated/deep/tree/": None})
     guard_lower(lower)
     upper = MemoryFS()
     with OverlayFS(lower, upper=upper) as overlay:
@@ -118,40 +112,36 @@ def test_commit_merged_view_and_changes(lower):
         overlay.writetext("a/g.txt", "new g")
         overlay.remove("a/b/f.txt")
         overlay.make_opaque("a/b")
-        merged = tree(overlay)
+        merged = trees.snapshot(overlay)
         exported = MemoryFS()
         overlay.commit(exported)
-        assert tree(exported) == merged
+        assert trees.snapshot(exported) == merged
         replica = MemoryFS()
         copy_fs(lower, replica)
         overlay.commit(replica, only_changes=True)
-        assert tree(replica) == merged
+        assert trees.snapshot(replica) == merged
 
 
 def test_commit_into_a_lower_needs_consent_then_discards(tmp_path):
     base = tmp_path / "base"
-    (base / "d").mkdir(parents=True)
-    (base / "d" / "old").write_text("old")
-    (base / "keep").write_text("keep")
-    lower = OSFS(str(base))
+    lower = trees.make_tree(OSFS(str(base), create=True), {"d/old": "old", "keep": "keep"})
     with OverlayFS(lower, upper=MemoryFS()) as overlay:
         overlay.remove("d/old")
         overlay.writetext("d/new", "new")
         overlay.writetext("keep", "kept and changed")
-        merged = tree(overlay)
-        before = tree(lower)
+        merged = trees.snapshot(overlay)
+        before = trees.snapshot(lower)
         with pytest.raises(errors.OperationFailed, match="into_lower=True"):
             overlay.commit(OSFS(str(base)))  # the same directory, another FS object
-        assert tree(lower) == before
+        assert trees.snapshot(lower) == before
         overlay.commit(str(base), into_lower=True)
-        assert tree(lower) == merged
-        assert tree(overlay) == merged
+        assert trees.snapshot(lower) == merged
+        assert trees.snapshot(overlay) == merged
         assert overlay.changes() == ChangeSet(())
 
 
 def test_commit_into_the_topmost_lower_refuses_what_needs_a_whiteout(lower, guard_lower):
-    top = MemoryFS()
-    top.writetext("own.txt", "mine")
+    top = trees.make_tree(MemoryFS(), {"own.txt": "mine"})
     with OverlayFS([top, lower], upper=MemoryFS()) as overlay:
         overlay.remove("top.txt")  # an entry of the deeper lower: a plain top lower cannot hide it
         with pytest.raises(errors.OperationFailed, match="deeper lower"):
@@ -201,20 +191,20 @@ def test_commit_target_url_and_errors(lower, tmp_path):
 def test_discard_returns_to_the_pristine_lowers(lower):
     upper = MemoryFS()
     with OverlayFS(lower, upper=upper) as overlay:
-        pristine = tree(overlay)
+        pristine = trees.snapshot(overlay)
         overlay.writetext("a/b/f.txt", "x")
         overlay.removetree("a")
         overlay.makedir("a")  # opaque now
         overlay.writetext("fresh", "f")
         assert overlay.listdir("a") == []
         overlay.discard()
-        assert tree(overlay) == pristine
+        assert trees.snapshot(overlay) == pristine
         assert overlay.changes() == ChangeSet(())
         assert upper.listdir("/") == [".unionfs"]
         overlay.writetext("again", "works")  # the overlay stays usable
         assert overlay.changes().added == ("/again",)
     with OverlayFS(lower, upper=upper) as remounted:
-        assert tree(remounted) == dict(pristine, **{"/again": b"works"})
+        assert trees.snapshot(remounted) == dict(pristine, **{"/again": b"works"})
 
 
 NAMES = st.sampled_from(["a", "b", "a/b", "a/x", "empty/e", "new", "new/n", "top.txt", "a/g.txt", "a/b/f.txt"])
@@ -226,13 +216,8 @@ OPS = st.lists(
 
 @given(ops=OPS)
 def test_commit_of_the_changes_reproduces_the_merged_view(ops):
-    lower = MemoryFS()
-    lower.makedirs("a/b")
-    lower.writetext("a/b/f.txt", "lower f")
-    lower.writetext("a/g.txt", "lower g")
-    lower.writetext("top.txt", "lower top")
-    lower.makedir("empty")
-    pristine = tree(lower)
+    lower = trees.make_tree(MemoryFS(), LOWER)
+    pristine = trees.snapshot(lower)
     with OverlayFS(lower, upper=MemoryFS()) as overlay:
         for op, path, data in ops:
             try:
@@ -248,15 +233,15 @@ def test_commit_of_the_changes_reproduces_the_merged_view(ops):
                     overlay.setinfo(path, {"details": {"modified": 12345.0}})
             except errors.FSError:
                 pass
-        merged = tree(overlay)
+        merged = trees.snapshot(overlay)
         replica = MemoryFS()
         copy_fs(lower, replica)
         changes = overlay.changes()
         overlay.commit(replica, only_changes=True)
-        assert tree(replica) == merged
+        assert trees.snapshot(replica) == merged
         exported = MemoryFS()
         overlay.commit(exported)
-        assert tree(exported) == merged
+        assert trees.snapshot(exported) == merged
         if not changes.changes:
             assert merged == pristine
-    assert tree(lower) == pristine
+    assert trees.snapshot(lower) == pristine

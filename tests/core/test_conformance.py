@@ -26,18 +26,16 @@ from fs.wrapfs import WrapFS
 from fs.zipfs import ZipFS
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 from tests.conftest import snapshot
 
 
 def populated_lower() -> MemoryFS:
-    layer = MemoryFS()
-    layer.makedirs("foo/bar")
-    layer.writetext("foo/bar/lower.txt", "from the lower")
-    layer.writetext("foo.txt", "a lower file the tests will create again")
-    layer.makedirs("suite")
-    layer.writetext("top.bin", "x" * 1000)
-    return layer
+    return trees.make_tree(MemoryFS(), {
+        "foo/bar/lower.txt": "from the lower", "foo.txt": "a lower file the tests will create again",
+        "suite/": None, "top.bin": "x" * 1000,
+    })
 
 
 class GuardedCases(FSTestCases):
@@ -145,14 +143,11 @@ class TestLowerStack(GuardedCases, unittest.TestCase):
     def make_lowers(self) -> List[FS]:
         layers = []
         for depth in range(3):
-            layer = MemoryFS()
-            layer.makedirs("suite/foo")
-            layer.writetext("suite/foo/layer%d.txt" % depth, "layer %d" % depth)
-            layer.writetext("suite/clash", "file in layer %d" % depth)
+            clash = {"suite/clash": "file in layer %d" % depth}
             if depth == 1:
-                layer.removetree("suite/foo")
-                layer.writetext("suite/foo", "a file hiding the directory below")
-            layers.append(layer)
+                layers.append(trees.make_tree(MemoryFS(), {"suite/foo": "a file hiding the directory below", **clash}))
+            else:
+                layers.append(trees.make_tree(MemoryFS(), {"suite/foo/layer%d.txt" % depth: "layer %d" % depth, **clash}))
         return layers
 
     def make_overlay(self, lowers: List[FS]) -> FS:

@@ -12,6 +12,7 @@ from fs.memoryfs import MemoryFS
 from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 BIG = b"x" * (3 * 1024 * 1024)  # three chunks of a copy
 WAIT = 20.0  # seconds: far more than any step takes; a deadlock fails, never hangs
@@ -62,9 +63,7 @@ class SlowFS(WrapFS):
 
 
 def _layers():
-    lower = MemoryFS()
-    lower.writebytes("big", BIG)
-    lower.writetext("other.txt", "small")
+    lower = trees.make_tree(MemoryFS(), {"big": BIG, "other.txt": "small"})
     slow = SlowFS(lower)
     return slow, OverlayFS(slow, upper=MemoryFS())
 

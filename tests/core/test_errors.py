@@ -31,6 +31,10 @@ INSTANCES = {
     unionfs_errors.DigestMismatch: lambda: unionfs_errors.DigestMismatch("%s: digest mismatch" % BRACES),
     unionfs_errors.LinkLoop: lambda: unionfs_errors.LinkLoop(BRACES),
     unionfs_errors.NotALink: lambda: unionfs_errors.NotALink(BRACES),
+    unionfs_errors.NoSuchAttribute: lambda: unionfs_errors.NoSuchAttribute(BRACES, "user.{z}"),
+    unionfs_errors.AttributeExists: lambda: unionfs_errors.AttributeExists(BRACES, "user.{z}"),
+    unionfs_errors.AttributeNameInvalid: lambda: unionfs_errors.AttributeNameInvalid(BRACES, "", 34),
+    unionfs_errors.AttributeTooLarge: lambda: unionfs_errors.AttributeTooLarge(BRACES, "user.{z}"),
     unionfs_errors.MountUnavailable: lambda: unionfs_errors.MountUnavailable(msg="cannot mount %s: no /dev/fuse" % BRACES),
     unionfs_errors.MountError: lambda: unionfs_errors.MountError(msg="FUSE could not mount %r" % BRACES),
 }

@@ -14,6 +14,7 @@ from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
 from unionfs.core.stack import Layer
+from unionfs.testing import trees
 
 
 class CallLog(WrapFS):
@@ -37,11 +38,7 @@ class CallLog(WrapFS):
 
 
 def test_a_whiteout_beside_others_is_one_upper_call(guard_lower):
-    lower = MemoryFS()
-    lower.makedirs("d/sub")
-    for index in range(3):
-        lower.writetext("d/sub/f%d" % index, "f")
-    guard_lower(lower)
+    lower = guard_lower(trees.make_tree(MemoryFS(), {"d/sub/f%d" % index: "f" for index in range(3)}))
     upper = CallLog(MemoryFS())
     overlay = OverlayFS(lower, upper=upper)
     overlay.remove("d/sub/f0")  # the first record in d/sub makes its record directories
@@ -72,9 +69,7 @@ def test_a_cold_listing_reads_each_layer_index_a_bounded_number_of_times(guard_l
 
 
 def test_paths_are_validated_once_and_still_refused_every_time(guard_lower, monkeypatch):
-    lower = MemoryFS()
-    lower.makedirs("a/b")
-    lower.writetext("a/b/f", "f")
+    lower = trees.make_tree(MemoryFS(), {"a/b/f": "f"})
     overlay = OverlayFS(guard_lower(lower), upper=MemoryFS())
     normalised: List[str] = []
     original = overlay_module.normpath
@@ -113,10 +108,7 @@ class NameLog(WrapFS):
 def test_a_cold_lookup_asks_for_the_name_and_lists_no_directory(guard_lower, tmp_path):
     """Issue 11: the first getinfo of a name in a large directory read the whole directory
     of every layer (18,037 entries for one name of /usr/lib/x86_64-linux-gnu)."""
-    lower = MemoryFS()
-    lower.makedirs("big")
-    for index in range(300):
-        lower.writetext("big/f%d" % index, "f")
+    lower = trees.make_tree(MemoryFS(), {"big/f%d" % index: "f" for index in range(300)})
     logged = NameLog(guard_lower(lower))
     upper = NameLog(MemoryFS())
     overlay = OverlayFS(logged, upper=upper)
@@ -131,11 +123,7 @@ def test_a_cold_lookup_of_a_top_file_asks_no_lower_below_it(guard_lower):
     """Issue 11: at 500 lowers one cold lookup of a top-layer file read every lower's directory."""
     lowers = []
     for position in range(40):
-        layer = MemoryFS()
-        layer.makedirs("d")
-        layer.writetext("d/own%d" % position, "o")
-        if position == 0:
-            layer.writetext("d/top", "t")
+        layer = trees.make_tree(MemoryFS(), {"d/own%d" % position: "o", **({"d/top": "t"} if position == 0 else {})})
         lowers.append(NameLog(guard_lower(layer)))
     overlay = OverlayFS(lowers, upper=MemoryFS())
     assert overlay.readtext("d/top") == "t"
@@ -143,12 +131,39 @@ def test_a_cold_lookup_of_a_top_file_asks_no_lower_below_it(guard_lower):
     assert all(layer.listed == [] for layer in lowers)
 
 
+def test_a_cold_lookup_through_a_shared_directory_is_flat_in_the_lowers_below(guard_lower):
+    """Issue 11: a cold lookup of /d/top resolved /d itself in every lower (500 stats at 500
+    lowers); the lowers below the one that answers are now asked nothing, and are asked when a
+    name needs them or the directory is listed, with the same answers as asked at once."""
+    lowers = []
+    for position in range(40):
+        layer = MemoryFS()
+        layer.makedirs("d/sub")
+        layer.writetext("d/own%d" % position, "o%d" % position)
+        layer.writetext("d/sub/s%d" % position, "s")
+        if position == 0:
+            layer.writetext("d/top", "t")
+        if position == 30:
+            layer.writetext("d/sub/deep", "deep")
+        lowers.append(NameLog(guard_lower(layer)))
+    overlay = OverlayFS(lowers, upper=MemoryFS())
+    assert overlay.readtext("d/top") == "t"
+    assert overlay.getinfo("d/sub").is_dir
+    assert [layer for layer in lowers[1:] if layer.asked] == []
+    # a name the top layer does not have is asked down the layers, lazy ancestors first
+    assert overlay.readtext("d/sub/deep") == "deep" and overlay.readtext("d/own39") == "o39"
+    assert not overlay.exists("d/own40") and not overlay.exists("d/sub/nothing")
+    assert sorted(overlay.listdir("d/sub")) == sorted(["deep"] + ["s%d" % index for index in range(40)])
+    overlay.remove("d/own0")  # a lower has it: a whiteout (lower_positive of a lazy parent's child)
+    assert "own0" not in overlay.listdir("d") and len(overlay.listdir("d")) == 41
+    cold = OverlayFS(lowers, upper=overlay._upper.fs)  # type: ignore[union-attr]
+    assert sorted(cold.listdir("d")) == sorted(overlay.listdir("d"))
+
+
 def test_whether_a_lower_has_an_upper_entry_is_asked_only_to_remove_it(guard_lower):
     """The upper decides an entry it has; a lower is asked whether it has the name too only
     when the answer matters (a removal needs a whiteout iff one does)."""
-    lower = MemoryFS()
-    lower.makedirs("d")
-    lower.writetext("d/shadowed", "lower")
+    lower = trees.make_tree(MemoryFS(), {"d/shadowed": "lower"})
     logged = NameLog(guard_lower(lower))
     overlay = OverlayFS(logged, upper=MemoryFS())
     overlay.writetext("d/shadowed", "upper")
@@ -177,10 +192,7 @@ def test_a_hot_directory_of_a_network_layer_is_listed_once_instead(guard_lower):
     ``HOT_AFTER`` cold names of one directory, its listing answers the rest."""
     from unionfs.core.stack import HOT_AFTER
 
-    lower = MemoryFS()
-    lower.makedirs("d")
-    for index in range(3 * HOT_AFTER):
-        lower.writetext("d/f%d" % index, "f")
+    lower = trees.make_tree(MemoryFS(), {"d/f%d" % index: "f" for index in range(3 * HOT_AFTER)})
     logged = NetworkLog(guard_lower(lower))
     overlay = OverlayFS(logged, upper=MemoryFS())
     for index in range(3 * HOT_AFTER):

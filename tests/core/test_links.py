@@ -15,6 +15,7 @@ from fs.osfs import OSFS
 
 from unionfs import LinkLoop, NotALink, OverlayFS, SidecarError
 from unionfs.core.sidecar import FORMAT_PATH, FORMAT_TEXT, Sidecar
+from unionfs.testing import trees
 
 
 def _dangling_tree(root):
@@ -75,11 +76,7 @@ def upper(request, tmp_path):
 
 @pytest.fixture
 def base(guard_lower):
-    lower = MemoryFS()
-    lower.makedirs("usr/bin")
-    lower.writetext("usr/bin/tool", "tool v1")
-    lower.makedirs("etc")
-    lower.writetext("etc/motd", "hello")
+    lower = trees.make_tree(MemoryFS(), {"usr/bin/tool": "tool v1", "etc/motd": "hello"})
     sidecar = Sidecar.open(lower, create=True)
     sidecar.write_link("/bin", "usr/bin")  # merged-usr
     sidecar.write_link("/etc/alt", "/usr/bin/tool")  # absolute: from the overlay's root

@@ -15,6 +15,7 @@ from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
 from unionfs.core.stack import Layer
+from unionfs.testing import trees
 
 
 class CountingFS(WrapFS):
@@ -30,16 +31,10 @@ class CountingFS(WrapFS):
 
 
 def build(guard_lower) -> List[FS]:
-    top, bottom = MemoryFS(), MemoryFS()
-    bottom.makedirs("m/sub")
-    bottom.writetext("m/sub/deep", "deep")
-    top.makedirs("m")
-    for index in range(6):
-        (top if index % 2 else bottom).writetext("m/f%d" % index, "f%d" % index)
-    bottom.writetext("m/shadowed", "bottom")
-    top.writetext("m/shadowed", "top")
-    bottom.makedirs("other")
-    bottom.writetext("other/o", "o")
+    top = trees.make_tree(MemoryFS(), {"m/f1": "f1", "m/f3": "f3", "m/f5": "f5", "m/shadowed": "top"})
+    bottom = trees.make_tree(MemoryFS(), {
+        "m/sub/deep": "deep", "m/f0": "f0", "m/f2": "f2", "m/f4": "f4", "m/shadowed": "bottom", "other/o": "o",
+    })
     return [guard_lower(top), guard_lower(bottom)]
 
 

@@ -14,57 +14,43 @@ from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS
 from unionfs.core.sidecar import OPAQUE, WHITEOUT, Sidecar
+from unionfs.testing import trees
 
 
 def test_lookup_topmost_layer_wins(guard_lower):
-    top, bottom = MemoryFS(), MemoryFS()
-    top.writetext("x", "top")
-    bottom.writetext("x", "bottom")
+    top, bottom = trees.make_tree(MemoryFS(), {"x": "top"}), trees.make_tree(MemoryFS(), {"x": "bottom"})
     assert OverlayFS([guard_lower(top), guard_lower(bottom)]).readtext("x") == "top"
 
 
 def test_lookup_file_hides_directory_below(guard_lower):
-    top, bottom = MemoryFS(), MemoryFS()
-    top.writetext("x", "a file")
-    bottom.makedirs("x/inside")
+    top, bottom = trees.make_tree(MemoryFS(), {"x": "a file"}), trees.make_tree(MemoryFS(), {"x/inside/": None})
     overlay = OverlayFS([guard_lower(top), guard_lower(bottom)])
     assert overlay.isfile("x")
     assert not overlay.exists("x/inside")
 
 
 def test_lookup_directory_hides_file_below(guard_lower):
-    top, bottom = MemoryFS(), MemoryFS()
-    top.makedir("x")
-    bottom.writetext("x", "a file")
+    top, bottom = trees.make_tree(MemoryFS(), {"x/": None}), trees.make_tree(MemoryFS(), {"x": "a file"})
     overlay = OverlayFS([guard_lower(top), guard_lower(bottom)])
     assert overlay.isdir("x")
     assert overlay.listdir("x") == []
 
 
 def test_lookup_directories_merge_until_a_non_directory(guard_lower):
-    l0, l1, l2 = MemoryFS(), MemoryFS(), MemoryFS()
-    l0.makedirs("d")
-    l0.writetext("d/zero", "0")
-    l1.writetext("d", "a file in the middle")
-    l2.makedirs("d")
-    l2.writetext("d/two", "2")
+    l0, l1, l2 = (trees.make_tree(MemoryFS(), spec) for spec in ({"d/zero": "0"}, {"d": "a file in the middle"}, {"d/two": "2"}))
     overlay = OverlayFS([guard_lower(l0), guard_lower(l1), guard_lower(l2)])
     assert overlay.listdir("d") == ["zero"]
 
 
 def test_lookup_merged_directory_metadata_from_topmost(guard_lower):
-    top, bottom = MemoryFS(), MemoryFS()
-    top.makedir("d")
-    bottom.makedir("d")
+    top, bottom = trees.make_tree(MemoryFS(), {"d/": None}), trees.make_tree(MemoryFS(), {"d/": None})
     top.setinfo("d", {"details": {"modified": 2000}})
     bottom.setinfo("d", {"details": {"modified": 1000}})
     assert OverlayFS([guard_lower(top), guard_lower(bottom)]).getinfo("d", ["details"]).modified.timestamp() == 2000
 
 
 def test_lookup_lower_whiteout_hides_layers_below(guard_lower):
-    marked, bottom = MemoryFS(), MemoryFS()
-    bottom.writetext("gone", "hidden")
-    bottom.writetext("kept", "visible")
+    marked, bottom = MemoryFS(), trees.make_tree(MemoryFS(), {"gone": "hidden", "kept": "visible"})
     Sidecar.open(marked, create=True).add_record("/gone", WHITEOUT)
     overlay = OverlayFS([guard_lower(marked), guard_lower(bottom)])
     assert overlay.listdir("/") == ["kept"]
@@ -72,11 +58,7 @@ def test_lookup_lower_whiteout_hides_layers_below(guard_lower):
 
 
 def test_lookup_lower_opaque_directory_stops_merge(guard_lower):
-    marked, bottom = MemoryFS(), MemoryFS()
-    marked.makedirs("d")
-    marked.writetext("d/mine", "m")
-    bottom.makedirs("d")
-    bottom.writetext("d/below", "b")
+    marked, bottom = trees.make_tree(MemoryFS(), {"d/mine": "m"}), trees.make_tree(MemoryFS(), {"d/below": "b"})
     Sidecar.open(marked, create=True).add_record("/d", OPAQUE)
     overlay = OverlayFS([guard_lower(marked), guard_lower(bottom)])
     assert overlay.listdir("d") == ["mine"]

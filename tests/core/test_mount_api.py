@@ -12,16 +12,12 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import IllegalDestination, OverlayFS
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def overlay():
-    lower = MemoryFS()
-    lower.makedirs("d/sub")
-    lower.writetext("d/sub/f", "deep")
-    lower.makedir("empty")
-    lower.writetext("file", "lower")
-    lower.writetext("other", "other")
+    lower = trees.make_tree(MemoryFS(), {"d/sub/f": "deep", "empty/": None, "file": "lower", "other": "other"})
     return OverlayFS(lower, upper=MemoryFS())
 
 

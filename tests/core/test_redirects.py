@@ -11,18 +11,13 @@ from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, SidecarError
 from unionfs.core.sidecar import FORMAT_PATH, METACOPY_FILE_SIZE, REDIRECT, record_dir
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def lower(guard_lower) -> MemoryFS:
-    layer = MemoryFS()
-    layer.makedirs("a/sub")
-    layer.writetext("a/f", "a/f")
-    layer.writetext("a/sub/g", "a/sub/g")
-    layer.makedirs("b")
-    layer.writetext("b/h", "b/h")
-    layer.writebytes("big", b"x" * 100000)
-    return guard_lower(layer)
+    spec = {"a/f": "a/f", "a/sub/g": "a/sub/g", "b/h": "b/h", "big": b"x" * 100000}
+    return guard_lower(trees.make_tree(MemoryFS(), spec))
 
 
 def redirect_of(upper: MemoryFS, path: str) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 from fs.memoryfs import MemoryFS
+from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 from unionfs.testing import trees
@@ -30,3 +33,23 @@ def test_the_sidecar_is_left_out_unless_asked_for():
     assert trees.snapshot(upper) == {}
     assert "/.unionfs" in trees.snapshot(upper, sidecar=True)
     assert trees.snapshot(overlay) == {}
+
+
+def test_a_disk_snapshot_records_links_and_nodes_as_themselves(tmp_path):
+    trees.make_tree(OSFS(str(tmp_path)), {"d/f": b"data", "d/sub/": None, "skipped/inner": "x"})
+    os.symlink("d", str(tmp_path / "to-dir"))  # a link to a directory: recorded, never entered
+    os.symlink("d/f", str(tmp_path / "to-file"))
+    os.mkfifo(str(tmp_path / "fifo"))  # opening it would block: recorded, never opened
+    got = trees.disk_snapshot(str(tmp_path), skip=lambda path: path == "/skipped")
+    assert got == {
+        "/d": "dir", "/d/f": "file:" + hashlib.sha256(b"data").hexdigest(), "/d/sub": "dir",
+        "/fifo": "node:%o:0" % stat.S_IFIFO, "/to-dir": "link:d", "/to-file": "link:d/f",
+    }
+    assert list(got) == sorted(got)  # parents first, names sorted
+    # the same record as digest() of the same tree through an FS (which would follow the links)
+    os.remove(str(tmp_path / "fifo"))
+    os.remove(str(tmp_path / "to-dir"))
+    os.remove(str(tmp_path / "to-file"))
+    assert trees.disk_snapshot(str(tmp_path)) == trees.snapshot(OSFS(str(tmp_path)), trees.digest)
+    modes = trees.disk_snapshot(str(tmp_path), lambda full, status: stat.S_IMODE(status.st_mode))
+    assert modes["/d"] == stat.S_IMODE(os.lstat(str(tmp_path / "d")).st_mode)

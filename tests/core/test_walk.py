@@ -14,6 +14,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 from unionfs.core.walk import fs_tree, preorder
+from unionfs.testing import trees
 
 DEPTH = 1200  # deeper than Python's default recursion limit of 1,000
 
@@ -41,10 +42,7 @@ def test_preorder_visits_as_a_recursive_walk_would():
 
 
 def test_fs_tree_is_sorted_parents_first_with_depths():
-    memory = MemoryFS()
-    for path in ["b/y", "a/z/q", "a/x", "c"]:
-        memory.makedirs(path.rsplit("/", 1)[0], recreate=True) if "/" in path else None
-        memory.writetext(path, "")
+    memory = trees.make_tree(MemoryFS(), {"b/y": "", "a/z/q": "", "a/x": "", "c": ""})
     seen = [(entry.path, entry.depth, entry.last) for entry in fs_tree(memory)]
     assert seen == [
         ("/a", 0, False), ("/a/x", 1, False), ("/a/z", 1, True), ("/a/z/q", 2, True),
@@ -57,11 +55,8 @@ def _deep_overlay():
     upper is a MemoryFS (on disk its sidecar paths would pass PATH_MAX) filled directly, as
     a kernel upperdir may be: the overlay's own makedirs pays a lookup per level."""
     deep = "/" + "/".join("d" for _ in range(DEPTH))
-    upper = MemoryFS()
-    upper.makedirs(deep)
-    upper.writetext(deep + "/leaf.txt", "at the bottom")
-    lower = MemoryFS()
-    lower.writetext("/base.txt", "lower")
+    upper = trees.make_tree(MemoryFS(), {deep + "/leaf.txt": "at the bottom"})
+    lower = trees.make_tree(MemoryFS(), {"/base.txt": "lower"})
     overlay = OverlayFS(lower, upper=upper)
     overlay.remove("/base.txt")
     return overlay, deep

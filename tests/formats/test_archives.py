@@ -23,6 +23,7 @@ from fs.zipfs import ZipFS
 from unionfs import OverlayFS
 from unionfs.formats.archives import ArchiveFS, ArchiveLimits, UnsafeArchive, open_archive
 from unionfs.formats.oci import blobs
+from unionfs.testing import trees
 
 from tests.support.archive_builders import FORMATS, PatternStream, add_tar_member, build, build_tar
 
@@ -362,11 +363,7 @@ def test_archive_layer_is_read_only_and_closes(archive_dir, guard_lower):
 
 def test_a_tarred_upper_is_a_lower_with_its_whiteouts(tmp_path, archive_dir, guard_lower):
     """Layer rotation through an archive: tar up an upper (sidecar included) and stack it."""
-    base = MemoryFS()
-    base.makedirs("etc")
-    base.writetext("etc/keep", "keep")
-    base.writetext("etc/gone", "gone")
-    guard_lower(base)
+    base = guard_lower(trees.make_tree(MemoryFS(), {"etc/keep": "keep", "etc/gone": "gone"}))
     upper_dir = tmp_path / "upper"
     with OverlayFS(base, upper=str(upper_dir)) as overlay:
         overlay.remove("etc/gone")

@@ -20,6 +20,7 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import ModesLost, OverlayFS
+from unionfs.testing import trees
 
 from tests.support.imagetools import snapshot_dir, snapshot_fs
 
@@ -55,11 +56,10 @@ def write(root: str, path: str, data: str = "", mode: Optional[int] = None) -> N
 def make_lowers(tmp_path) -> List[str]:
     """Two lower directories (topmost first) with files, nested and shadowed directories."""
     top, base = str(tmp_path / "l0"), str(tmp_path / "l1")
-    for path, data in {"etc/passwd": "root", "etc/conf.d/a": "a", "usr/lib/x.so": "x", "shared/from-base": "b",
-                       "file-or-dir": "file", "var/log/old": "old", "opt/app/bin": "bin"}.items():
-        write(base, path, data)
-    for path, data in {"etc/hosts": "hosts", "shared/from-top": "t", "usr/lib/y.so": "y", "top-only": "t"}.items():
-        write(top, path, data)
+    trees.make_tree(OSFS(base, create=True), {"etc/passwd": "root", "etc/conf.d/a": "a", "usr/lib/x.so": "x",
+                    "shared/from-base": "b", "file-or-dir": "file", "var/log/old": "old", "opt/app/bin": "bin"})
+    trees.make_tree(OSFS(top, create=True), {"etc/hosts": "hosts", "shared/from-top": "t", "usr/lib/y.so": "y",
+                                             "top-only": "t"})
     os.chmod(os.path.join(base, "usr/lib"), 0o750)
     os.chown(os.path.join(base, "opt/app/bin"), 1000, 1000)
     return [top, base]
@@ -142,12 +142,12 @@ def test_from_kernel_reads_an_upperdir_the_kernel_wrote(tmp_path, lowers, kernel
 @pytest.mark.parametrize("namespace", ["trusted", "user"])
 def test_opaque_xattrs_and_xattr_whiteouts_hand_made(tmp_path, lowers, kernel_overlay, namespace) -> None:
     layer = str(tmp_path / "hand")
-    write(layer, "etc/conf.d/b", "b")
+    # usr/lib/x.so: an empty file, marked as a whiteout below, in an "x" directory;
+    # usr/lib/kept: empty, but no whiteout xattr: a file
+    trees.make_tree(OSFS(layer, create=True), {"etc/conf.d/b": "b", "usr/lib/x.so": "", "usr/lib/kept": ""})
     os.setxattr(os.path.join(layer, "etc/conf.d"), namespace + ".overlay.opaque", b"y")
-    write(layer, "usr/lib/x.so", "")  # empty file, marked as a whiteout, in an "x" directory
     os.setxattr(os.path.join(layer, "usr/lib/x.so"), namespace + ".overlay.whiteout", b"")
     os.setxattr(os.path.join(layer, "usr/lib"), namespace + ".overlay.opaque", b"x")
-    write(layer, "usr/lib/kept", "")  # empty, but no whiteout xattr: a file
     options = "userxattr" if namespace == "user" else ""
     with mounted(tmp_path, [layer] + lowers, options=options) as merged:
         expected = snapshot_dir(merged)
@@ -221,7 +221,8 @@ def test_a_kernel_upperdir_with_redirects_and_metacopy_opens_to_the_kernels_view
             out.write("+")
         expected = snapshot_dir(merged, with_times=False)
         times = {path: int(os.lstat(join(path.lstrip("/"))).st_mtime) for path in ("/top-only", "/x-moved.so")}
-    metacopy = [path for path in _walk_files(upperdir) if _has_xattr(upperdir + path, "trusted.overlay.metacopy")]
+    metacopy = [path for path, full, status in trees.disk_entries(upperdir)
+                if not stat.S_ISDIR(status.st_mode) and _has_xattr(full, "trusted.overlay.metacopy")]
     assert metacopy, "the kernel made no metadata-only copy-up"
     with OverlayFS.from_kernel([upperdir] + lowers) as ours:
         assert snapshot_fs(ours, with_times=False) == expected
@@ -258,10 +259,6 @@ def test_an_upper_with_redirects_and_metacopy_exports_to_the_same_kernel_view(tm
         assert int(os.lstat(os.path.join(merged, "top-only")).st_mtime) == 1000
     # the owner the library cannot give on MemoryFS is the only difference allowed
     assert {p: e[:1] for p, e in got.items()} == {p: e[:1] for p, e in view.items()}
-
-
-def _walk_files(root: str) -> List[str]:
-    return ["/" + os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files]
 
 
 def _has_xattr(path: str, name: str) -> bool:
@@ -355,9 +352,8 @@ def test_default_reads_trusted_markers_only_as_the_default_mount(tmp_path, lower
     """Issue 11 item 5: ``user.overlay.*`` markers mean nothing to a default mount (no
     ``-o userxattr``), so the default ``from_kernel`` must ignore them too."""
     layer = str(tmp_path / "user-marked")
-    write(layer, "etc/conf.d/b", "b")
+    trees.make_tree(OSFS(layer, create=True), {"etc/conf.d/b": "b", "usr/lib/x.so": ""})
     os.setxattr(os.path.join(layer, "etc/conf.d"), "user.overlay.opaque", b"y")
-    write(layer, "usr/lib/x.so", "")
     os.setxattr(os.path.join(layer, "usr/lib/x.so"), "user.overlay.whiteout", b"")
     os.setxattr(os.path.join(layer, "usr/lib"), "user.overlay.opaque", b"x")
     with mounted(tmp_path, [layer] + lowers) as merged:
@@ -373,10 +369,10 @@ def test_removedir_of_a_dir_holding_an_xattr_whiteout_is_not_empty(tmp_path, ker
     """Issue 11 item 6: the kernel's rmdir counts an xattr whiteout (an empty regular file in an
     ``opaque=x`` directory) as an entry: ENOTEMPTY, whether or not a lower merges below."""
     top, base = str(tmp_path / "top"), str(tmp_path / "base")
-    write(top, "d/w", "")
+    trees.make_tree(OSFS(top, create=True), {"d/w": ""})
     os.setxattr(os.path.join(top, "d/w"), "trusted.overlay.whiteout", b"")
     os.setxattr(os.path.join(top, "d"), "trusted.overlay.opaque", b"x")
-    write(base, "d/w" if merged_below else "other", "below")
+    trees.make_tree(OSFS(base, create=True), {"d/w" if merged_below else "other": "below"})
     upperdir = str(tmp_path / "kupper")
     os.mkdir(upperdir)
     with mounted(tmp_path, [top, base], upper=upperdir) as merged:
@@ -399,7 +395,7 @@ def test_export_kernel_from_a_memory_upper_says_modes_are_lost(tmp_path, kernel_
     from unionfs import ModesLost
 
     lower = str(tmp_path / "lower")
-    write(lower, "private/f", "f")
+    trees.make_tree(OSFS(lower, create=True), {"private/f": "f"})
     os.chmod(os.path.join(lower, "private"), 0o700)
     for name, upper in (("memory", MemoryFS()), ("disk", OSFS(str(tmp_path / "disk-upper"), create=True))):
         with OverlayFS([OSFS(lower)], upper=upper) as overlay:

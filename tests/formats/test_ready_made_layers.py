@@ -9,6 +9,7 @@ from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, UnsupportedLayer
 from unionfs.core.stack import DirIndex, Layer
+from unionfs.testing import trees
 
 
 class PrefixMarkers(Layer):
@@ -24,12 +25,8 @@ class PrefixMarkers(Layer):
 
 
 def test_a_ready_made_layer_brings_its_own_markers(guard_lower) -> None:
-    top = MemoryFS()
-    top.writetext("WH-gone.txt", "")
-    top.writetext("new.txt", "top")
-    base = MemoryFS()
-    base.writetext("gone.txt", "base")
-    base.writetext("kept.txt", "base")
+    top = trees.make_tree(MemoryFS(), {"WH-gone.txt": "", "new.txt": "top"})
+    base = trees.make_tree(MemoryFS(), {"gone.txt": "base", "kept.txt": "base"})
     guard_lower(top)
     guard_lower(base)
     overlay = OverlayFS([PrefixMarkers(top, "toy", False, None), base], upper=MemoryFS())

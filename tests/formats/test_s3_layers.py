@@ -27,6 +27,7 @@ from fs.test import FSTestCases
 from unionfs import OverlayFS
 from unionfs.errors import UnsupportedLayer
 from unionfs.formats.fsspec_layer import FsspecFS, open_fsspec_url
+from unionfs.testing import trees
 
 from ..support.s3 import S3Server, environ_for, s3, s3_server, s3_unavailable  # noqa: F401  (fixtures)
 
@@ -271,16 +272,9 @@ def test_published_upper_stacks_to_the_same_view(base, s3, tmp_path):
     layer = "s3://%s/layers/worker" % bucket
     assert worker.export_upper(layer) > 0
     stacked = OverlayFS([layer, url], upper=MemoryFS())
-    assert _view(stacked) == _view(worker)
+    assert trees.snapshot(stacked) == trees.snapshot(worker)  # types and bytes
     with pytest.raises(errors.DirectoryNotEmpty, match="not empty"):
         worker.export_upper(layer)
-
-
-def _view(overlay: OverlayFS) -> Dict[str, object]:
-    result: Dict[str, object] = {}
-    for path, info in overlay.walk.info("/"):
-        result[path] = None if info.is_dir else overlay.readbytes(path)
-    return result
 
 
 # -- eight workers over one base ----------------------------------------------------------------

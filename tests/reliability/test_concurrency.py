@@ -19,6 +19,7 @@ from fs.osfs import OSFS
 from unionfs.core.sidecar import FORMAT_TEXT
 from unionfs import IllegalDestination, OverlayFS, UpperInUse
 from unionfs.core.sidecar import LOCK_PATH
+from unionfs.testing import trees
 
 from tests.support.reliability_support import invariant_problems, view
 
@@ -81,17 +82,8 @@ def _append(overlay: OverlayFS, path: str) -> None:
 
 @pytest.fixture
 def lowers(guard_lower) -> List[FS]:
-    layer = MemoryFS()
-    layer.makedirs("a/b")
-    layer.writetext("a/b/f.txt", "f")
-    layer.writetext("a/g.txt", "g")
-    layer.makedirs("m/x")
-    layer.writetext("m/x/y", "y")
-    layer.writetext("top.txt", "top")
-    second = MemoryFS()
-    second.makedirs("m")
-    second.writetext("m/lower2", "2")
-    second.makedir("d0")
+    layer = trees.make_tree(MemoryFS(), {"a/b/f.txt": "f", "a/g.txt": "g", "m/x/y": "y", "top.txt": "top"})
+    second = trees.make_tree(MemoryFS(), {"m/lower2": "2", "d0/": None})
     return [guard_lower(layer), guard_lower(second)]
 
 
@@ -303,11 +295,7 @@ def test_an_overlay_finishes_what_another_overlay_of_the_upper_left_in_the_journ
     not write into the half-moved tree."""
     from unionfs.testing.faults import FaultyFS, InjectedFault
 
-    lower = MemoryFS()
-    lower.makedirs("src/deep")
-    for name in ("one", "two", "deep/three"):
-        lower.writetext("src/" + name, name)
-    guard_lower(lower)
+    lower = guard_lower(trees.make_tree(MemoryFS(), {"src/" + name: name for name in ("one", "two", "deep/three")}))
     upper = MemoryFS()
     # the copying movedir (redirect_dir=False, metacopy=False) is the journaled one; with redirects a rename
     # to a new name is one atomic step and has nothing to leave pending

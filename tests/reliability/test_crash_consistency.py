@@ -33,6 +33,7 @@ import fs.memoryfs
 from unionfs import OverlayFS
 from unionfs.core.upper import Upper
 from unionfs.testing.faults import MODES, FaultPlan, FaultyFS, InjectedFault
+from unionfs.testing import trees
 
 from tests.support.reliability_support import INJECTION_POINTS, clone, describe_difference, invariant_problems, sidecar_problems, view
 
@@ -49,22 +50,11 @@ class _FrozenClock:
 
 @pytest.fixture
 def lowers(guard_lower) -> List[FS]:
-    top, bottom = MemoryFS(), MemoryFS()
-    top.makedirs("a/b/c")
-    top.writetext("a/b/f.txt", "lower f")
-    top.writetext("a/b/c/deep.txt", "deep")
-    top.writetext("a/g.txt", "lower g")
-    top.writetext("top.txt", "lower top")
-    top.makedirs("m/sub")
-    top.writetext("m/lo.txt", "lo")
-    top.writetext("m/sub/x.txt", "x")
-    top.writetext("lf", "lower file")
-    top.makedir("empty")
-    bottom.makedirs("a/b")
-    bottom.writetext("a/h.txt", "bottom h")
-    bottom.writetext("a/b/f.txt", "hidden by top")
-    bottom.makedirs("m")
-    bottom.writetext("m/lo2.txt", "lo2")
+    top = trees.make_tree(MemoryFS(), {
+        "a/b/f.txt": "lower f", "a/b/c/deep.txt": "deep", "a/g.txt": "lower g", "top.txt": "lower top",
+        "m/lo.txt": "lo", "m/sub/x.txt": "x", "lf": "lower file", "empty/": None,
+    })
+    bottom = trees.make_tree(MemoryFS(), {"a/h.txt": "bottom h", "a/b/f.txt": "hidden by top", "m/lo2.txt": "lo2"})
     return [guard_lower(top), guard_lower(bottom)]
 
 
@@ -396,17 +386,10 @@ def test_crash_anywhere_in_random_operations_on_random_states(lowers, setup, dat
 
 
 def _single_lower() -> MemoryFS:
-    layer = MemoryFS()
-    layer.makedirs("a/b")
-    layer.writetext("a/b/f.txt", "lower f")
-    layer.writetext("a/g.txt", "lower g")
-    layer.makedirs("m/sub")
-    layer.writetext("m/sub/x.txt", "x")
-    layer.writetext("m/lo.txt", "lo")
-    layer.writetext("lf", "lower file")
-    layer.makedir("opaq")
-    layer.writetext("opaq/hidden", "hidden by the opaque dir")
-    return layer
+    return trees.make_tree(MemoryFS(), {
+        "a/b/f.txt": "lower f", "a/g.txt": "lower g", "m/sub/x.txt": "x", "m/lo.txt": "lo", "lf": "lower file",
+        "opaq/hidden": "hidden by the opaque dir",
+    })
 
 
 def _shape(overlay: FS):

@@ -17,6 +17,7 @@ from fs.osfs import OSFS
 from unionfs import OverlayFS
 from unionfs.core.nofollow import remove_entry
 from unionfs.core.walk import preorder
+from unionfs.testing import trees
 
 DEPTH = 1200
 DEEP = "/".join(["d"] * DEPTH)
@@ -50,12 +51,8 @@ def _remove_deep_trees(tmp_path):
 def deep_overlay(tmp_path_factory):
     """Built once: every write at that depth costs the depth in path handling."""
     tmp_path = tmp_path_factory.mktemp("deep")
-    (tmp_path / "low").mkdir()
     (tmp_path / "up").mkdir()
-    lower = OSFS(str(tmp_path / "low"))
-    lower.makedirs(DEEP)
-    lower.writetext(DEEP + "/old", "old")
-    lower.writetext("d/old", "old")
+    lower = trees.make_tree(OSFS(str(tmp_path / "low"), create=True), {DEEP + "/old": "old", "d/old": "old"})
     overlay = OverlayFS([lower], upper=OSFS(str(tmp_path / "up")))
     overlay.writetext(DEEP + "/new", "new")
     # a whiteout's record path is longer than its path (4,096 bytes of OS path at most)

@@ -33,6 +33,7 @@ from fs.wrapfs import WrapFS
 from unionfs import OverlayFS
 from unionfs.core.sidecar import JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
+from unionfs.testing import trees
 
 from tests.support.kernel_oracle import FILE, Entry, KernelOverlay
 from tests.support.reliability_support import COUNTS
@@ -156,8 +157,7 @@ UPPERS: Dict[str, Callable[[Any], Any]] = {
 @pytest.mark.parametrize("upper_kind", sorted(UPPERS))
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_handles_append_and_truncate_as_the_kernel_does(kernel_outcomes, tmp_path, upper_kind, name):
-    lower = MemoryFS()
-    lower.writebytes("a", b"abc")
+    lower = trees.make_tree(MemoryFS(), {"a": b"abc"})
     overlay = OverlayFS(lower, UPPERS[upper_kind](tmp_path))
     try:
         # unbuffered, as the kernel side's os-level writes (a buffered handle delays its writes)
@@ -194,8 +194,7 @@ WHOLE_FILE_WRITES: Dict[str, Callable[[OverlayFS, str], None]] = {
 
 def _crash_points(write: Callable[[OverlayFS, str], None], path: str) -> List[Tuple[int, Dict[str, Any]]]:
     """Crash ``write`` at each of its write-side calls; what a new overlay shows each time."""
-    lower = MemoryFS()
-    lower.writebytes("old", b"old text\n")
+    lower = trees.make_tree(MemoryFS(), {"old": b"old text\n"})
     counting = FaultyFS(MemoryFS())
     OverlayFS(lower, counting).close()  # the sidecar exists; count only the write itself
     before = counting.calls
@@ -304,10 +303,7 @@ FSYNC_COUNTS: Dict[str, int] = _FsyncCounts()
 
 @pytest.fixture
 def disk(tmp_path, monkeypatch):
-    lower = OSFS(str(tmp_path / "lower"), create=True)
-    lower.makedirs("d/e")
-    lower.writebytes("d/e/f", b"lower data")
-    lower.writebytes("d/g", b"g")
+    lower = trees.make_tree(OSFS(str(tmp_path / "lower"), create=True), {"d/e/f": b"lower data", "d/g": b"g"})
     upper_dir = tmp_path / "upper"
     upper_dir.mkdir()
     log = SyscallLog(monkeypatch, str(upper_dir))

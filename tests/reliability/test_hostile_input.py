@@ -4,10 +4,8 @@ surroundings are hashed before and after)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import unicodedata
-from typing import Dict
 
 import pytest
 
@@ -16,37 +14,22 @@ from fs.osfs import OSFS
 
 from unionfs.core.sidecar import FORMAT_TEXT
 from unionfs import OverlayFS, ReservedPath
-
-
-def _tree_hash(root: str, skip: str) -> Dict[str, str]:
-    """Every path under ``root`` except ``skip`` (the upper), with a content hash."""
-    state = {}
-    for directory, dirs, files in os.walk(root):
-        if os.path.abspath(directory).startswith(os.path.abspath(skip)):
-            continue
-        for name in dirs:
-            state[os.path.join(directory, name)] = "dir"
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as handle:
-                state[os.path.join(directory, name)] = hashlib.sha256(handle.read()).hexdigest()
-    return state
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def sandbox(tmp_path, guard_lower):
     """(overlay, upper OSFS, lower OSFS); at teardown nothing outside the upper changed."""
-    (tmp_path / "lower" / "dir").mkdir(parents=True)
-    (tmp_path / "lower" / "dir" / "f").write_text("lower f")
-    (tmp_path / "lower" / "top").write_text("lower top")
-    (tmp_path / "outside").write_text("must never change")
-    (tmp_path / "upper").mkdir()
+    trees.make_tree(OSFS(str(tmp_path)), {
+        "lower/dir/f": "lower f", "lower/top": "lower top", "outside": "must never change", "upper/": None,
+    })
     lower = guard_lower(OSFS(str(tmp_path / "lower")))
     upper = OSFS(str(tmp_path / "upper"))
-    before = _tree_hash(str(tmp_path), str(tmp_path / "upper"))
+    before = trees.disk_snapshot(str(tmp_path), skip=lambda path: path.startswith("/upper/"))
     overlay = OverlayFS(lower, upper)
     yield overlay, upper, lower
     overlay.close()
-    assert _tree_hash(str(tmp_path), str(tmp_path / "upper")) == before, "something was written outside the upper"
+    assert trees.disk_snapshot(str(tmp_path), skip=lambda path: path.startswith("/upper/")) == before, "something was written outside the upper"
 
 
 ESCAPES = ["..", "../x", "../../etc/passwd", "a/../../x", "/..", "/../upper/x", "dir/../../outside"]
@@ -204,7 +187,7 @@ def test_symlinks_in_a_lower_never_lead_out_of_the_overlay(tmp_path, guard_lower
     os.symlink(str(outside / "etc" / "passwd"), str(lower_dir / "pw"))
     os.symlink("../../../../../../../../etc/passwd", str(lower_dir / "up"))
     lower = guard_lower(OSFS(str(lower_dir)))
-    before = _tree_hash(str(outside), str(upper_dir))
+    before = trees.disk_snapshot(str(outside))
     overlay = OverlayFS(lower, OSFS(str(upper_dir)))
     assert sorted(overlay.listdir("/")) == ["evil", "pw", "up"]
     assert overlay.readlink("evil") == str(outside / "etc") and overlay.islink("pw")
@@ -220,7 +203,7 @@ def test_symlinks_in_a_lower_never_lead_out_of_the_overlay(tmp_path, guard_lower
     overlay.move("pw", "pw2")  # the link moves as itself
     overlay.remove("evil")
     overlay.close()
-    assert _tree_hash(str(outside), str(upper_dir)) == before
+    assert trees.disk_snapshot(str(outside)) == before
     assert (outside / "etc" / "passwd").read_text() == "root:x:0:0"
     assert os.readlink(str(upper_dir / "pw2")) == str(outside / "etc" / "passwd")
     assert not os.path.lexists(str(upper_dir / "evil"))

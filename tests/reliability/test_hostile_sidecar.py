@@ -17,13 +17,12 @@ from unionfs import OverlayFS, SidecarError, UnsupportedLayer, UpperInUse
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, LOCK_PATH
 from unionfs.formats.archives import UnsafeArchive
 from unionfs.formats.oci.blobs import LayerFormatError
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def layers():
-    lower = MemoryFS()
-    lower.makedirs("a/b")
-    lower.writetext("a/f", "lower f")
+    lower = trees.make_tree(MemoryFS(), {"a/b/": None, "a/f": "lower f"})
     upper = MemoryFS()
     OverlayFS(lower, upper).close()
     return lower, upper

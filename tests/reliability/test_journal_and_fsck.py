@@ -13,6 +13,7 @@ from unionfs import SidecarError
 from unionfs.core.sidecar import FORMAT_TEXT, JOURNAL_FORMAT_VERSION
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, STAGING_DIR, TREE_DIR
 from unionfs.testing.faults import FaultyFS, InjectedFault
+from unionfs.testing import trees
 
 from tests.support.reliability_support import view
 
@@ -23,13 +24,8 @@ OverlayFS = functools.partial(unionfs.OverlayFS, redirect_dir=False, metacopy=Fa
 
 @pytest.fixture
 def lowers(guard_lower):
-    layer = MemoryFS()
-    layer.makedirs("src/deep")
-    for name in ("one", "two", "three"):
-        layer.writetext("src/" + name, name)
-    layer.writetext("src/deep/four", "four")
-    layer.makedir("dst")
-    return [guard_lower(layer)]
+    spec = {"src/one": "one", "src/two": "two", "src/three": "three", "src/deep/four": "four", "dst/": None}
+    return [guard_lower(trees.make_tree(MemoryFS(), spec))]
 
 
 def _journal_entry_written(log):
@@ -180,10 +176,7 @@ def test_opening_empties_the_staging_area_and_fsck_reports_it_once(lowers):
 def test_a_failure_while_emptying_the_trash_does_not_fail_a_done_removal(guard_lower):
     """removetree takes the tree out of the upper by one rename; deleting the renamed tree
     afterwards is housekeeping: failing there must not report a removal that happened as failed."""
-    lower = MemoryFS()
-    lower.makedirs("d")
-    lower.writetext("d/f", "lower")
-    guard_lower(lower)
+    lower = guard_lower(trees.make_tree(MemoryFS(), {"d/f": "lower"}))
 
     def prepared():
         upper = MemoryFS()
@@ -206,11 +199,7 @@ def test_a_failure_while_emptying_the_trash_does_not_fail_a_done_removal(guard_l
 @pytest.mark.parametrize("name", ["new\nline", "caf\u00e9 \u2603", "quote\"and\\backslash", "{\"json\": 1}"])
 def test_journal_entries_carry_any_name(guard_lower, name):
     """Intents are JSON: a crashed movedir of a directory with any name rolls forward."""
-    lower = MemoryFS()
-    lower.makedirs(name + "/sub")
-    lower.writetext(name + "/sub/f", "f")
-    lower.writetext(name + "/g", "g")
-    guard_lower(lower)
+    lower = guard_lower(trees.make_tree(MemoryFS(), {name + "/sub/f": "f", name + "/g": "g"}))
     counting = FaultyFS(MemoryFS())
     OverlayFS([lower], counting).movedir(name, name + " moved", create=True)
     entry_written = _journal_entry_written(counting.log)

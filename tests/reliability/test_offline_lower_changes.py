@@ -12,18 +12,13 @@ from fs.memoryfs import MemoryFS
 from fs.wrap import read_only
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def layers():
-    lower = MemoryFS()
-    lower.makedirs("merged/sub")
-    lower.writetext("merged/kept", "kept")
-    lower.writetext("merged/sub/s", "s")
-    lower.writetext("file", "lower file")
-    lower.writetext("gone", "to be whited out")
-    lower.makedir("opaque")
-    return lower, MemoryFS()
+    spec = {"merged/kept": "kept", "merged/sub/s": "s", "file": "lower file", "gone": "to be whited out", "opaque/": None}
+    return trees.make_tree(MemoryFS(), spec), MemoryFS()
 
 
 def _reopen(lower, upper):

@@ -24,14 +24,9 @@ Step = Callable[[FS], None]
 KERNEL_OPTIONS = "redirect_dir=off,index=off,metacopy=off,xino=off"
 
 
-def _lower_content(layer: FS) -> None:
-    layer.makedirs("merged/sub")
-    layer.writetext("merged/kept", "kept")
-    layer.writetext("merged/sub/s", "s")
-    layer.writetext("file", "lower file")
-    layer.writetext("gone", "to be whited out")
-    layer.makedirs("opaque/inside")
-    layer.writetext("opaque/inside/old", "old")
+#: the lower both runs start from
+LOWER = {"merged/kept": "kept", "merged/sub/s": "s", "file": "lower file", "gone": "to be whited out",
+         "opaque/inside/old": "old"}
 
 
 def _replace_with_dir(layer: FS, path: str) -> None:
@@ -91,15 +86,11 @@ AFTERWARDS: Dict[str, Step] = {
 }
 
 
-def _tree(view: FS) -> Dict[str, object]:
-    return trees.snapshot(view, trees.content, sidecar=True)
-
-
 def _kernel_run(root: str, operations: Step, change: Step, afterwards: Step) -> Dict[str, object]:
     dirs = {name: os.path.join(root, name) for name in ("lower", "upper", "work", "merged")}
     for path in dirs.values():
         os.makedirs(path)
-    _lower_content(OSFS(dirs["lower"]))
+    trees.make_tree(OSFS(dirs["lower"]), LOWER)
     options = "lowerdir=%(lower)s,upperdir=%(upper)s,workdir=%(work)s," % dirs + KERNEL_OPTIONS
 
     def mount() -> None:
@@ -118,7 +109,7 @@ def _kernel_run(root: str, operations: Step, change: Step, afterwards: Step) -> 
     mount()
     try:
         afterwards(OSFS(dirs["merged"]))
-        return _tree(OSFS(dirs["merged"]))
+        return trees.snapshot(OSFS(dirs["merged"]), sidecar=True)
     finally:
         unmount()
 
@@ -127,13 +118,13 @@ def _library_run(root: str, operations: Step, change: Step, afterwards: Step) ->
     lower_dir, upper_dir = os.path.join(root, "lower"), os.path.join(root, "upper")
     os.makedirs(lower_dir)
     os.makedirs(upper_dir)
-    _lower_content(OSFS(lower_dir))
+    trees.make_tree(OSFS(lower_dir), LOWER)
     with OverlayFS(read_only(OSFS(lower_dir)), OSFS(upper_dir)) as overlay:
         operations(overlay)
     change(OSFS(lower_dir))
     with OverlayFS(read_only(OSFS(lower_dir)), OSFS(upper_dir)) as overlay:
         afterwards(overlay)
-        return _tree(overlay)
+        return trees.snapshot(overlay, sidecar=True)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

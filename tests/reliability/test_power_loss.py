@@ -50,6 +50,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS
 from unionfs.core.sidecar import FORMAT_PATH, FORMAT_TEXT, JOURNAL_DIR
+from unionfs.testing import trees
 
 from tests.support import kill_child
 from tests.support.reliability_support import COUNTS, sidecar_problems, upper_rule_problems
@@ -298,9 +299,7 @@ def test_the_kernel_overlay_passes_the_same_cut(disk, lower_dir, kernel_overlay)
 def test_a_torn_format_is_recovered(torn):
     """Regression (item 11): a new upper with one ``remove`` came back with an empty FORMAT
     and could never be opened again (``SidecarError``)."""
-    lower = MemoryFS()
-    lower.writetext("f", "lower")
-    lower.writetext("g", "lower")
+    lower = trees.make_tree(MemoryFS(), {"f": "lower", "g": "lower"})
     upper = MemoryFS()
     overlay = OverlayFS(lower, upper)
     overlay.remove("f")
@@ -317,9 +316,7 @@ def test_a_torn_format_is_recovered(torn):
 def test_a_torn_journal_entry_is_dropped(torn):
     """Regression (item 11): a movedir interrupted then cut left an empty journal entry, and
     the upper could never be opened again. An entry that never became whole never counted."""
-    lower = MemoryFS()
-    lower.makedirs("d/e")
-    lower.writetext("d/e/f", "lower")
+    lower = trees.make_tree(MemoryFS(), {"d/e/f": "lower"})
     upper = MemoryFS()
     OverlayFS(lower, upper).close()
     upper.makedir(JOURNAL_DIR)

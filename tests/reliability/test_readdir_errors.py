@@ -14,13 +14,12 @@ from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def lower(tmp_path):
-    (tmp_path / "low" / "d").mkdir(parents=True)
-    (tmp_path / "low" / "d" / "a").write_text("a")
-    (tmp_path / "low" / "d" / "b").write_text("b")
+    trees.make_tree(OSFS(str(tmp_path / "low"), create=True), {"d/a": "a", "d/b": "b"})
     os.symlink(str(tmp_path / "nowhere"), str(tmp_path / "low" / "d" / "dangling"))
     return OSFS(str(tmp_path / "low"))
 

@@ -9,13 +9,12 @@ from fs.memoryfs import MemoryFS
 
 from unionfs import OverlayFS, SidecarError
 from unionfs.core.sidecar import FORMAT_PATH, JOURNAL_DIR, LOCK_PATH, SIDECAR_DIR, STAGING_DIR, TREE_DIR
+from unionfs.testing import trees
 
 
 @pytest.fixture
 def layers(guard_lower):
-    lower = MemoryFS()
-    lower.makedirs("a/b")
-    lower.writetext("a/f", "lower f")
+    lower = trees.make_tree(MemoryFS(), {"a/b/": None, "a/f": "lower f"})
     upper = MemoryFS()
     overlay = OverlayFS(lower, upper)
     overlay.remove("a/f")

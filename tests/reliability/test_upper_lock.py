@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,7 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS, UnsupportedLayer, UpperInUse
 from unionfs.core.sidecar import LOCK_PATH, STAGING_DIR
+from unionfs.testing import trees
 
 from tests.support.reliability_support import COUNTS
 
@@ -315,15 +317,13 @@ def test_another_pid_namespace_cannot_take_a_live_lock(tmp_path):
         holder.wait()
 
 
-def _snapshot(root: str) -> Dict[str, object]:
-    seen: Dict[str, object] = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            stat = os.lstat(path)
-            content = open(path, "rb").read() if name in files else None
-            seen[os.path.relpath(path, root)] = (stat.st_mode, stat.st_mtime_ns, content)
-    return seen
+def _record(full: str, status: os.stat_result) -> object:
+    """Mode, time and bytes (a link's target) of one entry: what a refused process must not touch."""
+    if stat.S_ISREG(status.st_mode):
+        content: object = open(full, "rb").read()
+    else:
+        content = os.readlink(full) if stat.S_ISLNK(status.st_mode) else None
+    return (status.st_mode, status.st_mtime_ns, content)
 
 
 def test_a_refused_process_writes_nothing_to_the_sidecar(tmp_path):
@@ -332,7 +332,7 @@ def test_a_refused_process_writes_nothing_to_the_sidecar(tmp_path):
     holder = _holder(str(tmp_path))
     try:
         shutil.rmtree(tmp_path / ".unionfs" / "tmp")  # something an opening process would make
-        before = _snapshot(str(tmp_path))
+        before = trees.disk_snapshot(str(tmp_path), _record)
         child = subprocess.run(
             [sys.executable, "-c", "import sys, unionfs; from fs.memoryfs import MemoryFS\n"
              "try:\n    unionfs.OverlayFS(MemoryFS(), sys.argv[1])\nexcept unionfs.UpperInUse:\n    sys.exit(3)\n",
@@ -340,7 +340,7 @@ def test_a_refused_process_writes_nothing_to_the_sidecar(tmp_path):
             capture_output=True, text=True, timeout=120,
         )
         assert child.returncode == 3, child.stderr
-        assert _snapshot(str(tmp_path)) == before
+        assert trees.disk_snapshot(str(tmp_path), _record) == before
     finally:
         holder.kill()
         holder.wait()

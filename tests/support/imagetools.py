@@ -66,25 +66,20 @@ def snapshot_fs(view: FS, with_times: bool = True) -> Dict[str, Entry]:
 
 def snapshot_dir(root: str, with_times: bool = True) -> Dict[str, Entry]:
     """The same record as :func:`snapshot_fs`, of a real directory tree (lstat, no following)."""
-    result: Dict[str, Entry] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            child = "/" + os.path.relpath(full, root)
-            if stat.S_ISDIR(st.st_mode):
-                what = "dir"
-            elif stat.S_ISLNK(st.st_mode):
-                what = "symlink:" + os.readlink(full)
-            else:
-                with open(full, "rb") as data:
-                    what = "file:" + hashlib.sha256(data.read()).hexdigest()
-            is_link = stat.S_ISLNK(st.st_mode)
-            mode = "" if is_link else "%o" % stat.S_IMODE(st.st_mode)
-            mtime = str(int(st.st_mtime)) if with_times and not is_link else ""
-            result[child] = (what, mode, "%d:%d" % (st.st_uid, st.st_gid), mtime)
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-    return result
+    def record(full: str, st: os.stat_result) -> Entry:
+        if stat.S_ISDIR(st.st_mode):
+            what = "dir"
+        elif stat.S_ISLNK(st.st_mode):
+            what = "symlink:" + os.readlink(full)
+        else:
+            with open(full, "rb") as data:
+                what = "file:" + hashlib.sha256(data.read()).hexdigest()
+        is_link = stat.S_ISLNK(st.st_mode)
+        mode = "" if is_link else "%o" % stat.S_IMODE(st.st_mode)
+        mtime = str(int(st.st_mtime)) if with_times and not is_link else ""
+        return (what, mode, "%d:%d" % (st.st_uid, st.st_gid), mtime)
+
+    return trees.disk_snapshot(root, record)
 
 
 # -- umoci -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import unionfs  # noqa: F401
 from fs.osfs import OSFS
 
 from unionfs import OverlayFS
+from unionfs.testing import trees
 
 from tests.support.reliability_support import sidecar_problems, upper_rule_problems, view
 
@@ -36,14 +37,12 @@ def _data(seed: str, size: int) -> bytes:
 def build(lower_dir: str, upper_dir: str) -> None:
     """The templates: an on-disk lower with a big file and a tree; an upper that already
     changed the tree (an upper-only file in a merged directory, a whiteout, an opaque directory)."""
-    lower = OSFS(lower_dir, create=True)
-    lower.writebytes("big", _data("big", BIG))
-    lower.writebytes("f", b"a lower file")
+    spec = {"big": _data("big", BIG), "f": b"a lower file"}
     for top in ("a", "b", "c"):
         for sub in ("x", "y"):
-            lower.makedirs("t/%s/%s" % (top, sub))
             for number in range(4):
-                lower.writebytes("t/%s/%s/%d" % (top, sub, number), _data("%s%s%d" % (top, sub, number), 3000))
+                spec["t/%s/%s/%d" % (top, sub, number)] = _data("%s%s%d" % (top, sub, number), 3000)
+    lower = trees.make_tree(OSFS(lower_dir, create=True), spec)
     upper = OverlayFS(lower, OSFS(upper_dir, create=True))
     upper.writebytes("t/a/x/upper-only", b"upper")
     upper.remove("t/b/y/0")

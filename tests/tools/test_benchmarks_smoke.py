@@ -53,7 +53,7 @@ def test_every_workload_ran_for_every_available_system(toy_run):
     unionfs_rows = [row for row in report["results"] if row["system"].startswith("unionfs[")]
     assert unionfs_rows and all(not row["note"] for row in unionfs_rows), [r["note"] for r in unionfs_rows]
     for row in report["results"]:
-        assert row["unit"] in ("s/op", "B/s", "MiB", "count")
+        assert row["unit"] in ("s/op", "B/s", "MiB", "count", "B")
         if row["note"]:
             assert row["median"] is None
             continue
@@ -61,7 +61,7 @@ def test_every_workload_ran_for_every_available_system(toy_run):
         assert 1 <= len(row["samples"]) <= report["meta"]["sizes"]["repeats"]
         assert all(math.isfinite(value) and value >= 0 for value in row["samples"])
         assert min(row["samples"]) <= row["median"] <= max(row["samples"])
-        if row["unit"] not in ("MiB", "count") and row["system"].startswith("raw["):
+        if row["unit"] not in ("MiB", "count", "B") and row["system"].startswith("raw["):
             assert row["ratio_vs_raw"] == pytest.approx(1.0)
 
 

@@ -10,9 +10,12 @@ parent's after its rename, and so does :meth:`Upper.keeping_times`.
 
 from __future__ import annotations
 
+import stat
 from typing import List
 
 from .. import _fsimport  # noqa: F401
+from fs.enums import ResourceType
+from fs.info import Info
 from fs.path import dirname
 
 from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
@@ -53,10 +56,14 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
     elif node.is_link:
         _copy_up_link(upper, node)
     elif what == METADATA and upper.metacopy and not node.in_upper:
-        # the kernel's metacopy: the metadata now, the data (found at the origin) on first write
-        metadata = copyable_metadata(node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES))
+        # the kernel's metacopy: the metadata now, the data (found at the origin) on first
+        # write; only for regular files (a FIFO or device is made as itself)
+        info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
+        if info.type in SPECIAL_TYPES:
+            _copy_up_node(upper, node, info)
+            return
         with upper.keeping_times(dirname(node.path)):
-            upper.install_metacopy(node.path, node.origin, metadata)
+            upper.install_metacopy(node.path, node.origin, copyable_metadata(info), xattrs_from=(node.top, node.top_path))
     else:
         _copy_up_file(upper, node, what != EMPTY)
 
@@ -64,7 +71,7 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
 def _copy_up_dir(upper: Upper, node: Node) -> None:
     info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
-        upper.install_dir(node.path, copyable_metadata(info))
+        upper.install_dir(node.path, copyable_metadata(info), xattrs_from=(node.top, node.top_path))
 
 
 def _copy_up_link(upper: Upper, node: Node) -> None:
@@ -72,12 +79,35 @@ def _copy_up_link(upper: Upper, node: Node) -> None:
     followed, as the kernel's copy-up does."""
     info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
     with upper.keeping_times(dirname(node.path)):  # the kernel restores the parent's times
-        upper.install_link(node.path, node.top.readlink(node.top_path), copyable_metadata(info))
+        upper.install_link(node.path, node.top.readlink(node.top_path), copyable_metadata(info), xattrs_from=(node.top, node.top_path))
+
+
+#: file types that are made, never read, by a copy-up (opening a FIFO blocks), and their S_IFMT
+SPECIAL_TYPES = {
+    ResourceType.fifo: stat.S_IFIFO,
+    ResourceType.character: stat.S_IFCHR,
+    ResourceType.block_special_file: stat.S_IFBLK,
+    ResourceType.socket: stat.S_IFSOCK,
+}
+
+
+def _copy_up_node(upper: Upper, node: Node, info: Info) -> None:
+    """A FIFO, socket or device node is copied as a new node of the same type, device
+    number, metadata and xattrs; never opened."""
+    status = node.top.lstat(node.top_path)
+    mode = status.st_mode if status is not None else SPECIAL_TYPES[info.type] | 0o644
+    device = status.st_rdev if status is not None else 0
+    with upper.keeping_times(dirname(node.path)):
+        upper.install_node(node.path, stat.S_IFMT(mode) | 0o600, device, copyable_metadata(info), xattrs_from=(node.top, node.top_path))
 
 
 def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
-    """The data (or nothing) with the metadata of the top layer, staged and renamed into place."""
-    info = node.top.fs.getinfo(node.top_path, COPIED_NAMESPACES)
+    """The data (or nothing) with the metadata (and xattrs) of the top layer, staged and
+    renamed into place; a FIFO or device is made, never read."""
+    info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
+    if info.type in SPECIAL_TYPES:
+        _copy_up_node(upper, node, info)
+        return
     if with_data:
         layer, path = node.data
         with layer.fs.openbin(path, "r") as source:
@@ -88,5 +118,6 @@ def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
     if not with_data:  # copied up for an O_TRUNC open, which stamps the file: staged stamped
         metadata["details"] = {"accessed": upper.now(), "modified": upper.now()}
     apply_metadata(upper.fs, staged, metadata)
+    upper.copy_xattrs(node.top, node.top_path, staged)  # after the owner: chown drops security.capability
     with upper.keeping_times(dirname(node.path)):
         upper.install(staged, node.path, copy_up=True)

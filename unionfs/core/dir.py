@@ -117,6 +117,16 @@ def make_link(lookup: Lookup, upper: Upper, path: str, target: str) -> None:
     upper.touch(dirname(path))
 
 
+def make_node(lookup: Lookup, upper: Upper, path: str, mode: int, device: int) -> None:
+    """mknod(2) of a FIFO, socket or device node at ``path`` (nothing is visible there): it
+    replaces any whiteout."""
+    copy_up_parents(lookup, upper, path)
+    upper.remove_opaque(path)
+    upper.install_node(path, mode, device)
+    upper.remove_whiteout(path)
+    upper.touch(dirname(path))
+
+
 def hard_link(lookup: Lookup, upper: Upper, existing: Node, new: str) -> None:
     """link(2): copy ``existing`` up (the kernel does too), then give it the second name ``new``
     in the upper (nothing is visible there); it replaces any whiteout."""

@@ -16,6 +16,7 @@ sub-directories of one); for any other upper (MemoryFS, cloud storage) and with
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Optional
 
@@ -58,7 +59,8 @@ class Syncer:
         if self.root is None:
             return
         try:
-            fd = os.open(self._sys(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO would block the open until a writer came (no effect on files)
+            fd = os.open(self._sys(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             # a symbolic link (O_NOFOLLOW) has no data of its own: its directory entry is
             # made durable by syncing the directory
@@ -66,6 +68,11 @@ class Syncer:
             return
         try:
             os.fsync(fd)
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            # a FIFO or device has no data to sync: its inode is its directory's entry
+            self.dir(os.path.dirname(path.rstrip("/")) or "/")
         finally:
             os.close(fd)
 

@@ -9,7 +9,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -23,19 +23,33 @@ from .sidecar import is_reserved
 from .treecache import TreeCache, parent_of
 
 
-@attr.s(frozen=True, slots=True)
+@attr.s(slots=True, eq=False)
+class _Rest:
+    """The part of a lookup left for later: the parent's layers from ``position`` on, asked
+    about ``name`` only when they are wanted (they are all lowers, which never change, so
+    asking later gives what asking now would have)."""
+
+    parent: "Node" = attr.ib()
+    name: str = attr.ib()
+    position: int = attr.ib()
+
+
+# eq=False: a node is a lookup's answer, compared by identity (its layers complete in place)
+@attr.s(frozen=True, slots=True, eq=False)
 class Node:
     """A path as the merged view sees it."""
 
     path: str = attr.ib()
     is_dir: bool = attr.ib()
     #: the layers that make up this entry, topmost first; a file has one, or for a
-    #: metadata-only copy-up its metadata layer(s) and last the layer holding its data
-    layers: Tuple[Layer, ...] = attr.ib()
+    #: metadata-only copy-up its metadata layer(s) and last the layer holding its data (see
+    #: :attr:`layers`: of a merged directory only the top one may be known yet)
+    _layers: Tuple[Layer, ...] = attr.ib()
     #: whether some lower has an entry here; ``None`` until asked (see :attr:`lower_positive`)
     _lower_positive: Optional[bool] = attr.ib(default=None)
-    #: the lowers still to ask when the upper alone decided the entry (lowers never change)
-    _below: Tuple[Layer, ...] = attr.ib(default=(), repr=False)
+    #: the lowers still to ask when the upper alone decided the entry (lowers never change):
+    #: a tuple, or the parent's layers from a position on
+    _below: Union[Tuple[Layer, ...], _Rest] = attr.ib(default=(), repr=False)
     #: where the entry is in each of ``layers`` (redirects make them differ from ``path``;
     #: empty: ``path`` in every layer)
     paths: Tuple[str, ...] = attr.ib(default=())
@@ -46,6 +60,55 @@ class Node:
     metacopy: bool = attr.ib(default=False)
     #: a symbolic link (a non-directory whose target the lookup never follows by itself)
     is_link: bool = attr.ib(default=False, kw_only=True)
+    #: a directory whose layers below its top one are not asked yet (``None``: all known)
+    _rest: Optional[_Rest] = attr.ib(default=None, kw_only=True, repr=False)
+
+    @property
+    def layers(self) -> Tuple[Layer, ...]:
+        """Every layer that makes up this entry, topmost first. A cold lookup of a merged
+        directory asks the layers below its top one only when they are wanted (here, or for a
+        name its known layers do not decide), so that a lookup through it costs what the layers
+        down to the one that answers cost, not what every lower below costs."""
+        if self._rest is not None:
+            self._complete()
+        return self._layers
+
+    @property
+    def known_layers(self) -> Tuple[Layer, ...]:
+        """The layers of this entry asked so far (:attr:`layers` without asking any more)."""
+        return self._layers
+
+    @property
+    def complete(self) -> bool:
+        """Whether :attr:`known_layers` are all its layers."""
+        return self._rest is None
+
+    def layer_at(self, position: int) -> Optional[Layer]:
+        """``layers[position]`` (``None`` past the end), asking further layers only if needed."""
+        layers = self._layers
+        if position < len(layers):
+            return layers[position]
+        if self._rest is None:
+            return None
+        self._complete()
+        layers = self._layers
+        return layers[position] if position < len(layers) else None
+
+    def _complete(self) -> None:
+        """Ask the rest of the layers, of the lazy ancestors first (top-down, a loop: any depth)."""
+        chain = []
+        node: Node = self
+        while node._rest is not None:
+            chain.append(node)
+            node = node._rest.parent
+        for node in reversed(chain):
+            rest = node._rest
+            assert rest is not None
+            done = _merge(rest.parent, rest.name, node.path, rest.position, list(node._layers), bool(node._lower_positive))
+            assert done is not None and done._rest is None
+            object.__setattr__(node, "_layers", done._layers)
+            object.__setattr__(node, "_lower_positive", done._lower_positive)
+            object.__setattr__(node, "_rest", None)
 
     @property
     def lower_positive(self) -> bool:
@@ -54,10 +117,18 @@ class Node:
         only when this is wanted (a removal or rename), one name each, down to the first lower
         that has the name or whites it out."""
         known = self._lower_positive
+        if known is None and self._rest is not None:
+            self._complete()
+            known = self._lower_positive
         if known is None:
             known = False
             parent, name = dirname(self.path), basename(self.path)
-            for layer in self._below:
+            below = self._below
+            if isinstance(below, _Rest):
+                layers: Iterable[Layer] = _layers_from(below.parent, below.position)
+            else:
+                layers = below
+            for layer in layers:
                 code = layer.lookup(parent, name)
                 if code >= FILE:
                     known = True
@@ -70,7 +141,7 @@ class Node:
     @property
     def top(self) -> Layer:
         """The layer whose entry wins: data and metadata come from here."""
-        return self.layers[0]
+        return self._layers[0]
 
     @property
     def origin(self) -> str:
@@ -92,13 +163,24 @@ class Node:
 
     @property
     def in_upper(self) -> bool:
-        return self.layers[0].is_upper
+        return self._layers[0].is_upper
+
 
     def layer_paths(self) -> Iterator[Tuple[Layer, str]]:
         """Each layer with the entry's path in it, topmost first."""
         if self.paths:
             return zip(self.layers, self.paths)
         return ((layer, self.path) for layer in self.layers)
+
+
+def _layers_from(node: Node, position: int) -> Iterator[Layer]:
+    """``node.layers[position:]``, asking its further layers only when reached."""
+    while True:
+        layer = node.layer_at(position)
+        if layer is None:
+            return
+        yield layer
+        position += 1
 
 
 @attr.s(frozen=True, slots=True)
@@ -131,16 +213,28 @@ MAX_LINK_HOPS = 40
 
 def resolve_child(parent: Node, name: str) -> Optional[Node]:
     """Look ``name`` up in the directory ``parent`` by the kernel's rules, one layer at a time,
-    stopping at the first layer that decides (each layer is asked about this one name)."""
+    stopping at the first layer that decides (each layer is asked about this one name). A
+    directory found in a layer with more below is answered with that layer alone, the rest
+    asked when wanted (:attr:`Node.layers`)."""
     dir_path = parent.path
     path = dir_path + name if dir_path == "/" else dir_path + "/" + name
-    found: List[Layer] = []
-    top_is_dir = False
+    return _merge(parent, name, path, 0, [], False, lazy=True)
+
+
+def _merge(
+    parent: Node, name: str, path: str, position: int, found: List[Layer], lower_positive: bool, lazy: bool = False
+) -> Optional[Node]:
+    """:func:`resolve_child` from the parent's layer ``position`` on, ``found`` the layers of a
+    merging directory found above it (then only lowers are left to ask)."""
+    dir_path = parent.path
+    top_is_dir = bool(found)
     top_is_link = False
     merging = True  # can deeper layers still add to the entry?
-    lower_positive = False
-    layers = parent.layers
-    for position, layer in enumerate(layers):
+    while True:
+        layer = parent.layer_at(position)
+        if layer is None:
+            break
+        position += 1
         code = layer.lookup(dir_path, name)
         if code <= WHITED:
             if code == WHITED:
@@ -159,6 +253,9 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
                 top_is_dir = is_dir
                 top_is_link = code == SYMLINK
                 merging = is_dir and code != OPAQUE_DIR
+                if merging and lazy and (position < len(parent.known_layers) or not parent.complete):
+                    # a directory with layers below: those are asked when wanted, not now
+                    return Node(path, True, (layer,), True if lower_positive else None, rest=_Rest(parent, name, position))
             elif top_is_dir and is_dir:
                 found.append(layer)
                 merging = code != OPAQUE_DIR
@@ -168,7 +265,12 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
             if lower_positive:
                 break
             # decided by the upper alone: whether a lower has the name is asked when wanted
-            return Node(path, top_is_dir, tuple(found), None, layers[position + 1:], is_link=top_is_link)
+            below: Union[Tuple[Layer, ...], _Rest]
+            if parent.complete:
+                below = parent.known_layers[position:]
+            else:
+                below = _Rest(parent, name, position)
+            return Node(path, top_is_dir, tuple(found), None, below, is_link=top_is_link)
     if not found:
         return None
     return Node(path, top_is_dir, tuple(found), lower_positive, is_link=top_is_link)
@@ -449,11 +551,11 @@ class Lookup:
                 for current in unresolved:
                     nodes.put(current, None)
                 return None
-            if not redirects and len(unresolved) > 1 and len(node.layers) == 1 and node.layers[0].probes:
+            if not redirects and len(unresolved) > 1 and node.complete and len(node.known_layers) == 1 and node.top.probes:
                 # below a directory only one layer makes up, nothing merges, hides or adds: that
                 # layer's answer for the whole path is the view's (one stat, not one per component;
                 # one component goes through resolve_child, which uses the index if cached)
-                return self._resolve_in_one(node.layers[0], unresolved)
+                return self._resolve_in_one(node.top, unresolved)
             current = unresolved.pop()
             name = current[current.rfind("/") + 1:]
             node = resolve_redirected(node, name, self.layers) if redirects else resolve_child(node, name)

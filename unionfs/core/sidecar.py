@@ -54,7 +54,7 @@ from fs.path import basename, dirname, iteratepath
 
 from ..errors import SidecarError
 from .durable import Syncer
-from .nofollow import is_link, link_on_path, remove_entry, syspath
+from .nofollow import is_link, remove_entry, syspath
 from .treecache import TreeCache
 
 RESERVED_NAME = ".unionfs"
@@ -125,9 +125,18 @@ def version_for(kinds: FrozenSet[str], journal: bool) -> int:
 _KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
 
 
+_CHILD_SEP = "/%s/" % CHILDREN
+
+
 def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
-    return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+    if dir_path == "/":
+        return TREE_DIR
+    parts = dir_path.split("/")
+    if parts[0] or "" in parts[1:] or "." in parts or ".." in parts:  # not normalised: the slow way
+        return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+    # a string join, not iteratepath's regex: this runs once per directory of every cold lookup
+    return TREE_DIR + _CHILD_SEP + _CHILD_SEP.join(parts[1:])
 
 
 LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
@@ -228,7 +237,11 @@ class Sidecar:
     def __init__(self, layer_fs: FS, version: int = FORMAT_VERSION, sync: Optional[Syncer] = None) -> None:
         self.fs = layer_fs
         #: only a layer with system paths can hold links; record directories checked not to be one
-        self._may_link = syspath(layer_fs, "/") is not None
+        link_root = syspath(layer_fs, "/")
+        self._may_link = link_root is not None
+        #: the OS path of the root wherever links can exist (no trailing slash)
+        self._link_root = (link_root[:-1] if link_root.endswith("/") else link_root) if link_root else ""
+        #: sidecar directories known to be real directories, not links (see :meth:`_no_link`)
         self._real: Set[str] = set()
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
@@ -368,10 +381,28 @@ class Sidecar:
     def _no_link(self, where: str) -> None:
         """Refuse a record directory reached through a link: its records would be read from, and
         written to, wherever the link points."""
-        if self._may_link:
-            link = link_on_path(self.fs, where, self._real)
-            if link is not None:
-                raise SidecarError(link, LINK_REASON)
+        if not self._may_link:
+            return
+        real = self._real
+        # only the components below the deepest one known to be real are asked, top-down (a
+        # record directory's parent was checked when it was listed: usually one lstat or none)
+        unknown = []
+        current = where
+        while current not in real and current != "/":
+            unknown.append(current)
+            current = current[: current.rfind("/")] or "/"
+        root = self._link_root
+        for current in reversed(unknown):
+            try:
+                mode = os.lstat(root + current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return  # nothing below a missing component exists either
+            except OSError as error:
+                raise SidecarError(current, "cannot read the record directory: %s" % error) from error
+            if stat.S_ISLNK(mode):
+                raise SidecarError(current, LINK_REASON)
+            if stat.S_ISDIR(mode):
+                real.add(current)
 
     def _names(self, dir_path: str, kind: str) -> FrozenSet[str]:
         where = record_dir(dir_path) + "/" + kind
@@ -430,6 +461,10 @@ class Sidecar:
                 linked = self._may_link and is_link(self.fs, where + "/" + kind)
                 raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
         kinds = frozenset(kind for kind in _KINDS if kind in listing)
+        if self._sys_root is not None and listing:
+            # os.scandir's is_dir does not follow links: what it calls a directory is a real one,
+            # so its records (and M of its children, under d/) need no lstat of their own
+            self._real.update(where + "/" + name for name, is_dir in listing.items() if is_dir)
         self._kinds.put(dir_path, kinds)
         return kinds
 

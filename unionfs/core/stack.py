@@ -612,6 +612,10 @@ def open_fs(source: LayerSource, writeable: bool, what: str) -> FS:
         return source
     if isinstance(source, str):
         with convert_errors(unsupported_layer, "cannot open %s %r" % (what, source), fs_errors=True):
+            if "://" not in source and "!" not in source:
+                # what fs.open_fs makes of a plain path (its osfs opener), without the opener
+                # registry's look through every installed distribution's entry points
+                return OSFS(os.path.normpath(os.path.abspath(os.path.expanduser(source))), create=writeable)
             return fs.open_fs(source, writeable=writeable, create=writeable)
     raise UnsupportedLayer(msg="%s must be an FS or an FS URL, not %r" % (what, type(source).__name__))
 

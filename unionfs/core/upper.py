@@ -30,7 +30,7 @@ from ..io import CHUNK, copy_stream
 from .inode import apply_link_metadata, apply_metadata, set_access_on_disk
 from .file import FollowingReaders, UpperFile
 from .stack import FILE, DirIndex, Layer, list_dir, disk_root
-from . import journal
+from . import journal, xattr
 from .lookup import Lookup
 from .nofollow import remove_entry, syspath
 from .sidecar import LINK, METACOPY, METACOPY_DIR, OPAQUE, REDIRECT, RESERVED_NAME, STAGING_DIR, TREE_DIR, VERSIONS, WHITEOUT, Sidecar, rename_dir
@@ -112,13 +112,18 @@ class Upper:
         self.sync.dir(dirname(path))
         self._entry_changed(path, True, new_dir=True)
 
-    def install_dir(self, path: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
-        """Make the directory ``path`` with ``metadata`` atomically: made and given its metadata
-        in the staging area, then renamed into place (a copy-up never shows half-made)."""
+    def install_dir(
+        self, path: str, metadata: Mapping[str, Mapping[str, Any]], xattrs_from: Optional[Tuple[Layer, str]] = None
+    ) -> None:
+        """Make the directory ``path`` with ``metadata`` (and the xattrs of ``xattrs_from``)
+        atomically: made and given its metadata in the staging area, then renamed into place
+        (a copy-up never shows half-made)."""
         self._clear_stale(path)
         staged = self.sidecar.staging_path()
         self.fs.makedir(staged)
         apply_metadata(self.fs, staged, metadata)
+        if xattrs_from is not None:
+            self.copy_xattrs(xattrs_from[0], xattrs_from[1], staged)
         self.sync.path(staged)
         rename_dir(self.fs, staged, path)
         self.sync.dir(dirname(path))
@@ -185,15 +190,21 @@ class Upper:
         if token is not None:
             self._forget_metacopy(path, token)
 
-    def install_metacopy(self, path: str, origin: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+    def install_metacopy(
+        self, path: str, origin: str, metadata: Mapping[str, Mapping[str, Any]],
+        xattrs_from: Optional[Tuple[Layer, str]] = None,
+    ) -> None:
         """Make ``path`` a metadata-only copy of the lower file whose data is at ``origin``: the
         table entry and the hint first (both inert without the file), then the file holding
-        the token, with ``metadata``, by one rename. Readers of the lower file stay on it."""
+        the token, with ``metadata`` (and the xattrs of ``xattrs_from``), by one rename.
+        Readers of the lower file stay on it."""
         content = self.sidecar.new_metacopy(origin)
         self.sidecar.add_record(path, METACOPY)
         staged = self.sidecar.staging_path()
         self.fs.writebytes(staged, content)
         apply_metadata(self.fs, staged, metadata)
+        if xattrs_from is not None:
+            self.copy_xattrs(xattrs_from[0], xattrs_from[1], staged)
         self.sync.path(staged)
         self.fs.move(staged, path, overwrite=True)
         self.sync.dir(dirname(path))
@@ -251,7 +262,10 @@ class Upper:
         index = self.layer.dir(dirname(path))
         return index is not None and basename(path) in index.link_records
 
-    def install_link(self, path: str, target: str, metadata: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+    def install_link(
+        self, path: str, target: str, metadata: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        xattrs_from: Optional[Tuple[Layer, str]] = None,
+    ) -> None:
         """Atomically make ``path`` a symbolic link to ``target`` (over a file or link of the
         upper, or nothing). On disk a real symlink, made in the staging area and renamed into
         place; on an upper without system paths a link record of the sidecar, written before
@@ -265,6 +279,8 @@ class Upper:
                 os.symlink(target, sys_staged)
                 if metadata:
                     apply_link_metadata(sys_staged, metadata)
+                if xattrs_from is not None:
+                    xattr.copy_all(xattrs_from[0], xattrs_from[1], sys_staged)
                 os.rename(sys_staged, self.fs.getsyspath(path))
             self.sync.dir(dirname(path))
             self._entry_changed(path, False, link="fs")
@@ -292,6 +308,57 @@ class Upper:
             os.link(self.fs.getsyspath(existing), self.fs.getsyspath(new), follow_symlinks=False)
         self.sync.dir(dirname(new))
         self._entry_changed(new, False, link="fs" if is_link else None)
+
+    # -- extended attributes and special files ----------------------------------------------------
+
+    def _disk_path(self, path: str, display: str, what: str) -> str:
+        sys_path = syspath(self.fs, path)
+        if sys_path is None:
+            raise errors.Unsupported(display, msg=literal("the upper %r cannot hold %s (it has no system path): '%s'" % (self.fs, what, display)))
+        return sys_path
+
+    def set_xattr(self, path: str, name: str, value: bytes, flags: int, display: str) -> None:
+        """setxattr(2) of the upper's entry ``path`` (copied up by the caller)."""
+        xattr.set_on_disk(self._disk_path(path, display, "extended attributes"), name, value, flags, display)
+        self.sync.path(path)
+
+    def remove_xattr(self, path: str, name: str, display: str) -> None:
+        xattr.remove_on_disk(self._disk_path(path, display, "extended attributes"), name, display)
+        self.sync.path(path)
+
+    def copy_xattrs(self, layer: Layer, path: str, staged: str) -> None:
+        """Give the staged copy-up ``staged`` the attributes ``path`` has in ``layer`` (an
+        upper without system paths holds none: they are lost, as its modes are)."""
+        sys_staged = syspath(self.fs, staged)
+        if sys_staged is not None:
+            xattr.copy_all(layer, path, sys_staged)
+
+    def install_node(
+        self, path: str, mode: int, device: int, metadata: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        xattrs_from: Optional[Tuple[Layer, str]] = None,
+    ) -> None:
+        """Atomically make ``path`` a FIFO, socket or device node (mknod(2), never opened:
+        opening a FIFO blocks), made in the staging area and renamed into place. Only an
+        upper on disk can hold one."""
+        staged = self.sidecar.staging_path()
+        sys_staged = self._disk_path(staged, path, "special files")
+        had_record = self.is_link_record(path)
+        with convert_os_errors("mknod", path):
+            os.mknod(sys_staged, mode, device)
+        try:
+            if metadata:
+                apply_metadata(self.fs, staged, metadata)
+            if xattrs_from is not None:
+                xattr.copy_all(xattrs_from[0], xattrs_from[1], sys_staged)
+            self.sync.dir(dirname(staged))
+            self._rename_file(staged, path)
+        except BaseException:
+            self._discard_staged(staged)
+            raise
+        self.sync.dir(dirname(path))
+        self._entry_changed(path, False)
+        if had_record:
+            self.sidecar.remove_record(path, LINK)
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Set metadata of an entry the upper has (copied up by the caller). An upper that

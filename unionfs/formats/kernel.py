@@ -81,6 +81,9 @@ class KernelLayer(Layer):
         self.root = os.path.abspath(directory)
         self.namespaces = _namespaces(userxattr)
         self._prefixes = tuple("%s.overlay." % namespace for namespace in self.namespaces)
+        #: xattr prefixes of this layer's markers, never shown through the overlay
+        #: (``trusted.overlay.`` never is: unionfs.core.xattr)
+        self.private_xattrs: Tuple[str, ...] = self._prefixes
         #: dir path -> (when read, name -> lstat of its entries): the stats reading the
         #: directory took, the answer to the lstat of an entry that usually follows its lookup
         self._stats: "OrderedDict[str, Tuple[float, Dict[str, os.stat_result]]]" = OrderedDict()

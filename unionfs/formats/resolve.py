@@ -7,6 +7,7 @@ from here, so the core imports no format and the facade imports only this module
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
@@ -16,8 +17,18 @@ from fs.base import FS
 from ..errors import convert_errors, create_failed
 
 from ..core.stack import Layer, Stack, open_fs
-from .archives import as_lower
-from .fsspec_layer import is_object_store_url, open_fsspec_url
+
+# The archive and object-store modules (tarfile, zipfile, lzma, the OCI blob readers, ...) are
+# imported by the first source that needs them: a mount of directories never does, and each
+# `mount -t fuse.unionfs` is a fresh interpreter (the unionmount-testsuite starts hundreds).
+
+
+def _object_store_url(source: Any) -> bool:
+    if not isinstance(source, str) or "://" not in source:
+        return False
+    from .fsspec_layer import is_object_store_url
+
+    return is_object_store_url(source)
 
 
 def resolve_lower(source: Any, what: str, unsafe: str = "error") -> FS:
@@ -26,15 +37,25 @@ def resolve_lower(source: Any, what: str, unsafe: str = "error") -> FS:
     (``unsafe``: what it does with hostile members, "error" or "skip"), an
     object-store URL (``s3://bucket/prefix``) an :class:`~unionfs.formats.fsspec_layer.FsspecFS`,
     an FS URL is opened, an FS is kept."""
-    if isinstance(source, str) and is_object_store_url(source):
+    if _object_store_url(source):
+        from .fsspec_layer import open_fsspec_url
+
         return open_fsspec_url(source)
+    if unsafe in ("error", "skip") and isinstance(source, str) and "://" not in source and os.path.isdir(source):
+        # a directory is no archive: as_lower would return it as it is (and check ``unsafe``,
+        # which is one of archives.UNSAFE_POLICIES here)
+        return open_fs(source, False, what)
+    from .archives import as_lower
+
     return open_fs(as_lower(source, unsafe), False, what)
 
 
 def resolve_upper(source: Any, what: str) -> FS:
     """The upper as the caller gave it, as an FS (an object-store URL opens through fsspec, and
     the stack then refuses it: it cannot rename)."""
-    if isinstance(source, str) and is_object_store_url(source):
+    if _object_store_url(source):
+        from .fsspec_layer import open_fsspec_url
+
         return open_fsspec_url(source, writable=True)
     return open_fs(source, True, what)
 
@@ -74,7 +95,9 @@ def open_target(target: Union[FS, str]) -> Tuple[FS, bool]:
     if isinstance(target, FS):
         return target, False
     with convert_errors(create_failed, "cannot open commit target %r" % (target,), fs_errors=True):
-        if is_object_store_url(target):
+        if _object_store_url(target):
+            from .fsspec_layer import open_fsspec_url
+
             return open_fsspec_url(target, writable=True), True
         return fs.open_fs(target, writeable=True, create=True), True
 

@@ -39,7 +39,6 @@ from ..changes import compute as compute_changes
 from ..errors import literal, message_of
 from ..overlay import OverlayFS
 from ..core.stack import Layer
-from ..formats import archives
 from .opener import parse_overlay_options
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
@@ -102,6 +101,8 @@ def overlay_arguments(parser: argparse.ArgumentParser) -> None:
                        help="--kernel layers use user.overlay.* markers (-o userxattr), not trusted.overlay.*")
     group.add_argument("--unsafe", choices=("error", "skip"), default=None,
                        help="archive lowers with unsafe members (.., links out): refuse (error, the default) or leave them out")
+    from ..formats import archives  # here, not at the top: `mount -t fuse.unionfs` never reads an archive
+
     limits = archives.DEFAULT_LIMITS
     group.add_argument("--max-members", type=_limit(int), default=limits.max_members, metavar="N",
                        help="refuse a tar/zip lower with more members (default %s; 0: no limit)" % limits.max_members)
@@ -192,6 +193,8 @@ def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: boo
     ``read_only`` (list, tree, cat, diff): nothing is written, not even a sidecar or a lock
     record: the upper is read as the topmost lower, and an upper directory that does not exist
     yet reads as empty. ``recover=False``: interrupted operations are left as they are."""
+    from ..formats import archives
+
     # archives opened for this command (lowers given as paths or URLs) use the limits asked for
     archives.DEFAULT_LIMITS = archives.ArchiveLimits(max_members=args.max_members, max_ratio=args.max_ratio)
     stack = _stack(args)
@@ -491,8 +494,9 @@ def mount_command(args: argparse.Namespace) -> int:
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
                                  fsname="unionfs")
-    return mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
+    code = mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
+    return _mounted(code, args.foreground or args.debug)
 
 
 def _umount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -532,8 +536,23 @@ def mount_fuse_command(args: argparse.Namespace) -> int:
             raise errors.ResourceNotFound(directory, msg=literal("%r is not a directory" % directory))
     options = mount.MountOptions(read_only=wanted.read_only, fsname=args.source, extra=wanted.flags)
     upper = None if wanted.read_only else wanted.upper
-    return mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
+    code = mount.run(lambda: mount.open_overlay(wanted.lowers, upper, read_only=False, volatile=wanted.volatile),
                      mountpoint, options, foreground=args.foreground, statfs_path=wanted.upper)
+    return _mounted(code, args.foreground)
+
+
+#: set once a mount's daemon has the mount: ``python -m unionfs`` then ends without the
+#: interpreter's teardown (see :func:`_mounted`)
+daemon_started = False
+
+
+def _mounted(code: int, foreground: bool) -> int:
+    """``code``, noting that this process only started a daemon: it opened nothing the daemon
+    uses and has nothing left to flush, and mount(8) waits for it to exit (a full teardown of
+    the interpreter's ~270 modules costs each mount about 0.1 s of CPU)."""
+    global daemon_started
+    daemon_started = not foreground
+    return code
 
 
 def _install_helper_arguments(parser: argparse.ArgumentParser) -> None:
@@ -556,13 +575,17 @@ PROGRESS_CHOICES = ("auto", "always", "never")
 PROGRESS_HELP = "progress bar on stderr for long operations (auto: when stderr is a terminal)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, one with just that subcommand (what a run of it
+    parses identically, without building every other subcommand's options)."""
     parser = _Parser(prog="unionfs", description="Linux overlayfs semantics for PyFilesystem2: inspect, diff and "
                                                   "commit overlays of directories, archives and FS URLs.")
     parser.add_argument("--version", action="version", version="unionfs %s" % __version__)
     parser.add_argument("--progress", choices=PROGRESS_CHOICES, default="auto", help=PROGRESS_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for entry in COMMANDS.values():
+        if only is not None and entry.name != only:
+            continue
         sub = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
         if entry.arguments is not None:
             entry.arguments(sub)
@@ -573,10 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "mount.fuse")  # mount.fuse3 runs `unionfs SOURCE MOUNTPOINT -o OPTIONS`
+    # a named command needs only its own parser (mount(8) starts one `mount.fuse` per mount)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
         args, extra = parser.parse_known_args(argv)
         if extra and getattr(args, "command", None) == "mount" and not any(item.startswith("-") for item in extra):

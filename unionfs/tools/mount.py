@@ -31,7 +31,10 @@ from fs import errors
 from fs.enums import ResourceType
 from fs.permissions import Permissions
 
-from ..errors import IllegalDestination, LinkLoop, MountError, MountUnavailable, NotALink, ReservedPath
+from ..errors import (
+    AttributeExists, AttributeNameInvalid, AttributeTooLarge, IllegalDestination, LinkLoop, MountError,
+    MountUnavailable, NoSuchAttribute, NotALink, ReservedPath, UpperInUse,
+)
 from ..core.durable import system_root
 from ..overlay import OverlayFS
 
@@ -56,16 +59,24 @@ FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 CACHE_TIMEOUT = 1.0
 #: the largest request libfuse 3 negotiates (1 MiB, with max_pages)
 MAX_IO = 1 << 20
+#: libfuse 3's shared library, as the dynamic loader knows it
+LIBFUSE3_SONAME = "libfuse3.so.3"
 
 
 def load_binding() -> Any:
     """The ``mfusepy`` module, or :class:`MountUnavailable` saying how to get it."""
     if "FUSE_LIBRARY_PATH" not in os.environ:
         # mfusepy prefers libfuse 2 where both are installed (unionfs-fuse pulls it in);
-        # libfuse 3 has rename flags, readdirplus and 1 MiB requests
-        from ctypes.util import find_library
+        # libfuse 3 has rename flags, readdirplus and 1 MiB requests. Its soname first: the
+        # dynamic loader finds that itself, where find_library runs `ldconfig -p` (a process
+        # per mount)
+        try:
+            ctypes.CDLL(LIBFUSE3_SONAME)
+            found: Optional[str] = LIBFUSE3_SONAME
+        except OSError:
+            from ctypes.util import find_library
 
-        found = find_library("fuse3")
+            found = find_library("fuse3")
         if found:
             os.environ["FUSE_LIBRARY_PATH"] = found
     try:
@@ -83,6 +94,10 @@ def load_binding() -> Any:
 
 #: fs.errors class -> errno, most specific first (the kernel oracle's table, read backwards)
 _ERRNO_OF: Sequence[Tuple[type, int]] = (
+    (NoSuchAttribute, errno.ENODATA),
+    (AttributeExists, errno.EEXIST),
+    (AttributeNameInvalid, errno.ERANGE),  # or EINVAL, which it carries as its OS error
+    (AttributeTooLarge, errno.E2BIG),
     (errors.DirectoryNotEmpty, errno.ENOTEMPTY),
     (errors.RemoveRootError, errno.EBUSY),
     (IllegalDestination, errno.EINVAL),
@@ -119,6 +134,14 @@ def errno_of(error: BaseException) -> int:
 
 _T = TypeVar("_T")
 _NO_OWNER: Any = object()
+
+#: the S_IFMT of the entry types that are neither files, directories nor links (by ResourceType)
+_SPECIAL_MODES: Dict[Any, int] = {
+    int(ResourceType.fifo): stat.S_IFIFO,
+    int(ResourceType.character): stat.S_IFCHR,
+    int(ResourceType.block_special_file): stat.S_IFBLK,
+    int(ResourceType.socket): stat.S_IFSOCK,
+}
 
 
 def _oserror(number: int, path: Optional[str] = None) -> OSError:
@@ -497,7 +520,7 @@ class Operations:
         if details.get("type") == int(ResourceType.symlink):
             mode = stat.S_IFLNK | 0o777  # a link has no permissions of its own
         else:
-            mode |= stat.S_IFDIR if is_dir else stat.S_IFREG
+            mode |= stat.S_IFDIR if is_dir else _SPECIAL_MODES.get(details.get("type"), stat.S_IFREG)
         def ns(key: str) -> int:
             value = details.get(key) or details.get("modified") or 0
             return int(value * 1e9)
@@ -686,6 +709,27 @@ class Operations:
             raise _oserror(errno.EINVAL, old)
         self._call(self.overlay.rename, old, new, bool(flags & RENAME_NOREPLACE))
         self.inodes.moved(old, new)
+
+    # -- extended attributes and special files ------------------------------------------------
+    # the kernel resolved any link on the way and checked the caller's rights (user.* only on
+    # files and directories, trusted.* for CAP_SYS_ADMIN): each call is on the entry itself
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self._call(self.overlay.getxattr, path, name, False)
+
+    def listxattr(self, path: str) -> List[str]:
+        return self._call(self.overlay.listxattr, path, False)
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        self._call(self.overlay.setxattr, path, name, value, options, False)
+
+    def removexattr(self, path: str, name: str) -> None:
+        self._call(self.overlay.removexattr, path, name, False)
+
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
+        self._call(self.overlay.mknod, path, mode, dev)
+        self._give_to_caller(path)
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -1088,7 +1132,21 @@ def open_overlay(layers: Sequence[str], upper: Optional[str], read_only: bool = 
         if not os.path.isdir(upper):
             raise MountError(msg="upper %r is not a directory" % upper)
         upper = os.path.abspath(upper)
-    return OverlayFS(opened, upper=upper, volatile=volatile)
+    deadline = time.monotonic() + UPPER_WAIT
+    while True:
+        try:
+            return OverlayFS(opened, upper=upper, volatile=volatile)
+        except UpperInUse:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+#: seconds a mount waits for an upper another process holds before it says UpperInUse: a FUSE
+#: umount returns before the unmounted mount's daemon has closed its overlay (it learns of the
+#: umount from its next read of /dev/fuse), where the kernel's umount is done when it returns;
+#: a remount right after an umount (the unionmount-testsuite's, hundreds) must not fail for that
+UPPER_WAIT = 3.0
 
 
 def check_mountpoint(mountpoint: str, allow_nonempty: bool) -> str:
