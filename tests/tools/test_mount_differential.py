@@ -1,19 +1,26 @@
 """A unionfs mount against a kernel overlay mount, by Hypothesis stateful testing: the
-kernel property suite's layer stacks and operations, done with the same system calls
-(``KernelView``: ``os.*`` on the merged directory) on both mounts, open read handles
-included; after every step the merged trees, file times and what each held descriptor
-reads must agree. The unionfs mount reads the very same kernel-format lower directories
-(whiteout devices, opaque xattrs); ``stack`` rotates each side's upper into its lowers
-(the kernel's upper in kernel form, ours in sidecar form)."""
+kernel property suite's layer stacks and all its operations that are system calls, done
+with the same calls (``KernelView``: ``os.*`` on the merged directory) on both mounts:
+writes (O_TRUNC, O_APPEND, pwrite, O_EXCL, truncate), reads, utimes, unlink, rename, copies,
+mkdir/rmdir/``rm -rf``/``cp -a``, listings and lstat, symlink/readlink/link and link
+counts, descriptors held open read-only or read-write across steps (read on, pwrite,
+ftruncate through them), remounts, ``hide``/``make_opaque`` on the unmounted uppers, and
+stacking (each side's upper rotated into its lowers: the kernel's in kernel form, ours in
+sidecar form). After every step the merged trees, file times, permission bits and what
+each held descriptor reads must agree. The unionfs mount reads the very same
+kernel-format lower directories (whiteout devices, opaque xattrs)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from typing import List, Optional, Tuple
 
+import attr
 import pytest
+from fs.errors import FSError
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -21,7 +28,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from tests.support.kernel_oracle import (
     KernelOverlay,
     KernelView,
+    LibraryView,
     assert_same_file_times,
+    assert_same_modes,
     assert_same_outcome,
     assert_same_tree,
     build_kernel_layer,
@@ -35,15 +44,34 @@ if _UNAVAILABLE:
         raise RuntimeError("FUSE mounts required (UNIONFS_REQUIRE_MOUNT=1) but unavailable: " + _UNAVAILABLE)
     pytest.skip(_UNAVAILABLE, allow_module_level=True)
 
-from tests.core.test_kernel_properties import NAMES, contents, layer_stacks, paths, small, some_bytes, times  # noqa: E402
+from tests.core.test_kernel_properties import NAMES, contents, layer_stacks, link_targets, paths, small, some_bytes, times  # noqa: E402
+from unionfs.tools.mount import open_overlay  # noqa: E402
 
 
-def _raise(error: BaseException) -> None:
-    raise error
+@attr.s(slots=True)
+class Held:
+    """A descriptor held open across steps on each mount: ours and the kernel's."""
+
+    path: str = attr.ib()
+    mine: int = attr.ib()
+    theirs: int = attr.ib()
+    writable: bool = attr.ib()
+
+    def close(self) -> None:
+        os.close(self.mine)
+        os.close(self.theirs)
 
 
 class MountMachine(RuleBasedStateMachine):
-    """Random system calls on a kernel overlay and on a unionfs mount, compared step by step."""
+    """Random system calls on a kernel overlay and on a unionfs mount, compared step by step.
+
+    Every rule of the kernel property suite (``tests/core/test_kernel_properties.py``) that is
+    a system call runs here as the very same ``KernelView`` call on both merged directories:
+    so, unlike the library there, the mount has no deviation to excuse (``writebytes`` is
+    open(O_TRUNC) on both sides, handles on a rewritten file see the new data; ``movedir``
+    is ``cp -a`` + ``rm -rf`` on both). ``hide`` and ``make_opaque``, which have no system
+    call, are the kernel's hand edit of its unmounted upper against ``OverlayFS.hide`` /
+    ``make_opaque`` on our unmounted upper."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +83,9 @@ class MountMachine(RuleBasedStateMachine):
         self.serial = 0
         self.visible: List[str] = []
         self.visible_dirs: List[str] = ["/"]
-        self.readers: List[Tuple[str, int, int]] = []  # path, our descriptor, the kernel's
+        self.visible_files: List[str] = []
+        self.handles: List[Held] = []
+        self.last_numbers: Optional[dict] = None  # each side's st_ino per name at the last step
 
     def _fresh(self, kind: str) -> str:
         self.serial += 1
@@ -65,7 +95,7 @@ class MountMachine(RuleBasedStateMachine):
 
     @initialize(layers=layer_stacks())
     def start(self, layers) -> None:
-        self.kernel = KernelOverlay(layers).__enter__()
+        self.kernel = RedirectingKernelOverlay(layers).__enter__()
         for layer in layers:  # the same kernel-format layers, built once more for our mount
             directory = self._fresh("lower")
             build_kernel_layer(layer, directory)
@@ -75,10 +105,11 @@ class MountMachine(RuleBasedStateMachine):
 
     def _mount(self) -> None:
         self.mount = ThreadMount(self.lowers, self.upper, self._fresh("mnt"))
+        self.last_numbers = None
 
     def teardown(self) -> None:
         try:
-            self.close_readers()
+            self.close_handles()
             if self.mount is not None:
                 self.mount.close()
         finally:
@@ -88,7 +119,7 @@ class MountMachine(RuleBasedStateMachine):
 
     def views(self) -> Tuple[KernelView, KernelView]:
         assert self.mount is not None and self.kernel is not None
-        return KernelView(self.mount.mountpoint), KernelView(self.kernel.merged)
+        return KernelView(self.mount.mountpoint), KernelView(self.kernel.merged, self.kernel)
 
     def both(self, operation: str, *args: object, paths: Tuple[str, ...]) -> None:
         ours, kernels = self.views()
@@ -98,39 +129,88 @@ class MountMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_view(self) -> None:
+        """Trees, file times, permission bits and what every held descriptor reads agree."""
         if self.mount is None or self.kernel is None:
             return
         ours, kernels = self.views()
         our_times: dict = {}
         kernel_times: dict = {}
-        kernel_tree = kernels.tree(kernel_times)
-        assert_same_tree(ours.tree(our_times), kernel_tree)
+        our_modes: dict = {}
+        kernel_modes: dict = {}
+        kernel_tree = kernels.tree(kernel_times, kernel_modes)
+        assert_same_tree(ours.tree(our_times, our_modes), kernel_tree)
         assert_same_file_times(our_times, kernel_times)
-        for path, mine, theirs in self.readers:
-            assert os.pread(mine, 1 << 16, 0) == os.pread(theirs, 1 << 16, 0), "the reader held on %s" % path
+        assert_same_modes(our_modes, kernel_modes)
+        for held in self.handles:
+            assert os.pread(held.mine, 1 << 16, 0) == os.pread(held.theirs, 1 << 16, 0), "the descriptor held on %s" % held.path
+        self.same_inodes(kernel_tree)
         self.visible = sorted(kernel_tree)
         self.visible_dirs = ["/"] + sorted(p for p, entry in kernel_tree.items() if entry == ("dir",))
+        self.visible_files = sorted(p for p, entry in kernel_tree.items() if entry[0] in ("file", "link"))
 
-    def path(self, data: st.DataObject, label: str = "path") -> str:
-        choices = [paths, st.builds(lambda d, n: d.rstrip("/") + "/" + n, st.sampled_from(self.visible_dirs),
-                                    st.sampled_from(NAMES))]
-        if self.visible:
-            choices.append(st.sampled_from(self.visible))
+    def same_inodes(self, tree: dict) -> None:
+        """``st_ino`` of the non-directories: the names that share a number (hard links) are
+        the same on both, and a name keeps its number from step to step on ours exactly where
+        it does on the kernel's (copy-up, rename and writes keep it; a new file at the name,
+        after unlink or rename over it, gets a new one). Not compared across remounts: the
+        kernel's numbers are the layers' own, ours are the mount's."""
+        assert self.mount is not None and self.kernel is not None
+        numbers = {}
+        for side, root in (("mine", self.mount.mountpoint), ("theirs", self.kernel.merged)):
+            found = {}
+            for path, entry in tree.items():
+                if entry != ("dir",):
+                    found[path] = os.lstat(root + path).st_ino
+            numbers[side] = found
+        groups = {}
+        for side, found in numbers.items():
+            by_number: dict = {}
+            for path, number in found.items():
+                by_number.setdefault(number, set()).add(path)
+            groups[side] = sorted(sorted(group) for group in by_number.values() if len(group) > 1)
+        assert groups["mine"] == groups["theirs"], "names sharing an inode number (ours, the kernel's): %r" % (groups,)
+        if self.last_numbers is not None:
+            kept = {}
+            for side, found in numbers.items():
+                kept[side] = sorted(path for path, number in found.items()
+                                    if path in self.last_numbers[side] and self.last_numbers[side][path] == number)
+            assert kept["mine"] == kept["theirs"], "names that kept their inode number (ours, the kernel's): %r" % (kept,)
+        self.last_numbers = numbers
+
+    def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
+        """As the kernel property suite's ``path``: mostly a path of the view (of ``kind``),
+        or a new name in one of its directories; else any path of the alphabet."""
+        existing = self.visible + ["/"] if root else self.visible
+        preferred = {"file": self.visible_files, "dir": self.visible_dirs if root else self.visible_dirs[1:]}.get(kind)
+        choices = [paths, st.builds(lambda d, n: d.rstrip("/") + "/" + n, st.sampled_from(self.visible_dirs), st.sampled_from(NAMES))]
+        choices += [st.sampled_from(found) for found in (existing, preferred) if found]
         return data.draw(st.one_of(choices), label=label)
+
+    # -- files ---------------------------------------------------------------------------------------
 
     @rule(data=st.data(), payload=contents)
     def write(self, data, payload) -> None:
         path = self.path(data)
         self.both("writebytes", path, payload, paths=(path,))
 
+    @rule(data=st.data(), payload=contents)
+    def write_streamed(self, data, payload) -> None:
+        path = self.path(data)
+        self.both("write_streamed", path, payload, paths=(path,))
+
+    @rule(data=st.data())
+    def open_truncating(self, data) -> None:
+        path = self.path(data)
+        self.both("open_truncating", path, paths=(path,))
+
     @rule(data=st.data(), payload=some_bytes)
     def append(self, data, payload) -> None:
-        path = self.path(data)
+        path = self.path(data, kind="file")
         self.both("appendbytes", path, payload, paths=(path,))
 
     @rule(data=st.data(), offset=small, payload=some_bytes)
     def write_at(self, data, offset, payload) -> None:
-        path = self.path(data)
+        path = self.path(data, kind="file")
         self.both("write_at", path, offset, payload, paths=(path,))
 
     @rule(data=st.data(), payload=contents)
@@ -140,23 +220,63 @@ class MountMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), size=small)
     def truncate(self, data, size) -> None:
-        path = self.path(data)
+        path = self.path(data, kind="file")
         self.both("truncate", path, size, paths=(path,))
+
+    @rule(data=st.data())
+    def read(self, data) -> None:
+        path = self.path(data, kind="file")
+        self.both("readbytes", path, paths=(path,))
 
     @rule(data=st.data(), accessed=times, modified=times)
     def settimes(self, data, accessed, modified) -> None:
-        path = self.path(data)
+        path = self.path(data, root=True)
         self.both("settimes", path, accessed, modified, paths=(path,))
 
     @rule(data=st.data())
     def remove(self, data) -> None:
-        path = self.path(data)
-        self.close_readers(path)
+        path = self.path(data, kind="file")
         self.both("remove", path, paths=(path,))
+
+    @rule(data=st.data(), overwrite=st.booleans())
+    def rename_file(self, data, overwrite) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
+        self.both("move", src, dst, overwrite, paths=(src, dst))
+
+    @rule(data=st.data())
+    def rename(self, data) -> None:
+        """rename(2) of anything (a directory too: lower, merged or upper) onto anything,
+        the errno compared exactly."""
+        src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        self.syscall("rename(%r, %r)" % (src, dst), lambda view: os.rename(view._real(src), view._real(dst)))
+
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o711, 0o755, 0o777]))
+    def chmod(self, data, mode) -> None:
+        """chmod(2), links followed (a copy-up of the metadata). Permission bits only: ``cp -a``
+        (``movedir``) sets a destination directory's bits with a POSIX ACL (setxattr of
+        ``system.posix_acl_access``), which keeps its sticky and set-group-ID bits on the
+        kernel; the mount answers that setxattr with an error, cp falls back to chmod(2) and
+        those bits go (the mount's xattrs: docs/mount.rst)."""
+        path = self.path(data, root=True)
+        self.syscall("chmod(%r, %o)" % (path, mode), lambda view: os.chmod(view._followed(path), mode))
+
+    def syscall(self, what: str, call) -> None:
+        """``call(view)`` on both mounts: the same success, or the same errno."""
+        ours, kernels = self.views()
+        mine = outcome(lambda: _errno_of(call, ours))
+        theirs = outcome(lambda: _errno_of(call, kernels))
+        assert mine == theirs, "%s: ours %s, the kernel's %s" % (what, mine.describe(), theirs.describe())
+
+    @rule(data=st.data(), overwrite=st.booleans())
+    def copy(self, data, overwrite) -> None:
+        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
+        self.both("copy", src, dst, overwrite, paths=(src, dst))
+
+    # -- directories ---------------------------------------------------------------------------------
 
     @rule(data=st.data())
     def removedir(self, data) -> None:
-        path = self.path(data)
+        path = self.path(data, root=True, kind="dir")
         self.both("removedir", path, paths=(path,))
 
     @rule(data=st.data())
@@ -164,51 +284,162 @@ class MountMachine(RuleBasedStateMachine):
         path = self.path(data)
         self.both("makedir", path, paths=(path,))
 
-    @rule(data=st.data())
-    def rename_file(self, data) -> None:
-        src, dst = self.path(data, "src"), self.path(data, "dst")
-        self.both("move", src, dst, True, paths=(src, dst))
+    @rule(data=st.data(), recreate=st.booleans())
+    def makedirs(self, data, recreate) -> None:
+        path = self.path(data)
+        self.both("makedirs", path, recreate, paths=(path,))
 
     @rule(data=st.data())
     def removetree(self, data) -> None:
-        path = self.path(data)
-        self.close_readers(path, below=True)
+        path = self.path(data, root=True, kind="dir")
         self.both("removetree", path, paths=(path,))
 
-    @precondition(lambda self: len(self.readers) < 3)
+    @rule(data=st.data(), create=st.booleans())
+    def movedir(self, data, create) -> None:
+        """``cp -a src/. dst`` + ``rm -rf src`` on both mounts (the same system calls)."""
+        src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
+        self.both("movedir", src, dst, create, paths=(src, dst))
+
     @rule(data=st.data())
-    def open_reader(self, data) -> None:
-        path = self.path(data)
+    def hide(self, data) -> None:
+        """No system call: both sides unmount, edit the upper and mount again."""
+        path = self.path(data, root=True)
+        self.close_handles()  # held descriptors would stay on the old mounts
+        self.offline("hide", path)
+
+    @rule(data=st.data())
+    def make_opaque(self, data) -> None:
+        """The talk's ``setfattr -n trusted.overlay.opaque -v y`` step: by hand in the kernel's
+        unmounted upper, by ``OverlayFS.make_opaque`` in ours."""
+        path = self.path(data, root=True, kind="dir")
+        self.close_handles()
+        self.offline("make_opaque", path)
+
+    def offline(self, operation: str, path: str) -> None:
+        assert self.mount is not None and self.kernel is not None
+        self.mount.close()
+        overlay = open_overlay(self.lowers, self.upper)
+        try:
+            mine = outcome(lambda: getattr(LibraryView(overlay), operation)(path))
+        finally:
+            overlay.close()
+        # before our mount serves again: it sets this process's umask to 0 while it serves
+        # (modes come from the kernel with the caller's umask applied), and the kernel side's
+        # hand edit makes directories with this process's umask
+        theirs = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(path))
+        self._mount()
+        assert_same_outcome("%s(%r)" % (operation, path), mine, theirs, (path,))
+
+    # -- descriptors held across steps ---------------------------------------------------------------
+
+    @precondition(lambda self: len(self.handles) < 3)
+    @rule(data=st.data(), writable=st.booleans())
+    def open_handle(self, data, writable) -> None:
+        """open(O_RDONLY) or open(O_RDWR) (a copy-up), held: what each reads after later
+        copy-ups, writes through other names, truncations, unlinks and renames must agree."""
+        path = self.path(data, kind="file")
         ours, kernels = self.views()
-        if os.path.isdir(kernels.merged + path):
+        if kernels.isdir(path):
             return
-        mine = outcome(lambda: ours.open_reader(path))
-        theirs = outcome(lambda: kernels.open_reader(path))
+        mine = outcome(lambda: ours.open_handle(path, writable))
+        theirs = outcome(lambda: kernels.open_handle(path, writable))
         if (mine.error is None) != (theirs.error is None):
             for opened in (mine.value, theirs.value):
                 if opened is not None:
                     os.close(opened)
         # descriptors differ by number: compare success and error only
-        assert_same_outcome("open_reader(%r)" % path, outcome(lambda: mine.error and _raise(mine.error)),
-                            outcome(lambda: theirs.error and _raise(theirs.error)), (path,))
+        assert_same_outcome("open_handle(%r, %r)" % (path, writable), attr.evolve(mine, value=None),
+                            attr.evolve(theirs, value=None), (path,))
         if theirs.error is None:
-            self.readers.append((path, mine.value, theirs.value))
+            self.handles.append(Held(path, mine.value, theirs.value, writable))
+
+    @precondition(lambda self: self.handles)
+    @rule(data=st.data(), size=small)
+    def read_held(self, data, size) -> None:
+        """read(2) on from each descriptor's own position."""
+        held = data.draw(st.sampled_from(self.handles), label="handle")
+        assert os.read(held.mine, size) == os.read(held.theirs, size), "reading on from %s" % held.path
+
+    @precondition(lambda self: any(held.writable for held in self.handles))
+    @rule(data=st.data(), offset=small, payload=some_bytes)
+    def write_held(self, data, offset, payload) -> None:
+        """pwrite(2) through a held writer."""
+        held = data.draw(st.sampled_from([held for held in self.handles if held.writable]), label="writer")
+        assert os.pwrite(held.mine, payload, offset) == os.pwrite(held.theirs, payload, offset)
+
+    @precondition(lambda self: self.handles)
+    @rule(data=st.data(), size=small)
+    def ftruncate_held(self, data, size) -> None:
+        """ftruncate(2) through a held descriptor (EINVAL for a read-only one, on both)."""
+        held = data.draw(st.sampled_from(self.handles), label="handle")
+        mine = outcome(lambda: _errno_of(os.ftruncate, held.mine, size))
+        theirs = outcome(lambda: _errno_of(os.ftruncate, held.theirs, size))
+        assert mine == theirs, "ftruncate of %s: ours %s, the kernel's %s" % (held.path, mine.describe(), theirs.describe())
 
     @rule()
-    def close_readers(self, path: Optional[str] = None, below: bool = False) -> None:
-        kept = []
-        for reader in self.readers:
-            if path is None or reader[0] == path or (below and reader[0].startswith(path.rstrip("/") + "/")):
-                os.close(reader[1])
-                os.close(reader[2])
-            else:
-                kept.append(reader)
-        self.readers = kept
+    def close_handles(self) -> None:
+        for held in self.handles:
+            held.close()
+        self.handles = []
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    @rule(data=st.data())
+    def listdir(self, data) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("listdir", path, paths=(path,))
+
+    @rule(data=st.data())
+    def scandir(self, data) -> None:
+        path = self.path(data, root=True, kind="dir")
+        self.both("scandir", path, paths=(path,))
+
+    @rule(data=st.data())
+    def getinfo(self, data) -> None:
+        path = self.path(data, root=True)
+        self.both("getinfo", path, paths=(path,))
+
+    @rule(data=st.data())
+    def exists(self, data) -> None:
+        path = self.path(data, root=True)
+        self.both("exists", path, paths=(path,))
+
+    # -- symbolic and hard links ---------------------------------------------------------------------
+
+    @rule(data=st.data(), link_target=link_targets)
+    def symlink(self, data, link_target) -> None:
+        path = self.path(data)
+        self.both("symlink", link_target, path, paths=(path,))
+
+    @rule(data=st.data())
+    def readlink(self, data) -> None:
+        path = self.path(data, root=True)
+        self.both("readlink", path, paths=(path,))
+
+    @rule(data=st.data())
+    def islink(self, data) -> None:
+        path = self.path(data, root=True)
+        self.both("islink", path, paths=(path,))
+
+    @rule(data=st.data())
+    def link(self, data) -> None:
+        existing, new = self.path(data, "existing", kind="file"), self.path(data, "new")
+        self.both("link", existing, new, paths=(existing, new))
+
+    @rule(data=st.data())
+    def nlink(self, data) -> None:
+        """``st_nlink`` of a non-directory (a merged directory's count is the kernel's own, 1)."""
+        path = self.path(data, kind="file")
+        if self.views()[1].isdir(path, follow=False):
+            return
+        self.both("nlink", path, paths=(path,))
+
+    # -- structure -----------------------------------------------------------------------------------
 
     @rule()
     def remount(self) -> None:
         assert self.mount is not None and self.kernel is not None
-        self.close_readers()
+        self.close_handles()
         self.mount.close()
         self._mount()
         self.kernel.reopen()
@@ -217,12 +448,41 @@ class MountMachine(RuleBasedStateMachine):
     @rule()
     def stack(self) -> None:
         assert self.mount is not None and self.kernel is not None
-        self.close_readers()
+        self.close_handles()
         self.mount.close()
         self.lowers.insert(0, self.upper)
         self.upper = self._fresh("upper")
         self._mount()
         self.kernel.stack()
+
+
+def _errno_of(call, *args) -> None:
+    """Run a system call; its OSError becomes an outcome that compares by errno."""
+    try:
+        call(*args)
+    except OSError as error:
+        raise _Errno(error.errno)
+
+
+class RedirectingKernelOverlay(KernelOverlay):
+    """The kernel overlay with ``redirect_dir=on``: rename(2) of a lower or merged directory
+    then works, as it does on the unionfs mount (docs/mount.rst), instead of EXDEV."""
+
+    @property
+    def options(self) -> str:
+        return super().options + ",redirect_dir=on"
+
+
+class _Errno(FSError):
+    def __init__(self, number: int) -> None:
+        super().__init__(msg=errno.errorcode.get(number, str(number)))
+        self.number = number
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Errno) and other.number == self.number
+
+    def __hash__(self) -> int:
+        return self.number
 
 
 _PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")

@@ -184,28 +184,46 @@ class Inodes:
     index, find them unchanged), unless another entry of the mount has that number already
     (layers on different filesystems): then, and for entries without one (archives, memory),
     it is one of the mount's own, from :data:`OWN_INODES` up. The names of one hard link
-    share one number (the same device and inode)."""
+    share one number (the same device and inode). As on the kernel overlay, a copy-up that
+    breaks a hard link (one name of a lower file with several names copied up alone) gives
+    that name the number of its copy: it is another file now, and tools that match
+    (st_dev, st_ino), ``cp -a``, ``tar``, ``du``, must not take the two for one."""
 
     def __init__(self) -> None:
         self._by_path: Dict[str, int] = {"/": 1}
         #: number -> (device, inode) of the layer entry that gave it (``None``: the mount's own)
         self._owners: Dict[int, Optional[Tuple[int, int]]] = {1: None}
+        #: name -> (device, inode) of the file it showed as one of its several names
+        self._linked: Dict[str, Tuple[int, int]] = {}
         self._next = OWN_INODES
         self._lock = threading.Lock()
 
-    def get(self, path: str, real: Optional[Tuple[int, int, int]] = None, is_dir: bool = False) -> int:
+    def get(self, path: str, real: Optional[Tuple[int, int, int]] = None, is_dir: bool = False,
+            nlink: int = 1) -> int:
         """The number of ``path``; ``real`` is (0, device, inode) of its entry where the layer
-        has one. A directory never shares its number (a second path with the same directory
-        would look like a loop to ``find``)."""
+        has one, ``nlink`` its link count. A directory never shares its number (a second path
+        with the same directory would look like a loop to ``find``)."""
         number = self._by_path.get(path)
-        if number is not None:
+        linked = self._linked.get(path)
+        if number is not None and (linked is None or real is None or linked == real[1:]) and \
+                (nlink == 1 or linked is not None or real is None or is_dir):
             return number
         with self._lock:
             number = self._by_path.get(path)
-            if number is None:
+            linked = self._linked.get(path)
+            if number is None or (linked is not None and real is not None and linked != real[1:] and nlink > 0):
+                # new, or one name of a hard link that is another file now: a copy-up broke the
+                # link (an open file's fstat after its unlink, nlink 0, says nothing of the name)
+                self._linked.pop(path, None)
                 number = self._number(real, is_dir)
                 self._by_path[path] = number
+            if real is not None and nlink > 1 and not is_dir:
+                self._linked[path] = (real[1], real[2])
             return number
+
+    def linked_number(self, path: str) -> Optional[int]:
+        """The number of ``path`` if it was last seen as one of several names of a file."""
+        return self._by_path.get(path) if path in self._linked else None
 
     def _number(self, real: Optional[Tuple[int, int, int]], is_dir: bool) -> int:
         if real is not None and 0 < real[2] < OWN_INODES:
@@ -230,19 +248,13 @@ class Inodes:
     def moved(self, src: str, dst: str) -> None:
         """rename(2): ``dst`` (and what is below it) now has the numbers ``src`` had."""
         with self._lock:
-            prefix = src.rstrip("/") + "/"
-            dst_prefix = dst.rstrip("/") + "/"
-            for path in [p for p in self._by_path if p == dst or p.startswith(dst_prefix)]:
-                del self._by_path[path]
-            moved = [(p, n) for p, n in self._by_path.items() if p == src or p.startswith(prefix)]
-            for path, number in moved:
-                del self._by_path[path]
-            for path, number in moved:
-                self._by_path[dst + path[len(src):]] = number
+            _move_below(self._by_path, src, dst)
+            _move_below(self._linked, src, dst)
 
     def forget(self, path: str) -> None:
         with self._lock:
             self._by_path.pop(path, None)
+            self._linked.pop(path, None)
 
     def other_names(self, path: str) -> List[str]:
         """The other names shown with the number of ``path`` (the names of one hard link)."""
@@ -251,6 +263,18 @@ class Inodes:
             if number is None:
                 return []
             return [other for other, value in self._by_path.items() if value == number and other != path]
+
+
+def _move_below(table: Dict[str, Any], src: str, dst: str) -> None:
+    """Rename the keys ``src`` and below to ``dst`` and below, dropping what ``dst`` had."""
+    prefix, dst_prefix = src.rstrip("/") + "/", dst.rstrip("/") + "/"
+    for path in [p for p in table if p == dst or p.startswith(dst_prefix)]:
+        del table[path]
+    moved = [(p, value) for p, value in table.items() if p == src or p.startswith(prefix)]
+    for path, _ in moved:
+        del table[path]
+    for path, value in moved:
+        table[dst + path[len(src):]] = value
 
 
 def _invalidate(paths: Sequence[str]) -> None:
@@ -446,7 +470,15 @@ class Operations:
         st = self._call(self.overlay.lstat, path)
         if st is not None:
             return self._stat_attributes(path, st)
-        return self._attributes(path, self._call(self.overlay.getinfo, path, ("details", "access")))
+        attributes = self._attributes(path, self._call(self.overlay.getinfo, path, ("details", "access")))
+        if self.inodes.linked_number(path) is not None:
+            # one name of a hard link, now a metadata-only copy (chmod, rename): its identity
+            # (the copy's own inode) says whether it is still the file its other names are
+            real = cast(Dict[str, int], self._call(self.overlay.getinfo, path, ("stat",)).raw.get("stat") or {})
+            if real.get("st_ino"):
+                attributes["st_ino"] = self.inodes.get(path, (0, real.get("st_dev", 0), real["st_ino"]), False,
+                                                       real.get("st_nlink", 1))
+        return attributes
 
     def _stat_attributes(self, path: str, st: Union[os.stat_result, Mapping[str, Any]]) -> Dict[str, Any]:
         """stat(2)'s fields for ``path`` from an ``lstat`` of its entry: an ``os.stat_result``,
@@ -466,7 +498,7 @@ class Operations:
             "st_blocks": fields.get("st_blocks", 0),
             "st_blksize": fields.get("st_blksize", 4096),
             "st_rdev": fields.get("st_rdev", 0),
-            "st_ino": self.inodes.get(path, (0, fields["st_dev"], fields["st_ino"]), is_dir),
+            "st_ino": self.inodes.get(path, (0, fields["st_dev"], fields["st_ino"]), is_dir, fields["st_nlink"]),
         }
 
     def _attributes(self, path: str, info: Any) -> Dict[str, Any]:
@@ -656,7 +688,9 @@ class Operations:
     def link(self, target: str, source: str) -> None:
         """link(2): ``target`` becomes a second name of ``source``, with its inode number."""
         self._call(self.overlay.link, source, target)
-        self.inodes.get(source)
+        # the source's number as of now: link copied it up, which may have broken a lower
+        # hard link and so given it the number of its copy, the one the new name must share
+        self.getattr(source)
         self.inodes.share(source, target)
         _invalidate([source])  # its link count changed
 
@@ -701,8 +735,14 @@ class Operations:
 
     def open(self, path: str, flags: int) -> int:
         mode, writable, append = _open_mode(flags)
+        linked = self.inodes.linked_number(path) if writable else None
         stream = self._call(self.overlay.openbin, path, mode)
-        return self._new_fh(Handle(stream, path, writable, append))
+        fh = self._new_fh(Handle(stream, path, writable, append))
+        if linked is not None and self.getattr(path)["st_ino"] != linked:
+            # the open copied one name of a lower hard link up alone: it has the number of its
+            # copy now, which the kernel's cached attributes (open has none in its reply) lack
+            _invalidate([path])
+        return fh
 
     def create(self, path: str, mode: int, flags: int) -> int:
         exclusive = bool(flags & os.O_EXCL)
