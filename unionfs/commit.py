@@ -242,7 +242,8 @@ def apply_changes(view: FS, changes: ChangeSet, target: FS, progress: Optional[P
     copied += [c for c in changes if c.kind == RENAMED and not c.is_dir]
     links = [c.path for c in copied if _is_view_link(view, c.path)] + [e[0] for e in inside if e[3]]
     check_links_fit(target, links)
-    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied if c.path not in set(links)}
+    linked = set(links)
+    sizes = {c.path: view.getinfo(c.path, ["details"]).size for c in copied if c.path not in linked}
     sizes.update((path, size) for path, is_dir, size, is_link in inside if not is_dir and not is_link)
     reporter = _Reporter(progress, len(sizes), sum(sizes.values()))
     safe = _Target(target)
