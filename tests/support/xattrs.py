@@ -18,6 +18,20 @@ LONG_NAME = "user." + "n" * 251
 BIG_VALUE = b"v" * 65537
 #: a vfs_cap_data (revision 2, effective) granting CAP_NET_RAW
 CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+ACL = "system.posix_acl_access"
+DEFAULT_ACL = "system.posix_acl_default"
+
+
+def acl(*entries: Tuple[int, int, int]) -> bytes:
+    """A POSIX ACL as its xattr holds it (version 2; entries (tag, permissions, id))."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+_ANY = 0xFFFFFFFF
+#: rwxrwxrwx as an ACL (what ``cp -a`` sets for a 1777 directory: mode bits only, sticky kept)
+MINIMAL_ACL = acl((1, 7, _ANY), (4, 7, _ANY), (0x20, 7, _ANY))
+#: rwx for the owner and for user 1, r-x for the group and as the mask, nothing for others
+EXTENDED_ACL = acl((1, 7, _ANY), (2, 7, 1), (4, 5, _ANY), (0x10, 5, _ANY), (0x20, 0, _ANY))
 
 
 def build_lower(root: str) -> None:
@@ -46,7 +60,15 @@ def build_lower(root: str) -> None:
         out.write(b"#!/bin/sh\n")
     os.chown(os.path.join(root, "cap"), 1, 1)
     os.setxattr(os.path.join(root, "cap"), "security.capability", CAPABILITY)
-    for entry in ("f", "d", "p", "g", "cap", "ln", os.path.join("d", "p"), os.path.join("d", "inner")):
+    with open(os.path.join(root, "suid"), "wb") as out:  # a copy-up keeps set-user-ID and set-group-ID
+        out.write(b"#!/bin/sh\n")
+    os.chown(os.path.join(root, "suid"), 1, 100)
+    os.chmod(os.path.join(root, "suid"), 0o6775)
+    os.mkdir(os.path.join(root, "sticky"))  # the special bits of directories a POSIX ACL keeps
+    os.chmod(os.path.join(root, "sticky"), 0o1700)
+    os.mkdir(os.path.join(root, "sgid"))
+    os.chmod(os.path.join(root, "sgid"), 0o2775)
+    for entry in ("f", "d", "p", "g", "cap", "ln", "suid", "sticky", "sgid", os.path.join("d", "p"), os.path.join("d", "inner")):
         os.utime(os.path.join(root, entry), (1000, 1000), follow_symlinks=False)
 
 
@@ -109,6 +131,24 @@ STEPS: Sequence[Tuple[str, str, Tuple[Any, ...], bool]] = (
     ("listxattr", "ln", (), False),
     ("chmod", "cap", (0o750,), False),  # the copy-up keeps the capability (set after the owner)
     ("getxattr", "cap", ("security.capability",), True),
+    ("setxattr", "suid", ("user.s", b"1", 0), True),  # a copy-up: owner and mode as they were
+    ("type", "suid", (), False),
+    # POSIX ACLs: kept in the upper, their filesystem sets the rwx bits from them (sticky and
+    # set-group-ID stay) and keeps them in step with chmod; a minimal one is the mode only
+    ("setxattr", "sticky", (ACL, MINIMAL_ACL, 0), True),
+    ("type", "sticky", (), False),
+    ("getxattr", "sticky", (ACL,), True),
+    ("setxattr", "sgid", (ACL, EXTENDED_ACL, 0), True),
+    ("type", "sgid", (), False),
+    ("getxattr", "sgid", (ACL,), True),
+    ("chmod", "sgid", (0o2750,), False),
+    ("getxattr", "sgid", (ACL,), True),
+    ("setxattr", "sgid", (DEFAULT_ACL, EXTENDED_ACL, 0), True),
+    ("listxattr", "sgid", (), True),
+    ("removexattr", "sgid", (DEFAULT_ACL,), True),
+    ("setxattr", "g", (DEFAULT_ACL, EXTENDED_ACL, 0), True),  # a default ACL on a file: EACCES
+    ("removexattr", "sgid", (ACL,), True),
+    ("type", "sgid", (), False),
     ("type", "p", (), False),
     ("type", "d/p", (), False),
     ("mkfifo", "q", (0o640,), False),

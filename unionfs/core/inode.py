@@ -55,14 +55,19 @@ def _apply_access_on_disk(target: FS, path: str, access: Mapping[str, Any]) -> b
         sys_path = target.getsyspath(path)
     except errors.NoSysPath:
         return False
-    try:
-        if access.get("permissions") is not None:
-            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode)
-        uid, gid = access.get("uid"), access.get("gid")
-        if uid is not None or gid is not None:
+    # the owner first: chown(2) clears a file's set-user-ID and set-group-ID bits (root's too),
+    # which the copy keeps, as the kernel's copy-up does (its owner change is not a chown)
+    uid, gid = access.get("uid"), access.get("gid")
+    if uid is not None or gid is not None:
+        try:
             os.chown(sys_path, -1 if uid is None else uid, -1 if gid is None else gid)
-    except (OSError, ValueError, TypeError):
-        pass  # not ours to give (not root, or no such id here): best effort, like cp -p
+        except (OSError, ValueError, TypeError):
+            pass  # not ours to give (not root, or no such id here): best effort, like cp -p
+    if access.get("permissions") is not None:
+        try:
+            os.chmod(sys_path, Permissions(names=list(access["permissions"])).mode)
+        except (OSError, ValueError, TypeError):
+            pass
     return True
 
 

@@ -32,10 +32,15 @@ SIZE_MAX = 65536
 #: setxattr(2) flags
 XATTR_CREATE = os.XATTR_CREATE
 XATTR_REPLACE = os.XATTR_REPLACE
-#: namespaces an attribute may be set in through the overlay (``system.`` is ACLs and
-#: the like, which the overlay does not take: ENOTSUP, as the kernel overlay answers)
+#: namespaces an attribute may be set in through the overlay (``system.`` is the kernel's
+#: own: ENOTSUP, as the kernel overlay answers, but for the POSIX ACLs)
 SETTABLE = ("user.", "trusted.", "security.")
 KNOWN = SETTABLE + ("system.",)
+#: the POSIX ACLs (``system.``), which the kernel overlay keeps in its upper (``ovl_set_acl``):
+#: set on the upper entry, whose filesystem checks them and updates its mode (the rwx bits
+#: only: sticky and set-group-ID stay), ENOTSUP where it has no ACLs
+ACL_ACCESS = "system.posix_acl_access"
+ACLS = (ACL_ACCESS, "system.posix_acl_default")
 
 
 def check_size(name: str, display: str) -> None:
@@ -50,9 +55,10 @@ def check_size(name: str, display: str) -> None:
 
 def check_namespace(name: str, display: str, setting: bool = False) -> None:
     """The namespace of a name, checked after the lookup as the VFS does: ENOTSUP for no
-    known namespace (or ``system.`` when setting), EINVAL for a bare prefix (``user.``)."""
+    known namespace (or ``system.`` but the ACLs when setting), EINVAL for a bare prefix
+    (``user.``)."""
     prefix = next((known for known in KNOWN if name.startswith(known)), None)
-    if prefix is None or (setting and prefix not in SETTABLE):
+    if prefix is None or (setting and prefix not in SETTABLE and name not in ACLS):
         raise errors.Unsupported(display, msg=literal("extended attribute %r not supported on '%s'" % (name, display)))
     if name == prefix:
         raise AttributeNameInvalid(display, name, errno.EINVAL)
