@@ -101,10 +101,12 @@ class ThreadMount:
     for tests that mount hundreds of times): lowers are directories as the command line
     opens them, the upper a directory. Unmount with :meth:`close` (always)."""
 
-    def __init__(self, lowers: Sequence[str], upper: str, mountpoint: str) -> None:
+    def __init__(self, lowers: Sequence[str], upper: str, mountpoint: str, options: Optional[object] = None) -> None:
         import threading
 
         from unionfs.tools import mount
+
+        chosen = options if isinstance(options, mount.MountOptions) else mount.MountOptions()
 
         self.mountpoint = mountpoint
         self.overlay = mount.open_overlay(lowers, upper)
@@ -113,7 +115,7 @@ class ThreadMount:
 
         def serve() -> None:
             try:
-                mount.serve(self.overlay, mountpoint, mount.MountOptions(), statfs_path=upper, on_ready=ready.set)
+                mount.serve(self.overlay, mountpoint, chosen, statfs_path=upper, on_ready=ready.set)
             except BaseException as error:  # reported by the waiting thread
                 self.failure.append(error)
                 ready.set()

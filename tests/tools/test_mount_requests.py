@@ -141,3 +141,76 @@ def test_git_finds_its_index_unchanged_through_the_mount(tmp_path):
     assert not (upper / "repo" / ".git" / "index").exists()
     assert (repo / ".git" / "index").read_bytes() == index_before
     assert stat.S_ISDIR(os.lstat(lower / "repo").st_mode)
+
+
+class _Dirent(__import__("ctypes").Structure):
+    _fields_ = [("d_ino", __import__("ctypes").c_uint64), ("d_off", __import__("ctypes").c_int64),
+                ("d_reclen", __import__("ctypes").c_ushort), ("d_type", __import__("ctypes").c_ubyte),
+                ("d_name", __import__("ctypes").c_char * 256)]
+
+
+def _d_types(directory) -> dict:
+    """Each entry's d_type as getdents gives it (readdir(3) through ctypes: os.scandir keeps it private)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.readdir.restype = ctypes.POINTER(_Dirent)
+    libc.readdir.argtypes = libc.closedir.argtypes = (ctypes.c_void_p,)
+    handle = libc.opendir(os.fsencode(directory))
+    assert handle, os.strerror(ctypes.get_errno())
+    found = {}
+    try:
+        while True:
+            entry = libc.readdir(handle)
+            if not entry:
+                break
+            name = entry.contents.d_name.decode()
+            if name not in (".", ".."):
+                found[name] = entry.contents.d_type
+    finally:
+        libc.closedir(handle)
+    return found
+
+
+def _every_kind(root) -> None:
+    """One entry of each type: file, directory, link, FIFO, socket, character and block device."""
+    import socket
+
+    (root / "file").write_bytes(b"f")
+    (root / "dir").mkdir()
+    os.symlink("file", root / "link")
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "chr", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    os.mknod(root / "blk", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "sock"))
+    server.close()
+
+
+@pytest.mark.parametrize("readdirplus", [True, False], ids=["READDIRPLUS", "READDIR"])
+def test_listings_give_every_kind_its_d_type_as_the_kernel_overlay(tmp_path, readdirplus):
+    """d_type of each kind of entry, in a lower and made through the mount, in both listing
+    requests (plain READDIR is what the kernel sends when readdirplus is off); a plain READDIR
+    gave FIFOs, devices and sockets DT_REG."""
+    require_fuse()
+    from unionfs.tools.mount import MountOptions
+
+    lower, upper, work, mnt, kmnt = (tmp_path / name for name in ("lower", "upper", "work", "mnt", "kmnt"))
+    for directory in (lower, upper, work, mnt, kmnt, tmp_path / "kupper"):
+        directory.mkdir()
+    (lower / "old").mkdir()
+    _every_kind(lower / "old")
+    mount = ThreadMount([str(lower)], str(upper), str(mnt), MountOptions(readdirplus=readdirplus))
+    try:
+        (mnt / "new").mkdir()
+        _every_kind(mnt / "new")
+        on_mount = {name: _d_types(mnt / name) for name in ("old", "new")}
+    finally:
+        mount.close()
+    with kernel_mount([str(lower)], str(tmp_path / "kupper"), str(work), str(kmnt)):
+        (kmnt / "new").mkdir()
+        _every_kind(kmnt / "new")
+        on_kernel = {name: _d_types(kmnt / name) for name in ("old", "new")}
+    assert on_kernel["old"]["fifo"] == 1 and on_kernel["old"]["sock"] == 12  # DT_FIFO, DT_SOCK
+    assert on_mount == on_kernel

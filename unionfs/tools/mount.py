@@ -387,8 +387,10 @@ class Operations:
         statfs_path: Optional[str] = None,
         on_ready: Optional[Callable[[], None]] = None,
         own_uid: Optional[int] = None,
+        readdirplus: bool = True,
     ) -> None:
         self.overlay = overlay
+        self.readdirplus = readdirplus
         self.statfs_path = statfs_path
         self.on_ready = on_ready
         self.inodes = Inodes()
@@ -441,7 +443,9 @@ class Operations:
             # operations on open files whose name is gone (hard_remove) come with a NULL
             # path: the descriptor answers (fstat, ftruncate, fsync)
             config.nullpath_ok = 1
-        if conn is not None and conn.capable & FUSE_CAP_READDIRPLUS:
+        if conn is not None and not self.readdirplus:
+            conn.want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO)  # plain READDIR only
+        elif conn is not None and conn.capable & FUSE_CAP_READDIRPLUS:
             # READDIRPLUS for every listing request, not only the first of a directory (the
             # "auto" mode's choice): each reply then carries its entries' attributes
             conn.want = (conn.want | FUSE_CAP_READDIRPLUS) & ~FUSE_CAP_READDIRPLUS_AUTO
@@ -620,16 +624,22 @@ class Operations:
             path = self.dirs.get(fh)
             if path is None:
                 raise _oserror(errno.EBADF)
-        # the link namespace from the listing itself: d_type DT_LNK for a link (find -type l
-        # and ls trust d_type), one readlink per link and no stat per entry
-        infos = self._call(self.overlay.scandir, path, ("link",))
+        # d_type from each entry's lstat in the layer that wins it (find -type and ls trust
+        # d_type: a FIFO, device or socket is not a file), the one listing READDIRPLUS reads
         prefix = path.rstrip("/") + "/"
         entries = [(".", {"st_mode": stat.S_IFDIR, "st_ino": self.inodes.get(path)}, 0),
                    ("..", {"st_mode": stat.S_IFDIR, "st_ino": 1}, 0)]
-        for info in infos:
-            name = info.name
-            kind = stat.S_IFDIR if info.is_dir else stat.S_IFLNK if info.is_link else stat.S_IFREG
-            entries.append((name, {"st_mode": kind, "st_ino": self.inodes.get(prefix + name)}, 0))
+        for name, st in self._call(self.overlay.lstat_listing, path):
+            if st is None:  # a layer without system paths (archive, memory): its info says
+                try:
+                    attributes = self.getattr(prefix + name)
+                except OSError:
+                    continue  # gone since the listing (another thread's unlink)
+                mode, number = attributes["st_mode"], attributes["st_ino"]
+            else:
+                mode = st.st_mode
+                number = self.inodes.get(prefix + name, (0, st.st_dev, st.st_ino), stat.S_ISDIR(mode), st.st_nlink)
+            entries.append((name, {"st_mode": stat.S_IFMT(mode), "st_ino": number}, 0))
         return entries
 
     def listing(self, fh: int, offset: int, plus: bool) -> List[List[Any]]:
@@ -946,6 +956,8 @@ class MountOptions:
     fsname: str = attr.ib(default="unionfs")
     threads: bool = attr.ib(default=True)
     extra: Tuple[str, ...] = attr.ib(default=())  # kernel mount flags passed on: nodev, noexec, ...
+    #: listings with attributes (READDIRPLUS); off: plain READDIR (for tests of that path)
+    readdirplus: bool = attr.ib(default=True)
 
 
 def fuse_options(options: MountOptions) -> Dict[str, Any]:
@@ -1002,7 +1014,7 @@ def serve(
             on_ready()
 
     try:
-        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready)
+        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready, readdirplus=options.readdirplus)
         _fuse_class(mfusepy)(operations, mountpoint, **fuse_options(options))
     except RuntimeError as error:
         if served:
