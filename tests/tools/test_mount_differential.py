@@ -250,13 +250,11 @@ class MountMachine(RuleBasedStateMachine):
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
         self.syscall("rename(%r, %r)" % (src, dst), lambda view: os.rename(view._real(src), view._real(dst)))
 
-    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o711, 0o755, 0o777]))
+    @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o711, 0o755, 0o777, 0o2755, 0o1777]))
     def chmod(self, data, mode) -> None:
-        """chmod(2), links followed (a copy-up of the metadata). Permission bits only: ``cp -a``
+        """chmod(2), links followed (a copy-up of the metadata). With the special bits: ``cp -a``
         (``movedir``) sets a destination directory's bits with a POSIX ACL (setxattr of
-        ``system.posix_acl_access``), which keeps its sticky and set-group-ID bits on the
-        kernel; the mount answers that setxattr with an error, cp falls back to chmod(2) and
-        those bits go (the mount's xattrs: docs/mount.rst)."""
+        ``system.posix_acl_access``), which keeps its sticky and set-group-ID bits on both."""
         path = self.path(data, root=True)
         self.syscall("chmod(%r, %o)" % (path, mode), lambda view: os.chmod(view._followed(path), mode))
 

@@ -36,6 +36,7 @@ from ..errors import (
     MountUnavailable, NoSuchAttribute, NotALink, ReservedPath, UpperInUse,
 )
 from ..core.durable import system_root
+from ..core.xattr import ACLS
 from ..overlay import OverlayFS
 
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
@@ -369,10 +370,27 @@ def _open_mode(flags: int) -> Tuple[str, bool, bool]:
 
 def _caller() -> Tuple[int, int]:
     """uid and gid of the process whose request this thread serves."""
+    uid, gid, _pid = _context()
+    return uid, gid
+
+
+def _context() -> Tuple[int, int, int]:
+    """uid, gid and pid of the process whose request this thread serves."""
     import mfusepy
 
-    uid, gid, _pid = mfusepy.fuse_get_context()
-    return uid, gid
+    return cast(Tuple[int, int, int], mfusepy.fuse_get_context())
+
+
+def _groups(pid: int) -> List[int]:
+    """The supplementary groups of process ``pid`` (none if it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return [int(group) for group in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []
 
 
 class Operations:
@@ -732,6 +750,21 @@ class Operations:
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
         self._call(self.overlay.setxattr, path, name, value, options, False)
+        if name == ACLS[0]:
+            self._acl_set(path)
+
+    def _acl_set(self, path: str) -> None:
+        """After a POSIX ACL was set on the upper entry (whose filesystem updated its mode
+        from it): a caller outside the entry's group and without CAP_FSETID loses its
+        set-group-ID bit, as the kernel overlay clears it (``ovl_set_or_remove_acl``: the
+        upper is changed with the mounter's rights, which keep it). (The kernel drops its
+        cached attributes after every setxattr: the new mode shows at once.)"""
+        uid, gid, pid = _context()
+        if uid != 0:  # (root stands for CAP_FSETID)
+            attributes = self.getattr(path)
+            mode, group = attributes["st_mode"], attributes["st_gid"]
+            if mode & stat.S_ISGID and gid != group and group not in _groups(pid):
+                self.chmod(path, stat.S_IMODE(mode) & ~stat.S_ISGID)
 
     def removexattr(self, path: str, name: str) -> None:
         self._call(self.overlay.removexattr, path, name, False)
