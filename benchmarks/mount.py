@@ -94,9 +94,11 @@ def build_archive(root: str, members: int) -> str:
 
 
 @contextlib.contextmanager
-def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Optional[str] = None) -> Iterator[str]:
+def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Optional[str] = None,
+            options: Tuple[str, ...] = ()) -> Iterator[str]:
     """The merged directory of ``system`` over ``lowers`` with a fresh upper (``baseline``:
-    the source tree the baseline system's mount runs from)."""
+    the source tree the baseline system's mount runs from; ``options``: more arguments of
+    ``unionfs mount``)."""
     base = tempfile.mkdtemp(dir=root, prefix="".join(c if c.isalnum() else "-" for c in system) + "-")
     upper, work, mnt = (os.path.join(base, name) for name in ("upper", "work", "mnt"))
     for directory in (upper, work, mnt):
@@ -111,7 +113,7 @@ def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Op
             sh("fuse-overlayfs -o lowerdir=%s,upperdir=%s,workdir=%s %s" % (":".join(lowers), upper, work, mnt))
         else:
             # run from a source tree (python -m puts the working directory first on sys.path)
-            sh("%s -m unionfs mount %s --upper %s %s" % (python, " ".join(lowers), upper, mnt),
+            sh("%s -m unionfs mount %s --upper %s %s %s" % (python, " ".join(lowers), upper, mnt, " ".join(options)),
                cwd=baseline if system == BASELINE else os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         try:
             yield mnt

@@ -115,6 +115,122 @@ def test_cp_a_by_a_user_keeps_sticky_and_setgid_bits_as_the_kernel_overlay():
         assert outputs[1] == outputs[0]
 
 
+def _capability_scenario(root: str) -> list:
+    """Writes, file capabilities, hard links and renames: what getxattr of security.capability
+    answers after each step (the kernel asks it before every write and removes the capability
+    when a file with one is written)."""
+    import errno
+
+    def write(name: str) -> None:
+        fd = os.open(os.path.join(root, name), os.O_WRONLY | os.O_CREAT, 0o755)
+        try:
+            for _ in range(3):
+                os.write(fd, b"x" * 4096)
+        finally:
+            os.close(fd)
+
+    def caps(name: str):
+        try:
+            return os.getxattr(os.path.join(root, name), "security.capability")
+        except OSError as error:
+            return errno.errorcode[error.errno]
+
+    seen = []
+    os.mkdir(os.path.join(root, "d"))
+    os.mkdir(os.path.join(root, "e"))
+    for name in ("a", "c", "d/x", "e/x"):
+        write(name)
+    for name in ("c", "e/x"):
+        os.setxattr(os.path.join(root, name), "security.capability", xattrs.CAPABILITY)
+    os.link(os.path.join(root, "a"), os.path.join(root, "b"))
+    seen.append(caps("a"))
+    os.setxattr(os.path.join(root, "b"), "security.capability", xattrs.CAPABILITY)  # another name of a
+    seen += [caps("a"), caps("b")]
+    write("a")  # the kernel removes the capability
+    write("d/x")
+    seen += [caps("a"), caps("b"), caps("c"), caps("e/x")]
+    os.rename(os.path.join(root, "c"), os.path.join(root, "a"))  # over a name the kernel asked about
+    seen.append(caps("a"))
+    write("a")
+    seen.append(caps("a"))
+    os.rename(os.path.join(root, "d"), os.path.join(root, "old"))
+    os.rename(os.path.join(root, "e"), os.path.join(root, "d"))  # a directory moved over the path's parent
+    seen += [caps("d/x"), caps("old/x")]
+    write("d/x")
+    seen.append(caps("d/x"))
+    return seen
+
+
+def test_the_capability_asked_before_every_write_is_answered_without_the_overlay(tmp_path):
+    """The kernel asks a FUSE filesystem that serves xattrs for ``security.capability`` before
+    every write(2) (libfuse 3.14 cannot negotiate FUSE_HANDLE_KILLPRIV_V2): the mount answers
+    from a per-path record of files without one, so the overlay is asked once per file, and
+    what getxattr answers stays the kernel overlay's through hard links, renames and the
+    capability's removal by a write."""
+    from tests.support.mount import ThreadMount
+
+    lower, upper, work, mnt = _dirs(tmp_path / "kernel", "lower", "upper", "work", "mnt")
+    with kernel_mount([lower], upper, work, mnt):
+        kernel = _capability_scenario(mnt)
+    lower, upper, mnt = _dirs(tmp_path / "unionfs", "lower", "upper", "mnt")
+    mount = ThreadMount([lower], upper, mnt)
+    asked = []
+    real = mount.overlay.getxattr
+
+    def counting(path, name, *args):
+        asked.append((path, name))
+        return real(path, name, *args)
+
+    mount.overlay.getxattr = counting  # type: ignore[method-assign]
+    try:
+        fd = os.open(os.path.join(mnt, "big"), os.O_WRONLY | os.O_CREAT, 0o644)
+        for _ in range(200):
+            os.write(fd, b"y" * 4096)
+        os.close(fd)
+        assert asked.count(("/big", "security.capability")) == 1
+        mounted = _capability_scenario(mnt)
+    finally:
+        mount.close()
+    assert kernel[:3] == ["ENODATA", xattrs.CAPABILITY, xattrs.CAPABILITY]
+    assert mounted == kernel
+
+
+def test_noxattrs_serves_no_extended_attributes(tmp_path):
+    """``--noxattrs`` (``-o noxattrs`` with mount -t fuse.unionfs): the mount offers no xattr
+    operations, and the kernel answers every xattr call EOPNOTSUPP, as for a FUSE filesystem
+    without them (nor asks for security.capability before each write)."""
+    import errno
+
+    from tests.support.mount import force_unmount, unionfs, wait_unmounted
+    from unionfs.tools.mount import parse_kernel_options
+
+    lower, upper, mnt, work = _dirs(tmp_path, "lower", "upper", "mnt", "work")
+    with open(os.path.join(lower, "f"), "wb") as out:
+        out.write(b"x")
+    os.setxattr(os.path.join(lower, "f"), "user.a", b"1")
+    assert parse_kernel_options(["lowerdir=%s,noxattrs" % lower]).xattrs is False
+    assert parse_kernel_options(["lowerdir=%s" % lower]).xattrs is True
+    for how in ("mount", "mount.fuse"):
+        if how == "mount":
+            unionfs("mount", lower, mnt, "--upper", upper, "--noxattrs")
+        else:
+            unionfs("mount.fuse", "unionfs", mnt, "-o", "lowerdir=%s,upperdir=%s,workdir=%s,noxattrs" % (lower, upper, work))
+        try:
+            path = os.path.join(mnt, "f")
+            for call in (lambda: os.getxattr(path, "user.a"), lambda: os.listxattr(path),
+                         lambda: os.setxattr(path, "user.b", b"2"), lambda: os.removexattr(path, "user.a")):
+                with pytest.raises(OSError) as raised:
+                    call()
+                assert raised.value.errno == errno.EOPNOTSUPP
+            with open(path, "ab") as out:
+                out.write(b"y")
+        finally:
+            force_unmount(mnt)
+            wait_unmounted(mnt)
+    assert open(os.path.join(upper, "f"), "rb").read() == b"xyy"
+    assert os.getxattr(os.path.join(lower, "f"), "user.a") == b"1"
+
+
 def test_acl_named_entries_are_stored_but_not_enforced(tmp_path):
     """A deviation (docs/mount.rst): an ACL naming user 1 is stored and read back on both, but
     only the kernel overlay lets user 1 read by it; the mount's kernel checks the mode bits."""

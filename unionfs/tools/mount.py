@@ -22,7 +22,7 @@ import stat
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
 
 import attr
 
@@ -52,6 +52,12 @@ FUSE_FILL_DIR_PLUS = 2
 #: kernel decides per request to ask for them
 FUSE_CAP_READDIRPLUS = 1 << 13
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+
+#: the attribute the kernel asks for before every write(2) to a file (file capabilities), and
+#: how many paths known not to have it the mount keeps (see ``Operations.no_capability``)
+CAPABILITY = "security.capability"
+CAPABILITY_BYTES = CAPABILITY.encode()
+CAPABILITY_CACHE = 1024
 
 #: seconds the kernel may keep names and attributes: the mount is the only writer of its
 #: layers (lowers never change under an overlay, the upper only through it), so the only
@@ -405,6 +411,7 @@ class Operations:
         statfs_path: Optional[str] = None,
         on_ready: Optional[Callable[[], None]] = None,
         own_uid: Optional[int] = None,
+        xattrs: bool = True,
         readdirplus: bool = True,
     ) -> None:
         self.overlay = overlay
@@ -423,6 +430,16 @@ class Operations:
             # nothing to flush: without the operation the kernel stops sending FLUSH after
             # its first ENOSYS, one request less per close
             self.flush = None  # type: ignore[assignment]
+        if not xattrs:
+            # -o noxattrs: no xattr operations at all; the kernel, given ENOSYS, stops asking and
+            # answers EOPNOTSUPP itself (a filesystem without xattrs), security.capability too
+            self.getxattr = self.listxattr = self.setxattr = self.removexattr = None  # type: ignore[assignment]
+        #: paths whose file has no security.capability, as last asked: the kernel asks before
+        #: every write(2) (file_remove_privs), and without FUSE_HANDLE_KILLPRIV_V2 (libfuse
+        #: 3.14 cannot negotiate it) nothing else spares the mount that request
+        self.no_capability: Set[str] = set()
+        self._capability_lock = threading.Lock()
+        self._capability_epoch = 0  # counts what may have made an answer stale (see _other_file_at)
         self._euid = os.geteuid() if own_uid is None else own_uid
         self._egid = os.getegid()
         self._now_ns = time.time_ns
@@ -716,6 +733,7 @@ class Operations:
     def link(self, target: str, source: str) -> None:
         """link(2): ``target`` becomes a second name of ``source``, with its inode number."""
         self._call(self.overlay.link, source, target)
+        self._other_file_at(target)
         # the source's number as of now: link copied it up, which may have broken a lower
         # hard link and so given it the number of its copy, the one the new name must share
         self.getattr(source)
@@ -725,10 +743,12 @@ class Operations:
     def rmdir(self, path: str) -> None:
         self._call(self.overlay.removedir, path)
         self.inodes.forget(path)
+        self._other_file_at(path)
 
     def unlink(self, path: str) -> None:
         self._call(self.overlay.remove, path)
         self.inodes.forget(path)
+        self._other_file_at(path)
 
     def rename(self, old: str, new: str, flags: int = 0) -> None:
         if flags & ~RENAME_NOREPLACE:
@@ -737,19 +757,38 @@ class Operations:
             raise _oserror(errno.EINVAL, old)
         self._call(self.overlay.rename, old, new, bool(flags & RENAME_NOREPLACE))
         self.inodes.moved(old, new)
+        self._other_file_at(old, new)
 
     # -- extended attributes and special files ------------------------------------------------
     # the kernel resolved any link on the way and checked the caller's rights (user.* only on
     # files and directories, trusted.* for CAP_SYS_ADMIN): each call is on the entry itself
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        return self._call(self.overlay.getxattr, path, name, False)
+        epoch = self._capability_epoch
+        try:
+            return self.overlay.getxattr(path, name, False)
+        except NoSuchAttribute:
+            if name == CAPABILITY:
+                with self._capability_lock:
+                    if epoch == self._capability_epoch:  # nothing moved or set since it was asked
+                        if len(self.no_capability) >= CAPABILITY_CACHE:
+                            self.no_capability.clear()
+                        self.no_capability.add(path)
+            raise _oserror(errno.ENODATA, path) from None
+        except errors.FSError as error:
+            raise _oserror(errno_of(error), path) from None
 
     def listxattr(self, path: str) -> List[str]:
         return self._call(self.overlay.listxattr, path, False)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
-        self._call(self.overlay.setxattr, path, name, value, options, False)
+        try:
+            self._call(self.overlay.setxattr, path, name, value, options, False)
+        finally:
+            if name == CAPABILITY:
+                with self._capability_lock:  # for every name of the file (hard links)
+                    self._capability_epoch += 1
+                    self.no_capability.clear()
         if name == ACLS[0]:
             self._acl_set(path)
 
@@ -768,6 +807,20 @@ class Operations:
 
     def removexattr(self, path: str, name: str) -> None:
         self._call(self.overlay.removexattr, path, name, False)
+
+    def _other_file_at(self, *paths: str) -> None:
+        """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` knew
+        of them no longer holds."""
+        cache = self.no_capability
+        with self._capability_lock:
+            self._capability_epoch += 1
+            if not cache:
+                return
+            for path in paths:
+                cache.discard(path)
+                prefix = path.rstrip("/") + "/"
+                for known in [known for known in cache if known.startswith(prefix)]:
+                    cache.discard(known)
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
         """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
@@ -927,6 +980,12 @@ def _fuse_class(mfusepy: Any) -> Any:
             fill_stat(buf.contents, self.operations.getattr(None if path is None else path.decode(self.encoding, self.errors), fh))
             return 0
 
+        def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+            # the kernel's question before every write(2): answered from the cache, no overlay call
+            if name == CAPABILITY_BYTES and path.decode(self.encoding, self.errors) in self.operations.no_capability:
+                return -errno.ENODATA
+            return cast(int, super().getxattr(path, name, value, size, *args))
+
         def create(self, path: bytes, mode: int, fip: Any) -> int:
             # mfusepy's asks inspect.signature of the operation on every call
             fi = fip.contents
@@ -989,6 +1048,8 @@ class MountOptions:
     fsname: str = attr.ib(default="unionfs")
     threads: bool = attr.ib(default=True)
     extra: Tuple[str, ...] = attr.ib(default=())  # kernel mount flags passed on: nodev, noexec, ...
+    #: ``-o noxattrs``: no xattr operations (the kernel then answers EOPNOTSUPP itself)
+    xattrs: bool = attr.ib(default=True)
     #: listings with attributes (READDIRPLUS); off: plain READDIR (for tests of that path)
     readdirplus: bool = attr.ib(default=True)
 
@@ -1047,7 +1108,8 @@ def serve(
             on_ready()
 
     try:
-        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready, readdirplus=options.readdirplus)
+        operations = Operations(overlay, statfs_path=statfs_path, on_ready=ready, xattrs=options.xattrs,
+                                readdirplus=options.readdirplus)
         _fuse_class(mfusepy)(operations, mountpoint, **fuse_options(options))
     except RuntimeError as error:
         if served:
@@ -1083,6 +1145,8 @@ class KernelMount:
     flags: Tuple[str, ...] = attr.ib()
     #: ``-o volatile``: the upper is not fsynced (``OverlayFS(volatile=True)``)
     volatile: bool = attr.ib(default=False)
+    #: ``-o noxattrs``: no extended attributes served (``MountOptions.xattrs``)
+    xattrs: bool = attr.ib(default=True)
 
 
 def _split_lowerdir(value: str) -> List[str]:
@@ -1108,6 +1172,7 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
     lowers: List[str] = []
     upper = workdir = None
     read_only = volatile = False
+    xattrs = True
     flags: List[str] = []
     for option_string in option_strings:
         for option in filter(None, option_string.split(",")):
@@ -1122,6 +1187,8 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
                 read_only = True
             elif key == "volatile":
                 volatile = True
+            elif key == "noxattrs":
+                xattrs = False
             elif key in KERNEL_ONLY_OPTIONS or key in IGNORED_FLAGS:
                 continue
             elif key in PASSED_FLAGS:
@@ -1134,7 +1201,7 @@ def parse_kernel_options(option_strings: Sequence[str]) -> KernelMount:
         raise MountError(msg="upperdir= and workdir= go together")
     if upper is None:
         read_only = True
-    return KernelMount(tuple(lowers), upper, workdir, read_only, tuple(flags), volatile)
+    return KernelMount(tuple(lowers), upper, workdir, read_only, tuple(flags), volatile, xattrs)
 
 
 def layer_for(source: str, position: int) -> List[Any]:
