@@ -5,6 +5,7 @@ the kernel overlay over the same layers, or with the layer itself."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import stat
 import subprocess
@@ -143,16 +144,15 @@ def test_git_finds_its_index_unchanged_through_the_mount(tmp_path):
     assert stat.S_ISDIR(os.lstat(lower / "repo").st_mode)
 
 
-class _Dirent(__import__("ctypes").Structure):
-    _fields_ = [("d_ino", __import__("ctypes").c_uint64), ("d_off", __import__("ctypes").c_int64),
-                ("d_reclen", __import__("ctypes").c_ushort), ("d_type", __import__("ctypes").c_ubyte),
-                ("d_name", __import__("ctypes").c_char * 256)]
+class _Dirent(ctypes.Structure):
+    """glibc's struct dirent on 64-bit Linux."""
+
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
+                ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
 
 
 def _d_types(directory) -> dict:
     """Each entry's d_type as getdents gives it (readdir(3) through ctypes: os.scandir keeps it private)."""
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.opendir.restype = ctypes.c_void_p
     libc.readdir.restype = ctypes.POINTER(_Dirent)

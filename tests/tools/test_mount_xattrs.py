@@ -5,6 +5,7 @@ mount of the same lower, step by step and in the uppers left behind."""
 from __future__ import annotations
 
 import os
+import pathlib
 import stat
 import subprocess
 
@@ -104,7 +105,7 @@ def test_cp_a_by_a_user_keeps_sticky_and_setgid_bits_as_the_kernel_overlay():
                   " find w -printf '%%M %%U:%%G %%P\\n' | sort" % (source, xattrs.ACL, xattrs.EXTENDED_ACL.hex()))
         outputs = []
         for side in ("kernel", "unionfs"):
-            lower, upper, work, mnt = _dirs(__import__("pathlib").Path(base) / side, "lower", "upper", "work", "mnt")
+            lower, upper, work, mnt = _dirs(pathlib.Path(base) / side, "lower", "upper", "work", "mnt")
             _user_lower(lower)
             mounted = kernel_mount([lower], upper, work, mnt) if side == "kernel" else fuse_mount([lower], mnt, upper=upper)
             with mounted:
@@ -241,7 +242,7 @@ def test_acl_named_entries_are_stored_but_not_enforced(tmp_path):
     with tempfile.TemporaryDirectory(prefix="unionfs-acl-") as base:
         os.chmod(base, 0o755)
         for side in ("kernel", "unionfs"):
-            lower, upper, work, mnt = _dirs(__import__("pathlib").Path(base) / side, "lower", "upper", "work", "mnt")
+            lower, upper, work, mnt = _dirs(pathlib.Path(base) / side, "lower", "upper", "work", "mnt")
             mounted = kernel_mount([lower], upper, work, mnt) if side == "kernel" else fuse_mount([lower], mnt, upper=upper)
             with mounted:
                 path = os.path.join(mnt, "secret")
