@@ -36,6 +36,8 @@ from ..errors import (
     MountUnavailable, NoSuchAttribute, NotALink, ReservedPath, UpperInUse,
 )
 from ..core.durable import system_root
+from ..core.file import FollowingReader
+from ..io import read_fully
 from ..overlay import OverlayFS
 
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
@@ -324,9 +326,12 @@ class Handle:
     def read(self, size: int, offset: int) -> bytes:
         if self.fd is not None:
             return os.pread(self.fd, size, offset)
+        if isinstance(self.stream, FollowingReader):
+            # a lower file's reader: pread of the file it reads now, under its own lock
+            return self.stream.pread(size, offset)
         with self.lock:
             self.stream.seek(offset)
-            return self.stream.read(size)
+            return read_fully(self.stream, size)
 
     def write(self, data: bytes, offset: int) -> int:
         if self.fd is not None and not self.append:
@@ -744,7 +749,9 @@ class Operations:
     def open(self, path: str, flags: int) -> int:
         mode, writable, append = _open_mode(flags)
         linked = self.inodes.linked_number(path) if writable else None
-        stream = self._call(self.overlay.openbin, path, mode)
+        # a reader unbuffered: every read is a pread of the file (the kernel caches pages),
+        # and the open makes no buffer (and asks no isatty, no lseek)
+        stream = self._call(self.overlay.openbin, path, mode, *((0,) if mode == "rb" else ()))
         fh = self._new_fh(Handle(stream, path, writable, append))
         if linked is not None and self.getattr(path)["st_ino"] != linked:
             # the open copied one name of a lower hard link up alone: it has the number of its
