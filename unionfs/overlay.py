@@ -49,6 +49,10 @@ CHUNK_SPOOLED = 1 << 20
 VALID_PATHS_KEPT = 1 << 16
 
 
+#: openbin modes that only read (what ``Layer.open_read`` opens)
+_READ_MODES = frozenset(("r", "rb", "br"))
+
+
 class OverlayFS(FS):
     """A writable ``upper`` filesystem over read-only ``lowers``, with Linux overlayfs semantics.
 
@@ -284,9 +288,14 @@ class OverlayFS(FS):
                 if node is None:
                     raise self._lookup.missing(real or _path, path)
                 data_layer, data_path = node.data
+                plain = not options and mode in _READ_MODES
                 if data_layer.is_upper or self._upper is None:
+                    if plain:
+                        return cast(BinaryIO, data_layer.open_read(data_path, buffering))
                     return data_layer.fs.openbin(data_path, mode, buffering, **options)
                 # lower data: the handle follows a later copy-up, as the kernel's does
+                if plain:
+                    return cast(BinaryIO, self._readers.follow(data_layer.open_read(data_path, buffering), node.path, buffering))
                 return cast(
                     BinaryIO,
                     self._readers.open(data_layer.fs, node.path, mode, buffering=buffering, data_path=data_path, **options),

@@ -88,7 +88,12 @@ class FollowingReaders:
     ) -> FollowingReader:
         """A reader of the lower data at ``data_path`` (``path`` unless a redirect or a
         metadata-only copy-up says otherwise) that follows the copy-up of ``path``."""
-        reader = FollowingReader(lower_fs.openbin(data_path or path, mode, buffering=buffering, **options), path, self, buffering)
+        return self.follow(lower_fs.openbin(data_path or path, mode, buffering=buffering, **options), path, buffering)
+
+    def follow(self, handle: BinaryIO, path: str, buffering: int = -1) -> FollowingReader:
+        """A reader of ``handle`` (opened on the lower data of ``path``) that follows the
+        copy-up of ``path``."""
+        reader = FollowingReader(handle, path, self, buffering)
         with self._lock:
             self._by_path.setdefault(path, weakref.WeakSet()).add(reader)
         return reader
