@@ -154,9 +154,10 @@ def workloads(archive: str, root: str) -> Dict[str, Callable[[str], None]]:
     }
 
 
-def run(preset: str, only: List[str], python: str, baseline: Optional[str] = None) -> Dict[str, Dict[str, float]]:
-    sizes = PRESETS[preset]
-    systems = SYSTEMS + ((BASELINE,) if baseline else ())
+def run(preset: str, only: List[str], python: str, baseline: Optional[str] = None,
+        sizes_set: Optional[Dict[str, int]] = None, systems_only: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
+    sizes = dict(PRESETS[preset], **(sizes_set or {}))
+    systems = tuple(s for s in SYSTEMS + ((BASELINE,) if baseline else ()) if not systems_only or s in systems_only)
     root = tempfile.mkdtemp(prefix="unionfs-mount-bench-")
     results: Dict[str, Dict[str, float]] = {}
     try:
@@ -167,14 +168,16 @@ def run(preset: str, only: List[str], python: str, baseline: Optional[str] = Non
             if only and name not in only:
                 continue
             results[name] = {}
-            for system in systems:
-                samples = []
-                for _ in range(sizes["repeat"]):
+            samples: Dict[str, List[float]] = {system: [] for system in systems}
+            for _ in range(sizes["repeat"]):
+                for system in systems:  # interleaved: a change of the machine's load hits every system alike
                     with mounted(system, [lower], root, python, baseline) as view:
                         drop_caches()
-                        samples.append(timed(lambda: workload(view)))
-                results[name][system] = statistics.median(samples)
-                print("  %-18s %-15s %8.3f s" % (name, system, results[name][system]), flush=True)
+                        samples[system].append(timed(lambda: workload(view)))
+            for system in systems:
+                results[name][system] = statistics.median(samples[system])
+                print("  %-18s %-15s %8.3f s  (%s)" % (name, system, results[name][system],
+                                                       " ".join("%.3f" % t for t in samples[system])), flush=True)
         if not only or "oci" in only:
             results.update(oci(root, lower, python, sizes["repeat"], baseline))
     finally:
@@ -237,14 +240,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="one workload by name (repeatable), or 'oci'")
     parser.add_argument("--json", help="write the medians here")
     parser.add_argument("--baseline", help="a source tree of this project whose mount runs as a fifth system")
+    parser.add_argument("--size", action="append", default=[], metavar="KEY=N",
+                        help="override one size of the preset (%s, repeat)" % ", ".join(k for k in PRESETS["full"] if k != "repeat"))
+    parser.add_argument("--system", action="append", default=[],
+                        help="only this system (repeatable; fuse-overlayfs is needed for the ratios)")
     args = parser.parse_args(argv)
+    try:
+        sizes_set = {key: int(value) for key, _, value in (item.partition("=") for item in args.size)}
+    except ValueError:
+        parser.error("--size takes KEY=N")
+    unknown = set(sizes_set) - set(PRESETS["full"])
+    if unknown:
+        parser.error("unknown size %s" % ", ".join(sorted(unknown)))
     if os.geteuid() != 0:
         print("benchmarks.mount: needs root (mounts, drop_caches)", file=sys.stderr)
         return 2
     if args.baseline and not os.path.isfile(os.path.join(args.baseline, "unionfs", "tools", "mount.py")):
         print("benchmarks.mount: %s is not a source tree of unionfs" % args.baseline, file=sys.stderr)
         return 2
-    results = run(args.preset, args.only, sys.executable, os.path.abspath(args.baseline) if args.baseline else None)
+    results = run(args.preset, args.only, sys.executable, os.path.abspath(args.baseline) if args.baseline else None,
+                  sizes_set, [BASELINE if s == "baseline" else s for s in args.system])
     print(report(results, args.preset))
     if args.json:
         with open(args.json, "w") as out:

@@ -86,6 +86,19 @@ class LockedReader(io.RawIOBase):
         super().close()
 
 
+def read_fully(stream: Any, size: int) -> bytes:
+    """``size`` bytes from ``stream``'s position, fewer only at its end (a raw stream may
+    answer a read short before the end; a FUSE reply that short would mean end of file)."""
+    chunks = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class PassThroughReader(io.RawIOBase):
     """Reads ``source`` through, showing every block to ``seen`` on the way (hashing, counting,
     progress): the one tap on a stream that unionfs needs."""

@@ -37,7 +37,7 @@ from .core.stack import Layer, LayerSource, Stack, open_layers
 from .core.nofollow import syspath
 from .formats import resolve
 from .core.lookup import Lookup, Node
-from .core.sidecar import is_reserved
+from .core.sidecar import SIDECAR_DIR, is_reserved
 from .core.file import FollowingReaders
 from .core.upper import Upper
 from .io import CHUNK, copy_stream
@@ -47,6 +47,10 @@ from .io import CHUNK, copy_stream
 CHUNK_SPOOLED = 1 << 20
 #: how many validated paths an overlay remembers before it starts afresh
 VALID_PATHS_KEPT = 1 << 16
+
+
+#: openbin modes that only read (what ``Layer.open_read`` opens)
+_READ_MODES = frozenset(("r", "rb", "br"))
 
 
 class OverlayFS(FS):
@@ -284,9 +288,14 @@ class OverlayFS(FS):
                 if node is None:
                     raise self._lookup.missing(real or _path, path)
                 data_layer, data_path = node.data
+                plain = not options and mode in _READ_MODES
                 if data_layer.is_upper or self._upper is None:
+                    if plain:
+                        return cast(BinaryIO, data_layer.open_read(data_path, buffering))
                     return data_layer.fs.openbin(data_path, mode, buffering, **options)
                 # lower data: the handle follows a later copy-up, as the kernel's does
+                if plain:
+                    return cast(BinaryIO, self._readers.follow(data_layer.open_read(data_path, buffering), node.path, buffering))
                 return cast(
                     BinaryIO,
                     self._readers.open(data_layer.fs, node.path, mode, buffering=buffering, data_path=data_path, **options),
@@ -617,10 +626,29 @@ class OverlayFS(FS):
         """Never a system path: one would let callers (``fs.move`` among them) bypass the overlay."""
         raise errors.NoSysPath(path=path)
 
+    def defer_sync(self) -> None:
+        """Make operations durable when :meth:`sync` (or :meth:`close`) runs, not each when it
+        returns: a kernel filesystem's contract, which ``unionfs mount`` serves (fsync on the
+        mount means durable). What orders data before the name that shows it (staged
+        copy-ups, sidecar records, journal entries) is still synced at once, so a crash or
+        a power cut never shows a half-made change; a power cut may lose the changes since
+        the last sync, a crash of the process none. See ``unionfs.core.durable``."""
+        if self._upper is not None:
+            self._upper.sync.defer(SIDECAR_DIR)
+
+    def sync(self) -> None:
+        """syncfs(2) of the upper: every change deferred by :meth:`defer_sync` is durable when
+        this returns (nothing to do otherwise: each operation already was)."""
+        upper = getattr(self, "_upper", None)  # (close() runs from __del__ after a failed open too)
+        if upper is not None:
+            upper.sync.flush()
+
     def close(self) -> None:
-        """Close the overlay and the layers it opened from URLs. Nothing is flushed here:
-        every operation wrote its data and records when it returned."""
+        """Close the overlay and the layers it opened from URLs. Nothing is flushed here but
+        what :meth:`defer_sync` deferred: every operation wrote its data and records when it
+        returned."""
         if not self.isclosed():
+            self.sync()
             if self._shared is not None:
                 self._leave()
             for layer_fs in self._owned:

@@ -411,6 +411,48 @@ def test_an_overlay_handle_fsyncs_and_flushes(disk):
     overlay.close()
 
 
+def test_deferred_sync_defers_what_finishes_an_operation_and_keeps_what_orders_it(disk, monkeypatch):
+    """``defer_sync`` (the mount's kernel contract): a new file, its metadata and a new
+    directory cost no fsync (they were four per file of a ``tar x``), but a copy-up's staged
+    file is still synced before its rename and a whiteout record before the entry goes;
+    ``sync()``, a handle's ``fsync()`` and ``close()`` make everything durable (one syncfs)."""
+    import unionfs.core.durable as durable
+
+    lower, upper_dir, log = disk
+    syncfs: List[str] = []
+    real_syncfs = durable._syncfs
+    monkeypatch.setattr(durable, "_syncfs", lambda fd: (syncfs.append(log._rel(os.readlink("/proc/self/fd/%d" % fd))), real_syncfs(fd)))
+    overlay = OverlayFS(lower, upper_dir)
+    overlay.defer_sync()
+    log.clear()
+    with overlay.openbin("made", "w") as out:
+        out.write(b"made")
+    overlay.setinfo("made", {"details": {"modified": 1000}, "access": {"permissions": ["u_r", "u_w"]}})
+    overlay.makedir("n")
+    assert log.fsyncs == [] and syncfs == []
+    overlay.setinfo("d/e/f", {"details": {"modified": 1000}})  # copy-up of d/e/f, d/e
+    _staged = log.index("rename", lambda p: p.startswith(STAGING_DIR) and p.endswith(" -> /d/e/f"))
+    assert log.index("fsync", lambda p: p == log.calls[_staged][1].split(" -> ")[0]) < _staged
+    assert all((path + "/").startswith("/.unionfs/") for path in log.fsyncs), log.fsyncs  # the sidecar only
+    log.clear()
+    overlay.remove("d/g")  # lower: a whiteout record, synced before the call returns
+    assert (TREE_DIR + "/d/d/w") in log.fsyncs and "/d" not in log.fsyncs, log.calls
+    overlay.sync()
+    assert syncfs == ["/"]
+    overlay.sync()  # nothing deferred since
+    assert syncfs == ["/"]
+    handle = overlay.openbin("made", "r+")
+    handle.write(b"M")
+    log.clear()
+    handle.fsync()
+    assert log.fsyncs == ["/made"] and syncfs == ["/"]  # nothing else was owed
+    handle.close()
+    overlay.writebytes("d/later", b"later")
+    overlay.close()
+    assert syncfs == ["/", "/"]  # close made the new name durable
+    assert open(os.path.join(upper_dir, "d/later"), "rb").read() == b"later"
+
+
 def test_volatile_syncs_nothing(disk, tmp_path):
     lower, upper_dir, log = disk
     overlay = OverlayFS(lower, upper_dir, volatile=True)

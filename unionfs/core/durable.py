@@ -12,10 +12,22 @@ synced the same way before the step that relies on them.
 :class:`Syncer` does this for an upper with system paths (OSFS, or wrappers and
 sub-directories of one); for any other upper (MemoryFS, cloud storage) and with
 ``volatile=True`` every method does nothing.
+
+*Deferred* (:meth:`Syncer.defer`, what ``unionfs mount`` uses): a kernel filesystem makes
+nothing durable before ``fsync``/``syncfs``/unmount, and a program on the mount expects
+that contract, not one fsync per ``chmod``. Deferred, the syncs that only make a finished
+operation durable (the directory of a new or removed name, a file after ``setinfo``) are
+noted, not done, and :meth:`Syncer.flush` makes all of them durable at once (``syncfs(2)``
+of the upper). The syncs that order data before the name that shows it stay immediate:
+everything under the sidecar's directory (staged copy-ups and records before their rename,
+journal entries before their first step, FORMAT), so a power cut still never shows a
+half-made copy-up, a torn record or a step without its journal entry. A crash of the
+process (SIGKILL) loses nothing either way: the kernel's page cache holds every write.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 from typing import Any, Optional
@@ -45,10 +57,38 @@ class Syncer:
     def __init__(self, layer_fs: FS, volatile: bool = False) -> None:
         self.volatile = volatile
         self.root = None if volatile else system_root(layer_fs)
+        #: overlay paths below which syncs stay immediate once deferred (None: not deferred)
+        self._immediate: Optional[str] = None
+        #: a deferred sync is owed (cleared by flush)
+        self.pending = False
 
     @property
     def enabled(self) -> bool:
         return self.root is not None
+
+    def defer(self, immediate_under: str) -> None:
+        """From now on, note the syncs of paths outside ``immediate_under`` (the sidecar's
+        directory) instead of doing them; :meth:`flush` does them all."""
+        self._immediate = immediate_under.rstrip("/") + "/"
+
+    def _deferred(self, path: str) -> bool:
+        immediate = self._immediate
+        if immediate is None or (path.rstrip("/") + "/").startswith(immediate):
+            return False
+        self.pending = True
+        return True
+
+    def flush(self) -> None:
+        """Make every deferred sync durable: ``syncfs(2)`` of the upper's filesystem (one
+        call however many operations were deferred), ``sync(2)`` where libc has no syncfs."""
+        if self.root is None or not self.pending:
+            return
+        self.pending = False  # before the call: a sync deferred meanwhile is owed again
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
 
     def _sys(self, path: str) -> str:
         assert self.root is not None
@@ -56,7 +96,7 @@ class Syncer:
 
     def path(self, path: str) -> None:
         """Make the data and metadata of the file or directory ``path`` durable."""
-        if self.root is None:
+        if self.root is None or self._deferred(path):
             return
         try:
             # O_NONBLOCK: a FIFO would block the open until a writer came (no effect on files)
@@ -78,7 +118,7 @@ class Syncer:
 
     def dir(self, path: str) -> None:
         """Make the entries of directory ``path`` (names made, renamed or removed) durable."""
-        if self.root is None:
+        if self.root is None or self._deferred(path):
             return
         try:
             fd = os.open(self._sys(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -95,12 +135,37 @@ class Syncer:
             self.dir(path)
 
     def handle(self, handle: Any) -> None:
-        """Flush a file object and fsync the file under it, if it has a descriptor."""
+        """Flush a file object and fsync the file under it, if it has a descriptor (deferred:
+        and everything deferred so far, its name among it)."""
         handle.flush()
         if self.root is None:
             return
         try:
             fd = handle.fileno()
         except (AttributeError, OSError, ValueError):
-            return
-        os.fsync(fd)
+            fd = None
+        if fd is not None:
+            os.fsync(fd)
+        self.flush()
+
+
+def _syncfs_call() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _syncfs_call()
+
+
+def _syncfs(fd: int) -> None:
+    if _SYNCFS is None:
+        os.sync()
+        return
+    if _SYNCFS(fd) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import threading
 import weakref
 from typing import Any, BinaryIO, Dict, Optional
@@ -24,7 +25,7 @@ from .. import _fsimport  # noqa: F401
 from fs.base import FS
 from fs.mode import Mode
 
-from ..io import LockedReader
+from ..io import LockedReader, read_fully
 from .durable import Syncer
 
 
@@ -43,6 +44,25 @@ class FollowingReader(LockedReader):
         if not self.closed:
             self._readers.forget(self)
         super().close()
+
+    def pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer only at the end of the file) of whichever file
+        the handle reads now, without moving its position: one ``pread(2)`` where that file
+        has a descriptor, under the handle's lock (a copy-up cannot swap the file mid-read)."""
+        with self._lock:
+            inner = self._inner
+            try:
+                fd = inner.fileno()
+            except (AttributeError, OSError, ValueError):
+                fd = None
+            if fd is not None:
+                return os.pread(fd, size, offset)
+            position = inner.tell()
+            try:
+                inner.seek(offset)
+                return read_fully(inner, size)
+            finally:
+                inner.seek(position)
 
     def follow(self, upper_fs: FS, path: str) -> None:
         """Continue on the upper copy at ``path``, at the offset reached so far."""
@@ -68,7 +88,12 @@ class FollowingReaders:
     ) -> FollowingReader:
         """A reader of the lower data at ``data_path`` (``path`` unless a redirect or a
         metadata-only copy-up says otherwise) that follows the copy-up of ``path``."""
-        reader = FollowingReader(lower_fs.openbin(data_path or path, mode, buffering=buffering, **options), path, self, buffering)
+        return self.follow(lower_fs.openbin(data_path or path, mode, buffering=buffering, **options), path, buffering)
+
+    def follow(self, handle: BinaryIO, path: str, buffering: int = -1) -> FollowingReader:
+        """A reader of ``handle`` (opened on the lower data of ``path``) that follows the
+        copy-up of ``path``."""
+        reader = FollowingReader(handle, path, self, buffering)
         with self._lock:
             self._by_path.setdefault(path, weakref.WeakSet()).add(reader)
         return reader

@@ -11,6 +11,7 @@ live overlay is undefined), and every change to the upper goes through
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
@@ -158,6 +159,9 @@ class Layer:
         #: the OS path of the layer's root where its FS has system paths: a probe is then one
         #: ``lstat`` instead of a trip through the FS's getinfo, and links are seen as links
         self._sys_root = disk_root(layer_fs)
+        #: read-only opens go straight to the file (:meth:`open_read`): an OSFS whose openbin is OSFS's
+        self._direct_reads = self._sys_root is not None and isinstance(layer_fs, OSFS) and \
+            type(layer_fs).openbin is OSFS.openbin
         #: (path, os.stat_result) of the last probe of a lower that found something, until used
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
@@ -240,6 +244,16 @@ class Layer:
         if code == DIR and sidecar is not None and sidecar.has_record(path, OPAQUE):
             return OPAQUE_DIR
         return code
+
+    def open_read(self, path: str, buffering: int = -1) -> Any:
+        """``openbin(path, "rb", buffering)`` of the layer's FS; for an OSFS (or a subclass
+        that reads its files as they are on disk) the file opened straight, ``io.open`` of
+        its system path, without the FS's path and mode checks (``path`` comes from a
+        lookup: absolute and normal)."""
+        if self._direct_reads:
+            with convert_os_errors("openbin", path):
+                return io.open(self._sys_root + path, "rb", buffering=buffering)  # type: ignore[operator]
+        return self.fs.openbin(path, "rb", buffering=buffering)
 
     def _stat_kind(self, path: str) -> int:
         """What the layer's FS itself has at ``path``: ABSENT, FILE, SYMLINK or DIR, as
