@@ -200,7 +200,7 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
-            if self.probes and not self.may_redirect and not self._hot(dir_path):
+            if self.probes and not self.may_redirect and (self.hot_after is None or not self._hot(dir_path)):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
         if index is None:
@@ -312,7 +312,7 @@ class Layer:
             if "link" in wanted and stat.S_ISLNK(status.st_mode):
                 with convert_os_errors("getinfo", path):
                     target = os.readlink(self._sys_root + path)
-            return stat_info(basename(path) if path != "/" else "", status, wanted, target)
+            return stat_info(path[path.rfind("/") + 1:], status, wanted, target)
         try:
             return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
         except errors.ResourceNotFound:
