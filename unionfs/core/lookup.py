@@ -606,6 +606,13 @@ class Lookup:
         node = self.node(path)
         if node is not None and not (follow and node.is_link):
             return node, path  # no link on the way: lookup stops at any non-directory
+        if node is None and path != "/":
+            parent = self._nodes.peek(parent_of(path))
+            if parent is not None and parent.is_dir:
+                # a cached directory was reached through directories only (a lookup descends
+                # through nothing else), so no link is on the way: the walk below would end
+                # here too, having asked every component again (a missing name: ENOENT)
+                return None, path
         hops = 0
         current = "/"
         pending = deque(part for part in path.split("/") if part)
