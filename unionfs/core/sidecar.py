@@ -129,6 +129,15 @@ _KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
 _CHILD_SEP = "/%s/" % CHILDREN
 
 
+def _split(path: str) -> Tuple[str, str]:
+    """``fs.path.split`` (dirname, basename) without its calls: it runs for every name a cold
+    lookup asks the upper's records about."""
+    cut = path.rfind("/")
+    if cut < 0:
+        return "", path
+    return path[:cut] or "/", path[cut + 1:]
+
+
 def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     if dir_path == "/":
@@ -507,9 +516,10 @@ class Sidecar:
     def has_record(self, path: str, kind: str) -> bool:
         """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
         nothing at all where the directory has no records of that kind)."""
-        if kind not in self._kinds_at(dirname(path)):
+        dir_path, name = _split(path)
+        if kind not in self._kinds_at(dir_path):
             return False
-        record = self._record_path(path, kind)
+        record = self._record_in(dir_path, name, kind)
         if self._sys_root is not None:
             try:
                 mode = os.lstat(self._sys_root + record).st_mode
@@ -561,7 +571,11 @@ class Sidecar:
         self._write_record(path, LINK, target.encode("utf-8", "surrogateescape"))
 
     def _record_path(self, path: str, kind: str) -> str:
-        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+        return self._record_in(*_split(path), kind)
+
+    @staticmethod
+    def _record_in(dir_path: str, name: str, kind: str) -> str:
+        return "%s/%s/%s" % (record_dir(dir_path), kind, name)
 
     def redirects(self, dir_path: str) -> Dict[str, str]:
         """Redirect records in ``dir_path``: child name -> the absolute path its lower contents
