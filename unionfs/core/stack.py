@@ -31,7 +31,7 @@ from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_laye
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info, syspath
 from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
-from .treecache import TreeCache
+from .treecache import TreeCache, parent_of
 
 _MISSING = object()
 #: what :meth:`Layer.cached_dir` answers for a directory it has no index of
@@ -289,7 +289,7 @@ class Layer:
         kept = self._last_stat
         ancestor = path
         for _ in range(depth - 1):
-            ancestor = dirname(ancestor)
+            ancestor = parent_of(ancestor)
             if self._stat_kind(ancestor) != DIR:
                 self._last_stat = None
                 return False
