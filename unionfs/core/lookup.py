@@ -9,7 +9,7 @@ lookup is a :class:`Node`, cached per path until the upper changes at that path.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Collection, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import attr
 
@@ -291,54 +291,42 @@ def merge_listing(directory: Node) -> Listing:
         layer, index = indexes[0]
         names = tuple(index.entries)
         return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names), frozenset(index.links))
-    # Per name, in listing order: the layer that wins it (None: whited out above any entry)
-    # and whether that entry is a directory; the directories deeper layers still add to. A
-    # layer's names met for the first time go in with set and dict operations, not a Python
-    # step per name (a directory merged from 500 lowers is 500 indexes of names seen nowhere
-    # else): only names met again, directories and records are looked at one by one.
-    tops: Dict[str, Optional[Layer]] = {}
-    is_dirs: Dict[str, bool] = {}
-    merging: Set[str] = set()
-    hidden = False
+    # per name: [top layer or None, top is a dir, still merging, decided]
+    state: Dict[str, list] = {}
     for layer, index in indexes:
-        entries = index.entries
-        opaque = index.opaque
-        if merging:
-            for name in merging.intersection(entries):  # (one pass over this layer's names)
-                if not entries[name] or name in opaque:  # a non-directory ends it, an opaque one after it
-                    merging.discard(name)
-        # (each costs this layer's names, never the names gathered so far: dict_keys minus
-        # dict_keys walks its right side, so it is not used)
-        fresh: Collection[str]
-        if not tops or entries.keys().isdisjoint(tops.keys()):
-            fresh = entries.keys()
-            tops.update(dict.fromkeys(entries, layer))
-            is_dirs.update(entries)
-        else:
-            fresh = set(entries).difference(tops)
-            for name, is_dir in entries.items():
-                if name in fresh:
-                    tops[name] = layer
-                    is_dirs[name] = is_dir
-        if fresh:
-            merging.update(name for name in fresh if entries[name] and name not in opaque)
-        for name in index.whiteouts:
-            if name in entries:
-                continue  # an entry wins over a record of the same name in one layer
-            if name not in tops:
-                tops[name] = None  # hidden from every layer below
-                is_dirs[name] = False
-                hidden = True
-            elif layer.is_upper or name in merging:
-                merging.discard(name)
+        upper = layer.is_upper
+        for name, is_dir in index.entries.items():
+            entry = state.get(name)
+            if entry is None:
+                state[name] = [layer, is_dir, is_dir and name not in index.opaque, False]
+            elif not entry[3] and entry[2]:  # merging: a directory over this one, or not
+                if is_dir and entry[1]:
+                    entry[2] = name not in index.opaque
+                else:
+                    entry[2] = False
+        if index.whiteouts:
+            for name in index.whiteouts:
+                if name in index.entries:
+                    continue  # an entry wins over a record of the same name in one layer
+                entry = state.get(name)
+                if entry is None:
+                    state[name] = [None, False, False, True]  # hidden from every layer below
+                elif upper or entry[2]:
+                    entry[2] = False
+                    entry[3] = True
+    names_: List[str] = []
+    is_dirs: List[bool] = []
+    tops: List[Layer] = []
     links: Set[str] = set()
-    for layer, index in indexes:
-        links.update(name for name in index.links if tops.get(name) is layer)
-    if hidden:
-        shown = [(name, top, is_dir) for (name, top), is_dir in zip(tops.items(), is_dirs.values()) if top is not None]
-        return Listing(directory.path, tuple(entry[0] for entry in shown), tuple(entry[2] for entry in shown),
-                       tuple(entry[1] for entry in shown), frozenset(links))  # type: ignore[misc]
-    return Listing(directory.path, tuple(tops), tuple(is_dirs.values()), tuple(tops.values()), frozenset(links))  # type: ignore[arg-type]
+    link_tops = {id(layer): index.links for layer, index in indexes if index.links}
+    for name, entry in state.items():
+        if entry[0] is not None:
+            names_.append(name)
+            is_dirs.append(entry[1])
+            tops.append(entry[0])
+            if link_tops and name in link_tops.get(id(entry[0]), ()):
+                links.add(name)
+    return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops), frozenset(links))
 
 
 _STOP = object()  # a whiteout, or a non-directory on the way: nothing here nor below
