@@ -155,7 +155,8 @@ class OverlayFS(FS):
     def validatepath(self, path: str) -> str:
         if isinstance(path, bytes):
             raise TypeError("paths must be unicode (not str)")
-        self.check()
+        if self._closed:  # (FS.check, without its two calls: every operation starts here)
+            raise errors.FilesystemClosed()
         valid = self._valid_paths.get(path)  # every operation starts here: remember the answers
         if valid is not None:
             return valid
@@ -225,7 +226,11 @@ class OverlayFS(FS):
         ``link`` namespace (``Info.is_link``, ``Info.target``)."""
         _path = self.validatepath(path)
         with self._lock:
-            node = self._node(_path, path, follow=False)
+            # (Lookup.resolve's first step, which is all of it for a path that resolves: a
+            # cold getinfo is a handful of calls, each of them counts)
+            node = self._lookup.node(_path)
+            if node is None:
+                node = self._node(_path, path, follow=False)
             info = node_info(node, namespaces)
         return root_info(info) if node.path == "/" else info
 

@@ -318,7 +318,7 @@ class InstanceLock:
             raise
         self._seen = self.shared.generation
 
-    def release(self) -> None:
+    def release(self, *_exc_info: Any) -> None:
         if self.wrote:
             self.wrote = False
             self.shared.generation += 1
@@ -333,5 +333,5 @@ class InstanceLock:
             self._catch_up()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.release()
+    #: (release itself, not a call of it: every operation of the overlay ends here)
+    __exit__ = release

@@ -37,6 +37,7 @@ layer has the parent directory, exactly as a kernel whiteout lives in its direct
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import uuid
@@ -126,6 +127,15 @@ _KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
 
 
 _CHILD_SEP = "/%s/" % CHILDREN
+
+
+def _split(path: str) -> Tuple[str, str]:
+    """``fs.path.split`` (dirname, basename) without its calls: it runs for every name a cold
+    lookup asks the upper's records about."""
+    cut = path.rfind("/")
+    if cut < 0:
+        return "", path
+    return path[:cut] or "/", path[cut + 1:]
 
 
 def record_dir(dir_path: str) -> str:
@@ -426,6 +436,28 @@ class Sidecar:
                     return {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
         return {info.name: info.is_dir for info in self.fs.scandir(where)}
 
+    def _list_real(self, where: str) -> Optional[Dict[str, bool]]:
+        """:meth:`_list` of ``where``, an OS directory whose parent is known to be real, opened
+        with ``O_NOFOLLOW | O_DIRECTORY``: what it lists is a real directory too, known without
+        an ``lstat`` of its own (:meth:`_no_link`). ``None`` where ``where`` is not a directory
+        or is a link (Linux says ENOTDIR for either): :meth:`_list` and :meth:`_no_link` tell
+        which, as for any other record directory."""
+        assert self._sys_root is not None
+        with convert_os_errors("scandir", where, directory=True):
+            try:
+                fd = os.open(self._sys_root + where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as error:
+                if error.errno in (errno.ENOTDIR, errno.ELOOP):
+                    return None
+                raise
+            try:
+                with os.scandir(fd) as scan:
+                    listing = {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
+            finally:
+                os.close(fd)
+        self._real.add(where)
+        return listing
+
     def whiteouts(self, dir_path: str) -> FrozenSet[str]:
         """Names whited out in ``dir_path`` of this layer."""
         return self._names(dir_path, WHITEOUT)
@@ -452,7 +484,11 @@ class Sidecar:
             return cached  # type: ignore[return-value]
         where = record_dir(dir_path)
         try:
-            listing = self._list(where)
+            listing = None
+            if self._sys_root is not None and self._may_link and where[: where.rfind("/")] in self._real:
+                listing = self._list_real(where)  # only the last component is unknown
+            if listing is None:
+                listing = self._list(where)
             self._no_link(where)  # found: it must not have been reached through a link
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
@@ -480,9 +516,10 @@ class Sidecar:
     def has_record(self, path: str, kind: str) -> bool:
         """Whether ``path`` has a record of ``kind``, asked of that one record (not its directory;
         nothing at all where the directory has no records of that kind)."""
-        if kind not in self._kinds_at(dirname(path)):
+        dir_path, name = _split(path)
+        if kind not in self._kinds_at(dir_path):
             return False
-        record = self._record_path(path, kind)
+        record = self._record_in(dir_path, name, kind)
         if self._sys_root is not None:
             try:
                 mode = os.lstat(self._sys_root + record).st_mode
@@ -534,7 +571,11 @@ class Sidecar:
         self._write_record(path, LINK, target.encode("utf-8", "surrogateescape"))
 
     def _record_path(self, path: str, kind: str) -> str:
-        return "%s/%s/%s" % (record_dir(dirname(path)), kind, basename(path))
+        return self._record_in(*_split(path), kind)
+
+    @staticmethod
+    def _record_in(dir_path: str, name: str, kind: str) -> str:
+        return "%s/%s/%s" % (record_dir(dir_path), kind, name)
 
     def redirects(self, dir_path: str) -> Dict[str, str]:
         """Redirect records in ``dir_path``: child name -> the absolute path its lower contents

@@ -32,7 +32,7 @@ from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_laye
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info, syspath
 from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
-from .treecache import TreeCache
+from .treecache import TreeCache, parent_of
 
 _MISSING = object()
 #: what :meth:`Layer.cached_dir` answers for a directory it has no index of
@@ -204,7 +204,7 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
-            if self.probes and not self.may_redirect and not self._hot(dir_path):
+            if self.probes and not self.may_redirect and (self.hot_after is None or not self._hot(dir_path)):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
         if index is None:
@@ -303,7 +303,7 @@ class Layer:
         kept = self._last_stat
         ancestor = path
         for _ in range(depth - 1):
-            ancestor = dirname(ancestor)
+            ancestor = parent_of(ancestor)
             if self._stat_kind(ancestor) != DIR:
                 self._last_stat = None
                 return False
@@ -326,7 +326,7 @@ class Layer:
             if "link" in wanted and stat.S_ISLNK(status.st_mode):
                 with convert_os_errors("getinfo", path):
                     target = os.readlink(self._sys_root + path)
-            return stat_info(basename(path) if path != "/" else "", status, wanted, target)
+            return stat_info(path[path.rfind("/") + 1:], status, wanted, target)
         try:
             return _with_link_namespace(self.fs.getinfo(path, wanted), wanted)
         except errors.ResourceNotFound:
