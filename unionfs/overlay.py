@@ -29,7 +29,7 @@ from .core import fsck, readdir, sharing, xattr
 from .changes import ChangeSet
 from .commit import ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
-from .core.copy_up import DATA, EMPTY, METADATA, copy_up
+from .core.copy_up import EMPTY, METADATA, WRITE, copy_up
 from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath, literal
 from .core.fsck import FsckReport
 from .core.journal import Intent
@@ -302,7 +302,7 @@ class OverlayFS(FS):
                 return dirops.create_file(self._lookup, upper, real, mode, buffering, **options)
             if not node.in_upper or node.metacopy:
                 # (a metadata-only upper file gets its data now, or none if truncating)
-                copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)  # stamped if truncating
+                copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else WRITE)  # stamped if truncating
                 return upper.openbin(node.path, mode, buffering, **options)
             before = upper.times(node.path) if _mode.truncate else None
             handle = upper.openbin(node.path, mode, buffering, **options)

@@ -16,6 +16,7 @@ import pytest
 from tests.support.kernel_oracle import (
     DIR,
     FILE,
+    OPAQUE,
     SYMLINK,
     REDIRECT_OPTIONS,
     Entry,
@@ -420,3 +421,34 @@ def test_a_handle_reached_through_links_follows_the_copy_up_of_its_file(machine:
     replay(both, "open_handle", "/c/c/a", writable=False)
     replay(both, "write", "/a", payload=b"new")
     assert [held.contents() for held in both.handles] == [b"new"]
+
+
+@pytest.mark.parametrize("data", [b"data", b""])
+@pytest.mark.parametrize("flags, mode", [(os.O_RDWR, "r+"), (os.O_WRONLY | os.O_APPEND, "a")])
+def test_opening_a_metadata_only_file_for_writing_stamps_it_when_its_data_is_copied(
+    pair: Callable[..., Pair], data: bytes, flags: int, mode: str
+) -> None:
+    """utimes of a lower file copies up its metadata only (the time set: old); open(O_RDWR)
+    then copies its data, and closes with nothing written. The kernel writes the data into
+    the metadata-only upper file (``ovl_copy_up_meta_inode_data``), which stamps its mtime
+    with the time of the copy; with no data there is nothing to write, and the set time
+    stays. The property suite drew it over an opaque directory of the lower below; a plain
+    lower file does the same."""
+    both = pair({"/c": Entry(FILE, data)}, {"/c": Entry(OPAQUE), "/c/x": Entry(FILE, b"x")}, renames=True)
+    both.run("settimes", "/c", 5, 5)
+    descriptor = os.open(both.kernel.merged + "/c", flags)
+    handle = both.overlay.openbin("/c", mode)
+    os.close(descriptor)
+    handle.close()
+    both.check_tree()
+    assert (os.stat(both.kernel.merged + "/c").st_mtime == 5) == (data == b"")  # the kernel's answer
+
+
+def test_a_hard_link_to_a_metadata_only_file_keeps_its_time(pair: Callable[..., Pair], tmp_path) -> None:
+    """link(2) of a metadata-only file: the kernel links it as it is (its data stays below,
+    its time the one set); the library copies the data first (docs/semantics.rst) and must
+    keep that time all the same."""
+    both = pair({"/c": Entry(FILE, b"data")}, on_disk=str(tmp_path), renames=True)
+    both.run("settimes", "/c", 5, 5)
+    both.run("link", "/c", "/d")
+    assert os.stat(both.kernel.merged + "/d").st_mtime == 5
