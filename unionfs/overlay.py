@@ -511,8 +511,10 @@ class OverlayFS(FS):
             src = self._node(_src, src_path, follow=False)  # rename(2) moves a link itself
             if src.is_dir:
                 raise errors.FileExpected(src_path)
-            if overwrite and _src != _dst and isbase(_dst, _src):
-                raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
+            if overwrite:
+                at = self._lookup.resolve(_dst, dst_path, follow=False)[1]  # (the links on the way followed)
+                if at is not None and at != src.path and isbase(at, src.path):
+                    raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             replaces, real = self._file_destination(_dst, dst_path, overwrite, follow=False)
             if replaces and src.path == real:
                 return  # rename(x, x) changes nothing, not even a copy-up
