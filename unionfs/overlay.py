@@ -29,7 +29,7 @@ from .core import fsck, readdir, sharing, xattr
 from .changes import ChangeSet
 from .commit import ProgressCallback
 from .core.inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, node_info, root_info
-from .core.copy_up import DATA, EMPTY, METADATA, copy_up
+from .core.copy_up import EMPTY, METADATA, WRITE, copy_up
 from .errors import IllegalDestination, LinkLoop, NoSuchAttribute, NotALink, ReservedPath, literal
 from .core.fsck import FsckReport
 from .core.journal import Intent
@@ -316,7 +316,7 @@ class OverlayFS(FS):
                 return dirops.create_file(self._lookup, upper, real, mode, buffering, **options)
             if not node.in_upper or node.metacopy:
                 # (a metadata-only upper file gets its data now, or none if truncating)
-                copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else DATA)  # stamped if truncating
+                copy_up(self._lookup, upper, node, EMPTY if _mode.truncate else WRITE)  # stamped if truncating
                 return upper.openbin(node.path, mode, buffering, **options)
             before = upper.times(node.path) if _mode.truncate else None
             handle = upper.openbin(node.path, mode, buffering, **options)
@@ -525,8 +525,10 @@ class OverlayFS(FS):
             src = self._node(_src, src_path, follow=False)  # rename(2) moves a link itself
             if src.is_dir:
                 raise errors.FileExpected(src_path)
-            if overwrite and _src != _dst and isbase(_dst, _src):
-                raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
+            if overwrite:
+                at = self._lookup.resolve(_dst, dst_path, follow=False)[1]  # (the links on the way followed)
+                if at is not None and at != src.path and isbase(at, src.path):
+                    raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             replaces, real = self._file_destination(_dst, dst_path, overwrite, follow=False)
             if replaces and src.path == real:
                 return  # rename(x, x) changes nothing, not even a copy-up

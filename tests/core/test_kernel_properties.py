@@ -63,6 +63,7 @@ from tests.support.kernel_oracle import (
     KernelView,
     LayerSpec,
     LibraryView,
+    Outcome,
     REDIRECT_OPTIONS,
     add_entry,
     assert_same_file_times,
@@ -242,12 +243,14 @@ class KernelMachine(RuleBasedStateMachine):
 
     # -- comparing ---------------------------------------------------------------------------------
 
-    def both(self, operation: str, *args: object, paths: Sequence[str]) -> None:
-        """Run ``operation`` on both sides and compare what came back."""
+    def both(self, operation: str, *args: object, paths: Sequence[str]) -> Outcome:
+        """Run ``operation`` on both sides and compare what came back (the kernel's, returned:
+        the library's is the same)."""
         assert self.overlay is not None and self.kernel is not None
         library = outcome(lambda: getattr(LibraryView(self.overlay), operation)(*args))
         kernel = outcome(lambda: getattr(KernelView(self.kernel.merged, self.kernel), operation)(*args))
         assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
+        return kernel
 
     @invariant()
     def same_view(self) -> None:
@@ -470,15 +473,30 @@ class KernelMachine(RuleBasedStateMachine):
         os.pwrite(held.descriptor, payload, offset)
 
     def close_replaced(self, path: str) -> None:
-        """Close the handles on ``path`` if it is a file of the upper, which ``writebytes`` and
-        ``copy`` replace atomically: a handle keeps the old file, where the kernel truncates
-        and rewrites it in place (docs/semantics.rst). A lower file (the kernel copies it up,
-        and the handles follow) or a removed one (a new file: handles stay on the old one)
-        keeps its handles, and they are checked."""
+        """Close the handles on the file ``path`` leads to (the links followed) if it is a file
+        of the upper, which ``writebytes`` and ``copy`` replace atomically: a handle keeps the
+        old file, where the kernel truncates and rewrites it in place (docs/semantics.rst).
+        Every handle on that file, by whatever path it was opened (``/c/c/a`` through links
+        is ``/b``): the kernel's descriptor on the same inode. A lower file (the kernel copies
+        it up, and the handles follow) or a removed one (a new file: handles stay on the old
+        one) keeps its handles, and they are checked."""
         assert self.kernel is not None
-        real = self.kernel.upper + path
-        if os.path.isfile(real) and not os.path.islink(real):
-            self.close_handles(path)
+        try:
+            followed = KernelView(self.kernel.merged)._followed(path)
+        except OSError:
+            return  # nothing there yet (or a link loop): a new file, which no handle is on
+        real = self.kernel.upper + followed[len(self.kernel.merged):]
+        if not (os.path.isfile(real) and not os.path.islink(real)):
+            return
+        status = os.stat(followed)
+        kept = []
+        for held in self.handles:
+            on = os.fstat(held.descriptor)
+            if (on.st_dev, on.st_ino) == (status.st_dev, status.st_ino):
+                held.close()
+            else:
+                kept.append(held)
+        self.handles = kept
 
     def close_handles(self, path: Optional[str] = None, below: bool = False) -> None:
         """Close the held handles (those on ``path`` only, if given; or ``below`` it too)."""
@@ -539,18 +557,16 @@ class KernelMachine(RuleBasedStateMachine):
             result = outcome(lambda: self.overlay.link(existing, new))
             assert result.error is not None, "link into a MemoryFS upper must be refused"
             return
-        self.both("link", existing, new, paths=[existing, new])
-        self._note_linked(new)
+        if self.both("link", existing, new, paths=[existing, new]).error is None:
+            self._note_linked(new)  # (a refused link links nothing: what is at ``new`` was there before)
 
     def _note_linked(self, path: str) -> None:
-        """Remember the kernel upper's inode of a file just hard-linked: the kernel links a
-        metadata-only copy-up, the library copies the data first (docs/semantics.rst), so
-        :meth:`metadata_only_copies_hold_no_data` leaves that inode out, whatever its names."""
+        """Remember the kernel upper's inode of a file just hard-linked at ``path``: the kernel
+        links a metadata-only copy-up, the library copies the data first (docs/semantics.rst),
+        so :meth:`metadata_only_copies_hold_no_data` leaves that inode out, whatever its names."""
         assert self.kernel is not None
-        try:
-            status = os.lstat(self.kernel.upper + path)
-        except OSError:
-            return  # the link was refused
+        view = KernelView(self.kernel.merged)
+        status = os.lstat(self.kernel.upper + view._real(path)[len(self.kernel.merged):])  # the links on the way followed
         self.linked_inodes.add((status.st_dev, status.st_ino))
 
     @rule(data=st.data())

@@ -240,12 +240,17 @@ def test_crash_at_every_write(name, lowers, options):
 @pytest.mark.parametrize("name", sorted(RENAME_OPERATIONS))
 def test_crash_at_every_write_of_redirects_and_metacopy(name, lowers, options):
     """Redirected directories and metadata-only files, renamed, written, replaced, removed:
-    every injection point shows the view before or after. One exception, of the copying
-    options only: truncating a file the upper holds whole is an ``O_TRUNC`` open in place,
+    every injection point shows the view before or after. Two exceptions. Of the copying
+    options: truncating a file the upper holds whole is an ``O_TRUNC`` open in place,
     and where the upper does not stamp that itself (MemoryFS) the overlay stamps the mtime
     after it, best effort (docs/reliability.rst): interrupted between, the file is truncated
-    with its old mtime."""
-    outcomes_of = _truncated_unstamped("/a/g.txt") if (name, options) == ("truncate metacopy", "copying") else None
+    with its old mtime. Of the renaming ones: an append to a metadata-only file copies its
+    data up, stamped as on the kernel, then appends: interrupted between, the old data
+    shows with the new mtime."""
+    outcomes_of = {
+        ("truncate metacopy", "copying"): _truncated_unstamped("/a/g.txt"),
+        ("append to metacopy", "renames"): _copied_stamped("/a/g.txt"),
+    }.get((name, options))
     _exercise(
         name + ("" if options == "renames" else " (copying)"), lowers, RENAME_OPERATIONS[name], outcomes_of, prepare=_prepare_renames
     )
@@ -257,6 +262,19 @@ def _truncated_unstamped(path: str):
     def outcomes(before, after):
         mixed = dict(after)
         mixed[path] = after[path][:-1] + before[path][-1:]
+        return [before, after, mixed]
+
+    return outcomes
+
+
+def _copied_stamped(path: str):
+    """Outcomes: before, after, and before with ``path``'s mtime of after: opening a
+    metadata-only file for writing copies its data up and stamps it (the kernel writes the
+    data into the upper file), and the write after that is a step of its own."""
+
+    def outcomes(before, after):
+        mixed = dict(before)
+        mixed[path] = before[path][:-1] + after[path][-1:]
         return [before, after, mixed]
 
     return outcomes

@@ -127,8 +127,7 @@ SCENARIOS = {
 def _kernel_outcomes() -> Dict[str, Tuple[Any, ...]]:
     outcomes = {}
     for name, scenario in SCENARIOS.items():
-        with KernelOverlay([{"/a": Entry(FILE, b"abc")}]) as kernel:
-            kernel.mount()
+        with KernelOverlay([{"/a": Entry(FILE, b"abc")}]) as kernel:  # (mounted by __enter__)
             merged = kernel.merged
 
             def open_(path: str, mode: str) -> Any:

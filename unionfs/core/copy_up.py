@@ -38,16 +38,21 @@ def copy_up_parents(lookup: Lookup, upper: Upper, path: str) -> None:
         _copy_up_dir(upper, parent)
 
 
-#: what a copy-up of a file brings: its data, nothing (an open that truncates anyway), or
-#: its metadata only where the overlay does metacopy (the data stays in the lower until
-#: the file is opened for writing), else its data
-DATA, EMPTY, METADATA = "data", "empty", "metadata"
+#: what a copy-up of a file brings: its data, nothing (an open that truncates anyway), its
+#: data for an open for writing (:data:`WRITE`: see :func:`copy_up`), or its metadata only
+#: where the overlay does metacopy (the data stays in the lower until the file is opened
+#: for writing), else its data
+DATA, EMPTY, WRITE, METADATA = "data", "empty", "write", "metadata"
 
 
 def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
     """Copy ``node`` (and its parents) up, unless the upper already has it, as ``what`` says
-    (:data:`DATA`, :data:`EMPTY` or :data:`METADATA`). A metadata-only copy in the upper gets
-    its data (or is emptied) when ``what`` asks for more."""
+    (:data:`DATA`, :data:`EMPTY`, :data:`WRITE` or :data:`METADATA`). A metadata-only copy in
+    the upper gets its data (or is emptied) when ``what`` asks for more. :data:`WRITE` is
+    :data:`DATA` for an open for writing: the kernel (``ovl_copy_up_meta_inode_data``) writes
+    the data into the metadata-only upper file then, which stamps its mtime (a file without
+    data has nothing written, and keeps it); a whole copy-up, and a ``link`` (where the
+    kernel keeps the metadata-only file as it is), keep the time."""
     if node.in_upper and not (node.metacopy and what != METADATA):
         return
     copy_up_parents(lookup, upper, node.path)
@@ -65,7 +70,7 @@ def copy_up(lookup: Lookup, upper: Upper, node: Node, what: str = DATA) -> None:
         with upper.keeping_times(dirname(node.path)):
             upper.install_metacopy(node.path, node.origin, copyable_metadata(info), xattrs_from=(node.top, node.top_path))
     else:
-        _copy_up_file(upper, node, what != EMPTY)
+        _copy_up_file(upper, node, what != EMPTY, stamp=what == WRITE and node.in_upper)
 
 
 def _copy_up_dir(upper: Upper, node: Node) -> None:
@@ -101,9 +106,10 @@ def _copy_up_node(upper: Upper, node: Node, info: Info) -> None:
         upper.install_node(node.path, stat.S_IFMT(mode) | 0o600, device, copyable_metadata(info), xattrs_from=(node.top, node.top_path))
 
 
-def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
+def _copy_up_file(upper: Upper, node: Node, with_data: bool, stamp: bool = False) -> None:
     """The data (or nothing) with the metadata (and xattrs) of the top layer, staged and
-    renamed into place; a FIFO or device is made, never read."""
+    renamed into place; a FIFO or device is made, never read. ``stamp``: data written gives
+    the copy the time of the copy-up as its mtime (see :data:`WRITE`)."""
     info = node.top.getinfo(node.top_path, COPIED_NAMESPACES)
     if info.type in SPECIAL_TYPES:
         _copy_up_node(upper, node, info)
@@ -117,6 +123,8 @@ def _copy_up_file(upper: Upper, node: Node, with_data: bool) -> None:
     metadata = copyable_metadata(info)
     if not with_data:  # copied up for an O_TRUNC open, which stamps the file: staged stamped
         metadata["details"] = {"accessed": upper.now(), "modified": upper.now()}
+    elif stamp and upper.fs.getsize(staged):  # written into: modified now, accessed kept
+        metadata["details"] = dict(metadata.get("details", {}), modified=upper.now())
     apply_metadata(upper.fs, staged, metadata)
     upper.copy_xattrs(node.top, node.top_path, staged)  # after the owner: chown drops security.capability
     with upper.keeping_times(dirname(node.path)):
