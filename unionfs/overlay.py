@@ -43,8 +43,6 @@ from .core.upper import Upper
 from .io import CHUNK, copy_stream
 
 
-#: text a whole-file text write keeps in memory before it spools to a temporary file
-CHUNK_SPOOLED = 1 << 20
 #: how many validated paths an overlay remembers before it starts afresh
 VALID_PATHS_KEPT = 1 << 16
 
@@ -438,9 +436,9 @@ class OverlayFS(FS):
         if encoding is None:  # binary, as the base class opens it
             self.upload(path, file)
             return
-        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SPOOLED) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK) as spool:
             text = io.TextIOWrapper(spool, encoding=encoding, errors=errors, newline=newline)  # type: ignore[arg-type]
-            for chunk in iter(lambda: file.read(CHUNK_SPOOLED), ""):
+            for chunk in iter(lambda: file.read(CHUNK), ""):
                 text.write(chunk)
             text.flush()
             spool.seek(0)
