@@ -914,14 +914,7 @@ class OverlayFS(FS):
     @classmethod
     def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
         """An overlay over layers it opened itself, and so closes."""
-        try:
-            overlay = cls(layers, upper)
-        except BaseException:
-            for layer in layers:
-                layer.fs.close()
-            raise
-        overlay._owned.extend(layer.fs for layer in layers)
-        return overlay
+        return over_own_layers(layers, upper, cls)
 
     def export_layer(
         self,
@@ -1037,3 +1030,20 @@ def _merged_meta(layers: Sequence[Layer], read_only: bool) -> Dict[str, Union[st
         "unicode_paths": all(meta.get("unicode_paths", True) for meta in metas),
         "virtual": True,
     }
+
+
+def over_own_layers(
+    lowers: Sequence[Union[Layer, LayerSource]], upper: Optional[LayerSource], cls: type = OverlayFS, **options: Any
+) -> OverlayFS:
+    """``cls(lowers, upper, **options)`` that owns the :class:`Layer` lowers, opened for it by
+    the caller (a format's resolver, the CLI): it closes them when it closes, and at once if
+    it cannot be made. The other lowers are as for the constructor."""
+    layers = [lower for lower in lowers if isinstance(lower, Layer)]
+    try:
+        overlay = cls(lowers, upper, **options)
+    except BaseException:
+        for layer in layers:
+            layer.fs.close()
+        raise
+    overlay._owned.extend(layer.fs for layer in layers)
+    return overlay
