@@ -251,6 +251,14 @@ class convert_errors:
         raise self.into("%s: %s" % (self.prefix, message_of(exc))) from exc
 
 
+def os_failure(path: str, error: OSError, doing: str) -> errors.OperationFailed:
+    """The one form of an ``OSError`` no ``fs.errors`` class stands for (the caller has dealt
+    with the errnos that mean something): ``OperationFailed`` naming ``path``, its message
+    ``doing: error`` kept literal (a path or label with braces prints as it is), chained to
+    ``error`` by the caller's ``raise ... from error``."""
+    return errors.OperationFailed(path, exc=error, msg=literal("%s: %s" % (doing, error)))
+
+
 def unsupported_layer(message: str) -> UnsupportedLayer:
     """``into`` for :class:`convert_errors`: an :class:`UnsupportedLayer` with ``message``."""
     return UnsupportedLayer(msg=message)

@@ -43,8 +43,6 @@ from .core.upper import Upper
 from .io import CHUNK, copy_stream
 
 
-#: text a whole-file text write keeps in memory before it spools to a temporary file
-CHUNK_SPOOLED = 1 << 20
 #: how many validated paths an overlay remembers before it starts afresh
 VALID_PATHS_KEPT = 1 << 16
 
@@ -452,9 +450,9 @@ class OverlayFS(FS):
         if encoding is None:  # binary, as the base class opens it
             self.upload(path, file)
             return
-        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SPOOLED) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK) as spool:
             text = io.TextIOWrapper(spool, encoding=encoding, errors=errors, newline=newline)  # type: ignore[arg-type]
-            for chunk in iter(lambda: file.read(CHUNK_SPOOLED), ""):
+            for chunk in iter(lambda: file.read(CHUNK), ""):
                 text.write(chunk)
             text.flush()
             spool.seek(0)
@@ -951,14 +949,7 @@ class OverlayFS(FS):
     @classmethod
     def _over_own_layers(cls, layers: List[Layer], upper: Optional[LayerSource]) -> "OverlayFS":
         """An overlay over layers it opened itself, and so closes."""
-        try:
-            overlay = cls(layers, upper)
-        except BaseException:
-            for layer in layers:
-                layer.fs.close()
-            raise
-        overlay._owned.extend(layer.fs for layer in layers)
-        return overlay
+        return over_own_layers(layers, upper, cls)
 
     def export_layer(
         self,
@@ -1074,3 +1065,20 @@ def _merged_meta(layers: Sequence[Layer], read_only: bool) -> Dict[str, Union[st
         "unicode_paths": all(meta.get("unicode_paths", True) for meta in metas),
         "virtual": True,
     }
+
+
+def over_own_layers(
+    lowers: Sequence[Union[Layer, LayerSource]], upper: Optional[LayerSource], cls: type = OverlayFS, **options: Any
+) -> OverlayFS:
+    """``cls(lowers, upper, **options)`` that owns the :class:`Layer` lowers, opened for it by
+    the caller (a format's resolver, the CLI): it closes them when it closes, and at once if
+    it cannot be made. The other lowers are as for the constructor."""
+    layers = [lower for lower in lowers if isinstance(lower, Layer)]
+    try:
+        overlay = cls(lowers, upper, **options)
+    except BaseException:
+        for layer in layers:
+            layer.fs.close()
+        raise
+    overlay._owned.extend(layer.fs for layer in layers)
+    return overlay

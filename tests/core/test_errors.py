@@ -143,3 +143,17 @@ def test_convert_errors_translates_low_level_errors_once():
     with pytest.raises(KeyError):  # a bug is not a format error
         with convert_errors(unionfs_errors.LayerFormatError, "reading"):
             raise KeyError("x")
+
+
+def test_an_os_error_of_a_layer_prints_a_brace_path(tmp_path):
+    """Every unexpected OSError becomes OperationFailed through one function (errors.os_failure),
+    its message literal: a link read under a looping directory ``x{y}`` (ELOOP) prints."""
+    from fs.osfs import OSFS
+    from unionfs.core.stack import Layer
+
+    (tmp_path / "x{y}").symlink_to("x{y}")
+    layer = Layer(OSFS(str(tmp_path)), "lower {0}", False, None)
+    with pytest.raises(errors.OperationFailed) as failed:
+        layer.readlink("/x{y}/l")
+    assert str(failed.value).startswith("cannot read the link '/x{y}/l' in lower {0}: ")
+    assert isinstance(failed.value.exc, OSError)

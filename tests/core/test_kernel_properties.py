@@ -46,26 +46,16 @@ import attr
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from fs.path import join
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.conftest import LowerGuard, kernel_overlay_available
 from tests.support.kernel_oracle import (
-    DIR,
-    FILE,
-    HARDLINK,
-    OPAQUE,
-    RECENT,
-    SYMLINK,
-    WHITEOUT,
-    Entry,
     KernelOverlay,
     KernelView,
     LayerSpec,
     LibraryView,
     Outcome,
     REDIRECT_OPTIONS,
-    add_entry,
     assert_same_file_times,
     assert_same_modes,
     assert_same_outcome,
@@ -74,8 +64,8 @@ from tests.support.kernel_oracle import (
     kernel_metacopy_files,
     library_metacopy_files,
     outcome,
-    realistic,
 )
+from tests.support.kernel_rules import SharedRules, layer_stacks, small, some_bytes
 from unionfs.core.sidecar import METACOPY_FILE_SIZE
 from fs.base import FS
 from fs.memoryfs import MemoryFS
@@ -90,62 +80,6 @@ if _UNAVAILABLE:
     if os.environ.get("UNIONFS_REQUIRE_KERNEL") == "1":
         raise RuntimeError("kernel overlayfs required (UNIONFS_REQUIRE_KERNEL=1) but unavailable: " + _UNAVAILABLE)
     pytest.skip("kernel overlayfs unavailable: " + _UNAVAILABLE, allow_module_level=True)
-
-#: A three-letter alphabet and at most three levels: the same names keep colliding.
-NAMES = "abc"
-paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
-contents = st.binary(max_size=6)
-#: Writes into an open file carry at least one byte: a write(2) of nothing leaves the mtime
-#: alone, while MemoryFS's file objects stamp it anyway (a backend quirk, not overlay semantics).
-some_bytes = st.binary(min_size=1, max_size=6)
-small = st.integers(min_value=0, max_value=8)
-times = st.integers(min_value=0, max_value=RECENT - 1)  # old: tell set times from fresh ones
-
-#: Link targets: relative (sideways, up, down, chains through other links of the alphabet),
-#: absolute (from the overlay's root: the kernel side resolves them in the mount with
-#: openat2's RESOLVE_IN_ROOT, as a chrooted process would), up past the root, dangling, to
-#: directories, to themselves (loops), and ``.``/``..``.
-link_targets = st.one_of(
-    st.sampled_from(NAMES),
-    st.builds(lambda a, b: a + "/" + b, st.sampled_from(NAMES + "."), st.sampled_from(NAMES)),
-    st.builds(lambda a: "../" + a, st.sampled_from(NAMES)),
-    paths,
-    st.sampled_from(["../../..", "../../../a", "/a/../b", ".", "..", "nowhere", "/nowhere/a", "a/./b/"]),
-)
-
-dir_modes = st.sampled_from([None, 0o700, 0o750])
-file_modes = st.sampled_from([None, 0o600])
-entries = st.one_of(
-    st.builds(Entry, st.just(DIR), st.just(b""), dir_modes),
-    st.builds(Entry, st.just(OPAQUE), st.just(b""), dir_modes),
-    st.builds(Entry, st.just(FILE), contents, file_modes),
-    st.just(Entry(WHITEOUT)),
-    st.builds(Entry, st.just(SYMLINK), target=link_targets),
-    st.just(Entry(HARDLINK)),  # to a file of its layer, chosen below (dropped if there is none)
-)
-
-
-@st.composite
-def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
-    """One to four lower layers, topmost first, colliding on a tiny name space: files over
-    directories and back, nested and empty directories, whiteouts and opaque directories,
-    symbolic links of every kind and hard links to files of the same layer."""
-    layers = []
-    for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        layer: LayerSpec = {}
-        hard_links = []
-        for path, entry in draw(st.lists(st.tuples(paths, entries), max_size=8)):
-            if entry.kind == HARDLINK:
-                hard_links.append(path)
-            else:
-                add_entry(layer, path, entry)
-        files = sorted(path for path, entry in layer.items() if entry.kind == FILE)
-        for path in hard_links:
-            if files:
-                add_entry(layer, path, Entry(HARDLINK, target=draw(st.sampled_from(files))))
-        layers.append(layer)
-    return realistic(layers)
-
 
 MAX_LOWERS = 6
 MAX_HANDLES = 3
@@ -173,8 +107,9 @@ class Held:
         return data
 
 
-class KernelMachine(RuleBasedStateMachine):
-    """Random operations on OverlayFS and on a kernel overlay mount, compared step by step."""
+class KernelMachine(SharedRules, RuleBasedStateMachine):
+    """Random operations on OverlayFS and on a kernel overlay mount, compared step by step
+    (the rules the mount's differential test runs too are in ``tests/support/kernel_rules.py``)."""
 
     upper_kind = "memory"
     #: the kernel's mount options beyond the layers, and the library's matching ones: the
@@ -252,6 +187,16 @@ class KernelMachine(RuleBasedStateMachine):
         assert_same_outcome("%s%r" % (operation, args), library, kernel, paths)
         return kernel
 
+    def offline(self, operation: str, path: str) -> None:
+        """``hide`` / ``make_opaque``: the library's operation; the kernel side edits its
+        unmounted upper by hand (``KernelView``)."""
+        self.both(operation, path, paths=[path])
+
+    @property
+    def times_of_root(self) -> bool:  # type: ignore[override]
+        """MemoryFS cannot set its own root's times at all (see docs/semantics.rst), nor through a link to it."""
+        return self.upper_kind != "memory"
+
     @invariant()
     def same_view(self) -> None:
         """The whole merged trees agree, so do the files' modification times, and so does
@@ -271,89 +216,9 @@ class KernelMachine(RuleBasedStateMachine):
             # since Linux 4.19 a descriptor opened on a lower file follows its copy-up, and a
             # removed (or replaced by a new file) file's descriptor keeps its data
             assert held.contents() == os.pread(held.descriptor, 1 << 16, 0), "the handle held on %s" % held.path
-        self.visible = sorted(kernel_tree)
-        self.visible_dirs = ["/"] + sorted(path for path, entry in kernel_tree.items() if entry == ("dir",))
-        # links count as files here: reads, writes and removals through them are the point
-        self.visible_files = sorted(path for path, entry in kernel_tree.items() if entry[0] in ("file", "link"))
-
-    def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
-        """Mostly a path of the view (of ``kind`` "file" or "dir" if given) or a new name in one
-        of its directories, so operations tend to do something; else any path of the
-        alphabet. The root only if ``root``."""
-        existing = self.visible + ["/"] if root else self.visible
-        preferred = {"file": self.visible_files, "dir": self.visible_dirs if root else self.visible_dirs[1:]}.get(kind)
-        choices = [paths, st.builds(join, st.sampled_from(self.visible_dirs), st.sampled_from(NAMES))]
-        choices += [st.sampled_from(found) for found in (existing, preferred) if found]
-        return data.draw(st.one_of(choices), label=label)
+        self.note_visible(kernel_tree)
 
     # -- files ---------------------------------------------------------------------------------------
-
-    @rule(data=st.data(), payload=contents)
-    def write(self, data: st.DataObject, payload: bytes) -> None:
-        path = self.path(data)
-        self.close_replaced(path)
-        self.both("writebytes", path, payload, paths=[path])
-
-    @rule(data=st.data(), payload=contents)
-    def write_streamed(self, data: st.DataObject, payload: bytes) -> None:
-        path = self.path(data)
-        self.both("write_streamed", path, payload, paths=[path])
-
-    @rule(data=st.data())
-    def open_truncating(self, data: st.DataObject) -> None:
-        """open(O_TRUNC) with nothing written: the file's mtime changes all the same."""
-        path = self.path(data)
-        self.both("open_truncating", path, paths=[path])
-
-    @rule(data=st.data(), payload=some_bytes)
-    def append(self, data: st.DataObject, payload: bytes) -> None:
-        path = self.path(data, kind="file")
-        self.both("appendbytes", path, payload, paths=[path])
-
-    @rule(data=st.data(), offset=small, payload=some_bytes)
-    def write_at(self, data: st.DataObject, offset: int, payload: bytes) -> None:
-        path = self.path(data, kind="file")
-        self.both("write_at", path, offset, payload, paths=[path])
-
-    @rule(data=st.data(), payload=contents)
-    def create_exclusive(self, data: st.DataObject, payload: bytes) -> None:
-        path = self.path(data)
-        self.both("create_exclusive", path, payload, paths=[path])
-
-    @rule(data=st.data(), size=small)
-    def truncate(self, data: st.DataObject, size: int) -> None:
-        path = self.path(data, kind="file")
-        self.both("truncate", path, size, paths=[path])
-
-    @rule(data=st.data())
-    def read(self, data: st.DataObject) -> None:
-        path = self.path(data, kind="file")
-        self.both("readbytes", path, paths=[path])
-
-    @rule(data=st.data())
-    def remove(self, data: st.DataObject) -> None:
-        path = self.path(data, kind="file")
-        self.both("remove", path, paths=[path])
-
-    @rule(data=st.data(), overwrite=st.booleans())
-    def move(self, data: st.DataObject, overwrite: bool) -> None:
-        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
-        self.both("move", src, dst, overwrite, paths=[src, dst])
-
-    @rule(data=st.data(), overwrite=st.booleans())
-    def copy(self, data: st.DataObject, overwrite: bool) -> None:
-        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
-        self.close_replaced(dst)
-        self.both("copy", src, dst, overwrite, paths=[src, dst])
-
-    @rule(data=st.data(), accessed=times, modified=times)
-    def settimes(self, data: st.DataObject, accessed: int, modified: int) -> None:
-        # MemoryFS cannot set its own root's times at all (see docs/semantics.rst), nor through a link to it
-        path = self.path(data, root=self.upper_kind != "memory")
-        assert self.kernel is not None
-        if self.upper_kind == "memory" and KernelView(self.kernel.merged).leads_to_root(path):
-            return
-        self.both("settimes", path, accessed, modified, paths=[path])
 
     @precondition(lambda self: self.upper_kind == "os")  # MemoryFS keeps no permissions
     @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o700, 0o755]))
@@ -374,26 +239,6 @@ class KernelMachine(RuleBasedStateMachine):
         assert all(size <= METACOPY_FILE_SIZE for size in library.values()), library
 
     # -- directories ---------------------------------------------------------------------------------
-
-    @rule(data=st.data())
-    def removedir(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("removedir", path, paths=[path])
-
-    @rule(data=st.data())
-    def makedir(self, data: st.DataObject) -> None:
-        path = self.path(data)
-        self.both("makedir", path, paths=[path])
-
-    @rule(data=st.data(), recreate=st.booleans())
-    def makedirs(self, data: st.DataObject, recreate: bool) -> None:
-        path = self.path(data)
-        self.both("makedirs", path, recreate, paths=[path])
-
-    @rule(data=st.data())
-    def removetree(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("removetree", path, paths=[path])
 
     @rule(data=st.data(), create=st.booleans())
     def movedir(self, data: st.DataObject, create: bool) -> None:
@@ -416,20 +261,6 @@ class KernelMachine(RuleBasedStateMachine):
             assert held.contents() == old, "the handle held on replaced %s" % held.path
             held.close()
             self.handles.remove(held)
-
-    @rule(data=st.data())
-    def hide(self, data: st.DataObject) -> None:
-        """``OverlayFS.hide``; on the kernel, the same edit by hand in the unmounted upper."""
-        path = self.path(data, root=True)
-        self.close_handles()  # the kernel side remounts; held descriptors stay on the old mount
-        self.both("hide", path, paths=[path])
-
-    @rule(data=st.data())
-    def make_opaque(self, data: st.DataObject) -> None:
-        """``OverlayFS.make_opaque``; on the kernel, mkdir + the opaque xattr by hand."""
-        path = self.path(data, root=True, kind="dir")
-        self.close_handles()  # the kernel side remounts; held descriptors stay on the old mount
-        self.both("make_opaque", path, paths=[path])
 
     # -- handles held across steps ----------------------------------------------------------------
 
@@ -510,42 +341,7 @@ class KernelMachine(RuleBasedStateMachine):
 
     # -- queries -------------------------------------------------------------------------------------
 
-    @rule(data=st.data())
-    def listdir(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("listdir", path, paths=[path])
-
-    @rule(data=st.data())
-    def scandir(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("scandir", path, paths=[path])
-
-    @rule(data=st.data())
-    def getinfo(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True)
-        self.both("getinfo", path, paths=[path])
-
-    @rule(data=st.data())
-    def exists(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True)
-        self.both("exists", path, paths=[path])
-
     # -- symbolic and hard links ---------------------------------------------------------------------
-
-    @rule(data=st.data(), link_target=link_targets)
-    def symlink(self, data: st.DataObject, link_target: str) -> None:
-        path = self.path(data)
-        self.both("symlink", link_target, path, paths=[path])
-
-    @rule(data=st.data())
-    def readlink(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True)
-        self.both("readlink", path, paths=[path])
-
-    @rule(data=st.data())
-    def islink(self, data: st.DataObject) -> None:
-        path = self.path(data, root=True)
-        self.both("islink", path, paths=[path])
 
     @rule(data=st.data())
     def link(self, data: st.DataObject) -> None:

@@ -29,6 +29,7 @@ from unionfs import LinkLoop, OverlayFS
 from tests.conftest import kernel_overlay_available
 from tests.support.imagetools import new_layout, require_umoci, snapshot_dir, snapshot_fs, umoci, unpack
 from tests.support.kernel_oracle import _mount_overlay, _unmount, open_in_root
+from unionfs.testing import trees
 
 Outcome = Tuple[str, Optional[bytes]]  # ("ok", first bytes) or ("error", errno name)
 
@@ -83,11 +84,7 @@ def _compare_reads(overlay: OverlayFS, root: str, paths: List[str]) -> Dict[str,
 
 
 def _all_paths(root: str) -> List[str]:
-    found = []
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            found.append("/" + os.path.relpath(os.path.join(directory, name), root))
-    return sorted(found)
+    return sorted(path for path, _full, _status in trees.disk_entries(root))
 
 
 def _links_in(root: str) -> List[str]:

@@ -112,3 +112,17 @@ def test_item13_deep_archive_member_opens(tmp_path, build):
     with OverlayFS(archive) as overlay:
         assert overlay.readtext(DEEP + "/f") == "x"
         assert overlay.listdir(DEEP) == ["f"]
+
+
+def test_deep_object_store_key_opens():
+    """An fsspec layer (here fsspec's in-memory store) finds a key 1,200 directories deep:
+    the listings of its parents are taken in a loop, not one recursion per level."""
+    fsspec = pytest.importorskip("fsspec")
+    from fs.memoryfs import MemoryFS
+    from unionfs.formats.fsspec_layer import FsspecFS
+
+    store = fsspec.filesystem("memory", skip_instance_cache=True)
+    store.pipe_file("/deep/" + DEEP + "/f", b"x")
+    layer = FsspecFS(store, "/deep")
+    assert layer.readbytes(DEEP + "/f") == b"x"
+    assert OverlayFS([FsspecFS(store, "/deep")], upper=MemoryFS()).readbytes(DEEP + "/f") == b"x"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 from typing import Dict
 
 import pytest
@@ -16,21 +17,20 @@ from fs.osfs import OSFS
 
 from unionfs import OverlayFS, SidecarError
 from unionfs.core.nofollow import remove_entry
+from unionfs.testing import trees
 
 
 def _state(root: str) -> Dict[str, str]:
     """Every entry under ``root`` (links not followed) with its type and content hash."""
     found = {}
-    for directory, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            if os.path.islink(path):
-                found[path] = "link " + os.readlink(path)
-            elif os.path.isdir(path):
-                found[path] = "dir %o" % os.stat(path).st_mode
-            else:
-                with open(path, "rb") as handle:
-                    found[path] = hashlib.sha256(handle.read()).hexdigest() + " %o" % os.stat(path).st_mode
+    for _path, full, status in trees.disk_entries(root):
+        if stat.S_ISLNK(status.st_mode):
+            found[full] = "link " + os.readlink(full)
+        elif stat.S_ISDIR(status.st_mode):
+            found[full] = "dir %o" % status.st_mode
+        else:
+            with open(full, "rb") as handle:
+                found[full] = hashlib.sha256(handle.read()).hexdigest() + " %o" % status.st_mode
     return found
 
 

@@ -43,6 +43,7 @@ from fs.permissions import Permissions
 from unionfs.errors import IllegalDestination, LinkLoop, NotALink
 from unionfs.core import sidecar as sidecar_format
 from unionfs.core.sidecar import Sidecar
+from unionfs.testing import trees
 
 # -------------------------------------------------------------------------------------------------
 # Layer specs
@@ -547,27 +548,21 @@ class KernelView:
         """The whole merged tree; each file's and directory's whole-second mtime goes into
         ``times``, its permission bits into ``modes``, if given (a link's are not compared)."""
         result: Tree = {}
-        pending = ["/"]
-        while pending:
-            directory = pending.pop()
-            for entry in os.scandir(self._real(directory)):
-                path = directory.rstrip("/") + "/" + entry.name
-                status = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(status.st_mode):
-                    result[path] = ("dir",)
-                    pending.append(path)
-                elif stat.S_ISREG(status.st_mode):
-                    result[path] = ("file", self.readbytes(path))
-                elif stat.S_ISLNK(status.st_mode):
-                    result[path] = ("link", os.readlink(entry.path))
-                    continue
-                else:
-                    result[path] = ("other", stat.filemode(status.st_mode))
-                    continue
-                if times is not None:
-                    times[path] = int(status.st_mtime)
-                if modes is not None:
-                    modes[path] = stat.S_IMODE(status.st_mode)
+        for path, real, status in trees.disk_entries(self.merged):
+            if stat.S_ISDIR(status.st_mode):
+                result[path] = ("dir",)
+            elif stat.S_ISREG(status.st_mode):
+                result[path] = ("file", self.readbytes(path))
+            elif stat.S_ISLNK(status.st_mode):
+                result[path] = ("link", os.readlink(real))
+                continue
+            else:
+                result[path] = ("other", stat.filemode(status.st_mode))
+                continue
+            if times is not None:
+                times[path] = int(status.st_mtime)
+            if modes is not None:
+                modes[path] = stat.S_IMODE(status.st_mode)
         return result
 
     # -- writing ---------------------------------------------------------------------------------
@@ -677,10 +672,10 @@ class KernelView:
             self.removedir(path)
 
     def _remove_contents(self, path: str) -> None:
-        for entry in list(os.scandir(self._real(path))):
-            child = path.rstrip("/") + "/" + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                self._remove_contents(child)
+        """Everything below ``path``, children before their directory (the walk's order reversed)."""
+        for relative, _, status in reversed(list(trees.disk_entries(self._real(path)))):
+            child = path.rstrip("/") + relative
+            if stat.S_ISDIR(status.st_mode):
                 self.removedir(child)
             else:
                 self.remove(child)
@@ -749,7 +744,8 @@ class KernelView:
         if at_src.startswith(at_dst.rstrip("/") + "/") and self.exists(at_src + at_src[len(at_dst.rstrip("/")):]):
             raise IllegalDestination(dst)  # cp -a would copy part of src onto src itself
         clashes = {}
-        for relative, is_dir in self._walk(src):
+        for relative, _, status in trees.disk_entries(self._real(src)):
+            is_dir = stat.S_ISDIR(status.st_mode)
             target = self._real(dst) + relative
             if os.path.lexists(target) and stat.S_ISDIR(os.lstat(target).st_mode) != is_dir:
                 clashes[dst + relative] = errors.DirectoryExpected if is_dir else errors.FileExpected
@@ -852,17 +848,6 @@ class KernelView:
         upper = self.mount.upper
         self._offline(lambda real: _make_opaque_by_hand(real, upper), path)
 
-    def _walk(self, top: str) -> List[Tuple[str, bool]]:
-        found = []
-        for entry in os.scandir(self._real(top)):
-            relative = "/" + entry.name
-            is_dir = entry.is_dir(follow_symlinks=False)
-            found.append((relative, is_dir))
-            if is_dir:
-                found.extend((relative + sub, sub_is_dir) for sub, sub_is_dir in self._walk(top.rstrip("/") + relative))
-        return found
-
-
 def _is_whiteout(real: str) -> bool:
     status = os.lstat(real)
     return stat.S_ISCHR(status.st_mode) and status.st_rdev == 0
@@ -882,24 +867,21 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
         os.unlink(real)
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
-    for directory, dirs, names in os.walk(real):
+    found = list(trees.disk_entries(real))  # whiteouts have nothing below them: removing them changes no walk
+    whiteouts = [entry for _, entry, status in found if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0]
+    for directory in sorted({os.path.dirname(entry) for entry in whiteouts}):
         kept_times = os.stat(directory)
-        kept = []
-        for name in names:
-            if _is_whiteout(os.path.join(directory, name)):
-                os.unlink(os.path.join(directory, name))
-            else:
-                kept.append(name)
+        for entry in whiteouts:
+            if os.path.dirname(entry) == directory:
+                os.unlink(entry)
         # the whiteouts were bookkeeping, not entries of the view: the directory keeps its times
         os.utime(directory, ns=(kept_times.st_atime_ns, kept_times.st_mtime_ns))
-        for name in dirs + kept:
-            entry = os.path.join(directory, name)
-            mode = os.lstat(entry).st_mode
-            redirect = _xattr(entry, "trusted.overlay.redirect")
-            renamed = stat.S_ISDIR(mode) and redirect is not None
-            metacopy = stat.S_ISREG(mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
-            if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
-                os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
+    for _, entry, status in found:
+        redirect = _xattr(entry, "trusted.overlay.redirect")
+        renamed = stat.S_ISDIR(status.st_mode) and redirect is not None
+        metacopy = stat.S_ISREG(status.st_mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
+        if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
+            os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
 
 
 def _xattr(real: str, name: str) -> Optional[bytes]:
@@ -978,23 +960,19 @@ class LibraryView:
         """The whole merged tree; each file's and directory's whole-second mtime goes into
         ``times``, its permission bits (where the layers hold them) into ``modes``, if given."""
         result: Tree = {}
-        pending = ["/"]
-        while pending:
-            directory = pending.pop()
-            for info in self.fs.scandir(directory, ["details", "access", "link"]):
-                path = directory.rstrip("/") + "/" + info.name
-                if info.is_dir:
-                    result[path] = ("dir",)
-                    pending.append(path)
-                elif info.is_link:
-                    result[path] = ("link", info.target)
-                    continue  # a link's times and mode are not compared
-                else:
-                    result[path] = ("file", self.fs.readbytes(path))
-                if times is not None:
-                    times[path] = int(info.raw["details"]["modified"])
-                if modes is not None and info.has_namespace("access") and info.permissions is not None:
-                    modes[path] = info.permissions.mode
+        # sidecar=True: nothing is left out, a ``/.unionfs`` the overlay showed would be compared too
+        for path, info in trees.entries(self.fs, namespaces=["details", "access", "link"], sidecar=True):
+            if info.is_dir:
+                result[path] = ("dir",)
+            elif info.is_link:
+                result[path] = ("link", info.target)
+                continue  # a link's times and mode are not compared
+            else:
+                result[path] = ("file", self.fs.readbytes(path))
+            if times is not None:
+                times[path] = int(info.raw["details"]["modified"])
+            if modes is not None and info.has_namespace("access") and info.permissions is not None:
+                modes[path] = info.permissions.mode
         return result
 
     def writebytes(self, path: str, data: bytes) -> None:
@@ -1177,17 +1155,14 @@ def kernel_metacopy_files(upper_dir: str, skip: Collection[Tuple[int, int]] = ()
     data it holds on disk (none: the kernel leaves it sparse); files whose (st_dev, st_ino)
     is in ``skip`` left out."""
     found: Dict[str, int] = {}
-    for directory, _dirs, files in os.walk(upper_dir):
-        for name in files:
-            real = os.path.join(directory, name)
-            try:
-                os.getxattr(real, "trusted.overlay.metacopy", follow_symlinks=False)
-            except OSError:
-                continue
-            status = os.lstat(real)
-            if (status.st_dev, status.st_ino) in skip:
-                continue
-            found["/" + os.path.relpath(real, upper_dir)] = _data_bytes(real)
+    for path, real, status in trees.disk_entries(upper_dir):
+        if stat.S_ISDIR(status.st_mode) or (status.st_dev, status.st_ino) in skip:
+            continue
+        try:
+            os.getxattr(real, "trusted.overlay.metacopy", follow_symlinks=False)
+        except OSError:
+            continue
+        found[path] = _data_bytes(real)
     return found
 
 
@@ -1196,16 +1171,9 @@ def _raw_files(upper: FS, reserved: str) -> List[str]:
     try:
         root = upper.getsyspath("/")
     except errors.NoSysPath:
-        return list(upper.walk.files(exclude_dirs=[reserved]))
-    found = []
-    for directory, dirs, files in os.walk(root):
-        if directory == root and reserved in dirs:
-            dirs.remove(reserved)
-        for name in files:
-            real = os.path.join(directory, name)
-            if stat.S_ISREG(os.lstat(real).st_mode):
-                found.append("/" + os.path.relpath(real, root))
-    return found
+        return [path for path, info in trees.entries(upper) if not info.is_dir]
+    sidecar = "/" + reserved
+    return [path for path, _, status in trees.disk_entries(root, skip=lambda path: path == sidecar) if stat.S_ISREG(status.st_mode)]
 
 
 def library_metacopy_files(upper: FS) -> Dict[str, int]:

@@ -30,21 +30,19 @@ View = Dict[str, Tuple]
 
 
 def clone(source: FS) -> MemoryFS:
-    """A MemoryFS copy of ``source`` with the same tree, bytes and modification times."""
+    """A MemoryFS copy of ``source`` with the same tree, bytes and modification times (the
+    sidecar too): entries parents first, then the times children first, so making an entry
+    never leaves its directory's time changed."""
     copy = MemoryFS()
-    _clone_dir(source, copy, "/")
-    return copy
-
-
-def _clone_dir(source: FS, copy: MemoryFS, path: str) -> None:
-    for info in source.scandir(path, ["details"]):
-        child = path.rstrip("/") + "/" + info.name
+    found = list(trees.entries(source, namespaces=["details"], sidecar=True))
+    for path, info in found:
         if info.is_dir:
-            copy.makedir(child)
-            _clone_dir(source, copy, child)
+            copy.makedir(path)
         else:
-            copy.writebytes(child, source.readbytes(child))
-        copy.setinfo(child, {"details": {"modified": info.raw["details"]["modified"]}})
+            copy.writebytes(path, source.readbytes(path))
+    for path, info in reversed(found):
+        copy.setinfo(path, {"details": {"modified": info.raw["details"]["modified"]}})
+    return copy
 
 
 def view(overlay: FS) -> View:

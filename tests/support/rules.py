@@ -13,18 +13,16 @@ T1000 = datetime.fromtimestamp(1000, tz=timezone.utc)
 def records(upper: MemoryFS) -> dict:
     """The sidecar of ``upper`` as {'whiteouts': [...], 'opaque': [...]} of merged-view paths."""
     found = {"whiteouts": [], "opaque": []}
-    tree = "/.unionfs/tree"
-
-    def visit(record_dir: str, view_dir: str) -> None:
+    pending = [("/.unionfs/tree", "/")]  # (record directory, the view directory it holds records of)
+    while pending:
+        record_dir, view_dir = pending.pop()
         for kind, key in (("w", "whiteouts"), ("o", "opaque")):
             if upper.isdir(record_dir + "/" + kind):
                 for name in upper.listdir(record_dir + "/" + kind):
                     found[key].append(view_dir.rstrip("/") + "/" + name)
         if upper.isdir(record_dir + "/d"):
             for name in upper.listdir(record_dir + "/d"):
-                visit(record_dir + "/d/" + name, view_dir.rstrip("/") + "/" + name)
-
-    visit(tree, "/")
+                pending.append((record_dir + "/d/" + name, view_dir.rstrip("/") + "/" + name))
     return {key: sorted(paths) for key, paths in found.items()}
 
 

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from fs import errors
 
+from unionfs.testing import trees
+
 #: a name longer than XATTR_NAME_MAX, and a value longer than XATTR_SIZE_MAX
 LONG_NAME = "user." + "n" * 251
 BIG_VALUE = b"v" * 65537
@@ -277,21 +279,15 @@ def upper_state(upper: str) -> Dict[str, Tuple[Any, ...]]:
     """Each entry of an upper directory: its type and mode, and its xattrs but the kernel's
     own bookkeeping (origin, impure, ...: private names that are not escaped user names)."""
     state = {}
-    for directory, names, files in os.walk(upper):
-        for name in names + files:
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, upper)
-            if relative.split(os.sep)[0] == ".unionfs":
+    for relative, path, status in trees.disk_entries(upper, skip=lambda relative: relative == "/.unionfs"):
+        if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0:
+            continue  # a kernel whiteout (the library's are sidecar records)
+        kept = {}
+        for attribute in os.listxattr(path, follow_symlinks=False):
+            if attribute.startswith("trusted.overlay.") and not attribute.startswith("trusted.overlay.overlay."):
                 continue
-            status = os.lstat(path)
-            if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0:
-                continue  # a kernel whiteout (the library's are sidecar records)
-            kept = {}
-            for attribute in os.listxattr(path, follow_symlinks=False):
-                if attribute.startswith("trusted.overlay.") and not attribute.startswith("trusted.overlay.overlay."):
-                    continue
-                kept[attribute] = os.getxattr(path, attribute, follow_symlinks=False)
-            # the lower's old times must be kept by copy-up; new entries are made "now" on each side
-            mtime = int(status.st_mtime) if status.st_mtime < 10**6 else "new"
-            state[relative] = (_type_of(status.st_mode), mtime, sorted(kept.items()))
+            kept[attribute] = os.getxattr(path, attribute, follow_symlinks=False)
+        # the lower's old times must be kept by copy-up; new entries are made "now" on each side
+        mtime = int(status.st_mtime) if status.st_mtime < 10**6 else "new"
+        state[relative[1:]] = (_type_of(status.st_mode), mtime, sorted(kept.items()))
     return state

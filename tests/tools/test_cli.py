@@ -13,6 +13,7 @@ from fs.osfs import OSFS
 from unionfs import OverlayFS
 
 from tests.support.archive_builders import build
+from unionfs.testing import trees
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -171,14 +172,13 @@ def test_diff_shows_renames_and_the_copying_flags(tmp_path):
 
 def _tree_state(root) -> dict:
     """Every path under ``root`` with its type, content and mtime: to prove nothing was written."""
-    state = {}
-    for directory, names, files in os.walk(str(root)):
-        for name in names + files:
-            path = os.path.join(directory, name)
-            status = os.lstat(path)
-            data = open(path, "rb").read() if os.path.isfile(path) else None
-            state[os.path.relpath(path, str(root))] = (status.st_mode, status.st_mtime_ns, data)
-    return state
+    def record(full: str, status: os.stat_result) -> tuple:
+        if not os.path.isfile(full):
+            return (status.st_mode, status.st_mtime_ns, None)
+        with open(full, "rb") as handle:
+            return (status.st_mode, status.st_mtime_ns, handle.read())
+
+    return {path[1:]: entry for path, entry in trees.disk_snapshot(str(root), record).items()}
 
 
 def test_version() -> None:

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.support.mount import fuse_mount, force_unmount, is_mounted, require_fuse, unionfs, wait_unmounted
+from unionfs.testing import trees
 
 pytestmark = pytest.mark.usefixtures("fuse_available")
 
@@ -40,14 +41,13 @@ def layers(tmp_path):
 
 
 def _tree(root) -> dict:
-    found = {}
-    for path, dirs, files in os.walk(root):
-        for name in dirs + files:
-            full = os.path.join(path, name)
-            st = os.lstat(full)
-            found[os.path.relpath(full, root)] = (stat.S_IFMT(st.st_mode), st.st_size,
-                                                  None if stat.S_ISDIR(st.st_mode) else open(full, "rb").read())
-    return found
+    def record(full: str, st: os.stat_result) -> tuple:
+        if stat.S_ISDIR(st.st_mode):
+            return (stat.S_IFMT(st.st_mode), st.st_size, None)
+        with open(full, "rb") as handle:
+            return (stat.S_IFMT(st.st_mode), st.st_size, handle.read())
+
+    return trees.disk_snapshot(str(root), record)
 
 
 def test_reads_writes_and_copy_up_leave_the_lower_alone(layers):

@@ -16,7 +16,7 @@ import errno
 import os
 import shutil
 import tempfile
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import attr
 import pytest
@@ -44,7 +44,7 @@ if _UNAVAILABLE:
         raise RuntimeError("FUSE mounts required (UNIONFS_REQUIRE_MOUNT=1) but unavailable: " + _UNAVAILABLE)
     pytest.skip(_UNAVAILABLE, allow_module_level=True)
 
-from tests.core.test_kernel_properties import NAMES, contents, layer_stacks, link_targets, paths, small, some_bytes, times  # noqa: E402
+from tests.support.kernel_rules import SharedRules, layer_stacks, small, some_bytes  # noqa: E402
 from unionfs.tools.mount import open_overlay  # noqa: E402
 
 
@@ -62,11 +62,12 @@ class Held:
         os.close(self.theirs)
 
 
-class MountMachine(RuleBasedStateMachine):
+class MountMachine(SharedRules, RuleBasedStateMachine):
     """Random system calls on a kernel overlay and on a unionfs mount, compared step by step.
 
     Every rule of the kernel property suite (``tests/core/test_kernel_properties.py``) that is
-    a system call runs here as the very same ``KernelView`` call on both merged directories:
+    a system call runs here as the very same ``KernelView`` call on both merged directories
+    (the rules the two share are written once, in ``tests/support/kernel_rules.py``):
     so, unlike the library there, the mount has no deviation to excuse (``writebytes`` is
     open(O_TRUNC) on both sides, handles on a rewritten file see the new data; ``movedir``
     is ``cp -a`` + ``rm -rf`` on both). ``hide`` and ``make_opaque``, which have no system
@@ -121,7 +122,7 @@ class MountMachine(RuleBasedStateMachine):
         assert self.mount is not None and self.kernel is not None
         return KernelView(self.mount.mountpoint), KernelView(self.kernel.merged, self.kernel)
 
-    def both(self, operation: str, *args: object, paths: Tuple[str, ...]) -> None:
+    def both(self, operation: str, *args: object, paths: Sequence[str]) -> None:
         ours, kernels = self.views()
         mine = outcome(lambda: getattr(ours, operation)(*args))
         theirs = outcome(lambda: getattr(kernels, operation)(*args))
@@ -144,9 +145,7 @@ class MountMachine(RuleBasedStateMachine):
         for held in self.handles:
             assert os.pread(held.mine, 1 << 16, 0) == os.pread(held.theirs, 1 << 16, 0), "the descriptor held on %s" % held.path
         self.same_inodes(kernel_tree)
-        self.visible = sorted(kernel_tree)
-        self.visible_dirs = ["/"] + sorted(p for p, entry in kernel_tree.items() if entry == ("dir",))
-        self.visible_files = sorted(p for p, entry in kernel_tree.items() if entry[0] in ("file", "link"))
+        self.note_visible(kernel_tree)
 
     def same_inodes(self, tree: dict) -> None:
         """``st_ino`` of the non-directories: the names that share a number (hard links) are
@@ -177,71 +176,7 @@ class MountMachine(RuleBasedStateMachine):
             assert kept["mine"] == kept["theirs"], "names that kept their inode number (ours, the kernel's): %r" % (kept,)
         self.last_numbers = numbers
 
-    def path(self, data: st.DataObject, label: str = "path", root: bool = False, kind: str = "") -> str:
-        """As the kernel property suite's ``path``: mostly a path of the view (of ``kind``),
-        or a new name in one of its directories; else any path of the alphabet."""
-        existing = self.visible + ["/"] if root else self.visible
-        preferred = {"file": self.visible_files, "dir": self.visible_dirs if root else self.visible_dirs[1:]}.get(kind)
-        choices = [paths, st.builds(lambda d, n: d.rstrip("/") + "/" + n, st.sampled_from(self.visible_dirs), st.sampled_from(NAMES))]
-        choices += [st.sampled_from(found) for found in (existing, preferred) if found]
-        return data.draw(st.one_of(choices), label=label)
-
     # -- files ---------------------------------------------------------------------------------------
-
-    @rule(data=st.data(), payload=contents)
-    def write(self, data, payload) -> None:
-        path = self.path(data)
-        self.both("writebytes", path, payload, paths=(path,))
-
-    @rule(data=st.data(), payload=contents)
-    def write_streamed(self, data, payload) -> None:
-        path = self.path(data)
-        self.both("write_streamed", path, payload, paths=(path,))
-
-    @rule(data=st.data())
-    def open_truncating(self, data) -> None:
-        path = self.path(data)
-        self.both("open_truncating", path, paths=(path,))
-
-    @rule(data=st.data(), payload=some_bytes)
-    def append(self, data, payload) -> None:
-        path = self.path(data, kind="file")
-        self.both("appendbytes", path, payload, paths=(path,))
-
-    @rule(data=st.data(), offset=small, payload=some_bytes)
-    def write_at(self, data, offset, payload) -> None:
-        path = self.path(data, kind="file")
-        self.both("write_at", path, offset, payload, paths=(path,))
-
-    @rule(data=st.data(), payload=contents)
-    def create_exclusive(self, data, payload) -> None:
-        path = self.path(data)
-        self.both("create_exclusive", path, payload, paths=(path,))
-
-    @rule(data=st.data(), size=small)
-    def truncate(self, data, size) -> None:
-        path = self.path(data, kind="file")
-        self.both("truncate", path, size, paths=(path,))
-
-    @rule(data=st.data())
-    def read(self, data) -> None:
-        path = self.path(data, kind="file")
-        self.both("readbytes", path, paths=(path,))
-
-    @rule(data=st.data(), accessed=times, modified=times)
-    def settimes(self, data, accessed, modified) -> None:
-        path = self.path(data, root=True)
-        self.both("settimes", path, accessed, modified, paths=(path,))
-
-    @rule(data=st.data())
-    def remove(self, data) -> None:
-        path = self.path(data, kind="file")
-        self.both("remove", path, paths=(path,))
-
-    @rule(data=st.data(), overwrite=st.booleans())
-    def rename_file(self, data, overwrite) -> None:
-        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
-        self.both("move", src, dst, overwrite, paths=(src, dst))
 
     @rule(data=st.data())
     def rename(self, data) -> None:
@@ -265,53 +200,13 @@ class MountMachine(RuleBasedStateMachine):
         theirs = outcome(lambda: _errno_of(call, kernels))
         assert mine == theirs, "%s: ours %s, the kernel's %s" % (what, mine.describe(), theirs.describe())
 
-    @rule(data=st.data(), overwrite=st.booleans())
-    def copy(self, data, overwrite) -> None:
-        src, dst = self.path(data, "src", kind="file"), self.path(data, "dst")
-        self.both("copy", src, dst, overwrite, paths=(src, dst))
-
     # -- directories ---------------------------------------------------------------------------------
-
-    @rule(data=st.data())
-    def removedir(self, data) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("removedir", path, paths=(path,))
-
-    @rule(data=st.data())
-    def makedir(self, data) -> None:
-        path = self.path(data)
-        self.both("makedir", path, paths=(path,))
-
-    @rule(data=st.data(), recreate=st.booleans())
-    def makedirs(self, data, recreate) -> None:
-        path = self.path(data)
-        self.both("makedirs", path, recreate, paths=(path,))
-
-    @rule(data=st.data())
-    def removetree(self, data) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("removetree", path, paths=(path,))
 
     @rule(data=st.data(), create=st.booleans())
     def movedir(self, data, create) -> None:
         """``cp -a src/. dst`` + ``rm -rf src`` on both mounts (the same system calls)."""
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
         self.both("movedir", src, dst, create, paths=(src, dst))
-
-    @rule(data=st.data())
-    def hide(self, data) -> None:
-        """No system call: both sides unmount, edit the upper and mount again."""
-        path = self.path(data, root=True)
-        self.close_handles()  # held descriptors would stay on the old mounts
-        self.offline("hide", path)
-
-    @rule(data=st.data())
-    def make_opaque(self, data) -> None:
-        """The talk's ``setfattr -n trusted.overlay.opaque -v y`` step: by hand in the kernel's
-        unmounted upper, by ``OverlayFS.make_opaque`` in ours."""
-        path = self.path(data, root=True, kind="dir")
-        self.close_handles()
-        self.offline("make_opaque", path)
 
     def offline(self, operation: str, path: str) -> None:
         assert self.mount is not None and self.kernel is not None
@@ -382,42 +277,7 @@ class MountMachine(RuleBasedStateMachine):
 
     # -- queries -------------------------------------------------------------------------------------
 
-    @rule(data=st.data())
-    def listdir(self, data) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("listdir", path, paths=(path,))
-
-    @rule(data=st.data())
-    def scandir(self, data) -> None:
-        path = self.path(data, root=True, kind="dir")
-        self.both("scandir", path, paths=(path,))
-
-    @rule(data=st.data())
-    def getinfo(self, data) -> None:
-        path = self.path(data, root=True)
-        self.both("getinfo", path, paths=(path,))
-
-    @rule(data=st.data())
-    def exists(self, data) -> None:
-        path = self.path(data, root=True)
-        self.both("exists", path, paths=(path,))
-
     # -- symbolic and hard links ---------------------------------------------------------------------
-
-    @rule(data=st.data(), link_target=link_targets)
-    def symlink(self, data, link_target) -> None:
-        path = self.path(data)
-        self.both("symlink", link_target, path, paths=(path,))
-
-    @rule(data=st.data())
-    def readlink(self, data) -> None:
-        path = self.path(data, root=True)
-        self.both("readlink", path, paths=(path,))
-
-    @rule(data=st.data())
-    def islink(self, data) -> None:
-        path = self.path(data, root=True)
-        self.both("islink", path, paths=(path,))
 
     @rule(data=st.data())
     def link(self, data) -> None:

@@ -19,6 +19,7 @@ import zipfile
 import pytest
 
 from tests.support.mount import force_unmount, fuse_mount, is_mounted, kernel_mount, require_fuse
+from unionfs.testing import trees
 
 pytestmark = pytest.mark.usefixtures("fuse_available")
 
@@ -31,22 +32,17 @@ def fuse_available() -> None:
 def snapshot(root: str, skip: tuple = (".unionfs",)) -> dict:
     """Every entry below ``root``: type, permission bits, size and content digest (files),
     target (links). What two overlays must agree on."""
-    found = {}
-    for path, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not (path == root and d in skip))
-        for name in sorted(dirs + files):
-            if path == root and name in skip:
-                continue
-            full = os.path.join(path, name)
-            st = os.lstat(full)
-            entry = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)]
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as handle:
-                    entry += [st.st_size, hashlib.sha256(handle.read()).hexdigest()]
-            elif stat.S_ISLNK(st.st_mode):
-                entry.append(os.readlink(full))
-            found[os.path.relpath(full, root)] = tuple(entry)
-    return found
+    def record(full: str, st: os.stat_result) -> tuple:
+        entry = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)]
+        if stat.S_ISREG(st.st_mode):
+            with open(full, "rb") as handle:
+                entry += [st.st_size, hashlib.sha256(handle.read()).hexdigest()]
+        elif stat.S_ISLNK(st.st_mode):
+            entry.append(os.readlink(full))
+        return tuple(entry)
+
+    found = trees.disk_snapshot(root, record, skip=lambda path: path[1:] in skip)  # only top-level names have no "/" left
+    return {path[1:]: entry for path, entry in found.items()}
 
 
 class Pair:

@@ -33,21 +33,17 @@ import os
 from typing import Any, Optional
 
 from .. import _fsimport  # noqa: F401
-from fs import errors
 from fs.base import FS
-from fs.wrapfs import WrapFS
+
+from .identity import identity
 
 
 def system_root(layer_fs: FS) -> Optional[str]:
-    """The real directory of ``layer_fs``'s root, looking through wrappers and ``SubFS``;
-    ``None`` for a filesystem without system paths."""
-    path = "/"
-    while isinstance(layer_fs, WrapFS):
-        layer_fs, path = layer_fs.delegate_path(path)
-    try:
-        return os.path.realpath(layer_fs.getsyspath(path))
-    except errors.NoSysPath:
-        return None
+    """The real directory of ``layer_fs``'s root, looking through wrappers and ``SubFS``, as
+    :func:`~unionfs.core.identity.identity` finds it; ``None`` for a filesystem without
+    system paths (an archive's file is no directory to sync)."""
+    found = identity(layer_fs)
+    return None if found is None or found.archive else found.os_path
 
 
 class Syncer:

@@ -25,7 +25,7 @@ from .. import _fsimport  # noqa: F401
 from fs.base import FS
 from fs.mode import Mode
 
-from ..io import LockedReader, read_fully
+from ..io import CHUNK, LockedReader, read_fully
 from .durable import Syncer
 
 
@@ -136,8 +136,6 @@ class FollowingReaders:
 
 #: serialises appends through handles whose upper file has no O_APPEND of its own
 _APPEND_LOCK = threading.Lock()
-#: zeros are written in pieces of this size where an upper cannot extend a file by truncate
-_ZEROS = 1 << 20
 
 
 class UpperFile(io.RawIOBase):
@@ -198,8 +196,8 @@ class UpperFile(io.RawIOBase):
             raise OSError(errno.EINVAL, "negative size", self.name)
         self._inner.truncate(size)
         end = self._inner.seek(0, io.SEEK_END)
-        while end < size:  # the upper did not extend it: ftruncate(2) fills with zeros
-            end += self._inner.write(b"\0" * min(size - end, _ZEROS))
+        while end < size:  # the upper did not extend it: ftruncate(2) fills with zeros (in pieces)
+            end += self._inner.write(b"\0" * min(size - end, CHUNK))
         self._inner.seek(position)
         return size
 

@@ -26,7 +26,7 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.path import basename, iteratepath
 
-from ..errors import literal
+from ..errors import literal, os_failure
 
 #: directory descriptors a removal keeps open at once; deeper levels are reopened through
 #: ``..`` and checked to be the same directory (device and inode)
@@ -138,7 +138,7 @@ def _os_call(path: str, function: Any, *args: Any, **kwargs: Any) -> Any:
     except PermissionError:
         raise errors.PermissionDenied(path) from None
     except OSError as error:
-        raise errors.OperationFailed(path, exc=error, msg=literal("cannot remove %r: %s" % (path, error))) from None
+        raise os_failure(path, error, "cannot remove %r" % path) from None
 
 
 @attr.s(slots=True)

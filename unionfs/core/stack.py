@@ -28,7 +28,7 @@ from fs.enums import ResourceType
 from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
-from ..errors import UnsupportedLayer, convert_errors, literal, unsupported_layer
+from ..errors import UnsupportedLayer, convert_errors, os_failure, unsupported_layer
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info, syspath
 from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
@@ -268,7 +268,7 @@ class Layer:
                 if error.errno == errno.ELOOP:  # (only a whole path's probe meets one) a link on
                     self._last_stat = None  # the way: the lookup never follows it, nothing is there
                     return ABSENT
-                raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
+                raise os_failure(path, error, "cannot stat %r in %s" % (path, self.label)) from error
             if not self.is_upper:  # a lower never changes while mounted: its stat stays true
                 self._last_stat = (path, result)
             mode = result.st_mode
@@ -350,7 +350,7 @@ class Layer:
                 pass
             except OSError as error:
                 if error.errno != errno.EINVAL:  # EINVAL: not a link (a record's name, perhaps)
-                    raise errors.OperationFailed(path, exc=error, msg="cannot read the link %r in %s: %s" % (path, self.label, error)) from error
+                    raise os_failure(path, error, "cannot read the link %r in %s" % (path, self.label)) from error
         else:
             try:
                 target = self.fs.getinfo(path, ["link"]).get("link", "target")
@@ -387,7 +387,7 @@ class Layer:
         except FileNotFoundError:
             raise errors.ResourceNotFound(path) from None
         except OSError as error:
-            raise errors.OperationFailed(path, exc=error, msg=literal("cannot stat %r in %s: %s" % (path, self.label, error))) from error
+            raise os_failure(path, error, "cannot stat %r in %s" % (path, self.label)) from error
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         listed = list_dir(self.fs, self._sys_root, path)

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 from .. import _fsimport  # noqa: F401
 from fs import errors
 
-from ..errors import AttributeExists, AttributeNameInvalid, AttributeTooLarge, NoSuchAttribute, literal
+from ..errors import AttributeExists, AttributeNameInvalid, AttributeTooLarge, NoSuchAttribute, literal, os_failure
 from .stack import Layer, disk_root
 
 #: the overlay's own namespace, and the escaped form a name of it set through the overlay takes
@@ -116,7 +116,7 @@ def read_all(layer: Layer, path: str) -> Dict[str, bytes]:
     except OSError as error:
         if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return {}
-        raise errors.OperationFailed(path, exc=error, msg=literal("cannot read the xattrs of %r in %s: %s" % (path, layer.label, error))) from error
+        raise os_failure(path, error, "cannot read the xattrs of %r in %s" % (path, layer.label)) from error
     return result
 
 
@@ -135,7 +135,7 @@ def get(layer: Layer, path: str, name: str, display: str) -> bytes:
                 return os.getxattr(sys_path, stored, follow_symlinks=False)
             except OSError as error:
                 if error.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
-                    raise errors.OperationFailed(display, exc=error, msg=literal("cannot read the xattr %r of '%s': %s" % (name, display, error))) from error
+                    raise os_failure(display, error, "cannot read the xattr %r of '%s'" % (name, display)) from error
         else:
             value = read_all(layer, path).get(stored)
             if value is not None:
@@ -163,7 +163,7 @@ def copy_all(layer: Layer, path: str, dst_sys_path: str) -> None:
             os.setxattr(dst_sys_path, stored, value, follow_symlinks=False)
         except OSError as error:
             if error.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
-                raise errors.OperationFailed(path, exc=error, msg=literal("cannot copy the xattr %r of %r up: %s" % (stored, path, error))) from error
+                raise os_failure(path, error, "cannot copy the xattr %r of %r up" % (stored, path)) from error
 
 
 def set_on_disk(sys_path: str, name: str, value: bytes, flags: int, display: str) -> None:
@@ -190,4 +190,4 @@ def _error(error: OSError, name: str, display: str) -> errors.FSError:
         return errors.Unsupported(display, exc=error, msg=literal("the upper cannot hold the xattr %r of '%s'" % (name, display)))
     if error.errno == errno.ENOSPC:
         return errors.InsufficientStorage(display, exc=error, msg=literal("no room for the xattr %r of '%s'" % (name, display)))
-    return errors.OperationFailed(display, exc=error, msg=literal("cannot set the xattr %r of '%s': %s" % (name, display, error)))
+    return os_failure(display, error, "cannot set the xattr %r of '%s'" % (name, display))

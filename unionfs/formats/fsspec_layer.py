@@ -132,16 +132,22 @@ class FsspecFS(FS):
         not a directory."""
         path = normpath(path) or "/"
         with self._listing_lock:
-            if path in self._listings:
-                return self._listings[path]
-            if path != "/":
-                parent = self._listing(dirname(path))
-                entry = None if parent is None else parent.get(basename(path))
-                if entry is None or entry["type"] != "directory":
-                    return None  # nothing to LIST: the parent's listing already answers
-            listing = self._list(path)
-            self._listings[path] = listing
-            return listing
+            # the directories from the deepest one listed before down to ``path``: a loop, so a
+            # key thousands of levels deep costs no recursion
+            unlisted, current = [], path
+            while current not in self._listings:
+                unlisted.append(current)
+                if current == "/":
+                    break
+                current = dirname(current) or "/"
+            for directory in reversed(unlisted):
+                if directory != "/":
+                    parent = self._listings[dirname(directory) or "/"]
+                    entry = None if parent is None else parent.get(basename(directory))
+                    if entry is None or entry["type"] != "directory":
+                        return None  # nothing to LIST: the parent's listing already answers
+                self._listings[directory] = self._list(directory)
+            return self._listings[path]
 
     def _list(self, path: str) -> Optional[Dict[str, _Entry]]:
         key = self._key(path)

@@ -37,8 +37,7 @@ from .. import __version__
 from ..changes import ChangeSet
 from ..changes import compute as compute_changes
 from ..errors import literal, message_of
-from ..overlay import OverlayFS
-from ..core.stack import Layer
+from ..overlay import OverlayFS, over_own_layers
 from .opener import parse_overlay_options
 from .render import CHANGE_LETTERS, ProgressBar, tree_lines
 
@@ -207,22 +206,15 @@ def open_overlay(args: argparse.Namespace, read_only: bool = False, recover: boo
     args.upper_on_top = read_only and upper is not None
     if args.upper_on_top:
         lowers, upper = [upper] + lowers, None
-    try:
-        overlay = OverlayFS(
-            lowers,
-            upper=upper,
-            volatile=stack.volatile,
-            unsafe=stack.unsafe,
-            recover=recover,
-            redirect_dir=stack.redirect_dir,
-            metacopy=stack.metacopy,
-        )
-    except BaseException:
-        for layer in stack.lowers:
-            if isinstance(layer, Layer):
-                layer.fs.close()
-        raise
-    overlay._owned.extend(layer.fs for layer in stack.lowers if isinstance(layer, Layer))
+    overlay = over_own_layers(
+        lowers,
+        upper,
+        volatile=stack.volatile,
+        unsafe=stack.unsafe,
+        recover=recover,
+        redirect_dir=stack.redirect_dir,
+        metacopy=stack.metacopy,
+    )
     args.subdir = stack.subdir
     return overlay
 
@@ -296,7 +288,7 @@ def diff_command(args: argparse.Namespace) -> int:
     # record is written; no upper (or none yet) has no changes
     with open_overlay(args, read_only=True) as overlay:
         whole_overlay(args)
-        layers = overlay._layers
+        layers = overlay.stack.layers
         changes = compute_changes(layers[0], layers[1:]) if args.upper_on_top else ChangeSet(())
     if args.json:
         print(json.dumps(changes.as_dict(), indent=2))
