@@ -461,3 +461,16 @@ def test_a_hard_link_to_a_metadata_only_file_keeps_its_time(pair: Callable[..., 
     both.run("settimes", "/c", 5, 5)
     both.run("link", "/c", "/d")
     assert os.stat(both.kernel.merged + "/d").st_mtime == 5
+
+
+def test_movedir_of_a_source_reached_through_a_link_it_moves(machine: Callable[..., Any]) -> None:
+    """OSFSUpperMachine: with '/c -> a/c' and '/a/c/a -> ..', '/c/a/c' is '/a/c'; moving it
+    into '/a' moves its link 'a' out, after which the spelled source no longer resolves.
+    Both sides resolve the two paths once, as the library does, and empty the real source
+    (the oracle used to remove '/c/a/c' as spelled: ResourceNotFound where the library
+    succeeded)."""
+    both = machine("OSFSUpperMachine", {"/a": Entry(DIR), "/a/c": Entry(DIR), "/c": Entry(SYMLINK, target="a/c")})
+    replay(both, "symlink", "/a/c/a", link_target="..")
+    replay(both, "movedir", "/c/a/c", "/a", create=False)
+    assert both.overlay.readlink("/a/a") == ".."
+    assert not both.overlay.exists("/a/c")

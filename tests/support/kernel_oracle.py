@@ -753,6 +753,11 @@ class KernelView:
             # the order in which clashes are found is unspecified: with mixed kinds, expect either
             kinds = set(clashes.values())
             raise (kinds.pop() if len(kinds) == 1 else errors.ResourceInvalid)(min(clashes))
+        # from here on where they really are, as the library resolves both once: a link on the
+        # way to ``src`` may be among what moves (``/c/a/c`` with ``/c -> a/c`` and ``/a/c/a ->
+        # ..`` is ``/a/c``, whose link ``a`` goes into ``/a``), and the spelled path then no
+        # longer leads to the emptied source
+        src, dst = at_src, at_dst
         if self.mount is not None and self.mount.renames_directories:
             if not self.exists(dst):
                 with _KernelCall(dst, directory=True):
