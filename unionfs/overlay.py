@@ -528,8 +528,8 @@ class OverlayFS(FS):
                 if at is not None and at != src.path and isbase(at, src.path):
                     raise errors.DirectoryNotEmpty(dst_path)  # the VFS: ENOTEMPTY onto an ancestor of the source
             replaces, real = self._file_destination(_dst, dst_path, overwrite, follow=False)
-            if replaces and src.path == real:
-                return  # rename(x, x) changes nothing, not even a copy-up
+            if replaces and (src.path == real or upper.same_file(src.path, real)):
+                return  # rename(x, x), or between two hard links of one file, changes nothing
             self._writable(real, dst_path)
             dirops.rename_file(self._lookup, upper, src, real)
 

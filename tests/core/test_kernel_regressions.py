@@ -474,3 +474,15 @@ def test_movedir_of_a_source_reached_through_a_link_it_moves(machine: Callable[.
     replay(both, "movedir", "/c/a/c", "/a", create=False)
     assert both.overlay.readlink("/a/a") == ".."
     assert not both.overlay.exists("/a/c")
+
+
+@pytest.mark.parametrize("entry", [Entry(FILE, b"data"), Entry(SYMLINK, target="a")], ids=["file", "symlink"])
+def test_a_move_between_two_hard_links_of_one_file_changes_nothing(machine: Callable[..., Any], entry: Entry) -> None:
+    """OSFSUpperMachine: link('/c', '/a/l') copies '/c' up and gives it a second name; then
+    rename('/a/l', '/c') is between two names of one inode, which rename(2) leaves as they
+    are. The library removed '/a/l' (the kernel showed it still: "only in kernel
+    [('/a/c/a/c', ('link', 'a/c'))]")."""
+    both = machine("OSFSUpperMachine", {"/a": Entry(DIR), "/c": entry})
+    replay(both, "link", "/c", "/a/l")
+    replay(both, "move", "/a/l", "/c", overwrite=True)
+    assert both.overlay.exists("/a/l") and both.overlay.exists("/c")

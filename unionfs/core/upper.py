@@ -245,6 +245,19 @@ class Upper:
         except OSError:
             return False
 
+    def same_file(self, one: str, other: str) -> bool:
+        """Whether the upper's names ``one`` and ``other`` are one file, hard links of it
+        (rename(2) from one to the other then does nothing). On disk only; False where
+        either name is not in the upper."""
+        names = [syspath(self.fs, one), syspath(self.fs, other)]
+        if None in names:
+            return False
+        try:
+            first, second = (os.lstat(name) for name in names if name is not None)
+        except OSError:
+            return False
+        return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
     def _rename_file(self, src: str, dst: str) -> None:
         """rename(2) within the upper (a symbolic link moves as itself, never followed)."""
         try:
