@@ -209,6 +209,12 @@ class KernelMachine(SharedRules, RuleBasedStateMachine):
         library_modes: Dict[str, int] = {}
         kernel_tree = KernelView(self.kernel.merged).tree(kernel_times, kernel_modes)
         assert_same_tree(LibraryView(self.overlay).tree(library_times, library_modes), kernel_tree)
+        for path in self._linked_metadata_only(kernel_times):
+            # the kernel's linked metadata-only inode gets its data, and the time "now", at its
+            # first open for writing; the library's had its data from the link on, and keeps
+            # the lower's time (docs/semantics.rst)
+            kernel_times.pop(path)
+            library_times.pop(path, None)
         assert_same_file_times(library_times, kernel_times)
         if self.upper_kind != "memory":  # a MemoryFS upper holds no modes (docs/semantics.rst)
             assert_same_modes(library_modes, kernel_modes)
@@ -355,6 +361,21 @@ class KernelMachine(SharedRules, RuleBasedStateMachine):
             return
         if self.both("link", existing, new, paths=[existing, new]).error is None:
             self._note_linked(new)  # (a refused link links nothing: what is at ``new`` was there before)
+
+    def _linked_metadata_only(self, kernel_times: Dict[str, int]) -> List[str]:
+        """The files of ``kernel_times`` whose kernel upper inode was hard-linked while it
+        could be metadata-only (a ``metacopy=on`` mount), and which the library shows too."""
+        if not self.linked_inodes or self.kernel is None or "metacopy=on" not in self.kernel_options:
+            return []
+        linked = []
+        for path in kernel_times:
+            try:
+                status = os.lstat(self.kernel.upper + path)
+            except OSError:
+                continue
+            if (status.st_dev, status.st_ino) in self.linked_inodes:
+                linked.append(path)
+        return linked
 
     def _note_linked(self, path: str) -> None:
         """Remember the kernel upper's inode of a file just hard-linked at ``path``: the kernel
