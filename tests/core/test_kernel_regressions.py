@@ -498,3 +498,17 @@ def test_a_linked_file_opened_for_writing_keeps_its_time_by_the_documented_devia
     replay(both, "open_handle", "/a/a", writable=True)
     assert [held.contents() for held in both.handles] == [b"\x00"]
 
+
+
+def test_make_opaque_through_a_link_keeps_the_times_of_the_real_ancestors(machine: Callable[..., Any]) -> None:
+    """KernelMachine: '/c/b -> /c/c', so make_opaque('/c/b/a') makes '/c/c/a'. The oracle's
+    by-hand edit copied up the ancestors of the spelled path ('/c', then the link '/c/b'), not
+    '/c/c', and then made '/c/c' in the upper by hand, which stamped '/c' "now": "file
+    modification times differ (library, kernel): {'/c': (500000000, ...)}"; the library
+    keeps '/c''s time, as the kernel's own copy-up of '/c/c' would."""
+    both = machine(
+        "KernelMachine", {},
+        {"/a": Entry(DIR), "/c": Entry(DIR), "/c/b": Entry(SYMLINK, target="/c/c"), "/c/c": Entry(DIR)},
+    )
+    replay(both, "make_opaque", "/c/b/a")
+    assert both.overlay.isdir("/c/c/a")

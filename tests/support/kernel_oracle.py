@@ -792,7 +792,13 @@ class KernelView:
     def _copy_up(self, path: str, itself: bool) -> None:
         """Copy ``path``'s ancestors (and, if ``itself``, ``path``) up through the mount, by a
         chmod to the mode they have: a hand edit then finds them in the upper with their
-        times, as a copy-up keeps them, instead of making them afresh."""
+        times, as a copy-up keeps them, instead of making them afresh. The ancestors are those
+        of where ``path`` really is (``/c/b/a`` with ``/c/b -> /c/c`` is ``/c/c/a``): the edit
+        goes there, and a directory it had to make by hand would stamp its parent "now"."""
+        try:
+            path = self._real(path)[len(self.merged):] or "/"
+        except OSError:
+            return  # an unresolvable path on the way: the caller answers the kernel's error
         steps = list(recursepath(path))[1:] if itself else list(recursepath(dirname(path)))[1:]
         for step in steps:
             real = self._real(step)
