@@ -76,3 +76,19 @@ def test_no_two_modules_import_each_other():
         if a in graph.get(b, ()) and not (a == "unionfs" or b == "unionfs") and not a.startswith(b + ".") and not b.startswith(a + ".")
     }
     assert not pairs, pairs  # e.g. cli <-> demo, which render.py ended
+
+
+def test_only_upper_writes_the_journal():
+    """Every upper write goes through ``Upper`` (docs/design.rst): the journal's writing
+    functions, like the sidecar's, are called from ``core/upper.py`` alone."""
+    writers = {"begin", "finish", "drop_torn"}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or _module_name(path) in ("unionfs.core.upper", "unionfs.core.journal"):
+                continue
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("journal"):
+                    assert not writers & {alias.name for alias in node.names}, (path, node.lineno)
+                if isinstance(node, ast.Attribute) and node.attr in writers and isinstance(node.value, ast.Name):
+                    assert node.value.id != "journal", (path, node.lineno)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -682,3 +682,7 @@ class Upper:
     def finish(self, entry: Optional[str] = None) -> None:
         """Forget a completed journal entry (and, with none left, the journal's version)."""
         journal.finish(self.sidecar, entry)
+
+    def drop_torn_journal(self) -> List[str]:
+        """Remove the journal entries a power cut left torn (:func:`journal.torn`); returns them."""
+        return journal.drop_torn(self.sidecar)
