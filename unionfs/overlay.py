@@ -132,6 +132,13 @@ class OverlayFS(FS):
         self._shared = sharing.join(upper_fs, nested)
         self._leave = weakref.finalize(self, sharing.leave, self._shared, nested)  # runs once: close or GC
 
+    @property
+    def shared_upper(self) -> Optional[sharing.SharedUpper]:
+        """The process's record of this overlay's upper, shared by every overlay of it (its
+        lock, generation and the uppers nested below it); ``None`` for a read-only overlay.
+        :func:`unionfs.core.sharing.nested_uppers` reads it from an overlay used as a lower."""
+        return self._shared
+
     def __enter__(self) -> "OverlayFS":
         return self
 

@@ -76,3 +76,45 @@ def test_no_two_modules_import_each_other():
         if a in graph.get(b, ()) and not (a == "unionfs" or b == "unionfs") and not a.startswith(b + ".") and not b.startswith(a + ".")
     }
     assert not pairs, pairs  # e.g. cli <-> demo, which render.py ended
+
+
+def test_only_upper_writes_the_journal():
+    """Every upper write goes through ``Upper`` (docs/design.rst): the journal's writing
+    functions, like the sidecar's, are called from ``core/upper.py`` alone."""
+    writers = {"begin", "finish", "drop_torn"}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or _module_name(path) in ("unionfs.core.upper", "unionfs.core.journal"):
+                continue
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("journal"):
+                    assert not writers & {alias.name for alias in node.names}, (path, node.lineno)
+                if isinstance(node, ast.Attribute) and node.attr in writers and isinstance(node.value, ast.Name):
+                    assert node.value.id != "journal", (path, node.lineno)
+
+
+def test_one_change_notification_drives_every_cache():
+    """``Upper`` updates the layer's index and the lookup's answers in its two notification
+    methods alone (``_entry_changed``, ``_records_changed``), never by hand beside a write."""
+    path = os.path.join(PACKAGE, "core", "upper.py")
+    tree = ast.parse(open(path).read())
+    upper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Upper")
+    caches = ("note_", "forget", "reset", "copied_up_dir")
+    by_hand = []
+    for method in upper.body:
+        if not isinstance(method, ast.FunctionDef) or method.name in ("_entry_changed", "_records_changed"):
+            continue
+        for node in ast.walk(method):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith(caches)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr in ("layer", "lookup")
+                and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "self"
+            ):
+                by_hand.append((method.name, node.value.attr, node.attr))
+    # move_file of a link record drops the old name's answer before the new name exists: the
+    # view may show both names for a moment, never neither (no layer change to announce yet)
+    assert by_hand == [("move_file", "lookup", "forget")], by_hand

@@ -385,3 +385,20 @@ def test_overlays_over_each_others_uppers_are_refused_not_deadlocked(tmp_path):
         thread.join(30)
     assert done == ["ok", "ok"]
     over_a.close()
+
+
+def test_an_overlay_names_its_shared_upper_publicly_and_nesting_reads_it():
+    """The uppers nested below an overlay are found through the public ``shared_upper`` of a
+    lower overlay (seen through wrappers), not through the overlay's private state."""
+    from fs.wrap import WrapReadOnly
+
+    from unionfs.core import sharing
+
+    upper = MemoryFS()
+    view = OverlayFS(MemoryFS(), upper)
+    read_only = OverlayFS(MemoryFS())
+    assert view.shared_upper is not None and view.shared_upper.key == sharing.upper_key(upper)
+    assert read_only.shared_upper is None
+    assert sharing.nested_uppers([WrapReadOnly(view), read_only, MemoryFS()]) == (view.shared_upper.key,)
+    view.close()
+    read_only.close()

@@ -213,7 +213,7 @@ def rename_dir(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
     assert moved is not None and moved.in_upper
     copy_up_parents(lookup, upper, dst)
     upper.remove_redirect(dst, known=False)  # what a former directory at dst may have left
-    upper.sidecar.drop_records_below(dst)
+    upper.drop_records_below(dst)
     if _pure_upper(upper, moved):
         if _needs_opaque(lookup, upper, dst):
             upper.add_opaque(dst)

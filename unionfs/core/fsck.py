@@ -36,7 +36,6 @@ from .. import _fsimport  # noqa: F401  (imports fs quietly, see the module)
 from fs import errors
 from fs.path import join
 
-from . import journal
 from .journal import Intent
 from .journal import pending as journal_pending
 from .sidecar import CHILDREN, LINK, METACOPY, OPAQUE, REDIRECT, STAGING_DIR, TREE_DIR, WHITEOUT
@@ -85,7 +84,7 @@ def drop_torn_journal(upper: Upper) -> List[Finding]:
     entry was never durable, so its operation never began counting. Returns what was removed."""
     return [
         Finding("journal", where, "dropped an entry a power cut left incomplete (removed when the overlay opened)")
-        for where in journal.drop_torn(upper.sidecar)
+        for where in upper.drop_torn_journal()
     ]
 
 

@@ -171,12 +171,13 @@ def upper_key(upper_fs: FS) -> Hashable:
 
 def nested_uppers(lowers: Collection[FS]) -> Tuple[Hashable, ...]:
     """The keys of the uppers of those ``lowers`` that are overlays (seen through wrappers and
-    ``SubFS``): their operations take those uppers' locks while the outer one is held."""
+    ``SubFS``): their operations take those uppers' locks while the outer one is held. An
+    overlay says which upper it has through its public ``shared_upper`` property."""
     keys = []
     for lower in lowers:
         while isinstance(lower, WrapFS):
             lower = lower.delegate_fs()
-        shared = getattr(lower, "_shared", None)
+        shared = getattr(lower, "shared_upper", None)
         if isinstance(shared, SharedUpper):
             keys.append(shared.key)
     return tuple(dict.fromkeys(keys))

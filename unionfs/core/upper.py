@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Literal, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -72,27 +72,61 @@ class Upper:
         subtree: bool = False,
         copied_up: bool = False,
         link: Optional[str] = None,
+        metacopy: Optional[str] = None,
     ) -> None:
         """The upper's entry at ``path`` is now a directory (``new_dir``: just made, so empty),
         a file, or gone (``None``): every cache hears of it here. ``subtree``: answers below
         ``path`` may have changed too (a directory came or went with its contents);
         ``copied_up``: a lower directory got its upper copy, which changes nothing below it
         but the layers of the answers the lookup keeps; ``link``: the entry is a symbolic link
-        (``"fs"`` a real one, ``"record"`` a sidecar record)."""
+        (``"fs"`` a real one, ``"record"`` a sidecar record); ``metacopy``: the file is
+        metadata-only, its data at that lower path."""
         self.layer.note_entry(path, is_dir, new_dir=new_dir, link=link)
+        if metacopy is not None:
+            self.layer.note_metacopy(path, metacopy)  # after the entry note, which forgets it
         if copied_up:
             self.lookup.copied_up_dir(path, self.layer)
         else:
             self.lookup.forget(path, subtree=subtree)
 
-    def _records_changed(self, path: str, kind: Optional[str] = None, present: bool = False) -> None:
-        """The ``kind`` record of ``path`` was added or removed (``kind`` None: every record
-        inside the directory ``path`` went); every cache hears of it here."""
-        if kind is None:
-            self.layer.forget_records_below(path)
-        else:
+    def _records_changed(
+        self,
+        path: str,
+        kind: Optional[str] = None,
+        present: bool = False,
+        target: Optional[str] = None,
+        below: Literal["all", "markers", "own whiteouts", "copied in", "unknown"] = "all",
+    ) -> None:
+        """Records of the upper changed; every cache hears of it here. With ``kind``: the
+        ``kind`` record of ``path`` was added or removed (``present``), or for ``REDIRECT`` set
+        to ``target`` (``None``: removed). Without: records inside the directory ``path`` went,
+        ``below`` says which: ``"all"`` every one, ``"markers"`` the whiteout and opaque records
+        at any depth (link records are entries: they stay), ``"own whiteouts"`` the whiteouts of
+        its own names, ``"copied in"`` records came (inert until the upper has the directory
+        ``path``: the listings cached inside it are read again); ``"unknown"`` (``path`` ``"/"``): anything about the upper may have
+        changed (a failed write, another overlay), so every cache starts over, the sidecar's
+        version included."""
+        if kind == REDIRECT:
+            self.layer.note_redirect(path, target)
+        elif kind is not None:
             self.layer.note_record(path, kind, present)
+        elif below == "all":
+            self.layer.forget_records_below(path)
+        elif below == "markers":
+            self.layer.forget_markers_below(path)
+        elif below == "copied in":
+            self.layer.forget_below(path)
+        elif below == "own whiteouts":
+            index = self.layer.dir(path)
+            if index is not None:
+                index.whiteouts.clear()
+        else:
+            assert below == "unknown" and path == "/", (below, path)
+            self.layer.reset()
         self.lookup.forget(path, subtree=True)
+        if kind is None and below == "unknown":
+            self.sidecar.reread_version()
+            self.sidecar.forget_checked()
 
     # -- entries ------------------------------------------------------------------------------
 
@@ -208,8 +242,7 @@ class Upper:
         self.sync.path(staged)
         self.fs.move(staged, path, overwrite=True)
         self.sync.dir(dirname(path))
-        self._entry_changed(path, False)
-        self.layer.note_metacopy(path, origin)  # after the entry note, which forgets it
+        self._entry_changed(path, False, metacopy=origin)
 
     def is_metacopy(self, path: str) -> bool:
         index = self.layer.dir(dirname(path))
@@ -468,9 +501,8 @@ class Upper:
         if dst_record:  # the moved entry wins over the record already; now the record goes
             self.sidecar.remove_record(dst, LINK)
         self._entry_changed(src, None)
-        self._entry_changed(dst, False, link=link)
+        self._entry_changed(dst, False, link=link, metacopy=origin)
         if origin is not None:
-            self.layer.note_metacopy(dst, origin)  # after the entry note, which forgets it
             self.sidecar.remove_record(src, METACOPY)
         if replaced is not None:
             self.sidecar.drop_metacopy(replaced)
@@ -490,7 +522,7 @@ class Upper:
         """Give the directory-to-be ``dst`` a copy of the records inside ``src`` (inert until
         the upper has ``dst``): a rename of ``src`` to ``dst`` then carries them at once."""
         self.sidecar.copy_records_below(src, dst)
-        self.layer.forget_below(dst)
+        self._records_changed(dst, below="copied in")
 
     # -- redirects --------------------------------------------------------------------------------
 
@@ -504,16 +536,14 @@ class Upper:
         if self.redirect_of(path) == target:
             return
         self.sidecar.set_redirect(path, target)
-        self.layer.note_redirect(path, target)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, REDIRECT, target=target)
 
     def remove_redirect(self, path: str, known: bool = True) -> None:
         """Drop the redirect record of ``path``; ``known=False`` also when the cache knows none."""
         if known and self.redirect_of(path) is None:
             return
         self.sidecar.remove_record(path, REDIRECT)
-        self.layer.note_redirect(path, None)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, REDIRECT, target=None)
 
     # -- directory times (the kernel's: a directory whose entries change gets the time of the
     # change; a copy-up into it keeps the times it had) --------------------------------------
@@ -610,10 +640,7 @@ class Upper:
     def forget_all(self) -> None:
         """Drop every cached answer about the upper, the sidecar's version included: after a
         failed write whose effect is unknown, or a change made by another overlay."""
-        self.layer.reset()
-        self.lookup.forget("/", subtree=True)
-        self.sidecar.reread_version()
-        self.sidecar.forget_checked()
+        self._records_changed("/", below="unknown")
 
     def drop_hidden_records(self, path: str) -> None:
         """After ``path`` became opaque: forget the records nothing below can show through any
@@ -625,10 +652,7 @@ class Upper:
             self.drop_markers_below(path)
             return
         self.sidecar.drop_kind(path, WHITEOUT)
-        index = self.layer.dir(path)
-        if index is not None:
-            index.whiteouts.clear()
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, below="own whiteouts")
 
     def drop_records_below(self, path: str) -> None:
         """Forget every record inside the directory ``path`` (it left the upper)."""
@@ -639,8 +663,7 @@ class Upper:
         """Forget every whiteout and opaque record inside the directory ``path``; its link
         records stay (they are entries of the tree)."""
         self.sidecar.drop_markers_below(path)
-        self.layer.forget_markers_below(path)
-        self.lookup.forget(path, subtree=True)
+        self._records_changed(path, below="markers")
 
     # -- the sidecar's housekeeping ---------------------------------------------------------------
 
@@ -682,3 +705,7 @@ class Upper:
     def finish(self, entry: Optional[str] = None) -> None:
         """Forget a completed journal entry (and, with none left, the journal's version)."""
         journal.finish(self.sidecar, entry)
+
+    def drop_torn_journal(self) -> List[str]:
+        """Remove the journal entries a power cut left torn (:func:`journal.torn`); returns them."""
+        return journal.drop_torn(self.sidecar)
