@@ -496,5 +496,21 @@ def test_a_linked_file_opened_for_writing_keeps_its_time_by_the_documented_devia
     both = machine("RedirectOSFSMachine", {"/a": Entry(DIR), "/b": Entry(FILE, b"\x00")})
     replay(both, "link", "/b", "/a/a")
     replay(both, "open_handle", "/a/a", writable=True)
+    print("after open", [(os.stat(both.kernel.merged + p).st_ino, os.stat(both.kernel.upper + p).st_ino) for p in ("/c", "/a/a")], [os.fstat(h.descriptor).st_ino for h in both.handles], type(both.handles[0].handle), both.handles[0].handle.fileno() if hasattr(both.handles[0].handle, "fileno") else None)
     assert [held.contents() for held in both.handles] == [b"\x00"]
 
+
+
+
+def test_make_opaque_keeps_the_whiteouts_of_a_renamed_directory_below(pair: Callable[..., Pair]) -> None:
+    """RedirectMachine (seed 3 of the soak run): movedir('/a/c', '/b/a') renames the lower
+    directory (redirect '/a/c'), removedir('/b/a/a') whites out its lower child, then
+    make_opaque('/b'). '/b/a' still merges with '/a/c' through its absolute redirect, so the
+    whiteout still hides '/a/c/a', and setfattr leaves it where it is. The oracle's hand edit
+    dropped every whiteout below the opaque directory, and the kernel showed '/b/a/a' again
+    ("only in kernel [('/b/a/a', ('dir',))]")."""
+    both = pair({"/a": Entry(DIR), "/a/c": Entry(DIR), "/a/c/a": Entry(DIR)}, {"/b": Entry(DIR), "/a": Entry(OPAQUE)}, renames=True)
+    both.run("movedir", "/a/c", "/b/a", True)
+    both.run("removedir", "/b/a/a")
+    both.run("make_opaque", "/b")
+    assert not both.overlay.exists("/b/a/a")

@@ -833,7 +833,8 @@ class KernelView:
     def _make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
-        directory must not hold. Renamed directories and metadata-only files below get an
+        directory must not hold, but for those in a renamed directory: that one still
+        merges with its lower (by the redirect), whose entries they hide. Renamed directories and metadata-only files below get an
         absolute ``overlay.redirect`` (their lower path) where they have none or a relative
         one: the library's records always name the lower path from the root, which the
         kernel follows past an opaque directory only when absolute (``export_kernel`` writes
@@ -873,7 +874,11 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
     found = list(trees.disk_entries(real))  # whiteouts have nothing below them: removing them changes no walk
-    whiteouts = [entry for _, entry, status in found if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0]
+    whiteouts = [
+        entry
+        for _, entry, status in found
+        if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0 and not _merged_below_opaque(os.path.dirname(entry), real)
+    ]
     for directory in sorted({os.path.dirname(entry) for entry in whiteouts}):
         kept_times = os.stat(directory)
         for entry in whiteouts:
@@ -887,6 +892,20 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
         metacopy = stat.S_ISREG(status.st_mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
         if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
             os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
+
+
+def _merged_below_opaque(directory: str, opaque: str) -> bool:
+    """Whether the upper directory ``directory`` below the (new) opaque directory ``opaque``
+    still merges with a lower: a renamed directory on the way down, nearer than any opaque
+    one, takes its lower by its (absolute) redirect past the opaque directory, so its
+    whiteouts still hide what that lower holds."""
+    while directory != opaque:
+        if _xattr(directory, "trusted.overlay.opaque") == b"y":
+            return False
+        if _xattr(directory, "trusted.overlay.redirect") is not None:
+            return True
+        directory = os.path.dirname(directory)
+    return False
 
 
 def _xattr(real: str, name: str) -> Optional[bytes]:
