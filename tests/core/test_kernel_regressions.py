@@ -521,8 +521,8 @@ def test_make_opaque_above_renamed_directories_leaves_a_tree_the_kernel_can_walk
     '/a'), movedir('/b/b/c/c', '/b') moves the contents of its '/c' out and whites out
     '/b/b/c/c' inside the renamed directory, then make_opaque('/b/b'). With that whiteout
     dropped by the hand edit, the kernel's own walk of the merged tree failed with ESTALE on
-    '/b/b/c/c/a' (a lower directory seen again whose entry was moved); kept, as setfattr
-    keeps it, the trees agree."""
+    '/b/b/c/c/a', below the lower directory that showed again; kept, as setfattr keeps it,
+    the trees agree."""
     both = pair(
         {"/a": Entry(DIR), "/a/c": Entry(DIR), "/a/c/a": Entry(DIR), "/c": Entry(DIR), "/c/a": Entry(DIR)},
         {"/b": Entry(DIR), "/b/b": Entry(DIR), "/a": Entry(OPAQUE)},
