@@ -531,3 +531,20 @@ def test_make_opaque_above_renamed_directories_leaves_a_tree_the_kernel_can_walk
     both.run("movedir", "/a", "/b/b/c", True)
     both.run("movedir", "/b/b/c/c", "/b", True)
     both.run("make_opaque", "/b/b")
+
+
+def test_a_handle_on_a_hard_link_is_closed_before_the_other_name_is_replaced(machine: Callable[..., Any]) -> None:
+    """RedirectOSFSMachine: link('/c', '/a/a'), a writer held on '/a/a', writebytes('/c'):
+    the library rewrites a hard-linked upper file in place (both names read the new data),
+    but once remove('/a/a') leaves '/c' one name, the next writebytes('/c') replaces it
+    atomically, the documented deviation: the handle keeps the old file, the kernel's
+    descriptor reads the new bytes. The machine used to close only the handles opened by
+    the spelled path, so the one on '/a/a' stayed open ("the handle held on /a/a"); it closes
+    every handle on the file's inode, here at the first write already."""
+    both = machine("RedirectOSFSMachine", {"/a": Entry(DIR), "/c": Entry(FILE, b"")})
+    replay(both, "link", "/c", "/a/a")
+    replay(both, "open_handle", "/a/a", writable=True)
+    replay(both, "write", "/c", payload=b"?t\x00\xb1J")
+    assert both.handles == []
+    replay(both, "remove", "/a/a")
+    replay(both, "write", "/c", payload=b"L\xee\xf5\x06\x9e\x98")
