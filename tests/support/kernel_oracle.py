@@ -818,10 +818,13 @@ class KernelView:
 
     def _hide(self, path: str) -> None:
         """Delete the upper's entry by hand (making missing parents), then mount again; if a
-        lower shows through, put a whiteout device there by hand."""
+        lower shows through, put a whiteout device there by hand. The links on the way are
+        resolved once, before the first edit, as the library resolves them: the entry removed
+        can be on the way itself ('/b/a/b' with '/b/a -> ../../..' is '/b')."""
         if path == "/":
             raise errors.RemoveRootError(path)
         self._lstat(path)
+        path = self._real(path)[len(self.merged):]
         self._offline(_clear_upper_entry, path)
         if self.exists(path):
             self._offline(lambda real: os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0)), path)
