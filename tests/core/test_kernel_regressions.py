@@ -496,7 +496,6 @@ def test_a_linked_file_opened_for_writing_keeps_its_time_by_the_documented_devia
     both = machine("RedirectOSFSMachine", {"/a": Entry(DIR), "/b": Entry(FILE, b"\x00")})
     replay(both, "link", "/b", "/a/a")
     replay(both, "open_handle", "/a/a", writable=True)
-    print("after open", [(os.stat(both.kernel.merged + p).st_ino, os.stat(both.kernel.upper + p).st_ino) for p in ("/c", "/a/a")], [os.fstat(h.descriptor).st_ino for h in both.handles], type(both.handles[0].handle), both.handles[0].handle.fileno() if hasattr(both.handles[0].handle, "fileno") else None)
     assert [held.contents() for held in both.handles] == [b"\x00"]
 
 
