@@ -512,3 +512,64 @@ def test_make_opaque_through_a_link_keeps_the_times_of_the_real_ancestors(machin
     )
     replay(both, "make_opaque", "/c/b/a")
     assert both.overlay.isdir("/c/c/a")
+
+
+
+def test_make_opaque_keeps_the_whiteouts_of_a_renamed_directory_below(pair: Callable[..., Pair]) -> None:
+    """RedirectMachine (seed 3 of the soak run): movedir('/a/c', '/b/a') renames the lower
+    directory (redirect '/a/c'), removedir('/b/a/a') whites out its lower child, then
+    make_opaque('/b'). '/b/a' still merges with '/a/c' through its absolute redirect, so the
+    whiteout still hides '/a/c/a', and setfattr leaves it where it is. The oracle's hand edit
+    dropped every whiteout below the opaque directory, and the kernel showed '/b/a/a' again
+    ("only in kernel [('/b/a/a', ('dir',))]")."""
+    both = pair({"/a": Entry(DIR), "/a/c": Entry(DIR), "/a/c/a": Entry(DIR)}, {"/b": Entry(DIR), "/a": Entry(OPAQUE)}, renames=True)
+    both.run("movedir", "/a/c", "/b/a", True)
+    both.run("removedir", "/b/a/a")
+    both.run("make_opaque", "/b")
+    assert not both.overlay.exists("/b/a/a")
+
+
+def test_make_opaque_above_renamed_directories_leaves_a_tree_the_kernel_can_walk(pair: Callable[..., Pair]) -> None:
+    """The second failure of the same soak run: movedir('/a', '/b/b/c') renames '/a' (redirect
+    '/a'), movedir('/b/b/c/c', '/b') moves the contents of its '/c' out and whites out
+    '/b/b/c/c' inside the renamed directory, then make_opaque('/b/b'). With that whiteout
+    dropped by the hand edit, the kernel's own walk of the merged tree failed with ESTALE on
+    '/b/b/c/c/a', below the lower directory that showed again; kept, as setfattr keeps it,
+    the trees agree."""
+    both = pair(
+        {"/a": Entry(DIR), "/a/c": Entry(DIR), "/a/c/a": Entry(DIR), "/c": Entry(DIR), "/c/a": Entry(DIR)},
+        {"/b": Entry(DIR), "/b/b": Entry(DIR), "/a": Entry(OPAQUE)},
+        renames=True,
+    )
+    both.run("movedir", "/a", "/b/b/c", True)
+    both.run("movedir", "/b/b/c/c", "/b", True)
+    both.run("make_opaque", "/b/b")
+
+
+def test_a_handle_on_a_hard_link_is_closed_before_the_other_name_is_replaced(machine: Callable[..., Any]) -> None:
+    """RedirectOSFSMachine: link('/c', '/a/a'), a writer held on '/a/a', writebytes('/c'):
+    the library rewrites a hard-linked upper file in place (both names read the new data),
+    but once remove('/a/a') leaves '/c' one name, the next writebytes('/c') replaces it
+    atomically, the documented deviation: the handle keeps the old file, the kernel's
+    descriptor reads the new bytes. The machine used to close only the handles opened by
+    the spelled path, so the one on '/a/a' stayed open ("the handle held on /a/a"); it closes
+    every handle on the file's inode, here at the first write already."""
+    both = machine("RedirectOSFSMachine", {"/a": Entry(DIR), "/c": Entry(FILE, b"")})
+    replay(both, "link", "/c", "/a/a")
+    replay(both, "open_handle", "/a/a", writable=True)
+    replay(both, "write", "/c", payload=b"?t\x00\xb1J")
+    assert both.handles == []
+    replay(both, "remove", "/a/a")
+    replay(both, "write", "/c", payload=b"L\xee\xf5\x06\x9e\x98")
+
+
+def test_hide_through_a_link_inside_what_it_hides(machine: Callable[..., Any]) -> None:
+    """RedirectOSFSMachine (soak run, seed 5): '/b/a -> ../../..' ends at the root, so
+    hide('/b/a/b') hides '/b', the link's own directory. The oracle's hand edit removed the
+    upper's '/b', then resolved the spelled path again to put the whiteout there: through the
+    lower's '/b/a', which still showed, its copy-up made '/b' again, and mknod answered
+    EEXIST (FileExists where the library hid '/b'). It resolves the path once, as the
+    library does."""
+    both = machine("RedirectOSFSMachine", {"/b": Entry(DIR), "/b/a": Entry(SYMLINK, target="../../..")})
+    replay(both, "hide", "/b/a/b")
+    assert not both.overlay.exists("/b")

@@ -824,10 +824,13 @@ class KernelView:
 
     def _hide(self, path: str) -> None:
         """Delete the upper's entry by hand (making missing parents), then mount again; if a
-        lower shows through, put a whiteout device there by hand."""
+        lower shows through, put a whiteout device there by hand. The links on the way are
+        resolved once, before the first edit, as the library resolves them: the entry removed
+        can be on the way itself ('/b/a/b' with '/b/a -> ../../..' is '/b')."""
         if path == "/":
             raise errors.RemoveRootError(path)
         self._lstat(path)
+        path = self._real(path)[len(self.merged):]
         self._offline(_clear_upper_entry, path)
         if self.exists(path):
             self._offline(lambda real: os.mknod(real, stat.S_IFCHR | 0o000, os.makedev(0, 0)), path)
@@ -839,7 +842,8 @@ class KernelView:
     def _make_opaque(self, path: str) -> None:
         """``mkdir -p`` in the upper by hand (over any whiteout), ``setfattr -n
         trusted.overlay.opaque -v y``, and drop the whiteouts below, which an opaque
-        directory must not hold. Renamed directories and metadata-only files below get an
+        directory must not hold, but for those in a renamed directory: that one still
+        merges with its lower (by the redirect), whose entries they hide. Renamed directories and metadata-only files below get an
         absolute ``overlay.redirect`` (their lower path) where they have none or a relative
         one: the library's records always name the lower path from the root, which the
         kernel follows past an opaque directory only when absolute (``export_kernel`` writes
@@ -879,7 +883,11 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
     os.makedirs(real, exist_ok=True)
     os.setxattr(real, "trusted.overlay.opaque", b"y")
     found = list(trees.disk_entries(real))  # whiteouts have nothing below them: removing them changes no walk
-    whiteouts = [entry for _, entry, status in found if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0]
+    whiteouts = [
+        entry
+        for _, entry, status in found
+        if stat.S_ISCHR(status.st_mode) and status.st_rdev == 0 and not _merged_below_opaque(os.path.dirname(entry), real)
+    ]
     for directory in sorted({os.path.dirname(entry) for entry in whiteouts}):
         kept_times = os.stat(directory)
         for entry in whiteouts:
@@ -893,6 +901,20 @@ def _make_opaque_by_hand(real: str, upper: str) -> None:
         metacopy = stat.S_ISREG(status.st_mode) and _xattr(entry, "trusted.overlay.metacopy") is not None
         if (renamed or metacopy) and not (redirect or b"").startswith(b"/"):
             os.setxattr(entry, "trusted.overlay.redirect", _lower_path(upper, entry).encode())
+
+
+def _merged_below_opaque(directory: str, opaque: str) -> bool:
+    """Whether the upper directory ``directory`` below the (new) opaque directory ``opaque``
+    still merges with a lower: a renamed directory on the way down, nearer than any opaque
+    one, takes its lower by its (absolute) redirect past the opaque directory, so its
+    whiteouts still hide what that lower holds."""
+    while directory != opaque:
+        if _xattr(directory, "trusted.overlay.opaque") == b"y":
+            return False
+        if _xattr(directory, "trusted.overlay.redirect") is not None:
+            return True
+        directory = os.path.dirname(directory)
+    return False
 
 
 def _xattr(real: str, name: str) -> Optional[bytes]:
