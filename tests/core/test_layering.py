@@ -118,3 +118,23 @@ def test_one_change_notification_drives_every_cache():
     # move_file of a link record drops the old name's answer before the new name exists: the
     # view may show both names for a moment, never neither (no layer change to announce yet)
     assert by_hand == [("move_file", "lookup", "forget")], by_hand
+
+
+def test_every_record_drop_in_upper_is_announced():
+    """A method of ``Upper`` that drops sidecar records wholesale (``drop_records_below``,
+    ``drop_markers_below``) also calls ``_records_changed``: the caches hear of every record
+    that goes (``_clear_stale`` used to drop them silently)."""
+    path = os.path.join(PACKAGE, "core", "upper.py")
+    tree = ast.parse(open(path).read())
+    upper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Upper")
+    silent = []
+    for method in upper.body:
+        if not isinstance(method, ast.FunctionDef):
+            continue
+        calls = [node.func for node in ast.walk(method) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+        drops = [call for call in calls if call.attr in ("drop_records_below", "drop_markers_below")
+                 and isinstance(call.value, ast.Attribute) and call.value.attr == "sidecar"]
+        announces = any(call.attr == "_records_changed" for call in calls)
+        if drops and not announces:
+            silent.append(method.name)
+    assert silent == [], silent

@@ -138,7 +138,7 @@ class Upper:
         if REDIRECT not in VERSIONS[self.sidecar.version].kinds:
             return
         self.remove_redirect(path, known=False)
-        self.sidecar.drop_records_below(path)
+        self.drop_records_below(path)  # (the caches hear of it too, as of every record change)
 
     def makedir(self, path: str, permissions: Optional[Permissions] = None) -> None:
         self._clear_stale(path)
