@@ -439,3 +439,25 @@ def test_volatile_is_honoured_not_ignored(tmp_path):
         assert overlay.volatile is False
     finally:
         overlay.close()
+
+
+def _mount_flags(path) -> list:
+    path = os.path.realpath(str(path))
+    with open("/proc/mounts") as mounts:
+        return next(line.split()[3].split(",") for line in mounts if line.split()[1] == path)
+
+
+def test_sync_makes_a_synchronous_mount(layers):
+    """``unionfs mount --sync`` is ``-o sync`` of the kernel syntax: the mount is synchronous
+    (MS_SYNCHRONOUS in /proc/mounts) and the overlay keeps every operation durable when it
+    returns (no deferred syncs, docs/mount.rst "Durability"); without it, neither."""
+    lower, upper, mnt = layers
+    for extra, synchronous in ((["--sync"], True), ([], False)):
+        unionfs("mount", str(lower), str(mnt), "--upper", str(upper), *extra)
+        try:
+            assert ("sync" in _mount_flags(mnt)) is synchronous
+            (mnt / ("made-%s" % synchronous)).write_bytes(b"x")
+        finally:
+            force_unmount(str(mnt))
+            wait_unmounted(str(mnt))
+    assert sorted(name for name in os.listdir(upper) if name.startswith("made-")) == ["made-False", "made-True"]

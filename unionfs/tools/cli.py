@@ -467,6 +467,9 @@ def _mount_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-thread", action="store_true", help="serve one request at a time")
     parser.add_argument("--volatile", action="store_true",
                         help="do not fsync the upper (the kernel's -o volatile): faster, but a power cut may lose changes")
+    parser.add_argument("--sync", action="store_true",
+                        help="make every operation durable when it returns (the kernel's -o sync); by default, as on "
+                             "a kernel filesystem, changes are durable after fsync or unmount")
     parser.add_argument("--noxattrs", action="store_true",
                         help="serve no extended attributes (EOPNOTSUPP, as a filesystem without them): small "
                              "writes are faster (-o noxattrs with mount -t fuse.unionfs)")
@@ -488,7 +491,7 @@ def mount_command(args: argparse.Namespace) -> int:
     upper = None if args.read_only and args.upper is None else (args.upper or "mem://")
     statfs_path = upper if upper is not None and "://" not in upper else None
     options = mount.MountOptions(read_only=args.read_only, debug=args.debug, threads=not args.single_thread,
-                                 fsname="unionfs", xattrs=not args.noxattrs)
+                                 fsname="unionfs", xattrs=not args.noxattrs, extra=("sync",) if args.sync else ())
     code = mount.run(lambda: mount.open_overlay(args.layers, upper, args.read_only, args.volatile), mountpoint, options,
                      foreground=args.foreground or args.debug, statfs_path=statfs_path)
     return _mounted(code, args.foreground or args.debug)
