@@ -506,3 +506,25 @@ def test_fsync_counts_are_printed():
     print()
     for name, count in sorted(FSYNC_COUNTS.items()):
         print("fsyncs: %-45s %d" % (name, count))
+
+
+def test_deferred_syncs_are_made_durable_before_a_journal_entry_goes(disk, monkeypatch):
+    """Deferred (the mount), a journaled operation's steps (movedir's renames into an
+    existing directory: their directories' syncs are deferred) are made durable by a syncfs
+    before the journal entry that would replay them is removed: a power cut keeps either the
+    entry or every step."""
+    import unionfs.core.durable as durable
+    import unionfs.core.journal as journal
+
+    lower, upper_dir, log = disk
+    events: List[str] = []
+    real_syncfs, real_finish = durable._syncfs, journal.finish
+    monkeypatch.setattr(durable, "_syncfs", lambda fd: (events.append("syncfs"), real_syncfs(fd)))
+    monkeypatch.setattr(journal, "finish", lambda *args: (events.append("finish"), real_finish(*args)))
+    overlay = OverlayFS(lower, upper_dir)
+    overlay.defer_sync()
+    overlay.makedir("moved")  # into an existing directory: entry by entry, journaled
+    overlay.movedir("d/e", "moved")
+    assert events == ["syncfs", "finish"]
+    assert overlay.listdir("moved") == ["f"]
+    overlay.close()

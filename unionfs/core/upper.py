@@ -704,6 +704,10 @@ class Upper:
 
     def finish(self, entry: Optional[str] = None) -> None:
         """Forget a completed journal entry (and, with none left, the journal's version)."""
+        if entry is not None:
+            # deferred syncs (a mount's) first: the steps must be durable before their entry
+            # goes, or a power cut could keep the removal and lose steps it would replay
+            self.sync.flush()
         journal.finish(self.sidecar, entry)
 
     def drop_torn_journal(self) -> List[str]:
