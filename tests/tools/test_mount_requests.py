@@ -19,12 +19,25 @@ from unionfs.tools.mount import OWN_INODES, Inodes
 FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_mtime_ns", "st_ctime_ns", "st_blocks")
 
 
+def test_a_freed_inode_number_given_to_a_new_file_is_not_a_hard_link():
+    """The metadata-only copy of a renamed file numbers its name (the copy's inode, 100: the
+    lower file had several names, so the kernel shows the copy's); its data copy-up gives it
+    another inode (200) and the name keeps 100. The upper may then give the freed inode 100
+    to another name's copy-up: a file with one name, not a hard link of the first (the mount
+    showed the two names as one file, where the kernel overlay shows two)."""
+    inodes = Inodes()
+    assert inodes.get("/c", (0, 5, 100)) == 100
+    assert inodes.get("/c", (0, 5, 200)) == 100
+    assert inodes.get("/a/a/a", (0, 5, 100)) not in (100, 200)
+    assert inodes.get("/linked", (0, 5, 300), nlink=2) == inodes.get("/other-name", (0, 5, 300), nlink=2) == 300
+
+
 def test_inode_numbers_are_the_layers_own_unless_taken():
     inodes = Inodes()
     assert inodes.get("/") == 1
     assert inodes.get("/a", (0, 5, 100)) == 100
     assert inodes.get("/a", (0, 5, 999)) == 100  # a name keeps its number (copy-up changes the real one)
-    assert inodes.get("/hard", (0, 5, 100)) == 100  # another name of the same file
+    assert inodes.get("/hard", (0, 5, 100), nlink=2) == 100  # another name of the same file
     other_device = inodes.get("/b", (0, 6, 100))  # same number on another filesystem: taken
     assert other_device >= OWN_INODES
     assert inodes.get("/dir", (0, 5, 200), is_dir=True) == 200

@@ -224,7 +224,7 @@ class Inodes:
                 # new, or one name of a hard link that is another file now: a copy-up broke the
                 # link (an open file's fstat after its unlink, nlink 0, says nothing of the name)
                 self._linked.pop(path, None)
-                number = self._number(real, is_dir)
+                number = self._number(real, is_dir, nlink)
                 self._by_path[path] = number
             if real is not None and nlink > 1 and not is_dir:
                 self._linked[path] = (real[1], real[2])
@@ -234,15 +234,19 @@ class Inodes:
         """The number of ``path`` if it was last seen as one of several names of a file."""
         return self._by_path.get(path) if path in self._linked else None
 
-    def _number(self, real: Optional[Tuple[int, int, int]], is_dir: bool) -> int:
+    def _number(self, real: Optional[Tuple[int, int, int]], is_dir: bool, nlink: int = 1) -> int:
         if real is not None and 0 < real[2] < OWN_INODES:
             key = (real[1], real[2])
             owner = self._owners.get(real[2], _NO_OWNER)
             if owner is _NO_OWNER:
                 self._owners[real[2]] = key
                 return real[2]
-            if owner == key and not is_dir:
-                return real[2]  # another name of the same file: a hard link
+            if owner == key and not is_dir and nlink > 1:
+                # another name of the same file: a hard link. Only while it has several names:
+                # a file with one is a new file the upper gave a freed inode number (the file
+                # of a metadata-only copy replaced at its data copy-up), whose old number a
+                # name still shows
+                return real[2]
         number = self._next
         self._next += 1
         return number
