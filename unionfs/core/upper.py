@@ -282,14 +282,13 @@ class Upper:
         """Whether the upper's names ``one`` and ``other`` are one file, hard links of it
         (rename(2) from one to the other then does nothing). On disk only; False where
         either name is not in the upper."""
-        names = [syspath(self.fs, one), syspath(self.fs, other)]
-        if None in names:
+        first, second = syspath(self.fs, one), syspath(self.fs, other)
+        if first is None or second is None:
             return False
         try:
-            first, second = (os.lstat(name) for name in names if name is not None)
+            return os.path.samestat(os.lstat(first), os.lstat(second))
         except OSError:
             return False
-        return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
     def _rename_file(self, src: str, dst: str) -> None:
         """rename(2) within the upper (a symbolic link moves as itself, never followed)."""
