@@ -185,6 +185,19 @@ def test_a_read_only_mount_refuses_writes(layers):
         assert failure.value.errno == errno.EROFS
 
 
+def test_a_mount_prints_nothing(layers):
+    """A mount that works says nothing: libfuse 3.14.0 printed "Ignoring invalid max threads
+    value 4294967295 > max (100000)." at every start, with max_idle_threads left unset."""
+    lower, upper, mnt = layers
+    done = unionfs("mount", str(lower), "--upper", str(upper), str(mnt))
+    try:
+        assert is_mounted(str(mnt))
+        assert (done.stdout, done.stderr) == ("", "")
+    finally:
+        force_unmount(str(mnt))
+        wait_unmounted(str(mnt))
+
+
 def test_an_in_memory_upper_and_stacked_uppers(layers, tmp_path):
     lower, upper, mnt = layers
     with fuse_mount([str(lower)], str(mnt), upper="mem://"):

@@ -1100,6 +1100,10 @@ def fuse_options(options: MountOptions) -> Dict[str, Any]:
         "negative_timeout": CACHE_TIMEOUT,
         "auto_cache": True,
         "max_threads": 16,  # libfuse 3's worker threads (mfusepy leaves the limit unset)
+        # as many idle as there can be workers, so none exits (the same as libfuse's "unset"):
+        # given unset, libfuse 3.14.0 prints "Ignoring invalid max threads value 4294967295"
+        # at every mount
+        "max_idle_threads": 16,
     }
     if options.allow_other:
         result["allow_other"] = True
