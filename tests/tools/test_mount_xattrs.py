@@ -232,25 +232,79 @@ def test_noxattrs_serves_no_extended_attributes(tmp_path):
     assert os.getxattr(os.path.join(lower, "f"), "user.a") == b"1"
 
 
-def test_acl_named_entries_are_stored_but_not_enforced(tmp_path):
-    """A deviation (docs/mount.rst): an ACL naming user 1 is stored and read back on both, but
-    only the kernel overlay lets user 1 read by it; the mount's kernel checks the mode bits."""
+def _acl_scenario(root: str) -> list:
+    """Default ACLs inherited at creation (files, directories, FIFOs; a umask that would
+    take more), the umask where there is none, and named entries granting and refusing
+    reads, on a new file and on a lower one: each entry's mode, ACLs and who could read."""
+    import errno
+
+    def acls(path: str) -> tuple:
+        found = []
+        for name in (xattrs.ACL, "system.posix_acl_default"):
+            try:
+                found.append(os.getxattr(path, name).hex())
+            except OSError as error:
+                found.append(errno.errorcode[error.errno])
+        return tuple(found)
+
+    def readers(path: str) -> list:
+        return [subprocess.run(["cat", path], capture_output=True, user=user, group=user, extra_groups=[]).returncode
+                for user in (1, 2)]
+
+    d = os.path.join(root, "d")
+    os.mkdir(d)
+    os.chmod(d, 0o755)
+    os.setxattr(d, "system.posix_acl_default", xattrs.EXTENDED_ACL)
+    old = os.umask(0o077)
+    try:
+        with open(os.path.join(d, "f"), "wb") as out:
+            out.write(b"f")
+        os.mkdir(os.path.join(d, "sub"))
+        os.mkfifo(os.path.join(d, "fifo"))
+        with open(os.path.join(d, "sub", "deeper"), "wb") as out:  # the default ACL passed on
+            out.write(b"g")
+        with open(os.path.join(root, "plain"), "wb") as out:
+            out.write(b"p")
+        os.mkdir(os.path.join(root, "plaindir"))
+    finally:
+        os.umask(old)
+    seen = []
+    for name in ("d/f", "d/sub", "d/fifo", "d/sub/deeper", "plain", "plaindir"):
+        path = os.path.join(root, name)
+        seen.append((name, oct(stat.S_IMODE(os.stat(path).st_mode)), acls(path)))
+    secret = os.path.join(root, "secret")
+    with open(secret, "wb") as out:
+        out.write(b"s")
+    os.chmod(secret, 0o600)
+    os.setxattr(secret, xattrs.ACL, xattrs.acl((1, 6, 0xFFFFFFFF), (2, 4, 1), (4, 0, 0xFFFFFFFF),
+                                              (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)))
+    seen += [("secret", readers(secret)), ("lower", readers(os.path.join(root, "lower")))]
+    return seen
+
+
+def test_posix_acls_are_checked_and_inherited_as_on_the_kernel_overlay():
+    """The mount asks for FUSE_POSIX_ACL: the kernel checks named entries (user 1 may read
+    by one, user 2 may not; a lower file's ACL counts too), and new entries get their
+    parent's default ACL masked by the mode asked for (a FIFO too) or else the umask, as the
+    kernel overlay's upper gives them. Before, named entries granted nothing, a new file
+    under a default ACL lost its group class to the umask and a FIFO got no ACL."""
     import tempfile
 
-    allowing = xattrs.acl((1, 6, 0xFFFFFFFF), (2, 4, 1), (4, 0, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF))
-    answers = []
+    outcomes = []
     with tempfile.TemporaryDirectory(prefix="unionfs-acl-") as base:
         os.chmod(base, 0o755)
         for side in ("kernel", "unionfs"):
             lower, upper, work, mnt = _dirs(pathlib.Path(base) / side, "lower", "upper", "work", "mnt")
+            for path in (lower, upper, mnt):
+                os.chmod(path, 0o755)
+            with open(os.path.join(lower, "lower"), "wb") as out:
+                out.write(b"l")
+            os.chmod(os.path.join(lower, "lower"), 0o600)
+            os.setxattr(os.path.join(lower, "lower"), xattrs.ACL, xattrs.EXTENDED_ACL)
             mounted = kernel_mount([lower], upper, work, mnt) if side == "kernel" else fuse_mount([lower], mnt, upper=upper)
             with mounted:
-                path = os.path.join(mnt, "secret")
-                with open(path, "wb") as out:
-                    out.write(b"s")
-                os.chmod(path, 0o600)
-                os.setxattr(path, xattrs.ACL, allowing)
-                done = subprocess.run(["cat", path], capture_output=True, user=1, group=1, extra_groups=[])
-                answers.append((os.getxattr(path, xattrs.ACL), oct(stat.S_IMODE(os.stat(path).st_mode)), done.returncode))
-    assert answers[0] == (allowing, "0o640", 0)
-    assert answers[1] == (allowing, "0o640", 1)  # the kernel asked the mode: user 1 is "other"
+                outcomes.append(_acl_scenario(mnt))
+    kernel, unionfs = outcomes
+    assert ("secret", [0, 1]) in kernel and ("lower", [0, 1]) in kernel
+    assert kernel[0][1] == "0o640" and kernel[0][2][0] != "ENODATA"  # the default ACL, not umask 077
+    assert unionfs == kernel

@@ -29,6 +29,7 @@ import attr
 from .. import _fsimport  # noqa: F401
 from fs import errors
 from fs.enums import ResourceType
+from fs.path import dirname
 from fs.permissions import Permissions
 
 from ..errors import (
@@ -37,6 +38,7 @@ from ..errors import (
 )
 from ..core.durable import system_root
 from ..core.xattr import ACLS
+from .posix_acl import Inherited, inherit
 from ..core.file import FollowingReader
 from ..io import read_fully
 from ..overlay import OverlayFS
@@ -54,6 +56,10 @@ FUSE_FILL_DIR_PLUS = 2
 #: kernel decides per request to ask for them
 FUSE_CAP_READDIRPLUS = 1 << 13
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
+#: ... the kernel checks permissions by POSIX ACLs (read through getxattr), and leaves a new
+#: entry's mode unmasked for the filesystem to apply the umask or its parent's default ACL
+FUSE_CAP_POSIX_ACL = 1 << 19
+FUSE_CAP_DONT_MASK = 1 << 6
 
 #: the attribute the kernel asks for before every write(2) to a file (file capabilities), and
 #: how many paths known not to have it the mount keeps (see ``Operations.no_capability``)
@@ -396,6 +402,14 @@ def _context() -> Tuple[int, int, int]:
     return cast(Tuple[int, int, int], mfusepy.fuse_get_context())
 
 
+def _umask() -> int:
+    """The umask of the process whose request this thread serves (FUSE sends it with every
+    creation)."""
+    import mfusepy
+
+    return int(mfusepy._libfuse.fuse_get_context().contents.umask)
+
+
 def _groups(pid: int) -> List[int]:
     """The supplementary groups of process ``pid`` (none if it is gone)."""
     try:
@@ -444,6 +458,12 @@ class Operations:
             # -o noxattrs: no xattr operations at all; the kernel, given ENOSYS, stops asking and
             # answers EOPNOTSUPP itself (a filesystem without xattrs), security.capability too
             self.getxattr = self.listxattr = self.setxattr = self.removexattr = None  # type: ignore[assignment]
+        self.xattrs = xattrs
+        #: whether new entries can carry ACLs (an upper with system paths: its filesystem
+        #: keeps them); elsewhere a new entry gets the mode less the umask
+        self._acl_upper = upper is not None and system_root(upper.fs) is not None
+        #: set at init: the kernel checks ACLs and leaves creation modes unmasked (FUSE_POSIX_ACL)
+        self.posix_acl = False
         #: paths whose file has no security.capability, as last asked: the kernel asks before
         #: every write(2) (file_remove_privs), and without FUSE_HANDLE_KILLPRIV_V2 (libfuse
         #: 3.14 cannot negotiate it) nothing else spares the mount that request
@@ -494,6 +514,11 @@ class Operations:
             # operations on open files whose name is gone (hard_remove) come with a NULL
             # path: the descriptor answers (fstat, ftruncate, fsync)
             config.nullpath_ok = 1
+        if conn is not None and self.xattrs and conn.capable & FUSE_CAP_POSIX_ACL and conn.capable & FUSE_CAP_DONT_MASK:
+            # ACLs checked as the kernel overlay checks them (its upper's filesystem does):
+            # the kernel reads them through getxattr; the mount applies umask and default ACLs
+            conn.want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK
+            self.posix_acl = True
         if conn is not None and not self.readdirplus:
             conn.want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO)  # plain READDIR only
         elif conn is not None and conn.capable & FUSE_CAP_READDIRPLUS:
@@ -732,8 +757,31 @@ class Operations:
         return cast(Dict[str, Any], attributes)
 
     def mkdir(self, path: str, mode: int) -> None:
-        self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(mode)))
+        inherited = self._inherit(path, mode, is_dir=True)
+        self._call(self.overlay.makedir, path, Permissions(mode=stat.S_IMODE(inherited.mode)))
+        self._set_inherited_acls(path, inherited)
         self._give_to_caller(path)
+
+    def _inherit(self, path: str, mode: int, is_dir: bool = False) -> Inherited:
+        """A new entry's mode and ACLs: with FUSE_POSIX_ACL the kernel left the mode
+        unmasked, for the parent's default ACL or else the caller's umask (posix_acl.py)."""
+        if not self.posix_acl:
+            return Inherited(mode)  # the kernel applied the umask
+        default = None
+        if self._acl_upper:
+            try:
+                default = self.overlay.getxattr(dirname(path), ACLS[1], False)
+            except (NoSuchAttribute, errors.FSError):
+                default = None
+        try:
+            return inherit(default, mode, _umask(), is_dir)
+        except ValueError:  # an unreadable default ACL: as the upper's filesystem would, EIO
+            raise _oserror(errno.EIO, path) from None
+
+    def _set_inherited_acls(self, path: str, inherited: Inherited) -> None:
+        for name, value in zip(ACLS, (inherited.access, inherited.default)):
+            if value is not None:
+                self._call(self.overlay.setxattr, path, name, value, 0, False)
 
     # -- links ---------------------------------------------------------------------------------
 
@@ -841,7 +889,9 @@ class Operations:
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
         """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
-        self._call(self.overlay.mknod, path, mode, dev)
+        inherited = self._inherit(path, mode)
+        self._call(self.overlay.mknod, path, inherited.mode, dev)
+        self._set_inherited_acls(path, inherited)
         self._give_to_caller(path)
 
     # -- files ---------------------------------------------------------------------------------
@@ -864,18 +914,23 @@ class Operations:
         exists = self._call(self.overlay.exists, path)
         if exists and not exclusive:
             return self.open(path, flags)  # lost a race with another creator: O_CREAT opens it
+        inherited = self._inherit(path, mode)
         stream = self._call(self.overlay.openbin, path, "x+b")
         handle = Handle(stream, path, (flags & os.O_ACCMODE) != os.O_RDONLY, bool(flags & os.O_APPEND))
         try:
             if handle.fd is not None:
-                # the new file is in the upper: its own descriptor takes mode and owner,
-                # without another trip through the overlay
-                os.fchmod(handle.fd, stat.S_IMODE(mode))
+                # the new file is in the upper: its own descriptor takes mode, ACLs and
+                # owner, without another trip through the overlay
+                os.fchmod(handle.fd, stat.S_IMODE(inherited.mode))
+                if inherited.access is not None:
+                    os.setxattr(handle.fd, ACLS[0], inherited.access)
                 uid, gid = _caller()
                 if uid != self._euid or gid != self._egid:
                     os.fchown(handle.fd, uid, gid)
             else:
-                self._call(self.overlay.setinfo, path, {"access": {"permissions": Permissions(mode=stat.S_IMODE(mode)).dump()}})
+                permissions = Permissions(mode=stat.S_IMODE(inherited.mode)).dump()
+                self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}})
+                self._set_inherited_acls(path, inherited)
                 self._give_to_caller(path)
         except BaseException:
             stream.close()
