@@ -588,8 +588,8 @@ class OverlayFS(FS):
                 raise errors.FileExists(dst_path)
             self._writable(real, dst_path)
             _src, _dst = src.path, real  # the links on the way followed
-            if _src == _dst:
-                return  # rename(x, x) changes nothing, not even a copy-up
+            if _src == _dst or (target is not None and not src.is_dir and upper.same_file(_src, _dst)):
+                return  # rename(x, x), or between two hard links of one file, changes nothing
             if src.is_dir and isbase(_src, _dst):
                 raise IllegalDestination(dst_path)
             if target is not None and isbase(_dst, _src):

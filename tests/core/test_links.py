@@ -190,6 +190,21 @@ def test_hard_links_need_an_upper_on_disk(base, upper):
     assert overlay.readlink("bin2") == "usr/bin"
 
 
+def test_rename_between_two_hard_links_of_one_file_changes_nothing(base, tmp_path):
+    """rename(2) from one name of a file to another of the same file leaves both, as the
+    kernel overlay does (its VFS sees one inode); ``move`` did already, ``rename`` (which
+    the mount serves rename(2) with) removed the source name. Found by the mount
+    differential: link('/a', '/b'); rename('/a', '/b')."""
+    overlay = OverlayFS(base, OSFS(str(tmp_path)))  # (hard links need an upper on disk)
+    overlay.link("etc/motd", "etc/motd2")
+    overlay.rename("etc/motd", "etc/motd2")
+    overlay.rename("etc/motd2", "etc/motd", noreplace=False)
+    assert overlay.readtext("etc/motd") == overlay.readtext("etc/motd2") == "hello"
+    assert overlay.getinfo("etc/motd", ["stat"]).raw["stat"]["st_nlink"] == 2
+    with pytest.raises(errors.FileExists):  # RENAME_NOREPLACE still refuses first
+        overlay.rename("etc/motd", "etc/motd2", noreplace=True)
+
+
 def test_links_inside_a_renamed_lower_directory(base, upper, tmp_path):
     """Links meet redirects: a renamed lower directory keeps its links (link records of a
     MemoryFS lower too), which still resolve in the merged view (a relative one to a name

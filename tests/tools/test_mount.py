@@ -395,6 +395,9 @@ def _link_ops(root) -> dict:
     seen["lchown"] = (stat.S_ISLNK(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size)
     seen["target-untouched"] = (os.stat(root / "file").st_uid, os.stat(root / "file").st_mtime_ns != 4_000_000_000)
     os.rename(root / "made", root / "renamed")
+    os.rename(root / "file", root / "hard")  # between two names of one file: nothing changes
+    seen["rename-hard"] = (sorted(os.listdir(root)), os.stat(root / "hard").st_nlink,
+                           os.stat(root / "file").st_ino == os.stat(root / "hard").st_ino)
     os.unlink(root / "abs")
     with pytest.raises(OSError) as failure:
         os.readlink(root / "file")
@@ -405,8 +408,9 @@ def _link_ops(root) -> dict:
 
 
 def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
-    """symlink, readlink, link, lchown/lutimes, rename and unlink of links, d_type DT_LNK in
-    listings: the same answers on a unionfs mount and a kernel overlay of the same lower."""
+    """symlink, readlink, link, lchown/lutimes, rename and unlink of links (and rename(2)
+    between two hard links of one file, which changes nothing), d_type DT_LNK in listings:
+    the same answers on a unionfs mount and a kernel overlay of the same lower."""
     from tests.support.mount import kernel_mount
 
     results = {}

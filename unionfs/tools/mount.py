@@ -821,6 +821,10 @@ class Operations:
             # filesystem does not know)
             raise _oserror(errno.EINVAL, old)
         self._call(self.overlay.rename, old, new, bool(flags & RENAME_NOREPLACE))
+        if self.overlay.exists(old):
+            # between two names of one file (hard links): rename(2) changed nothing, and
+            # each name keeps its number (the kernel, seeing two inodes, moved its dentry)
+            return
         self.inodes.moved(old, new)
         self._other_file_at(old, new)
 
