@@ -147,7 +147,7 @@ class KernelMachine(SharedRules, RuleBasedStateMachine):
             self.lowers = [self.guard(build_library_layer(layer, self._lower_dir())) for layer in layers]
         self.upper = self._fresh_upper()
         self.overlay = OverlayFS(self.lowers, upper=self.upper, **self.library_options)
-        #: the kernel upper's inodes of files hard-linked through the overlay (see _note_linked)
+        #: the kernel upper's inodes of files hard-linked through the overlay (see note_linked)
         self.linked_inodes: Set[Tuple[int, int]] = set()
 
     def _lower_dir(self) -> Optional[str]:
@@ -209,7 +209,7 @@ class KernelMachine(SharedRules, RuleBasedStateMachine):
         library_modes: Dict[str, int] = {}
         kernel_tree = KernelView(self.kernel.merged).tree(kernel_times, kernel_modes)
         assert_same_tree(LibraryView(self.overlay).tree(library_times, library_modes), kernel_tree)
-        for path in self._linked_metadata_only(kernel_times):
+        for path in self.linked_metadata_only(kernel_times):
             # the kernel's linked metadata-only inode gets its data, and the time "now", at its
             # first open for writing; the library's had its data from the link on, and keeps
             # the lower's time (docs/semantics.rst)
@@ -360,31 +360,7 @@ class KernelMachine(SharedRules, RuleBasedStateMachine):
             assert result.error is not None, "link into a MemoryFS upper must be refused"
             return
         if self.both("link", existing, new, paths=[existing, new]).error is None:
-            self._note_linked(new)  # (a refused link links nothing: what is at ``new`` was there before)
-
-    def _linked_metadata_only(self, kernel_times: Dict[str, int]) -> List[str]:
-        """The files of ``kernel_times`` whose kernel upper inode was hard-linked while it
-        could be metadata-only (a ``metacopy=on`` mount), and which the library shows too."""
-        if not self.linked_inodes or self.kernel is None or "metacopy=on" not in self.kernel_options:
-            return []
-        linked = []
-        for path in kernel_times:
-            try:
-                status = os.lstat(self.kernel.upper + path)
-            except OSError:
-                continue
-            if (status.st_dev, status.st_ino) in self.linked_inodes:
-                linked.append(path)
-        return linked
-
-    def _note_linked(self, path: str) -> None:
-        """Remember the kernel upper's inode of a file just hard-linked at ``path``: the kernel
-        links a metadata-only copy-up, the library copies the data first (docs/semantics.rst),
-        so :meth:`metadata_only_copies_hold_no_data` leaves that inode out, whatever its names."""
-        assert self.kernel is not None
-        view = KernelView(self.kernel.merged)
-        status = os.lstat(self.kernel.upper + view._real(path)[len(self.kernel.merged):])  # the links on the way followed
-        self.linked_inodes.add((status.st_dev, status.st_ino))
+            self.note_linked(new)  # (a refused link links nothing: what is at ``new`` was there before)
 
     @rule(data=st.data())
     def nlink(self, data: st.DataObject) -> None:

@@ -32,6 +32,7 @@ from tests.support.kernel_oracle import (
     outcome,
     realistic,
 )
+from tests.support.kernel_rules import Draws
 from fs.base import FS
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
@@ -123,17 +124,6 @@ def pair(kernel_overlay: None, guard_lower: Callable) -> Iterator[Callable[..., 
     yield make
     for kernel in mounts:
         kernel.close()
-
-
-class Draws:
-    """Hypothesis's ``data()`` for a rule of the property machine called by hand: every
-    ``draw`` returns the next of the scripted values, whatever the strategy."""
-
-    def __init__(self, *values: Any) -> None:
-        self.values = list(values)
-
-    def draw(self, strategy: Any, label: Optional[str] = None) -> Any:
-        return self.values.pop(0)
 
 
 @pytest.fixture

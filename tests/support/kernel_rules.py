@@ -7,7 +7,7 @@ whose body is the same on both live here, in :class:`SharedRules`. A machine mix
 and supplies what differs:
 
 * ``both(operation, *args, paths=...)``: run one ``LibraryView``/``KernelView`` operation
-  on its two sides and compare the outcomes;
+  on its two sides, compare the outcomes and return the kernel's;
 * ``offline(operation, path)``: ``hide`` / ``make_opaque``, which have no system call;
 * ``close_handles()`` and, where a whole-file replacement must close the handles on the
   file first, ``close_replaced(path)``;
@@ -21,7 +21,8 @@ stacking) stay in their machines.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import os
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from fs.path import join
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from tests.support.kernel_oracle import (
     KernelOverlay,
     KernelView,
     LayerSpec,
+    Outcome,
     Tree,
     add_entry,
     realistic,
@@ -100,6 +102,17 @@ def layer_stacks(draw: st.DrawFn) -> List[LayerSpec]:
     return realistic(layers)
 
 
+class Draws:
+    """Hypothesis's ``data()`` for a rule of a kernel machine called by hand (a replayed
+    failure): every ``draw`` returns the next of the scripted values, whatever the strategy."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: Optional[str] = None) -> Any:
+        return self.values.pop(0)
+
+
 class SharedRules:
     """The rules both kernel machines run the same way (mixed into a ``RuleBasedStateMachine``:
     Hypothesis collects rules from the whole class hierarchy)."""
@@ -109,12 +122,16 @@ class SharedRules:
     visible_dirs: List[str]
     visible_files: List[str]
 
+    #: the kernel upper's inodes of files hard-linked through the overlay (:meth:`note_linked`)
+    linked_inodes: Set[Tuple[int, int]]
+
     #: whether ``settimes`` may pick the root, or a link that leads to it
     times_of_root = True
 
     # -- what a machine supplies ---------------------------------------------------------------------
 
-    def both(self, operation: str, *args: object, paths: Sequence[str]) -> None:
+    def both(self, operation: str, *args: object, paths: Sequence[str]) -> Outcome:
+        """Returns the kernel's outcome (the other side's is the same)."""
         raise NotImplementedError
 
     def offline(self, operation: str, path: str) -> None:
@@ -126,6 +143,35 @@ class SharedRules:
 
     def close_replaced(self, path: str) -> None:
         """Called before ``writebytes`` and ``copy`` replace the file at ``path``."""
+
+    # -- the deviation both excuse: link of a metadata-only file ------------------------------------
+
+    def note_linked(self, path: str) -> None:
+        """Remember the kernel upper's inode of a file just hard-linked at ``path``: the kernel
+        links a metadata-only copy-up, the library (and so the mount) copies the data first
+        (docs/semantics.rst), so the comparisons of times and of metadata-only copies leave
+        that inode out, whatever its names."""
+        assert self.kernel is not None
+        view = KernelView(self.kernel.merged)
+        status = os.lstat(self.kernel.upper + view._real(path)[len(self.kernel.merged):])  # the links on the way followed
+        self.linked_inodes.add((status.st_dev, status.st_ino))
+
+    def linked_metadata_only(self, kernel_times: Dict[str, int]) -> List[str]:
+        """The files of ``kernel_times`` whose kernel upper inode was hard-linked while it
+        could be metadata-only (a ``metacopy=on`` mount): the kernel's gets its data, and the
+        time "now", at its first open for writing; ours had its data from the link on, and
+        keeps the lower's time."""
+        if not self.linked_inodes or self.kernel is None or "metacopy=on" not in self.kernel.options:
+            return []
+        linked = []
+        for path in kernel_times:
+            try:
+                status = os.lstat(self.kernel.upper + path)
+            except OSError:
+                continue
+            if (status.st_dev, status.st_ino) in self.linked_inodes:
+                linked.append(path)
+        return linked
 
     # -- choosing --------------------------------------------------------------------------------------
 
