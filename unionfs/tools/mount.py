@@ -771,8 +771,10 @@ class Operations:
         if self._acl_upper:
             try:
                 default = self.overlay.getxattr(dirname(path), ACLS[1], False)
-            except (NoSuchAttribute, errors.FSError):
+            except NoSuchAttribute:
                 default = None
+            except errors.FSError as error:  # not read: no entry is made without what it inherits
+                raise _oserror(errno_of(error), path) from None
         try:
             return inherit(default, mode, _umask(), is_dir)
         except ValueError:  # an unreadable default ACL: as the upper's filesystem would, EIO
