@@ -564,7 +564,7 @@ class OverlayFS(FS):
                 return  # rename(d, d) changes nothing, as in the kernel
             if isbase(src.path, real) or _lands_on_itself(self._lookup, src.path, real):
                 raise IllegalDestination(dst_path)
-            dirops.move_tree(self._lookup, upper, src, real)
+            dirops.move_tree(self._lookup, upper, src, real, display=dst_path)
 
     def rename(self, src_path: str, dst_path: str, noreplace: bool = False) -> None:
         """rename(2): move a file or a directory to ``dst_path``, replacing what is there
@@ -605,7 +605,7 @@ class OverlayFS(FS):
                 dirops.hide(self._lookup, upper, target)
             # a moved lower directory is rebuilt in the upper: it keeps its own mode, owner and times
             kept = copyable_metadata(src.top.fs.getinfo(src.top_path, COPIED_NAMESPACES))
-            dirops.move_tree(self._lookup, upper, self._node(_src, src_path, follow=False), _dst)
+            dirops.move_tree(self._lookup, upper, self._node(_src, src_path, follow=False), _dst, display=dst_path)
             apply_metadata(upper.fs, _dst, kept)
 
     def copydir(self, src_path: str, dst_path: str, create: bool = False, preserve_time: bool = False) -> None:

@@ -563,3 +563,21 @@ def test_hide_through_a_link_inside_what_it_hides(machine: Callable[..., Any]) -
     both = machine("RedirectOSFSMachine", {"/b": Entry(DIR), "/b/a": Entry(SYMLINK, target="../../..")})
     replay(both, "hide", "/b/a/b")
     assert not both.overlay.exists("/b")
+
+
+def test_a_movedir_type_clash_is_named_as_the_caller_spelled_the_destination(machine: Callable[..., Any]) -> None:
+    """OSFSUpperMachine: movedir('/a', '/c/c') with '/c -> b' lands in '/b/c', where the
+    file '/b/c/c' clashes with the directory '/a/c'. The kernel side's error names the
+    caller's '/c/c/c'; the library named the resolved '/b/c/c'."""
+    both = machine(
+        "OSFSUpperMachine",
+        {
+            "/a": Entry(DIR),
+            "/a/c": Entry(DIR),
+            "/c": Entry(SYMLINK, target="b"),
+            "/b": Entry(DIR),
+            "/b/c": Entry(DIR),
+            "/b/c/c": Entry(FILE, b""),
+        },
+    )
+    replay(both, "movedir", "/a", "/c/c", create=True)

@@ -164,9 +164,10 @@ def _walk(lookup: Lookup, top: Node) -> List[Tuple[str, Node]]:
     return [(relpath(node.path[cut:]), node) for node in walk.merged(lookup, top)]
 
 
-def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
+def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str, display: Optional[str] = None) -> None:
     """Move the contents of directory ``src`` into directory ``dst`` (created if missing), then
-    remove ``src``. Type clashes are refused up front.
+    remove ``src``. Type clashes are refused up front, named under ``display`` (the caller's
+    spelling of ``dst``, which may go through symbolic links) where given.
 
     To a ``dst`` that does not exist this is rename(2): one rename of the upper directory,
     which for a lower or merged ``src`` carries a redirect record (the kernel's
@@ -183,7 +184,7 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str) -> None:
         existing = lookup.node(join(dst, rel))
         if existing is not None and existing.is_dir != node.is_dir:
             error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
-            raise error(join(dst, rel))
+            raise error(join(display or dst, rel))
     # the source directories' times, before the moves restamp them (journaled: a re-run
     # after a crash gives the destination these, not what the renames left)
     times: List[journal.DirTimes] = []
