@@ -16,6 +16,7 @@ import pytest
 from tests.support.kernel_oracle import (
     DIR,
     FILE,
+    HARDLINK,
     OPAQUE,
     SYMLINK,
     REDIRECT_OPTIONS,
@@ -581,3 +582,23 @@ def test_a_movedir_type_clash_is_named_as_the_caller_spelled_the_destination(mac
         },
     )
     replay(both, "movedir", "/a", "/c/c", create=True)
+
+
+@pytest.mark.parametrize("through", ["write", "truncate"])
+def test_a_copying_movedir_keeps_the_hard_links_of_a_lower_file(machine: Callable[..., Any], through: str) -> None:
+    """OSFSUpperMachine (soak run): '/a/b' and '/a/a' are one lower file; movedir('/a', '/b')
+    without redirect_dir is ``cp -a a/. b && rm -rf a`` on the kernel side, and cp -a keeps
+    the two names one file (nlink 2; a change through one name shows through the other).
+    The library renamed each name on its own: two files of nlink 1."""
+    both = machine(
+        "OSFSUpperMachine",
+        {"/a": Entry(DIR), "/b": Entry(DIR), "/a/b": Entry(FILE, b"\x00"), "/a/a": Entry(HARDLINK, target="/a/b")},
+    )
+    replay(both, "movedir", "/a", "/b", create=False)
+    replay(both, "nlink", "/b/b")
+    replay(both, "nlink", "/b/a")
+    if through == "write":
+        replay(both, "write", "/b/a", payload=b"new")
+    else:
+        replay(both, "truncate", "/b/a", size=0)
+    replay(both, "read", "/b/b")

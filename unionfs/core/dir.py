@@ -279,12 +279,17 @@ def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tup
         if node.is_dir
     ]
     _merge_dir_into(lookup, upper, dst)
+    copied: Dict[Tuple[int, int], str] = {}  # a lower file's (st_dev, st_ino) -> where it went first
     for rel, node in entries:
         destination = join(dst, rel)
         if node.is_dir:
             _merge_dir_into(lookup, upper, destination)
-        else:
+            continue
+        first = _linked_copy(node, destination, copied)
+        if first is None:
             rename_file(lookup, upper, node, destination, stamp_source=False)
+        else:
+            _link_into(lookup, upper, first, destination)
     for destination, metadata in reversed(attributes):  # deepest first, as cp -a sets them
         try:
             apply_metadata(upper.fs, destination, metadata)
@@ -293,6 +298,34 @@ def _move_contents(lookup: Lookup, upper: Upper, src: Node, dst: str, times: Tup
     remaining = lookup.node(src.path)
     if remaining is not None:
         hide(lookup, upper, remaining)
+
+
+def _linked_copy(node: Node, destination: str, copied: Dict[Tuple[int, int], str]) -> Optional[str]:
+    """Where an earlier name of the same lower file went in this move, if any. ``cp -a``
+    keeps hard links among what it copies (one file, several names); an upper file needs
+    nothing, its renames keep its inode. Noted for ``destination`` if it is the first."""
+    if node.in_upper:
+        return None
+    status = node.top.lstat(node.top_path)
+    if status is None or status.st_nlink < 2:
+        return None
+    key = (status.st_dev, status.st_ino)
+    first = copied.get(key)
+    if first is None:
+        copied[key] = destination
+    return first
+
+
+def _link_into(lookup: Lookup, upper: Upper, first: str, destination: str) -> None:
+    """Give the file this move already put at ``first`` the further name ``destination``
+    (replacing what is there), as ``cp -a`` links a second name of a file it copied; the
+    source name goes with the rest of the source tree."""
+    existing = lookup.node(destination)
+    if existing is not None:
+        hide(lookup, upper, existing)
+    moved = lookup.node(first)
+    assert moved is not None  # put there by this move, under the overlay's lock
+    hard_link(lookup, upper, moved, destination)
 
 
 def _dir_metadata(node: Node, times: Optional[Dict[str, float]] = None) -> Dict[str, Dict[str, Any]]:
