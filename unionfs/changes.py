@@ -29,7 +29,7 @@ from .errors import literal
 from .io import CHUNK
 from .core.identity import same
 from .core.nofollow import syspath
-from .core.inode import COPIED_NAMESPACES
+from .core.inode import COPIED_NAMESPACES, first_name
 from .core.stack import Layer
 from .core.lookup import Lookup, Node
 from .core.readdir import visible_children
@@ -253,14 +253,7 @@ def _first_name(upper: Layer, path: str, inodes: Dict[Tuple[int, int], str]) -> 
     sys_path = syspath(upper.fs, path)
     if sys_path is None:
         return None
-    status = os.lstat(sys_path)
-    if status.st_nlink < 2:
-        return None
-    key = (status.st_dev, status.st_ino)
-    first = inodes.get(key)
-    if first is None:
-        inodes[key] = path
-    return first
+    return first_name(inodes, os.lstat(sys_path), path)
 
 
 def lower_names(lowers: Lookup, path: str) -> List[str]:

@@ -22,7 +22,7 @@ from fs.path import basename, dirname, join, relpath
 from fs.permissions import Permissions
 
 from . import journal, walk
-from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata
+from .inode import COPIED_NAMESPACES, apply_metadata, copyable_metadata, first_name
 from .copy_up import METADATA, copy_up, copy_up_parents
 from .lookup import Lookup, Node
 from .readdir import visible_children
@@ -306,14 +306,7 @@ def _linked_copy(node: Node, destination: str, copied: Dict[Tuple[int, int], str
     nothing, its renames keep its inode. Noted for ``destination`` if it is the first."""
     if node.in_upper:
         return None
-    status = node.top.lstat(node.top_path)
-    if status is None or status.st_nlink < 2:
-        return None
-    key = (status.st_dev, status.st_ino)
-    first = copied.get(key)
-    if first is None:
-        copied[key] = destination
-    return first
+    return first_name(copied, node.top.lstat(node.top_path), destination)
 
 
 def _link_into(lookup: Lookup, upper: Upper, first: str, destination: str) -> None:

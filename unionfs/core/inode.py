@@ -8,7 +8,7 @@ ownership where the upper supports them.
 from __future__ import annotations
 
 import os
-from typing import Any, Collection, Dict, Mapping, Optional
+from typing import Any, Collection, Dict, Mapping, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -18,6 +18,19 @@ from fs.permissions import Permissions
 
 #: the namespaces copy-up reads from the lower entry
 COPIED_NAMESPACES = ("details", "access")
+
+
+def first_name(names: Dict[Tuple[int, int], str], status: Optional[os.stat_result], path: str) -> Optional[str]:
+    """For a walk that keeps hard links (export, ``cp -a``): the name already met of the file
+    ``status`` describes (``names``: by ``(st_dev, st_ino)``), or ``None`` with ``path`` noted
+    as its first name. A file of one name, or with no ``status``, is never noted."""
+    if status is None or status.st_nlink < 2:
+        return None
+    key = (status.st_dev, status.st_ino)
+    first = names.get(key)
+    if first is None:
+        names[key] = path
+    return first
 
 
 def copyable_metadata(info: Info) -> Dict[str, Dict[str, Any]]:
