@@ -256,6 +256,8 @@ def _acl_scenario(root: str) -> list:
     d = os.path.join(root, "d")
     os.mkdir(d)
     os.chmod(d, 0o755)
+    with open(os.path.join(d, "before"), "wb") as out:  # made before d has a default ACL (the
+        out.write(b"b")  # mount then knows d has none: the setxattr below must undo that)
     os.setxattr(d, "system.posix_acl_default", xattrs.EXTENDED_ACL)
     old = os.umask(0o077)
     try:
@@ -271,7 +273,7 @@ def _acl_scenario(root: str) -> list:
     finally:
         os.umask(old)
     seen = []
-    for name in ("d/f", "d/sub", "d/fifo", "d/sub/deeper", "plain", "plaindir"):
+    for name in ("d/f", "d/sub", "d/fifo", "d/sub/deeper", "plain", "plaindir", "d/before"):
         path = os.path.join(root, name)
         seen.append((name, oct(stat.S_IMODE(os.stat(path).st_mode)), acls(path)))
     secret = os.path.join(root, "secret")

@@ -477,6 +477,9 @@ class Operations:
         #: every write(2) (file_remove_privs), and without FUSE_HANDLE_KILLPRIV_V2 (libfuse
         #: 3.14 cannot negotiate it) nothing else spares the mount that request
         self.no_capability: Set[str] = set()
+        #: directories without a default ACL, as last asked (every creation in one asks it:
+        #: what the new entry inherits); kept and dropped as ``no_capability`` is
+        self.no_default_acl: Set[str] = set()
         self._capability_lock = threading.Lock()
         self._capability_epoch = 0  # counts what may have made an answer stale (see _other_file_at)
         # a kernel filesystem's durability: what an operation changed is durable after fsync,
@@ -792,11 +795,18 @@ class Operations:
         if not self.posix_acl:
             return Inherited(mode)  # the kernel applied the umask
         default = None
-        if self._acl_upper:
+        parent = dirname(path)
+        if self._acl_upper and parent not in self.no_default_acl:
+            epoch = self._capability_epoch
             try:
-                default = self.overlay.getxattr(dirname(path), ACLS[1], False)
+                default = self.overlay.getxattr(parent, ACLS[1], False)
             except NoSuchAttribute:
                 default = None
+                with self._capability_lock:
+                    if epoch == self._capability_epoch:  # nothing set, moved or removed since
+                        if len(self.no_default_acl) >= CAPABILITY_CACHE:
+                            self.no_default_acl.clear()
+                        self.no_default_acl.add(parent)
             except errors.FSError as error:  # not read: no entry is made without what it inherits
                 raise _oserror(errno_of(error), path) from None
         try:
@@ -884,6 +894,10 @@ class Operations:
                 with self._capability_lock:  # for every name of the file (hard links)
                     self._capability_epoch += 1
                     self.no_capability.clear()
+            elif name == ACLS[1]:
+                with self._capability_lock:
+                    self._capability_epoch += 1
+                    self.no_default_acl.clear()
         if name == ACLS[0]:
             self._acl_set(path)
 
@@ -905,18 +919,18 @@ class Operations:
         self._call(self.overlay.removexattr, path, name, False)
 
     def _other_file_at(self, *paths: str) -> None:
-        """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` knew
-        of them no longer holds."""
-        cache = self.no_capability
+        """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` and
+        :attr:`no_default_acl` knew of them no longer holds."""
         with self._capability_lock:
             self._capability_epoch += 1
-            if not cache:
-                return
-            for path in paths:
-                cache.discard(path)
-                prefix = path.rstrip("/") + "/"
-                for known in [known for known in cache if known.startswith(prefix)]:
-                    cache.discard(known)
+            for cache in (self.no_capability, self.no_default_acl):
+                if not cache:
+                    continue
+                for path in paths:
+                    cache.discard(path)
+                    prefix = path.rstrip("/") + "/"
+                    for known in [known for known in cache if known.startswith(prefix)]:
+                        cache.discard(known)
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
         """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
