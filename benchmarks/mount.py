@@ -15,7 +15,10 @@ Ratios are time(unionfs) / time(fuse-overlayfs), so lower is better; for the seq
 read the throughput ratio is printed too. ``--baseline CHECKOUT`` adds a fifth system,
 ``unionfs (baseline)``: the mount of another source tree of this project (for example
 ``git archive OLD | tar x -C CHECKOUT``), so that a change is measured before and after
-in the same run, at the same load. Needs root, fuse3, fuse-overlayfs, umoci, git.
+in the same run, at the same load. ``--trivial`` adds ``trivial``: a minimal mfusepy
+passthrough of an empty directory (``benchmarks/mount_trivial.py``), the floor of a Python
+daemon on libfuse's high-level API, for the writing workload ``tar x`` only. Needs root,
+fuse3, fuse-overlayfs, umoci, git.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ PRESETS = {
 }
 SYSTEMS = ("raw", "kernel", "fuse-overlayfs", "unionfs")
 BASELINE = "unionfs (baseline)"
+TRIVIAL = "trivial"
+#: the workloads the trivial passthrough runs (it serves an empty directory of its own)
+TRIVIAL_WORKLOADS = ("tar x",)
 
 
 def sh(command: str, cwd: Optional[str] = None) -> None:
@@ -109,6 +115,9 @@ def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Op
             return
         if system == "kernel":
             sh("mount -t overlay overlay %s -o lowerdir=%s,upperdir=%s,workdir=%s" % (mnt, ":".join(lowers), upper, work))
+        elif system == TRIVIAL:
+            sh("%s -m benchmarks.mount_trivial %s %s" % (python, upper, mnt),
+               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         elif system == "fuse-overlayfs":
             sh("fuse-overlayfs -o lowerdir=%s,upperdir=%s,workdir=%s %s" % (":".join(lowers), upper, work, mnt))
         else:
@@ -155,9 +164,11 @@ def workloads(archive: str, root: str) -> Dict[str, Callable[[str], None]]:
 
 
 def run(preset: str, only: List[str], python: str, baseline: Optional[str] = None,
-        sizes_set: Optional[Dict[str, int]] = None, systems_only: Optional[List[str]] = None) -> Dict[str, Dict[str, float]]:
+        sizes_set: Optional[Dict[str, int]] = None, systems_only: Optional[List[str]] = None,
+        trivial: bool = False) -> Dict[str, Dict[str, float]]:
     sizes = dict(PRESETS[preset], **(sizes_set or {}))
-    systems = tuple(s for s in SYSTEMS + ((BASELINE,) if baseline else ()) if not systems_only or s in systems_only)
+    every = SYSTEMS + ((BASELINE,) if baseline else ()) + ((TRIVIAL,) if trivial else ())
+    all_systems = tuple(s for s in every if not systems_only or s in systems_only)
     root = tempfile.mkdtemp(prefix="unionfs-mount-bench-")
     results: Dict[str, Dict[str, float]] = {}
     try:
@@ -168,6 +179,7 @@ def run(preset: str, only: List[str], python: str, baseline: Optional[str] = Non
             if only and name not in only:
                 continue
             results[name] = {}
+            systems = tuple(s for s in all_systems if s != TRIVIAL or name in TRIVIAL_WORKLOADS)
             samples: Dict[str, List[float]] = {system: [] for system in systems}
             for _ in range(sizes["repeat"]):
                 for system in systems:  # interleaved: a change of the machine's load hits every system alike
@@ -218,15 +230,20 @@ def oci(root: str, lower: str, python: str, repeat: int, baseline: Optional[str]
 
 def report(results: Dict[str, Dict[str, float]], preset: str) -> str:
     baseline = any(BASELINE in times for times in results.values())
-    systems = SYSTEMS + ((BASELINE,) if baseline else ())
+    trivial = any(TRIVIAL in times for times in results.values())
+    extra = ((BASELINE,) if baseline else ()) + ((TRIVIAL,) if trivial else ())
+    systems = SYSTEMS + extra
     head = "| workload (%s preset) | %s | unionfs / fuse-overlayfs |" % (preset, " | ".join(systems))
-    if baseline:
-        head += " baseline / fuse-overlayfs |"
-    lines = [head, "|---" * (len(systems) + 2 + baseline) + "|"]
+    for system in extra:
+        head += " %s / fuse-overlayfs |" % ("baseline" if system == BASELINE else system)
+    lines = [head, "|---" * (len(systems) + 2 + len(extra)) + "|"]
     for name, times in results.items():
         cells = ["%.3f s" % times[s] if s in times else "-" for s in systems]
         ratios = []
-        for system in ("unionfs",) + ((BASELINE,) if baseline else ()):
+        for system in ("unionfs",) + extra:
+            if system not in times or "fuse-overlayfs" not in times:
+                ratios.append("-")
+                continue
             ratio = times[system] / times["fuse-overlayfs"]
             extra = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
             ratios.append("%.2fx%s" % (ratio, extra))
@@ -240,6 +257,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="one workload by name (repeatable), or 'oci'")
     parser.add_argument("--json", help="write the medians here")
     parser.add_argument("--baseline", help="a source tree of this project whose mount runs as a fifth system")
+    parser.add_argument("--trivial", action="store_true",
+                        help="add a trivial mfusepy passthrough (benchmarks/mount_trivial.py) for tar x")
     parser.add_argument("--size", action="append", default=[], metavar="KEY=N",
                         help="override one size of the preset (%s, repeat)" % ", ".join(k for k in PRESETS["full"] if k != "repeat"))
     parser.add_argument("--system", action="append", default=[],
@@ -259,7 +278,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("benchmarks.mount: %s is not a source tree of unionfs" % args.baseline, file=sys.stderr)
         return 2
     results = run(args.preset, args.only, sys.executable, os.path.abspath(args.baseline) if args.baseline else None,
-                  sizes_set, [BASELINE if s == "baseline" else s for s in args.system])
+                  sizes_set, [BASELINE if s == "baseline" else s for s in args.system], args.trivial)
     print(report(results, args.preset))
     if args.json:
         with open(args.json, "w") as out:

@@ -364,6 +364,27 @@ class OverlayFS(FS):
             copy_up(self._lookup, upper, node, METADATA)
             upper.setinfo(node.path, info, path)
 
+    def set_stat(self, path: str, mode: Optional[int] = None, uid: int = -1, gid: int = -1,
+                 times_ns: Optional[Tuple[Optional[int], Optional[int]]] = None,
+                 follow_symlinks: bool = True) -> Optional[os.stat_result]:
+        """chmod(2), chown(2) and utimensat(2) in one call, as a FUSE setattr asks them: the
+        permission bits ``mode`` (``None``: kept), ``uid``/``gid`` (-1: kept), ``times_ns``
+        (access and modification time in nanoseconds, either ``None`` to keep it). The entry
+        is copied up (its metadata only where the overlay does metacopy) even if nothing is
+        set, as a setattr does. Through a symbolic link unless ``follow_symlinks`` is false
+        (then its owner and times are the link's own; a link has no mode). Returns what
+        :meth:`lstat` would answer now (``None`` where that is ``None``), so a caller needs
+        no second lookup. The same effect as :meth:`setinfo` with the ``access`` and
+        ``details`` namespaces, with one lock and one lookup, and times to the nanosecond."""
+        _path = self.validatepath(path)
+        with self._lock:
+            upper = self._writable(_path, path)
+            node = self._node(_path, path, follow=follow_symlinks)
+            copy_up(self._lookup, upper, node, METADATA)
+            upper.set_stat(node.path, None if mode is None else stat.S_IMODE(mode), uid, gid, times_ns, path)
+            after = self._lookup.node(node.path)
+            return None if after is None else readdir.node_lstat(after)
+
     # -- overrides: correct and fast for an overlay --------------------------------------------------
 
     def scandir(

@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 from fs import errors
+from fs.permissions import Permissions
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
@@ -150,3 +152,49 @@ def test_lstat_listing_of_metadata_only_files_and_redirected_dirs_is_lstats(tmp_
         assert sorted(found) == sorted(overlay.listdir("moved")) == ["data", "other"]
         assert found == {name: overlay.lstat("moved/" + name) for name in found}
         assert found["other"].st_ino == os.lstat(lower / "d" / "other").st_ino
+
+
+@pytest.mark.parametrize("upper_on_disk", [True, False])
+def test_set_stat_is_chmod_chown_and_utimensat_in_one_call(tmp_path, upper_on_disk):
+    """``OverlayFS.set_stat``: what setinfo's ``access`` and ``details`` do (a lower file
+    copied up, its metadata only), in one call, times to the nanosecond on disk, and its
+    answer is what ``lstat`` says after it (``None`` off disk)."""
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    for name in ("f", "twin", "g"):
+        (lower / name).write_text("lower data")
+        os.utime(lower / name, ns=(1_000_000_001, 2_000_000_002))
+    upper_path = tmp_path / "upper"
+    upper_path.mkdir()
+    uid, gid = os.getuid(), os.getgid()
+    with OverlayFS(OSFS(str(lower)), upper=str(upper_path) if upper_on_disk else MemoryFS()) as overlay:
+        answer = overlay.set_stat("f", 0o1711, uid, gid, (3_000_000_003, 4_000_000_004))
+        assert answer == overlay.lstat("f")
+        overlay.setinfo("twin", {"access": {"permissions": Permissions(mode=0o1711).dump(), "uid": uid, "gid": gid},
+                                 "details": {"accessed": 3.000000003, "modified": 4.000000004}})
+        namespaces = ("details", "access")
+        ours, theirs = (overlay.getinfo(name, namespaces).raw for name in ("f", "twin"))
+        for raw in (ours, theirs):
+            raw["basic"].pop("name")
+            raw["details"].pop("metadata_changed", None)
+            raw["details"].pop("created", None)
+            for key in ("accessed", "modified"):
+                raw["details"][key] = round(raw["details"][key], 6)
+        assert ours == theirs
+        assert overlay.readtext("f") == "lower data"
+        if upper_on_disk:
+            st = os.lstat(upper_path / "f")
+            assert stat.S_IMODE(st.st_mode) == 0o1711 and (st.st_uid, st.st_gid) == (uid, gid)
+            assert (st.st_atime_ns, st.st_mtime_ns) == (3_000_000_003, 4_000_000_004)
+        # one time left alone (UTIME_OMIT), the owner too (-1)
+        overlay.set_stat("g", None, -1, -1, (None, 5_000_000_005))
+        details = overlay.getinfo("g", ("details",)).raw["details"]
+        assert round(details["accessed"], 6) == 1.0 and round(details["modified"], 6) == 5.0
+        assert overlay.readtext("g") == "lower data"
+        with pytest.raises(errors.ResourceNotFound):
+            overlay.set_stat("missing", 0o644)
+    if upper_on_disk:
+        with OverlayFS(OSFS(str(lower)), upper=str(upper_path)) as overlay:  # it reached the upper
+            assert overlay.getinfo("f", ("access",)).permissions.mode == 0o1711
+            overlay.set_stat("f", 0o4755, uid, gid)  # the owner first: chown clears set-user-ID
+            assert stat.S_IMODE(os.lstat(upper_path / "f").st_mode) == 0o4755

@@ -49,6 +49,7 @@ OPS: Dict[str, Tuple[Callable, Tuple[Type[Exception], ...]]] = {
     ),
     "copy": (lambda o, p, q, r: o.copy(p, q, overwrite=True), NOT_FOUND + (errors.FileExpected, IllegalDestination)),  # onto itself
     "setinfo": (lambda o, p, q, r: o.setinfo(p, {"details": {"modified": 1000.0}}), NOT_FOUND),
+    "set_stat": (lambda o, p, q, r: o.set_stat(p, 0o644, -1, -1, (None, 1_000_000_000_000)), NOT_FOUND),
     "scandir": (lambda o, p, q, r: list(o.scandir(p, ["details"])), NOT_FOUND + (errors.DirectoryExpected,)),
     "read through a held handle": (lambda o, p, q, r: _read_slowly(o, p), NOT_FOUND + (errors.FileExpected,)),
     "discard": (lambda o, p, q, r: o.discard() if r.random() < 0.2 else None, ()),

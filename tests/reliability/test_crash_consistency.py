@@ -82,6 +82,7 @@ def _open_and_write(overlay: OverlayFS) -> None:
 OPERATIONS = {
     "copy-up file and parents": lambda o: o.openbin("a/b/c/deep.txt", "r+").close(),
     "setinfo (copy-up)": lambda o: o.setinfo("a/b/c/deep.txt", {"details": {"modified": 1234567.0}}),
+    "set_stat (copy-up)": lambda o: o.set_stat("a/b/c/deep.txt", 0o640, -1, -1, (None, 1_234_567_000_000_001)),
     "remove with whiteout": lambda o: o.remove("a/b/f.txt"),
     "remove copied-up file": lambda o: o.remove("top.txt"),
     "remove pure-upper file": lambda o: o.remove("m/up.txt"),
@@ -144,6 +145,7 @@ RENAME_OPERATIONS = {
     "append to metacopy": lambda o: o.appendbytes("a/g.txt", b"+"),
     "truncate metacopy": lambda o: o.openbin("a/g.txt", "w").close(),
     "setinfo metacopy": lambda o: o.setinfo("a/g.txt", {"details": {"modified": 42.0}}),
+    "set_stat metacopy": lambda o: o.set_stat("a/g.txt", 0o600, -1, -1, (41_000_000_000, 42_000_000_000)),
     "move metacopy": lambda o: o.move("a/g.txt", "m/g3.txt"),
     "move metacopy over a file": lambda o: o.move("a/g.txt", "m/lo.txt", overwrite=True),
     "move file over metacopy": lambda o: o.move("top.txt", "a/g.txt", overwrite=True),
@@ -347,6 +349,7 @@ RANDOM_OPERATIONS = {
     "make_opaque": lambda o, p, q: o.make_opaque(p),
     "hide": lambda o, p, q: o.hide(p),
     "setinfo": lambda o, p, q: o.setinfo(p, {"details": {"modified": 4242.0}}),
+    "set_stat": lambda o, p, q: o.set_stat(p, 0o750, -1, -1, (None, 4_242_000_000_000)),
     "append": lambda o, p, q: _append_if_file(o, p),
     "truncate": lambda o, p, q: o.openbin(p, "w").close(),
     "removetree root": lambda o, p, q: o.removetree("/"),

@@ -227,3 +227,77 @@ def test_listings_give_every_kind_its_d_type_as_the_kernel_overlay(tmp_path, rea
         on_kernel = {name: _d_types(kmnt / name) for name in ("old", "new")}
     assert on_kernel["old"]["fifo"] == 1 and on_kernel["old"]["sock"] == 12  # DT_FIFO, DT_SOCK
     assert on_mount == on_kernel
+
+
+def _setattr_steps(view) -> list:
+    """chmod, chown, utimensat (one time omitted too), truncate and a new file, through one
+    name of a lower hard link, each followed by stat of every name: the answers libfuse's
+    high-level API gets from the getattr after each SETATTR and CREATE (the mount's, kept
+    from the change), then what a later lookup says. Inode numbers as classes of names."""
+    seen = []
+
+    def look(step):
+        names = sorted(os.listdir(view))
+        st = {name: os.lstat(view / name) for name in names}
+        classes = sorted(sorted(n for n in names if st[n].st_ino == st[m].st_ino) for m in names)
+        seen.append((step, {name: (st[name].st_mode, st[name].st_nlink, st[name].st_uid, st[name].st_gid,
+                                   st[name].st_size, st[name].st_mtime_ns, st[name].st_atime_ns)
+                            for name in names}, classes))
+
+    os.chmod(view / "a", 0o600)
+    look("chmod")
+    os.chown(view / "b", 1234, 5678)
+    look("chown")
+    os.utime(view / "b", ns=(7_000_000_007, 8_000_000_008))
+    look("utime")
+    fd = os.open(view / "b", os.O_RDONLY)
+    try:
+        os.utime(fd, ns=(9_000_000_009, 8_000_000_008))  # futimens
+    finally:
+        os.close(fd)
+    look("futimens")
+    os.truncate(view / "a", 3)
+    look("truncate")
+    fd = os.open(view / "new", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+    try:
+        os.fchown(fd, 42, 43)
+        os.write(fd, b"data")
+        os.fchmod(fd, 0o4750)
+    finally:
+        os.close(fd)
+    os.utime(view / "new", ns=(1_000_000_001, 2_000_000_002))
+    look("create")
+    return seen
+
+
+def test_the_attributes_after_each_setattr_and_create_are_the_kernel_overlays(tmp_path):
+    """The getattr that libfuse calls after each SETATTR part and CREATE is answered from the
+    change itself (no second lookup): what every name then shows, the link count and the
+    inode numbers of a lower hard link that the change breaks included, is the kernel
+    overlay's."""
+    require_fuse()
+    lower, upper, work, mnt, kmnt = (tmp_path / name for name in ("lower", "upper", "work", "mnt", "kmnt"))
+    for directory in (lower, upper, work, mnt, kmnt):
+        directory.mkdir()
+    (lower / "a").write_bytes(b"linked data")
+    os.link(lower / "a", lower / "b")
+    os.utime(lower / "a", ns=(3_000_000_003, 4_000_000_004))
+    mount = ThreadMount([str(lower)], str(upper), str(mnt))
+    try:
+        on_mount = _setattr_steps(mnt)
+    finally:
+        mount.close()
+    kernel_upper = tmp_path / "kernel-upper"
+    kernel_upper.mkdir()
+    with kernel_mount([str(lower)], str(kernel_upper), str(work), str(kmnt)):
+        on_kernel = _setattr_steps(kmnt)
+
+    def untimed(steps):  # the truncate's time is its moment's on each mount
+        return [(step, {name: value[:5] for name, value in names.items()}, classes) for step, names, classes in steps]
+
+    assert untimed(on_mount) == untimed(on_kernel)
+    for (step, names, _), (_, kernel_names, _) in zip(on_mount, on_kernel):
+        if step in ("chmod", "chown", "utime", "futimens"):
+            # (mtime: atimes differ where the kernel's copy-up read the lower file, relatime)
+            assert names["b"][5] == kernel_names["b"][5], step
+    assert on_mount[-1][1]["new"][5:] == on_kernel[-1][1]["new"][5:] == (2_000_000_002, 1_000_000_001)

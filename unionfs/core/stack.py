@@ -162,6 +162,8 @@ class Layer:
         #: read-only opens go straight to the file (:meth:`open_read`): an OSFS whose openbin is OSFS's
         self._direct_reads = self._sys_root is not None and isinstance(layer_fs, OSFS) and \
             type(layer_fs).openbin is OSFS.openbin
+        #: metadata set straight on the file (:meth:`metadata_path`): an OSFS whose setinfo is OSFS's
+        self._direct_metadata = self._direct_reads and type(layer_fs).setinfo is OSFS.setinfo
         #: (path, os.stat_result) of the last probe of a lower that found something, until used
         #: or replaced (never of the upper, whose files change through open handles)
         self._last_stat: Optional[Tuple[str, os.stat_result]] = None
@@ -254,6 +256,12 @@ class Layer:
             with convert_os_errors("openbin", path):
                 return io.open(self._sys_root + path, "rb", buffering=buffering)  # type: ignore[operator]
         return self.fs.openbin(path, "rb", buffering=buffering)
+
+    def metadata_path(self, path: str) -> Optional[str]:
+        """The system path at which ``path``'s mode, owner and times may be set with the OS's
+        calls (chmod, chown, utime) instead of the FS's ``setinfo``: for an OSFS whose setinfo
+        is OSFS's (which sets them the same way), else ``None``."""
+        return self._sys_root + path if self._direct_metadata else None  # type: ignore[operator]
 
     def _stat_kind(self, path: str) -> int:
         """What the layer's FS itself has at ``path``: ABSENT, FILE, SYMLINK or DIR, as

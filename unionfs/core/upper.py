@@ -423,6 +423,50 @@ class Upper:
             raise errors.Unsupported(display, msg=literal("the upper %r cannot set the metadata of %r" % (self.fs, display))) from None
         self.sync.path(path)
 
+    def set_stat(self, path: str, mode: Optional[int], uid: int, gid: int,
+                 times_ns: Optional[Tuple[Optional[int], Optional[int]]], display: str) -> None:
+        """chmod, chown and utimensat of an entry the upper has (copied up by the caller), in
+        one step: ``mode`` the permission bits (``None``: kept), ``uid``/``gid`` -1 to keep,
+        ``times_ns`` (atime, mtime) in nanoseconds, ``None`` for one kept. On disk straight
+        with the OS's calls (exact nanoseconds); elsewhere, and for a symbolic link, as
+        :meth:`setinfo` does it."""
+        where = self.layer.metadata_path(path)
+        if where is None or self.layer.is_link(path):
+            access: Dict[str, Any] = {}
+            if mode is not None:
+                access["permissions"] = Permissions(mode=mode).dump()
+            if uid != -1:
+                access["uid"] = uid
+            if gid != -1:
+                access["gid"] = gid
+            info: Dict[str, Dict[str, Any]] = {"access": access or {"uid": None}}
+            if times_ns is not None:
+                details: Dict[str, Any] = {}
+                for key, value in zip(("accessed", "modified"), times_ns):
+                    if value is not None:
+                        details[key] = value / 1e9
+                if len(details) == 1:  # setinfo needs both: keep the other one's value
+                    current = self.fs.getinfo(path, ("details",)).raw.get("details", {})
+                    for key in ("accessed", "modified"):
+                        if key not in details and current.get(key) is not None:
+                            details[key] = current[key]
+                info["details"] = details
+            self.setinfo(path, info, display)
+            return
+        with convert_os_errors("setinfo", display):
+            if uid != -1 or gid != -1:
+                os.chown(where, uid, gid)
+            if mode is not None:  # after chown, which clears set-user-ID: the mode asked is kept
+                os.chmod(where, mode)  # not a link (checked above): nothing to follow
+            if times_ns is not None:
+                atime, mtime = times_ns
+                if atime is None or mtime is None:
+                    kept = os.lstat(where)
+                    atime = kept.st_atime_ns if atime is None else atime
+                    mtime = kept.st_mtime_ns if mtime is None else mtime
+                os.utime(where, ns=(atime, mtime))
+        self.sync.path(path)
+
     def _set_link_info(self, path: str, info: Mapping[str, Mapping[str, Any]], display: str) -> None:
         """Owner and times of the upper's symbolic link ``path``: on disk with lchown and
         lutimes, for a link record on the record file (what its info is made of)."""

@@ -422,6 +422,15 @@ def _groups(pid: int) -> List[int]:
     return []
 
 
+class _Answered(threading.local):
+    """Per libfuse worker thread: the entry a SETATTR part or a CREATE just changed, with its
+    ``lstat`` after the change, for the getattr libfuse's high-level API calls next on the
+    same thread (before it replies with the attributes). Taken by that getattr whatever it
+    asks for, so it never outlives the request."""
+
+    last: Optional[Tuple[str, os.stat_result]] = None
+
+
 class Operations:
     """The FUSE operations of one mount, each one ``OverlayFS`` call. Errors come back as
     :class:`OSError` with the kernel overlay's errno (mfusepy turns those into replies)."""
@@ -468,6 +477,9 @@ class Operations:
         #: every write(2) (file_remove_privs), and without FUSE_HANDLE_KILLPRIV_V2 (libfuse
         #: 3.14 cannot negotiate it) nothing else spares the mount that request
         self.no_capability: Set[str] = set()
+        #: directories without a default ACL, as last asked (every creation in one asks it:
+        #: what the new entry inherits); kept and dropped as ``no_capability`` is
+        self.no_default_acl: Set[str] = set()
         self._capability_lock = threading.Lock()
         self._capability_epoch = 0  # counts what may have made an answer stale (see _other_file_at)
         # a kernel filesystem's durability: what an operation changed is durable after fsync,
@@ -479,6 +491,7 @@ class Operations:
         self._euid = os.geteuid() if own_uid is None else own_uid
         self._egid = os.getegid()
         self._now_ns = time.time_ns
+        self._answered = _Answered()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -540,6 +553,19 @@ class Operations:
     # -- attributes ----------------------------------------------------------------------------
 
     def getattr(self, path: Optional[str], fh: Optional[int] = None) -> Dict[str, Any]:
+        answered = self._answered
+        last = answered.last
+        if last is not None:
+            # the getattr that ends a SETATTR or CREATE on this thread: the entry's lstat
+            # right after the change (set_stat's, or the new file's fstat), the one a
+            # lookup now would make (the same translation, the same inode numbers)
+            answered.last = None
+            if last[0] == path:
+                return self._stat_attributes(path, last[1])
+        return self._getattr(path, fh)
+
+    def _getattr(self, path: Optional[str], fh: Optional[int] = None) -> Dict[str, Any]:
+        """getattr as asked now (the mount's own callers: never an answer kept by a SETATTR)."""
         if path is None:  # an open file removed from the namespace: its descriptor answers
             handle = self._handle(fh)
             if handle.fd is None:
@@ -564,6 +590,23 @@ class Operations:
     def _stat_attributes(self, path: str, st: Union[os.stat_result, Mapping[str, Any]]) -> Dict[str, Any]:
         """stat(2)'s fields for ``path`` from an ``lstat`` of its entry: an ``os.stat_result``,
         or the ``stat`` namespace of its info (the same names), the one translation of both."""
+        if type(st) is os.stat_result:  # getattr's usual case: the fields read directly
+            mode, nlink = st.st_mode, st.st_nlink
+            is_dir = stat.S_ISDIR(mode)
+            return {
+                "st_mode": mode,
+                "st_nlink": 1 if is_dir else nlink,
+                "st_uid": st.st_uid,
+                "st_gid": st.st_gid,
+                "st_size": st.st_size,
+                "st_atime": st.st_atime_ns,
+                "st_mtime": st.st_mtime_ns,
+                "st_ctime": st.st_ctime_ns,
+                "st_blocks": st.st_blocks,
+                "st_blksize": st.st_blksize,
+                "st_rdev": st.st_rdev,
+                "st_ino": self.inodes.get(path, (0, st.st_dev, st.st_ino), is_dir, nlink),
+            }
         fields: Mapping[str, Any] = st if isinstance(st, Mapping) else _StatFields(st)
         is_dir = stat.S_ISDIR(fields["st_mode"])
         return {
@@ -619,21 +662,27 @@ class Operations:
         }
 
     def chmod(self, path: Optional[str], mode: int) -> None:
-        if path is None:
-            raise _oserror(errno.ENOENT)
-        permissions = Permissions(mode=stat.S_IMODE(mode)).dump()
-        self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}}, False)
+        self._set_stat(path, stat.S_IMODE(mode))
 
     def chown(self, path: Optional[str], uid: int, gid: int) -> None:
+        # the kernel resolved any link on the way: a link here is lchown's, changed itself
+        self._set_stat(path, None, uid, gid)
+
+    def _set_stat(self, path: Optional[str], mode: Optional[int], uid: int = -1, gid: int = -1,
+                  times_ns: Optional[Tuple[Optional[int], Optional[int]]] = None) -> None:
+        """One part of a SETATTR (libfuse's high-level API calls chmod, chown, truncate and
+        utimens in turn, then getattr): ``OverlayFS.set_stat``, whose answer is kept for that
+        getattr (:class:`_Answered`)."""
+        answered = self._answered
+        answered.last = None  # a part that fails leaves no answer behind
         if path is None:
             raise _oserror(errno.ENOENT)
-        access: Dict[str, Any] = {}
-        if uid != -1:
-            access["uid"] = uid
-        if gid != -1:
-            access["gid"] = gid
-        # the kernel resolved any link on the way: a link here is lchown's, changed itself
-        self._call(self.overlay.setinfo, path, {"access": access} if access else {"access": {"uid": None}}, False)
+        try:
+            st = self.overlay.set_stat(path, mode, uid, gid, times_ns, False)
+        except errors.FSError as error:
+            raise _oserror(errno_of(error), path) from None
+        if st is not None:
+            answered.last = (path, st)
 
     def utimens(self, path: Optional[str], times: Optional[Tuple[int, int]] = None) -> None:
         """mfusepy's form (nanoseconds, or None for now); the mount's FUSE class calls
@@ -645,23 +694,18 @@ class Operations:
 
     def utimens_ns(self, path: Optional[str], atime: Tuple[int, int], mtime: Tuple[int, int]) -> None:
         """utimensat(2) with the kernel's (seconds, nanoseconds) pairs, UTIME_NOW/OMIT included."""
+        self._answered.last = None
         if path is None:
             raise _oserror(errno.ENOENT)
         now = self._now_ns()
-        details: Dict[str, float] = {}
-        for key, (sec, nsec) in (("accessed", atime), ("modified", mtime)):
-            if nsec == UTIME_OMIT:
-                continue
-            details[key] = now / 1e9 if nsec == UTIME_NOW else sec + nsec / 1e9
-        if not details:
+        times: List[Optional[int]] = []
+        for sec, nsec in (atime, mtime):
+            times.append(None if nsec == UTIME_OMIT else now if nsec == UTIME_NOW else sec * _NS + nsec)
+        if times[0] is None and times[1] is None:
+            self._answered.last = None
             self._call(self.overlay.getinfo, path)  # still ENOENT for a missing path
             return
-        if len(details) == 1:  # setinfo needs both: keep the other one's value
-            current: Mapping[str, Any] = self._call(self.overlay.getinfo, path, ("details",)).raw.get("details", {})
-            for key in ("accessed", "modified"):
-                if key not in details and current.get(key) is not None:
-                    details[key] = current[key]
-        self._call(self.overlay.setinfo, path, {"details": details}, False)
+        self._set_stat(path, None, times_ns=(times[0], times[1]))
 
     def statfs(self, path: str) -> Dict[str, int]:
         if self.statfs_path is not None:
@@ -709,7 +753,7 @@ class Operations:
         for name, st in self._call(self.overlay.lstat_listing, path):
             if st is None:  # a layer without system paths (archive, memory): its info says
                 try:
-                    attributes = self.getattr(prefix + name)
+                    attributes = self._getattr(prefix + name)
                 except OSError:
                     continue  # gone since the listing (another thread's unlink)
                 mode, number = attributes["st_mode"], attributes["st_ino"]
@@ -751,7 +795,7 @@ class Operations:
             if path is None:
                 raise _oserror(errno.EBADF)
             try:
-                attributes = entry[1] = self.getattr((path.rstrip("/") + "/") + entry[0])
+                attributes = entry[1] = self._getattr((path.rstrip("/") + "/") + entry[0])
             except OSError:
                 return None
         return cast(Dict[str, Any], attributes)
@@ -768,11 +812,18 @@ class Operations:
         if not self.posix_acl:
             return Inherited(mode)  # the kernel applied the umask
         default = None
-        if self._acl_upper:
+        parent = dirname(path)
+        if self._acl_upper and parent not in self.no_default_acl:
+            epoch = self._capability_epoch
             try:
-                default = self.overlay.getxattr(dirname(path), ACLS[1], False)
+                default = self.overlay.getxattr(parent, ACLS[1], False)
             except NoSuchAttribute:
                 default = None
+                with self._capability_lock:
+                    if epoch == self._capability_epoch:  # nothing set, moved or removed since
+                        if len(self.no_default_acl) >= CAPABILITY_CACHE:
+                            self.no_default_acl.clear()
+                        self.no_default_acl.add(parent)
             except errors.FSError as error:  # not read: no entry is made without what it inherits
                 raise _oserror(errno_of(error), path) from None
         try:
@@ -803,7 +854,7 @@ class Operations:
         self._other_file_at(target)
         # the source's number as of now: link copied it up, which may have broken a lower
         # hard link and so given it the number of its copy, the one the new name must share
-        self.getattr(source)
+        self._getattr(source)
         self.inodes.share(source, target)
         _invalidate([source])  # its link count changed
 
@@ -860,6 +911,10 @@ class Operations:
                 with self._capability_lock:  # for every name of the file (hard links)
                     self._capability_epoch += 1
                     self.no_capability.clear()
+            elif name == ACLS[1]:
+                with self._capability_lock:
+                    self._capability_epoch += 1
+                    self.no_default_acl.clear()
         if name == ACLS[0]:
             self._acl_set(path)
 
@@ -871,27 +926,28 @@ class Operations:
         cached attributes after every setxattr: the new mode shows at once.)"""
         uid, gid, pid = _context()
         if uid != 0:  # (root stands for CAP_FSETID)
-            attributes = self.getattr(path)
+            attributes = self._getattr(path)
             mode, group = attributes["st_mode"], attributes["st_gid"]
             if mode & stat.S_ISGID and gid != group and group not in _groups(pid):
                 self.chmod(path, stat.S_IMODE(mode) & ~stat.S_ISGID)
+                self._answered.last = None  # no getattr follows a SETXATTR
 
     def removexattr(self, path: str, name: str) -> None:
         self._call(self.overlay.removexattr, path, name, False)
 
     def _other_file_at(self, *paths: str) -> None:
-        """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` knew
-        of them no longer holds."""
-        cache = self.no_capability
+        """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` and
+        :attr:`no_default_acl` knew of them no longer holds."""
         with self._capability_lock:
             self._capability_epoch += 1
-            if not cache:
-                return
-            for path in paths:
-                cache.discard(path)
-                prefix = path.rstrip("/") + "/"
-                for known in [known for known in cache if known.startswith(prefix)]:
-                    cache.discard(known)
+            for cache in (self.no_capability, self.no_default_acl):
+                if not cache:
+                    continue
+                for path in paths:
+                    cache.discard(path)
+                    prefix = path.rstrip("/") + "/"
+                    for known in [known for known in cache if known.startswith(prefix)]:
+                        cache.discard(known)
 
     def mknod(self, path: str, mode: int, dev: int) -> None:
         """mknod(2) of a FIFO, socket or device (regular files come through :meth:`create`)."""
@@ -909,13 +965,15 @@ class Operations:
         # and the open makes no buffer (and asks no isatty, no lseek)
         stream = self._call(self.overlay.openbin, path, mode, *((0,) if mode == "rb" else ()))
         fh = self._new_fh(Handle(stream, path, writable, append))
-        if linked is not None and self.getattr(path)["st_ino"] != linked:
+        if linked is not None and self._getattr(path)["st_ino"] != linked:
             # the open copied one name of a lower hard link up alone: it has the number of its
             # copy now, which the kernel's cached attributes (open has none in its reply) lack
             _invalidate([path])
         return fh
 
     def create(self, path: str, mode: int, flags: int) -> int:
+        self._answered.last = None
+        epoch = self._capability_epoch
         exclusive = bool(flags & os.O_EXCL)
         exists = self._call(self.overlay.exists, path)
         if exists and not exclusive:
@@ -933,14 +991,24 @@ class Operations:
                 uid, gid = _caller()
                 if uid != self._euid or gid != self._egid:
                     os.fchown(handle.fd, uid, gid)
+                # the attributes libfuse asks for next (getattr, on this thread)
+                self._answered.last = (path, os.fstat(handle.fd))
             else:
                 permissions = Permissions(mode=stat.S_IMODE(inherited.mode)).dump()
                 self._call(self.overlay.setinfo, path, {"access": {"permissions": permissions}})
                 self._set_inherited_acls(path, inherited)
                 self._give_to_caller(path)
         except BaseException:
+            self._answered.last = None
             stream.close()
             raise
+        # a new file has no capability: the kernel's question before its first write(2) is
+        # answered without the overlay (unless a setxattr or rename came between)
+        with self._capability_lock:
+            if epoch == self._capability_epoch:
+                if len(self.no_capability) >= CAPABILITY_CACHE:
+                    self.no_capability.clear()
+                self.no_capability.add(path)
         return self._new_fh(handle)
 
     def read(self, path: Optional[str], size: int, offset: int, fh: int) -> bytes:
@@ -950,6 +1018,7 @@ class Operations:
         return self._handle(fh).write(data, offset)
 
     def truncate(self, path: Optional[str], length: int, fh: Optional[int] = None) -> None:
+        self._answered.last = None  # a SETATTR's part too: the getattr after it asks afresh
         handle = self.handles.get(fh) if fh is not None else None
         if handle is not None and handle.writable:
             handle.truncate(length)
@@ -1040,12 +1109,32 @@ def _stat_filler(mfusepy: Any) -> Callable[[Any, Mapping[str, Any]], None]:
     return fill if bytes(fast) == bytes(slow) else fill_slowly
 
 
+#: chown's "leave alone" as libfuse passes it (uid_t and gid_t are unsigned 32-bit on Linux)
+_ID_KEEP = (1 << 32) - 1
+
+
+def _raiser(func: Any, error: BaseException) -> Callable[..., Any]:
+    """A callable named as ``func`` that raises ``error``: hands an exception already caught
+    to mfusepy's ``_wrapper``, which logs it, turns it into an errno or ends the mount."""
+
+    def raiser(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    raiser.__name__ = func.__name__
+    return raiser
+
+
 def _fuse_class(mfusepy: Any) -> Any:
     """mfusepy's ``FUSE`` with three callbacks passed on whole: rename's flags
     (RENAME_NOREPLACE), ftruncate's file handle and utimensat's UTIME_NOW/UTIME_OMIT,
     which mfusepy drops."""
 
     fill_stat = _stat_filler(mfusepy)
+    import logging
+
+    log = logging.getLogger("mfusepy")
+    debug = log.isEnabledFor(logging.DEBUG)
+    get_ident = threading.get_ident
     keep_thread_state = ctypes.pythonapi.PyGILState_Ensure
     keep_thread_state.restype = ctypes.c_int
     threads_kept: set = set()
@@ -1056,11 +1145,29 @@ def _fuse_class(mfusepy: Any) -> Any:
             # for every callback and frees it afterwards. One PyGILState_Ensure that is never
             # released keeps it for the thread's life (libfuse 3.12+ keeps its workers until
             # unmount, at most max_threads of them), which makes each request cheaper
-            ident = threading.get_ident()
+            ident = get_ident()
             if ident not in threads_kept:
                 threads_kept.add(ident)
                 keep_thread_state()
-            return super()._wrapper(func, *args, **kwargs)
+            # the common ends answered here, one frame less per request: a result, or an
+            # OSError with its errno (ENOENT of each lookup of a new name); anything else
+            # (a bug, a negative errno, init's failure) goes to mfusepy's handling
+            try:
+                return func(*args, **kwargs) or 0
+            except OSError as error:
+                number = error.errno
+                if type(number) is not int or number <= 0 or func.__name__.startswith("init"):
+                    return super()._wrapper(_raiser(func, error), *args, **kwargs)
+                if debug:
+                    log.debug("FUSE operation %s (%s) returns errno %s", func.__name__, args, number)
+                return -number
+            except BaseException as error:
+                return super()._wrapper(_raiser(func, error), *args, **kwargs)
+
+        def chown_fuse_3(self, path: Optional[bytes], uid: int, gid: int, fip: Any) -> int:
+            # libfuse passes -1 (keep) as the unsigned uid_t/gid_t it is
+            return self.operations.chown(None if path is None else path.decode(self.encoding, self.errors),
+                                         -1 if uid == _ID_KEEP else uid, -1 if gid == _ID_KEEP else gid)
 
         def getattr_fuse_3(self, path: Optional[bytes], buf: Any, fip: Any) -> int:
             fh = fip.contents.fh if fip else None
