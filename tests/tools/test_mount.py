@@ -436,6 +436,43 @@ def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
     assert results["unionfs"] == results["kernel"]
 
 
+def _written_through_one_name(root) -> dict:
+    """Another name of a hard link read while, and right after, the first is written."""
+    os.link(root / "file", root / "other")
+    time.sleep(0.1)  # what link(2) dropped is asked for again, then cached
+    seen = {"before": [(os.stat(root / "other").st_size, (root / "other").read_bytes()) for _ in range(2)]}
+    with open(root / "file", "ab", buffering=0) as out:
+        out.write(b"+more")
+        seen["writer open"] = (root / "other").read_bytes()
+        out.write(b"!")
+    seen["after close"] = [(root / "other").read_bytes() for _ in range(20)]
+    return seen
+
+
+def test_another_name_of_a_hard_link_reads_what_was_just_written(tmp_path):
+    """The kernel overlay's names of a hard link share one inode, so a read of the second
+    name sees a write through the first at once. The mount's names are separate kernel
+    nodes with cached sizes: the write used to drop the other names' attributes only at
+    RELEASE, which comes after close(2) returns (and never while the writer is open), so a
+    read opened meanwhile stopped at the old size."""
+    from tests.support.mount import kernel_mount
+
+    results = {}
+    for side in ("kernel", "unionfs"):
+        base = tmp_path / side
+        lower, upper, work, mnt = (base / name for name in ("lower", "upper", "work", "mnt"))
+        for directory in (lower, upper, work, mnt):
+            directory.mkdir(parents=True)
+        (lower / "file").write_bytes(b"data")
+        mounted = kernel_mount([str(lower)], str(upper), str(work), str(mnt)) if side == "kernel" else \
+            fuse_mount([str(lower)], str(mnt), upper=str(upper))
+        with mounted:
+            results[side] = _written_through_one_name(mnt)
+        assert (lower / "file").read_bytes() == b"data"
+    assert results["kernel"]["writer open"] == b"data+more"
+    assert results["unionfs"] == results["kernel"]
+
+
 def test_volatile_is_honoured_not_ignored(tmp_path):
     from unionfs.tools import mount as mount_module
 

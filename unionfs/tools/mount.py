@@ -333,6 +333,8 @@ class Handle:
     append: bool = attr.ib()
     fd: Optional[int] = attr.ib(default=None)
     lock: threading.Lock = attr.ib(factory=threading.Lock)
+    #: a writer of a file with other names: what they show the kernel is stale after a write
+    linked: bool = attr.ib(default=False)
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -480,6 +482,10 @@ class Operations:
         #: directories without a default ACL, as last asked (every creation in one asks it:
         #: what the new entry inherits); kept and dropped as ``no_capability`` is
         self.no_default_acl: Set[str] = set()
+        #: other names of hard-linked files written since their attributes were last dropped:
+        #: the next open of one drops them (a reader opening it after the write must see it,
+        #: and RELEASE, which drops them too, may come after the reader's open)
+        self.stale_names: Set[str] = set()
         self._capability_lock = threading.Lock()
         self._capability_epoch = 0  # counts what may have made an answer stale (see _other_file_at)
         # a kernel filesystem's durability: what an operation changed is durable after fsync,
@@ -959,12 +965,18 @@ class Operations:
     # -- files ---------------------------------------------------------------------------------
 
     def open(self, path: str, flags: int) -> int:
+        if path in self.stale_names:
+            # in its own OPEN, which holds none of its pages (unlike READ and WRITE): safe
+            self.stale_names.discard(path)
+            _invalidate([path])
         mode, writable, append = _open_mode(flags)
         linked = self.inodes.linked_number(path) if writable else None
         # a reader unbuffered: every read is a pread of the file (the kernel caches pages),
         # and the open makes no buffer (and asks no isatty, no lseek)
         stream = self._call(self.overlay.openbin, path, mode, *((0,) if mode == "rb" else ()))
-        fh = self._new_fh(Handle(stream, path, writable, append))
+        handle = Handle(stream, path, writable, append)
+        handle.linked = writable and handle.fd is not None and os.fstat(handle.fd).st_nlink > 1
+        fh = self._new_fh(handle)
         if linked is not None and self._getattr(path)["st_ino"] != linked:
             # the open copied one name of a lower hard link up alone: it has the number of its
             # copy now, which the kernel's cached attributes (open has none in its reply) lack
@@ -1015,7 +1027,11 @@ class Operations:
         return self._handle(fh).read(size, offset)
 
     def write(self, path: Optional[str], data: bytes, offset: int, fh: int) -> int:
-        return self._handle(fh).write(data, offset)
+        handle = self._handle(fh)
+        written = handle.write(data, offset)
+        if handle.linked:  # the other names' cached size and times are stale now
+            self.stale_names.update(self.inodes.other_names(handle.path))
+        return written
 
     def truncate(self, path: Optional[str], length: int, fh: Optional[int] = None) -> None:
         self._answered.last = None  # a SETATTR's part too: the getattr after it asks afresh
@@ -1064,7 +1080,9 @@ class Operations:
             hard_linked = handle.writable and handle.fd is not None and os.fstat(handle.fd).st_nlink > 1
             handle.close()
             if hard_linked:  # what was written shows through every name of the file
-                _invalidate(self.inodes.other_names(handle.path))
+                others = self.inodes.other_names(handle.path)
+                self.stale_names.difference_update(others)
+                _invalidate(others)
 
 
 # -- the binding's glue --------------------------------------------------------------------------------
