@@ -45,7 +45,7 @@ from .blobs import (
 from ...core.stack import DirIndex, Layer
 from ...errors import LayerFormatError, convert_errors, literal
 from ...io import HashingReader, WindowReader
-from .. import archive_index
+from .. import archive_index, tarscan
 from ..archive_index import ArchiveIndexFS, buffered, link_target_path, member_info, normalise
 from ...core.lookup import Lookup
 from .image import PathLike, image_layers
@@ -169,7 +169,7 @@ class _IndexBuilder:
             path = dirname(path)
         return True
 
-    def add(self, member: tarfile.TarInfo) -> None:
+    def add(self, member: Union[tarfile.TarInfo, tarscan.Member]) -> None:
         self.count += 1
         path = member_path(member.name, self.label)
         name = basename(path)
@@ -297,9 +297,25 @@ class _StrictTarInfo(tarfile.TarInfo):
 
 
 def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
-    """Read a layer tar once: its members, markers, digest and diff_id (checked if known)."""
+    """Read a layer tar once: its members, markers, digest and diff_id (checked if known).
+
+    The headers are read by :func:`~unionfs.formats.tarscan.scan`; a layer it leaves to
+    :mod:`tarfile` (see there), or one whose reading fails, is read again with tarfile, whose
+    answer or error counts (so both are tarfile's, whatever the scanner would have said)."""
+    try:
+        return _index_layer(blob, diff_id, scanner=True)
+    except _ScanFailed:
+        return _index_layer(blob, diff_id, scanner=False)
+
+
+class _ScanFailed(Exception):
+    """Reading a layer with the scanner failed (or it left the layer to tarfile)."""
+
+
+def _index_layer(blob: Blob, diff_id: Optional[str], scanner: bool) -> LayerIndex:
     algorithm = algorithm_of(blob.digest, blob.label) if blob.digest else "sha256"
     builder = _IndexBuilder(blob.label)
+    stream: Optional[SharedStream] = None
     try:
         with convert_errors(LayerFormatError, "%s is not a readable layer tar" % blob.label):
             compression = compression_of(peek(blob.opener))
@@ -307,15 +323,25 @@ def index_layer(blob: Blob, diff_id: Optional[str] = None) -> LayerIndex:
                 raw = HashingReader(raw_handle, algorithm)
                 stream = random_access(blob.opener, compression, blob.label, first_raw=raw) if compression else None  # type: ignore[arg-type]
                 plain = HashingReader(WindowReader(stream.read_at) if stream is not None else raw)  # type: ignore[arg-type]
-                with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
-                    for member in archive:
-                        builder.add(member)
+                if scanner:
+                    for scanned in tarscan.scan(plain.read):
+                        builder.add(scanned)
+                else:
+                    with tarfile.open(fileobj=plain, mode="r|", tarinfo=_StrictTarInfo) as archive:  # type: ignore[call-overload]
+                        for member in archive:
+                            builder.add(member)
                 plain.drain()
                 raw.drain()
                 if stream is not None:
                     stream.close()  # its handle closes with this block; later reads reopen the blob
     except _DamagedHeader as error:
         raise LayerFormatError("%s: damaged tar header after %d members (%s)" % (blob.label, builder.count, error)) from error
+    except Exception as error:
+        if not scanner:
+            raise
+        if stream is not None:
+            stream.close()
+        raise _ScanFailed() from error
     check_size(blob, raw.size)
     check_digest(blob.label, blob.digest, raw.digest)
     check_digest(blob.label, diff_id, plain.digest, "diff_id")
