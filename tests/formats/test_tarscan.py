@@ -300,3 +300,45 @@ def test_a_layer_indexes_alike_with_scanner_and_tarfile(tmp_path, compress):
     for index in (scanned, read):
         if index.stream is not None:
             index.stream.close()
+
+
+def test_a_layer_answers_lstat_as_the_mount_answers_from_getinfo(tmp_path):
+    """TarLayer.lstat (the mount's getattr without an Info) gives every field the mount
+    derives from getinfo, and the mount numbers the entries the same way."""
+    from unionfs import OverlayFS
+    from unionfs.tools.mount import Operations
+
+    from tests.support.imagetools import tar_entry as E, write_tar
+
+    def special(name, kind, **fields):
+        member = info(name, kind, **fields)
+        member.mtime, member.mode = 1_600_000_123, 0o640
+        return member, None
+
+    base = [E("kept/", kind="dir", mode=0o700, uid=5, gid=6, mtime=1_500_000_000), E("kept/old", b"old"),
+            E("shown/", kind="dir", mode=0o750)]
+    top = [E("kept/new", b"new data", mode=0o4755, uid=1000, gid=100, mtime=1_700_000_000),  # kept/: implied
+           E("fresh/deep/file", b"x" * 1000),  # fresh/ and fresh/deep/: implied, nothing below
+           E("shown/link", kind="symlink", target="../kept/new"), E("dir/", kind="dir", mode=0o1777),
+           special("dir/fifo", tarfile.FIFOTYPE), special("dir/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+           special("dir/disk", tarfile.BLKTYPE, devmajor=8), special("dir/hard", tarfile.LNKTYPE, linkname="kept/new")]
+    tars = [write_tar(str(tmp_path / "base.tar"), base), write_tar(str(tmp_path / "top.tar"), top, "gzip")]
+    paths = ["/kept", "/kept/old", "/kept/new", "/fresh", "/fresh/deep", "/fresh/deep/file", "/shown", "/shown/link",
+             "/dir", "/dir/fifo", "/dir/null", "/dir/disk", "/dir/hard"]
+    with OverlayFS.from_oci(tars) as overlay:
+        answered = 0
+        by_lstat, by_info = Operations(overlay), Operations(overlay)
+        for path in paths:
+            st = overlay.lstat(path)
+            answered += st is not None
+            fast = by_lstat.getattr(path)
+            slow = by_info._attributes(path, overlay.getinfo(path, ("details", "access")))
+            # (from getinfo, the mount leaves both out: 0 to the kernel, which shows its own
+            # block size for a block size of 0)
+            for attributes in (fast, slow):
+                attributes.setdefault("st_blksize", 4096)
+                attributes.setdefault("st_rdev", 0)
+            assert fast == slow, path
+        assert answered == len(paths) - 2  # all but /kept and /shown: implied, the base layer describes them
+        listed = {name: st for name, st in overlay.lstat_listing("/dir")}
+        assert set(listed) == {"fifo", "null", "disk", "hard"} and all(st is not None for st in listed.values())

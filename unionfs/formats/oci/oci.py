@@ -18,6 +18,8 @@ index like this:
 from __future__ import annotations
 
 import functools
+import os
+import stat
 import tarfile
 from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
@@ -90,6 +92,31 @@ class TarEntry:
         }
         return member_info(self.name, self.kind, None, self.size, self.mtime, access, self.link_target)
 
+    def stat(self) -> os.stat_result:
+        """lstat(2) as the mount answers it from :meth:`info` (the same fields, no ``Info``
+        built): device and inode 0 (a tar member has no identity; the mount numbers it),
+        one link, a symlink's mode 0777, the time as all three times, no device number."""
+        mode = stat.S_IFLNK | 0o777 if self.kind == ResourceType.symlink else self.mode | _FILE_TYPES.get(self.kind, stat.S_IFREG)
+        size = 0 if self.kind == ResourceType.directory else self.size
+        time_ns = int(self.mtime * 1e9)
+        return os.stat_result(
+            (mode, 0, 0, 1, self.uid, self.gid, size, int(self.mtime), int(self.mtime), int(self.mtime)),
+            {"st_atime": self.mtime, "st_mtime": self.mtime, "st_ctime": self.mtime, "st_atime_ns": time_ns,
+             "st_mtime_ns": time_ns, "st_ctime_ns": time_ns, "st_blksize": 4096, "st_blocks": (self.size + 511) // 512,
+             "st_rdev": 0},
+        )
+
+
+#: S_IFMT of each kind of entry (others are regular files)
+_FILE_TYPES = {
+    ResourceType.file: stat.S_IFREG,
+    ResourceType.directory: stat.S_IFDIR,
+    ResourceType.character: stat.S_IFCHR,
+    ResourceType.block_special_file: stat.S_IFBLK,
+    ResourceType.fifo: stat.S_IFIFO,
+    ResourceType.socket: stat.S_IFSOCK,
+}
+
 
 @functools.lru_cache(maxsize=None)
 def _permission_names(mode: int) -> Tuple[str, ...]:
@@ -153,6 +180,11 @@ class _IndexBuilder:
         """Make ``path`` and its ancestors directories of this layer (implicitly if needed);
         ``ghost``: only markers lie inside. False if a non-directory of this layer is in the
         way of a marker (umoci writes such markers; the non-directory hides all below anyway)."""
+        known = self.entries.get(path)
+        if path == "/" or (known is not None and known.is_dir and (ghost or not known.ghost)):
+            # (the usual case, a member of a directory already seen: every ancestor of an
+            # entry is a directory entry, as adding a non-directory drops what lay inside)
+            return True
         blocker = next((p for p in _self_and_ancestors(path) if p in self.entries and not self.entries[p].is_dir), None)
         if blocker is not None:
             if ghost:
@@ -172,9 +204,9 @@ class _IndexBuilder:
     def add(self, member: Union[tarfile.TarInfo, tarscan.Member]) -> None:
         self.count += 1
         path = member_path(member.name, self.label)
-        name = basename(path)
-        parent = dirname(path)
-        if any(part.startswith(META_PREFIX) for part in iteratepath(parent)):
+        head, _, name = path.rpartition("/")  # (fs.path's basename and dirname, inline)
+        parent = head or "/"
+        if META_PREFIX in parent and any(part.startswith(META_PREFIX) for part in iteratepath(parent)):
             return  # inside aufs metadata (.wh..wh.plnk/...): not part of the view
         if name.startswith(WHITEOUT_PREFIX):
             if not self._ensure_dir(parent, ghost=True):
@@ -437,6 +469,20 @@ class TarLayer(Layer):
 
     def _read_dir(self, path: str) -> Optional[DirIndex]:
         return self.tar_fs.index.dirs.get(path)
+
+    def lstat(self, path: str) -> Optional[os.stat_result]:
+        """The entry's lstat from the layer's index (:meth:`TarEntry.stat`): what the mount
+        answers getattr with, no ``Info`` built. ``None`` (ask getinfo) for a directory the
+        tar only implies that the layers below describe."""
+        layer_fs = self.tar_fs
+        entry = layer_fs.index.entries.get(path) if path != "/" else layer_fs._entry(path)
+        if entry is None:
+            raise errors.ResourceNotFound(path)
+        if entry.implicit and layer_fs.below is not None and layer_fs.below.layers:
+            node = layer_fs.below.node(path)
+            if node is not None and node.is_dir and node.layers:
+                return None
+        return entry.stat()
 
     def settle(self, below: Lookup) -> None:
         """Place the layer on the view of the layers below it: marker-only directories stay
