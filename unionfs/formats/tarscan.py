@@ -200,6 +200,7 @@ def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
     eof = False
     count = 0
     prefix_strip, long_strip = _tarfile_strips()
+    known: Dict[bytes, Tuple[int, int, int, str, str, int, int]] = {}
 
     def fill(end: int) -> bool:
         """Make the stream from ``position`` up to offset ``end`` the buffer; False where the
@@ -234,7 +235,7 @@ def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
         # extension headers before the member: (type, data), in the order they appear
         extensions: List[Tuple[bytes, bytes]] = []
         while True:
-            if not fill(position + BLOCK):
+            if position + BLOCK > start + len(buffer) and not fill(position + BLOCK):
                 if start + len(buffer) == position and not extensions:
                     if count == 0:
                         raise Unsupported("an archive without members")
@@ -270,16 +271,19 @@ def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
             break
         member = Member()
         name = _nts(name_field)
-        member.mode = _number(mode_field)
-        member.uid = _number(uid_field)
-        member.gid = _number(gid_field)
+        # the fields a layer repeats (modes, owners, device numbers: a handful of values) are
+        # read once per combination
+        key = header[100:124] + header[265:345]
+        repeated = known.get(key)
+        if repeated is None:
+            if len(known) > 4096:
+                known.clear()
+            repeated = known[key] = (_number(mode_field), _number(uid_field), _number(gid_field), _nts(uname_field),
+                                     _nts(gname_field), _number(major_field), _number(minor_field))
+        member.mode, member.uid, member.gid, member.uname, member.gname, member.devmajor, member.devminor = repeated
         member.mtime = _number(mtime_field)
-        member.linkname = _nts(link_field)
-        member.uname = _nts(uname_field)
-        member.gname = _nts(gname_field)
-        member.devmajor = _number(major_field)
-        member.devminor = _number(minor_field)
-        prefix = _nts(prefix_field)
+        member.linkname = _nts(link_field) if link_field[0] else ""
+        prefix = _nts(prefix_field) if prefix_field[0] else ""
         if kind == tarfile.AREGTYPE and name.endswith("/"):
             kind = tarfile.DIRTYPE  # v7's directory
         if kind == tarfile.DIRTYPE:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 import tarfile
 from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
@@ -130,11 +131,19 @@ def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
     return TarEntry(name, ResourceType.directory, 0o755, 0, 0, "", "", 0.0, 0, 0, implicit=True, ghost=ghost)
 
 
+#: a member name :func:`normalise` leaves as it is (but for the leading ``/`` and a trailing
+#: one): components without NUL or backslash, none empty (a component ``.`` or ``..``, or
+#: one that begins with a dot, goes the long way)
+_PLAIN_NAME = re.compile(r"[^/\\\0]+(?:/[^/\\\0]+)*/?\Z")
+
+
 def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
     """The absolute, normalised path of a tar member name (OCI's policy of
     :func:`~unionfs.formats.archive_index.normalise`: ``..`` resolves inside the layer and
     one that escapes is refused, or with ``clamp`` stays at the root, as a symlink target
     inside a root filesystem does)."""
+    if raw_name.isascii() and _PLAIN_NAME.match(raw_name) is not None and "/." not in raw_name and raw_name[0] != ".":
+        return "/" + raw_name.rstrip("/")  # (the usual name: normalise would change nothing else)
     try:
         return normalise(raw_name, dotdot="clamp" if clamp else "resolve", backslashes=True)
     except ValueError:
