@@ -57,9 +57,11 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 META_PREFIX = ".wh..wh."
 
-@attr.s(slots=True, frozen=True)
+@attr.s(slots=True)
 class TarEntry:
-    """One visible member of a layer: its metadata and where its data lies."""
+    """One visible member of a layer: its metadata and where its data lies. Never changed
+    once made (``attr.evolve`` makes another); not a frozen class, whose ``__init__`` sets each
+    field through ``object.__setattr__`` (1.1 us an entry against 0.2, once per member)."""
 
     name: str = attr.ib()
     kind: ResourceType = attr.ib()
