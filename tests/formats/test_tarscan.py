@@ -342,3 +342,19 @@ def test_a_layer_answers_lstat_as_the_mount_answers_from_getinfo(tmp_path):
         assert answered == len(paths) - 2  # all but /kept and /shown: implied, the base layer describes them
         listed = {name: st for name, st in overlay.lstat_listing("/dir")}
         assert set(listed) == {"fifo", "null", "disk", "hard"} and all(st is not None for st in listed.values())
+
+
+def test_member_data_is_skipped_in_bounded_reads():
+    """A member of 64 MiB is stepped over in reads of at most CHUNK bytes (not one read of
+    its size: a layer's file may be gigabytes)."""
+    size = 64 << 20
+    data = io.BytesIO(tarscan.raw_header(b"big", tarfile.REGTYPE, size) + bytes(size)
+                      + tarscan.raw_header(b"small", tarfile.REGTYPE, 1) + b"x".ljust(512, b"\0") + bytes(1024))
+    asked: List[int] = []
+
+    def read(count: int) -> bytes:
+        asked.append(count)
+        return data.read(count)
+
+    assert [member.name for member in tarscan.scan(read)] == ["big", "small"]
+    assert max(asked) <= tarscan.CHUNK

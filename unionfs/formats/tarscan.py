@@ -215,7 +215,7 @@ def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
             pieces, skip, got = [], position - have, 0  # data past the buffer: read and dropped
         want = end - position
         while (skip or got < want) and not eof:
-            piece = read(max(CHUNK, want - got + skip))
+            piece = read(CHUNK)  # (never more at once: data skipped may be gigabytes)
             if not piece:
                 eof = True
                 break
