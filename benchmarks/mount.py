@@ -17,8 +17,11 @@ read the throughput ratio is printed too. ``--baseline CHECKOUT`` adds a fifth s
 ``git archive OLD | tar x -C CHECKOUT``), so that a change is measured before and after
 in the same run, at the same load. ``--trivial`` adds ``trivial``: a minimal mfusepy
 passthrough of an empty directory (``benchmarks/mount_trivial.py``), the floor of a Python
-daemon on libfuse's high-level API, for the writing workload ``tar x`` only. Needs root,
-fuse3, fuse-overlayfs, umoci, git.
+daemon on libfuse's high-level API, for the writing workload ``tar x`` only. The unionfs
+trees' bytecode is compiled before timing (``compileall``, as installing a wheel does), so a
+mount's start imports rather than compiles (with ``PYTHONDONTWRITEBYTECODE=1`` it would
+compile every module at every start); ``--no-bytecode`` removes it instead and keeps it from
+being written, to measure that start. Needs root, fuse3, fuse-overlayfs, umoci, git.
 """
 
 from __future__ import annotations
@@ -47,6 +50,22 @@ BASELINE = "unionfs (baseline)"
 TRIVIAL = "trivial"
 #: the workloads the trivial passthrough runs (it serves an empty directory of its own)
 TRIVIAL_WORKLOADS = ("tar x",)
+#: the source tree this benchmark mounts from (``python -m unionfs`` runs there)
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def prepare_bytecode(python: str, tree: str, bytecode: bool) -> None:
+    """Compile the ``unionfs`` package of ``tree`` (``bytecode``), or remove its compiled
+    modules and keep every process of the run from writing them again."""
+    package = os.path.join(tree, "unionfs")
+    if bytecode:
+        subprocess.run([python, "-m", "compileall", "-q", package], check=True, stdout=subprocess.DEVNULL)
+        return
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    for directory, subdirectories, _ in os.walk(package):
+        if "__pycache__" in subdirectories:
+            shutil.rmtree(os.path.join(directory, "__pycache__"))
+            subdirectories.remove("__pycache__")
 
 
 def sh(command: str, cwd: Optional[str] = None) -> None:
@@ -123,7 +142,7 @@ def mounted(system: str, lowers: List[str], root: str, python: str, baseline: Op
         else:
             # run from a source tree (python -m puts the working directory first on sys.path)
             sh("%s -m unionfs mount %s --upper %s %s %s" % (python, " ".join(lowers), upper, mnt, " ".join(options)),
-               cwd=baseline if system == BASELINE else os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+               cwd=baseline if system == BASELINE else SOURCE)
         try:
             yield mnt
         finally:
@@ -165,8 +184,10 @@ def workloads(archive: str, root: str) -> Dict[str, Callable[[str], None]]:
 
 def run(preset: str, only: List[str], python: str, baseline: Optional[str] = None,
         sizes_set: Optional[Dict[str, int]] = None, systems_only: Optional[List[str]] = None,
-        trivial: bool = False) -> Dict[str, Dict[str, float]]:
+        trivial: bool = False, bytecode: bool = True) -> Dict[str, Dict[str, float]]:
     sizes = dict(PRESETS[preset], **(sizes_set or {}))
+    for tree in (SOURCE,) + ((baseline,) if baseline else ()):
+        prepare_bytecode(python, tree, bytecode)
     every = SYSTEMS + ((BASELINE,) if baseline else ()) + ((TRIVIAL,) if trivial else ())
     all_systems = tuple(s for s in every if not systems_only or s in systems_only)
     root = tempfile.mkdtemp(prefix="unionfs-mount-bench-")
@@ -200,32 +221,43 @@ def run(preset: str, only: List[str], python: str, baseline: Optional[str] = Non
 
 def oci(root: str, lower: str, python: str, repeat: int, baseline: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """Time to a first full walk of an image's tree: unionfs mounts the OCI layout as it is;
-    the others must extract the layer to a directory first."""
+    the others must extract the layer to a directory first. Two rows: the whole round (mount,
+    walk, unmount, and for the others the removal of the extracted tree: what the row measured
+    before 2026-12-02) and the time until the walk ends."""
     layout = os.path.join(root, "image")
     layer = os.path.join(root, "layer.tar")
     sh("tar -C %s -cf %s tree small" % (lower, layer))
     sh("umoci init --layout %s && umoci new --image %s:base && umoci raw add-layer --image %s:base %s"
        % (layout, layout, layout, layer))
     walk = "find %s -printf '%%s %%m\\n' > /dev/null"
-    result: Dict[str, float] = {}
-    for system in ("kernel", "fuse-overlayfs", "unionfs") + ((BASELINE,) if baseline else ()):
-        samples = []
-        for _ in range(repeat):
+    systems = ("kernel", "fuse-overlayfs", "unionfs") + ((BASELINE,) if baseline else ())
+    walked: Dict[str, List[float]] = {system: [] for system in systems}  # until the walk ends
+    done: Dict[str, List[float]] = {system: [] for system in systems}  # with unmount and clean-up
+    for _ in range(repeat):
+        for system in systems:  # interleaved, as the other workloads: a change of load hits all alike
             drop_caches()
             start = time.perf_counter()
             if system in ("unionfs", BASELINE):
                 with mounted(system, [layout], root, python, baseline) as view:
                     sh(walk % view)
+                    walked[system].append(time.perf_counter() - start)
             else:
                 extracted = tempfile.mkdtemp(dir=root, prefix="extract-")
                 sh("tar -C %s -xf %s" % (extracted, layer))
                 with mounted(system, [extracted], root, python) as view:
                     sh(walk % view)
+                    walked[system].append(time.perf_counter() - start)
                 shutil.rmtree(extracted)
-            samples.append(time.perf_counter() - start)
-        result[system] = statistics.median(samples)
-        print("  %-18s %-15s %8.3f s" % ("oci: ready+walk", system, result[system]), flush=True)
-    return {"OCI image lower (extract+mount vs mount)": result}
+            done[system].append(time.perf_counter() - start)
+    results: Dict[str, Dict[str, float]] = {}
+    for name, samples in (("OCI image lower (extract+mount vs mount)", done),
+                          ("OCI image lower, until the walk ends", walked)):
+        results[name] = {}
+        for system in systems:
+            results[name][system] = statistics.median(samples[system])
+            print("  %-38s %-18s %8.3f s  (%s)" % (name, system, results[name][system],
+                                                   " ".join("%.3f" % t for t in samples[system])), flush=True)
+    return results
 
 
 def report(results: Dict[str, Dict[str, float]], preset: str) -> str:
@@ -261,6 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="add a trivial mfusepy passthrough (benchmarks/mount_trivial.py) for tar x")
     parser.add_argument("--size", action="append", default=[], metavar="KEY=N",
                         help="override one size of the preset (%s, repeat)" % ", ".join(k for k in PRESETS["full"] if k != "repeat"))
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="do not compile unionfs's modules first: each mount compiles them as it starts")
     parser.add_argument("--system", action="append", default=[],
                         help="only this system (repeatable; fuse-overlayfs is needed for the ratios)")
     args = parser.parse_args(argv)
@@ -278,7 +312,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("benchmarks.mount: %s is not a source tree of unionfs" % args.baseline, file=sys.stderr)
         return 2
     results = run(args.preset, args.only, sys.executable, os.path.abspath(args.baseline) if args.baseline else None,
-                  sizes_set, [BASELINE if s == "baseline" else s for s in args.system], args.trivial)
+                  sizes_set, [BASELINE if s == "baseline" else s for s in args.system], args.trivial,
+                  not args.no_bytecode)
     print(report(results, args.preset))
     if args.json:
         with open(args.json, "w") as out:

@@ -241,8 +241,8 @@ class OverlayFS(FS):
 
     def lstat(self, path: str) -> Optional[os.stat_result]:
         """lstat(2) of the entry at ``path`` in its topmost layer, where that layer is a
-        directory on disk; ``None`` where it has no system path (archives, memory: ask
-        :meth:`getinfo`), and for a metadata-only file (whose size is its lower data's). What
+        directory on disk or an OCI layer tar (from its index: device and inode 0); ``None``
+        where it has neither (archives, memory: ask :meth:`getinfo`), and for a metadata-only file (whose size is its lower data's). What
         ``unionfs mount`` answers stat(2) with, one system call and no ``Info`` built. Errors
         as :meth:`getinfo`'s."""
         _path = self.validatepath(path)

@@ -386,8 +386,9 @@ class Layer:
             return info
 
     def lstat(self, path: str) -> Optional[os.stat_result]:
-        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere):
-        what a FUSE mount answers getattr with, without building an ``Info``."""
+        """lstat(2) of ``path`` where this layer is a directory on disk (``None`` elsewhere;
+        a layer with an index of its own, an OCI layer tar, answers from it): what a FUSE
+        mount answers getattr with, without building an ``Info``."""
         if self._sys_root is None:
             return None
         try:

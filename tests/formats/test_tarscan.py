@@ -1,0 +1,360 @@
+"""unionfs.formats.tarscan: the one-pass header scanner says what ``tarfile.open(mode="r|")``
+says of every member, or leaves the archive to tarfile (``Unsupported``) before yielding a
+member it cannot vouch for; an OCI layer indexes the same either way."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from typing import Any, List, Optional, Tuple
+
+import attr
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from unionfs.formats import tarscan
+from unionfs.formats.oci import oci
+from unionfs.formats.oci.blobs import Blob
+
+FIELDS = ("name", "mode", "uid", "gid", "size", "mtime", "type", "linkname", "uname", "gname",
+          "devmajor", "devminor", "offset", "offset_data", "pax_headers", "sparse")
+
+
+def _fields(member: Any) -> Tuple[Any, ...]:
+    return tuple(getattr(member, name) for name in FIELDS)
+
+
+def by_tarfile(data: bytes) -> Tuple[List[Tuple[Any, ...]], Optional[BaseException]]:
+    members: List[Tuple[Any, ...]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as archive:
+            for member in archive:
+                members.append(_fields(member))
+    except Exception as error:  # noqa: BLE001  (what tarfile says, compared below)
+        return members, error
+    return members, None
+
+
+def by_scanner(data: bytes, chunk: Optional[int] = None) -> Tuple[List[Tuple[Any, ...]], bool]:
+    """The members scanned, and whether the scanner left the archive to tarfile."""
+    members: List[Tuple[Any, ...]] = []
+    stream = io.BytesIO(data)
+    read = stream.read if chunk is None else (lambda size: stream.read(min(size, chunk)))
+    try:
+        for member in tarscan.scan(read):
+            members.append(_fields(member))
+    except tarscan.Unsupported:
+        return members, True
+    return members, False
+
+
+def assert_agrees(data: bytes, supported: Optional[bool] = True) -> None:
+    """The scanner lists what tarfile lists; ``supported``: whether it must read the archive
+    itself (True), must leave it to tarfile (False), or may do either (None)."""
+    expected, error = by_tarfile(data)
+    for chunk in (None, 700, 512 * 3 + 1):
+        scanned, unsupported = by_scanner(data, chunk)
+        if supported is not None:
+            assert unsupported == (not supported), (scanned, expected, error)
+        if unsupported:
+            assert scanned == expected[: len(scanned)]
+        else:
+            assert error is None, error
+            assert scanned == expected
+
+
+def tar_bytes(fmt: int, members: List[Tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape") as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, **fields: Any) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.size = size
+    for key, value in fields.items():
+        setattr(member, key, value)
+    return member
+
+
+def tricky_members() -> List[Tuple[tarfile.TarInfo, bytes]]:
+    long_dir = "/".join(["directory-%02d" % n for n in range(12)])
+    return [
+        (info("plain", size=5, mode=0o4755, uid=1000, gid=1000, uname="user", gname="group", mtime=1234567890), b"hello"),
+        (info(long_dir, tarfile.DIRTYPE, mode=0o1777), b""),
+        (info(long_dir + "/" + "f" * 150, size=1000), b"x" * 1000),
+        (info("n" * 99, size=0), b""),
+        (info("p" * 100, size=1), b"p"),
+        (info("link", tarfile.SYMTYPE, linkname="t" * 200), b""),
+        (info("hard", tarfile.LNKTYPE, linkname="plain"), b""),
+        (info("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3), b""),
+        (info("dev/sda", tarfile.BLKTYPE, devmajor=8, devminor=0), b""),
+        (info("fifo", tarfile.FIFOTYPE), b""),
+        (info("ünïcödé/名前", size=3), b"abc"),
+        (info("bad-\udcff-bytes", size=2), b"zz"),
+        (info("big-ids", uid=2 ** 22, gid=2 ** 22 + 1, size=0), b""),
+        (info("dir/", tarfile.DIRTYPE), b""),
+        (info("odd-type", b"Z", size=700), b"q" * 700),
+        (info("after", size=513), b"a" * 513),
+    ]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["gnu", "pax"])
+def test_tricky_members_as_tarfile_reads_them(fmt):
+    assert_agrees(tar_bytes(fmt, tricky_members()))
+
+
+def test_ustar_prefix_names():
+    members = [(info("a" * 60 + "/" + "b" * 60 + "/" + "c" * 30, size=1), b"c"),
+               (info("d" * 120 + "/e", tarfile.DIRTYPE), b"")]
+    assert_agrees(tar_bytes(tarfile.USTAR_FORMAT, members))
+
+
+def test_pax_fields_override_the_header():
+    members = [(info("é" * 10, size=3, mtime=1234567890.5, uid=3 ** 20, uname="ü" * 40), b"abc"),
+               (info("dir/sub/", tarfile.DIRTYPE, mtime=1.25), b""),
+               (info("plain", size=1), b"x")]
+    assert_agrees(tar_bytes(tarfile.PAX_FORMAT, members))
+
+
+def _pax_member(records: bytes, member: bytes, data: bytes = b"") -> bytes:
+    padded = records + b"\0" * (-len(records) % 512)
+    out = tarscan.raw_header(b"././@PaxHeader", tarfile.XHDTYPE, len(records)) + padded + member
+    return out + data + b"\0" * (-len(data) % 512)
+
+
+def _record(keyword: bytes, value: bytes) -> bytes:
+    """One PAX record, its length field counting itself."""
+    body = b" " + keyword + b"=" + value + b"\n"
+    digits = 1
+    while len(str(len(body) + digits)) != digits:
+        digits += 1
+    return str(len(body) + digits).encode() + body
+
+
+@pytest.mark.parametrize("charset", [b"BINARY", b"ISO-IR 10646 2000 UTF-8"])
+def test_pax_hdrcharset(charset):
+    data = _pax_member(_record(b"path", b"\xff-not-utf8") + _record(b"hdrcharset", charset) + _record(b"uname", "ü".encode()),
+                       tarscan.raw_header(b"c", tarfile.REGTYPE)) + bytes(1024)
+    assert_agrees(data)
+
+
+def test_pax_size_and_bad_numbers():
+    data = _pax_member(_record(b"size", b"700") + _record(b"mtime", b"nonsense") + _record(b"uid", b"12"),
+                       tarscan.raw_header(b"f", tarfile.REGTYPE, 5), b"y" * 700)
+    data += tarscan.raw_header(b"g", tarfile.REGTYPE, 1) + b"z".ljust(512, b"\0") + b"\0" * 1024
+    assert_agrees(data)
+
+
+def test_pax_path_on_a_symlink_and_unknown_keys():
+    data = _pax_member(_record(b"path", b"some/where//") + _record(b"linkpath", "tärget".encode())
+                       + _record(b"SCHILY.xattr.user.x", b"\xff\x00binary"),
+                       tarscan.raw_header(b"l", tarfile.SYMTYPE)) + b"\0" * 1024
+    assert_agrees(data)
+
+
+def test_chained_extension_headers():
+    longname = b"L" * 300 + b"/"
+    data = tarscan.raw_header(b"././@LongLink", tarfile.GNUTYPE_LONGNAME, len(longname))
+    data += longname.ljust(512, b"\0")
+    data += _pax_member(_record(b"path", b"from-pax"), tarscan.raw_header(b"x", tarfile.DIRTYPE))
+    data += tarscan.raw_header(b"././@LongLink", tarfile.GNUTYPE_LONGNAME, len(longname)) + longname.ljust(512, b"\0")
+    data += tarscan.raw_header(b"x/", tarfile.DIRTYPE) + b"\0" * 1024
+    assert_agrees(data)
+
+
+def test_v7_directory_and_prefix_quirks():
+    data = tarscan.raw_header(b"old-dir/", tarfile.AREGTYPE) + tarscan.raw_header(b"/", tarfile.DIRTYPE, prefix=b"pre")
+    data += tarscan.raw_header(b"x", tarfile.REGTYPE, prefix=b"pre/fix") + b"\0" * 1024
+    assert_agrees(data)
+
+
+def test_no_end_of_archive_blocks():
+    assert_agrees(tarscan.raw_header(b"a", tarfile.REGTYPE, 3) + b"abc".ljust(512, b"\0"))
+    assert_agrees(tarscan.raw_header(b"d", tarfile.DIRTYPE))
+
+
+@pytest.mark.parametrize("damage", ["checksum", "truncated header", "truncated data", "empty", "zeros first",
+                                    "bad number", "long name at the end", "zero length pax record",
+                                    "malformed pax", "global header", "negative size"])
+def test_what_it_leaves_to_tarfile(damage):
+    good = tar_bytes(tarfile.GNU_FORMAT, [(info("a", size=10), b"A" * 10), (info("b", size=10), b"B" * 10)])
+    data = bytearray(good)
+    if damage == "checksum":
+        data[512 * 2 + 148 : 512 * 2 + 156] = b"garbage!"
+    elif damage == "truncated header":
+        data = data[: 512 * 2 + 100]
+    elif damage == "truncated data":
+        data = data[: 512 * 3 + 5]
+    elif damage == "empty":
+        data = bytearray()
+    elif damage == "zeros first":
+        data = bytearray(1024)
+    elif damage == "bad number":
+        header = bytearray(tarscan.raw_header(b"c", tarfile.REGTYPE))
+        header[100:108] = b"09999999"
+        header[148:156] = b"%06o\0 " % (sum(header[:148]) + sum(header[156:]) + 256)
+        data = data[:1024] + header + bytearray(1024)
+    elif damage == "long name at the end":
+        data = data[:2048] + tarscan.raw_header(b"././@LongLink", tarfile.GNUTYPE_LONGNAME, 3) + b"abc".ljust(512, b"\0") + bytearray(1024)
+    elif damage == "zero length pax record":
+        data = bytearray(_pax_member(b"0 path=x\n", tarscan.raw_header(b"c", tarfile.REGTYPE)) + bytes(1024))
+    elif damage == "malformed pax":
+        data = bytearray(_pax_member(b"99 path=x\n", tarscan.raw_header(b"c", tarfile.REGTYPE)) + bytes(1024))
+    elif damage == "global header":
+        data = bytearray(tarscan.raw_header(b"pax_global_header", tarfile.XGLTYPE, len(_record(b"comment", b"x")))
+                         + _record(b"comment", b"x").ljust(512, b"\0") + good)
+    elif damage == "negative size":
+        header = bytearray(tarscan.raw_header(b"c", tarfile.REGTYPE))
+        header[124:136] = b"\xff" * 12
+        header[148:156] = b"%06o\0 " % (sum(header[:148]) + sum(header[156:]) + 256)
+        data = header + bytearray(1024)
+    assert_agrees(bytes(data), supported=False)
+
+
+def test_sparse_members_are_left_to_tarfile(tmp_path):
+    if shutil.which("tar") is None:
+        pytest.skip("needs GNU tar")
+    sparse = tmp_path / "tree" / "sparse"
+    sparse.parent.mkdir()
+    with open(str(sparse), "wb") as out:
+        out.seek(1 << 20)
+        out.write(b"end")
+    for fmt in ("gnu", "posix"):
+        archive = tmp_path / ("sparse-%s.tar" % fmt)
+        subprocess.run(["tar", "--sparse", "--format=" + fmt, "-C", str(tmp_path / "tree"), "-cf", str(archive), "sparse"], check=True)
+        assert_agrees(archive.read_bytes(), supported=False)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix", "ustar", "v7", "oldgnu"])
+def test_gnu_tar_archives(tmp_path, fmt):
+    if shutil.which("tar") is None:
+        pytest.skip("needs GNU tar")
+    tree = tmp_path / "tree"
+    deep = tree / "/".join(["level-%02d" % n for n in range(8)])
+    deep.mkdir(parents=True)
+    (deep / ("f" * 80)).write_bytes(b"data" * 300)
+    (tree / "ünï").write_bytes(b"u")
+    os.symlink("level-00/" + "x" * 90, str(tree / "link"))
+    os.link(str(tree / "ünï"), str(tree / "hard"))
+    os.mkfifo(str(tree / "fifo"))
+    archive = tmp_path / "a.tar"
+    result = subprocess.run(["tar", "--format=" + fmt, "-C", str(tree), "-cf", str(archive), "."], capture_output=True)
+    if result.returncode != 0:  # (v7 and ustar refuse some names: a name too long is an error there)
+        pytest.skip("tar --format=%s: %s" % (fmt, result.stderr.decode(errors="replace").strip()))
+    assert_agrees(archive.read_bytes(), supported=None if fmt == "posix" else True)
+
+
+_names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/\\"), min_size=1, max_size=40)
+
+
+@given(
+    st.lists(st.tuples(st.lists(_names, min_size=1, max_size=6),
+                       st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE]),
+                       st.integers(0, 1500), st.integers(0, 2 ** 33), st.integers(0, 0o7777)),
+             min_size=1, max_size=12),
+    st.sampled_from([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT]),
+)
+def test_generated_trees(entries, fmt):
+    members = []
+    for parts, kind, size, mtime, mode in entries:
+        name = "/".join(parts)
+        member = info(name, kind, size if kind == tarfile.REGTYPE else 0, mtime=mtime, mode=mode,
+                      linkname=parts[0] if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else "")
+        members.append((member, b"d" * member.size))
+    try:
+        data = tar_bytes(fmt, members)
+    except ValueError:
+        return  # (ustar: a name or number it cannot hold)
+    assert_agrees(data)
+
+
+def _layer_blob(tmp_path, data: bytes, name: str) -> Blob:
+    path = tmp_path / name
+    path.write_bytes(data)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return Blob(name, lambda: open(str(path), "rb"), digest, len(data))
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "tar.gz"])
+def test_a_layer_indexes_alike_with_scanner_and_tarfile(tmp_path, compress):
+    members = tricky_members()[:6] + [(info("dir/.wh.gone"), b""), (info("dir/.wh..wh..opq"), b""),
+                                      (info("dir/kept", size=2), b"kk")]
+    data = tar_bytes(tarfile.PAX_FORMAT, members)
+    blob = _layer_blob(tmp_path, gzip.compress(data) if compress else data, "layer")
+    scanned = oci._index_layer(blob, None, scanner=True)
+    read = oci._index_layer(blob, None, scanner=False)
+    assert scanned.entries == read.entries
+    assert {path: attr.asdict(index) for path, index in scanned.dirs.items()} == \
+        {path: attr.asdict(index) for path, index in read.dirs.items()}
+    assert (scanned.digest, scanned.diff_id, scanned.root, scanned.root_opaque) == (read.digest, read.diff_id, read.root, read.root_opaque)
+    for index in (scanned, read):
+        if index.stream is not None:
+            index.stream.close()
+
+
+def test_a_layer_answers_lstat_as_the_mount_answers_from_getinfo(tmp_path):
+    """TarLayer.lstat (the mount's getattr without an Info) gives every field the mount
+    derives from getinfo, and the mount numbers the entries the same way."""
+    from unionfs import OverlayFS
+    from unionfs.tools.mount import Operations
+
+    from tests.support.imagetools import tar_entry as E, write_tar
+
+    def special(name, kind, **fields):
+        member = info(name, kind, **fields)
+        member.mtime, member.mode = 1_600_000_123, 0o640
+        return member, None
+
+    base = [E("kept/", kind="dir", mode=0o700, uid=5, gid=6, mtime=1_500_000_000), E("kept/old", b"old"),
+            E("shown/", kind="dir", mode=0o750)]
+    top = [E("kept/new", b"new data", mode=0o4755, uid=1000, gid=100, mtime=1_700_000_000),  # kept/: implied
+           E("fresh/deep/file", b"x" * 1000),  # fresh/ and fresh/deep/: implied, nothing below
+           E("shown/link", kind="symlink", target="../kept/new"), E("dir/", kind="dir", mode=0o1777),
+           special("dir/fifo", tarfile.FIFOTYPE), special("dir/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+           special("dir/disk", tarfile.BLKTYPE, devmajor=8), special("dir/hard", tarfile.LNKTYPE, linkname="kept/new")]
+    tars = [write_tar(str(tmp_path / "base.tar"), base), write_tar(str(tmp_path / "top.tar"), top, "gzip")]
+    paths = ["/kept", "/kept/old", "/kept/new", "/fresh", "/fresh/deep", "/fresh/deep/file", "/shown", "/shown/link",
+             "/dir", "/dir/fifo", "/dir/null", "/dir/disk", "/dir/hard"]
+    with OverlayFS.from_oci(tars) as overlay:
+        answered = 0
+        by_lstat, by_info = Operations(overlay), Operations(overlay)
+        for path in paths:
+            st = overlay.lstat(path)
+            answered += st is not None
+            fast = by_lstat.getattr(path)
+            slow = by_info._attributes(path, overlay.getinfo(path, ("details", "access")))
+            # (from getinfo, the mount leaves both out: 0 to the kernel, which shows its own
+            # block size for a block size of 0)
+            for attributes in (fast, slow):
+                attributes.setdefault("st_blksize", 4096)
+                attributes.setdefault("st_rdev", 0)
+            assert fast == slow, path
+        assert answered == len(paths) - 2  # all but /kept and /shown: implied, the base layer describes them
+        listed = {name: st for name, st in overlay.lstat_listing("/dir")}
+        assert set(listed) == {"fifo", "null", "disk", "hard"} and all(st is not None for st in listed.values())
+
+
+def test_member_data_is_skipped_in_bounded_reads():
+    """A member of 64 MiB is stepped over in reads of at most CHUNK bytes (not one read of
+    its size: a layer's file may be gigabytes)."""
+    size = 64 << 20
+    data = io.BytesIO(tarscan.raw_header(b"big", tarfile.REGTYPE, size) + bytes(size)
+                      + tarscan.raw_header(b"small", tarfile.REGTYPE, 1) + b"x".ljust(512, b"\0") + bytes(1024))
+    asked: List[int] = []
+
+    def read(count: int) -> bytes:
+        asked.append(count)
+        return data.read(count)
+
+    assert [member.name for member in tarscan.scan(read)] == ["big", "small"]
+    assert max(asked) <= tarscan.CHUNK
