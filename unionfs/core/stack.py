@@ -216,6 +216,36 @@ class Layer:
             return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
         return SYMLINK if name in index.links else FILE  # type: ignore[union-attr]
 
+    def lookup_indexing(self, dir_path: str, name: str) -> int:
+        """:meth:`lookup`, for a merged directory about to be listed: where that one name is
+        asked of the layer's disk (no cached index of ``dir_path``, no sidecar), a directory
+        found there is opened with ``O_NOFOLLOW | O_DIRECTORY`` and listed at once, its index
+        cached: the listing that follows needs it, and the open proves it a real directory
+        (not a link) without the ``lstat`` a lookup makes. Anything else is :meth:`lookup`."""
+        if self.sidecar is not None or self._sys_root is None or not self.probes or self.hot_after is not None:
+            return self.lookup(dir_path, name)
+        if self._dirs.peek(dir_path, _MISSING) is not _MISSING:
+            return self.lookup(dir_path, name)
+        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        if path == SIDECAR_DIR or self._dirs.peek(path, _MISSING) is not _MISSING:
+            return self.lookup(dir_path, name)
+        try:
+            fd = os.open(self._sys_root + path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return self.lookup(dir_path, name)  # absent, a file or a link (ENOTDIR, ELOOP): as ever
+        try:
+            with os.scandir(fd) as scan:
+                found = list(scan)
+        except OSError:
+            return self.lookup(dir_path, name)
+        finally:
+            os.close(fd)
+        entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
+        links = {entry.name for entry in found if entry.is_symlink()}
+        self._dirs.put(path, self._index_of(path, entries, links))
+        self._last_stat = None
+        return DIR
+
     def _hot(self, dir_path: str) -> bool:
         """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
         if self.hot_after is None:
@@ -567,14 +597,11 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dic
         try:
             with convert_os_errors("scandir", path, directory=True):
                 with os.scandir(root + path if path != "/" else root + "/") as scan:
-                    entries = {}
-                    for entry in scan:
-                        if entry.is_symlink():
-                            entries[entry.name] = False
-                            links.add(entry.name)
-                        else:
-                            entries[entry.name] = entry.is_dir(follow_symlinks=False)
-                    return entries, links
+                    # comprehensions, not a loop: a link is no directory to is_dir(follow_symlinks=False)
+                    found = list(scan)
+                entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
+                links = {entry.name for entry in found if entry.is_symlink()}
+                return entries, links
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
     try:
