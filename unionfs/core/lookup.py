@@ -223,6 +223,14 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
     asked when wanted (:attr:`Node.layers`)."""
     dir_path = parent.path
     path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+    layers = parent._layers
+    if len(layers) == 1 and parent._rest is None:
+        # one layer: its answer is the view's (what _merge answers, without its loop)
+        layer = layers[0]
+        code = layer.lookup(dir_path, name)
+        if code < FILE:
+            return None  # nothing there, or whited out (in the upper or in the one lower)
+        return Node(path, code >= DIR, layers, not layer.is_upper, is_link=code == SYMLINK)
     return _merge(parent, name, path, 0, [], False, lazy=True)
 
 

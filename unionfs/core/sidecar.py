@@ -504,9 +504,8 @@ class Sidecar:
         self._kinds.put(dir_path, kinds)
         return kinds
 
-    def kinds(self, dir_path: str) -> FrozenSet[str]:
-        """Which record kinds the directory ``dir_path`` has (remembered)."""
-        return self._kinds_at(dir_path)
+    #: which record kinds the directory ``dir_path`` has (remembered): :meth:`_kinds_at`
+    kinds = _kinds_at
 
     def forget(self) -> None:
         """Forget what is remembered of the record directories (the layer changed behind us)."""
@@ -519,7 +518,12 @@ class Sidecar:
         dir_path, name = _split(path)
         if kind not in self._kinds_at(dir_path):
             return False
-        record = self._record_in(dir_path, name, kind)
+        return self.record_exists(dir_path, name, kind)
+
+    def record_exists(self, dir_path: str, name: str, kind: str) -> bool:
+        """:meth:`has_record` of ``dir_path``/``name`` once the caller knows from :meth:`kinds`
+        that ``dir_path`` has records of ``kind`` (one ``lstat`` of the record on disk)."""
+        record = "%s/%s/%s" % (record_dir(dir_path), kind, name)
         if self._sys_root is not None:
             try:
                 mode = os.lstat(self._sys_root + record).st_mode

@@ -204,6 +204,22 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
+            if self.sidecar is None and self.hot_after is None and self.probes and self._sys_root is not None:
+                # a plain local layer: :meth:`_probe` is one lstat (written out: every cold name)
+                path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+                if path == SIDECAR_DIR:
+                    return ABSENT
+                try:
+                    result = os.lstat(self._sys_root + path)
+                except (FileNotFoundError, NotADirectoryError):
+                    self._last_stat = None
+                    return ABSENT
+                except OSError:
+                    return self._probe(dir_path, name)  # (its errors)
+                if not self.is_upper:  # kept for the getinfo that follows (see _stat_kind)
+                    self._last_stat = (path, result)
+                mode = result.st_mode
+                return DIR if stat.S_ISDIR(mode) else SYMLINK if stat.S_ISLNK(mode) else FILE
             if self.probes and not self.may_redirect and (self.hot_after is None or not self._hot(dir_path)):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
@@ -265,13 +281,16 @@ class Layer:
             return ABSENT
         code = self._stat_kind(path)
         sidecar = self.sidecar
+        if sidecar is None or (code != ABSENT and code != DIR):
+            return code
+        kinds = sidecar.kinds(dir_path)  # (one look at the directory's record kinds, not one per kind)
+        if not kinds:
+            return code
         if code == ABSENT:
-            if sidecar is None:
-                return ABSENT
-            if sidecar.has_record(path, LINK):
+            if LINK in kinds and sidecar.record_exists(dir_path, name, LINK):
                 return SYMLINK
-            return WHITED if sidecar.has_record(path, WHITEOUT) else ABSENT
-        if code == DIR and sidecar is not None and sidecar.has_record(path, OPAQUE):
+            return WHITED if WHITEOUT in kinds and sidecar.record_exists(dir_path, name, WHITEOUT) else ABSENT
+        if OPAQUE in kinds and sidecar.record_exists(dir_path, name, OPAQUE):
             return OPAQUE_DIR
         return code
 
