@@ -576,7 +576,9 @@ class Lookup:
         # recursion, so a path of thousands of components is an answer, not a RecursionError
         unresolved = [path]
         while True:
-            parent_path = parent_of(unresolved[-1])
+            child = unresolved[-1]
+            cut = child.rfind("/")  # (parent_of, written out)
+            parent_path = child[:cut] if cut > 0 else "/"
             if parent_path == "/":
                 parent: object = self.root
                 break

@@ -56,7 +56,7 @@ from fs.path import basename, dirname, iteratepath
 from ..errors import SidecarError
 from .durable import Syncer
 from .nofollow import is_link, remove_entry, syspath
-from .treecache import TreeCache
+from .treecache import BoundedSet, TreeCache
 
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
@@ -68,6 +68,9 @@ LOCK_PATH = SIDECAR_DIR + "/lock"
 
 #: directories whose record kinds a sidecar remembers at most (least recently used go first)
 RECORD_DIR_LIMIT = 100_000
+#: sidecar directories a sidecar remembers as checked not to be links, at most (the oldest
+#: checked go first: forgetting one costs an ``lstat`` when it is next needed)
+REAL_DIR_LIMIT = 100_000
 _MISSING = object()
 
 #: the metacopy table: one file per metadata-only copy-up, named by its token, holding its data path
@@ -252,7 +255,7 @@ class Sidecar:
         #: the OS path of the root wherever links can exist (no trailing slash)
         self._link_root = (link_root[:-1] if link_root.endswith("/") else link_root) if link_root else ""
         #: sidecar directories known to be real directories, not links (see :meth:`_no_link`)
-        self._real: Set[str] = set()
+        self._real = BoundedSet(REAL_DIR_LIMIT)
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
@@ -500,7 +503,7 @@ class Sidecar:
         if self._sys_root is not None and listing:
             # os.scandir's is_dir does not follow links: what it calls a directory is a real one,
             # so its records (and M of its children, under d/) need no lstat of their own
-            self._real.update(where + "/" + name for name, is_dir in listing.items() if is_dir)
+            self._real.add_all(where + "/" + name for name, is_dir in listing.items() if is_dir)
         self._kinds.put(dir_path, kinds)
         return kinds
 

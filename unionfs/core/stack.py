@@ -363,8 +363,10 @@ class Layer:
         """The info of the entry ``path`` of this layer: a symbolic link's own (``lstat``), not
         its target's. On disk built from the ``lstat`` that the lookup of ``path`` just made
         when there was one (one system call per cold getinfo, not two)."""
-        wanted = tuple(namespaces or ())
         last, self._last_stat = self._last_stat, None
+        if not namespaces and last is not None and last[0] == path:  # (the basic namespace: most getinfos)
+            return Info({"basic": {"name": path[path.rfind("/") + 1:], "is_dir": stat.S_ISDIR(last[1].st_mode)}})
+        wanted = tuple(namespaces or ())
         if self._sys_root is not None and _STAT_NAMESPACES.issuperset(wanted):
             if last is not None and last[0] == path:
                 status = last[1]
