@@ -351,14 +351,22 @@ def _union_listing(path: str, indexes: List[Tuple[Layer, DirIndex]]) -> Listing:
     listing is every name in the order the layers first list it, top-down, each won by the
     topmost layer that has it. Done with dict updates (C loops), not a Python step per name:
     an update keeps a key where it first came and takes the value given last."""
-    order: Dict[str, Any] = {}
+    order: Dict[str, bool] = {}
     for _layer, index in indexes:  # the names, in first-listed order
         order.update(index.entries)
-    is_dirs = dict(order)
-    tops: Dict[str, Layer] = dict.fromkeys(order, indexes[0][0])
-    for layer, index in reversed(indexes):  # values: the topmost layer's
-        is_dirs.update(index.entries)
-        tops.update(dict.fromkeys(index.entries, layer))
+    tops: Dict[str, Layer] = {}
+    if len(order) == sum(len(index.entries) for _layer, index in indexes):
+        # no name in two layers: each value above is its only layer's, and top-down updates
+        # of the winners put each name where it first came, won by the layer that has it
+        is_dirs = order
+        for layer, index in indexes:
+            tops.update(dict.fromkeys(index.entries, layer))
+    else:
+        is_dirs = dict(order)
+        tops = dict.fromkeys(order, indexes[0][0])
+        for layer, index in reversed(indexes):  # values: the topmost layer's
+            is_dirs.update(index.entries)
+            tops.update(dict.fromkeys(index.entries, layer))
     links: Set[str] = set()
     for layer, index in indexes:
         if index.links:

@@ -258,7 +258,7 @@ class Layer:
             os.close(fd)
         entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
         links = {entry.name for entry in found if entry.is_symlink()}
-        self._dirs.put(path, self._index_of(path, entries, links))
+        self._dirs.put(path, DirIndex(entries, links=links))  # (_index_of of a layer without a sidecar)
         self._last_stat = None
         return DIR
 
