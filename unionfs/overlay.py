@@ -167,7 +167,10 @@ class OverlayFS(FS):
             return valid
         if not self._invalid_chars.isdisjoint(path):
             raise errors.InvalidCharsInPath(path)
-        valid = abspath(normpath(path))
+        if path[:1] == "/" and "//" not in path and "/." not in path and path[-1:] != "/":
+            valid = path  # absolute and normal already (normpath's regex would answer the same)
+        else:
+            valid = abspath(normpath(path))
         if len(self._valid_paths) >= VALID_PATHS_KEPT:
             self._valid_paths.clear()
         self._valid_paths[path] = valid

@@ -146,7 +146,7 @@ class WarmVersusColdOnDiskTinyCaches(WarmVersusCold):
 
     def __init__(self) -> None:
         self.scratch = tempfile.mkdtemp(prefix="coherence-")
-        self._limits = _set_limits(node=3, listing=4, index=4, records=2)
+        self._limits = _set_limits(node=3, listing=4, index=4, records=2, real=2)
         super().__init__()
 
     def _on_disk(self, memory: MemoryFS, name: str) -> OSFS:
@@ -160,13 +160,14 @@ class WarmVersusColdOnDiskTinyCaches(WarmVersusCold):
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _set_limits(node: int, listing: int, index: int, records: int) -> Dict[str, int]:
+def _set_limits(node: int, listing: int, index: int, records: int, real: int) -> Dict[str, int]:
     """Set the cache bounds new overlays get; return the ones they replace."""
     from unionfs.core import lookup, sidecar, stack
 
     old = dict(node=lookup.NODE_LIMIT, listing=lookup.LISTING_LIMIT, index=stack.INDEX_LIMIT,
-               records=sidecar.RECORD_DIR_LIMIT)
-    lookup.NODE_LIMIT, lookup.LISTING_LIMIT, stack.INDEX_LIMIT, sidecar.RECORD_DIR_LIMIT = node, listing, index, records
+               records=sidecar.RECORD_DIR_LIMIT, real=sidecar.REAL_DIR_LIMIT)
+    lookup.NODE_LIMIT, lookup.LISTING_LIMIT, stack.INDEX_LIMIT = node, listing, index
+    sidecar.RECORD_DIR_LIMIT, sidecar.REAL_DIR_LIMIT = records, real
     return old
 
 

@@ -81,3 +81,18 @@ def test_it_answers_like_an_unbounded_dict_for_what_it_still_holds(operations, l
         assert len(cache) <= limit
         assert all(model.get(p) == v for p, v in cache.items())
         assert sorted(p for p, _ in cache.below("/")) == sorted(p for p, _ in cache.items())
+
+
+def test_a_bounded_set_keeps_its_limit_and_forgets_the_oldest_added_first():
+    from unionfs.core.treecache import BoundedSet
+
+    members = BoundedSet(3)
+    members.add_all(["/a", "/b", "/c"])
+    members.add("/a")  # added again: the newest
+    members.add("/d")
+    assert len(members) == 3 and "/b" not in members
+    assert all(path in members for path in ("/a", "/c", "/d"))
+    members.clear()
+    assert "/a" not in members and len(members) == 0
+    with pytest.raises(ValueError):
+        BoundedSet(0)

@@ -97,8 +97,9 @@ class Node:
         layers = self._layers
         return layers[position] if position < len(layers) else None
 
-    def _complete(self) -> None:
-        """Ask the rest of the layers, of the lazy ancestors first (top-down, a loop: any depth)."""
+    def _complete(self, indexing: bool = False) -> None:
+        """Ask the rest of the layers, of the lazy ancestors first (top-down, a loop: any depth);
+        ``indexing``: this node is about to be listed (:meth:`Layer.lookup_indexing`)."""
         chain = []
         node: Node = self
         while node._rest is not None:
@@ -107,7 +108,8 @@ class Node:
         for node in reversed(chain):
             rest = node._rest
             assert rest is not None
-            done = _merge(rest.parent, rest.name, node.path, rest.position, list(node._layers), bool(node._lower_positive))
+            done = _merge(rest.parent, rest.name, node.path, rest.position, list(node._layers), bool(node._lower_positive),
+                          indexing=indexing and node is self)
             assert done is not None and done._rest is None
             object.__setattr__(node, "_layers", done._layers)
             object.__setattr__(node, "_lower_positive", done._lower_positive)
@@ -221,14 +223,24 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
     asked when wanted (:attr:`Node.layers`)."""
     dir_path = parent.path
     path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+    layers = parent._layers
+    if len(layers) == 1 and parent._rest is None:
+        # one layer: its answer is the view's (what _merge answers, without its loop)
+        layer = layers[0]
+        code = layer.lookup(dir_path, name)
+        if code < FILE:
+            return None  # nothing there, or whited out (in the upper or in the one lower)
+        return Node(path, code >= DIR, layers, not layer.is_upper, is_link=code == SYMLINK)
     return _merge(parent, name, path, 0, [], False, lazy=True)
 
 
 def _merge(
-    parent: Node, name: str, path: str, position: int, found: List[Layer], lower_positive: bool, lazy: bool = False
+    parent: Node, name: str, path: str, position: int, found: List[Layer], lower_positive: bool, lazy: bool = False,
+    indexing: bool = False,
 ) -> Optional[Node]:
     """:func:`resolve_child` from the parent's layer ``position`` on, ``found`` the layers of a
-    merging directory found above it (then only lowers are left to ask)."""
+    merging directory found above it (then only lowers are left to ask); ``indexing``: the
+    entry is a directory about to be listed (each layer asked by :meth:`Layer.lookup_indexing`)."""
     dir_path = parent.path
     top_is_dir = bool(found)
     top_is_link = False
@@ -238,7 +250,7 @@ def _merge(
         if layer is None:
             break
         position += 1
-        code = layer.lookup(dir_path, name)
+        code = layer.lookup_indexing(dir_path, name) if indexing else layer.lookup(dir_path, name)
         if code <= WHITED:
             if code == WHITED:
                 if not layer.is_upper:
@@ -282,6 +294,8 @@ def _merge(
 def merge_listing(directory: Node) -> Listing:
     """The merged listing of ``directory``: each layer's index read once, layer by layer (not
     each name through every layer), with the rules of :func:`resolve_child`."""
+    if not directory.complete:
+        directory._complete(indexing=True)  # the layers below, each listed as it is found
     indexes = []
     for layer in directory.layers:
         index = layer.dir(directory.path)
@@ -291,6 +305,8 @@ def merge_listing(directory: Node) -> Listing:
         layer, index = indexes[0]
         names = tuple(index.entries)
         return Listing(directory.path, names, tuple(index.entries.values()), (layer,) * len(names), frozenset(index.links))
+    if not any(index.whiteouts for _layer, index in indexes):
+        return _union_listing(directory.path, indexes)
     # per name: [top layer or None, top is a dir, still merging, decided]
     state: Dict[str, list] = {}
     for layer, index in indexes:
@@ -327,6 +343,35 @@ def merge_listing(directory: Node) -> Listing:
             if link_tops and name in link_tops.get(id(entry[0]), ()):
                 links.add(name)
     return Listing(directory.path, tuple(names_), tuple(is_dirs), tuple(tops), frozenset(links))
+
+
+def _union_listing(path: str, indexes: List[Tuple[Layer, DirIndex]]) -> Listing:
+    """:func:`merge_listing` where no layer has a whiteout: nothing hides a name then (whether
+    a directory still merges, or is opaque, matters only to the whiteouts below it), so the
+    listing is every name in the order the layers first list it, top-down, each won by the
+    topmost layer that has it. Done with dict updates (C loops), not a Python step per name:
+    an update keeps a key where it first came and takes the value given last."""
+    order: Dict[str, bool] = {}
+    for _layer, index in indexes:  # the names, in first-listed order
+        order.update(index.entries)
+    tops: Dict[str, Layer] = {}
+    if len(order) == sum(len(index.entries) for _layer, index in indexes):
+        # no name in two layers: each value above is its only layer's, and top-down updates
+        # of the winners put each name where it first came, won by the layer that has it
+        is_dirs = order
+        for layer, index in indexes:
+            tops.update(dict.fromkeys(index.entries, layer))
+    else:
+        is_dirs = dict(order)
+        tops = dict.fromkeys(order, indexes[0][0])
+        for layer, index in reversed(indexes):  # values: the topmost layer's
+            is_dirs.update(index.entries)
+            tops.update(dict.fromkeys(index.entries, layer))
+    links: Set[str] = set()
+    for layer, index in indexes:
+        if index.links:
+            links.update(name for name in index.links if tops[name] is layer)
+    return Listing(path, tuple(order), tuple(is_dirs.values()), tuple(tops.values()), frozenset(links))
 
 
 _STOP = object()  # a whiteout, or a non-directory on the way: nothing here nor below
@@ -539,7 +584,9 @@ class Lookup:
         # recursion, so a path of thousands of components is an answer, not a RecursionError
         unresolved = [path]
         while True:
-            parent_path = parent_of(unresolved[-1])
+            child = unresolved[-1]
+            cut = child.rfind("/")  # (parent_of, written out)
+            parent_path = child[:cut] if cut > 0 else "/"
             if parent_path == "/":
                 parent: object = self.root
                 break

@@ -56,7 +56,7 @@ from fs.path import basename, dirname, iteratepath
 from ..errors import SidecarError
 from .durable import Syncer
 from .nofollow import is_link, remove_entry, syspath
-from .treecache import TreeCache
+from .treecache import BoundedSet, TreeCache
 
 RESERVED_NAME = ".unionfs"
 SIDECAR_DIR = "/" + RESERVED_NAME
@@ -68,6 +68,9 @@ LOCK_PATH = SIDECAR_DIR + "/lock"
 
 #: directories whose record kinds a sidecar remembers at most (least recently used go first)
 RECORD_DIR_LIMIT = 100_000
+#: sidecar directories a sidecar remembers as checked not to be links, at most (the oldest
+#: checked go first: forgetting one costs an ``lstat`` when it is next needed)
+REAL_DIR_LIMIT = 100_000
 _MISSING = object()
 
 #: the metacopy table: one file per metadata-only copy-up, named by its token, holding its data path
@@ -252,7 +255,7 @@ class Sidecar:
         #: the OS path of the root wherever links can exist (no trailing slash)
         self._link_root = (link_root[:-1] if link_root.endswith("/") else link_root) if link_root else ""
         #: sidecar directories known to be real directories, not links (see :meth:`_no_link`)
-        self._real: Set[str] = set()
+        self._real = BoundedSet(REAL_DIR_LIMIT)
         self._sys_root = sys_root(layer_fs)
         #: record kinds present per directory (see :meth:`_kinds_at`)
         self._kinds: TreeCache[FrozenSet[str]] = TreeCache(RECORD_DIR_LIMIT)
@@ -500,13 +503,12 @@ class Sidecar:
         if self._sys_root is not None and listing:
             # os.scandir's is_dir does not follow links: what it calls a directory is a real one,
             # so its records (and M of its children, under d/) need no lstat of their own
-            self._real.update(where + "/" + name for name, is_dir in listing.items() if is_dir)
+            self._real.add_all(where + "/" + name for name, is_dir in listing.items() if is_dir)
         self._kinds.put(dir_path, kinds)
         return kinds
 
-    def kinds(self, dir_path: str) -> FrozenSet[str]:
-        """Which record kinds the directory ``dir_path`` has (remembered)."""
-        return self._kinds_at(dir_path)
+    #: which record kinds the directory ``dir_path`` has (remembered): :meth:`_kinds_at`
+    kinds = _kinds_at
 
     def forget(self) -> None:
         """Forget what is remembered of the record directories (the layer changed behind us)."""
@@ -519,7 +521,12 @@ class Sidecar:
         dir_path, name = _split(path)
         if kind not in self._kinds_at(dir_path):
             return False
-        record = self._record_in(dir_path, name, kind)
+        return self.record_exists(dir_path, name, kind)
+
+    def record_exists(self, dir_path: str, name: str, kind: str) -> bool:
+        """:meth:`has_record` of ``dir_path``/``name`` once the caller knows from :meth:`kinds`
+        that ``dir_path`` has records of ``kind`` (one ``lstat`` of the record on disk)."""
+        record = "%s/%s/%s" % (record_dir(dir_path), kind, name)
         if self._sys_root is not None:
             try:
                 mode = os.lstat(self._sys_root + record).st_mode

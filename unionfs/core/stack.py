@@ -206,6 +206,22 @@ class Layer:
         to be a directory of this layer): ABSENT, WHITED, FILE, SYMLINK, DIR or OPAQUE_DIR."""
         index = self._dirs.get(dir_path, _MISSING)
         if index is _MISSING:
+            if self.sidecar is None and self.hot_after is None and self.probes and self._sys_root is not None:
+                # a plain local layer: :meth:`_probe` is one lstat (written out: every cold name)
+                path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+                if path == SIDECAR_DIR:
+                    return ABSENT
+                try:
+                    result = os.lstat(self._sys_root + path)
+                except (FileNotFoundError, NotADirectoryError):
+                    self._last_stat = None
+                    return ABSENT
+                except OSError:
+                    return self._probe(dir_path, name)  # (its errors)
+                if not self.is_upper:  # kept for the getinfo that follows (see _stat_kind)
+                    self._last_stat = (path, result)
+                mode = result.st_mode
+                return DIR if stat.S_ISDIR(mode) else SYMLINK if stat.S_ISLNK(mode) else FILE
             if self.probes and not self.may_redirect and (self.hot_after is None or not self._hot(dir_path)):
                 return self._probe(dir_path, name)
             index = self.dir(dir_path)
@@ -217,6 +233,36 @@ class Layer:
         if is_dir:
             return OPAQUE_DIR if name in index.opaque else DIR  # type: ignore[union-attr]
         return SYMLINK if name in index.links else FILE  # type: ignore[union-attr]
+
+    def lookup_indexing(self, dir_path: str, name: str) -> int:
+        """:meth:`lookup`, for a merged directory about to be listed: where that one name is
+        asked of the layer's disk (no cached index of ``dir_path``, no sidecar), a directory
+        found there is opened with ``O_NOFOLLOW | O_DIRECTORY`` and listed at once, its index
+        cached: the listing that follows needs it, and the open proves it a real directory
+        (not a link) without the ``lstat`` a lookup makes. Anything else is :meth:`lookup`."""
+        if self.sidecar is not None or self._sys_root is None or not self.probes or self.hot_after is not None:
+            return self.lookup(dir_path, name)
+        if self._dirs.peek(dir_path, _MISSING) is not _MISSING:
+            return self.lookup(dir_path, name)
+        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        if path == SIDECAR_DIR or self._dirs.peek(path, _MISSING) is not _MISSING:
+            return self.lookup(dir_path, name)
+        try:
+            fd = os.open(self._sys_root + path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return self.lookup(dir_path, name)  # absent, a file or a link (ENOTDIR, ELOOP): as ever
+        try:
+            with os.scandir(fd) as scan:
+                found = list(scan)
+        except OSError:
+            return self.lookup(dir_path, name)
+        finally:
+            os.close(fd)
+        entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
+        links = {entry.name for entry in found if entry.is_symlink()}
+        self._dirs.put(path, DirIndex(entries, links=links))  # (_index_of of a layer without a sidecar)
+        self._last_stat = None
+        return DIR
 
     def _hot(self, dir_path: str) -> bool:
         """Count a cold name asked of ``dir_path``; whether the directory is now worth indexing."""
@@ -237,13 +283,16 @@ class Layer:
             return ABSENT
         code = self._stat_kind(path)
         sidecar = self.sidecar
+        if sidecar is None or (code != ABSENT and code != DIR):
+            return code
+        kinds = sidecar.kinds(dir_path)  # (one look at the directory's record kinds, not one per kind)
+        if not kinds:
+            return code
         if code == ABSENT:
-            if sidecar is None:
-                return ABSENT
-            if sidecar.has_record(path, LINK):
+            if LINK in kinds and sidecar.record_exists(dir_path, name, LINK):
                 return SYMLINK
-            return WHITED if sidecar.has_record(path, WHITEOUT) else ABSENT
-        if code == DIR and sidecar is not None and sidecar.has_record(path, OPAQUE):
+            return WHITED if WHITEOUT in kinds and sidecar.record_exists(dir_path, name, WHITEOUT) else ABSENT
+        if OPAQUE in kinds and sidecar.record_exists(dir_path, name, OPAQUE):
             return OPAQUE_DIR
         return code
 
@@ -322,8 +371,10 @@ class Layer:
         """The info of the entry ``path`` of this layer: a symbolic link's own (``lstat``), not
         its target's. On disk built from the ``lstat`` that the lookup of ``path`` just made
         when there was one (one system call per cold getinfo, not two)."""
-        wanted = tuple(namespaces or ())
         last, self._last_stat = self._last_stat, None
+        if not namespaces and last is not None and last[0] == path:  # (the basic namespace: most getinfos)
+            return Info({"basic": {"name": path[path.rfind("/") + 1:], "is_dir": stat.S_ISDIR(last[1].st_mode)}})
+        wanted = tuple(namespaces or ())
         if self._sys_root is not None and _STAT_NAMESPACES.issuperset(wanted):
             if last is not None and last[0] == path:
                 status = last[1]
@@ -576,14 +627,11 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dic
         try:
             with convert_os_errors("scandir", path, directory=True):
                 with os.scandir(root + path if path != "/" else root + "/") as scan:
-                    entries = {}
-                    for entry in scan:
-                        if entry.is_symlink():
-                            entries[entry.name] = False
-                            links.add(entry.name)
-                        else:
-                            entries[entry.name] = entry.is_dir(follow_symlinks=False)
-                    return entries, links
+                    # comprehensions, not a loop: a link is no directory to is_dir(follow_symlinks=False)
+                    found = list(scan)
+                entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
+                links = {entry.name for entry in found if entry.is_symlink()}
+                return entries, links
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
     try:

@@ -13,10 +13,32 @@ cached, so a later subtree forget still reaches every cached descendant.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Generic, Iterator, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterable, Iterator, Optional, Set, Tuple, TypeVar
 
 V = TypeVar("V")
 _MISSING = object()
+
+
+class BoundedSet(Dict[str, None]):
+    """A set of at most ``limit`` strings (a dict's keys: ``in`` is a dict lookup); past the
+    limit the oldest added goes first (adding one again makes it the newest)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        if limit < 1:
+            raise ValueError("a set holds at least one member, not %r" % (limit,))
+        self.limit = limit
+
+    def add(self, key: str) -> None:
+        if key in self:
+            del self[key]
+        self[key] = None
+        if len(self) > self.limit:
+            del self[next(iter(self))]
+
+    def add_all(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.add(key)
 
 
 def parent_of(path: str) -> str:
@@ -63,21 +85,24 @@ class TreeCache(Generic[V]):
 
     def put(self, path: str, value: V) -> None:
         """Cache ``value`` at ``path``, evicting the least recently used values beyond the limit."""
-        if path in self._values:
+        values = self._values
+        if path in values:
             self._drop_value(path)
         weight = 1 if self._weigh is None else max(1, self._weigh(value))
-        self._values[path] = value
+        values[path] = value
         if weight != 1:
             self._weights[path] = weight
         self.weight += weight
+        links = self._links
         child = path
-        while child != "/":  # link up to the first ancestor already linked
-            parent = parent_of(child)
-            siblings = self._links.get(parent)
+        while child != "/":  # link up to the first ancestor already linked (parent_of written out)
+            cut = child.rfind("/")
+            parent = child[:cut] if cut > 0 else "/"
+            siblings = links.get(parent)
             if siblings is not None:
                 siblings.add(child)
                 break
-            self._links[parent] = {child}
+            links[parent] = {child}
             child = parent
         while self.weight > self.limit and len(self._values) > 1:
             oldest = next(iter(self._values))
