@@ -411,14 +411,7 @@ def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
     """symlink, readlink, link, lchown/lutimes, rename and unlink of links (and rename(2)
     between two hard links of one file, which changes nothing), d_type DT_LNK in listings:
     the same answers on a unionfs mount and a kernel overlay of the same lower."""
-    from tests.support.mount import kernel_mount
-
-    results = {}
-    for side in ("kernel", "unionfs"):
-        base = tmp_path / side
-        lower, upper, work, mnt = (base / name for name in ("lower", "upper", "work", "mnt"))
-        for directory in (lower, upper, work, mnt):
-            directory.mkdir(parents=True)
+    def build(lower):
         (lower / "file").write_bytes(b"data")
         os.chown(lower / "file", 1, 1)
         (lower / "dir").mkdir()
@@ -427,13 +420,33 @@ def test_symbolic_and_hard_links_answer_as_the_kernel_overlay(tmp_path):
         os.symlink("/nonexistent/abs", lower / "abs")
         os.symlink("../missing", lower / "dangling")
         os.symlink("dir", lower / "todir")
+
+    def check(lower, upper):
+        assert os.readlink(lower / "abs") == "/nonexistent/abs" and (lower / "file").read_bytes() == b"data"
+        assert os.readlink(upper / "renamed") == "file" and os.lstat(upper / "renamed").st_uid == 7
+
+    results = _on_kernel_and_unionfs(tmp_path, build, _link_ops, check)
+    assert results["unionfs"] == results["kernel"]
+
+
+def _on_kernel_and_unionfs(tmp_path, build, operations, check) -> dict:
+    """``operations(mountpoint)``'s results on a kernel overlay and on a unionfs mount of the
+    same lower (``build(lower)``), each side's layers checked after unmounting (``check``)."""
+    from tests.support.mount import kernel_mount
+
+    results = {}
+    for side in ("kernel", "unionfs"):
+        base = tmp_path / side
+        lower, upper, work, mnt = (base / name for name in ("lower", "upper", "work", "mnt"))
+        for directory in (lower, upper, work, mnt):
+            directory.mkdir(parents=True)
+        build(lower)
         mounted = kernel_mount([str(lower)], str(upper), str(work), str(mnt)) if side == "kernel" else \
             fuse_mount([str(lower)], str(mnt), upper=str(upper))
         with mounted:
-            results[side] = _link_ops(mnt)
-        assert os.readlink(lower / "abs") == "/nonexistent/abs" and (lower / "file").read_bytes() == b"data"
-        assert os.readlink(upper / "renamed") == "file" and os.lstat(upper / "renamed").st_uid == 7
-    assert results["unionfs"] == results["kernel"]
+            results[side] = operations(mnt)
+        check(lower, upper)
+    return results
 
 
 def _written_through_one_name(root) -> dict:
@@ -455,20 +468,11 @@ def test_another_name_of_a_hard_link_reads_what_was_just_written(tmp_path):
     nodes with cached sizes: the write used to drop the other names' attributes only at
     RELEASE, which comes after close(2) returns (and never while the writer is open), so a
     read opened meanwhile stopped at the old size."""
-    from tests.support.mount import kernel_mount
-
-    results = {}
-    for side in ("kernel", "unionfs"):
-        base = tmp_path / side
-        lower, upper, work, mnt = (base / name for name in ("lower", "upper", "work", "mnt"))
-        for directory in (lower, upper, work, mnt):
-            directory.mkdir(parents=True)
-        (lower / "file").write_bytes(b"data")
-        mounted = kernel_mount([str(lower)], str(upper), str(work), str(mnt)) if side == "kernel" else \
-            fuse_mount([str(lower)], str(mnt), upper=str(upper))
-        with mounted:
-            results[side] = _written_through_one_name(mnt)
+    def check(lower, upper):
         assert (lower / "file").read_bytes() == b"data"
+
+    results = _on_kernel_and_unionfs(tmp_path, lambda lower: (lower / "file").write_bytes(b"data"),
+                                     _written_through_one_name, check)
     assert results["kernel"]["writer open"] == b"data+more"
     assert results["unionfs"] == results["kernel"]
 
