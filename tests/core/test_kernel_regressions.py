@@ -602,3 +602,13 @@ def test_a_copying_movedir_keeps_the_hard_links_of_a_lower_file(machine: Callabl
     else:
         replay(both, "truncate", "/b/a", size=0)
     replay(both, "read", "/b/b")
+
+
+def test_link_of_a_missing_file_is_not_found_even_into_a_link_loop(machine: Callable[..., Any]) -> None:
+    """KernelLowersMachine (a helper's random run): link('/b', '/a/a') with no '/b' and
+    '/a -> a'. link(2) looks the old name up first (do_linkat), so the kernel says ENOENT,
+    as the library does; the oracle resolved the new path first and said ELOOP."""
+    both = machine("KernelLowersMachine", {"/a": Entry(SYMLINK, target="a")})
+    with pytest.raises(FileNotFoundError):
+        os.link(both.kernel.merged + "/b", both.kernel.merged + "/a/a")
+    replay(both, "link", "/b", "/a/a")

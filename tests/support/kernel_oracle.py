@@ -524,8 +524,13 @@ class KernelView:
             os.symlink(target, self._real(path))
 
     def link(self, existing: str, new: str) -> None:
+        with _KernelCall(existing, link=True):
+            # link(2) looks the old name up before the new one's directory (do_linkat): a
+            # missing source is ENOENT even where the way to the new name is a link loop
+            source = self._real(existing)
+            os.lstat(source)
         with _KernelCall(new, link=True):
-            os.link(self._real(existing), self._real(new), follow_symlinks=False)
+            os.link(source, self._real(new), follow_symlinks=False)
 
     def isdir(self, path: str, follow: bool = True) -> bool:
         """Whether ``path`` is a directory (a link to one too, with ``follow``), resolved in the mount."""
