@@ -239,18 +239,19 @@ def test_sparse_members_are_left_to_tarfile(tmp_path):
 def test_gnu_tar_archives(tmp_path, fmt):
     if shutil.which("tar") is None:
         pytest.skip("needs GNU tar")
+    # v7 holds names of up to 99 bytes and no FIFOs: its tree is what it can hold
+    v7 = fmt == "v7"
     tree = tmp_path / "tree"
-    deep = tree / "/".join(["level-%02d" % n for n in range(8)])
+    deep = tree / "/".join(["level-%02d" % n for n in range(3 if v7 else 8)])
     deep.mkdir(parents=True)
-    (deep / ("f" * 80)).write_bytes(b"data" * 300)
+    (deep / ("f" * (40 if v7 else 80))).write_bytes(b"data" * 300)
     (tree / "ünï").write_bytes(b"u")
     os.symlink("level-00/" + "x" * 90, str(tree / "link"))
     os.link(str(tree / "ünï"), str(tree / "hard"))
-    os.mkfifo(str(tree / "fifo"))
+    if not v7:
+        os.mkfifo(str(tree / "fifo"))
     archive = tmp_path / "a.tar"
-    result = subprocess.run(["tar", "--format=" + fmt, "-C", str(tree), "-cf", str(archive), "."], capture_output=True)
-    if result.returncode != 0:  # (v7 and ustar refuse some names: a name too long is an error there)
-        pytest.skip("tar --format=%s: %s" % (fmt, result.stderr.decode(errors="replace").strip()))
+    subprocess.run(["tar", "--format=" + fmt, "-C", str(tree), "-cf", str(archive), "."], check=True, capture_output=True)
     assert_agrees(archive.read_bytes(), supported=None if fmt == "posix" else True)
 
 
