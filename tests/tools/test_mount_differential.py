@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.support.kernel_oracle import (
+    DIR,
     FILE,
+    SYMLINK,
     Entry,
     KernelOverlay,
     KernelView,
@@ -193,7 +195,24 @@ class MountMachine(SharedRules, RuleBasedStateMachine):
         """rename(2) of anything (a directory too: lower, merged or upper) onto anything,
         the errno compared exactly."""
         src, dst = self.path(data, "src", kind="dir"), self.path(data, "dst")
-        self.syscall("rename(%r, %r)" % (src, dst), lambda view: os.rename(view._real(src), view._real(dst)))
+        kept = self.kernel_parent_times(src)
+        theirs = self.syscall("rename(%r, %r)" % (src, dst), lambda view: os.rename(view._real(src), view._real(dst)))
+        if kept is not None and isinstance(theirs.error, _Errno) and theirs.error.number == errno.ENOTEMPTY:
+            # ext4's rename(RENAME_WHITEOUT) stamps the source's directory before it finds the
+            # target not empty (a tmpfs upper does not); the library's failed call changes
+            # nothing, as the kernel over tmpfs (docs/semantics.rst): the kernel side's
+            # stamp is undone
+            os.utime(kept[0], ns=kept[1], follow_symlinks=False)
+
+    def kernel_parent_times(self, path: str) -> Optional[Tuple[str, Tuple[int, int]]]:
+        """The kernel side's directory of ``path`` (its links followed) and its times."""
+        assert self.kernel is not None
+        try:
+            parent = KernelView(self.kernel.merged, self.kernel)._real(path).rsplit("/", 1)[0] or "/"
+            status = os.lstat(parent)
+        except OSError:
+            return None
+        return parent, (status.st_atime_ns, status.st_mtime_ns)
 
     @rule(data=st.data(), mode=st.sampled_from([0o600, 0o640, 0o644, 0o700, 0o711, 0o755, 0o777, 0o2755, 0o1777]))
     def chmod(self, data, mode) -> None:
@@ -203,12 +222,13 @@ class MountMachine(SharedRules, RuleBasedStateMachine):
         path = self.path(data, root=True)
         self.syscall("chmod(%r, %o)" % (path, mode), lambda view: os.chmod(view._followed(path), mode))
 
-    def syscall(self, what: str, call) -> None:
+    def syscall(self, what: str, call) -> Outcome:
         """``call(view)`` on both mounts: the same success, or the same errno."""
         ours, kernels = self.views()
         mine = outcome(lambda: _errno_of(call, ours))
         theirs = outcome(lambda: _errno_of(call, kernels))
         assert mine == theirs, "%s: ours %s, the kernel's %s" % (what, mine.describe(), theirs.describe())
+        return theirs
 
     # -- directories ---------------------------------------------------------------------------------
 
@@ -400,3 +420,17 @@ def test_a_linked_file_opened_for_writing_is_the_documented_deviation(kernel_ove
     the link and keeps the lower's time (docs/semantics.rst). The machine excuses that
     deviation as the property machine does, and still compares the data."""
     _replay([{"/a": Entry(FILE, b"\x00")}], ("link", ["/a", "/b"], {}), ("open_handle", ["/a"], {"writable": True}))
+
+
+def test_a_failed_rename_leaves_the_source_directory_as_it_was(kernel_overlay):
+    """A soak run: settimes('/c', 0, 0); movedir('/b', '/a'); rename('/c/a', '/a'), which
+    fails with ENOTEMPTY on both. The kernel's upper is ext4 here, whose rename with
+    RENAME_WHITEOUT stamped '/c' "now" before it found '/a' not empty (over a tmpfs upper
+    '/c' keeps its 0); the library's failed call changes nothing (docs/semantics.rst), and
+    the machine undoes the kernel side's stamp."""
+    _replay(
+        [{"/b": Entry(DIR), "/b/a": Entry(DIR), "/b/b": Entry(SYMLINK, target="a"), "/c": Entry(DIR), "/c/a": Entry(DIR)}],
+        ("settimes", ["/c"], {"accessed": 0, "modified": 0}),
+        ("movedir", ["/b", "/a"], {"create": True}),
+        ("rename", ["/c/a", "/a"], {}),
+    )
