@@ -277,8 +277,8 @@ def report(results: Dict[str, Dict[str, float]], preset: str) -> str:
                 ratios.append("-")
                 continue
             ratio = times[system] / times["fuse-overlayfs"]
-            extra = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
-            ratios.append("%.2fx%s" % (ratio, extra))
+            throughput = " (throughput %.2fx)" % (1 / ratio) if name == "sequential read" else ""
+            ratios.append("%.2fx%s" % (ratio, throughput))
         lines.append("| %s | %s | %s |" % (name, " | ".join(cells), " | ".join(ratios)))
     return "\n".join(lines)
 
