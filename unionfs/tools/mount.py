@@ -22,7 +22,7 @@ import stat
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
 
 import attr
 
@@ -168,27 +168,6 @@ def _oserror(number: int, path: Optional[str] = None) -> OSError:
 
 #: where the mount's own inode numbers start: above any a layer's filesystem hands out
 OWN_INODES = 1 << 63
-
-
-class _StatFields(Mapping[str, Any]):
-    """An ``os.stat_result`` read by the ``stat`` namespace's names (no copy: getattr is hot)."""
-
-    __slots__ = ("_st",)
-
-    def __init__(self, st: os.stat_result) -> None:
-        self._st = st
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self._st, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self._st, key, default)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(name for name in dir(self._st) if name.startswith("st_"))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class Inodes:
@@ -596,7 +575,7 @@ class Operations:
     def _stat_attributes(self, path: str, st: Union[os.stat_result, Mapping[str, Any]]) -> Dict[str, Any]:
         """stat(2)'s fields for ``path`` from an ``lstat`` of its entry: an ``os.stat_result``,
         or the ``stat`` namespace of its info (the same names), the one translation of both."""
-        if type(st) is os.stat_result:  # getattr's usual case: the fields read directly
+        if isinstance(st, os.stat_result):  # getattr's usual case: the fields read directly
             mode, nlink = st.st_mode, st.st_nlink
             is_dir = stat.S_ISDIR(mode)
             return {
@@ -613,7 +592,7 @@ class Operations:
                 "st_rdev": st.st_rdev,
                 "st_ino": self.inodes.get(path, (0, st.st_dev, st.st_ino), is_dir, nlink),
             }
-        fields: Mapping[str, Any] = st if isinstance(st, Mapping) else _StatFields(st)
+        fields = st  # the stat namespace of an info
         is_dir = stat.S_ISDIR(fields["st_mode"])
         return {
             "st_mode": fields["st_mode"],
