@@ -687,7 +687,6 @@ class Operations:
         for sec, nsec in (atime, mtime):
             times.append(None if nsec == UTIME_OMIT else now if nsec == UTIME_NOW else sec * _NS + nsec)
         if times[0] is None and times[1] is None:
-            self._answered.last = None
             self._call(self.overlay.getinfo, path)  # still ENOENT for a missing path
             return
         self._set_stat(path, None, times_ns=(times[0], times[1]))
@@ -804,11 +803,7 @@ class Operations:
                 default = self.overlay.getxattr(parent, ACLS[1], False)
             except NoSuchAttribute:
                 default = None
-                with self._capability_lock:
-                    if epoch == self._capability_epoch:  # nothing set, moved or removed since
-                        if len(self.no_default_acl) >= CAPABILITY_CACHE:
-                            self.no_default_acl.clear()
-                        self.no_default_acl.add(parent)
+                self._remember(self.no_default_acl, parent, epoch)
             except errors.FSError as error:  # not read: no entry is made without what it inherits
                 raise _oserror(errno_of(error), path) from None
         try:
@@ -876,11 +871,7 @@ class Operations:
             return self.overlay.getxattr(path, name, False)
         except NoSuchAttribute:
             if name == CAPABILITY:
-                with self._capability_lock:
-                    if epoch == self._capability_epoch:  # nothing moved or set since it was asked
-                        if len(self.no_capability) >= CAPABILITY_CACHE:
-                            self.no_capability.clear()
-                        self.no_capability.add(path)
+                self._remember(self.no_capability, path, epoch)
             raise _oserror(errno.ENODATA, path) from None
         except errors.FSError as error:
             raise _oserror(errno_of(error), path) from None
@@ -919,6 +910,16 @@ class Operations:
 
     def removexattr(self, path: str, name: str) -> None:
         self._call(self.overlay.removexattr, path, name, False)
+
+    def _remember(self, cache: Set[str], path: str, epoch: int) -> None:
+        """Note in ``cache`` (:attr:`no_capability`, :attr:`no_default_acl`) what was found of
+        ``path`` when the epoch was ``epoch``, unless something set, moved or removed since
+        may have made it stale; at most ``CAPABILITY_CACHE`` paths (then it starts afresh)."""
+        with self._capability_lock:
+            if epoch == self._capability_epoch:
+                if len(cache) >= CAPABILITY_CACHE:
+                    cache.clear()
+                cache.add(path)
 
     def _other_file_at(self, *paths: str) -> None:
         """Another file may be at ``paths`` (and below) now: what :attr:`no_capability` and
@@ -995,11 +996,7 @@ class Operations:
             raise
         # a new file has no capability: the kernel's question before its first write(2) is
         # answered without the overlay (unless a setxattr or rename came between)
-        with self._capability_lock:
-            if epoch == self._capability_epoch:
-                if len(self.no_capability) >= CAPABILITY_CACHE:
-                    self.no_capability.clear()
-                self.no_capability.add(path)
+        self._remember(self.no_capability, path, epoch)
         return self._new_fh(handle)
 
     def read(self, path: Optional[str], size: int, offset: int, fh: int) -> bytes:
