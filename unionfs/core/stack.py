@@ -258,8 +258,7 @@ class Layer:
             return self.lookup(dir_path, name)
         finally:
             os.close(fd)
-        entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
-        links = {entry.name for entry in found if entry.is_symlink()}
+        entries, links = _scanned(found)
         self._dirs.put(path, DirIndex(entries, links=links))  # (_index_of of a layer without a sidecar)
         self._last_stat = None
         return DIR
@@ -617,6 +616,13 @@ class Layer:
                 index.opaque.clear()
 
 
+def _scanned(found: List[os.DirEntry]) -> Tuple[Dict[str, bool], Set[str]]:
+    """Name -> is_dir and the names that are symbolic links, of an ``os.scandir``'s entries
+    (comprehensions, not a loop: a link is no directory to ``is_dir(follow_symlinks=False)``)."""
+    return {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}, \
+        {entry.name for entry in found if entry.is_symlink()}
+
+
 def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dict[str, bool], Set[str]]]:
     """Name -> is_dir of the directory ``path`` of ``layer_fs`` and the names that are
     symbolic links, ``None`` if it is not a directory. On disk (``root``: its OS path)
@@ -627,11 +633,8 @@ def list_dir(layer_fs: FS, root: Optional[str], path: str) -> Optional[Tuple[Dic
         try:
             with convert_os_errors("scandir", path, directory=True):
                 with os.scandir(root + path if path != "/" else root + "/") as scan:
-                    # comprehensions, not a loop: a link is no directory to is_dir(follow_symlinks=False)
                     found = list(scan)
-                entries = {entry.name: entry.is_dir(follow_symlinks=False) for entry in found}
-                links = {entry.name for entry in found if entry.is_symlink()}
-                return entries, links
+                return _scanned(found)
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             return None
     try:
