@@ -36,6 +36,7 @@ from ..errors import (
     AttributeExists, AttributeNameInvalid, AttributeTooLarge, IllegalDestination, LinkLoop, MountError,
     MountUnavailable, NoSuchAttribute, NotALink, ReservedPath, UpperInUse,
 )
+from ..core.copy_up import SPECIAL_TYPES
 from ..core.durable import system_root
 from ..core.xattr import ACLS
 from .posix_acl import Inherited, inherit
@@ -149,14 +150,6 @@ def errno_of(error: BaseException) -> int:
 
 _T = TypeVar("_T")
 _NO_OWNER: Any = object()
-
-#: the S_IFMT of the entry types that are neither files, directories nor links (by ResourceType)
-_SPECIAL_MODES: Dict[Any, int] = {
-    int(ResourceType.fifo): stat.S_IFIFO,
-    int(ResourceType.character): stat.S_IFCHR,
-    int(ResourceType.block_special_file): stat.S_IFBLK,
-    int(ResourceType.socket): stat.S_IFSOCK,
-}
 
 
 def _oserror(number: int, path: Optional[str] = None) -> OSError:
@@ -629,7 +622,8 @@ class Operations:
         if details.get("type") == int(ResourceType.symlink):
             mode = stat.S_IFLNK | 0o777  # a link has no permissions of its own
         else:
-            mode |= stat.S_IFDIR if is_dir else _SPECIAL_MODES.get(details.get("type"), stat.S_IFREG)
+            kind = cast(ResourceType, details.get("type"))  # (the raw int equals its ResourceType)
+            mode |= stat.S_IFDIR if is_dir else SPECIAL_TYPES.get(kind, stat.S_IFREG)
         def ns(key: str) -> int:
             value = details.get(key) or details.get("modified") or 0
             return int(value * 1e9)

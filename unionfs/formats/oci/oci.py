@@ -45,6 +45,7 @@ from .blobs import (
     random_access,
     seek_reader,
 )
+from ...core.copy_up import SPECIAL_TYPES
 from ...core.stack import DirIndex, Layer
 from ...errors import LayerFormatError, convert_errors, literal
 from ...io import HashingReader, WindowReader
@@ -99,7 +100,7 @@ class TarEntry:
         """lstat(2) as the mount answers it from :meth:`info` (the same fields, no ``Info``
         built): device and inode 0 (a tar member has no identity; the mount numbers it),
         one link, a symlink's mode 0777, the time as all three times, no device number."""
-        mode = stat.S_IFLNK | 0o777 if self.kind == ResourceType.symlink else self.mode | _FILE_TYPES.get(self.kind, stat.S_IFREG)
+        mode = stat.S_IFLNK | 0o777 if self.kind == ResourceType.symlink else self.mode | (stat.S_IFDIR if self.kind == ResourceType.directory else SPECIAL_TYPES.get(self.kind, stat.S_IFREG))
         size = 0 if self.kind == ResourceType.directory else self.size
         time_ns = int(self.mtime * 1e9)
         return os.stat_result(
@@ -110,15 +111,6 @@ class TarEntry:
         )
 
 
-#: S_IFMT of each kind of entry (others are regular files)
-_FILE_TYPES = {
-    ResourceType.file: stat.S_IFREG,
-    ResourceType.directory: stat.S_IFDIR,
-    ResourceType.character: stat.S_IFCHR,
-    ResourceType.block_special_file: stat.S_IFBLK,
-    ResourceType.fifo: stat.S_IFIFO,
-    ResourceType.socket: stat.S_IFSOCK,
-}
 
 
 @functools.lru_cache(maxsize=None)
