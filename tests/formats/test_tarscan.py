@@ -4,9 +4,11 @@ member it cannot vouch for; an OCI layer indexes the same either way."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import shutil
 import subprocess
@@ -18,7 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unionfs.formats import tarscan
+from unionfs.errors import LayerFormatError
+from unionfs.formats import archives, tarscan
 from unionfs.formats.oci import oci
 from unionfs.formats.oci.blobs import Blob
 
@@ -359,3 +362,82 @@ def test_member_data_is_skipped_in_bounded_reads():
 
     assert [member.name for member in tarscan.scan(read)] == ["big", "small"]
     assert max(asked) <= tarscan.CHUNK
+
+
+def _archive_view(tmp_path, data: bytes, name: str) -> Tuple[Any, ...]:
+    """Everything an archive lower shows of ``data``: each path's info in every namespace,
+    each file's bytes (a hard link's too), and what was left out."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with archives.open_archive(str(path), unsafe="skip") as layer:
+        shown = {}
+        for step in layer.walk.info("/", namespaces=["details", "access", "link"]):
+            entry, info_ = step
+            contents = layer.readbytes(entry) if info_.is_file and not info_.is_link else None
+            shown[entry] = (info_.raw, contents)
+        return shown, layer.skipped
+
+
+@pytest.mark.parametrize("compression", ["", "gz", "bz2", "xz"])
+def test_an_archive_lower_indexes_alike_with_scanner_and_tarfile(tmp_path, monkeypatch, compression):
+    members = tricky_members() + [(info("hard-to-long", tarfile.LNKTYPE, linkname="p" * 100), b""),
+                                  (info("dir/inside", size=4), b"data")]
+    data = tar_bytes(tarfile.PAX_FORMAT, members)
+    packed = {"": lambda b: b, "gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[compression](data)
+    read_by_tarfile = archives._tar_members
+
+    def not_tarfile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an ordinary archive is read by the scanner")
+
+    monkeypatch.setattr(archives, "_tar_members", not_tarfile)
+    scanned = _archive_view(tmp_path, packed, "scanned")
+    monkeypatch.setattr(archives, "_tar_members", read_by_tarfile)
+    monkeypatch.setattr(tarscan, "ENCODING", "latin-1")  # names the scanner would not decode as UTF-8
+    read = _archive_view(tmp_path, packed, "read")
+    assert scanned == read
+    assert scanned[0]["/after"][1] == b"a" * 513 and scanned[0]["/hard"][1] == b"hello"
+    assert scanned[0]["/ünïcödé/名前"][1] == b"abc"
+
+
+def test_a_damaged_archive_lower_is_refused_as_tarfile_refuses_it(tmp_path):
+    data = bytearray(tar_bytes(tarfile.PAX_FORMAT, [(info("a", size=3), b"aaa"), (info("b", size=3), b"bbb")]))
+    data[1024 + 148] ^= 0x01  # the second member's checksum
+    path = tmp_path / "damaged.tar"
+    path.write_bytes(bytes(data))
+    with pytest.raises(LayerFormatError, match="damaged.tar is damaged: the header at offset 1024"):
+        archives.open_archive(str(path))
+
+
+def test_an_archive_lower_steps_over_large_data_and_finds_a_truncation(tmp_path):
+    big = os.urandom(3 * tarscan.CHUNK + 5)
+    data = tar_bytes(tarfile.PAX_FORMAT, [(info("big", size=len(big)), big), (info("after", size=2), b"ok")])
+    path = tmp_path / "big.tar"
+    path.write_bytes(data)
+    reads: List[int] = []
+    real_scan = tarscan.scan
+
+    def counting_scan(read: Any, skip_ahead: Any = None) -> Any:
+        def counted(size: int) -> bytes:
+            piece = read(size)
+            reads.append(len(piece))
+            return piece
+        return real_scan(counted, skip_ahead)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tarscan, "scan", counting_scan)
+        with archives.open_archive(str(path)) as layer:
+            assert layer.readbytes("/big") == big and layer.readbytes("/after") == b"ok"
+    assert sum(reads) < len(big)  # the data was stepped over, not read
+    path.write_bytes(data[: 512 + 2 * tarscan.CHUNK])  # cut inside the big member
+    with pytest.raises(LayerFormatError, match="truncated"):
+        archives.open_archive(str(path))
+
+
+def test_an_archive_lower_at_an_offset_of_an_open_file(tmp_path):
+    data = tar_bytes(tarfile.PAX_FORMAT, [(info("a", size=3), b"aaa"), (info("d/b", size=1), b"b")])
+    path = tmp_path / "wrapped"
+    path.write_bytes(b"\xff" * 1536 + data)
+    with open(str(path), "rb") as handle:
+        handle.seek(1536)
+        with archives.open_archive(handle) as layer:
+            assert (layer.readbytes("/a"), layer.readbytes("/d/b")) == (b"aaa", b"b")

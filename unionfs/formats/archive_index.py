@@ -12,7 +12,9 @@ subclass, each supplying only how to find, describe and open a member.
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 import tarfile
 from typing import IO, Any, BinaryIO, Collection, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -27,6 +29,7 @@ from fs.permissions import Permissions
 from fs.subfs import SubFS
 
 from ..io import READ_ONLY_ARCHIVE_META
+from . import tarscan
 
 #: how many links a chain may pass through before it counts as a loop (Linux's MAXSYMLINKS)
 MAX_LINK_HOPS = 40
@@ -71,6 +74,12 @@ def text_name(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+#: a name :func:`normalise` leaves as it is (but for the leading ``/`` and a trailing one):
+#: components without NUL or backslash, none empty (a component ``.`` or ``..``, or one that
+#: begins with a dot, goes the long way)
+_PLAIN_NAME = re.compile(r"[^/\\\0]+(?:/[^/\\\0]+)*/?\Z")
+
+
 def normalise(name: str, dotdot: str = "refuse", backslashes: bool = False) -> str:
     """The absolute view path of the member name (or link target) ``name``: ``"/"`` for the
     root, or ``ValueError`` saying why there is none.
@@ -81,6 +90,8 @@ def normalise(name: str, dotdot: str = "refuse", backslashes: bool = False) -> s
     components too (layers written on Windows)."""
     if dotdot not in DOTDOT_POLICIES:
         raise ValueError("dotdot must be one of %r, not %r" % (DOTDOT_POLICIES, dotdot))
+    if name.isascii() and _PLAIN_NAME.match(name) is not None and "/." not in name and name[0] != ".":
+        return "/" + name.rstrip("/")  # the usual name, once per member: nothing else would change
     if backslashes:
         name = name.replace("\\", "/")
     parts: List[str] = []
@@ -140,10 +151,17 @@ def member_info(
     return Info(raw)
 
 
-def tar_access(member: tarfile.TarInfo) -> Dict[str, Any]:
+@functools.lru_cache(maxsize=None)  # (bounded: a mode has 4,096 values)
+def permission_names(mode: int) -> Tuple[str, ...]:
+    """``Permissions(mode=...).dump()``, once per mode: indexing an archive and a warm getinfo
+    build a list, not a Permissions object per member (archives use a handful of modes)."""
+    return tuple(Permissions(mode=mode & 0o7777).dump())
+
+
+def tar_access(member: Union[tarfile.TarInfo, tarscan.Member]) -> Dict[str, Any]:
     """The ``access`` namespace of a tar member."""
     return {
-        "permissions": Permissions(mode=member.mode & 0o7777).dump(),
+        "permissions": list(permission_names(member.mode)),
         "uid": member.uid,
         "gid": member.gid,
         "user": member.uname or None,
@@ -298,6 +316,7 @@ __all__ = [
     "member_info",
     "normalise",
     "plain_tar_files",
+    "permission_names",
     "tar_access",
     "text_name",
 ]

@@ -31,6 +31,8 @@ BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 20
 
 _ENCODING = sys.getfilesystemencoding()  # tarfile's default encoding (errors: surrogateescape)
+#: how the scanner decodes names (a caller reading archives of another encoding uses tarfile)
+ENCODING = _ENCODING
 _REGULAR = frozenset(tarfile.REGULAR_TYPES)
 _SUPPORTED = frozenset(tarfile.SUPPORTED_TYPES)
 _LONG = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -189,10 +191,12 @@ def _padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
+def scan(read: Callable[[int], bytes], skip_ahead: Optional[Callable[[int], int]] = None) -> Iterator[Member]:
     """The members of the tar read by ``read`` (a stream's ``read``), as
     ``tarfile.open(fileobj=..., mode="r|")`` would list them; the stream is read to the end
-    of the archive (and up to :data:`CHUNK` bytes past it). :class:`Unsupported` where the
+    of the archive (and up to :data:`CHUNK` bytes past it). ``skip_ahead(n)``, where the
+    stream can seek, moves it on by up to ``n`` bytes and says by how many (fewer: it ended),
+    so that large member data is stepped over rather than read. :class:`Unsupported` where the
     archive needs tarfile (see the module)."""
     buffer = b""
     start = 0  # the stream offset of buffer[0]
@@ -214,6 +218,10 @@ def scan(read: Callable[[int], bytes]) -> Iterator[Member]:
         else:
             pieces, skip, got = [], position - have, 0  # data past the buffer: read and dropped
         want = end - position
+        if skip > CHUNK and skip_ahead is not None:
+            moved = skip_ahead(skip)
+            skip -= moved
+            eof = skip > 0
         while (skip or got < want) and not eof:
             piece = read(CHUNK)  # (never more at once: data skipped may be gigabytes)
             if not piece:

@@ -17,9 +17,7 @@ index like this:
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import stat
 import tarfile
 from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
@@ -32,7 +30,6 @@ from fs.enums import ResourceType
 from fs.info import Info
 from fs.memoryfs import MemoryFS
 from fs.path import basename, dirname, iteratepath, join
-from fs.permissions import Permissions
 
 from .blobs import (
     Blob,
@@ -50,7 +47,7 @@ from ...core.stack import DirIndex, Layer
 from ...errors import LayerFormatError, convert_errors, literal
 from ...io import HashingReader, WindowReader
 from .. import archive_index, tarscan
-from ..archive_index import ArchiveIndexFS, buffered, link_target_path, member_info, normalise
+from ..archive_index import ArchiveIndexFS, buffered, link_target_path, member_info, normalise, permission_names
 from ...core.lookup import Lookup
 from .image import PathLike, image_layers
 
@@ -88,7 +85,7 @@ class TarEntry:
 
     def info(self) -> Info:
         access = {
-            "permissions": list(_permission_names(self.mode)),
+            "permissions": list(permission_names(self.mode)),
             "uid": self.uid,
             "gid": self.gid,
             "user": self.user or None,
@@ -113,22 +110,9 @@ class TarEntry:
 
 
 
-@functools.lru_cache(maxsize=None)
-def _permission_names(mode: int) -> Tuple[str, ...]:
-    """``Permissions(mode=...).dump()``, once per mode: a warm getinfo is a dict build, not a
-    Permissions object per call (layers use a handful of modes)."""
-    return tuple(Permissions(mode=mode).dump())
-
-
 def _implicit_dir(name: str, ghost: bool = False) -> TarEntry:
     """A directory the tar implies (a member lies inside it) but has no header for."""
     return TarEntry(name, ResourceType.directory, 0o755, 0, 0, "", "", 0.0, 0, 0, implicit=True, ghost=ghost)
-
-
-#: a member name :func:`normalise` leaves as it is (but for the leading ``/`` and a trailing
-#: one): components without NUL or backslash, none empty (a component ``.`` or ``..``, or
-#: one that begins with a dot, goes the long way)
-_PLAIN_NAME = re.compile(r"[^/\\\0]+(?:/[^/\\\0]+)*/?\Z")
 
 
 def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
@@ -136,8 +120,6 @@ def member_path(raw_name: str, label: str, clamp: bool = False) -> str:
     :func:`~unionfs.formats.archive_index.normalise`: ``..`` resolves inside the layer and
     one that escapes is refused, or with ``clamp`` stays at the root, as a symlink target
     inside a root filesystem does)."""
-    if raw_name.isascii() and _PLAIN_NAME.match(raw_name) is not None and "/." not in raw_name and raw_name[0] != ".":
-        return "/" + raw_name.rstrip("/")  # (the usual name: normalise would change nothing else)
     try:
         return normalise(raw_name, dotdot="clamp" if clamp else "resolve", backslashes=True)
     except ValueError:
