@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import statistics
 import sys
+import tarfile
 import tempfile
 import time
 from typing import Callable, Dict, List, Tuple
@@ -27,7 +29,7 @@ from typing import Callable, Dict, List, Tuple
 from fs import errors
 
 from .systems import View, all_systems, baseline_system
-from .workloads import PRESETS, Sizes, Stack, _TreeWalker, build_many_lowers, build_usr, build_usr_whited
+from .workloads import PRESETS, Sizes, Stack, _TreeWalker, build_archives, build_many_lowers, build_usr, build_usr_whited
 
 
 def _getinfo_all(view: View, stack: Stack) -> int:
@@ -68,6 +70,34 @@ def _walk_files(view: View, stack: Stack) -> int:
     return max(1, sum(1 for _ in walker.files(view.fs)))
 
 
+def _archive_open(name: str) -> Callable[[View, Stack], int]:
+    """Open the archive ``name`` as a lower and index it, per member: raw is what fs's own
+    ``TarFS`` does at open (``tarfile``'s ``getmembers``), a unionfs system its
+    ``open_archive`` (the baseline's own, imported with its package)."""
+
+    def run(view: View, stack: Stack) -> int:
+        path = stack.data[name]
+        if view.system.kind == "raw":
+            with tarfile.open(path) as archive:
+                archive.getmembers()
+        else:
+            package = view.system.overlay.__module__.split(".")[0]
+            importlib.import_module(package + ".formats.archives").open_archive(path, unsafe="skip").close()
+        return int(stack.data["members"])
+
+    return run
+
+
+def _archives(sizes: Sizes, scratch: str) -> Stack:
+    """The archives of ``archive_root``, and that tree as the views' layer (which the
+    workloads do not use: each opens its archive itself)."""
+    stack = build_archives(sizes, scratch)
+    stack.os_lowers = [stack.data["source"]]
+    with tarfile.open(stack.data["tree.tar"]) as archive:
+        stack.data["members"] = len(archive.getmembers())
+    return stack
+
+
 def _many(sizes: Sizes, scratch: str) -> Stack:
     stack = build_many_lowers(sizes, scratch)
     stack.data["top"] = ["/d/top%d" % index for index in range(sizes.scaling_ops)]
@@ -82,8 +112,10 @@ WORKLOADS: Dict[str, Tuple[str, Callable[[View, Stack], int]]] = {
     "many.getinfo.cold": ("many", _many_getinfo),
     "many.listdir.cold": ("many", _many_listdir),
     "usr.walk.cold": ("usr", _walk_files),
+    "archive.open.tar": ("archives", _archive_open("tree.tar")),
+    "archive.open.targz": ("archives", _archive_open("tree.tar.gz")),
 }
-BUILDERS = {"usr": build_usr, "usr-whited": build_usr_whited, "many": _many}
+BUILDERS = {"usr": build_usr, "usr-whited": build_usr_whited, "many": _many, "archives": _archives}
 
 
 def _sample(system: object, stack: Stack, operation: Callable[[View, Stack], int]) -> float:

@@ -647,6 +647,7 @@ def build_archives(sizes: Sizes, scratch: str) -> Stack:
         with tarfile.open(path, mode) as archive:  # type: ignore[call-overload]
             archive.add(source, arcname=".")
         stack.data[name] = path
+    stack.data["source"] = source
     stack.data["files"] = len(_regular_files(source)) + sum(
         1 for d, _, fs_ in os.walk(source) for f in fs_ if os.path.islink(os.path.join(d, f)))
     return stack

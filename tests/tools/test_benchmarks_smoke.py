@@ -83,3 +83,21 @@ def test_targets_have_a_verdict_and_the_table_shows_them(toy_run):
     assert (out / "bench-toy.md").read_text() in stdout
     if find_spec("matplotlib") is not None:
         assert (out / "bench-toy.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_cpu_ab_runs_every_workload_against_a_baseline_checkout():
+    """``benchmarks.cpu_ab`` (the A/B the RESULTS.md numbers of issue 11 come from) runs each
+    workload at toy size for raw, a baseline (HEAD, imported from ``git archive``) and this
+    tree, and reports a positive time for each."""
+    from benchmarks.cpu_ab import WORKLOADS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpu_ab", "--preset", "toy", "--repeat", "1", "--baseline", "HEAD"]
+        + ["--only=%s" % name for name in sorted(WORKLOADS)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:]}
+    assert sorted(rows) == sorted(WORKLOADS)
+    for name, values in rows.items():
+        assert len(values) == 6 and all(float(value) > 0 for value in values), (name, values)
