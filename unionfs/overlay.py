@@ -401,7 +401,7 @@ class OverlayFS(FS):
             node = self._node(_path, path, want_dir=True)
             if not node.is_dir:
                 raise errors.DirectoryExpected(path)
-            return iter(list(readdir.scan(self._lookup, node, namespaces, page)))
+            return iter(readdir.scan(self._lookup, node, namespaces, page))
 
     def _quiet_node(self, path: str, follow: bool) -> Optional[Node]:
         """The node for a yes/no question: a link loop on the way is a no, as for ``os.path``."""

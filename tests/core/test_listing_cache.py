@@ -14,6 +14,7 @@ from fs.osfs import OSFS
 from fs.wrapfs import WrapFS
 
 from unionfs import OverlayFS
+import unionfs.core.lookup as lookup_module
 from unionfs.core.stack import Layer
 from unionfs.testing import trees
 
@@ -108,3 +109,26 @@ def test_basic_scandir_reads_no_layer_and_matches_the_layers(guard_lower, tmp_pa
     assert scanned == expected  # and are what the winning layer itself says
     assert next(iter(overlay.scandir("m", ["details"]))).has_namespace("details")
     assert [layer.scans for layer in lowers] != before  # other namespaces are read from the layers
+
+
+def test_basic_scandir_of_a_lower_only_directory_reads_its_index_not_a_merged_listing(guard_lower, monkeypatch):
+    overlay = OverlayFS(build(guard_lower), upper=MemoryFS())
+    overlay.writetext("m/sub/up", "u")  # m/sub: one lower under an upper copy, two layers now
+    overlay.makedir("fresh")  # upper only
+    overlay.writetext("fresh/new", "n")
+    again = OverlayFS([layer.fs for layer in overlay.stack.lowers], upper=overlay.stack.upper.fs)
+    expected = {  # from the merged listings (listdir), each entry's type looked up on its own
+        path: sorted((name, again.isdir(path + "/" + name)) for name in again.listdir(path)) for path in ("other", "fresh", "m/sub")
+    }
+    merged = []
+    original = lookup_module.merge_listing
+    monkeypatch.setattr(lookup_module, "merge_listing", lambda directory: merged.append(directory.path) or original(directory))
+    cold = OverlayFS([layer.fs for layer in overlay.stack.lowers], upper=overlay.stack.upper.fs)
+    for _round in range(2):
+        for path, entries in expected.items():
+            assert sorted((info.name, info.is_dir) for info in cold.scandir(path)) == entries
+    # a lower's own directory is never merged: its index is its listing; the upper's fresh one
+    # is, once (a cold lookup leaves the lowers below it to be asked when it is listed)
+    assert merged == ["/fresh", "/m/sub"]
+    cold.remove("fresh/new")  # the upper's index follows the change: so does the next scandir
+    assert [info.name for info in cold.scandir("fresh")] == []

@@ -54,12 +54,18 @@ def scan(
     directory: Node,
     namespaces: Optional[Collection[str]] = None,
     page: Optional[Tuple[int, int]] = None,
-) -> Iterator[Info]:
+) -> List[Info]:
     """Infos of the merged listing, each from the layer that wins the entry; ``page`` slices
     the merged list, so only the page's infos are read."""
     wanted = tuple(namespaces or ())
-    basic_only = BASIC_ONLY.issuperset(wanted)
-    if not basic_only and lookup.redirect_mode:
+    if BASIC_ONLY.issuperset(wanted):
+        return _basic_infos(lookup, directory, "link" in wanted, page)
+    return list(_infos_from_layers(lookup, directory, wanted, page))
+
+
+def _infos_from_layers(lookup: Lookup, directory: Node, wanted: Tuple[str, ...], page: Optional[Tuple[int, int]]) -> Iterator[Info]:
+    """:func:`scan` of namespaces beyond the basic ones: each entry's info read from its layer."""
+    if lookup.redirect_mode:
         # redirects put an entry's top at another path of its layer, a metadata-only file's
         # size is its data's: each entry's info comes through its node
         listing = lookup.listing(directory)
@@ -71,32 +77,22 @@ def scan(
                 # (entry_info: a dangling link is listed by its own lstat, as below)
                 yield node_info(child, wanted) if child.metacopy else child.top.entry_info(child.top_path, wanted)
         return
-    if not basic_only and page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
+    if page is None and lookup.cached_listing(directory) is None and len(directory.layers) == 1:
         # a cold details scan of a one-layer directory: that layer's scan is the answer (and
         # indexes the directory), not an index read followed by a second scan
         layer = directory.layers[0]
         scanned = layer.scan(directory.path, wanted)
-        for name in lookup.listing(directory).names:
+        index = lookup.sole_index(directory)
+        for name in index.entries if index is not None else lookup.listing(directory).names:
             one = scanned.get(name)
             if one is not None:
                 yield one
         return
     listing = lookup.listing(directory)
-    names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
+    names, tops = listing.names, listing.tops
     if page is not None:
         start, end = page
-        names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
-    if basic_only:
-        # name and type are all the basic namespace holds, and the listing knows both: no layer
-        # is read (but each link's, for its target where the link namespace is asked for)
-        with_links = "link" in wanted
-        prefix = directory.path if directory.path == "/" else directory.path + "/"
-        for name, is_dir, top in zip(names, is_dirs, tops):
-            raw: Dict[str, Dict[str, object]] = {"basic": {"name": name, "is_dir": is_dir}}
-            if with_links:
-                raw["link"] = {"target": top.readlink(prefix + name) if name in listing.links else None}
-            yield Info(raw)
-        return
+        names, tops = names[start:end], tops[start:end]
     by_layer: Dict[int, List[str]] = {}
     layer_of: Dict[int, Layer] = {}
     for name, top in zip(names, tops):
@@ -112,6 +108,28 @@ def scan(
         info = infos.get(name)
         # a name the scandir did not return (the layer changed under us) is read on its own
         yield info if info is not None else top.entry_info(join(directory.path, name), wanted)
+
+
+def _basic_infos(lookup: Lookup, directory: Node, with_links: bool, page: Optional[Tuple[int, int]]) -> List[Info]:
+    """:func:`scan` of the basic namespace (and ``link`` with ``with_links``): name and type are
+    all it holds, and the listing knows both: no layer is read (but each link's, for its
+    target where the link namespace is asked for)."""
+    if page is None and not with_links:
+        index = lookup.sole_index(directory)
+        if index is not None:  # most directories of a cold walk: no merged listing is made
+            return [Info({"basic": {"name": name, "is_dir": is_dir}}) for name, is_dir in index.entries.items()]
+    listing = lookup.listing(directory)
+    names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
+    if page is not None:
+        start, end = page
+        names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
+    if not with_links:
+        return [Info({"basic": {"name": name, "is_dir": is_dir}}) for name, is_dir in zip(names, is_dirs)]
+    prefix = directory.path if directory.path == "/" else directory.path + "/"
+    return [
+        Info({"basic": {"name": name, "is_dir": is_dir}, "link": {"target": top.readlink(prefix + name) if name in listing.links else None}})
+        for name, is_dir, top in zip(names, is_dirs, tops)
+    ]
 
 
 def lstat_listing(lookup: Lookup, directory: Node) -> List[Tuple[str, Optional[os.stat_result]]]:
