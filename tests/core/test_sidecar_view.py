@@ -44,3 +44,14 @@ def test_sidecar_name_allowed_below_the_root(overlay):
     overlay.makedir("a/.unionfs")
     overlay.writetext("a/.unionfs/x", "fine")
     assert overlay.readtext("a/.unionfs/x") == "fine"
+
+
+@pytest.mark.parametrize("path, parts", [
+    ("/a", ["a"]), ("/a/b c/d", ["a", "b c", "d"]), ("/.a/b", [".a", "b"]), ("/a/..b/c.", ["a", "..b", "c."]),
+    ("/a/./b", ["a", "b"]), ("/a//b/", ["a", "b"]), ("/a/b/../c", ["a", "c"]),
+])
+def test_a_record_directory_is_its_path_component_by_component(path, parts):
+    """M(D) of a normal path (made by a replace) and of any other (component by component)."""
+    from unionfs.core.sidecar import TREE_DIR, record_dir
+
+    assert record_dir(path) == TREE_DIR + "".join("/d/" + part for part in parts)

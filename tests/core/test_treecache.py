@@ -96,3 +96,15 @@ def test_a_bounded_set_keeps_its_limit_and_forgets_the_oldest_added_first():
     assert "/a" not in members and len(members) == 0
     with pytest.raises(ValueError):
         BoundedSet(0)
+
+
+@given(st.lists(st.lists(PATHS, max_size=5), max_size=8), st.integers(1, 4))
+def test_adding_all_at_once_leaves_what_adding_one_by_one_does(batches, limit):
+    from unionfs.core.treecache import BoundedSet
+
+    at_once, one_by_one = BoundedSet(limit), BoundedSet(limit)
+    for batch in batches:
+        at_once.add_all(batch)
+        for path in batch:
+            one_by_one.add(path)
+        assert list(at_once) == list(one_by_one)

@@ -41,7 +41,7 @@ import errno
 import os
 import stat
 import uuid
-from typing import Dict, FrozenSet, Optional, Set, Tuple
+from typing import Dict, FrozenSet, NoReturn, Optional, Set, Tuple
 
 import attr
 
@@ -127,6 +127,7 @@ def version_for(kinds: FrozenSet[str], journal: bool) -> int:
 
 #: the record kinds a directory's records can be of
 _KINDS = (WHITEOUT, OPAQUE, REDIRECT, METACOPY, LINK)
+_KIND_SET = frozenset(_KINDS)
 
 
 _CHILD_SEP = "/%s/" % CHILDREN
@@ -145,6 +146,10 @@ def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     if dir_path == "/":
         return TREE_DIR
+    if dir_path[:1] == "/" and "//" not in dir_path and "/." not in dir_path and dir_path[-1] != "/":
+        # normalised, no component starting with "." (most paths): a replace, not a split and
+        # join (this runs for every name a cold lookup asks the upper's records about)
+        return TREE_DIR + _CHILD_SEP + dir_path[1:].replace("/", _CHILD_SEP)
     parts = dir_path.split("/")
     if parts[0] or "" in parts[1:] or "." in parts or ".." in parts:  # not normalised: the slow way
         return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
@@ -237,6 +242,13 @@ def rename_dir(layer_fs: FS, src: str, dst: str) -> None:
     except (errors.NoSysPath, OSError):
         pass
     layer_fs.movedir(src, dst, create=True)
+
+
+def _fs_error(where: str, error: OSError) -> NoReturn:
+    """Raise the FS error that listing the sidecar directory ``where`` failing with ``error``
+    raises everywhere else (:meth:`Sidecar._list`'s ``convert_os_errors``)."""
+    with convert_os_errors("scandir", where, directory=True):
+        raise error
 
 
 def is_reserved(path: str) -> bool:
@@ -446,19 +458,22 @@ class Sidecar:
         or is a link (Linux says ENOTDIR for either): :meth:`_list` and :meth:`_no_link` tell
         which, as for any other record directory."""
         assert self._sys_root is not None
-        with convert_os_errors("scandir", where, directory=True):
-            try:
-                fd = os.open(self._sys_root + where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as error:
-                if error.errno in (errno.ENOTDIR, errno.ELOOP):
-                    return None
-                raise
-            try:
-                with os.scandir(fd) as scan:
-                    listing = {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
-            finally:
-                os.close(fd)
-        self._real.add(where)
+        # (OS errors converted where they happen, not in a convert_os_errors block around it
+        # all: this runs once per directory of a cold lookup, and its context costs a listing)
+        try:
+            fd = os.open(self._sys_root + where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno in (errno.ENOTDIR, errno.ELOOP):
+                return None
+            _fs_error(where, error)
+        try:
+            with os.scandir(fd) as scan:
+                listing = {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
+        except OSError as error:
+            _fs_error(where, error)
+        finally:
+            os.close(fd)
+        self._real.add(where)  # (the listing proved it real: _no_link need not ask again)
         return listing
 
     def whiteouts(self, dir_path: str) -> FrozenSet[str]:
@@ -492,14 +507,14 @@ class Sidecar:
                 listing = self._list_real(where)  # only the last component is unknown
             if listing is None:
                 listing = self._list(where)
-            self._no_link(where)  # found: it must not have been reached through a link
+                self._no_link(where)  # found: it must not have been reached through a link
         except (errors.ResourceNotFound, errors.DirectoryExpected):
             listing = {}  # (a record directory that is a file is junk: fsck reports it)
-        for kind in _KINDS:
-            if kind in listing and not listing[kind]:
+        kinds = _KIND_SET.intersection(listing)
+        for kind in _KINDS if kinds else ():
+            if kind in kinds and not listing[kind]:
                 linked = self._may_link and is_link(self.fs, where + "/" + kind)
                 raise SidecarError(where + "/" + kind, LINK_REASON if linked else "a record directory is a file")
-        kinds = frozenset(kind for kind in _KINDS if kind in listing)
         if self._sys_root is not None and listing:
             # os.scandir's is_dir does not follow links: what it calls a directory is a real one,
             # so its records (and M of its children, under d/) need no lstat of their own

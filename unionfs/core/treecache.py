@@ -37,8 +37,14 @@ class BoundedSet(Dict[str, None]):
             del self[next(iter(self))]
 
     def add_all(self, keys: Iterable[str]) -> None:
+        # add's steps written out (a sidecar adds each listed record directory): the oldest go
+        # once all are in, which leaves what adding them one by one would
         for key in keys:
-            self.add(key)
+            if key in self:
+                del self[key]
+            self[key] = None
+        while len(self) > self.limit:
+            del self[next(iter(self))]
 
 
 def parent_of(path: str) -> str:
