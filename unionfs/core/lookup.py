@@ -728,9 +728,9 @@ class Lookup:
         """The index of ``directory`` where one layer makes it up alone and no redirect can
         change what it lists: its entries, in order, are the merged listing, which need not be
         made (nor cached) to be read. ``None`` where the listing must be merged."""
-        if self.redirect_mode or directory._rest is not None or len(directory._layers) != 1:
+        if self.redirect_mode or not directory.complete or len(directory.known_layers) != 1:
             return None
-        return directory._layers[0].dir(directory.path)
+        return directory.known_layers[0].dir(directory.path)
 
     def cached_listing(self, directory: Node) -> Optional[Listing]:
         """The cached listing of ``directory``, if any (not marked as used)."""

@@ -9,7 +9,7 @@ and is unspecified; callers must not rely on either).
 from __future__ import annotations
 
 import os
-from typing import Collection, Dict, Iterator, List, Optional, Tuple
+from typing import Collection, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -114,22 +114,24 @@ def _basic_infos(lookup: Lookup, directory: Node, with_links: bool, page: Option
     """:func:`scan` of the basic namespace (and ``link`` with ``with_links``): name and type are
     all it holds, and the listing knows both: no layer is read (but each link's, for its
     target where the link namespace is asked for)."""
-    if page is None and not with_links:
-        index = lookup.sole_index(directory)
-        if index is not None:  # most directories of a cold walk: no merged listing is made
-            return [Info({"basic": {"name": name, "is_dir": is_dir}}) for name, is_dir in index.entries.items()]
-    listing = lookup.listing(directory)
-    names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
-    if page is not None:
-        start, end = page
-        names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
-    if not with_links:
-        return [Info({"basic": {"name": name, "is_dir": is_dir}}) for name, is_dir in zip(names, is_dirs)]
-    prefix = directory.path if directory.path == "/" else directory.path + "/"
-    return [
-        Info({"basic": {"name": name, "is_dir": is_dir}, "link": {"target": top.readlink(prefix + name) if name in listing.links else None}})
-        for name, is_dir, top in zip(names, is_dirs, tops)
-    ]
+    index = lookup.sole_index(directory) if page is None and not with_links else None
+    entries: Iterable[Tuple[str, bool]]
+    if index is not None:  # most directories of a cold walk: no merged listing is made
+        entries = index.entries.items()
+    else:
+        listing = lookup.listing(directory)
+        names, is_dirs, tops = listing.names, listing.is_dirs, listing.tops
+        if page is not None:
+            start, end = page
+            names, is_dirs, tops = names[start:end], is_dirs[start:end], tops[start:end]
+        if with_links:
+            prefix = directory.path if directory.path == "/" else directory.path + "/"
+            return [
+                Info({"basic": {"name": name, "is_dir": is_dir}, "link": {"target": top.readlink(prefix + name) if name in listing.links else None}})
+                for name, is_dir, top in zip(names, is_dirs, tops)
+            ]
+        entries = zip(names, is_dirs)
+    return [Info({"basic": {"name": name, "is_dir": is_dir}}) for name, is_dir in entries]
 
 
 def lstat_listing(lookup: Lookup, directory: Node) -> List[Tuple[str, Optional[os.stat_result]]]:

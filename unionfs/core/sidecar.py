@@ -146,15 +146,14 @@ def record_dir(dir_path: str) -> str:
     """M(dir_path): where the records of the entries of ``dir_path`` live."""
     if dir_path == "/":
         return TREE_DIR
-    if dir_path[:1] == "/" and "//" not in dir_path and "/." not in dir_path and dir_path[-1] != "/":
-        # normalised, no component starting with "." (most paths): a replace, not a split and
-        # join (this runs for every name a cold lookup asks the upper's records about)
-        return TREE_DIR + _CHILD_SEP + dir_path[1:].replace("/", _CHILD_SEP)
-    parts = dir_path.split("/")
-    if parts[0] or "" in parts[1:] or "." in parts or ".." in parts:  # not normalised: the slow way
-        return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
-    # a string join, not iteratepath's regex: this runs once per directory of every cold lookup
-    return TREE_DIR + _CHILD_SEP + _CHILD_SEP.join(parts[1:])
+    if dir_path[:1] != "/" or "//" in dir_path or "/." in dir_path or dir_path[-1:] == "/":
+        # perhaps not normalised (or only a component starting with "."): its components tell
+        parts = dir_path.split("/")
+        if parts[0] or "" in parts[1:] or "." in parts or ".." in parts:  # not normalised: the slow way
+            return TREE_DIR + "".join("/%s/%s" % (CHILDREN, part) for part in iteratepath(dir_path))
+    # normalised: one replace, not iteratepath's regex nor a split and join (this runs for every
+    # name a cold lookup asks the upper's records about)
+    return TREE_DIR + _CHILD_SEP + dir_path[1:].replace("/", _CHILD_SEP)
 
 
 LINK_REASON = "a symbolic link in the sidecar (unionfs never follows one: remove it by hand)"
