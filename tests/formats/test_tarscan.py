@@ -122,6 +122,47 @@ def test_ustar_prefix_names():
     assert_agrees(tar_bytes(tarfile.USTAR_FORMAT, members))
 
 
+@given(st.lists(st.integers(0, 511), max_size=512), st.integers(1, 255), st.randoms(use_true_random=False))
+def test_the_byte_sum_is_every_headers_sum(places, value, rnd):
+    """The Adler-32 shortcut of the checksum sums a header as ``sum`` does, dense or sparse."""
+    header = bytearray(512)
+    for place in places:
+        header[place] = value if rnd.random() < 0.5 else rnd.randrange(1, 256)
+    assert tarscan._byte_sum(bytes(header), header.count(0)) == sum(header)
+
+
+@pytest.mark.parametrize("nonzero", [255, 256, 257, 512])
+def test_the_byte_sum_at_the_shortcuts_bound(nonzero):
+    header = b"\xff" * nonzero + bytes(512 - nonzero)  # the largest sums for so many bytes
+    assert tarscan._byte_sum(header, header.count(0)) == sum(header)
+
+
+def _with_checksum(header: bytearray, checksum: int) -> bytes:
+    header[148:156] = b"%06o\0 " % checksum
+    return bytes(header)
+
+
+def test_a_checksum_off_by_the_adler_modulus_is_refused():
+    """A dense header (its sum over 65521) whose stored checksum is its sum less 65521, which
+    Adler-32 alone cannot tell from the right one: damaged to tarfile, so left to tarfile."""
+    header = bytearray(tarscan.raw_header(b"\xfe" * 100, tarfile.SYMTYPE, prefix=b"\xfd" * 155, linkname=b"\xfc" * 100))
+    right = sum(header[:148]) + sum(header[156:]) + 256
+    assert right > 65521
+    assert_agrees(_with_checksum(header, right) + bytes(1024), supported=None)
+    assert_agrees(_with_checksum(bytearray(header), right - 65521) + bytes(1024), supported=False)
+
+
+def test_a_header_with_more_than_256_non_zero_bytes():
+    """ustar names of 255 characters (prefix and name full) leave over 256 bytes non-zero: those
+    headers are summed byte by byte, and a damaged one is still found."""
+    members = [(info("p" * 154 + "/" + "n" * 100, size=1, uname="u" * 31, gname="g" * 31), b"x")]
+    data = bytearray(tar_bytes(tarfile.USTAR_FORMAT, members))
+    assert 512 - data[:512].count(0) > 256
+    assert_agrees(bytes(data))
+    data[0] ^= 0x01  # the name changed, the checksum not
+    assert_agrees(bytes(data), supported=False)
+
+
 def test_pax_fields_override_the_header():
     members = [(info("é" * 10, size=3, mtime=1234567890.5, uid=3 ** 20, uname="ü" * 40), b"abc"),
                (info("dir/sub/", tarfile.DIRTYPE, mtime=1.25), b""),

