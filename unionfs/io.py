@@ -111,6 +111,14 @@ class PassThroughReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """The source's own bytes (``RawIOBase.read`` would copy them twice more: into a
+        buffer of its own through :meth:`readinto`, then out of it; a layer's indexing reads
+        all of its tar through here)."""
+        data = self._source.read(-1 if size is None else size)
+        self._seen(data)
+        return data
+
     def readinto(self, buffer: Any) -> int:
         data = self._source.read(len(buffer))
         self._seen(data)

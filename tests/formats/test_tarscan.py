@@ -12,6 +12,7 @@ import lzma
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from typing import Any, List, Optional, Tuple
 
@@ -387,6 +388,22 @@ def test_a_layer_answers_lstat_as_the_mount_answers_from_getinfo(tmp_path):
         assert answered == len(paths) - 2  # all but /kept and /shown: implied, the base layer describes them
         listed = {name: st for name, st in overlay.lstat_listing("/dir")}
         assert set(listed) == {"fifo", "null", "disk", "hard"} and all(st is not None for st in listed.values())
+
+
+@given(st.integers(0, 0o177777), st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 40),
+       st.floats(0, 2 ** 33, allow_nan=False), st.integers(0, 2 ** 31))
+def test_a_layer_entrys_stat_is_the_same_in_order_or_by_names(mode, uid, gid, size, mtime, blocks):
+    """The 19-field tuple a layer entry's stat is made of (where this platform's layout is
+    Linux's) says what the named fields say, every one of them."""
+    fast, named = oci._stat_in_order(mode, uid, gid, size, mtime, blocks), oci._stat_by_names(mode, uid, gid, size, mtime, blocks)
+    assert tuple(fast) == tuple(named)
+    for name in (name for name in dir(named) if name.startswith("st_")):
+        assert getattr(fast, name) == getattr(named, name), name
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the 19-field layout is Linux's")
+def test_a_layer_entrys_stat_takes_the_quick_way_on_linux():
+    assert oci._make_stat is oci._stat_in_order
 
 
 def test_member_data_is_skipped_in_bounded_reads():
