@@ -767,7 +767,7 @@ class Operations:
         """The full attributes of ``entry`` of the listing of directory ``fh`` (READDIRPLUS:
         the kernel caches them, so ``ls -l``, ``find`` and ``git status`` need no LOOKUP per
         entry); ``None`` if it is gone since the listing (another thread's unlink)."""
-        attributes = entry[1]
+        attributes: Optional[Dict[str, Any]] = entry[1]
         if attributes is None:
             path = self.dirs.get(fh)
             if path is None:
@@ -776,7 +776,7 @@ class Operations:
                 attributes = entry[1] = self._getattr((path.rstrip("/") + "/") + entry[0])
             except OSError:
                 return None
-        return cast(Dict[str, Any], attributes)
+        return attributes  # (no cast: a subscripted Dict per entry is a typing call a walk makes 100k times)
 
     def mkdir(self, path: str, mode: int) -> None:
         inherited = self._inherit(path, mode, is_dir=True)
