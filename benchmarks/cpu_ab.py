@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import importlib
 import os
 import statistics
@@ -88,6 +89,30 @@ def _archive_open(name: str) -> Callable[[View, Stack], int]:
     return run
 
 
+def _layer_index(view: View, stack: Stack) -> int:
+    """Index the plain tar as an OCI image layer (an uncompressed layer: what is left is its
+    headers, its digest and its markers), per member: raw is what a reader that verifies it
+    must do with the standard library, ``tarfile``'s ``getmembers`` and a SHA-256 of the file
+    (the layer's digest), a unionfs system its ``index_layer`` (the baseline's own)."""
+    path = stack.data["tree.tar"]
+    if view.system.kind == "raw":
+        with tarfile.open(path) as archive:
+            archive.getmembers()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    else:
+        package = view.system.overlay.__module__.split(".")[0]
+        oci = importlib.import_module(package + ".formats.oci.oci")
+        blobs = importlib.import_module(package + ".formats.oci.blobs")
+        blob = blobs.Blob("tree.tar", lambda: open(path, "rb"), None, None)
+        index = oci.index_layer(blob)
+        if index.stream is not None:
+            index.stream.close()
+    return int(stack.data["members"])
+
+
 def _archives(sizes: Sizes, scratch: str) -> Stack:
     """The archives of ``archive_root``, and that tree as the views' layer (which the
     workloads do not use: each opens its archive itself)."""
@@ -114,6 +139,7 @@ WORKLOADS: Dict[str, Tuple[str, Callable[[View, Stack], int]]] = {
     "usr.walk.cold": ("usr", _walk_files),
     "archive.open.tar": ("archives", _archive_open("tree.tar")),
     "archive.open.targz": ("archives", _archive_open("tree.tar.gz")),
+    "archive.index.layer": ("archives", _layer_index),
 }
 BUILDERS = {"usr": build_usr, "usr-whited": build_usr_whited, "many": _many, "archives": _archives}
 
