@@ -211,16 +211,27 @@ class WindowReader(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
+    def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to ``size`` bytes from the position (all that is left for ``None`` or a negative
+        size), as ``read_at`` gives them (``RawIOBase.read`` would copy them twice more)."""
+        if size is None or size < 0:
+            return self.readall()
+        return self._take(size)
+
     def readinto(self, buffer: Any) -> int:
-        wanted = len(buffer) if self._size is None else min(len(buffer), self._size - self._pos)
+        data = self._take(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _take(self, size: int) -> bytes:
+        wanted = size if self._size is None else min(size, self._size - self._pos)
         if wanted <= 0:
-            return 0
+            return b""
         data = self._read_at(self._offset + self._pos, wanted)
         if self._size is not None and len(data) < wanted:
             raise OSError("unexpected end of layer data")
-        buffer[: len(data)] = data
         self._pos += len(data)
-        return len(data)
+        return data
 
     def close(self) -> None:
         if not self.closed and self._on_close is not None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import os
 import random
 
 import pytest
 from hypothesis import given, strategies as st
 
 from unionfs.formats.oci.blobs import GzipStream, LayerFormatError
+from unionfs.io import HashingReader, WindowReader
 
 # incompressible, then very compressible: many raw chunks, and steps that stop mid-chunk
 PLAIN = random.Random(5).randbytes(400_000) + b"compressible " * 40_000
@@ -66,3 +69,39 @@ def test_a_truncated_gzip_blob_is_an_error_naming_it() -> None:
     stream = GzipStream(opener(gzip.compress(PLAIN)[:-100]), "layer.tgz")
     with pytest.raises(LayerFormatError, match="layer.tgz: the gzip stream is truncated"):
         stream.read_at(0, len(PLAIN))
+
+
+def test_a_pass_through_reader_gives_every_byte_once_to_its_tap() -> None:
+    data = os.urandom(100_000)
+    for sizes in ([None], [-1], [1, 7, 4096, 65536, 50000, 10], [0, 99_999, 5]):
+        reader = HashingReader(io.BytesIO(data))
+        read = b"".join(reader.read(size) for size in sizes)
+        assert read == data[: len(read)]
+        reader.drain()
+        assert (reader.size, reader.digest) == (len(data), "sha256:" + hashlib.sha256(data).hexdigest())
+    buffer = bytearray(10)
+    reader = HashingReader(io.BytesIO(data))
+    assert reader.readinto(buffer) == 10 and bytes(buffer) == data[:10]
+
+
+@given(st.integers(0, 2000), st.one_of(st.none(), st.integers(0, 3000)),
+       st.lists(st.one_of(st.none(), st.integers(-1, 900)), min_size=1, max_size=8))
+def test_a_window_reads_its_bytes_in_any_sizes(offset, size, sizes) -> None:
+    """A window (``size`` bytes at ``offset``, or all from ``offset``) reads by ``read`` and
+    ``readinto`` what slicing gives, never past its end."""
+    data = os.urandom(4000)
+    window = WindowReader(lambda at, count: data[at: at + count], offset, size)
+    expected = data[offset:] if size is None else data[offset: offset + size]
+    if size is not None and offset + size > len(data):
+        with pytest.raises(OSError, match="unexpected end of layer data"):
+            window.read()
+        return
+    got = b""
+    for count in sizes:
+        got += window.read(count)
+        assert got == expected[: len(got)]
+    buffer = bytearray(100)
+    taken = window.readinto(buffer)
+    got += bytes(buffer[:taken])
+    got += window.read()
+    assert got == expected and window.read(10) == b"" and window.tell() == len(expected)

@@ -266,21 +266,6 @@ def test_an_uncompressed_layer_checks_its_digest_and_its_diff_id(tmp_path, algor
         oci.index_layer(Blob("layer.tar", lambda: io.BytesIO(raw), digest[:-4] + "0000", len(raw)), sha256(raw))
 
 
-def test_a_pass_through_reader_gives_every_byte_once_to_its_tap() -> None:
-    from unionfs.io import HashingReader
-
-    data = os.urandom(100_000)
-    for sizes in ([None], [-1], [1, 7, 4096, 65536, 50000, 10], [0, 99_999, 5]):
-        reader = HashingReader(io.BytesIO(data))
-        read = b"".join(reader.read(size) for size in sizes)
-        assert read == data[: len(read)]
-        reader.drain()
-        assert (reader.size, reader.digest) == (len(data), sha256(data))
-    buffer = bytearray(10)
-    reader = HashingReader(io.BytesIO(data))
-    assert reader.readinto(buffer) == 10 and bytes(buffer) == data[:10]
-
-
 def test_a_tarred_layout_is_read_in_place(tmp_path) -> None:
     layout = make_layout(tmp_path, IMAGES)
     archive = str(tmp_path / "image.tar")
