@@ -455,3 +455,13 @@ def test_any_fsspec_filesystem_is_a_layer():
     assert sorted(overlay.listdir("/")) == ["d", "empty"] and overlay.readbytes("d/b.txt") == b"B!"
     after = {entry["name"]: store.cat_file(entry["name"]) for entry in store.find("/fleet", detail=True).values()}
     assert after == before
+
+
+def test_the_tests_s3_server_leaves_nothing_behind(s3_server: S3Server) -> None:
+    """A server of the tests' S3 (as the session's is) removes its directory, port file and
+    log included, when it stops: a test run leaves no ``unionfs-s3-*`` in the temp dir."""
+    server = S3Server()
+    directory = server._dir
+    assert sorted(os.listdir(directory)) == ["log", "port"]
+    server.stop()
+    assert not os.path.exists(directory)

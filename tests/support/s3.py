@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,15 +38,14 @@ class S3Server:
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="unionfs-s3-")
         port_file = os.path.join(self._dir, "port")
-        self._process = subprocess.Popen(
-            [sys.executable, SERVER, port_file],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self._dir, "log"), "w"),
-        )
+        self._log = open(os.path.join(self._dir, "log"), "w")
+        self._process = subprocess.Popen([sys.executable, SERVER, port_file], stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 60
         while not os.path.exists(port_file):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start: %s" % self.server_log())
+                message = "moto server did not start: %s" % self.server_log()
+                self.stop()
+                raise RuntimeError(message)
             time.sleep(0.05)
         with open(port_file) as handle:
             self.port = int(handle.read())
@@ -57,8 +57,11 @@ class S3Server:
             return handle.read()[-2000:]
 
     def stop(self) -> None:
+        """End the server and remove its directory (its port file and log: nothing is left)."""
         self._process.terminate()
         self._process.wait(10)
+        self._log.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- control --------------------------------------------------------------------------
 
