@@ -121,7 +121,11 @@ def main(argv: List[str]) -> int:
             with open(log_path) as log:
                 print("".join(log.readlines()[-25:]), end="")
     shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
-    return 1 if failed else 0
+    if failed:
+        print("unionmount-testsuite: the whole logs are in %s" % log_dir)
+        return 1
+    shutil.rmtree(log_dir, ignore_errors=True)  # (kept only to read a failure)
+    return 0
 
 
 if __name__ == "__main__":
