@@ -106,7 +106,7 @@ def _layer_index(view: View, stack: Stack) -> int:
         package = view.system.overlay.__module__.split(".")[0]
         oci = importlib.import_module(package + ".formats.oci.oci")
         blobs = importlib.import_module(package + ".formats.oci.blobs")
-        blob = blobs.Blob("tree.tar", lambda: open(path, "rb"), None, None)
+        blob = blobs.Blob("tree.tar", blobs.file_opener(path))
         index = oci.index_layer(blob)
         if index.stream is not None:
             index.stream.close()

@@ -120,8 +120,7 @@ class PassThroughReader(io.RawIOBase):
         return data
 
     def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        self._seen(data)
+        data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from typing import Any, BinaryIO, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
+from typing import Any, BinaryIO, Callable, Collection, Dict, List, Optional, Sequence, Set, Tuple, Union, cast
 
 import attr
 
@@ -123,7 +123,7 @@ def _stat_in_order(mode: int, uid: int, gid: int, size: int, mtime: float, block
                            time_ns, time_ns, time_ns, 4096, blocks, 0))
 
 
-def _stat_maker() -> Any:
+def _stat_maker() -> Callable[[int, int, int, int, float, int], os.stat_result]:
     """:func:`_stat_in_order` where this platform's ``os.stat_result`` has that layout (checked
     on a sample, field by field), else :func:`_stat_by_names`."""
     sample = (0o100640, 7, 8, 9, 1234.5, 10)
@@ -263,9 +263,7 @@ class _IndexBuilder:
                 raise LayerFormatError("%s: the root member %r is not a directory" % (self.label, member.name))
             self.root = entry
             return
-        known = self.entries.get(parent)
-        if parent != "/" and (known is None or known.kind is not _DIRECTORY or known.ghost):
-            self._ensure_dir(parent, ghost=False)  # (not the usual member of a directory already seen)
+        self._ensure_dir(parent, ghost=False)
         previous = self.entries.get(path)
         if previous is not None and previous.is_dir and not entry.is_dir:
             prefix = path + "/"
@@ -287,12 +285,12 @@ class _IndexBuilder:
                     entry = attr.evolve(entry, size=target.size, data_offset=target.data_offset, hardlink_to=None)
                 self.entries[path] = entry
             index.entries[path] = entry
-            if entry.kind is _DIRECTORY:
+            if entry.is_dir:
                 index.dirs.setdefault(path, DirIndex({}))
         dirs = index.dirs
         for path, entry in index.entries.items():
             parent_index = dirs[path[: path.rfind("/")] or "/"]  # (dirname of a normalised path)
-            parent_index.entries[entry.name] = entry.kind is _DIRECTORY
+            parent_index.entries[entry.name] = entry.is_dir
             if entry.kind is ResourceType.symlink:
                 parent_index.links.add(entry.name)  # an entry of its own: the overlay resolves it
         for parent, names in self.whiteouts.items():
