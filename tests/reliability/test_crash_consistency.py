@@ -563,3 +563,56 @@ def test_movedir_gives_the_destination_the_source_times_whatever_the_crash(lower
             problems.append("crash@%d: %s" % (fail_at, {p: (times[p], expected[p]) for p in expected if times[p] != expected[p]}))
     assert counting.calls > 10
     assert not problems, "\n".join(problems[:10])
+
+
+@pytest.mark.parametrize("redirect_dir, dst, kept", [
+    (True, "t/b", ["/t/b"]),  # its entries merge: nothing is renamed into t/b itself
+    (True, "u/v/b", ["/u", "/u/v", "/u/v/b"]),
+    (False, "u/v/b", ["/u", "/u/v"]),  # cp -a gives u/v/b the source's times
+], ids=["renames-sibling", "renames-elsewhere", "copying-elsewhere"])
+def test_a_movedir_into_a_merged_dir_keeps_the_times_it_leaves_alone_whatever_the_crash(guard_lower, tmp_path,
+                                                                                      redirect_dir, dst, kept):
+    """Regression (found by the power-cut test): a copy-up puts its parent's times back after
+    its rename into it; a movedir interrupted between the two, re-run, found the directory
+    copied up and left the parent restamped (``t/b``: "now" instead of its lower's time).
+    The journal entry keeps the times of the directories the move leaves alone (the
+    destination's ancestors; with renames, the directories merged into without an entry
+    renamed into them); checked at every write-side call, on an on-disk upper (whose
+    directories change mtime when their entries do)."""
+    spec = {"%s/%s/%d" % (top, sub, n): top + sub for top in ("t/a", "t/b", "u/v/b") for sub in "xy" for n in range(3)}
+    lower = guard_lower(trees.make_tree(MemoryFS(), spec))
+    base = tmp_path / "base"
+    base.mkdir()
+    OverlayFS(lower, OSFS(str(base))).close()
+
+    def fresh(label: str) -> OSFS:
+        target = tmp_path / label
+        shutil.copytree(str(base), str(target))
+        return OSFS(str(target))
+
+    def move(overlay: OverlayFS) -> None:
+        overlay.movedir("t/a", dst, create=True)
+
+    options = {"redirect_dir": redirect_dir, "metacopy": redirect_dir}
+    before = view(OverlayFS(lower, fresh("before"), **options))
+    counting = FaultyFS(fresh("counting"))
+    move(OverlayFS(lower, counting, **options))
+    after = view(OverlayFS(lower, counting, **options))
+    left_alone = {path: entry[1] for path, entry in after.items()
+                  if entry[0] == "dir" and path in before and before[path][1] == entry[1]}
+    assert set(kept) <= set(left_alone)
+    problems = []
+    for fail_at in range(1, counting.calls + 1):
+        upper = fresh("crash-%d" % fail_at)
+        overlay = OverlayFS(lower, FaultyFS(upper, fail_at, "crash"), volatile=True, **options)
+        try:
+            move(overlay)
+        except InjectedFault:
+            pass
+        overlay.close()
+        got = view(OverlayFS(lower, upper, **options))
+        restamped = sorted(path for path, modified in left_alone.items() if got.get(path, ("dir", modified))[1] != modified)
+        if restamped:
+            problems.append("crash@%d: restamped %s" % (fail_at, restamped))
+    assert counting.calls > 10
+    assert not problems, "\n".join(problems[:10])

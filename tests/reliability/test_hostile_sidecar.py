@@ -66,6 +66,10 @@ REFUSED_ENTRIES = {
     "source in the sidecar": ({"operation": "movedir", "src": "/.unionfs", "dst": "/x"}, "sidecar"),
     "not normal": ({"operation": "movedir", "src": "/a/../a", "dst": "/x"}, "normal"),
     "climbs out": ({"operation": "movedir", "src": "/..", "dst": "/x"}, "climbs out"),
+    "kept directory in the sidecar": ({"operation": "movedir", "src": "/a", "dst": "/x",
+                                       "kept": [["/.unionfs/tree", 1, 1]]}, "kept directory .* sidecar"),
+    "kept directory not normal": ({"operation": "movedir", "src": "/a", "dst": "/x", "kept": [["x/../y", 1, 1]]},
+                                  "kept directory .* normal"),
     "removetree below the root": ({"operation": "removetree", "src": "/a"}, "root only"),
     "discard below the root": ({"operation": "discard", "src": "/a"}, "root only"),
 }

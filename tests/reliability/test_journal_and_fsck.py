@@ -85,7 +85,8 @@ def test_a_failed_step_is_retried_at_once(lowers):
     [("{not json", "unreadable journal entry"), ('{"operation": "format-disk", "src": "/"}', "unreadable"),
      ('{"operation": "movedir", "src": "/a"}', "destination"),
      ('{"dst": "/b", "operation": "movedir", "src": "/a", "times": {"": 1}}', "times is not a list"),
-     ('{"dst": "/b", "operation": "movedir", "src": "/a", "times": [["", "x", 1]]}', "not \\[path, accessed")],
+     ('{"dst": "/b", "operation": "movedir", "src": "/a", "times": [["", "x", 1]]}', "not \\[path, accessed"),
+     ('{"dst": "/b", "kept": [["/", 1]], "operation": "movedir", "src": "/a"}', "not \\[path, accessed")],
 )
 def test_corrupt_journal_entry_is_named_on_open(lowers, text, complaint):
     upper = MemoryFS()

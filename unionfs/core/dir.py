@@ -14,7 +14,7 @@ journal (:mod:`unionfs.core.journal`): they are rolled forward after a crash.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Set, Tuple
 
 from .. import _fsimport  # noqa: F401
 from fs import errors
@@ -180,19 +180,56 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str, display: Option
         rename_dir(lookup, upper, src, dst)  # nothing at dst to clash with: the tree is not read
         return
     entries = _walk(lookup, src)
+    merged = {""}  # the destination directories the move merges into (relative to dst)
     for rel, node in entries:
         existing = lookup.node(join(dst, rel))
         if existing is not None and existing.is_dir != node.is_dir:
             error = errors.DirectoryExpected if node.is_dir else errors.FileExpected
             raise error(join(display or dst, rel))
+        if existing is not None and existing.is_dir:
+            merged.add(rel)
     # the source directories' times, before the moves restamp them (journaled: a re-run
     # after a crash gives the destination these, not what the renames left)
     times: List[journal.DirTimes] = []
     for rel, node in [("", src)] + entries:
-        kept = _times(node) if node.is_dir else None
-        if kept is not None:
-            times.append((rel, kept[0], kept[1]))
-    journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times)))
+        began = _times(node) if node.is_dir else None
+        if began is not None:
+            times.append((rel, began[0], began[1]))
+    if target is None:
+        merged.discard("")  # made by the move, in a parent that gets the time of the change
+    journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times),
+                                            _kept_times(lookup, upper, src.path, dst, entries, merged)))
+
+
+def _kept_times(lookup: Lookup, upper: Upper, src: str, dst: str, entries: List[Tuple[str, Node]],
+                merged: Set[str]) -> Tuple[journal.DirTimes, ...]:
+    """The directories whose times a journaled ``movedir`` leaves alone, with those times:
+    the ancestors of ``dst`` and of ``src``'s parent (copied up, never changed; ``dst``'s
+    parent changes where the move makes ``dst``: ``merged`` lacks ``""``) and, where
+    entries are renamed in (``redirect_dir``), the destination directories merged into
+    without an entry renamed into them. Their copy-ups put the times back after each
+    rename; a re-run after a crash between the two cannot know them any more."""
+    changed = {dirname(src)}  # loses the source: the time of the change
+    if "" not in merged:
+        changed.add(dirname(dst))  # gains the destination
+    if upper.redirect_dir:
+        # an entry renamed into a destination directory restamps it: a file (replacing
+        # one or not) or a directory the destination lacks
+        changed.update(join(dst, dirname(rel)) for rel, node in entries if not (node.is_dir and rel in merged))
+        candidates = {join(dst, rel) if rel else dst for rel in merged}
+    else:
+        candidates = set()  # cp -a gives every destination directory the source's times
+    for path in (dst, dirname(src)):
+        while path != "/":
+            path = dirname(path)
+            candidates.add(path)
+    kept = []
+    for path in sorted(candidates - changed):
+        node = lookup.node(path)
+        times = _times(node) if node is not None and node.is_dir else None
+        if times is not None:
+            kept.append((path, times[0], times[1]))
+    return tuple(kept)
 
 
 def _pure_upper(upper: Upper, node: Node) -> bool:
@@ -364,8 +401,11 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         assert intent.dst is not None
         if node is not None and node.is_dir:
             _move_contents(lookup, upper, node, intent.dst, intent.times)
-        # the last step, also when a crash came after the source went but before its stamp
+        # the last steps, also when a crash came after the source went but before its stamp
         upper.touch(dirname(intent.src))
+        for path, accessed, modified in intent.kept:
+            if upper.times(path) not in (None, (accessed, modified)):
+                upper.set_times(path, (accessed, modified))
         return
     if node is None or not node.is_dir:
         return

@@ -26,7 +26,8 @@ from .sidecar import JOURNAL_DIR, SIDECAR_DIR, Sidecar, is_reserved, read_text
 OPERATIONS = ("movedir", "removetree", "discard")
 
 
-#: a directory's times as a journal entry keeps them: (path relative to ``src``, accessed, modified)
+#: a directory's times as a journal entry keeps them: (path, accessed, modified); the path is
+#: relative to ``src`` in ``times``, absolute in ``kept``
 DirTimes = Tuple[str, float, float]
 
 
@@ -36,24 +37,31 @@ class Intent:
     or ``discard`` (``src`` is ``/``) of every change in the upper. ``times`` (movedir): the
     source directories' times when it began, which ``cp -a`` gives the destination's; its
     own renames restamp the source directories, so a re-run after a crash cannot read them
-    there any more."""
+    there any more. ``kept`` (movedir): the directories whose times the move leaves as they
+    were (ancestors copied up, destination directories merged into without an entry renamed
+    into them), with those times: a copy-up puts its parent's times back only after its
+    rename, so a crash between the two would otherwise leave the parent restamped."""
 
     operation: str = attr.ib(validator=attr.validators.in_(OPERATIONS))
     src: str = attr.ib()
     dst: Optional[str] = attr.ib(default=None)
     times: Tuple[DirTimes, ...] = attr.ib(default=(), eq=False, repr=False)
+    kept: Tuple[DirTimes, ...] = attr.ib(default=(), eq=False, repr=False)
 
     def dumps(self) -> str:
         data: dict = {"operation": self.operation, "src": self.src, "dst": self.dst}
         if self.times:
             data["times"] = [list(entry) for entry in self.times]
+        if self.kept:
+            data["kept"] = [list(entry) for entry in self.kept]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
     def loads(cls, where: str, text: str) -> "Intent":
         try:
             data = json.loads(text)
-            intent = cls(data["operation"], data["src"], data.get("dst"), _times(data.get("times") or []))
+            intent = cls(data["operation"], data["src"], data.get("dst"), _times(data.get("times") or []),
+                         _times(data.get("kept") or []))
         except (ValueError, TypeError, KeyError) as error:
             raise SidecarError(where, "unreadable journal entry (%s)" % error) from None
         if not isinstance(intent.src, str) or not intent.src.startswith("/"):
@@ -69,6 +77,7 @@ class Intent:
         """Why the API would never have journaled this intent (``None``: it could have). An
         entry is replayed with no caller to check it, so it is checked here, as the API checks."""
         paths = [("source", self.src)] + ([("destination", self.dst)] if self.dst is not None else [])
+        paths += [("kept directory", path) for path, _, _ in self.kept]
         for what, path in paths:
             assert path is not None
             try:
