@@ -519,3 +519,53 @@ def test_sync_makes_a_synchronous_mount(layers):
             force_unmount(str(mnt))
             wait_unmounted(str(mnt))
     assert sorted(name for name in os.listdir(upper) if name.startswith("made-")) == ["made-False", "made-True"]
+
+
+def _stat_answered(path: str, seconds: float) -> bool:
+    """Whether ``stat`` of ``path`` (in another process: a stuck one is killed) returns in time."""
+    try:
+        subprocess.run(["stat", "-c", "%s", path], capture_output=True, timeout=seconds, check=True)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("single_thread", [False, True], ids=["workers", "single-thread"])
+def test_a_read_waiting_for_its_lower_does_not_stall_a_stat(tmp_path, single_thread):
+    """The mount's workers: one read blocked in its lower's data (a lower on another FUSE
+    mount whose daemon is stopped) leaves a worker for a stat of a file of another layer,
+    since data I/O runs outside the overlay's lock. ``--single-thread`` serves the stat only
+    after the read: what the test would see if the mount had one worker."""
+    slow_dir, slow_upper, slow_mnt, fast, upper, mnt = (tmp_path / name for name in
+                                                        ("slow", "slow-upper", "slow-mnt", "fast", "upper", "mnt"))
+    for directory in (slow_dir, slow_upper, slow_mnt, fast, upper, mnt):
+        directory.mkdir()
+    (slow_dir / "big").write_bytes(os.urandom(1 << 20))
+    (fast / "small").write_bytes(b"small")
+    (fast / "other").write_bytes(b"never looked up before the read: its LOOKUP reaches the mount")
+    extra = ["--single-thread"] if single_thread else []
+    with fuse_mount([str(slow_dir)], str(slow_mnt), upper=str(slow_upper)):
+        slow_daemon = int((slow_upper / ".unionfs" / "lock").read_text().split()[0])
+        with fuse_mount([str(fast), str(slow_mnt)], str(mnt), upper=str(upper), extra=extra):
+            assert _stat_answered(str(mnt / "small"), 30)
+            reader = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'rb'); "
+                                       "sys.stdout.write('open\\n'); sys.stdout.flush(); sys.stdin.readline(); "
+                                       "print(len(f.read()))", str(mnt / "big")],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            try:
+                assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+                os.kill(slow_daemon, signal.SIGSTOP)  # the big file's data now waits
+                try:
+                    assert reader.stdin is not None
+                    reader.stdin.write("read\n")
+                    reader.stdin.flush()
+                    time.sleep(1)  # the read reaches the mount and its worker blocks
+                    assert reader.poll() is None, "the read did not wait for the stopped lower"
+                    answered = _stat_answered(str(mnt / "other"), 5)
+                finally:
+                    os.kill(slow_daemon, signal.SIGCONT)
+                assert reader.stdout.readline() == "%d\n" % (1 << 20)
+            finally:
+                reader.kill()
+                reader.wait()
+    assert answered == (not single_thread)

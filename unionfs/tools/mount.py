@@ -44,6 +44,12 @@ from ..core.file import FollowingReader
 from ..io import read_fully
 from ..overlay import OverlayFS
 
+#: libfuse's worker threads. Two: one serves the overlay while the other waits on a file's
+#: data (pread, pwrite, fsync run outside the overlay's lock), and no more, because only one
+#: thread runs Python at a time: every further worker only hands the GIL round. Measured
+#: (benchmarks/RESULTS.md): ``git status`` in a 20k-file repository, whose preload threads keep
+#: every worker busy, 1.66 s with 16 workers, 1.38 s with 2 (0.93 s with one); ``tar x`` 0.9x
+WORKER_THREADS = 2
 #: the kernel's "current time" and "leave alone" markers in utimensat's tv_nsec
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -1255,11 +1261,11 @@ def fuse_options(options: MountOptions) -> Dict[str, Any]:
         "attr_timeout": CACHE_TIMEOUT,
         "negative_timeout": CACHE_TIMEOUT,
         "auto_cache": True,
-        "max_threads": 16,  # libfuse 3's worker threads (mfusepy leaves the limit unset)
+        "max_threads": WORKER_THREADS,  # libfuse 3's (mfusepy leaves the limit unset)
         # as many idle as there can be workers, so none exits (the same as libfuse's "unset"):
         # given unset, libfuse 3.14.0 prints "Ignoring invalid max threads value 4294967295"
         # at every mount
-        "max_idle_threads": 16,
+        "max_idle_threads": WORKER_THREADS,
     }
     if options.allow_other:
         result["allow_other"] = True
