@@ -225,6 +225,17 @@ def test_movedir_into_an_ancestor_without_overlap_flattens_like_cp(pair: Callabl
     both.run("movedir", "/b/b", "/b", False)
 
 
+@pytest.mark.parametrize("renames", [False, True], ids=["copying", "renames"])
+def test_movedir_into_an_ancestor_gives_it_the_times_the_kernel_does(pair: Callable[..., Pair], renames: bool) -> None:
+    """movedir('/a/a/a', '/a') after a setinfo of '/a': ``cp -a /a/a/a/. /a`` gives '/a' the
+    source's times (copying), renames into it give nothing (with renames). Found by the
+    property suite: the journal's kept times (the ancestors of the source's parent, '/a'
+    among them) put '/a' back to its own time after the copy had given it the source's."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(DIR), "/a/a/a": Entry(DIR)}, renames=renames)
+    both.run("settimes", "/a", 0, 0)
+    both.run("movedir", "/a/a/a", "/a", False)
+
+
 def test_movedir_copies_up_the_directories_it_merges_into(pair: Callable[..., Pair]) -> None:
     """``cp -a /b/. /a`` gives every existing destination directory the source's attributes,
     which copies it up on the kernel. The view looks the same either way, but what the upper

@@ -218,7 +218,10 @@ def _kept_times(lookup: Lookup, upper: Upper, src: str, dst: str, entries: List[
         changed.update(join(dst, dirname(rel)) for rel, node in entries if not (node.is_dir and rel in merged))
         candidates = {join(dst, rel) if rel else dst for rel in merged}
     else:
-        candidates = set()  # cp -a gives every destination directory the source's times
+        # cp -a gives every destination directory it copies into the source's times
+        changed.add(dst)
+        changed.update(join(dst, rel) for rel, node in entries if node.is_dir)
+        candidates = set()
     for path in (dst, dirname(src)):
         while path != "/":
             path = dirname(path)
