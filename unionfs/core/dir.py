@@ -180,7 +180,9 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str, display: Option
         rename_dir(lookup, upper, src, dst)  # nothing at dst to clash with: the tree is not read
         return
     entries = _walk(lookup, src)
-    merged = {""}  # the destination directories the move merges into (relative to dst)
+    # the destination directories the move merges into (relative to dst; "" is dst itself,
+    # unless the move makes it)
+    merged = {""} if target is not None else set()
     for rel, node in entries:
         existing = lookup.node(join(dst, rel))
         if existing is not None and existing.is_dir != node.is_dir:
@@ -195,8 +197,6 @@ def move_tree(lookup: Lookup, upper: Upper, src: Node, dst: str, display: Option
         began = _times(node) if node.is_dir else None
         if began is not None:
             times.append((rel, began[0], began[1]))
-    if target is None:
-        merged.discard("")  # made by the move, in a parent that gets the time of the change
     journaled(lookup, upper, journal.Intent("movedir", src.path, dst, tuple(times),
                                             _kept_times(lookup, upper, src.path, dst, entries, merged)))
 
@@ -407,8 +407,7 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         # the last steps, also when a crash came after the source went but before its stamp
         upper.touch(dirname(intent.src))
         for path, accessed, modified in intent.kept:
-            if upper.times(path) not in (None, (accessed, modified)):
-                upper.set_times(path, (accessed, modified))
+            upper.restore_times(path, (accessed, modified))
         return
     if node is None or not node.is_dir:
         return

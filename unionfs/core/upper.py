@@ -639,8 +639,14 @@ class Upper:
         on disk) changes nothing the kernel shows."""
         before = self.times(path)
         yield
-        if before is not None and self.times(path) != before:
-            self.set_times(path, before)
+        if before is not None:
+            self.restore_times(path, before)
+
+    def restore_times(self, path: str, times: Tuple[float, float]) -> None:
+        """Give ``path`` the ``(accessed, modified)`` times it had, where the upper has it and
+        they changed since."""
+        if self.times(path) not in (None, times):
+            self.set_times(path, times)
 
     # -- records ------------------------------------------------------------------------------
 
