@@ -473,6 +473,19 @@ def test_commit_to_another_fs_never_touches_the_overlay(lowers):
 
 # -- an upper on disk ------------------------------------------------------------------------------
 
+def _copied_upper(base, target, keep_dir_times: bool = False) -> OSFS:
+    """A copy of the on-disk upper ``base`` at ``target``, opened; ``keep_dir_times``: with
+    its directories' times too (copytree keeps the times of files only)."""
+    shutil.copytree(str(base), str(target))
+    if keep_dir_times:
+        for directory, dirs, _files in os.walk(str(base)):
+            for name in dirs:
+                status = os.stat(os.path.join(directory, name))
+                os.utime(os.path.join(str(target), os.path.relpath(directory, str(base)), name),
+                         ns=(status.st_atime_ns, status.st_mtime_ns))
+    return OSFS(str(target))
+
+
 OSFS_OPERATIONS = ["copy-up file and parents", "remove with whiteout", "move over existing", "movedir merged tree",
                    "removetree root", "makedir over whiteout", "discard"]
 
@@ -488,9 +501,7 @@ def test_crash_at_every_write_with_an_upper_on_disk(name, lowers, tmp_path):
     prepared.close()  # releases the lock record: the copies must not inherit it
 
     def fresh(label: str) -> OSFS:
-        target = tmp_path / label
-        shutil.copytree(str(base), str(target))
-        return OSFS(str(target))
+        return _copied_upper(base, tmp_path / label)
 
     before = _shape(_open(lowers, fresh("before")))
     counting = FaultyFS(fresh("counting"))
@@ -532,14 +543,7 @@ def test_movedir_gives_the_destination_the_source_times_whatever_the_crash(lower
     prepared.close()
 
     def fresh(label: str) -> OSFS:
-        target = tmp_path / label
-        shutil.copytree(str(base), str(target))
-        for directory, dirs, _files in os.walk(str(base)):  # copytree keeps the times of files only
-            for name in dirs:
-                status = os.stat(os.path.join(directory, name))
-                os.utime(os.path.join(str(target), os.path.relpath(directory, str(base)), name),
-                         ns=(status.st_atime_ns, status.st_mtime_ns))
-        return OSFS(str(target))
+        return _copied_upper(base, tmp_path / label, keep_dir_times=True)
 
     before = view(OverlayFS(list(lowers), fresh("before")))
     expected = {"/moved" + path[len("/a"):]: entry[1] for path, entry in before.items()
@@ -586,9 +590,7 @@ def test_a_movedir_into_a_merged_dir_keeps_the_times_it_leaves_alone_whatever_th
     OverlayFS(lower, OSFS(str(base))).close()
 
     def fresh(label: str) -> OSFS:
-        target = tmp_path / label
-        shutil.copytree(str(base), str(target))
-        return OSFS(str(target))
+        return _copied_upper(base, tmp_path / label)
 
     def move(overlay: OverlayFS) -> None:
         overlay.movedir("t/a", dst, create=True)
