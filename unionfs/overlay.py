@@ -652,6 +652,11 @@ class OverlayFS(FS):
                 raise errors.DirectoryExpected(dir_path)
             if node.path == "/":
                 dirops.hide_children(self._lookup, upper, node)
+            elif node.path != _path:
+                # reached through a link: as rm -rf, empty the directory the path led to, then
+                # rmdir the path as spelled, which the emptying may have made lead nowhere
+                dirops.empty(self._lookup, upper, node)
+                self.removedir(dir_path)
             else:
                 dirops.hide(self._lookup, upper, node)
 

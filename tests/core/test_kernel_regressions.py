@@ -623,3 +623,20 @@ def test_link_of_a_missing_file_is_not_found_even_into_a_link_loop(machine: Call
     with pytest.raises(FileNotFoundError):
         os.link(both.kernel.merged + "/b", both.kernel.merged + "/a/a")
     replay(both, "link", "/b", "/a/a")
+
+
+def test_removetree_through_a_link_it_removes_empties_the_directory_then_fails(pair: Callable[..., Pair]) -> None:
+    """The property suite's draw: '/a/a -> ../../..' ends at the root, so '/a/a/a' is '/a'.
+    rm -rf empties the directory the path led to (the link '/a/a' with it), then its
+    rmdir of '/a/a/a' finds no '/a/a': ENOENT, '/a' left empty (the library removed '/a'
+    whole, without an error)."""
+    both = pair({"/a": Entry(DIR), "/a/a": Entry(SYMLINK, target="../../.."), "/a/b": Entry(FILE, b"b")})
+    both.run("removetree", "/a/a/a")
+    assert both.overlay.listdir("/a") == []
+
+
+def test_removetree_through_a_link_it_keeps_removes_the_directory(pair: Callable[..., Pair]) -> None:
+    """'/l -> d': rm -rf l/e empties '/d/e', then rmdir('l/e') removes it."""
+    both = pair({"/d": Entry(DIR), "/d/e": Entry(DIR), "/d/e/f": Entry(FILE, b"f"), "/l": Entry(SYMLINK, target="d")})
+    both.run("removetree", "/l/e")
+    assert both.overlay.listdir("/d") == []

@@ -665,14 +665,17 @@ class KernelView:
 
     def _removetree(self, path: str) -> None:
         """``rm -rf``: children first; the root itself stays (as in ``fs.base.FS.removetree``);
-        a link goes itself, as ``rm -rf link`` removes it."""
+        a link goes itself, as ``rm -rf link`` removes it. As GNU rm and ``shutil.rmtree`` do
+        it: the contents through the directory the path resolved to once (fts and rmtree
+        work from its descriptor, so a link on the way that the removal takes away does not
+        stop it), then rmdir(2) of the path as spelled, resolved again."""
         mode = self._lstat(path, directory=True).st_mode
         if stat.S_ISLNK(mode):
             self.remove(path)
             return
         if not stat.S_ISDIR(mode):
             raise errors.DirectoryExpected(path)
-        self._remove_contents(path)
+        self._remove_contents(self._real(path)[len(self.merged):] or "/")
         if path != "/":
             self.removedir(path)
 

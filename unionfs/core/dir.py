@@ -409,9 +409,14 @@ def _replay(lookup: Lookup, upper: Upper, intent: journal.Intent) -> None:
         for path, accessed, modified in intent.kept:
             upper.restore_times(path, (accessed, modified))
         return
-    if node is None or not node.is_dir:
-        return
-    for child in visible_children(lookup, node):
+    if node is not None and node.is_dir:
+        empty(lookup, upper, node)
+
+
+def empty(lookup: Lookup, upper: Upper, directory: Node) -> None:
+    """Hide the entries of ``directory`` one by one: each removal whole, the emptying not one
+    step (the journal's replay of ``removetree("/")``; ``rm -rf`` through a link)."""
+    for child in visible_children(lookup, directory):
         hide(lookup, upper, child)
 
 
