@@ -189,7 +189,7 @@ class OverlayFS(FS):
     def _place(self, path: str, display: str, follow: bool) -> Tuple[Optional[Node], str]:
         """The node at ``path`` (links followed as in :meth:`_node`), or ``None`` and the path
         where a new entry would go (a dangling link's target, with ``follow``)."""
-        node, real = self._lookup.resolve(path, display, follow)
+        node, real = self._lookup.resolve(path, display, follow, create=True)
         if real is None:  # an empty link target on the way: nowhere to make anything
             raise errors.ResourceNotFound(display)
         if node is None and real.endswith("/"):  # a link to "dir/" where no directory is: EISDIR
@@ -294,7 +294,7 @@ class OverlayFS(FS):
                 # O_CREAT|O_EXCL fails with EEXIST on anything that exists, a directory or a
                 # dangling link too
                 raise errors.FileExists(path)
-            node, real = self._lookup.resolve(_path, path)  # through links, as open(2) goes
+            node, real = self._lookup.resolve(_path, path, create=_mode.create)  # through links, as open(2) goes
             if node is not None and node.is_dir:
                 raise errors.FileExpected(path)
             if not (_mode.writing or _mode.truncate):

@@ -625,7 +625,7 @@ class Lookup:
         self._nodes.put(path, node)
         return node
 
-    def resolve(self, path: str, display: str, follow: bool = True) -> Tuple[Optional[Node], Optional[str]]:
+    def resolve(self, path: str, display: str, follow: bool = True, create: bool = False) -> Tuple[Optional[Node], Optional[str]]:
         """The node at ``path`` with the symbolic links on the way followed (the last component's
         too if ``follow``, as ``stat`` does; else as ``lstat``), and the path it stands at. For a
         path that does not resolve, the node is ``None`` and the path is where a new entry
@@ -637,7 +637,12 @@ class Lookup:
         OCI rootfs: a relative target from the link's directory, an absolute one from the
         overlay's root, component by component (``..`` after a link is the parent of where
         the link led), ``..`` at the root stays there: never outside the overlay. More than
-        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``."""
+        :data:`MAX_LINK_HOPS` links raise :class:`unionfs.errors.LinkLoop` naming ``display``.
+
+        ``create``: the path is opened with O_CREAT, where the kernel answers a last
+        component with a trailing ``/`` (a followed link's ``x/``) with EISDIR before it looks
+        it up (``open_last_lookups``): the answer is then ``None`` and ``x/``, whatever ``x``
+        is (a loop too)."""
         node = self.node(path)
         if node is not None and not (follow and node.is_link):
             return node, path  # no link on the way: lookup stops at any non-directory
@@ -668,6 +673,8 @@ class Lookup:
                 current = dirname(current)
                 continue
             candidate = current + part if current == "/" else current + "/" + part
+            if create and follow and pending and pending[-1] == _DIR_NEEDED and all(piece == "" for piece in list(pending)[:-1]):
+                return None, candidate + "/"
             node = self.node(candidate)
             if node is None or (pending and not node.is_dir and not node.is_link):
                 # missing here, or a file in the middle (ENOTDIR): the rest goes nowhere; where
