@@ -19,7 +19,7 @@ from fs import errors
 from fs.memoryfs import MemoryFS
 from fs.osfs import OSFS
 
-from unionfs import ModesLost, OverlayFS
+from unionfs import ModesLost, OverlayFS, UnsupportedLayer
 from unionfs.testing import trees
 
 from tests.support.imagetools import snapshot_dir, snapshot_fs
@@ -409,3 +409,17 @@ def test_export_kernel_from_a_memory_upper_says_modes_are_lost(tmp_path, kernel_
             assert lost and "holds no modes" in str(lost[0].message) and mode == 0o755
         else:
             assert not lost and mode == 0o700
+
+
+@pytest.mark.parametrize("value", [b"..", b".", b"a/b", b"", b"\xff"], ids=["dotdot", "dot", "two-names", "empty", "not-utf8"])
+def test_a_malformed_redirect_in_a_kernel_layer_is_refused_naming_it(tmp_path, value: bytes) -> None:
+    """A redirect is an absolute path or one name of the parent (the kernel's
+    ovl_check_redirect, then lookup_one_len refusing '.' and '..'): anything else is an
+    UnsupportedLayer naming the layer and the directory, never a lookup somewhere else."""
+    top, bottom = tmp_path / "top", tmp_path / "bottom"
+    (top / "d" / "moved").mkdir(parents=True)
+    (bottom / "d" / "x").mkdir(parents=True)
+    os.setxattr(str(top / "d" / "moved"), "trusted.overlay.redirect", value)
+    with OverlayFS.from_kernel([str(top), str(bottom)]) as overlay:
+        with pytest.raises(UnsupportedLayer, match=r"top.*d/moved"):
+            overlay.listdir("/d/moved")

@@ -165,7 +165,8 @@ class KernelLayer(Layer):
             redirect = value.decode("utf-8")
         except UnicodeDecodeError:
             raise UnsupportedLayer(msg="%s: the redirect of %s is not UTF-8" % (self.label, os.path.relpath(path, self.root))) from None
-        if not redirect or "\0" in redirect or (not redirect.startswith("/") and "/" in redirect):
+        if not redirect or "\0" in redirect or redirect in (".", "..") or (not redirect.startswith("/") and "/" in redirect):
+            # (a relative one is one name: the kernel's lookup_one_len refuses '.' and '..')
             raise UnsupportedLayer(
                 msg="%s: %s has a malformed redirect %r" % (self.label, os.path.relpath(path, self.root), redirect)
             )
