@@ -20,7 +20,7 @@ from fs.path import basename, dirname, iteratepath, join
 from ..errors import LinkLoop, literal
 from .stack import ABSENT, DIR, FILE, OPAQUE_DIR, SYMLINK, WHITED, DirIndex, Layer, all_names
 from .sidecar import is_reserved
-from .treecache import TreeCache, parent_of
+from .treecache import TreeCache, child_of, parent_of
 
 
 @attr.s(slots=True, eq=False)
@@ -394,17 +394,18 @@ class _Hit:
 
 
 def _in_index(index: DirIndex, dir_path: str, name: str) -> Any:
-    """One name in one directory of one layer: a :class:`_Hit`, ``_MISSING`` or ``_STOP``."""
+    """One name (a plain component) in one directory (normalised) of one layer: a
+    :class:`_Hit`, ``_MISSING`` or ``_STOP``."""
     is_dir = index.entries.get(name)
     if is_dir is None:
         return _STOP if name in index.whiteouts else _MISSING
     if is_dir:
-        return _Hit(join(dir_path, name), True, name in index.opaque, index.redirects.get(name), False)
+        return _Hit(child_of(dir_path, name), True, name in index.opaque, index.redirects.get(name), False)
     if name in index.links:
-        return _Hit(join(dir_path, name), False, False, None, False, is_link=True)
+        return _Hit(child_of(dir_path, name), False, False, None, False, is_link=True)
     if name in index.metacopy:
-        return _Hit(join(dir_path, name), False, False, index.metacopy[name], True)
-    return _Hit(join(dir_path, name), False, False, None, False)
+        return _Hit(child_of(dir_path, name), False, False, index.metacopy[name], True)
+    return _Hit(child_of(dir_path, name), False, False, None, False)
 
 
 def _lower_name(parent_origin: str, name: str, redirect: Optional[str]) -> str:
@@ -444,7 +445,7 @@ def _walk(layer: Layer, path: str) -> Tuple[Any, str]:
 def resolve_redirected(parent: Node, name: str, all_layers: Sequence[Layer]) -> Optional[Node]:
     """Look ``name`` up in the directory ``parent`` by the kernel's rules, redirects and
     metadata-only files included (every layer's directory index read whole)."""
-    return resolve_in(parent, layer_indexes(parent), name, join(parent.path, name), all_layers)
+    return resolve_in(parent, layer_indexes(parent), name, child_of(parent.path, name), all_layers)
 
 
 def layer_indexes(directory: Node) -> List[Tuple[Layer, str, DirIndex]]:
@@ -484,6 +485,9 @@ def resolve_in(
     found: List[_Hit] = []
     layers: List[Layer] = []
     parent_origin = parent.origin
+    # where the layers below look the name up unless its own redirect says otherwise (the
+    # kernel's d.name); the name's own path wherever no redirect above moved the parent
+    below_name = path if parent_origin == parent.path else join(parent_origin, name)
     origin: Optional[str] = None
     relative = name  # the name looked up in the parent's layers
     absolute: Optional[str] = None  # once a redirect is absolute: the path walked in each layer
@@ -510,7 +514,7 @@ def resolve_in(
         layers.append(layer)
         if origin is None:
             # where the layers below the topmost entry look it up (the kernel's d.name)
-            origin = _lower_name(parent_origin, name, hit.redirect) if layer.is_upper else join(parent_origin, name)
+            origin = _lower_name(parent_origin, name, hit.redirect) if layer.is_upper and hit.redirect else below_name
         if not hit.is_dir and not hit.metacopy:
             break
         if hit.opaque or hit.stop:
@@ -541,7 +545,7 @@ def resolve_in(
         tuple(layers),
         lower_positive,
         paths=tuple(hit.path for hit in found),
-        origin=origin or join(parent_origin, name),
+        origin=origin or below_name,
         metacopy=not is_dir and found[0].metacopy,
         is_link=found[0].is_link,
     )

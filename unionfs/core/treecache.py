@@ -54,6 +54,12 @@ def parent_of(path: str) -> str:
     return path[:cut] if cut > 0 else "/"
 
 
+def child_of(directory: str, name: str) -> str:
+    """The path of ``name`` in the absolute, normalised ``directory``, ``name`` one plain
+    component (``fs.path.join`` without its normalising, which a cold lookup pays per layer)."""
+    return "/" + name if directory == "/" else directory + "/" + name
+
+
 class TreeCache(Generic[V]):
     """Values by path, at most ``limit`` units of ``weigh`` (1 per value by default), LRU."""
 
