@@ -222,7 +222,7 @@ def resolve_child(parent: Node, name: str) -> Optional[Node]:
     directory found in a layer with more below is answered with that layer alone, the rest
     asked when wanted (:attr:`Node.layers`)."""
     dir_path = parent.path
-    path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+    path = child_of(dir_path, name)
     layers = parent._layers
     if len(layers) == 1 and parent._rest is None:
         # one layer: its answer is the view's (what _merge answers, without its loop)
@@ -676,7 +676,7 @@ class Lookup:
             if part == "..":
                 current = dirname(current)
                 continue
-            candidate = current + part if current == "/" else current + "/" + part
+            candidate = child_of(current, part)
             if create and follow and pending and pending[-1] == _DIR_NEEDED and all(piece == "" for piece in list(pending)[:-1]):
                 return None, candidate + "/"
             node = self.node(candidate)

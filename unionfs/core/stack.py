@@ -29,6 +29,7 @@ from fs.osfs import OSFS
 from fs.path import basename, dirname, join
 
 from ..errors import UnsupportedLayer, convert_errors, os_failure, unsupported_layer
+from .treecache import child_of
 from .identity import identity, overlaps, relation
 from .nofollow import lstat_info, syspath
 from .sidecar import LINK, OPAQUE, REDIRECT, RESERVED_NAME, SIDECAR_DIR, VERSIONS, WHITEOUT, Sidecar, is_reserved, sys_root
@@ -208,7 +209,7 @@ class Layer:
         if index is _MISSING:
             if self.sidecar is None and self.hot_after is None and self.probes and self._sys_root is not None:
                 # a plain local layer: :meth:`_probe` is one lstat (written out: every cold name)
-                path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+                path = child_of(dir_path, name)
                 if path == SIDECAR_DIR:
                     return ABSENT
                 try:
@@ -244,7 +245,7 @@ class Layer:
             return self.lookup(dir_path, name)
         if self._dirs.peek(dir_path, _MISSING) is not _MISSING:
             return self.lookup(dir_path, name)
-        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        path = child_of(dir_path, name)
         if path == SIDECAR_DIR or self._dirs.peek(path, _MISSING) is not _MISSING:
             return self.lookup(dir_path, name)
         try:
@@ -277,7 +278,7 @@ class Layer:
     def _probe(self, dir_path: str, name: str) -> int:
         """:meth:`lookup` for one name, without the directory's index: what a listing of the
         directory would say about it (an entry wins over a record of the same name)."""
-        path = dir_path + name if dir_path == "/" else dir_path + "/" + name
+        path = child_of(dir_path, name)
         if path == SIDECAR_DIR:
             return ABSENT
         code = self._stat_kind(path)
